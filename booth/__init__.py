@@ -1,0 +1,1 @@
+"""The `booth` command line: one entry point to every component."""

@@ -1,0 +1,143 @@
+"""`booth`: one command line for every component. Heavy imports happen inside each command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from infra.settings import Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def _table(rows: list[dict], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        click.echo("(nothing)")
+        return
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)
+
+
+@click.group()
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """Motion Booth: cameras -> pose -> dataset -> pix2pix fine-tuning -> rendition."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        ctx.obj = {"settings": Settings()}
+    except Exception as exc:  # noqa: BLE001 - a bad setting must read as one line, not a traceback
+        raise click.ClickException(f"configuration error: {exc}") from exc
+
+
+# --- stack -------------------------------------------------------------------------------------
+@main.group()
+def stack() -> None:
+    """The embedded broker, S3 server and Prometheus."""
+
+
+@stack.command("up")
+@click.option("--prometheus/--no-prometheus", default=None, help="Default: start it if installed.")
+@click.option("--storage", type=click.Choice(["memory", "s3"]), default="memory",
+              help="Broker storage: in RAM (fast, lost on stop) or in the embedded S3 server (persists, slower).")
+@click.pass_context
+def stack_up(ctx, prometheus, storage):
+    """Start the embedded stack on 127.0.0.1 (idempotent)."""
+    from infra.stack import Stack, StackError
+
+    try:
+        _table(Stack(_settings(ctx), storage=storage).up(prometheus=prometheus), "stack")
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@stack.command("down")
+@click.option("--grace", default=5.0, show_default=True, help="Seconds between SIGTERM and SIGKILL.")
+@click.pass_context
+def stack_down(ctx, grace):
+    """Stop what `stack up` started (and nothing else)."""
+    from infra.stack import Stack
+
+    stopped = Stack(_settings(ctx)).down(grace=grace)
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@stack.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def stack_status(ctx, as_json):
+    """What runs where."""
+    from infra.stack import Stack
+
+    rows = Stack(_settings(ctx)).status()
+    click.echo(json.dumps(rows, indent=2)) if as_json else _table(rows, "stack")
+
+
+@stack.command("reset")
+@click.pass_context
+def stack_reset(ctx):
+    """Delete and recreate the topics: the in-memory broker keeps every message in RAM until then."""
+    from infra.stack import Stack
+
+    _table([{"topic": k, "partitions": v} for k, v in Stack(_settings(ctx)).reset_topics().items()], "topics")
+
+
+# --- session -----------------------------------------------------------------------------------
+@main.group()
+def session() -> None:
+    """Start and end a visitor's session."""
+
+
+@session.command("start")
+@click.option("--session", "session_id", help="Session id (default: a new one).")
+@click.option("--camera", "cameras", multiple=True, help="Camera ids taking part.")
+@click.option("--reference", help="The reference dance to render.")
+@click.pass_context
+def session_start(ctx, session_id, cameras, reference):
+    from producers.session import new_session_id, publish
+    from schemas import InvalidId
+
+    try:
+        event = publish(_settings(ctx), session_id or new_session_id(), "start", cameras, reference)
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="--session") from exc
+    click.echo(event.session)
+
+
+@session.command("end")
+@click.argument("session_id")
+@click.option("--abort", is_flag=True, help="Abort: no dataset, no training.")
+@click.pass_context
+def session_end(ctx, session_id, abort):
+    from producers.session import publish
+    from schemas import InvalidId
+
+    try:
+        publish(_settings(ctx), session_id, "abort" if abort else "end")
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="SESSION_ID") from exc
+    click.echo(f"{session_id}: {'aborted' if abort else 'ended'}")
+
+
+@main.command("config")
+@click.pass_context
+def config(ctx):
+    """Print the effective settings (secrets masked)."""
+    _table([{"setting": k, "value": v} for k, v in _settings(ctx).safe_summary().items()])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

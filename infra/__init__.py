@@ -1,0 +1,1 @@
+"""How the real services start and how every component reaches them."""

@@ -1,0 +1,140 @@
+"""Kafka clients built from Settings, so security options and limits are set in one place."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+
+from infra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _security(settings: Settings) -> dict:
+    opts: dict = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_sasl_mechanism:
+        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        opts["sasl_plain_username"] = settings.kafka_sasl_username
+        if settings.kafka_sasl_password is not None:
+            opts["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    if settings.kafka_ssl_cafile:
+        opts["ssl_cafile"] = str(settings.kafka_ssl_cafile)
+    if settings.kafka_ssl_certfile:
+        opts["ssl_certfile"] = str(settings.kafka_ssl_certfile)
+    if settings.kafka_ssl_keyfile:
+        opts["ssl_keyfile"] = str(settings.kafka_ssl_keyfile)
+    return opts
+
+
+def producer(settings: Settings, **overrides):
+    from kafka import KafkaProducer
+
+    opts = dict(
+        bootstrap_servers=settings.kafka_bootstrap,
+        max_request_size=settings.kafka_max_message_bytes,
+        acks="all",
+        linger_ms=5,
+        retries=5,
+        **_security(settings),
+    )
+    opts.update(overrides)
+    return KafkaProducer(**opts)
+
+
+def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides):
+    from kafka import KafkaConsumer
+
+    opts = dict(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_partition_fetch_bytes=settings.kafka_max_message_bytes,
+        fetch_max_bytes=max(settings.kafka_max_message_bytes, 52_428_800),
+        **_security(settings),
+    )
+    opts.update(overrides)
+    return KafkaConsumer(*topics, **opts)
+
+
+def admin(settings: Settings):
+    from kafka import KafkaAdminClient
+
+    return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **_security(settings))
+
+
+def ensure_topics(settings: Settings, recreate: bool = False) -> dict[str, int]:
+    """Create the project's topics with explicit partition counts (never rely on auto-create)."""
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+
+    wanted = settings.topic_partitions()
+    client = admin(settings)
+    try:
+        existing = set(client.list_topics())
+        if recreate:
+            doomed = [t for t in wanted if t in existing]
+            if doomed:
+                try:
+                    client.delete_topics(doomed)
+                except UnknownTopicOrPartitionError:
+                    pass
+                _wait_for(lambda: not (set(client.list_topics()) & set(doomed)), "topics to be deleted")
+            existing -= set(doomed)
+        new = [NewTopic(name, count, 1) for name, count in wanted.items() if name not in existing]
+        if new:
+            try:
+                client.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+            _wait_for(lambda: set(wanted) <= set(client.list_topics()), "topics to be created")
+        return wanted
+    finally:
+        client.close()
+
+
+def _wait_for(check, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def aiokafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    from aiokafka.helpers import create_ssl_context
+
+    return create_ssl_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+    )
+
+
+def faust_broker_options(settings: Settings) -> dict:
+    """Keyword arguments for faust.App that reach the same broker with the same limits."""
+    import faust
+
+    opts: dict = dict(
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
+        producer_max_request_size=settings.kafka_max_message_bytes,
+        consumer_max_fetch_size=settings.kafka_max_message_bytes,
+        topic_replication_factor=1,
+    )
+    context = aiokafka_ssl_context(settings)
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        opts["broker_credentials"] = faust.SASLCredentials(
+            username=settings.kafka_sasl_username or "", password=password,
+            mechanism=settings.kafka_sasl_mechanism, ssl_context=context,
+        )
+    elif context is not None:
+        opts["broker_credentials"] = faust.SSLCredentials(context)
+    return opts

@@ -1,0 +1,104 @@
+"""One settings object for every component.
+
+Values come from, highest first: keyword arguments, ``BOOTH_*`` environment variables, secret files
+(``BOOTH_SECRETS_DIR``, one file per setting name), the TOML file named by ``BOOTH_CONFIG`` (or
+``booth.toml`` in the working directory), then the defaults below, which point at the embedded stack.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_models_dir() -> Path:
+    shared = REPO_ROOT.parent / "shared" / "models"
+    return shared if shared.is_dir() else REPO_ROOT / ".booth" / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BOOTH_", extra="ignore", secrets_dir=os.environ.get("BOOTH_SECRETS_DIR"))
+
+    # --- Kafka ---
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    # The embedded broker makes group joins wait about half the session timeout, and the first
+    # member's timeout sticks to the group: short values keep rebalances quick everywhere.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1000
+    kafka_max_message_bytes: int = 16 * 1024 * 1024
+
+    # --- topics (name, partitions) ---
+    topic_frames: str = "booth.frames"
+    topic_poses: str = "booth.poses"
+    topic_smoothed: str = "booth.poses.smoothed"
+    topic_sessions: str = "booth.sessions"
+    topic_datasets: str = "booth.datasets"
+    topic_training: str = "booth.training"
+    topic_renditions: str = "booth.renditions"
+    topic_deadletter: str = "booth.deadletter"
+    partitions_streams: int = Field(4, ge=1, description="frames, poses and smoothed poses")
+    partitions_control: int = Field(1, ge=1, description="sessions, datasets, training, renditions, dead letters")
+
+    # --- object storage ---
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_access_key: str = "booth"
+    s3_secret_key: SecretStr = SecretStr("booth-local-secret")
+    s3_secure: bool = False
+    s3_bucket: str = "booth"
+    s3_region: str = "us-east-1"
+    link_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
+
+    # --- models and processing ---
+    models_dir: Path = Field(default_factory=_default_models_dir)
+    pose_backend: Literal["auto", "movenet", "blazepose", "posenet"] = "auto"
+    pose_threads: int = Field(1, ge=1, description="TFLite threads per interpreter")
+    pose_concurrency: int = Field(2, ge=1, description="frames estimated in parallel by one worker")
+    pose_batch: int = Field(8, ge=1, description="frames taken from the stream at once")
+
+    # --- local state, metrics ---
+    state_dir: Path = REPO_ROOT / ".booth"
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(0, ge=0, description="0 = pick the component's default port")
+
+    # --- embedded stack (its broker and S3 ports are those of kafka_bootstrap and s3_endpoint) ---
+    stack_prometheus_port: int = 9090
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        config = os.environ.get("BOOTH_CONFIG") or ("booth.toml" if Path("booth.toml").is_file() else None)
+        sources = [init_settings, env_settings, file_secret_settings]
+        if config:
+            if not Path(config).is_file():
+                raise FileNotFoundError(f"BOOTH_CONFIG names {config}, which does not exist")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+    def topic_partitions(self) -> dict[str, int]:
+        streams, control = self.partitions_streams, self.partitions_control
+        return {
+            self.topic_frames: streams, self.topic_poses: streams, self.topic_smoothed: streams,
+            self.topic_sessions: control, self.topic_datasets: control, self.topic_training: control,
+            self.topic_renditions: control, self.topic_deadletter: control,
+        }
+
+    def safe_summary(self) -> dict[str, object]:
+        """What may be printed or logged: secrets are masked by SecretStr."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}
+
+
+def load(**overrides) -> Settings:
+    return Settings(**overrides)

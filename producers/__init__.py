@@ -1,0 +1,1 @@
+"""Camera producers: frames from cameras, files and streams to the frames topic."""

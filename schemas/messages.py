@@ -1,0 +1,310 @@
+"""Versioned message contracts and their binary envelope.
+
+Every message on the bus is one envelope (documented for other languages in schemas/README.md):
+
+    bytes 0-1   magic b"MB"
+    byte  2     kind code (Frame=1 ... DeadLetter=8)
+    byte  3     schema version of that kind
+    bytes 4-7   header length N, unsigned 32-bit big-endian
+    bytes 8..   N bytes of UTF-8 JSON: the message's fields
+    rest        the raw payload (a Frame's encoded image, a DeadLetter's original bytes), else empty
+
+Images travel as raw bytes after the header: never base64, never inside the JSON.
+Decoding validates every field and raises SchemaError naming the field and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Annotated, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from schemas.ids import InvalidId, validate_id
+from schemas.keypoints import NUM_KEYPOINTS
+
+MAGIC = b"MB"
+_PREFIX = struct.Struct(">2sBBI")
+MAX_HEADER_BYTES = 1 << 20
+
+
+class SchemaError(ValueError):
+    """A message that does not match its contract; the text names the field and the problem."""
+
+
+def _safe_id(value: object) -> str:
+    try:
+        return validate_id(value)
+    except InvalidId as exc:
+        raise ValueError(str(exc)) from None
+
+
+# An id that becomes part of object keys (see schemas/ids.py).
+SafeId = Annotated[str, BeforeValidator(_safe_id)]
+
+
+NonNeg = Annotated[float, Field(ge=0)]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    KIND: ClassVar[int]
+    VERSION: ClassVar[int] = 1
+    PAYLOAD: ClassVar[str | None] = None  # the field carried raw after the header
+
+    def encode(self) -> bytes:
+        fields = self.model_dump(mode="json", exclude={self.PAYLOAD} if self.PAYLOAD else None)
+        header = json.dumps(fields, separators=(",", ":"), allow_nan=False).encode()
+        payload = getattr(self, self.PAYLOAD) if self.PAYLOAD else b""
+        return _PREFIX.pack(MAGIC, self.KIND, self.VERSION, len(header)) + header + payload
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Message":
+        message = decode(data)
+        if not isinstance(message, cls):
+            raise SchemaError(f"expected a {cls.__name__}, got a {type(message).__name__}")
+        return message
+
+
+class Frame(Message):
+    """One camera image, JPEG-encoded, keyed session/camera."""
+
+    KIND: ClassVar[int] = 1
+    PAYLOAD: ClassVar[str | None] = "image"
+
+    session: SafeId
+    camera: SafeId
+    seq: int = Field(ge=0)
+    capture_ns: int = Field(ge=0, description="monotonic capture clock, nanoseconds")
+    wall_time: NonNeg = Field(description="capture time, seconds since the Unix epoch")
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+    encoding: Literal["jpeg", "png"] = "jpeg"
+    image: bytes = Field(repr=False)
+
+
+    @field_validator("image")
+    @classmethod
+    def _image_not_empty(cls, value: bytes) -> bytes:
+        if not value:
+            raise ValueError("image is empty")
+        return value
+
+
+class Person(BaseModel):
+    """One detected person: COCO-17 keypoints (x, y, score) in frame pixels, plus backend extras."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: float = Field(ge=0, le=1)
+    keypoints: list[tuple[float, float, float]]
+    extra: list[list[float]] | None = None
+
+    @field_validator("keypoints")
+    @classmethod
+    def _seventeen(cls, value):
+        if len(value) != NUM_KEYPOINTS:
+            raise ValueError(f"keypoints has {len(value)} rows; a pose has {NUM_KEYPOINTS}")
+        for x, y, s in value:
+            if not (np.isfinite(x) and np.isfinite(y) and 0.0 <= s <= 1.0):
+                raise ValueError(f"keypoint ({x}, {y}, {s}) is not finite or its score is outside [0, 1]")
+        return value
+
+    @classmethod
+    def from_array(cls, keypoints: np.ndarray, score: float, extra: np.ndarray | None = None) -> "Person":
+        kp = np.asarray(keypoints, dtype=np.float64)
+        return cls(
+            score=float(np.clip(score, 0, 1)),
+            keypoints=[tuple(map(float, row)) for row in kp],
+            extra=None if extra is None else np.asarray(extra, dtype=np.float64).round(3).tolist(),
+        )
+
+    def array(self) -> np.ndarray:
+        return np.asarray(self.keypoints, dtype=np.float32).reshape(NUM_KEYPOINTS, 3)
+
+
+class _PoseBase(Message):
+    session: SafeId
+    camera: SafeId
+    seq: int = Field(ge=0)
+    capture_ns: int = Field(ge=0)
+    wall_time: NonNeg
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    backend: str = Field(min_length=1, max_length=64)
+    persons: list[Person] = Field(default_factory=list, max_length=32)
+
+
+
+class PoseEstimate(_PoseBase):
+    """The raw output of a pose backend for one Frame."""
+
+    KIND: ClassVar[int] = 2
+
+    device: Literal["edgetpu", "cpu", "cuda"] = "cpu"
+    inference_ms: NonNeg = 0.0
+    pose_wall_time: NonNeg = 0.0
+
+
+class SmoothedPose(_PoseBase):
+    """The imputed and smoothed pose of the main person; flags per keypoint (schemas.keypoints bits)."""
+
+    KIND: ClassVar[int] = 3
+
+    flags: list[int] = Field(default_factory=list)
+    mode: Literal["online", "centered"] = "online"
+    latency_ms: NonNeg = 0.0
+
+    @field_validator("flags")
+    @classmethod
+    def _flags(cls, value):
+        if value and len(value) != NUM_KEYPOINTS:
+            raise ValueError(f"flags has {len(value)} entries; expected {NUM_KEYPOINTS} or none")
+        if any(not 0 <= f <= 15 for f in value):
+            raise ValueError("flags hold bits 1, 2, 4, 8 only")
+        return value
+
+
+class SessionEvent(Message):
+    KIND: ClassVar[int] = 4
+
+    session: SafeId
+    kind: Literal["start", "end", "abort"]
+    wall_time: NonNeg
+    cameras: list[SafeId] = Field(default_factory=list, max_length=64)
+    reference: SafeId | None = None
+    note: str = Field(default="", max_length=1000)
+
+
+
+
+class DatasetReady(Message):
+    KIND: ClassVar[int] = 5
+
+    session: SafeId
+    status: Literal["ready", "failed"]
+    reason: str = ""
+    manifest_key: str = ""
+    samples: int = Field(ge=0)
+    cameras: list[SafeId] = Field(default_factory=list)
+    reference: SafeId | None = None
+    wall_time: NonNeg
+
+
+
+class TrainingProgress(Message):
+    KIND: ClassVar[int] = 6
+
+    session: SafeId
+    phase: Literal["loading", "training", "rendering", "evaluating", "done", "failed"]
+    step: int = Field(ge=0)
+    total_steps: int = Field(ge=0)
+    losses: dict[str, float] = Field(default_factory=dict)
+    elapsed_s: NonNeg = 0.0
+    eta_s: NonNeg = 0.0
+    message: str = ""
+    wall_time: NonNeg
+
+
+
+class Rendition(Message):
+    KIND: ClassVar[int] = 7
+
+    session: SafeId
+    reference: SafeId
+    video_key: str
+    url: str
+    expires_at: NonNeg
+    frames: int = Field(ge=0)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    wall_time: NonNeg
+
+
+
+class DeadLetter(Message):
+    """A message a stage could not process, with why; the original bytes ride as the payload."""
+
+    KIND: ClassVar[int] = 8
+    PAYLOAD: ClassVar[str | None] = "original"
+    MAX_ORIGINAL: ClassVar[int] = 900_000  # keep dead letters under the broker's default 1 MB
+
+    stage: str
+    reason: str
+    source_topic: str
+    partition: int = -1
+    offset: int = -1
+    key: str | None = None
+    original_size: int = Field(ge=0)
+    truncated: bool = False
+    wall_time: NonNeg
+    original: bytes = Field(default=b"", repr=False)
+
+    @classmethod
+    def wrap(cls, *, stage: str, reason: str, topic: str, value: bytes | None, key: bytes | None,
+             partition: int = -1, offset: int = -1, wall_time: float) -> "DeadLetter":
+        value = value or b""
+        return cls(
+            stage=stage, reason=reason[:2000], source_topic=topic, partition=partition, offset=offset,
+            key=None if key is None else key.decode("utf-8", "backslashreplace")[:300],
+            original_size=len(value), truncated=len(value) > cls.MAX_ORIGINAL,
+            wall_time=wall_time, original=value[: cls.MAX_ORIGINAL],
+        )
+
+
+KINDS: dict[int, type[Message]] = {
+    cls.KIND: cls
+    for cls in (Frame, PoseEstimate, SmoothedPose, SessionEvent, DatasetReady, TrainingProgress,
+                Rendition, DeadLetter)
+}
+
+
+def _describe(error: ValidationError, name: str) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        field = ".".join(str(p) for p in item["loc"]) or "(message)"
+        parts.append(f"{field}: {item['msg']}")
+    return f"invalid {name}: " + "; ".join(parts)
+
+
+def decode(data: bytes | bytearray | memoryview | None) -> Message:
+    """Decode and validate any envelope; SchemaError says exactly what is wrong."""
+    if data is None:
+        raise SchemaError("message is empty (null value)")
+    data = bytes(data)
+    if len(data) < _PREFIX.size:
+        raise SchemaError(f"message is {len(data)} bytes; an envelope needs at least {_PREFIX.size}")
+    magic, kind, version, header_len = _PREFIX.unpack_from(data)
+    if magic != MAGIC:
+        raise SchemaError(f"bad magic {magic!r}: not a Motion Booth envelope (expected {MAGIC!r})")
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise SchemaError(f"unknown message kind {kind}")
+    if version != cls.VERSION:
+        raise SchemaError(f"{cls.__name__} schema version {version} is not supported (this build reads {cls.VERSION})")
+    if header_len > MAX_HEADER_BYTES or _PREFIX.size + header_len > len(data):
+        raise SchemaError(f"header length {header_len} runs past the message ({len(data)} bytes)")
+    header = data[_PREFIX.size:_PREFIX.size + header_len]
+    payload = data[_PREFIX.size + header_len:]
+    try:
+        fields: Any = json.loads(header)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"{cls.__name__} header is not valid JSON: {exc}") from None
+    if not isinstance(fields, dict):
+        raise SchemaError(f"{cls.__name__} header must be a JSON object, got {type(fields).__name__}")
+    if cls.PAYLOAD:
+        if cls.PAYLOAD in fields:
+            raise SchemaError(f"{cls.__name__}.{cls.PAYLOAD} must travel as the raw payload, not in the header")
+        fields[cls.PAYLOAD] = payload
+    elif payload:
+        raise SchemaError(f"{cls.__name__} carries no payload but {len(payload)} bytes follow the header")
+    try:
+        return cls.model_validate(fields)
+    except ValidationError as exc:
+        raise SchemaError(_describe(exc, cls.__name__)) from None
+
+
+def decode_as(cls: type[Message], data: bytes | None) -> Message:
+    return cls.decode(data)

@@ -1,0 +1,64 @@
+"""Fixtures: a real embedded stack (broker + S3 server) on free ports, shared by the session."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from infra.settings import REPO_ROOT
+from infra.stack import Stack, embedded_settings
+
+SHARED = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"the shared models and photos are not at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """A private Tansu broker and nanio S3 server for the whole test session."""
+    state = tmp_path_factory.mktemp("stack")
+    settings = embedded_settings(state)
+    s = Stack(settings, state_dir=state)
+    s.up(prometheus=False)
+    yield s
+    s.down()
+
+
+@pytest.fixture
+def settings(stack, request):
+    """Settings on the shared stack with topics of this test's own (no cross-test interference)."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {
+        f"topic_{t}": f"t.{suffix}.{t}"
+        for t in ("frames", "poses", "smoothed", "sessions", "datasets", "training", "renditions", "deadletter")
+    }
+    s = stack.settings.model_copy(update={**names, "s3_bucket": f"b-{suffix}", "partitions_streams": 2})
+    from infra.kafka import ensure_topics
+    from infra.objectstore import ensure_bucket
+
+    ensure_topics(s)
+    ensure_bucket(s)
+    return s
+
+
+def wait_until(check, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+os.environ.setdefault("BOOTH_STATE_DIR", str(REPO_ROOT / ".booth-test"))

@@ -1,0 +1,155 @@
+"""Contracts round-trip; malformed input is rejected with an error that names the problem."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from schemas import (
+    DatasetReady, DeadLetter, Frame, InvalidId, Person, PoseEstimate, Rendition, SchemaError, SessionEvent,
+    SmoothedPose, TrainingProgress, decode, frame_key, parse_frame_key, validate_id,
+)
+
+ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True)
+finite = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+def pose(seed=0):
+    rng = np.random.default_rng(seed)
+    kp = np.column_stack([rng.uniform(0, 640, 17), rng.uniform(0, 480, 17), rng.uniform(0, 1, 17)])
+    return Person.from_array(kp, 0.8)
+
+
+EXAMPLES = [
+    Frame(session="s", camera="c", seq=0, capture_ns=1, wall_time=1.5, width=2, height=2, image=b"\xff\xd8x"),
+    PoseEstimate(session="s", camera="c", seq=3, capture_ns=1, wall_time=1.5, width=640, height=480,
+                 backend="movenet", device="cpu", inference_ms=9.1, persons=[pose(1), pose(2)]),
+    SmoothedPose(session="s", camera="c", seq=3, capture_ns=1, wall_time=1.5, width=640, height=480,
+                 backend="movenet", persons=[pose(3)], flags=[1] * 17),
+    SessionEvent(session="s", kind="start", wall_time=2.0, cameras=["c0", "c1"], reference="salsa"),
+    DatasetReady(session="s", status="ready", manifest_key="sessions/s/manifest.json", samples=10, wall_time=3.0),
+    TrainingProgress(session="s", phase="training", step=5, total_steps=10, losses={"l1": 0.3}, wall_time=4.0),
+    Rendition(session="s", reference="salsa", video_key="k", url="http://x", expires_at=9.0, frames=3, wall_time=5.0),
+    DeadLetter.wrap(stage="pose", reason="bad jpeg", topic="booth.frames", value=b"\x00" * 10, key=b"s/c", wall_time=1.0),
+]
+
+
+@pytest.mark.parametrize("message", EXAMPLES, ids=lambda m: type(m).__name__)
+def test_every_contract_round_trips(message):
+    data = message.encode()
+    assert data[:2] == b"MB"
+    back = decode(data)
+    assert type(back) is type(message) and back == message
+    assert type(message).decode(data) == message
+
+
+def test_frame_image_travels_raw_after_the_header():
+    image = bytes(range(256)) * 10
+    f = Frame(session="s", camera="c", seq=1, capture_ns=1, wall_time=1, width=8, height=8, image=image)
+    data = f.encode()
+    (header_len,) = struct.unpack(">I", data[4:8])
+    header = json.loads(data[8:8 + header_len])
+    assert "image" not in header and header["seq"] == 1
+    assert data[8 + header_len:] == image  # no base64, no copy in JSON
+
+
+def test_decoding_the_wrong_kind_is_a_clear_error():
+    with pytest.raises(SchemaError, match="expected a Frame, got a SessionEvent"):
+        Frame.decode(EXAMPLES[3].encode())
+
+
+def test_unknown_version_and_kind_are_named():
+    data = bytearray(EXAMPLES[0].encode())
+    data[3] = 7
+    with pytest.raises(SchemaError, match="Frame schema version 7 is not supported"):
+        decode(bytes(data))
+    data[2] = 99
+    with pytest.raises(SchemaError, match="unknown message kind 99"):
+        decode(bytes(data))
+
+
+def _rebuild(message, **changes) -> bytes:
+    data = message.encode()
+    (n,) = struct.unpack(">I", data[4:8])
+    header = json.loads(data[8:8 + n])
+    header.update(changes)
+    raw = json.dumps(header).encode()
+    return data[:4] + struct.pack(">I", len(raw)) + raw + data[8 + n:]
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("seq", -1, "seq: Input should be greater than or equal to 0"),
+    ("width", 0, "width: Input should be greater than 0"),
+    ("session", "../etc", "session: Value error, id '../etc' has a forbidden character '.'"),
+    ("camera", "cam/0", "camera: Value error"),
+    ("encoding", "bmp", "encoding"),
+    ("extra_field", 1, "extra_field: Extra inputs are not permitted"),
+])
+def test_invalid_fields_are_named(field, value, expected):
+    with pytest.raises(SchemaError) as err:
+        decode(_rebuild(EXAMPLES[0], **{field: value}))
+    assert expected in str(err.value)
+
+
+def test_pose_with_wrong_keypoint_count_is_rejected():
+    bad = _rebuild(EXAMPLES[1], persons=[{"score": 0.5, "keypoints": [[1, 2, 0.5]] * 5}])
+    with pytest.raises(SchemaError, match="keypoints has 5 rows; a pose has 17"):
+        decode(bad)
+
+
+def test_empty_frame_image_is_rejected():
+    data = EXAMPLES[0].encode()
+    (n,) = struct.unpack(">I", data[4:8])
+    with pytest.raises(SchemaError, match="image is empty"):
+        decode(data[:8 + n])
+
+
+def test_dead_letter_truncates_huge_originals():
+    big = b"x" * (DeadLetter.MAX_ORIGINAL + 10)
+    d = DeadLetter.wrap(stage="pose", reason="too big", topic="t", value=big, key=None, wall_time=0)
+    back = decode(d.encode())
+    assert back.truncated and back.original_size == len(big) and len(back.original) == DeadLetter.MAX_ORIGINAL
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", "a.b", "x" * 65, "caf\u00e9", "\u0430dmin", "a b", "-x", None, 5])
+def test_hostile_ids_are_rejected(bad):
+    with pytest.raises(InvalidId):
+        validate_id(bad, "session")
+
+
+def test_frame_keys_round_trip():
+    assert parse_frame_key(frame_key("s-1", "cam_0")) == ("s-1", "cam_0")
+    with pytest.raises(InvalidId):
+        parse_frame_key(b"no-slash")
+    with pytest.raises(InvalidId):
+        frame_key("s", "../c")
+
+
+@given(st.binary(max_size=400))
+@hsettings(max_examples=400, deadline=None)
+def test_decoder_never_fails_other_than_with_schema_error(data):
+    try:
+        decode(data)
+    except SchemaError:
+        pass
+
+
+@given(st.binary(min_size=1, max_size=200), st.integers(0, 2**32 - 1), st.integers(0, 255))
+@hsettings(max_examples=300, deadline=None)
+def test_corrupted_envelopes_fail_cleanly(tail, length, kind):
+    data = b"MB" + bytes([kind, 1]) + struct.pack(">I", length) + tail
+    try:
+        decode(data)
+    except SchemaError as exc:
+        assert str(exc)
+
+
+@given(session=ids, camera=ids, seq=st.integers(0, 2**40), wall=finite, image=st.binary(min_size=1, max_size=500))
+@hsettings(max_examples=200, deadline=None)
+def test_frames_round_trip_property(session, camera, seq, wall, image):
+    f = Frame(session=session, camera=camera, seq=seq, capture_ns=seq, wall_time=wall, width=640, height=480, image=image)
+    assert decode(f.encode()) == f
