@@ -1,0 +1,108 @@
+"""The Edge TPU / CPU choice at the loader boundary, with an injected delegate loader and for real."""
+
+import ctypes.util
+import logging
+from pathlib import Path
+
+import pytest
+
+from processors.pose import BackendUnavailable, load_estimator
+from processors.pose import tflite
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture
+def model_pair(tmp_path):
+    cpu, tpu = tmp_path / "m.tflite", tmp_path / "m_edgetpu.tflite"
+    cpu.write_bytes(b"cpu")
+    tpu.write_bytes(b"tpu")
+    return cpu, tpu
+
+
+def test_edgetpu_model_is_chosen_when_the_delegate_loads(model_pair, caplog):
+    cpu, tpu = model_pair
+    calls = []
+    caplog.set_level(logging.INFO, logger="processors.pose.tflite")
+    choice = tflite.choose_model(cpu, tpu, delegate_loader=lambda: calls.append(1) or object())
+    assert choice.device == "edgetpu"
+    assert choice.model_path == tpu
+    assert calls == [1]
+    # the same loader is kept so every per-thread interpreter gets its own delegate
+    assert choice.delegate_loader is not None
+    records = [r for r in caplog.records if r.name == "processors.pose.tflite"]
+    assert len(records) == 1 and "edgetpu" in records[0].getMessage()
+
+
+@pytest.mark.parametrize("error", [OSError("libedgetpu.so.1: cannot open shared object file"),
+                                   ValueError("Failed to load delegate from libedgetpu.so.1")])
+def test_cpu_twin_is_chosen_when_the_delegate_fails(model_pair, error):
+    cpu, tpu = model_pair
+
+    def failing():
+        raise error
+
+    choice = tflite.choose_model(cpu, tpu, delegate_loader=failing)
+    assert choice.device == "cpu"
+    assert choice.model_path == cpu
+    assert str(error) in choice.reason
+
+
+def test_cpu_request_never_touches_the_delegate(model_pair):
+    cpu, tpu = model_pair
+
+    def must_not_run():
+        raise AssertionError("delegate loader called")
+
+    choice = tflite.choose_model(cpu, tpu, device="cpu", delegate_loader=must_not_run)
+    assert (choice.device, choice.model_path) == ("cpu", cpu)
+
+
+def test_missing_edgetpu_file_falls_back_with_reason(model_pair):
+    cpu, tpu = model_pair
+    tpu.unlink()
+    choice = tflite.choose_model(cpu, tpu, delegate_loader=object)
+    assert choice.device == "cpu" and "no Edge TPU model file" in choice.reason
+
+
+def test_edgetpu_required_but_unavailable_is_a_clear_error(model_pair):
+    cpu, tpu = model_pair
+
+    def failing():
+        raise OSError("no device")
+
+    with pytest.raises(BackendUnavailable, match="Edge TPU requested but not usable.*no device"):
+        tflite.choose_model(cpu, tpu, device="edgetpu", delegate_loader=failing)
+
+
+def test_bad_device_and_missing_cpu_model_are_rejected(model_pair, tmp_path):
+    cpu, tpu = model_pair
+    with pytest.raises(ValueError, match="device must be"):
+        tflite.choose_model(cpu, tpu, device="gpu")
+    with pytest.raises(BackendUnavailable, match="model file not found"):
+        tflite.choose_model(tmp_path / "absent.tflite", None)
+
+
+@pytest.mark.skipif(ctypes.util.find_library("edgetpu") is not None,
+                    reason="an Edge TPU runtime is installed here")
+def test_real_loader_falls_back_to_cpu_on_this_machine():
+    if not SHARED.is_dir():
+        pytest.skip(f"shared models folder absent: {SHARED}")
+    with pytest.raises(OSError):
+        tflite.load_edgetpu_delegate()
+    estimator = load_estimator("auto", SHARED / "models")
+    assert estimator.name == "movenet"
+    assert estimator.device == "cpu"
+    assert estimator.choice.model_path.name == "movenet_single_pose_lightning_ptq.tflite"
+    assert "Edge TPU delegate unavailable" in estimator.choice.reason
+
+
+def test_runtime_module_is_found():
+    module = tflite.runtime()
+    assert module.__name__ in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
+    assert hasattr(module, "Interpreter") and hasattr(module, "load_delegate")
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match="unknown pose backend 'openpose'"):
+        load_estimator("openpose", Path("."))
