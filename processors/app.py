@@ -1,0 +1,230 @@
+"""The stream-processing worker: one Faust app, two agents.
+
+    frames --[estimate_poses]--> poses --[smooth_poses]--> poses.smoothed
+                 |                           |
+                 +------> deadletter <-------+
+
+Topics carry raw envelopes (schemas/) and are decoded by the agents themselves, so a bad message
+becomes a dead letter with its reason instead of crashing the agent. Pose inference is CPU-bound
+and runs in a thread pool (TFLite and OpenCV release the GIL), never on the event loop; frames are
+taken from the stream in small batches, estimated in parallel, and published in their original
+order. The smoother keeps a per-camera state in a table whose changelog lets a restarted or
+rebalanced worker carry on where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import faust
+import numpy as np
+from prometheus_client import Counter, Histogram
+
+from infra import deadletters, metrics
+from infra.kafka import faust_broker_options
+from infra.settings import Settings
+from processors.smoothing import OnlineSmoother, SmoothingParams
+from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, decode, parse_frame_key
+from schemas.ids import InvalidId
+from schemas.keypoints import IMPUTED, OUTLIER
+
+log = logging.getLogger(__name__)
+
+POSE_FRAMES = Counter("booth_pose_frames_total", "Frames with a pose estimate published", ["backend", "device"])
+POSE_LATENCY = Histogram("booth_pose_latency_seconds", "Pose inference time per frame", ["backend"],
+                         buckets=(0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0))
+CAPTURE_TO_POSE = Histogram("booth_capture_to_pose_seconds", "Wall time from capture to pose published",
+                            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0))
+SMOOTHED = Counter("booth_smooth_poses_total", "Smoothed poses published", ["mode"])
+KEYPOINT_FLAGS = Counter("booth_smooth_keypoints_total", "Smoothed keypoints by flag", ["flag"])
+NO_PERSON = Counter("booth_smooth_no_person_total", "Frames where no person was present after imputation")
+
+
+class Rejected(Exception):
+    """A message this stage cannot use; the text is the dead letter's reason."""
+
+
+def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarray]:
+    """Validate a frame message and decode its image to RGB, or raise Rejected with the reason."""
+    try:
+        frame = Frame.decode(raw)
+    except SchemaError as exc:
+        raise Rejected(f"invalid Frame: {exc}") from None
+    try:
+        if key is None or parse_frame_key(key) != (frame.session, frame.camera):
+            raise Rejected(f"key {key!r} does not match the frame's {frame.session}/{frame.camera}")
+    except InvalidId as exc:
+        raise Rejected(f"bad key: {exc}") from None
+    bgr = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise Rejected(f"undecodable {frame.encoding} image ({len(frame.image)} bytes)")
+    if bgr.shape[1] != frame.width or bgr.shape[0] != frame.height:
+        raise Rejected(f"image is {bgr.shape[1]}x{bgr.shape[0]} but the frame says {frame.width}x{frame.height}")
+    return frame, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+class PoseStage:
+    """The synchronous part of the pose agent: decode, estimate, build the PoseEstimate."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        self.backend = getattr(estimator, "name", type(estimator).__name__)
+        self.device = getattr(estimator, "device", "cpu")
+
+    def __call__(self, key: bytes | None, raw: bytes | None) -> PoseEstimate:
+        frame, rgb = decode_frame(key, raw)
+        t0 = time.perf_counter()
+        persons = self.estimator.estimate(rgb, key=f"{frame.session}/{frame.camera}")
+        seconds = time.perf_counter() - t0
+        POSE_LATENCY.labels(self.backend).observe(seconds)
+        return PoseEstimate(
+            session=frame.session, camera=frame.camera, seq=frame.seq, capture_ns=frame.capture_ns,
+            wall_time=frame.wall_time, width=frame.width, height=frame.height, backend=self.backend,
+            device=self.device if self.device in ("edgetpu", "cpu", "cuda") else "cpu",
+            inference_ms=seconds * 1000, pose_wall_time=time.time(),
+            persons=[Person.from_array(p.keypoints, p.score) for p in persons[:8]],
+        )
+
+
+class SmoothStage:
+    """The smoothing agent's core: the state is a plain dict so it can live in a Faust table."""
+
+    def __init__(self, params: SmoothingParams):
+        self.params = params
+
+    def __call__(self, state: dict | None, pose: PoseEstimate) -> tuple[dict, SmoothedPose | None]:
+        smoother = OnlineSmoother.from_state(state, self.params) if state else OnlineSmoother(self.params)
+        last_seq = state.get("last_seq", -1) if state else -1
+        if pose.seq <= last_seq:
+            return state, None  # a redelivery after a restart: already smoothed and published
+        observed = pose.persons[0].array() if pose.persons else np.zeros((17, 3), np.float32)
+        smoothed, flags, present = smoother.update(observed, pose.capture_ns / 1e9)
+        new_state = smoother.to_state()
+        new_state["last_seq"] = pose.seq
+        persons = [Person.from_array(smoothed, pose.persons[0].score if pose.persons else 0.0)] if present else []
+        out = SmoothedPose(
+            session=pose.session, camera=pose.camera, seq=pose.seq, capture_ns=pose.capture_ns,
+            wall_time=pose.wall_time, width=pose.width, height=pose.height, backend=pose.backend,
+            persons=persons, flags=[int(f) for f in flags] if present else [], mode="online",
+            latency_ms=max(0.0, (time.time() - pose.wall_time) * 1000),
+        )
+        return new_state, out
+
+
+def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | None = None) -> faust.App:
+    datadir = settings.state_dir / "faust" / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.group("processors"),
+        **faust_broker_options(settings),
+        store="memory://",  # the table's changelog topic is what makes its state durable
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=settings.partitions_streams,
+        producer_linger_ms=0,
+        # One record per batch: a broker that answers "latest offset" with the first offset of the
+        # last batch + 1 (the embedded one does) would otherwise end changelog recovery early and
+        # restore a stale state. Harmless on Apache Kafka; our rates are tens of records a second.
+        producer_max_batch_size=1,
+    )
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    frames = app.topic(settings.topic_frames, partitions=settings.partitions_streams, **raw)
+    poses = app.topic(settings.topic_poses, partitions=settings.partitions_streams, **raw)
+    smoothed = app.topic(settings.topic_smoothed, partitions=settings.partitions_streams, **raw)
+    deadletter = app.topic(settings.topic_deadletter, partitions=settings.partitions_control, **raw)
+    states = app.Table("smoother_state", default=None, partitions=settings.partitions_streams,
+                       key_type=str)  # values: JSON-able dicts (the app's default json serializer)
+    executor = ThreadPoolExecutor(max_workers=settings.pose_concurrency, thread_name_prefix="pose")
+    holder: dict = {"stage": None}
+
+    def pose_stage() -> PoseStage:
+        if holder["stage"] is None:
+            est = estimator
+            if est is None:
+                from processors.pose import load_estimator
+
+                est = load_estimator(settings.pose_backend, settings.models_dir, num_threads=settings.pose_threads)
+            log.info("pose backend %s on %s", getattr(est, "name", "?"), getattr(est, "device", "?"))
+            holder["stage"] = PoseStage(est)
+        return holder["stage"]
+
+    async def dead_letter(stage: str, reason: str, topic: str, event) -> None:
+        msg = event.message
+        letter = deadletters.build(stage, reason, topic, msg.key, msg.value, msg.partition, msg.offset)
+        await deadletter.send(key=msg.key, value=letter.encode())
+
+    def run_group(stage: PoseStage, items: list) -> list:
+        """Estimate one camera's frames in order (tracking backends need the order)."""
+        out = []
+        for event in items:
+            try:
+                out.append(stage(event.message.key, event.message.value))
+            except Rejected as exc:
+                out.append(exc)
+            except Exception as exc:  # noqa: BLE001 - a broken frame must not stop the worker
+                log.exception("pose estimation failed")
+                out.append(Rejected(f"pose estimation failed: {type(exc).__name__}: {exc}"))
+        return out
+
+    @app.agent(frames, name="estimate_poses")
+    async def estimate_poses(stream):
+        loop = asyncio.get_running_loop()
+        async for batch in stream.take_events(settings.pose_batch, within=0.02):
+            stage = pose_stage()
+            # Frames of one camera run in sequence (backends track the person from frame to frame),
+            # cameras in parallel; a backend that declares itself stateless may split one camera's
+            # frames across the pool.
+            stateless = getattr(stage.estimator, "stateful", True) is False
+            groups: dict = {}
+            for i, event in enumerate(batch):
+                group = i % settings.pose_concurrency if stateless else event.message.key
+                groups.setdefault(group, []).append((i, event))
+            futures = [loop.run_in_executor(executor, run_group, stage, [e for _, e in members])
+                       for members in groups.values()]
+            results: list = [None] * len(batch)
+            for members, done in zip(groups.values(), await asyncio.gather(*futures)):
+                for (i, _), result in zip(members, done):
+                    results[i] = result
+            for event, result in zip(batch, results):
+                if isinstance(result, Rejected):
+                    await dead_letter("pose", str(result), settings.topic_frames, event)
+                    continue
+                await poses.send(key=event.message.key, value=result.encode())
+                POSE_FRAMES.labels(stage.backend, stage.device).inc()
+                CAPTURE_TO_POSE.observe(max(0.0, time.time() - result.wall_time))
+
+    smooth_stage = SmoothStage(smoothing or SmoothingParams())
+
+    @app.agent(poses, name="smooth_poses")
+    async def smooth_poses(stream):
+        async for event in stream.events():
+            try:
+                pose = PoseEstimate.decode(event.message.value)
+                key = f"{pose.session}/{pose.camera}"
+            except SchemaError as exc:
+                await dead_letter("smooth", f"invalid PoseEstimate: {exc}", settings.topic_poses, event)
+                continue
+            state, out = smooth_stage(states.get(key), pose)
+            if out is None:
+                continue
+            states[key] = state
+            await smoothed.send(key=event.message.key, value=out.encode())
+            SMOOTHED.labels("online").inc()
+            if not out.persons:
+                NO_PERSON.inc()
+            for bit, name in ((IMPUTED, "imputed"), (OUTLIER, "outlier")):
+                KEYPOINT_FLAGS.labels(name).inc(sum(1 for f in out.flags if f & bit))
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """`booth process`: run one worker; several workers split the partitions between them."""
+    metrics.serve(settings, "processors")
+    app = build_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
