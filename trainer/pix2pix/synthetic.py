@@ -1,0 +1,116 @@
+"""Synthetic people for tests, benchmarks and smoke runs of the training stack.
+
+`random_poses` draws plausible standing figures facing the camera; a `SyntheticPerson` renders a
+pose as a flat cartoon body (clothes, skin, background): a deterministic function of the pose,
+so a generator can learn it from pose maps exactly as it learns a real visitor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from schemas.keypoints import INDEX, NUM_KEYPOINTS
+from trainer.pix2pix.data import PairDataset
+from trainer.posemap import Letterbox, as_size, render_pose_map
+
+_I = INDEX
+
+
+def _rot(angle: float) -> np.ndarray:
+    """Unit vector at `angle` radians from straight down (y grows downwards)."""
+    return np.array([np.sin(angle), np.cos(angle)])
+
+
+def random_pose(src_size: int | tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """One [17, 3] figure with score 1, its height 55-80% of the image, somewhere near the middle."""
+    w, h = as_size(src_size)
+    H = h * rng.uniform(0.55, 0.8)
+    hip = np.array([w * rng.uniform(0.38, 0.62), h * rng.uniform(0.48, 0.56)])
+    lean = rng.uniform(-0.15, 0.15)
+    up = -_rot(lean)
+    side = np.array([-up[1], up[0]])  # towards image right = the person's left
+    neck = hip + up * 0.3 * H
+    p = np.zeros((NUM_KEYPOINTS, 3))
+    p[:, 2] = 1.0
+    p[_I["left_shoulder"], :2] = neck + side * 0.1 * H
+    p[_I["right_shoulder"], :2] = neck - side * 0.1 * H
+    p[_I["left_hip"], :2] = hip + side * 0.07 * H
+    p[_I["right_hip"], :2] = hip - side * 0.07 * H
+    nose = neck + up * 0.12 * H
+    p[_I["nose"], :2] = nose
+    for s, sign in (("left", 1), ("right", -1)):
+        p[_I[f"{s}_eye"], :2] = nose + side * sign * 0.03 * H + up * 0.02 * H
+        p[_I[f"{s}_ear"], :2] = nose + side * sign * 0.06 * H
+        a = sign * rng.uniform(0.1, 2.6)  # upper arm, from hanging down to raised
+        elbow = p[_I[f"{s}_shoulder"], :2] + _rot(a + lean) * 0.15 * H
+        p[_I[f"{s}_elbow"], :2] = elbow
+        p[_I[f"{s}_wrist"], :2] = elbow + _rot(a + lean + sign * rng.uniform(-0.3, 1.8)) * 0.14 * H
+        t = sign * rng.uniform(-0.05, 0.45)  # thigh
+        knee = p[_I[f"{s}_hip"], :2] + _rot(t) * 0.22 * H
+        p[_I[f"{s}_knee"], :2] = knee
+        p[_I[f"{s}_ankle"], :2] = knee + _rot(t - sign * rng.uniform(0.0, 0.5)) * 0.22 * H
+    return p.astype(np.float32)
+
+
+def random_poses(n: int, src_size: int | tuple[int, int], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.stack([random_pose(src_size, rng) for _ in range(n)])
+
+
+@dataclass(frozen=True)
+class SyntheticPerson:
+    """A cartoon person: colours (RGB) and limb widths as fractions of the output side."""
+
+    shirt: tuple[int, int, int] = (200, 40, 40)
+    trousers: tuple[int, int, int] = (40, 50, 140)
+    skin: tuple[int, int, int] = (225, 180, 150)
+    hair: tuple[int, int, int] = (60, 40, 20)
+    background: tuple[int, int, int] = (90, 120, 90)
+    limb_frac: float = 0.045
+    head_frac: float = 0.055
+
+    def render(self, pose: np.ndarray, src_size: int | tuple[int, int], out_size: int | tuple[int, int]) -> np.ndarray:
+        box = Letterbox.fit(src_size, out_size)
+        W, H = box.out_size
+        xy = box.to_output(np.asarray(pose, np.float32)[:, :2]) - 0.5
+        img = np.empty((H, W, 3), np.uint8)
+        # A vertical gradient so the background is not trivially flat.
+        ramp = np.linspace(0.75, 1.15, H)[:, None, None]
+        img[:] = np.clip(np.array(self.background)[None, None] * ramp, 0, 255).astype(np.uint8)
+        m = min(W, H)
+        lw = max(2, round(self.limb_frac * m))
+        pt = {name: tuple(int(v) for v in np.round(xy[i] * 16)) for name, i in INDEX.items()}
+
+        def limb(a: str, b: str, colour, width: int) -> None:
+            cv2.line(img, pt[a], pt[b], colour, width, cv2.LINE_AA, 4)
+
+        for s in ("left", "right"):
+            limb(f"{s}_hip", f"{s}_knee", self.trousers, lw + 1)
+            limb(f"{s}_knee", f"{s}_ankle", self.trousers, lw)
+        torso = np.array([pt["left_shoulder"], pt["right_shoulder"], pt["right_hip"], pt["left_hip"]])
+        cv2.fillConvexPoly(img, torso, self.shirt, cv2.LINE_AA, 4)
+        for s in ("left", "right"):
+            limb(f"{s}_shoulder", f"{s}_elbow", self.shirt, lw)
+            limb(f"{s}_elbow", f"{s}_wrist", self.skin, max(2, lw - 2))
+        head_r = max(2, round(self.head_frac * m)) * 16
+        cv2.circle(img, pt["nose"], head_r, self.skin, -1, cv2.LINE_AA, 4)
+        hair_c = (pt["nose"][0], pt["nose"][1] - head_r // 2)
+        cv2.ellipse(img, hair_c, (head_r, head_r // 2), 0, 180, 360, self.hair, -1, cv2.LINE_AA, 4)
+        return img
+
+
+PERSON_A = SyntheticPerson()
+# Same build and style as A, other clothes, skin, hair and room: "a similar person".
+PERSON_B = SyntheticPerson(shirt=(40, 150, 70), trousers=(35, 35, 40), skin=(170, 120, 90),
+                           hair=(200, 170, 90), background=(125, 105, 140), limb_frac=0.055)
+
+
+def make_pairs(person: SyntheticPerson, poses: np.ndarray, src_size: int | tuple[int, int],
+               size: int) -> PairDataset:
+    """(pose map, rendered person) pairs at size x size, from the shared pose-map renderer."""
+    maps = np.stack([render_pose_map(p, src_size, size) for p in poses])
+    frames = np.stack([person.render(p, src_size, size) for p in poses])
+    return PairDataset(maps, frames)

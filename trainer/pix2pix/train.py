@@ -1,0 +1,379 @@
+"""The pix2pix training loop: wall-clock budgets, checkpoints, exact resume, warm start.
+
+`fine_tune` adapts a base model to one visitor within a time budget; `train_base` runs the same
+loop from scratch. Both go through `Trainer`, which can also be stepped by hand.
+
+Budget: the deadline is `budget_s` after the call. Before each step the loop checks that the
+step (the slowest of the last five, times `step_margin`) and the final save (as long as the run's
+first save took) still fit; the first step of a run has no estimate yet, so only that one can
+overrun. Resume: a checkpoint holds both networks, both optimizers, the AMP scaler, the step,
+the data-order position and the torch / numpy / python RNG states, so a resumed run takes exactly
+the step the interrupted one would have taken (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from trainer.pix2pix import checkpoint as ckpt
+from trainer.pix2pix.data import PairSource, SampleOrder, augment, check_pair, to_tensor
+from trainer.pix2pix.losses import GAN_MODES, discriminator_loss, generator_loss
+from trainer.pix2pix.networks import NetConfig, build_networks
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int, dict, float], None]  # (step, total_est, losses, eta_s)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    net: NetConfig = field(default_factory=NetConfig.fast)
+    batch_size: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lambda_l1: float = 100.0
+    gan_mode: str = "lsgan"  # or "bce" (see losses.py)
+    seed: int = 0
+    jitter: int = 0  # random shift in px, the same for map and frame
+    flip: bool = False  # random mirror of both (see data.augment)
+    max_steps: int | None = None
+    checkpoint_every_s: float | None = 120.0
+    checkpoint_every_steps: int | None = None
+    keep_checkpoints: int = 2  # older ones are deleted when the store can delete
+    progress_every: int = 1
+    progress_bar: bool = False  # a tqdm bar on stderr
+    device: str | None = None  # None: CUDA when available, else CPU
+    amp: bool = True  # float16 autocast + GradScaler; CUDA only
+    step_margin: float = 1.15  # safety factor on the step-time estimate
+
+    def __post_init__(self) -> None:
+        if self.gan_mode not in GAN_MODES:
+            raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {self.gan_mode!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        """Inverse of to_dict (e.g. a job message's JSON); unknown keys are an error."""
+        data = dict(data)
+        net = data.pop("net", None)
+        try:
+            return cls(**data, **({"net": NetConfig.from_dict(net)} if net is not None else {}))
+        except TypeError as e:
+            raise ValueError(f"bad training config: {e}") from None
+
+
+@dataclass
+class TrainResult:
+    generator: torch.nn.Module  # in eval mode
+    step: int  # steps taken in total, earlier runs included
+    steps_this_run: int
+    elapsed_s: float
+    stop_reason: str  # "budget" or "max_steps"
+    checkpoint: str | None  # name of the last checkpoint saved in the store
+    history: list[dict]  # one {"step", "d", "g_gan", "g_l1", "step_s"} per step, all runs
+
+
+def pick_device(requested: str | None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Trainer:
+    def __init__(self, dataset: PairSource, config: TrainConfig = TrainConfig()) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.size = config.net.size
+        if len(dataset) == 0:
+            raise ValueError("the dataset is empty")
+        check_pair(dataset[0], self.size, 0)
+        self.device = pick_device(config.device)
+        self.amp = config.amp and self.device.type == "cuda"
+        # Seed everything so two fresh runs with one config match; a resume overwrites it all.
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        random.seed(config.seed)
+        self.G, self.D = build_networks(config.net)
+        self.G.to(self.device).train()
+        self.D.to(self.device).train()
+        betas = (config.beta1, config.beta2)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=config.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=config.lr, betas=betas)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.order = SampleOrder(len(dataset), config.seed)
+        self.aug_rng = np.random.default_rng([config.seed, 1])
+        self.step = 0
+        self.elapsed_s = 0.0  # training time over all runs
+        self.history: list[dict] = []
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        maps, frames = [], []
+        for i in self.order.take(self.config.batch_size):
+            m, f = check_pair(self.dataset[i], self.size, i)
+            m, f = augment(m, f, self.aug_rng, jitter=self.config.jitter, flip=self.config.flip)
+            maps.append(m)
+            frames.append(f)
+        return to_tensor(np.stack(maps), self.device), to_tensor(np.stack(frames), self.device)
+
+    def train_step(self) -> dict[str, float]:
+        """One D update then one G update on the next batch; returns the step's losses."""
+        cfg = self.config
+        pose, real = self._batch()
+        def autocast() -> torch.autocast:
+            return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+
+        with autocast():
+            fake = self.G(pose)
+
+        self.D.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with autocast():
+            loss_d = discriminator_loss(self.D(pose, real), self.D(pose, fake.detach()), cfg.gan_mode)
+        self.scaler.scale(loss_d).backward()
+        self.scaler.step(self.opt_d)
+
+        self.D.requires_grad_(False)  # G's update needs gradients through D, not for D
+        self.opt_g.zero_grad(set_to_none=True)
+        with autocast():
+            loss_g, parts = generator_loss(self.D(pose, fake), fake, real, lambda_l1=cfg.lambda_l1,
+                                           mode=cfg.gan_mode)
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        self.D.requires_grad_(True)
+        self.step += 1
+        return {"d": float(loss_d.detach()), "g_gan": float(parts["g_gan"]), "g_l1": float(parts["g_l1"])}
+
+    # -- state ------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        np_state = np.random.get_state()
+        py_state = random.getstate()
+        return {
+            "format_version": ckpt.FORMAT_VERSION,
+            "net": self.config.net.to_dict(),
+            "train": {k: v for k, v in self.config.to_dict().items() if k != "net"},
+            "generator": self.G.state_dict(),
+            "discriminator": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "elapsed_s": self.elapsed_s,
+            "order": {"epoch": self.order.epoch, "position": self.order.position, "n": self.order.n},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                # Plain ints and lists, so the checkpoint loads with weights_only.
+                "numpy": [np_state[0], np_state[1].tolist(), *(v for v in np_state[2:])],
+                "python": [py_state[0], list(py_state[1]), py_state[2]],
+                "augment": self.aug_rng.bit_generator.state,
+            },
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._check_net(state, "resume from")
+        n = state["order"]["n"]
+        if n != len(self.dataset):
+            raise ValueError(f"checkpoint was trained on {n} samples but the dataset has {len(self.dataset)}")
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.elapsed_s = float(state["elapsed_s"])
+        self.order = SampleOrder(n, self.config.seed, state["order"]["epoch"], state["order"]["position"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        npst = rng["numpy"]
+        np.random.set_state((npst[0], np.asarray(npst[1], dtype=np.uint32), *npst[2:]))
+        random.setstate((rng["python"][0], tuple(rng["python"][1]), rng["python"][2]))
+        self.aug_rng.bit_generator.state = rng["augment"]
+        self.history = list(state.get("history", []))
+
+    def _check_net(self, state: dict, what: str) -> None:
+        theirs = NetConfig.from_dict(state["net"])
+        if theirs != self.config.net:
+            diff = {k: (v, getattr(self.config.net, k)) for k, v in theirs.to_dict().items()
+                    if getattr(self.config.net, k) != v}
+            raise ValueError(f"cannot {what} a checkpoint of another architecture: (theirs, ours) = {diff}")
+
+    def save(self, store: ckpt.CheckpointStore, export: bool = False) -> str:
+        """Save a training checkpoint (and with export, `generator.pt` too); returns its name."""
+        name = ckpt.checkpoint_name(self.step)
+        store.save(name, ckpt.to_bytes(self.state_dict()))
+        if export:
+            store.save(ckpt.GENERATOR_NAME, ckpt.export_generator(self.G))
+        if hasattr(store, "delete") and self.config.keep_checkpoints > 0:
+            for _, old in ckpt.checkpoint_steps(store)[:-self.config.keep_checkpoints]:
+                store.delete(old)
+        return name
+
+    def restore(self, store: ckpt.CheckpointStore) -> str | None:
+        """Load the newest checkpoint in the store, if any; returns its name."""
+        name = ckpt.latest_checkpoint(store)
+        if name is None:
+            return None
+        data = store.load(name)
+        if data is None:
+            raise RuntimeError(f"checkpoint {name} is listed but could not be loaded")
+        self.load_state_dict(ckpt.from_bytes(data))
+        return name
+
+    def warm_start(self, data: bytes | str) -> None:
+        """Start from a base model's generator and discriminator weights (fresh optimizers)."""
+        state = ckpt.from_bytes(data)
+        self._check_net(state, "warm start from")
+        self.G.load_state_dict(state["generator"])
+        if "discriminator" in state:
+            self.D.load_state_dict(state["discriminator"])
+        else:
+            log.warning("base checkpoint has no discriminator; it starts from scratch")
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self, *, budget_s: float | None = None, store: ckpt.CheckpointStore | None = None,
+            progress_cb: ProgressCallback | None = None, max_steps: int | None = None,
+            started: float | None = None, export: bool = True) -> TrainResult:
+        """Train until the budget (seconds from `started`, default now) or max_steps (total
+        steps, earlier runs included) runs out; checkpoints to `store` on the way and at the end.
+
+        With export, the first and the final save also write `generator.pt`; the first one
+        measures how long that takes, and that much time is kept for the final one."""
+        cfg = self.config
+        max_steps = max_steps if max_steps is not None else cfg.max_steps
+        if budget_s is None and max_steps is None:
+            raise ValueError("give a budget_s or max_steps, or training never ends")
+        t0 = started if started is not None else time.monotonic()
+        self.G.train()
+        deadline = t0 + budget_s if budget_s is not None else math.inf
+        recent: deque[float] = deque(maxlen=5)
+        save_s = 0.0
+        exported_step: int | None = None
+        last_name: str | None = None
+        last_save_t, last_save_step = time.monotonic(), self.step
+        steps_run, reason = 0, "max_steps"
+        bar = None
+        if cfg.progress_bar:
+            from tqdm import tqdm
+
+            bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True)
+
+        def estimate() -> int:
+            est_step = max(recent) if recent else 0.0
+            left = (deadline - time.monotonic() - save_s) / max(est_step, 1e-9) if recent else 0
+            by_time = self.step + max(0, int(left)) if deadline < math.inf else math.inf
+            return int(min(by_time, max_steps if max_steps is not None else math.inf))
+
+        try:
+            while True:
+                if max_steps is not None and self.step >= max_steps:
+                    reason = "max_steps"
+                    break
+                need = (max(recent) * cfg.step_margin if recent else 0.0) + (save_s if store else 0.0)
+                if time.monotonic() + need > deadline:
+                    reason = "budget"
+                    break
+                ts = time.monotonic()
+                losses = self.train_step()
+                dt = time.monotonic() - ts
+                recent.append(dt)
+                steps_run += 1
+                self.elapsed_s += dt
+                self.history.append({"step": self.step, **losses, "step_s": dt})
+
+                if store is not None and self._checkpoint_due(steps_run, last_save_t, last_save_step):
+                    ts = time.monotonic()
+                    last_name = self.save(store, export=export and steps_run == 1)
+                    if steps_run == 1:
+                        save_s = time.monotonic() - ts
+                        exported_step = self.step if export else None
+                    last_save_t, last_save_step = time.monotonic(), self.step
+
+                if steps_run % max(1, cfg.progress_every) == 0 or bar is not None:
+                    total = estimate()
+                    eta = (total - self.step) * (sum(recent) / len(recent))
+                    if bar is not None:
+                        bar.total = total if total < math.inf else None
+                        bar.set_postfix(l1=f"{losses['g_l1']:.3f}", d=f"{losses['d']:.3f}", refresh=False)
+                        bar.update(1)
+                    if progress_cb is not None and steps_run % max(1, cfg.progress_every) == 0:
+                        progress_cb(self.step, total, losses, eta)
+        finally:
+            if bar is not None:
+                bar.close()
+
+        if store is not None:
+            if steps_run > 0 and last_save_step != self.step:
+                last_name = self.save(store, export=export)
+            elif export and exported_step != self.step:
+                store.save(ckpt.GENERATOR_NAME, ckpt.export_generator(self.G))
+        self.G.eval()
+        return TrainResult(self.G, self.step, steps_run, time.monotonic() - t0, reason, last_name,
+                           self.history)
+
+    def _checkpoint_due(self, steps_run: int, last_t: float, last_step: int) -> bool:
+        cfg = self.config
+        if steps_run == 1:  # early: guards against a crash and measures how long a save takes
+            return True
+        if cfg.checkpoint_every_steps and self.step - last_step >= cfg.checkpoint_every_steps:
+            return True
+        return bool(cfg.checkpoint_every_s) and time.monotonic() - last_t >= cfg.checkpoint_every_s
+
+
+def fine_tune(dataset: PairSource, config: TrainConfig, budget_s: float,
+              checkpoint_store: ckpt.CheckpointStore, progress_cb: ProgressCallback | None = None,
+              init_checkpoint: bytes | str | None = None) -> TrainResult:
+    """Fine-tune on one person's (pose map, frame) pairs within budget_s seconds of wall clock.
+
+    If the store already holds a checkpoint (an earlier attempt crashed) training resumes from
+    it exactly and init_checkpoint is ignored; otherwise init_checkpoint (bytes or a path of a base
+    checkpoint) warm-starts both networks. The result's generator is also saved to the store as
+    `generator.pt` (weights only, for rendition).
+    """
+    started = time.monotonic()
+    trainer = Trainer(dataset, config)
+    resumed = trainer.restore(checkpoint_store)
+    if resumed:
+        log.info("resuming from %s (step %d)", resumed, trainer.step)
+    elif init_checkpoint is not None:
+        trainer.warm_start(init_checkpoint)
+    return trainer.run(budget_s=budget_s, store=checkpoint_store, progress_cb=progress_cb,
+                       started=started)
+
+
+def train_base(dataset: PairSource, config: TrainConfig, checkpoint_store: ckpt.CheckpointStore, *,
+               budget_s: float | None = None, max_steps: int | None = None,
+               progress_cb: ProgressCallback | None = None) -> TrainResult:
+    """Train a base model from scratch (resuming if the store has a checkpoint); the same loop as
+    fine_tune, bounded by budget_s and/or max_steps."""
+    started = time.monotonic()
+    if max_steps is not None:
+        config = replace(config, max_steps=max_steps)
+    trainer = Trainer(dataset, config)
+    trainer.restore(checkpoint_store)
+    return trainer.run(budget_s=budget_s, store=checkpoint_store, progress_cb=progress_cb,
+                       started=started)

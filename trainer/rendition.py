@@ -1,0 +1,135 @@
+"""Rendition: a sequence of (already normalized) poses -> the visitor dancing, as an MP4.
+
+Pose maps come from the shared renderer (trainer.posemap) at the generator's size, go through the
+generator in batches, and are encoded as they come (H.264 yuv420p via PyAV), so a long dance is
+never held in memory. Optionally each output frame is a side-by-side strip:
+reference frame | pose map | result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from fractions import Fraction
+from functools import lru_cache
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import av
+import numpy as np
+
+from schemas.keypoints import NUM_KEYPOINTS
+from trainer.pix2pix.inference import generate_batches
+from trainer.posemap import DEFAULT_SCORE_THRESHOLD, letterbox_image, render_pose_map
+
+log = logging.getLogger(__name__)
+
+PREFERRED_CODEC = "libx264"
+FALLBACK_CODEC = "mpeg4"
+
+
+@lru_cache(maxsize=None)
+def video_codec() -> str:
+    """libx264 when this PyAV build has the encoder, else mpeg4 (with a warning, once)."""
+    try:
+        av.codec.Codec(PREFERRED_CODEC, "w")
+        return PREFERRED_CODEC
+    except Exception:  # PyAV raises UnknownCodecError (a ValueError) or FFmpegError by version
+        log.warning("this PyAV build has no %s encoder; writing MPEG-4 Part 2 video instead",
+                    PREFERRED_CODEC)
+        return FALLBACK_CODEC
+
+
+class _Mp4Writer:
+    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int) -> None:
+        if width % 2 or height % 2:
+            raise ValueError(f"yuv420p needs even frame sides, got {width}x{height}")
+        self.container = av.open(str(path), mode="w")
+        codec = video_codec()
+        self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        self.stream.width, self.stream.height = width, height
+        self.stream.pix_fmt = "yuv420p"
+        if codec == PREFERRED_CODEC:
+            self.stream.options = {"crf": str(crf), "preset": "medium"}
+        else:
+            self.stream.bit_rate = 4_000_000
+
+    def write(self, rgb: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        self.container.mux(self.stream.encode(frame))
+
+    def close(self) -> None:
+        self.container.mux(self.stream.encode(None))  # flush delayed frames
+        self.container.close()
+
+
+def _batched(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while batch := list(islice(it, n)):
+        yield batch
+
+
+def render_video(generator, poses: np.ndarray | Sequence[np.ndarray], src_size: int | tuple[int, int],
+                 out_path: str | os.PathLike, fps: float = 30, side_by_side: Sequence[np.ndarray] | None = None,
+                 progress: bool = True, *, batch_size: int = 8,
+                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, crf: int = 18) -> Path:
+    """Render poses ([T, 17, 3] in pixels of a src_size image) through the generator into an MP4 at
+    out_path, one frame per pose. side_by_side: T reference frames (uint8 RGB, any size, e.g.
+    the reference dancer's video) for a reference | pose map | result strip. Returns out_path."""
+    poses = np.asarray(poses, np.float32)
+    if poses.ndim != 3 or poses.shape[1:] != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"poses must be (T, {NUM_KEYPOINTS}, 3), got {poses.shape}")
+    if len(poses) == 0:
+        raise ValueError("no poses to render")
+    if side_by_side is not None and len(side_by_side) != len(poses):
+        raise ValueError(f"side_by_side has {len(side_by_side)} frames for {len(poses)} poses")
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    size = generator.size
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    width = size * (3 if side_by_side is not None else 1)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(poses), unit="frame", desc="rendering", dynamic_ncols=True)
+
+    def map_batches() -> Iterator[np.ndarray]:
+        for batch in _batched(range(len(poses)), batch_size):
+            yield np.stack([render_pose_map(poses[i], src_size, size, score_threshold=score_threshold)
+                            for i in batch])
+
+    maps_seen: list[np.ndarray] = []  # the maps of the batch being generated, for the strip
+
+    def remember(batches: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for b in batches:
+            maps_seen[:] = [b]
+            yield b
+
+    writer = _Mp4Writer(out_path, width, size, fps, crf)
+    try:
+        t = 0
+        for fakes in generate_batches(generator, remember(map_batches())):
+            for k, fake in enumerate(fakes):
+                if side_by_side is not None:
+                    ref = letterbox_image(np.asarray(side_by_side[t]), size)
+                    fake = np.concatenate([ref, maps_seen[0][k], fake], axis=1)
+                writer.write(fake)
+                t += 1
+            if bar is not None:
+                bar.update(len(fakes))
+    finally:
+        writer.close()
+        if bar is not None:
+            bar.close()
+    return out_path
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Frames in the first video stream, by decoding (container headers can be missing or wrong)."""
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream")
+        return sum(1 for _ in container.decode(video=0))
