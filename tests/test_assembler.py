@@ -1,0 +1,301 @@
+"""The assembler against the real broker and S3 server: replayed sessions become datasets."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import cv2
+import numpy as np
+import pytest
+
+from infra import kafka
+from infra.objectstore import ensure_bucket, get_bytes, list_keys
+from schemas import DatasetReady, DeadLetter, decode, frame_key
+from trainer.assembler import Assembler, load_session_samples, read_manifest
+from trainer.assembler import keys
+from trainer.assembler.reader import iter_session_samples
+from trainer.assembler.synthetic import SyntheticSession, produce, synthetic_pose
+from trainer.posemap import letterbox_image, render_pose_map
+
+from conftest import wait_until
+
+FAST = dict(shard_size=4, resolution=64, end_grace_s=1.0, unknown_session_grace_s=1.0, commit_interval_s=0.2,
+            min_samples=5, quiet=True)
+
+
+@pytest.fixture
+def settings(settings):
+    """Shorter group sessions: this broker makes a join wait about half the session timeout."""
+    return settings.model_copy(update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500})
+
+
+def _read_topic(settings, topic: str, timeout_ms: int = 1500) -> list:
+    """Everything on a topic so far (never relies on end offsets: reads until quiet)."""
+    c = kafka.consumer(settings, topic, group_id=None, consumer_timeout_ms=timeout_ms)
+    try:
+        return [decode(r.value) for r in c]
+    finally:
+        c.close()
+
+
+_SERIES = {
+    "samples_cam0": ("booth_assembler_samples_total", {"camera": "cam0"}),
+    "samples_cam1": ("booth_assembler_samples_total", {"camera": "cam1"}),
+    "bytes": ("booth_assembler_bytes_total", {}),
+    "no_person": ("booth_assembler_rejected_total", {"reason": "no_person"}),
+    "invalid": ("booth_assembler_rejected_total", {"reason": "invalid"}),
+    "unknown_session": ("booth_assembler_rejected_total", {"reason": "unknown_session"}),
+    "dead_letters": ("booth_deadletters_total", {"stage": "assembler"}),
+    "ready": ("booth_dataset_ready_seconds_count", {}),
+}
+
+
+def _metrics() -> dict[str, float]:
+    from prometheus_client import REGISTRY
+
+    return {k: REGISTRY.get_sample_value(name, labels) or 0.0 for k, (name, labels) in _SERIES.items()}
+
+
+def _session_objects(settings, session: str) -> dict[str, bytes]:
+    return {k: get_bytes(settings, k) for k in list_keys(settings, keys.session_prefix(session))}
+
+
+def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
+    syn = SyntheticSession(f"s-{uuid.uuid4().hex[:6]}", frames=20,
+                           no_person={("cam0", 5), ("cam0", 12)}, no_pose={("cam1", 7), ("cam1", 19)})
+    messages = [syn.event_message(settings, syn.start())] + syn.stream_messages(settings)
+    # A broken JPEG in the session, a message with an unsafe key, a frame of a session never started.
+    broken = syn.frame("cam1", 20).model_copy(update={"image": syn.frame("cam1", 20).image[:300]})
+    stranger = SyntheticSession("never-started", cameras=("cam0",)).frame("cam0", 0)
+    evil = syn.frame("cam0", 21).encode()
+    messages += [
+        (settings.topic_frames, frame_key(syn.session, "cam1"), broken.encode()),
+        (settings.topic_frames, b"../../etc/cam0", evil),
+        (settings.topic_frames, frame_key("never-started", "cam0"), stranger.encode()),
+        (settings.topic_smoothed, frame_key(syn.session, "cam0"), b"not an envelope"),
+        syn.event_message(settings, syn.end()),
+    ]
+    produce(settings, messages)
+
+    before = _metrics()
+    summary = Assembler(settings, group_id="asm", **FAST).run(idle_exit=1.5, serve_metrics=False)
+    delta = {k: v - before[k] for k, v in _metrics().items()}
+    assert delta.pop("bytes") > 36 * 1000
+    assert delta == {"samples_cam0": 18, "samples_cam1": 18, "no_person": 2, "invalid": 2, "unknown_session": 1,
+                     "dead_letters": 4, "ready": 1}
+
+    expected = syn.expected_samples()
+    assert summary.closed == {syn.session: "ready"}
+    manifest = read_manifest(settings, syn.session)
+    assert manifest["status"] == "ready" and manifest["closed_by"] == "end"
+    assert manifest["samples"] == len(expected) == 36
+    assert manifest["per_camera"]["cam0"]["samples"] == 18 and manifest["per_camera"]["cam1"]["samples"] == 18
+    assert manifest["rejected"] == {"no_person": 2, "no_pose": 2, "undecodable": 1}
+    assert {(r["camera"], r["seq"], r["reason"]) for r in manifest["rejected_frames"]} == {
+        ("cam0", 5, "no_person"), ("cam0", 12, "no_person"), ("cam1", 7, "no_pose"), ("cam1", 19, "no_pose"),
+        ("cam1", 20, "undecodable")}
+    assert manifest["resolution"] == 64 and manifest["pose_backends"] == ["synthetic"]
+    evens = sum(1 for _, s in expected if s % 2 == 0)
+    assert manifest["imputed_share"] == pytest.approx(evens / (17 * len(expected)), abs=1e-6)
+    assert manifest["shards"] == sorted(keys.shard_key(syn.session, c, i) for c in ("cam0", "cam1") for i in range(5))
+
+    # The shards decode to exactly the samples sent: the JPEG as captured, the pose and its map.
+    got = list(iter_session_samples(settings, syn.session))
+    assert {(s.camera, s.seq) for s in got} == expected and len(got) == len(expected)
+    for s in got[:6]:
+        sent = syn.frame(s.camera, s.seq).image
+        np.testing.assert_array_equal(s.frame, cv2.cvtColor(cv2.imdecode(np.frombuffer(sent, np.uint8), 1),
+                                                            cv2.COLOR_BGR2RGB))
+        np.testing.assert_allclose(s.pose, synthetic_pose(s.seq, syn.size), atol=1e-3)
+        np.testing.assert_array_equal(s.posemap, render_pose_map(s.pose, syn.size, 64))
+    pairs = load_session_samples(settings, syn.session)
+    assert len(pairs) == len(expected)
+    frame, posemap, pose = pairs[0]
+    assert frame.shape == posemap.shape == (64, 64, 3) and pose.shape == (17, 3)
+    first = got[0]
+    np.testing.assert_array_equal(frame, letterbox_image(first.frame, 64))
+
+    preview = get_bytes(settings, keys.preview_key(syn.session))
+    assert cv2.imdecode(np.frombuffer(preview, np.uint8), cv2.IMREAD_COLOR) is not None
+
+    ready = [m for m in _read_topic(settings, settings.topic_datasets) if isinstance(m, DatasetReady)]
+    assert [(r.session, r.status, r.samples, r.cameras) for r in ready] == [
+        (syn.session, "ready", 36, ["cam0", "cam1"])]
+    assert ready[0].manifest_key == keys.manifest_key(syn.session)
+
+    letters = [m for m in _read_topic(settings, settings.topic_deadletter) if isinstance(m, DeadLetter)]
+    reasons = sorted(m.reason for m in letters)
+    assert len(letters) == 4 and all(m.stage == "assembler" for m in letters)
+    assert any("unsafe or malformed key" in r and "'.'" in r for r in reasons)
+    assert any("never-started was never started" in r for r in reasons)
+    assert any("truncated JPEG" in r for r in reasons)
+    assert any("undecodable SmoothedPose" in r for r in reasons)
+    assert next(m for m in letters if "unsafe" in m.reason).original == evil
+    # Nothing was written outside the session's own prefix.
+    assert {k.split("/")[1] for k in list_keys(settings, "")} == {syn.session}
+
+
+def test_crash_mid_session_then_restart_gives_the_same_dataset(settings):
+    syn = SyntheticSession(f"c-{uuid.uuid4().hex[:6]}", frames=24, no_person={("cam1", 9)})
+    produce(settings, [syn.event_message(settings, syn.start())] + syn.stream_messages(settings, range(0, 10)))
+
+    stop = threading.Event()
+    first = Assembler(settings, group_id="crashy", **FAST)
+    worker = threading.Thread(target=first.run, kwargs=dict(stop_event=stop, serve_metrics=False))
+    worker.start()
+    try:
+        # Shards 0 and 1 (seqs 0-7) of both cameras get written; seqs 8-9 stay in an open shard.
+        wait_until(lambda: len(list_keys(settings, keys.index_prefix(syn.session))) == 4, 30, what="4 shards")
+    finally:
+        stop.set()
+        worker.join(30)
+    assert not worker.is_alive()
+    assert first.sessions[syn.session].open_held(), "the open shard must still be held at the crash"
+    before = _session_objects(settings, syn.session)
+    assert all("manifest" not in k for k in before)
+
+    produce(settings, syn.stream_messages(settings, range(10, 24)) + [syn.event_message(settings, syn.end())])
+    second = Assembler(settings, group_id="crashy", **FAST).run(idle_exit=1.5, serve_metrics=False)
+    assert second.closed == {syn.session: "ready"}
+    # The restart resumed after the persisted shards: it did not rebuild them.
+    assert second.shards == 2 * 4
+    after = _session_objects(settings, syn.session)
+    for key, data in before.items():
+        assert after[key] == data
+
+    # A clean run over the same messages into another bucket writes the very same objects.
+    clean = settings.model_copy(update={"s3_bucket": settings.s3_bucket + "-clean"})
+    ensure_bucket(clean)
+    Assembler(clean, group_id="clean", **FAST).run(idle_exit=1.5, serve_metrics=False)
+    reference = _session_objects(clean, syn.session)
+    ready_record = keys.session_prefix(syn.session) + "dataset_ready.json"
+    assert sorted(after) == sorted(reference)
+    for key in reference:
+        if key != ready_record:  # holds the DatasetReady's own wall time
+            assert after[key] == reference[key], key
+    seen = [(s.camera, s.seq) for s in iter_session_samples(settings, syn.session)]
+    assert len(seen) == len(set(seen)) == len(syn.expected_samples())
+
+
+def test_session_outcomes_failed_inactive_aborted_and_replayed(settings):
+    few = SyntheticSession(f"few-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=6,
+                           no_person={("cam0", 1), ("cam0", 2), ("cam0", 4)})
+    idle = SyntheticSession(f"idle-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=6)
+    gone = SyntheticSession(f"gone-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=9)
+    produce(settings, [few.event_message(settings, few.start()), idle.event_message(settings, idle.start()),
+                       gone.event_message(settings, gone.start())]
+            + few.stream_messages(settings) + idle.stream_messages(settings) + gone.stream_messages(settings)
+            + [few.event_message(settings, few.end())])
+
+    def aborted_after_flush():
+        # The aborted session had shards written before its abort; they must be removed.
+        if list_keys(settings, keys.index_prefix(gone.session)):
+            produce(settings, [gone.event_message(settings, gone.end("abort"))])
+            return True
+
+    asm = Assembler(settings, group_id="outcomes", inactivity_timeout_s=4.0, **FAST)
+    stop = threading.Event()
+    worker = threading.Thread(target=asm.run, kwargs=dict(stop_event=stop, serve_metrics=False))
+    worker.start()
+    try:
+        wait_until(aborted_after_flush, 30, what="the aborted session's first shard")
+        wait_until(lambda: len(asm.summary.closed) == 3, 30, what="three sessions closed")
+    finally:
+        stop.set()
+        worker.join(30)
+    assert asm.summary.closed == {few.session: "failed", idle.session: "ready", gone.session: "aborted"}
+
+    m = read_manifest(settings, few.session)
+    assert m["status"] == "failed" and m["samples"] == 3
+    assert m["reason"] == "only 3 usable frames; at least 5 are needed (rejected: 3 no person)"
+    m = read_manifest(settings, idle.session)
+    assert m["status"] == "ready" and m["closed_by"] == "inactivity" and m["samples"] == 6
+    m = read_manifest(settings, gone.session)
+    assert m["status"] == "aborted" and m["samples"] == 0
+    assert list_keys(settings, keys.session_prefix(gone.session)) == [keys.manifest_key(gone.session)]
+
+    ready = {m.session: m for m in _read_topic(settings, settings.topic_datasets)}
+    assert set(ready) == {few.session, idle.session}
+    assert ready[few.session].status == "failed" and "only 3 usable frames" in ready[few.session].reason
+    assert ready[idle.session].status == "ready"
+
+    # Replaying everything from the start (a new group) adds nothing: finished sessions are skipped.
+    objects = {k: get_bytes(settings, k) for k in list_keys(settings, "")}
+    again = Assembler(settings, group_id="outcomes-replay", **FAST).run(idle_exit=1.5, serve_metrics=False)
+    assert again.closed == {} and again.samples == 0 and again.dead_letters == 0
+    assert {k: get_bytes(settings, k) for k in list_keys(settings, "")} == objects
+    assert len(_read_topic(settings, settings.topic_datasets)) == 2
+
+
+def test_assemble_command_runs_a_session_and_serves_metrics(settings):
+    import urllib.request
+
+    from click.testing import CliRunner
+
+    from infra.stack import free_port
+    from trainer.cli import assemble
+
+    port = free_port()
+    settings = settings.model_copy(update={"metrics_port": port})
+    syn = SyntheticSession(f"cli-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=6)
+    produce(settings, [syn.event_message(settings, syn.start())] + syn.stream_messages(settings)
+            + [syn.event_message(settings, syn.end())])
+    result = CliRunner().invoke(
+        assemble, ["--group", "cli", "--shard-size", "4", "--min-samples", "3", "--end-grace", "0.5",
+                   "--idle-exit", "1", "--resolution", "32", "-q"],
+        obj={"settings": settings}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert syn.session in result.output and "ready" in result.output
+    assert "6 samples in 2 shards" in result.output
+    assert read_manifest(settings, syn.session)["resolution"] == 32
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for name in ('booth_assembler_samples_total{camera="cam0"}', "booth_assembler_bytes_total",
+                 "booth_dataset_ready_seconds_bucket"):
+        assert name in text
+    bad = CliRunner().invoke(assemble, ["--shard-size", "0"], obj={"settings": settings})
+    assert bad.exit_code != 0 and "--shard-size" in bad.output
+
+
+def test_messages_before_their_start_wait_for_it_and_commits_follow_persistence(settings):
+    """The core without a consumer: records read before their session's start are adopted, and
+    the committable offsets never pass a message whose sample is not yet written."""
+    from collections import namedtuple
+
+    Record = namedtuple("Record", "topic partition offset key value")
+    syn = SyntheticSession(f"o-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=6)
+    stream = syn.stream_messages(settings)  # offsets per topic: offset == seq
+    frames = [Record(t, 0, i, k, v) for i, (t, k, v) in enumerate(m for m in stream if m[0] == settings.topic_frames)]
+    poses = [Record(t, 0, i, k, v) for i, (t, k, v) in enumerate(m for m in stream if m[0] == settings.topic_smoothed)]
+    clock = [100.0]
+    asm = Assembler(settings, clock=lambda: clock[0], **FAST)
+
+    asm.process_batch(frames + poses[:5])
+    assert syn.session in asm.orphans and not list_keys(settings, keys.session_prefix(syn.session))
+    start = Record(settings.topic_sessions, 0, 0, syn.session.encode(), syn.start().encode())
+    asm.process_batch([start])
+    assert syn.session not in asm.orphans
+    assert list_keys(settings, keys.index_prefix(syn.session)) == [keys.shard_index_key(syn.session, "cam0", 0)]
+    # Seq 4 and 5 sit in the open shard 1: frames commit up to offset 4, poses up to 4 (seq 4's pose).
+    assert asm.committable() == {(settings.topic_frames, 0): 4, (settings.topic_smoothed, 0): 4,
+                                 (settings.topic_sessions, 0): 0}
+    asm.process_batch(poses[5:])
+    clock[0] += 0.5
+    end = Record(settings.topic_sessions, 0, 1, syn.session.encode(), syn.end().encode())
+    asm.process_batch([end])
+    assert asm.tick() == []  # within the end grace
+    clock[0] += FAST["end_grace_s"]
+    assert asm.tick() == [syn.session]
+    assert asm.committable() == {(settings.topic_frames, 0): 6, (settings.topic_smoothed, 0): 6,
+                                 (settings.topic_sessions, 0): 2}
+    assert read_manifest(settings, syn.session)["samples"] == 6
+
+    stranger = SyntheticSession("nobody-home", cameras=("cam0",))
+    asm.process_batch([Record(settings.topic_frames, 1, 0, frame_key("nobody-home", "cam0"),
+                              stranger.frame("cam0", 0).encode())])
+    assert asm.committable()[(settings.topic_frames, 1)] == 0
+    clock[0] += FAST["unknown_session_grace_s"]
+    asm.tick()
+    assert asm.committable()[(settings.topic_frames, 1)] == 1 and asm.summary.dead_letters == 1
+    asm.producer.flush()
+    asm.producer.close()

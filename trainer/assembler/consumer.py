@@ -1,0 +1,525 @@
+"""The assembler: a consumer group over frames, smoothed poses and session events that writes each
+session's training samples to object storage as WebDataset shards.
+
+Delivery guarantees:
+* Offsets are committed only up to the lowest offset still held by an unwritten shard or an open
+  session (trainer.assembler.offsets), so a crash re-reads exactly what was not yet persisted.
+* Shard objects are a pure function of the messages in their seq range (trainer.assembler.join,
+  .shards) and a written shard is never rebuilt from a partial replay (its index record marks it
+  done), so replays rewrite nothing or rewrite identical bytes.
+* A session is finished in the store once its manifest is written and DatasetReady was published
+  (recorded as ``dataset_ready.json``); replayed messages of a finished session are skipped.
+  A crash between the manifest and that record re-publishes DatasetReady once (at least once).
+
+One assembler per consumer group: a session's events and its cameras' streams must all reach
+the same process (a second member would take some partitions and starve both).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Iterable
+
+from infra import deadletters, kafka, objectstore
+from infra.settings import Settings
+from schemas import DatasetReady, Frame, SchemaError, SessionEvent, SmoothedPose, decode, parse_frame_key
+from schemas.ids import InvalidId
+from trainer.assembler import keys
+from trainer.assembler.join import INVALID, LATE, UNKNOWN_SESSION, Outcome, SessionState, ShardBuffer, record_bytes
+from trainer.assembler.manifest import (build_manifest, failure_reason, manifest_bytes, preview_choice,
+                                        render_preview)
+from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, REJECTED, SAMPLES
+from trainer.assembler.offsets import Held, OffsetTracker
+from trainer.assembler.reader import shard_samples
+from trainer.assembler.shards import build_shard
+
+log = logging.getLogger(__name__)
+
+STAGE = "assembler"
+READY_RECORD = "dataset_ready.json"
+_REMEMBERED_SESSIONS = 10_000
+
+
+@dataclass(frozen=True)
+class AssemblerConfig:
+    group_id: str = "booth-assembler"
+    shard_size: int = 32               # samples per camera per tar shard
+    resolution: int = 256              # pose map size (square)
+    min_samples: int = 20              # fewer usable frames: the dataset is failed
+    end_grace_s: float = 3.0           # after the end event, wait this long without messages
+    inactivity_timeout_s: float = 300.0  # a session without an end is closed after this silence
+    unknown_session_grace_s: float = 10.0  # messages of an unknown session wait this long for its start
+    commit_interval_s: float = 1.0
+    max_poll_records: int = 200
+    quiet: bool = False                # no progress lines
+
+    def __post_init__(self) -> None:
+        for name in ("shard_size", "resolution", "max_poll_records"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.resolution > 4096:
+            raise ValueError(f"resolution {self.resolution} is too large (max 4096)")
+        if self.min_samples < 0:
+            raise ValueError(f"min_samples must be >= 0, got {self.min_samples}")
+        for name in ("end_grace_s", "inactivity_timeout_s", "unknown_session_grace_s", "commit_interval_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {getattr(self, name)}")
+        if not self.group_id:
+            raise ValueError("group_id is empty")
+
+
+@dataclass
+class _Orphan:
+    first_seen: float
+    items: list[tuple[Any, Any, Held]] = field(default_factory=list)  # (message, record, held)
+
+
+@dataclass
+class Summary:
+    samples: int = 0
+    shards: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    dead_letters: int = 0
+    ready: list[DatasetReady] = field(default_factory=list)
+    closed: dict[str, str] = field(default_factory=dict)  # session -> ready / failed / aborted
+
+
+class Assembler:
+    """Assemble sessions into datasets. `run()` is the service; `process_batch()` and `tick()` are
+    its core, usable without a consumer (records need .topic .partition .offset .key .value)."""
+
+    def __init__(self, settings: Settings, config: AssemblerConfig | None = None, *,
+                 clock: Callable[[], float] = time.monotonic, **overrides: Any) -> None:
+        config = config or AssemblerConfig()
+        if overrides:
+            unknown = set(overrides) - {f.name for f in fields(AssemblerConfig)}
+            if unknown:
+                raise TypeError(f"unknown assembler options: {sorted(unknown)}")
+            config = replace(config, **overrides)
+        self.settings = settings
+        self.config = config
+        self.clock = clock
+        self.tracker = OffsetTracker()
+        self.sessions: dict[str, SessionState] = {}
+        self.closed: OrderedDict[str, str] = OrderedDict()  # session -> "here" / "store"
+        self.orphans: dict[str, _Orphan] = {}
+        self.summary = Summary()
+        self._store_closed: dict[str, bool] = {}
+        self._progress: dict[str, Any] = {}
+        self._s3 = None
+        self._producer = None
+        self._unflushed_sends = False
+        self._committed: dict[tuple[str, int], int] = {}
+
+    # --- clients ---------------------------------------------------------------------------
+    @property
+    def s3(self):
+        if self._s3 is None:
+            self._s3 = objectstore.client(self.settings)
+        return self._s3
+
+    @property
+    def producer(self):
+        if self._producer is None:
+            self._producer = kafka.producer(self.settings)
+        return self._producer
+
+    def _put(self, key: str, data: bytes, content_type: str) -> None:
+        objectstore.put_bytes(self.settings, key, data, content_type, c=self.s3)
+        BYTES.inc(len(data))
+
+    # --- the core --------------------------------------------------------------------------
+    def process_batch(self, records: Iterable[Any], now: float | None = None) -> int:
+        """Take in consumed records; flush every shard they complete. Returns samples joined."""
+        now = self.clock() if now is None else now
+        records = list(records)
+        # Session events first, so a start read in the same batch as its first frames comes first.
+        records.sort(key=lambda r: r.topic != self.settings.topic_sessions)
+        touched: set[str] = set()
+        joined = 0
+        for rec in records:
+            held = self.tracker.consumed(rec.topic, rec.partition, rec.offset)
+            if rec.topic == self.settings.topic_sessions:
+                self._session_event(rec, held, now)
+                continue
+            session, outcome = self._stream_message(rec, held, now)
+            if outcome is not None:
+                touched.add(session)
+                joined += outcome.sample is not None
+        for session in touched:
+            state = self.sessions.get(session)
+            if state is not None:
+                self._flush(state, state.complete_shards())
+        return joined
+
+    def tick(self, now: float | None = None, *, backlog: bool = False) -> list[str]:
+        """Time-based work: give up on unknown sessions, close ended and idle sessions.
+
+        With `backlog` (the last poll was full) nothing is timed out: the messages being waited
+        for may simply not have been read yet.
+        """
+        now = self.clock() if now is None else now
+        if backlog:
+            return []
+        cfg = self.config
+        for session, orphan in list(self.orphans.items()):
+            if now - orphan.first_seen >= cfg.unknown_session_grace_s:
+                del self.orphans[session]
+                for _msg, rec, held in orphan.items:
+                    self._dead_letter(rec, UNKNOWN_SESSION, f"session {session} was never started")
+                    self.tracker.release(held)
+        closed = []
+        for state in list(self.sessions.values()):
+            quiet = now - state.last_activity
+            if state.end is not None and quiet >= cfg.end_grace_s:
+                self._finalize(state, "end", now)
+                closed.append(state.session)
+            elif state.end is None and quiet >= cfg.inactivity_timeout_s:
+                self._finalize(state, "inactivity", now)
+                closed.append(state.session)
+        return closed
+
+    def busy(self) -> bool:
+        """Whether anything is still open (sessions or messages waiting for their session)."""
+        return bool(self.sessions or self.orphans)
+
+    # --- session events --------------------------------------------------------------------
+    def _session_event(self, rec, held: Held, now: float) -> None:
+        try:
+            event = SessionEvent.decode(rec.value)
+        except SchemaError as exc:
+            return self._reject_message(rec, held, f"undecodable session event: {exc}")
+        if rec.key is not None and rec.key != event.session.encode():
+            return self._reject_message(
+                rec, held, f"key {rec.key[:80]!r} does not name the event's session {event.session!r}")
+        state = self.sessions.get(event.session)
+        if event.kind == "start":
+            if state is not None or event.session in self.closed:
+                self.tracker.release(held)  # a repeated start
+                return
+            if self._closed_in_store(event.session):
+                self.closed[event.session] = "store"  # a replay of a session finished earlier
+                self.tracker.release(held)
+                return
+            self._start(event, held, now)
+        elif state is not None:
+            state.held.append(held)
+            state.last_activity = now
+            if event.kind == "end":
+                if state.end is None:
+                    state.end, state.ended_at = event, now
+            else:
+                self._abort(state, event, now)
+        elif event.session in self.closed or self._closed_in_store(event.session):
+            self.tracker.release(held)
+        elif event.session in self.orphans:
+            self.orphans[event.session].items.append((event, rec, held))
+        else:
+            self._dead_letter(rec, UNKNOWN_SESSION, f"{event.kind} of session {event.session}, which was never started")
+            self.tracker.release(held)
+
+    def _start(self, event: SessionEvent, held: Held, now: float) -> None:
+        done = self._load_done(event.session)
+        state = SessionState(event, shard_size=self.config.shard_size, resolution=self.config.resolution,
+                             now=now, done=done)
+        state.held.append(held)
+        self.sessions[event.session] = state
+        if not self.config.quiet:
+            from tqdm import tqdm
+
+            self._progress[event.session] = tqdm(desc=f"assemble {event.session}", unit=" samples", leave=True)
+        orphan = self.orphans.pop(event.session, None)
+        log.info("session %s started (cameras %s)%s", event.session, ",".join(event.cameras) or "?",
+                 f", {len(done)} shards already stored" if done else "")
+        if orphan:
+            for msg, rec, h in orphan.items:
+                if isinstance(msg, SessionEvent):
+                    self._session_event(rec, h, now)
+                else:
+                    self._add(state, msg, rec, h, now)
+            if event.session in self.sessions:  # (an adopted abort closes it at once)
+                self._flush(state, state.complete_shards())
+
+    def _load_done(self, session: str) -> dict[tuple[str, int], dict]:
+        """Index records of shards already written (by an earlier run of this session)."""
+        done = {}
+        for key in objectstore.list_keys(self.settings, keys.index_prefix(session), c=self.s3):
+            if not key.endswith(".json"):
+                continue
+            data = objectstore.get_bytes(self.settings, key, c=self.s3)
+            if data is not None:
+                record = json.loads(data)
+                done[(record["camera"], int(record["index"]))] = record
+        return done
+
+    def _closed_in_store(self, session: str) -> bool:
+        """Whether the session was finished by an earlier run (its DatasetReady went out, or it was
+        aborted): replays of its messages are then skipped."""
+        known = self._store_closed.get(session)
+        if known is None:
+            prefix = keys.session_prefix(session)
+            known = objectstore.get_bytes(self.settings, prefix + READY_RECORD, c=self.s3) is not None
+            if not known:
+                manifest = objectstore.get_bytes(self.settings, keys.manifest_key(session), c=self.s3)
+                known = manifest is not None and json.loads(manifest).get("status") == "aborted"
+            if len(self._store_closed) > _REMEMBERED_SESSIONS:
+                self._store_closed.clear()
+            self._store_closed[session] = known
+        return known
+
+    # --- frames and poses ------------------------------------------------------------------
+    def _stream_message(self, rec, held: Held, now: float) -> tuple[str | None, Outcome | None]:
+        if rec.topic not in (self.settings.topic_frames, self.settings.topic_smoothed):
+            self._reject_message(rec, held, f"the assembler does not read topic {rec.topic}")
+            return None, None
+        expected = Frame if rec.topic == self.settings.topic_frames else SmoothedPose
+        try:
+            msg = decode(rec.value)
+        except SchemaError as exc:
+            self._reject_message(rec, held, f"undecodable {expected.__name__}: {exc}")
+            return None, None
+        if not isinstance(msg, expected):
+            self._reject_message(rec, held, f"expected a {expected.__name__} on {rec.topic}, got a {type(msg).__name__}")
+            return None, None
+        try:
+            key = parse_frame_key(rec.key)
+        except InvalidId as exc:
+            self._reject_message(rec, held, f"unsafe or malformed key: {exc}")
+            return None, None
+        if key != (msg.session, msg.camera):
+            self._reject_message(rec, held, f"key {'/'.join(key)} does not match the message's "
+                                            f"{msg.session}/{msg.camera}")
+            return None, None
+        state = self.sessions.get(msg.session)
+        if state is not None:
+            return msg.session, self._add(state, msg, rec, held, now)
+        if msg.session in self.closed:
+            self.tracker.release(held)
+            if self.closed[msg.session] == "here":
+                REJECTED.labels(LATE).inc()
+                self.summary.rejected[LATE] += 1
+                log.warning("%s %s/%s seq %d arrived after its session was closed", type(msg).__name__,
+                            msg.session, msg.camera, msg.seq)
+            return None, None
+        if self._closed_in_store(msg.session):
+            self.closed[msg.session] = "store"
+            self.tracker.release(held)
+            return None, None
+        orphan = self.orphans.setdefault(msg.session, _Orphan(now))
+        orphan.items.append((msg, rec, held))
+        return None, None
+
+    def _add(self, state: SessionState, msg, rec, held: Held, now: float) -> Outcome:
+        outcome = state.add_frame(msg, held, now) if isinstance(msg, Frame) else state.add_pose(msg, held, now)
+        if outcome.replay:
+            self.tracker.release(held)
+        if outcome.problem:  # counted with its shard's rejections when the shard is written
+            self._dead_letter(rec, outcome.rejected, f"{msg.session}/{msg.camera} seq {msg.seq}: {outcome.problem}",
+                              count=False)
+        if outcome.sample is not None:
+            bar = self._progress.get(state.session)
+            if bar is not None:
+                bar.update(1)
+        return outcome
+
+    def _reject_message(self, rec, held: Held, reason: str) -> None:
+        self._dead_letter(rec, INVALID, reason)
+        self.tracker.release(held)
+
+    def _dead_letter(self, rec, label: str, reason: str, count: bool = True) -> None:
+        deadletters.send_dead_letter(self.producer, self.settings, STAGE, reason, rec.topic, rec.key, rec.value,
+                                     rec.partition, rec.offset)
+        self._unflushed_sends = True
+        self.summary.dead_letters += 1
+        if count:
+            REJECTED.labels(label).inc()
+            self.summary.rejected[label] += 1
+
+    # --- persisting ------------------------------------------------------------------------
+    def _flush(self, state: SessionState, buffers: list[ShardBuffer]) -> None:
+        for buf in buffers:
+            tar = build_shard(buf.samples.values()) if buf.samples else b""
+            if tar:
+                self._put(keys.shard_key(state.session, buf.camera, buf.index), tar, "application/x-tar")
+            record = buf.record(state.session, len(tar))
+            # The index record goes last: it is what marks the shard done.
+            self._put(keys.shard_index_key(state.session, buf.camera, buf.index), record_bytes(record),
+                      "application/json")
+            state.done[(buf.camera, buf.index)] = record
+            SAMPLES.labels(buf.camera).inc(len(buf.samples))
+            for why in buf.rejected.values():
+                REJECTED.labels(why).inc()
+                self.summary.rejected[why] += 1
+            self.summary.samples += len(buf.samples)
+            self.summary.shards += 1
+            self.tracker.release(*buf.held)
+
+    def _finalize(self, state: SessionState, closed_by: str, now: float) -> DatasetReady:
+        cfg = self.config
+        self._flush(state, state.all_shards())
+        records = list(state.done.values())
+        samples = sum(len(r["samples"]) for r in records)
+        picture = self._preview(records) if samples else None
+        preview = keys.preview_key(state.session) if picture else None
+        status, reason = "ready", ""
+        if samples < cfg.min_samples:
+            rejected = Counter(why for r in records for why in r["rejected"].values())
+            status, reason = "failed", failure_reason(samples, cfg.min_samples, dict(rejected))
+        elif closed_by == "inactivity":
+            reason = f"closed after {cfg.inactivity_timeout_s:g} s without messages (no end event)"
+        manifest = build_manifest(
+            session=state.session, status=status, reason=reason, closed_by=closed_by, start=state.start,
+            end=state.end, records=records, resolution=cfg.resolution, shard_size=cfg.shard_size,
+            min_samples=cfg.min_samples, preview_key=preview,
+        )
+        if preview:
+            self._put(preview, picture, "image/jpeg")
+        self._put(keys.manifest_key(state.session), manifest_bytes(manifest), "application/json")
+        ready = DatasetReady(
+            session=state.session, status=status, reason=reason[:1000], manifest_key=keys.manifest_key(state.session),
+            samples=samples, cameras=manifest["cameras"], reference=state.start.reference, wall_time=time.time(),
+        )
+        self.producer.send(self.settings.topic_datasets, key=state.session.encode(), value=ready.encode()).get(timeout=30)
+        self._put(keys.session_prefix(state.session) + READY_RECORD,
+                  json.dumps(ready.model_dump(mode="json"), sort_keys=True).encode(), "application/json")
+        if state.ended_at is not None:
+            DATASET_READY_SECONDS.observe(max(0.0, self.clock() - state.ended_at))
+        self._close(state, status)
+        self.summary.ready.append(ready)
+        log.info("session %s %s: %d samples in %d shards%s", state.session, status, samples,
+                 len(manifest["shards"]), f" ({reason})" if reason else "")
+        return ready
+
+    def _preview(self, records: list[dict]) -> bytes | None:
+        chosen = preview_choice(records)
+        wanted: dict[str, set[int]] = {}
+        for shard, _camera, seq in chosen:
+            wanted.setdefault(shard, set()).add(seq)
+        picked = {}
+        for shard, seqs in wanted.items():
+            data = objectstore.get_bytes(self.settings, shard, c=self.s3)
+            for s in shard_samples(data or b"", shard) if data else ():
+                if s.seq in seqs:
+                    picked[(shard, s.seq)] = (s.frame, s.posemap, s.pose)
+        shown = [picked[(sh, seq)] for sh, _c, seq in chosen if (sh, seq) in picked]
+        return render_preview(shown, self.config.resolution) if shown else None
+
+    def _abort(self, state: SessionState, event: SessionEvent, now: float) -> None:
+        """Drop everything of the session, keep only a manifest saying it was aborted."""
+        prefix = keys.session_prefix(state.session)
+        doomed = [k for k in objectstore.list_keys(self.settings, prefix, c=self.s3)]
+        for key in doomed:
+            objectstore.retrying(f"remove {key}", lambda key=key: self.s3.remove_object(self.settings.s3_bucket, key))
+        manifest = build_manifest(
+            session=state.session, status="aborted", reason=event.note or "aborted", closed_by="abort",
+            start=state.start, end=event, records=[], resolution=self.config.resolution,
+            shard_size=self.config.shard_size, min_samples=self.config.min_samples, preview_key=None,
+        )
+        self._put(keys.manifest_key(state.session), manifest_bytes(manifest), "application/json")
+        self._store_closed[state.session] = True
+        log.info("session %s aborted: %d stored objects removed", state.session, len(doomed))
+        self._close(state, "aborted")
+
+    def _close(self, state: SessionState, status: str) -> None:
+        self.tracker.release(*state.open_held())
+        for stream in state.streams.values():
+            stream.shards.clear()
+        del self.sessions[state.session]
+        self.closed[state.session] = "here"
+        while len(self.closed) > _REMEMBERED_SESSIONS:
+            self.closed.popitem(last=False)
+        self.summary.closed[state.session] = status
+        bar = self._progress.pop(state.session, None)
+        if bar is not None:
+            bar.set_postfix_str(status)
+            bar.close()
+
+    # --- the service -----------------------------------------------------------------------
+    def committable(self) -> dict[tuple[str, int], int]:
+        return self.tracker.committable()
+
+    def _commit(self, consumer, force: bool = False) -> None:
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        if self._unflushed_sends and self._producer is not None:
+            self._producer.flush()  # dead letters must be out before their offsets are committed
+            self._unflushed_sends = False
+        assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
+        offsets = {tp: off for tp, off in self.tracker.committable().items()
+                   if tp in assigned and self._committed.get(tp) != off}
+        if not offsets:
+            return
+        consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+        self._committed.update(offsets)
+
+    def _reset(self) -> None:
+        """Forget all in-memory state: what it held was not committed and will be read again."""
+        for bar in self._progress.values():
+            bar.close()
+        self._progress.clear()
+        self.sessions.clear()
+        self.orphans.clear()
+        self.tracker.forget()
+        self._committed.clear()
+
+    def run(self, stop_event: threading.Event | None = None, idle_exit: float | None = None,
+            serve_metrics: bool = True) -> Summary:
+        """Consume until stop_event is set, or (idle_exit) nothing arrived for that many seconds
+        while no session was open. Stopping leaves open shards uncommitted, exactly like a crash."""
+        from kafka import ConsumerRebalanceListener
+
+        if serve_metrics:
+            from infra import metrics
+
+            metrics.serve(self.settings, STAGE)
+        s = self.settings
+        consumer = kafka.consumer(s, group_id=self.config.group_id, max_poll_records=self.config.max_poll_records)
+        assembler = self
+
+        class _Rebalance(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                if closing:
+                    return  # leaving the group on stop: the state simply ends with the process
+                if revoked and (assembler.sessions or assembler.orphans or assembler.tracker.held_count()):
+                    log.warning("partitions revoked: dropping in-memory state, it will be read again")
+                    try:
+                        assembler._commit(consumer)
+                    finally:
+                        assembler._reset()
+
+            def on_partitions_assigned(self, assigned):
+                log.info("assigned %d partitions", len(assigned))
+
+        closing = False
+        consumer.subscribe([s.topic_sessions, s.topic_frames, s.topic_smoothed], listener=_Rebalance())
+        last_record = last_commit = self.clock()
+        try:
+            while stop_event is None or not stop_event.is_set():
+                polled = consumer.poll(timeout_ms=200)
+                records = [r for batch in polled.values() for r in batch]
+                now = self.clock()
+                if records or not consumer.assignment():
+                    last_record = now  # idle time counts once the group has given us partitions
+                    self.process_batch(records, now)
+                closed = self.tick(now, backlog=len(records) >= self.config.max_poll_records)
+                if closed or now - last_commit >= self.config.commit_interval_s:
+                    self._commit(consumer)
+                    last_commit = now
+                if idle_exit is not None and not self.busy() and now - last_record >= idle_exit:
+                    break
+            self._commit(consumer)
+        finally:
+            closing = True
+            consumer.close(autocommit=False)
+            if self._producer is not None:
+                self._producer.flush()
+                self._producer.close()
+                self._producer = None
+            for bar in self._progress.values():
+                bar.close()
+        return self.summary

@@ -1,0 +1,117 @@
+"""A session's manifest (built from its shards' index records, so a restart rebuilds the same one)
+and its preview picture."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import cv2
+import numpy as np
+
+from schemas import SessionEvent
+from trainer.posemap import draw_pose_overlay, letterbox_image
+
+MANIFEST_VERSION = 1
+MAX_LISTED_REJECTIONS = 1000
+PREVIEW_SAMPLES = 6
+PREVIEW_COLUMNS = 2  # (frame with pose | pose map) pairs per row
+
+
+def build_manifest(
+    *, session: str, status: str, reason: str, closed_by: str, start: SessionEvent | None,
+    end: SessionEvent | None, records: list[dict], resolution: int, shard_size: int, min_samples: int,
+    preview_key: str | None,
+) -> dict:
+    """The manifest of a session from the index records of all its shards."""
+    records = sorted(records, key=lambda r: (r["camera"], r["index"]))
+    per_camera: dict[str, dict] = {}
+    rejected: Counter = Counter()
+    listed = []
+    backends: set[str] = set()
+    imputed = keypoints = total_bytes = 0
+    for r in records:
+        cam = per_camera.setdefault(r["camera"], {"samples": 0, "shards": 0, "rejected": Counter()})
+        cam["samples"] += len(r["samples"])
+        cam["shards"] += r["shard_key"] is not None
+        for seq, why in r["rejected"].items():
+            cam["rejected"][why] += 1
+            rejected[why] += 1
+            listed.append({"camera": r["camera"], "seq": int(seq), "reason": why})
+        imputed += r["imputed"]
+        keypoints += r["keypoints"]
+        total_bytes += r["bytes"]
+        backends.update(r["backends"])
+    listed.sort(key=lambda x: (x["camera"], x["seq"]))
+    samples = sum(c["samples"] for c in per_camera.values())
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "session": session,
+        "status": status,
+        "reason": reason,
+        "closed_by": closed_by,
+        "reference": start.reference if start else None,
+        "announced_cameras": list(start.cameras) if start else [],
+        "cameras": sorted(c for c, v in per_camera.items() if v["samples"]),
+        "started_wall_time": start.wall_time if start else None,
+        "ended_wall_time": end.wall_time if end else None,
+        "format": "webdataset",
+        "members": {"image": "<key>.jpg (as captured; .png if the camera sent PNG)",
+                    "posemap": "<key>.posemap.png", "pose": "<key>.pose.json"},
+        "resolution": resolution,
+        "shard_size": shard_size,
+        "min_samples": min_samples,
+        "pose_backends": sorted(backends),
+        "samples": samples,
+        "frames": samples + sum(rejected.values()),
+        "per_camera": {
+            c: {"samples": v["samples"], "shards": v["shards"], "rejected": dict(sorted(v["rejected"].items()))}
+            for c, v in sorted(per_camera.items())
+        },
+        "rejected": dict(sorted(rejected.items())),
+        "rejected_frames": listed[:MAX_LISTED_REJECTIONS],
+        "rejected_frames_truncated": len(listed) > MAX_LISTED_REJECTIONS,
+        "imputed_share": round(imputed / keypoints, 6) if keypoints else 0.0,
+        "shards": sorted(r["shard_key"] for r in records if r["shard_key"]),
+        "bytes": total_bytes,
+        "preview_key": preview_key,
+    }
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    return json.dumps(manifest, sort_keys=True, indent=1).encode()
+
+
+def failure_reason(samples: int, min_samples: int, rejected: dict[str, int]) -> str:
+    why = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in sorted(rejected.items(), key=lambda x: -x[1]))
+    return (f"only {samples} usable frames; at least {min_samples} are needed"
+            + (f" (rejected: {why})" if why else ""))
+
+
+def preview_choice(records: list[dict], k: int = PREVIEW_SAMPLES) -> list[tuple[str, str, int]]:
+    """(shard_key, camera, seq) of up to k samples spread evenly over the session."""
+    every = sorted((seq, r["camera"], r["shard_key"]) for r in records for seq in r["samples"])
+    if not every:
+        return []
+    picks = sorted(set(np.linspace(0, len(every) - 1, min(k, len(every))).round().astype(int).tolist()))
+    return [(every[i][2], every[i][1], every[i][0]) for i in picks]
+
+
+def render_preview(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], resolution: int) -> bytes:
+    """JPEG grid of (frame with pose overlay | pose map) pairs; samples are (frame, posemap, pose)."""
+    if not samples:
+        raise ValueError("a preview needs at least one sample")
+    r, pad = resolution, 4
+    rows = -(-len(samples) // PREVIEW_COLUMNS)
+    width = PREVIEW_COLUMNS * (2 * r + pad) + pad
+    grid = np.full((rows * (r + pad) + pad, width, 3), 24, np.uint8)
+    for i, (frame, posemap, pose) in enumerate(samples):
+        y = pad + (i // PREVIEW_COLUMNS) * (r + pad)
+        x = pad + (i % PREVIEW_COLUMNS) * (2 * r + pad)
+        overlay = letterbox_image(draw_pose_overlay(frame, pose, alpha=0.85), r)
+        grid[y:y + r, x:x + r] = overlay
+        grid[y:y + r, x + r:x + 2 * r] = cv2.resize(posemap, (r, r)) if posemap.shape[:2] != (r, r) else posemap
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        raise RuntimeError("JPEG encoding of the preview failed")
+    return buf.tobytes()

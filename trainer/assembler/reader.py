@@ -1,0 +1,92 @@
+"""Reading an assembled session back: the trainer's view of the dataset."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from infra import objectstore
+from infra.settings import Settings
+from trainer.assembler import keys
+from trainer.assembler.join import pose_array
+from trainer.assembler.shards import IMAGE_SUFFIXES, POSE_SUFFIX, POSEMAP_SUFFIX, decode_rgb, iter_tar_samples
+from trainer.posemap import letterbox_image
+
+
+@dataclass(frozen=True)
+class SessionSample:
+    key: str
+    camera: str
+    seq: int
+    frame: np.ndarray        # uint8 RGB [h, w, 3], the camera's frame as captured
+    posemap: np.ndarray      # uint8 RGB [R, R, 3], aligned with letterbox_image(frame, R)
+    pose: np.ndarray         # float32 [17, 3] in the frame's pixels
+    flags: np.ndarray        # uint8 [17], schemas.keypoints bits
+    src_size: tuple[int, int]
+
+
+def read_manifest(settings: Settings, session: str, c=None) -> dict | None:
+    data = objectstore.get_bytes(settings, keys.manifest_key(session), c=c)
+    return None if data is None else json.loads(data)
+
+
+def shard_samples(data: bytes, what: str = "shard") -> Iterator[SessionSample]:
+    """The samples of one shard's tar bytes, in order."""
+    for key, parts in iter_tar_samples(data):
+        image = next((parts[s] for s in IMAGE_SUFFIXES if s in parts), None)
+        if image is None or POSEMAP_SUFFIX not in parts or POSE_SUFFIX not in parts:
+            raise ValueError(f"{what}: sample {key!r} lacks an image, pose map or pose ({sorted(parts)})")
+        record = json.loads(parts[POSE_SUFFIX])
+        yield SessionSample(
+            key=key, camera=record["camera"], seq=int(record["seq"]),
+            frame=decode_rgb(image, f"{what}: {key} image"),
+            posemap=decode_rgb(parts[POSEMAP_SUFFIX], f"{what}: {key} pose map"),
+            pose=pose_array(record), flags=np.asarray(record["flags"], np.uint8),
+            src_size=(int(record["width"]), int(record["height"])),
+        )
+
+
+def session_shard_keys(settings: Settings, session: str, c=None) -> list[str]:
+    """The shard keys of a session: the manifest's list, or (still assembling) what is stored."""
+    manifest = read_manifest(settings, session, c=c)
+    if manifest is not None:
+        if manifest["status"] == "aborted":
+            raise ValueError(f"session {session} was aborted: it has no dataset")
+        return list(manifest["shards"])
+    return sorted(k for k in objectstore.list_keys(settings, keys.shards_prefix(session), c=c) if k.endswith(".tar"))
+
+
+def iter_session_samples(settings: Settings, session: str, *, cameras: set[str] | None = None,
+                         c=None) -> Iterator[SessionSample]:
+    """Every sample of a session, shard by shard (one shard in memory at a time)."""
+    c = c or objectstore.client(settings)
+    found = False
+    for key in session_shard_keys(settings, session, c=c):
+        found = True
+        camera, _ = keys.parse_shard_name(key.rsplit("/", 1)[-1].removesuffix(".tar"))
+        if cameras is not None and camera not in cameras:
+            continue
+        data = objectstore.get_bytes(settings, key, c=c)
+        if data is None:
+            raise FileNotFoundError(f"shard {key} of session {session} is listed but missing from the store")
+        yield from shard_samples(data, key)
+    if not found and read_manifest(settings, session, c=c) is None:
+        raise FileNotFoundError(f"session {session} has no manifest and no shards in bucket {settings.s3_bucket}")
+
+
+def load_session_samples(settings: Settings, session: str, *, letterbox: bool = True,
+                         cameras: set[str] | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The session's training samples as (frame_rgb, posemap_rgb, pose [17, 3]) tuples.
+
+    With letterbox (default) the frame is placed exactly like its pose map (trainer.posemap's
+    letterbox_image at the map's size), so the pair is pixel-aligned for pix2pix; otherwise it is
+    the frame as captured. The pose stays in the captured frame's pixels either way.
+    """
+    out = []
+    for s in iter_session_samples(settings, session, cameras=cameras):
+        frame = letterbox_image(s.frame, (s.posemap.shape[1], s.posemap.shape[0])) if letterbox else s.frame
+        out.append((frame, s.posemap, s.pose))
+    return out

@@ -1,0 +1,156 @@
+"""Training samples and their WebDataset tar shards, byte-for-byte reproducible.
+
+A sample is three tar members sharing one key: ``<key>.jpg`` (the camera's JPEG exactly as
+received; ``.png`` if the camera sent PNG), ``<key>.posemap.png`` (trainer.posemap's stick figure)
+and ``<key>.pose.json`` (keypoints, flags and where they come from). The same samples always give
+the same tar bytes: members in sample order, fixed mtime, owner and mode, and the USTAR format
+(no PAX headers carrying times), so re-writing a shard after a crash replaces it with itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from schemas.keypoints import IMPUTED, NUM_KEYPOINTS
+from trainer.posemap import render_pose_map
+
+POSEMAP_SUFFIX = "posemap.png"
+POSE_SUFFIX = "pose.json"
+IMAGE_SUFFIXES = ("jpg", "png")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One encoded training sample of a shard."""
+
+    key: str
+    seq: int
+    image_ext: str  # "jpg" or "png"
+    image: bytes
+    posemap_png: bytes
+    pose_json: bytes
+    imputed: int  # keypoints flagged IMPUTED
+
+    def members(self) -> list[tuple[str, bytes]]:
+        return [
+            (f"{self.key}.{self.image_ext}", self.image),
+            (f"{self.key}.{POSEMAP_SUFFIX}", self.posemap_png),
+            (f"{self.key}.{POSE_SUFFIX}", self.pose_json),
+        ]
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise RuntimeError("PNG encoding of a pose map failed")
+    return buf.tobytes()
+
+
+def _round(values: Iterable[float]) -> list[float]:
+    # Three decimals of a pixel are plenty, and a fixed rounding keeps the JSON bytes reproducible.
+    return [round(float(v), 3) for v in values]
+
+
+def encode_sample(
+    *, key: str, seq: int, camera: str, session: str, image: bytes, encoding: str, width: int, height: int,
+    pose: np.ndarray, flags: list[int], backend: str, person_score: float, capture_ns: int,
+    wall_time: float, resolution: int,
+) -> Sample:
+    """Render the pose map and serialise one sample; pose is [17, 3] in pixels of the frame."""
+    pose = np.asarray(pose, dtype=np.float32)
+    if pose.shape != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"pose must be [{NUM_KEYPOINTS}, 3], got {pose.shape}")
+    # The map is drawn from the pose exactly as stored (rounded), so a reader can redraw it.
+    pose = np.asarray([_round(row) for row in pose], dtype=np.float32)
+    flags = [int(f) for f in flags] if flags else [0] * NUM_KEYPOINTS
+    posemap = render_pose_map(pose, (width, height), resolution)
+    record = {
+        "session": session, "camera": camera, "seq": seq, "capture_ns": capture_ns,
+        "wall_time": wall_time, "width": width, "height": height, "backend": backend,
+        "person_score": round(float(person_score), 4), "resolution": resolution,
+        "keypoints": [_round(row) for row in pose], "flags": flags,
+    }
+    return Sample(
+        key=key, seq=seq, image_ext="png" if encoding == "png" else "jpg", image=image,
+        posemap_png=png_bytes(posemap),
+        pose_json=json.dumps(record, sort_keys=True, separators=(",", ":")).encode(),
+        imputed=sum(1 for f in flags if f & IMPUTED),
+    )
+
+
+def build_tar(members: Iterable[tuple[str, bytes]]) -> bytes:
+    """A tar of (name, bytes) members in the given order, identical for identical input."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def build_shard(samples: Iterable[Sample]) -> bytes:
+    return build_tar(m for s in sorted(samples, key=lambda s: s.seq) for m in s.members())
+
+
+def iter_tar_samples(data: bytes) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {suffix: bytes}) per sample of a WebDataset tar, in tar order."""
+    current: str | None = None
+    parts: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for info in tar:
+            if not info.isfile():
+                continue
+            base = info.name.rsplit("/", 1)[-1]
+            key, dot, suffix = base.partition(".")
+            if not dot:
+                raise ValueError(f"tar member {info.name!r} has no suffix; not a WebDataset sample file")
+            if key != current:
+                if current is not None:
+                    yield current, parts
+                current, parts = key, {}
+            parts[suffix] = tar.extractfile(info).read()
+    if current is not None:
+        yield current, parts
+
+
+def decode_rgb(data: bytes, what: str = "image") -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{what} cannot be decoded")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def image_problem(data: bytes, encoding: str, width: int, height: int) -> str | None:
+    """Why a frame's image is unusable (None if it decodes to the size the frame declares).
+
+    JPEG decoders fill a truncated file with grey instead of failing, so the end-of-image marker
+    is checked too. The check decodes at 1/8 scale (DCT scaling): cheap, yet it reads the whole
+    entropy-coded stream.
+    """
+    if encoding == "jpeg":
+        if not data.startswith(b"\xff\xd8"):
+            return "not a JPEG (no start-of-image marker)"
+        if b"\xff\xd9" not in data[-64:]:
+            return "truncated JPEG (no end-of-image marker)"
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_8)
+        expected = (-(-height // 8), -(-width // 8))
+    else:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        expected = (height, width)
+    if image is None:
+        return f"{encoding} image cannot be decoded"
+    if image.shape[:2] != expected:
+        return f"image is not the declared {width}x{height}"
+    return None

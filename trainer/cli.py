@@ -1,0 +1,151 @@
+"""`booth assemble` and `booth reference ...`: registered on the main `booth` command group.
+
+Heavy imports happen inside each command, so `booth --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+
+from infra.settings import Settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.find_root().obj
+    if isinstance(obj, dict) and "settings" in obj:
+        return obj["settings"]
+    try:
+        return Settings()
+    except Exception as exc:  # noqa: BLE001 - a bad setting must read as one line, not a traceback
+        raise click.ClickException(f"configuration error: {exc}") from exc
+
+
+def _table(rows: list[dict], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        click.echo("(nothing)")
+        return
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(str(column))
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)
+
+
+@click.command("assemble")
+@click.option("--group", default="booth-assembler", show_default=True, help="Consumer group id.")
+@click.option("--shard-size", default=32, show_default=True, type=click.IntRange(1, 100_000),
+              help="Samples per camera per tar shard.")
+@click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096),
+              help="Pose map size in pixels (square).")
+@click.option("--min-samples", default=20, show_default=True, type=click.IntRange(0),
+              help="Fewer usable frames than this: the dataset is failed.")
+@click.option("--end-grace", default=3.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds without messages after a session's end before it is closed (poses lag frames).")
+@click.option("--inactivity-timeout", default=300.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds without messages after which a session that never ended is closed.")
+@click.option("--unknown-session-grace", default=10.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds a message waits for its session's start before it is dead-lettered.")
+@click.option("--idle-exit", type=click.FloatRange(0), default=None,
+              help="Exit after this many idle seconds with no open session (default: run until stopped).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@click.pass_context
+def assemble(ctx, group, shard_size, resolution, min_samples, end_grace, inactivity_timeout, unknown_session_grace,
+             idle_exit, quiet):
+    """Assemble sessions into training datasets (WebDataset shards in object storage)."""
+    from trainer.assembler import Assembler
+
+    try:
+        assembler = Assembler(_settings(ctx), group_id=group, shard_size=shard_size, resolution=resolution,
+                              min_samples=min_samples, end_grace_s=end_grace, inactivity_timeout_s=inactivity_timeout,
+                              unknown_session_grace_s=unknown_session_grace, quiet=quiet)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    stop = threading.Event()
+    # ^C or SIGTERM: stop at the next poll; open shards stay uncommitted and are read again later.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        summary = assembler.run(stop_event=stop, idle_exit=idle_exit)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _table([{"session": s, "status": st} for s, st in summary.closed.items()], "sessions closed")
+    click.echo(f"{summary.samples} samples in {summary.shards} shards; rejected: "
+               f"{dict(summary.rejected) or 'none'}; dead letters: {summary.dead_letters}")
+
+
+@click.group("reference")
+def reference() -> None:
+    """Reference dances: poses extracted ahead of time, corrected by hand, versioned."""
+
+
+@reference.command("add")
+@click.argument("video", type=click.Path(exists=True, dir_okay=False))
+@click.option("--name", required=True, help="Reference name (letters, digits, '_' and '-').")
+@click.option("--backend", type=click.Choice(["auto", "movenet", "blazepose", "posenet"]), default=None,
+              help="Pose backend (default: the pose_backend setting).")
+@click.option("--mode", type=click.Choice(["savgol", "median"]), default="savgol", show_default=True,
+              help="Centered smoothing: Savitzky-Golay or confidence-weighted median.")
+@click.option("--resolution", default=256, show_default=True, type=click.IntRange(32, 2048),
+              help="Preview video: size of each half (pose overlay | pose map).")
+@click.option("--replace", is_flag=True, help="Store as a new version if the name exists.")
+@click.pass_context
+def reference_add(ctx, video, name, backend, mode, resolution, replace):
+    """Extract a reference dance's poses from VIDEO."""
+    from tqdm import tqdm
+
+    from schemas import InvalidId
+    from trainer.references import add_reference
+    from trainer.references.video import probe
+
+    try:
+        total = probe(video).frames
+        with tqdm(total=total, desc=f"poses of {name}", unit=" frames") as bar:
+            meta = add_reference(_settings(ctx), video, name, backend=backend, mode=mode, resolution=resolution,
+                                 replace=replace, progress=bar.update)
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from exc
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _report(meta)
+
+
+@reference.command("correct")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mode", type=click.Choice(["savgol", "median"]), default=None,
+              help="Smoothing mode (default: the previous version's).")
+@click.pass_context
+def reference_correct(ctx, name, file, mode):
+    """Apply manual corrections from FILE (CSV rows 'frame,keypoint,x,y' or 'frame,drop'); stores a new version."""
+    from schemas import InvalidId
+    from trainer.references import correct_reference
+
+    try:
+        meta = correct_reference(_settings(ctx), name, file, mode=mode)
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    except (ValueError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    _report(meta)
+
+
+@reference.command("list")
+@click.pass_context
+def reference_list(ctx):
+    """The stored reference dances (latest versions)."""
+    from trainer.references import list_references
+
+    _table(list_references(_settings(ctx)), "references")
+
+
+def _report(meta: dict) -> None:
+    click.echo(f"{meta['name']} v{meta['version']}: {meta['frames']} frames, {meta['usable_frames']} usable, "
+               f"{meta['glitches']} glitches, {meta['corrections']} corrections; "
+               f"preview {meta['files']['preview.mp4']}")

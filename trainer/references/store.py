@@ -1,0 +1,307 @@
+"""Reference dances: poses extracted ahead of time from a video, smoothed with a centered filter,
+checked for glitches, correctable by hand, stored in versions under ``references/<name>/``.
+
+Each version ``v0001/``, ``v0002/`` ... holds:
+    poses.npz      poses [T, 17, 3] float32 (source pixels), flags [T, 17] uint8, times [T] float64
+                   seconds, src_size [2] (width, height), usable [T] bool
+    raw.npz        the pose estimator's output, unchanged from version to version
+    glitches.csv   processors.smoothing's glitch report of the (corrected) raw estimates
+    preview.mp4    per frame: the video with the pose drawn over it | the pose map
+    meta.json      where it came from and how it was made
+    corrections.csv  (versions made by `correct`) every manual edit so far, applied to raw.npz
+``latest.json`` names the current version; it is written last, so readers never see half a version.
+The original video is kept once as ``source.<ext>`` (previews of later versions are drawn from it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from infra import objectstore
+from infra.settings import Settings
+from processors.smoothing import SmoothingParams, detect_glitches, interpolate_gaps, render_report, smooth_sequence
+from processors.smoothing.impute import confident_mask, person_present
+from schemas.ids import validate_id
+from schemas.keypoints import IMPUTED, NUM_KEYPOINTS, OBSERVED, SMOOTHED
+from trainer.assembler import keys
+from trainer.posemap import draw_pose_overlay, letterbox_image, render_pose_map
+from trainer.references.corrections import Corrections, apply_to_raw, merge, parse_corrections, to_csv
+from trainer.references.video import encode_mp4, probe, read_frames
+
+log = logging.getLogger(__name__)
+
+MODES = ("savgol", "median")
+PREVIEW_RESOLUTION = 256
+
+
+@dataclass(frozen=True)
+class Reference:
+    name: str
+    version: int
+    poses: np.ndarray      # [T, 17, 3] float32, source pixels
+    flags: np.ndarray      # [T, 17] uint8
+    times: np.ndarray      # [T] float64 seconds
+    src_size: tuple[int, int]
+    usable: np.ndarray     # [T] bool
+    meta: dict
+
+
+@dataclass(frozen=True)
+class Smoothed:
+    poses: np.ndarray
+    flags: np.ndarray
+    usable: np.ndarray
+    glitches_csv: str
+    glitches: int
+    filled: int  # keypoints placed by interpolation across frames without a usable estimate
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+def estimate_video(path: str | Path, estimator, key: str = "reference",
+                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Raw estimates of the main (most confident) person per frame: (poses [T, 17, 3], times [T],
+    (width, height)). Frames without a person get score 0 everywhere."""
+    poses, times, size = [], [], None
+    for rgb, t in read_frames(path):
+        size = size or (rgb.shape[1], rgb.shape[0])
+        people = estimator.estimate(rgb, key=key)
+        poses.append(people[0].keypoints if people else np.zeros((NUM_KEYPOINTS, 3), np.float32))
+        times.append(t)
+        if progress:
+            progress(1)
+    if not poses:
+        raise ValueError(f"{path} has no decodable frames")
+    return np.asarray(poses, np.float32), np.asarray(times, np.float64), size
+
+
+def smooth_reference(raw: np.ndarray, times: np.ndarray, mode: str = "savgol",
+                     params: SmoothingParams = SmoothingParams(),
+                     corrections: Corrections | None = None) -> Smoothed:
+    """Centered smoothing of a whole reference (processors.smoothing), its glitch report, exact
+    manual corrections, and short gaps (frames without a person, dropped frames) filled in time."""
+    if mode not in MODES:
+        raise ValueError(f"smoothing mode must be one of {MODES}, got {mode!r}")
+    p = params
+    if corrections is not None:
+        raw = apply_to_raw(raw, corrections)
+    conf = confident_mask(raw, p.confidence_threshold)
+    conf &= person_present(conf, p.min_keypoints, p.min_torso)[:, None]
+    _, rows = detect_glitches(raw, times, p, confident=conf)
+    poses, flags = smooth_sequence(raw, times, mode=mode, params=p)
+    if corrections is not None:
+        for (frame, k), (x, y) in corrections.points.items():
+            poses[frame, k] = (x, y, 1.0)
+            flags[frame, k] = OBSERVED
+    have = (flags & (OBSERVED | IMPUTED)) != 0
+    xy, filled = interpolate_gaps(poses[..., :2], have, times, p.max_gap)
+    filled &= ~have
+    poses[filled, :2] = xy[filled]
+    poses[filled, 2] = p.confidence_threshold
+    flags[filled] |= IMPUTED | SMOOTHED
+    usable = ((flags & (OBSERVED | IMPUTED)) != 0).sum(axis=1) >= p.min_keypoints
+    return Smoothed(poses.astype(np.float32), flags.astype(np.uint8), usable, render_report(rows, "csv"),
+                    len(rows), int(filled.sum()))
+
+
+def preview_frames(path: str | Path, poses: np.ndarray, src_size: tuple[int, int],
+                   resolution: int = PREVIEW_RESOLUTION) -> Iterator[np.ndarray]:
+    """Per frame: the video with the pose over it | the pose map, each resolution x resolution."""
+    for i, (rgb, _t) in enumerate(read_frames(path)):
+        if i >= len(poses):
+            break
+        left = letterbox_image(draw_pose_overlay(rgb, poses[i], alpha=0.85), resolution)
+        yield np.hstack([left, render_pose_map(poses[i], src_size, resolution)])
+
+
+# --- storage -----------------------------------------------------------------------------------
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _json(data: dict) -> bytes:
+    return json.dumps(data, indent=1, sort_keys=True).encode()
+
+
+def latest_version(settings: Settings, name: str, c=None) -> int | None:
+    data = objectstore.get_bytes(settings, keys.reference_latest_key(name), c=c)
+    return None if data is None else int(json.loads(data)["version"])
+
+
+def _store_version(settings: Settings, c, name: str, version: int, *, raw: np.ndarray, times: np.ndarray,
+                   src_size: tuple[int, int], smoothed: Smoothed, preview: bytes, meta: dict,
+                   corrections_text: str | None) -> dict:
+    files = {
+        "poses.npz": _npz(poses=smoothed.poses, flags=smoothed.flags, times=times,
+                          src_size=np.asarray(src_size, np.int32), usable=smoothed.usable),
+        "raw.npz": _npz(poses=raw, times=times, src_size=np.asarray(src_size, np.int32)),
+        "glitches.csv": smoothed.glitches_csv.encode(),
+        "preview.mp4": preview,
+    }
+    if corrections_text is not None:
+        files["corrections.csv"] = corrections_text.encode()
+    meta = {**meta, "name": name, "version": version,
+            "files": {f: keys.reference_file_key(name, version, f) for f in [*files, "meta.json"]}}
+    files["meta.json"] = _json(meta)
+    types = {"npz": "application/octet-stream", "csv": "text/csv", "mp4": "video/mp4", "json": "application/json"}
+    for filename, data in files.items():
+        objectstore.put_bytes(settings, keys.reference_file_key(name, version, filename), data,
+                              types[filename.rsplit(".", 1)[1]], c=c)
+    objectstore.put_bytes(settings, keys.reference_latest_key(name),
+                          _json({"name": name, "version": version,
+                                 "prefix": keys.reference_version_prefix(name, version)}), "application/json", c=c)
+    return meta
+
+
+def _summary(smoothed: Smoothed, times: np.ndarray, src_size: tuple[int, int]) -> dict:
+    n = len(times)
+    return {
+        "frames": n,
+        "fps": round((n - 1) / (times[-1] - times[0]), 3) if n > 1 and times[-1] > times[0] else None,
+        "duration_s": round(float(times[-1] - times[0]), 3) if n else 0.0,
+        "src_size": list(src_size),
+        "usable_frames": int(smoothed.usable.sum()),
+        "imputed_share": round(float(((smoothed.flags & IMPUTED) != 0).mean()), 6),
+        "filled_keypoints": smoothed.filled,
+        "glitches": smoothed.glitches,
+    }
+
+
+def add_reference(settings: Settings, video: str | Path, name: str, *, backend: str | None = None,
+                  mode: str = "savgol", params: SmoothingParams = SmoothingParams(),
+                  resolution: int = PREVIEW_RESOLUTION, estimator=None, replace: bool = False,
+                  progress: Callable[[int], None] | None = None) -> dict:
+    """Extract, smooth and store a reference dance from a video file; returns its meta.json."""
+    validate_id(name, "reference name")
+    video = Path(video)
+    if not video.is_file():
+        raise FileNotFoundError(f"video {video} does not exist")
+    if mode not in MODES:
+        raise ValueError(f"smoothing mode must be one of {MODES}, got {mode!r}")
+    info = probe(video)
+    c = objectstore.client(settings)
+    current = latest_version(settings, name, c=c)
+    if current is not None and not replace:
+        raise FileExistsError(f"reference {name} exists (version {current}); correct it, or add with replace")
+    if estimator is None:
+        from processors.pose import load_estimator
+
+        estimator = load_estimator(backend or settings.pose_backend, settings.models_dir, num_threads=settings.pose_threads)
+    raw, times, src_size = estimate_video(video, estimator, key=name, progress=progress)
+    smoothed = smooth_reference(raw, times, mode, params)
+    preview = encode_mp4(preview_frames(video, smoothed.poses, src_size, resolution), info.fps)
+    data = video.read_bytes()
+    source_key = keys.reference_source_key(name, video.suffix or ".mp4")
+    objectstore.put_bytes(settings, source_key, data, "video/mp4", c=c)
+    meta = {
+        "created_wall_time": time.time(),
+        "based_on": None,
+        "source": {"filename": video.name, "sha256": hashlib.sha256(data).hexdigest(), "key": source_key,
+                   "bytes": len(data)},
+        "backend": getattr(estimator, "name", str(backend)), "device": getattr(estimator, "device", "cpu"),
+        "smoothing": {"mode": mode, "params": params.to_dict()},
+        "corrections": 0, "dropped_frames": [], "corrected_keypoints": 0,
+        "preview_resolution": resolution,
+        **_summary(smoothed, times, src_size),
+    }
+    version = (current or 0) + 1
+    meta = _store_version(settings, c, name, version, raw=raw, times=times, src_size=src_size, smoothed=smoothed,
+                          preview=preview, meta=meta, corrections_text=None)
+    log.info("reference %s v%d: %d frames, %d glitches", name, version, meta["frames"], meta["glitches"])
+    return meta
+
+
+def _get(settings: Settings, key: str, c) -> bytes:
+    data = objectstore.get_bytes(settings, key, c=c)
+    if data is None:
+        raise FileNotFoundError(f"{key} is missing from bucket {settings.s3_bucket}")
+    return data
+
+
+def correct_reference(settings: Settings, name: str, corrections_file: str | Path, *, mode: str | None = None,
+                      params: SmoothingParams | None = None, resolution: int | None = None) -> dict:
+    """Apply a corrections file to the latest version's raw estimates, re-smooth, store a new version."""
+    c = objectstore.client(settings)
+    current = latest_version(settings, name, c=c)
+    if current is None:
+        raise FileNotFoundError(f"no reference named {name}")
+    meta = json.loads(_get(settings, keys.reference_file_key(name, current, "meta.json"), c))
+    with np.load(io.BytesIO(_get(settings, keys.reference_file_key(name, current, "raw.npz"), c))) as npz:
+        raw, times, src_size = npz["poses"], npz["times"], tuple(int(v) for v in npz["src_size"])
+    path = Path(corrections_file)
+    corrections = parse_corrections(path.read_text(), len(raw), src_size, source=path.name)
+    if "corrections.csv" in meta["files"]:
+        earlier = _get(settings, keys.reference_file_key(name, current, "corrections.csv"), c).decode()
+        corrections = merge(parse_corrections(earlier, len(raw), src_size, source=f"{name} v{current} corrections"),
+                            corrections)
+    mode = mode or meta["smoothing"]["mode"]
+    params = params or SmoothingParams(**meta["smoothing"]["params"])
+    resolution = resolution or meta.get("preview_resolution", PREVIEW_RESOLUTION)
+    smoothed = smooth_reference(raw, times, mode, params, corrections)
+    source = meta["source"]
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / ("source." + source["key"].rsplit(".", 1)[1])
+        video.write_bytes(_get(settings, source["key"], c))
+        preview = encode_mp4(preview_frames(video, smoothed.poses, src_size, resolution), probe(video).fps)
+    new_meta = {
+        **meta,
+        "created_wall_time": time.time(),
+        "based_on": current,
+        "backend": meta["backend"],
+        "smoothing": {"mode": mode, "params": params.to_dict()},
+        "corrections": len(corrections),
+        "corrected_keypoints": len(corrections.points),
+        "dropped_frames": sorted(corrections.drops),
+        "preview_resolution": resolution,
+        **_summary(smoothed, times, src_size),
+    }
+    version = current + 1
+    new_meta = _store_version(settings, c, name, version, raw=raw, times=times, src_size=src_size,
+                              smoothed=smoothed, preview=preview, meta=new_meta,
+                              corrections_text=to_csv(corrections))
+    log.info("reference %s v%d: %d corrections in all, on top of v%d", name, version, len(corrections), current)
+    return new_meta
+
+
+def load_reference_version(settings: Settings, name: str, version: int | None = None) -> Reference:
+    c = objectstore.client(settings)
+    version = version or latest_version(settings, name, c=c)
+    if version is None:
+        raise FileNotFoundError(f"no reference named {name}")
+    meta = json.loads(_get(settings, keys.reference_file_key(name, version, "meta.json"), c))
+    with np.load(io.BytesIO(_get(settings, keys.reference_file_key(name, version, "poses.npz"), c))) as npz:
+        return Reference(name, version, npz["poses"], npz["flags"], npz["times"],
+                         (int(npz["src_size"][0]), int(npz["src_size"][1])), npz["usable"], meta)
+
+
+def load_reference(settings: Settings, name: str, version: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """(poses [T, 17, 3] in source pixels, times [T] seconds, (width, height)) of a reference."""
+    ref = load_reference_version(settings, name, version)
+    return ref.poses, ref.times, ref.src_size
+
+
+def list_references(settings: Settings) -> list[dict]:
+    c = objectstore.client(settings)
+    rows = []
+    for key in sorted(objectstore.list_keys(settings, "references/", c=c)):
+        if not key.endswith("/latest.json") or key.count("/") != 2:
+            continue
+        name = key.split("/")[1]
+        version = latest_version(settings, name, c=c)
+        meta = json.loads(_get(settings, keys.reference_file_key(name, version, "meta.json"), c))
+        rows.append({"name": name, "version": version, "frames": meta["frames"], "fps": meta["fps"],
+                     "duration_s": meta["duration_s"], "backend": meta["backend"], "glitches": meta["glitches"],
+                     "usable_frames": meta["usable_frames"], "corrections": meta["corrections"]})
+    return rows
