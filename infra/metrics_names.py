@@ -1,0 +1,59 @@
+"""The Prometheus series the components export: one list that the dashboard, `booth status` and the
+components' own tests agree on.
+
+Counters are named with their ``_total`` suffix (as scraped); histograms by their base name, which
+scrapes as ``_bucket``, ``_sum`` and ``_count`` (see `scraped_names`). Labels listed here are the
+ones the dashboard groups by: an exporter must set them (it may add more).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    kind: Literal["counter", "gauge", "histogram"]
+    components: tuple[str, ...]  # keys of infra.metrics.DEFAULT_PORTS that export it
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+_ALL = (
+    Series("booth_camera_frames_sent_total", "counter", ("camera",), "frames published to the frames topic", ("camera",)),
+    Series("booth_camera_frames_dropped_total", "counter", ("camera",), "frames dropped before publishing", ("camera",)),
+    Series("booth_pose_frames_total", "counter", ("processors",), "frames the pose stage estimated"),
+    Series("booth_pose_latency_seconds", "histogram", ("processors",), "pose inference time per frame"),
+    Series("booth_capture_to_pose_seconds", "histogram", ("processors",), "capture wall time to pose published"),
+    Series("booth_smooth_poses_total", "counter", ("processors",), "smoothed poses published"),
+    Series("booth_consumer_lag", "gauge", ("processors", "assembler"), "records behind the partition's end", ("group", "topic", "partition")),
+    Series("booth_assembler_samples_total", "counter", ("assembler",), "dataset samples written to object storage"),
+    Series("booth_deadletters_total", "counter", ("processors", "assembler", "trainer"), "messages sent to the dead-letter topic", ("stage",)),
+    Series("booth_training_step", "gauge", ("trainer",), "current fine-tuning step", ("session",)),
+    Series("booth_training_loss", "gauge", ("trainer",), "latest value of each training loss", ("session", "loss")),
+    Series("booth_training_eta_seconds", "gauge", ("trainer",), "estimated seconds until training ends", ("session",)),
+    Series("booth_replay_messages_total", "counter", ("replay",), "recorded messages replayed into topics", ("topic",)),
+)
+
+EXPECTED_SERIES: dict[str, Series] = {s.name: s for s in _ALL}
+
+# The counters `booth status` turns into per-stage rates, stage name -> counter.
+STAGE_COUNTERS: dict[str, str] = {
+    "camera": "booth_camera_frames_sent_total",
+    "pose": "booth_pose_frames_total",
+    "smooth": "booth_smooth_poses_total",
+    "assembler": "booth_assembler_samples_total",
+}
+
+
+def scraped_names(series: Series) -> tuple[str, ...]:
+    """The sample names a scrape of this series shows."""
+    if series.kind == "histogram":
+        return tuple(series.name + suffix for suffix in ("_bucket", "_sum", "_count"))
+    return (series.name,)
+
+
+def known_sample_names() -> set[str]:
+    return {name for s in EXPECTED_SERIES.values() for name in scraped_names(s)}
