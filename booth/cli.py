@@ -132,12 +132,60 @@ def session_end(ctx, session_id, abort):
     click.echo(f"{session_id}: {'aborted' if abort else 'ended'}")
 
 
+# --- processors --------------------------------------------------------------------------------
+@main.command("process")
+@click.option("--backend", type=click.Choice(["auto", "movenet", "blazepose", "posenet"]), help="Pose backend.")
+@click.option("--concurrency", type=int, help="Frames estimated in parallel by this worker.")
+@click.option("--threads", type=int, help="TFLite threads per interpreter.")
+@click.option("--loglevel", default="warning", show_default=True)
+@click.pass_context
+def process(ctx, backend, concurrency, threads, loglevel):
+    """Run a stream-processing worker (pose -> imputation -> smoothing); run several to split partitions."""
+    from processors.app import run_worker
+
+    updates = {k: v for k, v in (("pose_backend", backend), ("pose_concurrency", concurrency),
+                                 ("pose_threads", threads)) if v}
+    run_worker(_settings(ctx).model_copy(update=updates), loglevel=loglevel)
+
+
+@main.command("models")
+@click.option("--install", is_flag=True, help="Fetch missing files from their public sources and verify them.")
+@click.option("--source", type=click.Path(exists=True, file_okay=False), help="A folder of already-fetched files.")
+@click.pass_context
+def models(ctx, install, source):
+    """List the pose model files (ok / missing / bad checksum); --install fetches what is missing."""
+    from processors import models as registry
+
+    target = _settings(ctx).models_dir
+    if install:
+        try:
+            target = registry.find_or_install(target, source=source)
+        except registry.ModelError as exc:
+            raise click.ClickException(str(exc)) from exc
+    rows = registry.status(target)
+    _table([{"model": r.name, "state": r.state, "path": r.path} for r in rows], f"models in {target}")
+    if install and any(r.state != "ok" for r in rows):
+        raise click.ClickException("some model files are still missing or corrupt")
+
+
 @main.command("config")
 @click.pass_context
 def config(ctx):
     """Print the effective settings (secrets masked)."""
     _table([{"setting": k, "value": v} for k, v in _settings(ctx).safe_summary().items()])
 
+
+def _register() -> None:
+    """Commands that live with their stage."""
+    from infra.cli_tools import record, replay, status
+    from producers.cli import camera, publish_spool
+    from trainer.cli import assemble, reference
+
+    for command in (camera, publish_spool, assemble, reference, record, replay, status):
+        main.add_command(command)
+
+
+_register()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_ms: int = 1000
     kafka_max_message_bytes: int = 16 * 1024 * 1024
 
+    # Prefix of consumer-group ids (<app_id>-processors, -assembler, -trainer): two deployments on
+    # one cluster keep apart by choosing different prefixes.
+    app_id: str = Field("booth", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}$")
+
     # --- topics (name, partitions) ---
     topic_frames: str = "booth.frames"
     topic_poses: str = "booth.poses"
@@ -71,7 +75,7 @@ class Settings(BaseSettings):
     # --- local state, metrics ---
     state_dir: Path = REPO_ROOT / ".booth"
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(0, ge=0, description="0 = pick the component's default port")
+    metrics_port: int = Field(0, ge=-1, description="0 = the component's default port, -1 = no endpoint")
 
     # --- embedded stack (its broker and S3 ports are those of kafka_bootstrap and s3_endpoint) ---
     stack_prometheus_port: int = 9090
@@ -86,6 +90,9 @@ class Settings(BaseSettings):
                 raise FileNotFoundError(f"BOOTH_CONFIG names {config}, which does not exist")
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
+
+    def group(self, component: str) -> str:
+        return f"{self.app_id}-{component}"
 
     def topic_partitions(self) -> dict[str, int]:
         streams, control = self.partitions_streams, self.partitions_control

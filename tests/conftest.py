@@ -41,7 +41,8 @@ def settings(stack, request):
         f"topic_{t}": f"t.{suffix}.{t}"
         for t in ("frames", "poses", "smoothed", "sessions", "datasets", "training", "renditions", "deadletter")
     }
-    s = stack.settings.model_copy(update={**names, "s3_bucket": f"b-{suffix}", "partitions_streams": 2})
+    s = stack.settings.model_copy(update={**names, "s3_bucket": f"b-{suffix}", "partitions_streams": 2,
+                                          "app_id": f"test-{suffix}"})
     from infra.kafka import ensure_topics
     from infra.objectstore import ensure_bucket
 
