@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -148,6 +149,53 @@ def process(ctx, backend, concurrency, threads, loglevel):
     run_worker(_settings(ctx).model_copy(update=updates), loglevel=loglevel)
 
 
+# --- trainer -----------------------------------------------------------------------------------
+@main.group("train", invoke_without_command=True)
+@click.option("--budget", "budget_s", default=3600.0, show_default=True, help="Fine-tuning budget per session, seconds.")
+@click.option("--checkpoint-every", default=180.0, show_default=True, help="Seconds between checkpoints.")
+@click.option("--reference", help="Reference dance for sessions that name none.")
+@click.option("--device", help="torch device (default: CUDA when present, else CPU).")
+@click.option("--max-sessions", type=int, help="Exit after this many renditions.")
+@click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.pass_context
+def train(ctx, budget_s, checkpoint_every, reference, device, max_sessions, idle_exit, quiet):
+    """Consume DatasetReady events: fine-tune, evaluate, render, publish the link."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import signal
+    import threading
+
+    from trainer.service import TrainerConfig, TrainingService
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    config = TrainerConfig(budget_s=budget_s, checkpoint_every_s=checkpoint_every, reference=reference,
+                           device=device, progress_bar=not quiet)
+    done = TrainingService(_settings(ctx), config).run(stop=stop, idle_exit=idle_exit, max_sessions=max_sessions)
+    click.echo(f"{done} session(s) rendered")
+
+
+@train.command("base")
+@click.option("--session", "sessions", multiple=True, required=True, help="Sessions of the booth scene to train on.")
+@click.option("--budget", "budget_s", default=3600.0, show_default=True, help="Seconds.")
+@click.option("--steps", type=int, help="Stop after this many steps.")
+@click.pass_context
+def train_base_command(ctx, sessions, budget_s, steps):
+    """Train the base model (models/base/ in the store) that fine-tuning warm-starts from."""
+    from schemas import InvalidId, validate_id
+    from trainer.service import train_base
+
+    try:
+        for s in sessions:
+            validate_id(s, "session")
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="--session") from exc
+    result = train_base(_settings(ctx), list(sessions), budget_s, steps)
+    click.echo(f"base model: {result.step} steps, stopped by {result.stop_reason}; checkpoint {result.checkpoint}")
+
+
 @main.command("models")
 @click.option("--install", is_flag=True, help="Fetch missing files from their public sources and verify them.")
 @click.option("--source", type=click.Path(exists=True, file_okay=False), help="A folder of already-fetched files.")
@@ -166,6 +214,36 @@ def models(ctx, install, source):
     _table([{"model": r.name, "state": r.state, "path": r.path} for r in rows], f"models in {target}")
     if install and any(r.state != "ok" for r in rows):
         raise click.ClickException("some model files are still missing or corrupt")
+
+
+@main.command("demo")
+@click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A clip of a person to use as the camera (default: one built from a photo).")
+@click.option("--photo", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The photo the default clip moves (default: scikit-image's astronaut photo).")
+@click.option("--frames", default=150, show_default=True, help="Frames of the built clip (30 fps).")
+@click.option("--budget", "budget_s", default=180.0, show_default=True, help="Fine-tuning budget, seconds.")
+@click.option("--resolution", default=128, show_default=True, help="Pose-map and generator size in pixels.")
+@click.option("--keep-stack", is_flag=True, help="Leave the broker and S3 server running afterwards.")
+@click.pass_context
+def demo(ctx, video, photo, frames, budget_s, resolution, keep_stack):
+    """Run one whole booth session end to end on the embedded stack and print the rendition link."""
+    from booth.demo import Demo, DemoOptions
+
+    state = _settings(ctx).state_dir / "demo"
+    state.mkdir(parents=True, exist_ok=True)
+    d = Demo(DemoOptions(video=video, photo=photo, frames=frames, budget_s=budget_s, resolution=resolution,
+                         keep_stack=keep_stack), state, echo=click.echo)
+    try:
+        rows = d.run()
+    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        d.stop()
+    _table([{"": k, "value": v} for k, v in rows.items()], "booth demo")
+    click.echo(f"\nYour video: {rows['rendition link']}\nSaved with its pictures in {rows['files']}")
+    if not keep_stack:
+        click.echo("(the embedded stack is stopped; pass --keep-stack to keep the link working)")
 
 
 @main.command("config")

@@ -39,7 +39,7 @@ def _table(rows: list[dict], title: str | None = None) -> None:
 
 
 @click.command("assemble")
-@click.option("--group", default="booth-assembler", show_default=True, help="Consumer group id.")
+@click.option("--group", default=None, help="Consumer group id (default: <app_id>-assembler).")
 @click.option("--shard-size", default=32, show_default=True, type=click.IntRange(1, 100_000),
               help="Samples per camera per tar shard.")
 @click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096),
@@ -62,7 +62,7 @@ def assemble(ctx, group, shard_size, resolution, min_samples, end_grace, inactiv
     from trainer.assembler import Assembler
 
     try:
-        assembler = Assembler(_settings(ctx), group_id=group, shard_size=shard_size, resolution=resolution,
+        assembler = Assembler(_settings(ctx), group_id=group or _settings(ctx).group("assembler"), shard_size=shard_size, resolution=resolution,
                               min_samples=min_samples, end_grace_s=end_grace, inactivity_timeout_s=inactivity_timeout,
                               unknown_session_grace_s=unknown_session_grace, quiet=quiet)
     except ValueError as exc:

@@ -1,0 +1,261 @@
+"""`booth demo`: one whole booth session on the embedded stack, started and stopped for you.
+
+    stack up -> workers (processors, assembler, trainer) -> reference dance -> session start
+    -> camera clip -> session end -> dataset -> fine-tuning -> rendition link + summary
+
+The clip is a video you pass (--video) or, by default, one built from a real photo of a person:
+scikit-image's bundled "astronaut" photo (or --photo PATH), moved and scaled smoothly so the pose
+map changes from frame to frame. The reference dance is built the same way with another motion.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from infra import kafka
+from infra.settings import Settings
+from infra.stack import Stack, embedded_settings
+from schemas import DatasetReady, PoseEstimate, Rendition, SmoothedPose, TrainingProgress, decode
+
+
+@dataclass
+class DemoOptions:
+    video: Path | None = None
+    photo: Path | None = None
+    frames: int = 150
+    size: tuple[int, int] = (640, 480)
+    resolution: int = 128  # pose-map and generator size: small enough to learn in minutes on a CPU
+    budget_s: float = 180.0
+    reference_frames: int = 90
+    timeout_s: float | None = None
+    keep_stack: bool = False
+
+
+@dataclass
+class Timeline:
+    marks: dict[str, float] = field(default_factory=dict)
+
+    def mark(self, name: str) -> None:
+        self.marks.setdefault(name, time.monotonic())
+
+    def span(self, a: str, b: str) -> float | None:
+        if a in self.marks and b in self.marks:
+            return self.marks[b] - self.marks[a]
+        return None
+
+
+def demo_photo(path: Path | None) -> np.ndarray:
+    import cv2
+
+    if path is not None:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise FileNotFoundError(f"cannot read the photo {path}")
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    from skimage import data
+
+    return data.astronaut()  # NASA's portrait of Eileen Collins, shipped inside scikit-image
+
+
+def build_clip(photo: np.ndarray, n: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
+    from processors.pose.synthetic import moving_photo_clip
+
+    return [frame for frame, _ in moving_photo_clip(photo, n_frames=n, size=size, seed=seed)]
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[f"BOOTH_{name.upper()}"] = str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class Demo:
+    def __init__(self, options: DemoOptions, state_dir: Path, echo=print):
+        self.o, self.echo = options, echo
+        self.state_dir = state_dir
+        self.settings = embedded_settings(state_dir, app_id=f"demo-{uuid.uuid4().hex[:6]}")
+        self.stack = Stack(self.settings, state_dir=state_dir)
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.t = Timeline()
+
+    # --- processes --------------------------------------------------------------------------
+    def _spawn(self, name: str, *args: str) -> None:
+        log = open(self.state_dir / "logs" / f"{name}.log", "ab")
+        self.workers[name] = subprocess.Popen([sys.executable, "-m", "booth.cli", *args], env=_env(self.settings),
+                                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def _check_workers(self) -> None:
+        for name, proc in self.workers.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the {name} worker exited with code {proc.returncode}; "
+                                   f"see {self.state_dir / 'logs' / (name + '.log')}")
+
+    def stop(self) -> None:
+        for proc in self.workers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.workers.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if not self.o.keep_stack:
+            self.stack.down()
+
+    # --- the session ------------------------------------------------------------------------
+    def run(self) -> dict:
+        from producers.camera import run_cameras
+        from producers.session import publish
+        from producers.sources import open_source
+        from trainer.references import add_reference
+        from trainer.references.video import write_mp4
+
+        o, s = self.o, self.settings
+        self.echo(f"starting the embedded stack in {self.state_dir} ...")
+        self.stack.up()
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self._spawn("processors", "process", "--backend", "movenet")
+        self._spawn("assembler", "assemble", "--resolution", str(o.resolution), "--min-samples", "10",
+                    "--shard-size", "32", "--end-grace", "3", "-q")
+        self._spawn("trainer", "train", "--budget", str(o.budget_s), "--checkpoint-every", "60", "-q")
+
+        photo = demo_photo(o.photo)
+        reference_video = self.state_dir / "reference.mp4"
+        write_mp4(reference_video, build_clip(photo, o.reference_frames, o.size, seed=7), 30)
+        self.echo("extracting the reference dance's poses ...")
+        add_reference(s, reference_video, "demo-dance", backend="movenet", replace=True)
+
+        session = f"demo-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        if o.video is not None:
+            source = open_source(str(o.video))
+        else:
+            clip_path = self.state_dir / "clip.mp4"
+            write_mp4(clip_path, build_clip(photo, o.frames, o.size, seed=1), 30)
+            source = open_source(str(clip_path))
+        publish(s, session, "start", ["cam0"], reference="demo-dance")
+        self._check_workers()
+        self.echo(f"session {session}: the camera plays the clip in real time ...")
+        self.t.mark("capture")
+        summary = run_cameras(s, session, {"cam0": source}, size=o.size, speed=1.0)
+        self.t.mark("captured")
+        publish(s, session, "end")
+        self.echo(f"session {session} ended: {summary.total('captured')} frames captured, "
+                  f"{summary.total('acknowledged')} acknowledged")
+        rendition = self._follow(session)
+        rows = self._summary(session, summary, rendition)
+        rows["files"] = str(self._download(session))
+        return rows
+
+    def _download(self, session: str) -> Path:
+        """Keep the results on disk too: the link dies with the embedded stack."""
+        from infra.objectstore import get_bytes
+
+        out = self.state_dir / "results" / session
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("rendition.mp4", "samples.png", "loss.png", "metrics.json"):
+            data = get_bytes(self.settings, f"sessions/{session}/results/{name}")
+            if data is not None:
+                (out / name).write_bytes(data)
+        preview = get_bytes(self.settings, f"sessions/{session}/preview.jpg")
+        if preview is not None:
+            (out / "dataset-preview.jpg").write_bytes(preview)
+        return out
+
+    def _follow(self, session: str) -> Rendition:
+        """Watch the topics until the rendition arrives, showing training progress."""
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        s, o = self.settings, self.o
+        topics = (s.topic_poses, s.topic_smoothed, s.topic_datasets, s.topic_training, s.topic_renditions)
+        consumer = kafka.consumer(s, *topics, group_id=None)
+        self.counts = {"poses": 0, "smoothed": 0, "with_person": 0}
+        self.progress_last: TrainingProgress | None = None
+        self.ready: DatasetReady | None = None
+        deadline = time.monotonic() + (o.timeout_s or o.budget_s * 2 + 300)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                      TimeRemainingColumn()) as bar:
+            task = bar.add_task("waiting for the dataset", total=None, info="")
+            try:
+                while time.monotonic() < deadline:
+                    self._check_workers()
+                    for records in consumer.poll(timeout_ms=500).values():
+                        for r in records:
+                            message = decode(r.value)
+                            if getattr(message, "session", None) != session:
+                                continue
+                            if isinstance(message, PoseEstimate):
+                                self.counts["poses"] += 1
+                                self.t.mark("first_pose")
+                                self.t.marks["last_pose"] = time.monotonic()
+                            elif isinstance(message, SmoothedPose):
+                                self.counts["smoothed"] += 1
+                                self.counts["with_person"] += bool(message.persons)
+                            elif isinstance(message, DatasetReady):
+                                self.ready = message
+                                self.t.mark("dataset")
+                                if message.status != "ready":
+                                    raise RuntimeError(f"the dataset failed: {message.reason}")
+                                bar.update(task, description="fine-tuning")
+                            elif isinstance(message, TrainingProgress):
+                                self.progress_last = message
+                                self.t.mark(message.phase)
+                                info = " ".join(f"{k}={v:.3f}" for k, v in message.losses.items())
+                                bar.update(task, description=message.phase, completed=message.step,
+                                           total=message.total_steps or None, info=f"step {message.step} {info}")
+                                if message.phase == "failed":
+                                    raise RuntimeError(f"training failed: {message.message}")
+                            elif isinstance(message, Rendition):
+                                self.t.mark("rendition")
+                                return message
+            finally:
+                consumer.close()
+        raise TimeoutError("no rendition arrived in time; see the worker logs in " + str(self.state_dir / "logs"))
+
+    def _summary(self, session: str, camera, rendition: Rendition) -> dict:
+        from trainer.assembler import read_manifest
+
+        manifest = read_manifest(self.settings, session) or {}
+        m, t = rendition.metrics, self.t
+        rows = {
+            "session": session,
+            "frames captured / sent": f"{camera.total('captured')} / {camera.total('acknowledged')}",
+            "frames dropped": camera.total("dropped"),
+            "poses (with a person)": f"{self.counts['poses']} ({self.counts['with_person']})",
+            "imputed keypoint share": _fmt(manifest.get("imputed_share")),
+            "samples in the dataset": manifest.get("samples", self.ready.samples if self.ready else "?"),
+            "training steps": int(m.get("steps", 0)),
+            "warm start": "yes" if m.get("warm_start") else "no (no base model in the store)",
+            "SSIM / PSNR (held-out frames)": f"{_fmt(m.get('ssim'))} / {_fmt(m.get('psnr'))} dB",
+            "pose error (normalized)": _fmt(m.get("pose_error")),
+            "rendition frames": rendition.frames,
+            "time: capture": _secs(t.span("capture", "captured")),
+            "time: capture -> last pose": _secs(t.span("capture", "last_pose")),
+            "time: session end -> dataset": _secs(t.span("captured", "dataset")),
+            "time: dataset -> trained": _secs(t.span("dataset", "evaluating")),
+            "time: evaluate + render": _secs(t.span("evaluating", "rendition")),
+            "rendition link": rendition.url,
+        }
+        return rows
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{float(value):.3f}"
+
+
+def _secs(value) -> str:
+    return "-" if value is None else f"{value:.1f} s"

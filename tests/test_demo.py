@@ -1,0 +1,28 @@
+"""`booth demo` end to end: the README's main command, with a short budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+
+from trainer.rendition import count_frames
+
+
+def test_demo_runs_a_whole_session(tmp_path):
+    env = {**os.environ, "BOOTH_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "booth.cli", "demo", "--frames", "60", "--budget", "15",
+                           "--resolution", "64"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "Your video: http://127.0.0.1:" in out and "rendition.mp4" in out
+    results = next((tmp_path / "demo" / "results").iterdir())
+    assert count_frames(results / "rendition.mp4") == 90  # one frame per reference pose
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert metrics["samples"] >= 10 and metrics["steps"] >= 1 and 0 < metrics["ssim"] <= 1
+    assert cv2.imread(str(results / "samples.png")) is not None
+    # Everything the demo started is stopped again.
+    assert not (tmp_path / "demo" / "stack.json").exists()
