@@ -1,0 +1,23 @@
+"""Run every benchmark in turn: `python -m bench.all [--quick]` (each prints its own table)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+BENCHMARKS = ("bench_pose", "bench_smoothing", "bench_produce", "bench_assemble", "bench_train", "bench_load")
+
+
+def main() -> int:
+    failed = []
+    for name in BENCHMARKS:
+        print(f"\n=== bench.{name} ===", flush=True)
+        if subprocess.call([sys.executable, "-m", f"bench.{name}", *sys.argv[1:]]) != 0:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
