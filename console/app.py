@@ -1,0 +1,257 @@
+"""The operator console's web app (Starlette; served by uvicorn from `booth console`).
+
+    GET  /                               the page (static/index.html, app.js, style.css)
+    GET  /api/state                      the whole state as JSON (see console.state.build_state)
+    GET  /api/events                     the same state as server-sent events, about once a second
+    GET  /api/preview/<camera>.jpg       newest frame with its smoothed pose drawn over it (ETag, 304)
+    POST /api/sessions                   start a session: {"session"?, "cameras": [...], "reference"?, "note"?}
+    POST /api/sessions/<session>/end     end it: {"abort"?: bool, "note"?}
+    GET  /api/sessions/<session>/qr.svg  the rendition link as a QR code (also qr.png)
+
+Errors are JSON objects {"error": "..."} naming the problem. The page has no login: bind it to
+loopback (the default) or put it behind something that authenticates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from console.preview import PreviewError, PreviewFeed
+from console.qr import qr_png, qr_svg
+from console.state import build_state
+from console.status import StatusFeed
+from infra.settings import Settings
+from schemas import InvalidId, validate_id
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_CAMERAS = 64
+START_FIELDS = {"session", "cameras", "reference", "note"}
+END_FIELDS = {"abort", "note"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _finite(value: Any) -> Any:
+    """JSON for the browser: NaN and infinities (a scraped gauge can hold them) become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(state: dict) -> str:
+    return json.dumps(_finite(state), separators=(",", ":"), default=str)
+
+
+class Hub:
+    """The feeds behind the page and the state they add up to."""
+
+    def __init__(self, settings: Settings, preview: PreviewFeed, status: StatusFeed):
+        self.settings = settings
+        self.preview = preview
+        self.status = status
+
+    def state(self) -> dict[str, Any]:
+        state = build_state(self.status.latest(), self.preview.sessions(), self.preview.cameras(),
+                            [self.preview.last_error, self.status.last_error])
+        state["broker"] = self.settings.kafka_bootstrap
+        return state
+
+
+# --- request parsing -------------------------------------------------------------------------------
+async def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the request body must be a JSON object, got {type(body).__name__}")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
+    return body
+
+
+def _id(value: Any, what: str) -> str:
+    try:
+        return validate_id(value, what)
+    except InvalidId as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _note(body: dict) -> str:
+    note = body.get("note", "")
+    if not isinstance(note, str) or len(note) > 1000:
+        raise ApiError(400, "note must be a string of at most 1000 characters")
+    return note
+
+
+def _cameras(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ApiError(400, f"cameras must be a list of camera ids, got {type(value).__name__}")
+    if len(value) > MAX_CAMERAS:
+        raise ApiError(400, f"cameras lists {len(value)} ids; the limit is {MAX_CAMERAS}")
+    cameras = [_id(c, f"cameras[{i}]") for i, c in enumerate(value)]
+    if len(set(cameras)) != len(cameras):
+        raise ApiError(400, f"cameras lists an id twice: {cameras}")
+    return cameras
+
+
+async def _publish(settings: Settings, session: str, kind: str, **fields):
+    from kafka.errors import KafkaError
+
+    from producers.session import publish
+
+    try:
+        return await run_in_threadpool(publish, settings, session, kind, **fields)
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise ApiError(503, f"could not publish the {kind} event to {settings.topic_sessions}: "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
+# --- endpoints -------------------------------------------------------------------------------------
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def state(request: Request) -> Response:
+    return Response(dumps(request.app.state.hub.state()), media_type="application/json",
+                    headers={"Cache-Control": "no-store"})
+
+
+async def events(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    interval = request.app.state.event_interval_s
+
+    async def stream():
+        yield "retry: 2000\n\n"
+        # Runs until the client goes: Starlette then cancels it (or the next send fails).
+        while True:
+            yield f"data: {dumps(hub.state())}\n\n"
+            await asyncio.sleep(interval)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def preview(request: Request) -> Response:
+    # A plain function: Starlette runs it in its thread pool, so decoding and drawing never block the loop.
+    camera = _id(request.path_params["camera"], "camera")
+    try:
+        shot = request.app.state.hub.preview.preview(camera)
+    except PreviewError as exc:
+        raise ApiError(502, str(exc)) from None
+    if shot is None:
+        raise ApiError(404, f"no frames from camera {camera} yet")
+    headers = {"ETag": shot.etag, "Cache-Control": "no-cache", "X-Frame-Session": shot.session,
+               "X-Frame-Seq": str(shot.seq), "X-Frame-Posed": "1" if shot.posed else "0"}
+    if request.headers.get("if-none-match") == shot.etag:
+        return Response(status_code=304, headers=headers)
+    return Response(shot.jpeg, media_type="image/jpeg", headers=headers)
+
+
+async def start_session(request: Request) -> Response:
+    from producers.session import new_session_id
+
+    body = await _body(request, START_FIELDS)
+    session = _id(body["session"], "session") if body.get("session") else new_session_id()
+    cameras = _cameras(body.get("cameras"))
+    reference = _id(body["reference"], "reference") if body.get("reference") else None
+    event = await _publish(request.app.state.hub.settings, session, "start", cameras=cameras,
+                           reference=reference, note=_note(body))
+    return JSONResponse({"session": session, "event": event.model_dump(mode="json")}, status_code=201)
+
+
+async def end_session(request: Request) -> Response:
+    session = _id(request.path_params["session"], "session")
+    body = await _body(request, END_FIELDS)
+    abort = body.get("abort", False)
+    if not isinstance(abort, bool):
+        raise ApiError(400, f"abort must be true or false, got {abort!r}")
+    kind = "abort" if abort else "end"
+    event = await _publish(request.app.state.hub.settings, session, kind, note=_note(body))
+    return JSONResponse({"session": session, "event": event.model_dump(mode="json")})
+
+
+def _rendition_url(request: Request) -> str:
+    session = _id(request.path_params["session"], "session")
+    for row in request.app.state.hub.state()["sessions"]:
+        if row["session"] == session and row["rendition"]:
+            return row["rendition"]["url"]
+    raise ApiError(404, f"session {session} has no rendition yet")
+
+
+def qr_code_svg(request: Request) -> Response:
+    return Response(qr_svg(_rendition_url(request)), media_type="image/svg+xml")
+
+
+def qr_code_png(request: Request) -> Response:
+    return Response(qr_png(_rendition_url(request)), media_type="image/png")
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: HTTPException) -> Response:
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+# --- the app ---------------------------------------------------------------------------------------
+def create_app(settings: Settings, *, targets: dict[str, str] | None = None, preview_feed: PreviewFeed | None = None,
+               status_feed: StatusFeed | None = None, event_interval_s: float = 1.0) -> Starlette:
+    """The console for ``settings``' topics; ``targets`` are the /metrics URLs (default: every component's)."""
+    hub = Hub(settings, preview_feed or PreviewFeed(settings), status_feed or StatusFeed(settings, targets=targets))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        hub.preview.start()
+        hub.status.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(hub.preview.stop)
+            await run_in_threadpool(hub.status.stop)
+
+    routes = [
+        Route("/", index),
+        Route("/api/state", state),
+        Route("/api/events", events),
+        Route("/api/preview/{camera}.jpg", preview),
+        Route("/api/sessions", start_session, methods=["POST"]),
+        Route("/api/sessions/{session}/end", end_session, methods=["POST"]),
+        Route("/api/sessions/{session}/qr.svg", qr_code_svg),
+        Route("/api/sessions/{session}/qr.png", qr_code_png),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={ApiError: _api_error, HTTPException: _http_error})
+    app.state.hub = hub
+    app.state.event_interval_s = event_interval_s
+    return app

@@ -1,0 +1,328 @@
+// Motion Booth operator console. State arrives as server-sent events (/api/events, ~1 per second);
+// camera previews are fetched a few times a second with If-None-Match, so unchanged frames cost a 304.
+"use strict";
+
+const PREVIEW_INTERVAL_MS = 250;
+const STALE_AFTER_S = 5;
+const STATE_NAMES = { start: "recording", end: "ended", abort: "aborted" };
+
+let selected = localStorage.getItem("booth.session");
+let pendingStart = null; // a session we started whose start event has not come back yet
+const previews = new Map(); // camera -> { figure, img, caption, etag, busy }
+
+// --- small helpers -----------------------------------------------------------------------------
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const num = (v) => (v === null || v === undefined ? "–" : Math.round(v).toLocaleString());
+const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)} %`);
+const rate = (v) => (v === null || v === undefined ? "–" : v.toFixed(1));
+
+function duration(s) {
+  if (s === null || s === undefined) return "–";
+  s = Math.max(0, Math.round(s));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+const clock = (t) => (t ? new Date(t * 1000).toLocaleTimeString() : "–");
+
+// replaceChildren without the null/false placeholders of optional parts (it would print "null").
+function fill(node, ...children) {
+  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
+function badge(text, kind) {
+  return el("span", { class: `badge ${kind || ""}` }, text);
+}
+
+function stateBadge(state) {
+  return badge(STATE_NAMES[state] || state || "unknown", `state-${state || "none"}`);
+}
+
+function say(text, isError = false) {
+  const box = document.getElementById("message");
+  box.textContent = text;
+  box.classList.toggle("error", isError);
+}
+
+async function api(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body || {}),
+  });
+  let data = {};
+  try { data = await response.json(); } catch (_) { /* not JSON: keep the status line */ }
+  if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
+  return data;
+}
+
+// --- session control ---------------------------------------------------------------------------
+document.getElementById("start-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const button = document.getElementById("start-session");
+  const cameras = document.getElementById("f-cameras").value.split(/[\s,]+/).filter(Boolean);
+  const body = {
+    session: document.getElementById("f-session").value.trim() || null,
+    cameras,
+    reference: document.getElementById("f-reference").value.trim() || null,
+  };
+  button.disabled = true;
+  try {
+    const data = await api("/api/sessions", body);
+    select(data.session);
+    pendingStart = data.session;
+    document.getElementById("f-session").value = "";
+    say(`Session ${data.session} started.`);
+  } catch (err) {
+    say(`Could not start the session: ${err.message}`, true);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+async function endSession(session, abort) {
+  if (abort && !confirm(`Abort session ${session}? No dataset and no video will be made.`)) return;
+  try {
+    await api(`/api/sessions/${encodeURIComponent(session)}/end`, { abort });
+    say(`Session ${session} ${abort ? "aborted" : "ended"}.`);
+  } catch (err) {
+    say(`Could not end the session: ${err.message}`, true);
+  }
+}
+
+function select(session) {
+  selected = session;
+  localStorage.setItem("booth.session", session);
+  if (lastState) render(lastState);
+}
+
+// --- previews ----------------------------------------------------------------------------------
+function previewFor(camera) {
+  let p = previews.get(camera);
+  if (p) return p;
+  const img = el("img", { alt: `camera ${camera}`, dataset: { camera } });
+  const caption = el("figcaption");
+  const figure = el("figure", { class: "preview", dataset: { camera } }, img, caption);
+  p = { figure, img, caption, etag: null, busy: false };
+  previews.set(camera, p);
+  return p;
+}
+
+async function refreshPreview(camera, p) {
+  if (p.busy || document.hidden) return;
+  p.busy = true;
+  try {
+    const headers = p.etag ? { "If-None-Match": p.etag } : {};
+    const response = await fetch(`/api/preview/${encodeURIComponent(camera)}.jpg`, { cache: "no-store", headers });
+    if (response.status !== 200) return;
+    const url = URL.createObjectURL(await response.blob());
+    const old = p.img.src;
+    p.img.src = url;
+    await p.img.decode().catch(() => {});
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    p.etag = response.headers.get("ETag");
+    p.img.dataset.session = response.headers.get("X-Frame-Session") || "";
+    p.img.dataset.seq = response.headers.get("X-Frame-Seq") || "";
+    p.img.dataset.updated = String(Date.now());
+  } catch (_) {
+    // The server is away for a moment: the event stream shows it; try again on the next tick.
+  } finally {
+    p.busy = false;
+  }
+}
+
+setInterval(() => previews.forEach((p, camera) => refreshPreview(camera, p)), PREVIEW_INTERVAL_MS);
+
+function renderPreviews(cameras) {
+  const box = document.getElementById("previews");
+  if (!cameras.length) {
+    if (!box.querySelector(".empty")) box.replaceChildren(el("p", { class: "empty" }, "No camera frames yet."));
+    return;
+  }
+  box.querySelector(".empty")?.remove();
+  const present = new Set(cameras.map((c) => c.camera));
+  for (const [camera, p] of previews) {
+    if (!present.has(camera)) {
+      p.figure.remove();
+      previews.delete(camera);
+    }
+  }
+  for (const cam of cameras) {
+    const p = previewFor(cam.camera);
+    if (!p.figure.isConnected) box.append(p.figure);
+    const stale = cam.age_s > STALE_AFTER_S;
+    p.figure.classList.toggle("stale", stale);
+    fill(p.caption,
+      el("strong", {}, cam.camera),
+      el("span", { class: "muted" }, ` ${cam.session} · #${cam.seq} · ${cam.width}×${cam.height}`),
+      el("span", { class: "badges" },
+        stale ? badge(`idle ${duration(cam.age_s)}`, "grey") : null,
+        !cam.posed ? badge("no pose yet", "grey") : !cam.person ? badge("no person", "grey") : badge("pose", "ok"),
+        cam.imputed ? badge(`${cam.imputed} imputed`, "amber") : null,
+        cam.outlier ? badge(`${cam.outlier} outlier`, "red") : null),
+    );
+  }
+}
+
+// --- the selected session ----------------------------------------------------------------------
+function tile(label, value, cls) {
+  return el("div", { class: `tile ${cls || ""}` }, el("div", { class: "value" }, value), el("div", { class: "label" }, label));
+}
+
+function trainingBlock(t) {
+  if (!t) return el("p", { class: "muted" }, "Training has not started.");
+  const fraction = t.fraction === null ? 0 : t.fraction;
+  const losses = Object.entries(t.losses || {}).slice(0, 4).map(([k, v]) => `${k} ${Number(v).toPrecision(3)}`).join(" · ");
+  return el("div", { class: "training" },
+    el("div", { class: `bar phase-${t.phase}` }, el("div", { class: "fill", style: `width: ${(100 * fraction).toFixed(1)}%` })),
+    el("div", { class: "progress-text" },
+      el("strong", {}, t.phase),
+      ` · step ${num(t.step)} / ${num(t.total_steps)}`,
+      t.phase === "done" || t.phase === "failed" ? null : ` · ETA ${duration(t.eta_s)}`),
+    losses ? el("div", { class: "muted small" }, losses) : null);
+}
+
+function renditionBlock(row) {
+  const r = row.rendition;
+  const video = el("video", { src: r.url, controls: true, autoplay: true, muted: true, loop: true, playsinline: true });
+  video.muted = true; // browsers autoplay only muted videos
+  return el("div", { class: "rendition", dataset: { url: r.url } },
+    video,
+    el("div", { class: "share" },
+      el("img", { class: "qr", src: r.qr_svg, alt: "QR code of the video link" }),
+      el("p", { class: "small" }, "Scan to take the video home"),
+      el("a", { class: "rendition-link", href: r.url, target: "_blank", rel: "noopener" }, "Open the video"),
+      el("p", { class: "muted small" }, `${num(r.frames)} frames`)));
+}
+
+function renderDetail(row) {
+  const box = document.getElementById("detail");
+  if (!row) {
+    const text = pendingStart ? `Starting session ${pendingStart}…` : "No session yet. Start one above.";
+    fill(box, el("h2", {}, "Session"), el("p", { class: "empty" }, text));
+    return;
+  }
+  const dataset = row.dataset ? `${row.dataset.status} · ${num(row.dataset.samples)}` : "–";
+  // Rebuilding the video each second would restart it: keep it while the link stays the same.
+  const oldRendition = box.querySelector(".rendition");
+  const keep = row.rendition && oldRendition && oldRendition.dataset.url === row.rendition.url ? oldRendition : null;
+  fill(box,
+    el("h2", {}, "Session ", el("code", { class: "session-id" }, row.session), " ", stateBadge(row.state)),
+    el("p", { class: "muted" },
+      `cameras ${row.cameras.join(", ") || "–"} · reference ${row.reference || "–"} · started ${clock(row.started_at)}`),
+    el("div", { class: "tiles" },
+      tile("frames", num(row.frames)),
+      tile("poses", num(row.poses)),
+      tile("imputed", pct(row.imputed_share), row.imputed_share > 0.2 ? "warn" : ""),
+      tile("dataset", dataset, row.dataset && row.dataset.status === "failed" ? "bad" : "")),
+    el("h3", {}, "Training"),
+    trainingBlock(row.training),
+    row.rendition ? el("h3", {}, "Video") : null,
+    row.rendition ? keep || renditionBlock(row) : null,
+    row.state === "start"
+      ? el("div", { class: "actions" },
+          el("button", { id: "end-session", class: "primary", onclick: () => endSession(row.session, false) }, "End session"),
+          el("button", { id: "abort-session", class: "danger", onclick: () => endSession(row.session, true) }, "Abort"))
+      : null,
+  );
+}
+
+// --- tables ------------------------------------------------------------------------------------
+function renderSessions(rows) {
+  const body = document.querySelector("#sessions tbody");
+  if (!rows.length) {
+    body.replaceChildren(el("tr", {}, el("td", { colspan: 9, class: "empty" }, "No sessions yet.")));
+    return;
+  }
+  body.replaceChildren(...rows.map((r) => el("tr", {
+    class: r.session === selected ? "selected" : "", dataset: { session: r.session },
+    onclick: () => select(r.session), title: "show this session",
+  },
+    el("td", {}, el("code", {}, r.session)),
+    el("td", {}, stateBadge(r.state)),
+    el("td", {}, r.cameras.join(", ") || "–"),
+    el("td", { class: "num" }, num(r.frames)),
+    el("td", { class: "num" }, num(r.poses)),
+    el("td", { class: "num" }, pct(r.imputed_share)),
+    el("td", {}, r.dataset ? `${r.dataset.status} (${num(r.dataset.samples)})` : "–"),
+    el("td", {}, r.training ? `${r.training.phase} ${num(r.training.step)}/${num(r.training.total_steps)}` : "–"),
+    el("td", {}, r.rendition ? el("a", { href: r.rendition.url, target: "_blank", rel: "noopener" }, "video") : "–"))));
+}
+
+function renderPipeline(pipeline, errors) {
+  const body = document.querySelector("#pipeline tbody");
+  body.replaceChildren(...pipeline.stages.map((s) => el("tr", {},
+    el("td", {}, s.stage),
+    el("td", {}, s.component === null ? "–" : el("span", { class: `dot ${s.up ? "up" : "down"}` }, `${s.component} ${s.up ? "up" : "down"}`)),
+    el("td", { class: "num" }, num(s.total)),
+    el("td", { class: "num" }, rate(s.rate)),
+    el("td", { class: `num ${s.deadletters ? "bad" : ""}` }, num(s.deadletters)))));
+  const notes = document.getElementById("pipeline-notes");
+  const dead = pipeline.deadletters;
+  fill(notes,
+    lastState && !lastState.ready ? el("p", { class: "muted" }, `Waiting for the broker at ${lastState.broker}…`) : null,
+    pipeline.drops && pipeline.drops.total !== null
+      ? el("p", {}, `camera drops: ${num(pipeline.drops.total)} (${rate(pipeline.drops.rate)}/s)`) : null,
+    el("p", {}, `dead letters: ${num(dead.total)}`),
+    ...dead.last.slice(-3).reverse().map((d) => el("p", { class: "small bad" }, `[${d.stage}] ${d.reason}`)),
+    pipeline.invalid_control_messages ? el("p", { class: "small bad" }, `${pipeline.invalid_control_messages} unreadable control messages`) : null,
+    ...errors.map((e) => el("p", { class: "small bad" }, e)));
+}
+
+// --- the live state ----------------------------------------------------------------------------
+let lastState = null;
+let camerasOffered = false;
+
+function render(state) {
+  lastState = state;
+  renderPreviews(state.cameras);
+  const rows = state.sessions;
+  if (pendingStart && rows.some((r) => r.session === pendingStart)) pendingStart = null;
+  let row = rows.find((r) => r.session === selected);
+  if (!row && !pendingStart && rows.length) {
+    row = rows[0];
+    selected = row.session;
+  }
+  renderDetail(row);
+  renderSessions(rows);
+  renderPipeline(state.pipeline, state.errors);
+  // Offer the cameras that are sending, once: after that the field is the operator's.
+  const cams = document.getElementById("f-cameras");
+  if (!camerasOffered && !cams.value && document.activeElement !== cams && state.cameras.length) {
+    cams.value = state.cameras.filter((c) => c.age_s <= STALE_AFTER_S).map((c) => c.camera).join(", ");
+    camerasOffered = cams.value !== "";
+  }
+}
+
+function setConnected(live) {
+  const pill = document.getElementById("conn");
+  pill.textContent = live ? "live" : "reconnecting…";
+  pill.className = `pill ${live ? "on" : "off"}`;
+}
+
+function connect() {
+  const source = new EventSource("/api/events");
+  source.onmessage = (event) => {
+    setConnected(true);
+    render(JSON.parse(event.data));
+  };
+  source.onerror = () => setConnected(false); // EventSource reconnects by itself
+}
+
+connect();

@@ -1,0 +1,164 @@
+"""The console page driven in headless Chromium: start a session, watch the preview, training and video.
+
+Needs Debian's chromium and chromium-driver (`bash .ci/install-browser.sh`); leaves a screenshot in
+artifacts/console.png.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from console.app import create_app
+from infra.objectstore import client as s3_client, put_bytes
+from infra.settings import REPO_ROOT
+from schemas import Rendition, SessionEvent, TrainingProgress
+from schemas.keypoints import IMPUTED, SMOOTHED
+
+from conftest import wait_until
+from test_console import fake_metrics, make_frame, make_pose, read_topic, send, serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO_ROOT / "artifacts"
+
+
+@contextlib.contextmanager
+def chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-dev-shm-usage", "--window-size=1440,1500", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def tiny_mp4(frames: int = 24, size: int = 128) -> bytes:
+    """A short H.264 clip standing in for a rendition: a bar sweeping across."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip.mp4"
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=12)
+            stream.width = stream.height = size
+            stream.pix_fmt = "yuv420p"
+            for i in range(frames):
+                rgb = np.full((size, size, 3), 30, np.uint8)
+                rgb[:, (i * size // frames):(i * size // frames) + 16] = (230, 120, 40)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            container.mux(stream.encode(None))
+        return path.read_bytes()
+
+
+def stream_camera(settings, session: str, stop: threading.Event) -> None:
+    """What the camera and the processors would publish, at a few frames a second."""
+    seq = 0
+    while not stop.is_set():
+        frame = make_frame(session, "cam0", seq)
+        send(settings, [(settings.topic_frames, frame),
+                        (settings.topic_smoothed, make_pose(frame, {9: IMPUTED} if seq % 10 < 5 else None))])
+        seq += 1
+        stop.wait(0.2)
+
+
+def test_console_page_runs_a_session_in_headless_chromium(settings):
+    if not CHROMIUM.exists() or shutil.which("chromedriver") is None:
+        pytest.skip("headless browser test needs /usr/bin/chromium and chromedriver: run `bash .ci/install-browser.sh`")
+    from selenium.webdriver.common.by import By
+
+    stop = threading.Event()
+    with fake_metrics() as pose_metrics, serve(create_app(settings, targets={"processors": pose_metrics})) as base, \
+            chromium() as driver:
+        driver.get(base)
+
+        def text(css: str) -> str:  # read by script: the page redraws its cards, so elements go stale
+            return driver.execute_script("return document.querySelector(arguments[0])?.textContent || ''", css)
+
+        wait_until(lambda: driver.find_element(By.ID, "conn").text == "live", timeout=15, what="the event stream")
+
+        cameras = driver.find_element(By.ID, "f-cameras")
+        cameras.clear()
+        cameras.send_keys("cam0")
+        driver.find_element(By.ID, "f-reference").send_keys("salsa")
+        driver.find_element(By.ID, "start-session").click()
+        message = wait_until(lambda: "started" in (t := driver.find_element(By.ID, "message").text) and t,
+                             timeout=15, what="the start confirmation")
+        session = message.split()[1]
+        (event,) = [m for m in read_topic(settings, settings.topic_sessions, idle_s=0.5) if isinstance(m, SessionEvent)]
+        assert (event.session, event.kind, event.cameras, event.reference) == (session, "start", ["cam0"], "salsa")
+        wait_until(lambda: text("#detail .session-id") == session and "recording" in text("#detail"), timeout=15,
+                   what="the session card")
+
+        camera = threading.Thread(target=stream_camera, args=(settings, session, stop), daemon=True)
+        camera.start()
+
+        def seq():  # the frame number the preview image shows, once it shows one
+            found = driver.find_elements(By.CSS_SELECTOR, "#previews img[data-camera='cam0']")
+            return found[0].get_attribute("data-seq") if found else None
+
+        first = wait_until(seq, timeout=20, what="the first preview")
+        wait_until(lambda: seq() not in (None, first), timeout=20, what="the preview to update")
+        img = lambda: driver.find_element(By.CSS_SELECTOR, "#previews img[data-camera='cam0']")  # noqa: E731
+        assert driver.execute_script("return arguments[0].naturalWidth", img()) == 320
+        assert img().get_attribute("data-session") == session
+
+        now = time.time()
+        send(settings, [(settings.topic_training, TrainingProgress(
+            session=session, phase="training", step=40, total_steps=100, losses={"G_GAN": 0.71, "G_L1": 0.12},
+            eta_s=95, wall_time=now))])
+        wait_until(lambda: "step 40 / 100" in (t := text("#detail .progress-text")) and "ETA 1 min 35 s" in t,
+                   timeout=15, what="training progress on the page")
+        assert driver.execute_script("return document.querySelector('#detail .bar .fill').style.width") == "40%"
+
+        key = f"sessions/{session}/rendition.mp4"
+        put_bytes(settings, key, tiny_mp4(), content_type="video/mp4")
+        url = s3_client(settings).presigned_get_object(settings.s3_bucket, key, expires=datetime.timedelta(hours=1))
+        send(settings, [
+            (settings.topic_training, TrainingProgress(session=session, phase="done", step=100, total_steps=100,
+                                                       wall_time=now + 1)),
+            (settings.topic_renditions, Rendition(session=session, reference="salsa", video_key=key, url=url,
+                                                  expires_at=now + 3600, frames=24, wall_time=now + 2)),
+        ])
+        link = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#detail a.rendition-link"), timeout=15,
+                          what="the rendition link")[0]
+        assert link.get_attribute("href") == url
+        video = driver.find_element(By.CSS_SELECTOR, "#detail video")
+        assert video.get_attribute("src") == url
+        qr = driver.find_element(By.CSS_SELECTOR, "#detail img.qr")
+        wait_until(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", qr),
+                   timeout=10, what="the QR code to load")
+        # The presigned link really plays: the browser fetched the clip and read its length.
+        duration = wait_until(lambda: driver.execute_script(
+            "return arguments[0].readyState >= 1 && arguments[0].duration", video), timeout=15, what="video metadata")
+        assert duration == pytest.approx(2.0, abs=0.2)
+        # It keeps playing while the page redraws its cards every second.
+        playing = "return !arguments[0].paused && arguments[0].currentTime"
+        started = wait_until(lambda: driver.execute_script(playing, video), timeout=10, what="the video to play")
+        time.sleep(1.3)
+        assert driver.execute_script(playing, video) not in (False, started)
+
+        # A pose with guessed keypoints is marked on the page too.
+        stop.set()
+        camera.join(5)
+        last = make_frame(session, "cam0", 1000)
+        send(settings, [(settings.topic_frames, last),
+                        (settings.topic_smoothed, make_pose(last, {9: IMPUTED, 10: IMPUTED | SMOOTHED}))])
+        wait_until(lambda: seq() == "1000" and "2 imputed" in text("#previews figcaption"), timeout=15,
+                   what="the flagged preview")
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.set_window_size(1440, driver.execute_script("return document.documentElement.scrollHeight") + 140)
+        driver.save_screenshot(str(ARTIFACTS / "console.png"))
