@@ -255,11 +255,13 @@ def config(ctx):
 
 def _register() -> None:
     """Commands that live with their stage."""
+    from console.cli import console
     from infra.cli_tools import record, replay, status
+    from processors.parts.cli import parts
     from producers.cli import camera, publish_spool
     from trainer.cli import assemble, reference
 
-    for command in (camera, publish_spool, assemble, reference, record, replay, status):
+    for command in (camera, publish_spool, assemble, reference, record, replay, status, console, parts):
         main.add_command(command)
 
 
