@@ -71,6 +71,11 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     path.write_bytes(video)
     assert count_frames(path) == 18
 
+    # The side-by-side video: reference dancer | pose map | result, as many frames.
+    side = settings.state_dir / f"{syn.session}-side.mp4"
+    side.write_bytes(get_bytes(settings, f"sessions/{syn.session}/results/side-by-side.mp4"))
+    assert count_frames(side) == 18
+
     # Pictures and evaluation written next to it.
     prefix = f"sessions/{syn.session}/results/"
     for name in ("samples.png", "loss.png"):

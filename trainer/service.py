@@ -213,16 +213,15 @@ class TrainingService:
 
     def _render(self, ready: DatasetReady, generator, target_poses, src_size, results: dict) -> Rendition:
         from trainer.normalize import fit_normalizer
-        from trainer.references import load_reference
+        from trainer.references import load_reference_version
         from trainer.rendition import count_frames, render_video
 
         s, cfg, session = self.settings, self.config, ready.session
         reference = ready.reference or cfg.reference
         if reference is None:
             raise RuntimeError(f"session {session} names no reference dance and none is configured")
-        ref_poses, _times, ref_size = load_reference(s, reference)
-        if cfg.max_render_frames:
-            ref_poses = ref_poses[: cfg.max_render_frames]
+        ref = load_reference_version(s, reference)
+        ref_poses = ref.poses[: cfg.max_render_frames] if cfg.max_render_frames else ref.poses
         normalizer = fit_normalizer(ref_poses, target_poses)
         poses = np.stack([normalizer.apply(p) for p in ref_poses])
         prefix = _session_prefix(session)
@@ -231,6 +230,13 @@ class TrainingService:
             render_video(generator, poses, src_size, out, fps=30, progress=cfg.progress_bar)
             frames = count_frames(out)
             put_bytes(s, prefix + "results/rendition.mp4", out.read_bytes(), "video/mp4")
+            if cfg.side_by_side:
+                dancer = self._reference_frames(ref, len(poses), Path(tmp))
+                if dancer is not None:
+                    side = Path(tmp) / "side.mp4"
+                    render_video(generator, poses, src_size, side, fps=30, side_by_side=dancer, progress=False)
+                    put_bytes(s, prefix + "results/side-by-side.mp4", side.read_bytes(), "video/mp4")
+                    results["side_by_side_frames"] = count_frames(side)
         results["rendition_frames"] = frames
         # NaN (e.g. no keypoint comparable) is written as null: JSON and the schemas have no NaN.
         results = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in results.items()}
@@ -245,6 +251,23 @@ class TrainingService:
         self._publish(s.topic_renditions, session, rendition)
         log.info("session %s: rendition %s", session, url)
         return rendition
+
+    def _reference_frames(self, ref, n: int, tmp: Path) -> list | None:
+        """The reference dancer's own frames (reference | pose map | result), if its video is stored."""
+        from trainer.references.video import read_frames
+
+        key = (ref.meta.get("source") or {}).get("key")
+        data = get_bytes(self.settings, key) if key else None
+        if data is None:
+            log.warning("reference %s has no stored source video: no side-by-side video", ref.name)
+            return None
+        path = tmp / ("source." + key.rsplit(".", 1)[-1])
+        path.write_bytes(data)
+        frames = [frame for frame, _t in read_frames(path)][:n]
+        if len(frames) != n:
+            log.warning("reference video has %d frames for %d poses: no side-by-side video", len(frames), n)
+            return None
+        return frames
 
     # --- the consumer ---------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None, idle_exit: float | None = None, max_sessions: int | None = None) -> int:
