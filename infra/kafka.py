@@ -36,6 +36,12 @@ def producer(settings: Settings, **overrides):
         acks="all",
         linger_ms=5,
         retries=5,
+        # Not the idempotent producer (kafka-python's default): after a broker restart that forgot
+        # producer ids (the embedded in-memory broker) its InitProducerId fails, which kafka-python
+        # treats as fatal: every later send fails until the process restarts. Plain retries with one
+        # request in flight keep each key's order; a retried duplicate is dropped downstream by seq.
+        enable_idempotence=False,
+        max_in_flight_requests_per_connection=1,
         **_security(settings),
     )
     opts.update(overrides)

@@ -48,6 +48,10 @@ class Rejected(Exception):
     """A message this stage cannot use; the text is the dead letter's reason."""
 
 
+# OpenCV picks a decoder by the payload's signature (a dozen formats): only the declared one may run.
+_SIGNATURES = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+
+
 def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarray]:
     """Validate a frame message and decode its image to RGB, or raise Rejected with the reason."""
     try:
@@ -59,6 +63,8 @@ def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarra
             raise Rejected(f"key {key!r} does not match the frame's {frame.session}/{frame.camera}")
     except InvalidId as exc:
         raise Rejected(f"bad key: {exc}") from None
+    if not frame.image.startswith(_SIGNATURES[frame.encoding]):
+        raise Rejected(f"image is not a {frame.encoding} (it starts with {frame.image[:8]!r})")
     bgr = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise Rejected(f"undecodable {frame.encoding} image ({len(frame.image)} bytes)")
@@ -102,7 +108,10 @@ class SmoothStage:
         if pose.seq <= last_seq:
             return state, None  # a redelivery after a restart: already smoothed and published
         observed = pose.persons[0].array() if pose.persons else np.zeros((17, 3), np.float32)
-        smoothed, flags, present = smoother.update(observed, pose.capture_ns / 1e9)
+        try:
+            smoothed, flags, present = smoother.update(observed, pose.capture_ns / 1e9)
+        except ValueError as exc:  # e.g. a capture time that goes backwards: this pose, not the agent
+            raise Rejected(f"cannot smooth {pose.session}/{pose.camera} seq {pose.seq}: {exc}") from None
         new_state = smoother.to_state()
         new_state["last_seq"] = pose.seq
         persons = [Person.from_array(smoothed, pose.persons[0].score if pose.persons else 0.0)] if present else []
@@ -208,7 +217,16 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
             except SchemaError as exc:
                 await dead_letter("smooth", f"invalid PoseEstimate: {exc}", settings.topic_poses, event)
                 continue
-            state, out = smooth_stage(states.get(key), pose)
+            try:
+                state, out = smooth_stage(states.get(key), pose)
+            except Rejected as exc:
+                await dead_letter("smooth", str(exc), settings.topic_poses, event)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a broken pose must not stop the agent
+                log.exception("smoothing failed")
+                await dead_letter("smooth", f"smoothing failed: {type(exc).__name__}: {exc}", settings.topic_poses,
+                                  event)
+                continue
             if out is None:
                 continue
             states[key] = state

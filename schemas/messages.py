@@ -290,7 +290,9 @@ def decode(data: bytes | bytearray | memoryview | None) -> Message:
     payload = data[_PREFIX.size + header_len:]
     try:
         fields: Any = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and integers too long to convert; RecursionError
+        # a nesting bomb. Any other error type would escape the stages' handlers (a poison pill).
         raise SchemaError(f"{cls.__name__} header is not valid JSON: {exc}") from None
     if not isinstance(fields, dict):
         raise SchemaError(f"{cls.__name__} header must be a JSON object, got {type(fields).__name__}")
