@@ -60,6 +60,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         max_partition_fetch_bytes=settings.kafka_max_message_bytes,
         fetch_max_bytes=max(settings.kafka_max_message_bytes, 52_428_800),
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         **_security(settings),
     )
     opts.update(overrides)
@@ -120,6 +121,24 @@ def aiokafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
         certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
         keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
     )
+
+
+def limit_faust_fetch_wait(max_wait_ms: int) -> None:
+    """Faust builds its consumer with fetch_max_wait_ms=1500 and offers no setting for it; a broker
+    that holds fetches for the full wait would add 1.5 s to every hop. Set it on the consumer Faust
+    creates, before it starts (aiokafka reads the attribute when its fetcher starts)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    original = getattr(driver.AIOKafkaConsumerThread._create_worker_consumer, "__wrapped__", None)
+    original = original or driver.AIOKafkaConsumerThread._create_worker_consumer
+
+    def create(self, transport):
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = max_wait_ms
+        return consumer
+
+    create.__wrapped__ = original
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create
 
 
 def faust_broker_options(settings: Settings) -> dict:

@@ -2,7 +2,8 @@
 
 Values come from, highest first: keyword arguments, ``BOOTH_*`` environment variables, secret files
 (``BOOTH_SECRETS_DIR``, one file per setting name), the TOML file named by ``BOOTH_CONFIG`` (or
-``booth.toml`` in the working directory), then the defaults below, which point at the embedded stack.
+``booth.toml`` in the working directory; never credentials), then the defaults below, which point at
+the embedded stack.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict,
+                               TomlConfigSettingsSource)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +25,7 @@ def _default_models_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BOOTH_", extra="ignore", secrets_dir=os.environ.get("BOOTH_SECRETS_DIR"))
+    model_config = SettingsConfigDict(env_prefix="BOOTH_", extra="ignore")
 
     # --- Kafka ---
     kafka_bootstrap: str = "127.0.0.1:9092"
@@ -39,6 +41,9 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000
     kafka_max_message_bytes: int = 16 * 1024 * 1024
+    # How long a fetch may wait for data. Some brokers (the embedded one) hold every fetch this long
+    # even when data is there, so it bounds the latency of every stage: keep it short.
+    kafka_fetch_max_wait_ms: int = Field(100, ge=1, le=5000)
 
     # Prefix of consumer-group ids (<app_id>-processors, -assembler, -trainer): two deployments on
     # one cluster keep apart by choosing different prefixes.
@@ -71,6 +76,10 @@ class Settings(BaseSettings):
     pose_threads: int = Field(1, ge=1, description="TFLite threads per interpreter")
     pose_concurrency: int = Field(2, ge=1, description="frames estimated in parallel by one worker")
     pose_batch: int = Field(8, ge=1, description="frames taken from the stream at once")
+    # The worker writes each record as its own batch so that table recovery reads the changelog to
+    # its true end on brokers whose "latest offset" is the first offset of the last batch + 1 (the
+    # embedded one). On Apache Kafka turn it off: normal batching is faster.
+    processors_one_record_batches: bool = True
 
     # --- local state, metrics ---
     state_dir: Path = REPO_ROOT / ".booth"
@@ -84,10 +93,18 @@ class Settings(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         config = os.environ.get("BOOTH_CONFIG") or ("booth.toml" if Path("booth.toml").is_file() else None)
-        sources = [init_settings, env_settings, file_secret_settings]
+        sources = [init_settings, env_settings]
+        secrets = os.environ.get("BOOTH_SECRETS_DIR")
+        if secrets:
+            if not Path(secrets).is_dir():
+                raise FileNotFoundError(f"BOOTH_SECRETS_DIR names {secrets}, which is not a folder")
+            # Files named after the setting (s3_secret_key), not after its variable: no BOOTH_ prefix.
+            # Read when settings are made, so the variable counts wherever it is set.
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets, env_prefix=""))
         if config:
             if not Path(config).is_file():
                 raise FileNotFoundError(f"BOOTH_CONFIG names {config}, which does not exist")
+            _refuse_secrets(Path(config))
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
 
@@ -105,6 +122,22 @@ class Settings(BaseSettings):
     def safe_summary(self) -> dict[str, object]:
         """What may be printed or logged: secrets are masked by SecretStr."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}
+
+
+# Credentials come from the environment or secret files only: config files get copied and committed.
+SECRET_FIELDS = ("kafka_sasl_password", "s3_secret_key")
+
+
+def _refuse_secrets(config: Path) -> None:
+    import tomllib
+
+    found = sorted(set(tomllib.loads(config.read_text())) & set(SECRET_FIELDS))
+    if found:
+        raise ValueError(
+            f"{config} sets {', '.join(found)}: credentials are not read from config files; set "
+            + " / ".join(f"BOOTH_{name.upper()}" for name in found)
+            + " or put a file of that name in BOOTH_SECRETS_DIR"
+        )
 
 
 def load(**overrides) -> Settings:

@@ -121,7 +121,9 @@ def test_worker_estimates_smooths_and_dead_letters(settings, shared_dir, tmp_pat
     assert {d.original_size for d in letters} == {len(bad_jpeg.encode()), len(b"not an envelope"), len(frames[0].encode())}
 
 
-def test_smoother_state_survives_kill_9(settings, shared_dir, tmp_path):
+def test_smoother_state_survives_a_worker_restart(settings, shared_dir, tmp_path):
+    """The new worker's memory store starts empty: its filter state can only come from the changelog.
+    (kill -9 mid-session is covered, dataset-wide, by test_reliability_faults.py.)"""
     first = clip_frames(shared_dir, "sess2", "cam0", 10)
     second = clip_frames(shared_dir, "sess2", "cam0", 10, start=10)
     smoothed = Collector(settings, settings.topic_smoothed)
@@ -129,31 +131,18 @@ def test_smoother_state_survives_kill_9(settings, shared_dir, tmp_path):
     try:
         produce(settings, [(frame_key(f.session, f.camera), f.encode()) for f in first])
         wait_until(lambda: alive(worker) and len(smoothed.poll()) >= 10, timeout=90, what="first half")
-        time.sleep(1.5)  # let the changelog and offset commits go out
     finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    # Let the dead member's session expire first: the embedded broker sometimes hands a member that
-    # joins while a dead one is still in the group an assignment without the source partitions.
-    time.sleep(settings.kafka_session_timeout_ms / 1000 + 1)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
     worker = start_worker(settings, tmp_path, "w2")
     try:
         produce(settings, [(frame_key(f.session, f.camera), f.encode()) for f in second])
-        done = lambda: alive(worker) and len({decode(r.value).seq for r in smoothed.poll()}) >= 20  # noqa: E731
-        try:
-            wait_until(done, timeout=60, what="second half")
-        except AssertionError:
-            # Known embedded-broker quirk: now and then a member that rejoins right after a kill -9
-            # gets no records; one more restart settles it. State must still come from the changelog.
-            worker.send_signal(signal.SIGKILL)
-            worker.wait(10)
-            time.sleep(settings.kafka_session_timeout_ms / 1000 + 1)
-            worker = start_worker(settings, tmp_path, "w3")
-            wait_until(done, timeout=90, what="second half after a second restart")
+        wait_until(lambda: alive(worker) and len({decode(r.value).seq for r in smoothed.poll()}) >= 20,
+                   timeout=120, what="second half")
         smoothed.close()
     finally:
         worker.send_signal(signal.SIGTERM)
-        worker.wait(20)
+        worker.wait(30)
     poses = Collector(settings, settings.topic_poses)
     wait_until(lambda: len({decode(r.value).seq for r in poses.poll()}) >= 20, timeout=20, what="poses")
     poses.close()
