@@ -239,3 +239,36 @@ def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings)
         assert (matches[0].stage, matches[0].original) == ("assembler", value or b"")
     # Nothing was written outside the good session's own prefix.
     assert {k.split("/")[1] for k in list_keys(settings, "")} == {syn.session}
+
+
+def test_a_repeated_frame_identity_is_taken_as_a_redelivery_whatever_its_content():
+    """(session, camera, seq) is a frame's identity end to end: the first message with it wins and
+    later ones are dropped as redeliveries, even with other content. This is what makes replays
+    harmless, and why a camera must not be restarted under the same id within a session (its seq
+    starts again at 0): see docs/guarantees.md."""
+    from processors.app import SmoothStage
+    from processors.smoothing import SmoothingParams
+    from trainer.assembler.join import SessionState
+    from trainer.assembler.offsets import Held
+    from trainer.assembler.synthetic import SyntheticSession
+
+    syn = SyntheticSession("again", cameras=("cam0",), frames=4)
+    state = SessionState(syn.start(), shard_size=4, resolution=32, now=0.0)
+    other = SyntheticSession("again", cameras=("cam0",), frames=4, size=(64, 48))  # different images
+    outcomes = []
+    for run, source in enumerate((syn, other)):
+        for seq in range(2):
+            outcomes.append(state.add_frame(source.frame("cam0", seq), Held("f", 0, 10 * run + seq), 0.0))
+            outcomes.append(state.add_pose(source.pose("cam0", seq), Held("p", 0, 10 * run + seq), 0.0))
+    assert [o.sample is not None for o in outcomes] == [False, True, False, True] + [False] * 4
+    assert all(o.replay for o in outcomes[4:])
+    kept = state.streams["cam0"].shards[0].samples
+    assert sorted(kept) == [0, 1] and all(kept[s].image == syn.frame("cam0", s).image for s in kept)
+
+    stage, smoother_state = SmoothStage(SmoothingParams()), None
+    frame = syn.frame("cam0", 0)
+    for seq in (0, 1):
+        smoother_state, out = stage(smoother_state, pose_of(frame, seq, (seq + 1) * 33_000_000))
+        assert out is not None
+    again, out = stage(smoother_state, pose_of(frame, 0, 99 * 33_000_000))
+    assert out is None and again == smoother_state
