@@ -119,3 +119,25 @@ def test_reset_topics_drops_old_data(settings, stack):
     c = kafka.consumer(settings, settings.topic_sessions, group_id=None, consumer_timeout_ms=3000)
     assert [r.value for r in c] == []
     c.close()
+
+
+def test_s3_storage_engine_keeps_messages_across_a_restart(tmp_path):
+    settings = embedded_settings(tmp_path)
+    s = Stack(settings, state_dir=tmp_path, storage="s3")
+    s.up(prometheus=False)
+    try:
+        p = kafka.producer(settings)
+        for i in range(3):
+            p.send(settings.topic_sessions, key=b"s1", value=b"event-%d" % i)
+        p.flush()
+        p.close()
+    finally:
+        s.down()
+    again = Stack(settings, state_dir=tmp_path, storage="s3")
+    again.up(prometheus=False)  # same S3 data folder: the broker finds its log again
+    try:
+        c = kafka.consumer(settings, settings.topic_sessions, group_id=None, consumer_timeout_ms=5000)
+        assert [r.value for r in c] == [b"event-0", b"event-1", b"event-2"]
+        c.close()
+    finally:
+        again.down()
