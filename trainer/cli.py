@@ -12,6 +12,9 @@ import click
 
 from infra.settings import Settings
 
+# trainer.partsmap.KINDS, spelled out so `booth --help` imports nothing heavy.
+REPRESENTATIONS = ("pose", "parts", "pose+parts")
+
 
 def _settings(ctx: click.Context) -> Settings:
     obj = ctx.find_root().obj
@@ -54,19 +57,30 @@ def _table(rows: list[dict], title: str | None = None) -> None:
               help="Seconds a message waits for its session's start before it is dead-lettered.")
 @click.option("--idle-exit", type=click.FloatRange(0), default=None,
               help="Exit after this many idle seconds with no open session (default: run until stopped).")
+@click.option("--representation", type=click.Choice(REPRESENTATIONS), default="pose", show_default=True,
+              help="Generator input drawn per sample: stick figure, body-part map (segments every frame), "
+                   "or part map with the face keypoints. The trainer follows the manifest.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.pass_context
 def assemble(ctx, group, shard_size, resolution, min_samples, end_grace, inactivity_timeout, unknown_session_grace,
-             idle_exit, quiet):
+             idle_exit, representation, quiet):
     """Assemble sessions into training datasets (WebDataset shards in object storage)."""
     from trainer.assembler import Assembler
 
     try:
         assembler = Assembler(_settings(ctx), group_id=group or _settings(ctx).group("assembler"), shard_size=shard_size, resolution=resolution,
                               min_samples=min_samples, end_grace_s=end_grace, inactivity_timeout_s=inactivity_timeout,
-                              unknown_session_grace_s=unknown_session_grace, quiet=quiet)
+                              unknown_session_grace_s=unknown_session_grace, representation=representation,
+                              quiet=quiet)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+    if assembler.segmenter is not None:
+        from processors.pose.base import BackendUnavailable
+
+        try:
+            assembler.segmenter.load()  # a missing model is an error now, not at the first session
+        except BackendUnavailable as exc:
+            raise click.ClickException(f"--representation {representation}: {exc}") from exc
     stop = threading.Event()
     # ^C or SIGTERM: stop at the next poll; open shards stay uncommitted and are read again later.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -95,11 +109,15 @@ def reference() -> None:
 @click.option("--resolution", default=256, show_default=True, type=click.IntRange(32, 2048),
               help="Preview video: size of each half (pose overlay | pose map).")
 @click.option("--replace", is_flag=True, help="Store as a new version if the name exists.")
+@click.option("--representation", type=click.Choice(REPRESENTATIONS), default="pose", show_default=True,
+              help="parts / pose+parts: also store each frame's body-part map, which sessions assembled "
+                   "in those representations need.")
 @click.pass_context
-def reference_add(ctx, video, name, backend, mode, resolution, replace):
+def reference_add(ctx, video, name, backend, mode, resolution, replace, representation):
     """Extract a reference dance's poses from VIDEO."""
     from tqdm import tqdm
 
+    from processors.pose.base import BackendUnavailable
     from schemas import InvalidId
     from trainer.references import add_reference
     from trainer.references.video import probe
@@ -108,10 +126,10 @@ def reference_add(ctx, video, name, backend, mode, resolution, replace):
         total = probe(video).frames
         with tqdm(total=total, desc=f"poses of {name}", unit=" frames") as bar:
             meta = add_reference(_settings(ctx), video, name, backend=backend, mode=mode, resolution=resolution,
-                                 replace=replace, progress=bar.update)
+                                 replace=replace, progress=bar.update, representation=representation)
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from exc
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+    except (ValueError, FileExistsError, FileNotFoundError, BackendUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
     _report(meta)
 

@@ -1,9 +1,9 @@
 """Rendition: a sequence of (already normalized) poses -> the visitor dancing, as an MP4.
 
-Pose maps come from the shared renderer (trainer.posemap) at the generator's size, go through the
-generator in batches, and are encoded as they come (H.264 yuv420p via PyAV), so a long dance is
-never held in memory. Optionally each output frame is a side-by-side strip:
-reference frame | pose map | result.
+Pose maps come from the shared renderer (trainer.posemap) at the generator's size (or are given
+ready-made, e.g. part maps: trainer.partsmap), go through the generator in batches, and are
+encoded as they come (H.264 yuv420p via PyAV), so a long dance is never held in memory.
+Optionally each output frame is a side-by-side strip: reference frame | pose map | result.
 """
 
 from __future__ import annotations
@@ -73,15 +73,20 @@ def _batched(items: Iterable, n: int) -> Iterator[list]:
 def render_video(generator, poses: np.ndarray | Sequence[np.ndarray], src_size: int | tuple[int, int],
                  out_path: str | os.PathLike, fps: float = 30, side_by_side: Sequence[np.ndarray] | None = None,
                  progress: bool = True, *, batch_size: int = 8,
-                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, crf: int = 18) -> Path:
+                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, crf: int = 18,
+                 maps: Sequence[np.ndarray] | None = None) -> Path:
     """Render poses ([T, 17, 3] in pixels of a src_size image) through the generator into an MP4 at
     out_path, one frame per pose. side_by_side: T reference frames (uint8 RGB, any size, e.g.
-    the reference dancer's video) for a reference | pose map | result strip. Returns out_path."""
+    the reference dancer's video) for a reference | pose map | result strip. maps: T input maps
+    (uint8 RGB at the generator's size) used instead of drawing the poses' stick figures; read one
+    batch at a time, so a lazy sequence keeps a long dance out of memory. Returns out_path."""
     poses = np.asarray(poses, np.float32)
     if poses.ndim != 3 or poses.shape[1:] != (NUM_KEYPOINTS, 3):
         raise ValueError(f"poses must be (T, {NUM_KEYPOINTS}, 3), got {poses.shape}")
     if len(poses) == 0:
         raise ValueError("no poses to render")
+    if maps is not None and len(maps) != len(poses):
+        raise ValueError(f"maps has {len(maps)} maps for {len(poses)} poses")
     if side_by_side is not None and len(side_by_side) != len(poses):
         raise ValueError(f"side_by_side has {len(side_by_side)} frames for {len(poses)} poses")
     if fps <= 0:
@@ -96,10 +101,18 @@ def render_video(generator, poses: np.ndarray | Sequence[np.ndarray], src_size: 
 
         bar = tqdm(total=len(poses), unit="frame", desc="rendering", dynamic_ncols=True)
 
+    def input_map(i: int) -> np.ndarray:
+        if maps is None:
+            return render_pose_map(poses[i], src_size, size, score_threshold=score_threshold)
+        m = np.asarray(maps[i])
+        if m.shape != (size, size, 3) or m.dtype != np.uint8:
+            raise ValueError(f"map {i} must be uint8 ({size}, {size}, 3) for a {size}px generator, "
+                             f"got {m.dtype} {m.shape}")
+        return m
+
     def map_batches() -> Iterator[np.ndarray]:
         for batch in _batched(range(len(poses)), batch_size):
-            yield np.stack([render_pose_map(poses[i], src_size, size, score_threshold=score_threshold)
-                            for i in batch])
+            yield np.stack([input_map(i) for i in batch])
 
     maps_seen: list[np.ndarray] = []  # the maps of the batch being generated, for the strip
 

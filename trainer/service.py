@@ -11,6 +11,11 @@ Objects per session, under sessions/<s>/:
     results/samples.png, results/loss.png              what a person looks at
     results/rendition.mp4, results/metrics.json        the video and its evaluation
 The base model lives under models/base/ (`booth train base`).
+
+The generator's input is the session's representation (its manifest's "representation": pose
+maps, part maps, or part maps with the face; trainer.assembler.representation). For part maps
+the reference dance's stored part maps (`booth reference add --representation parts`) are moved
+with each pose's normalization (trainer.partsmap.pose_transform) into the visitor's frame.
 """
 
 from __future__ import annotations
@@ -112,7 +117,8 @@ class TrainingService:
         return rendition
 
     def _train_and_render(self, ready: DatasetReady) -> Rendition:
-        from trainer.assembler import load_session_samples, read_manifest
+        from trainer.assembler import read_manifest
+        from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation, needs_parts
         from trainer.pix2pix import checkpoint as ckpt
         from trainer.pix2pix.networks import NetConfig
         from trainer.pix2pix.train import TrainConfig, fine_tune
@@ -121,19 +127,16 @@ class TrainingService:
         prefix = _session_prefix(session)
         self._progress(session, "loading", message="reading the dataset")
         manifest = read_manifest(s, session) or {}
-        samples = load_session_samples(s, session)
-        if not samples:
-            raise RuntimeError(f"session {session} has no samples")
-        frames = np.stack([f for f, _, _ in samples])
-        maps = np.stack([m for _, m, _ in samples])
-        poses = np.stack([p for _, _, p in samples])
-        held = np.arange(len(samples)) % cfg.holdout_every == cfg.holdout_every - 1
-        if held.all() or len(samples) < 2:
+        representation = check_representation(manifest.get("representation", DEFAULT_REPRESENTATION))
+        frames, maps, poses, src_size = _load_dataset(s, session)
+        if needs_parts(representation):
+            self._check_reference_parts(ready, representation)  # before the budget is spent, not after
+        held = np.arange(len(frames)) % cfg.holdout_every == cfg.holdout_every - 1
+        if held.all() or len(frames) < 2:
             held[:] = False
         train_pairs = list(zip(maps[~held], frames[~held]))
         test_pairs = list(zip(maps[held], frames[held])) or train_pairs[:4]
         size = maps.shape[1]
-        src_size = _source_size(manifest, frames)
 
         base_store = S3CheckpointStore(s, BASE_PREFIX)
         base_name = ckpt.latest_checkpoint(base_store)
@@ -165,13 +168,27 @@ class TrainingService:
         generator = result.generator
         self._progress(session, "evaluating", result.step, result.step, message="sample grid, SSIM, PSNR")
         results = self._evaluate(session, generator, test_pairs, poses[held] if held.any() else poses[:4],
-                                 src_size, result)
+                                 src_size, result, representation)
         results.update(warm_start=base is not None, base_checkpoint=base_name, steps=result.step,
-                       train_seconds=result.elapsed_s, samples=len(samples), held_out=int(held.sum()))
+                       train_seconds=result.elapsed_s, samples=len(frames), held_out=int(held.sum()),
+                       representation=representation)
         self._progress(session, "rendering", result.step, result.step, message="rendering the reference dance")
-        rendition = self._render(ready, generator, poses, src_size, results)
+        rendition = self._render(ready, generator, poses, src_size, results, representation)
         self._progress(session, "done", result.step, result.step, message=rendition.url[:200])
         return rendition
+
+    def _check_reference_parts(self, ready: DatasetReady, representation: str) -> None:
+        from trainer.references import load_reference_version
+        from trainer.references.store import PARTS_FILE
+
+        name = ready.reference or self.config.reference
+        if name is None:
+            raise RuntimeError(f"session {ready.session} names no reference dance and none is configured")
+        ref = load_reference_version(self.settings, name)
+        if PARTS_FILE not in ref.meta.get("files", {}):
+            raise FileNotFoundError(
+                f"session {ready.session} is in the {representation} representation but reference {name} "
+                f"v{ref.version} has no part maps: add it with `booth reference add --representation parts`")
 
     def _remaining_budget(self, prefix: str) -> float:
         """The budget counts from the first attempt: a resumed session gets what is left of it."""
@@ -183,7 +200,8 @@ class TrainingService:
         spent = time.time() - json.loads(raw)["wall_time"]
         return max(self.config.budget_s - spent, min(60.0, self.config.budget_s * 0.1))
 
-    def _evaluate(self, session, generator, test_pairs, test_poses, src_size, result) -> dict:
+    def _evaluate(self, session, generator, test_pairs, test_poses, src_size, result,
+                  representation: str = "pose") -> dict:
         from trainer.pix2pix.evaluate import pose_consistency, reconstruction_metrics
         from trainer.pix2pix.inference import generate
         from trainer.pix2pix.samples import loss_curves, png_bytes, sample_grid
@@ -205,15 +223,20 @@ class TrainingService:
                 persons = estimator.estimate(image, key="eval")
                 return persons[0].keypoints if persons else np.zeros((17, 3), np.float32)
 
-            consistency = pose_consistency(generator, test_poses, src_size, estimate)
+            if representation == "pose":
+                consistency = pose_consistency(generator, test_poses, src_size, estimate)
+            else:  # pose_consistency draws stick figures: this generator reads the held-out part maps
+                consistency = _map_consistency(generator, maps, test_poses, src_size, estimate)
             out["pose_error"] = float(consistency["mean_error"])
         except Exception as exc:  # noqa: BLE001 - evaluation must not cost the visitor the video
             log.warning("pose consistency not measured: %s", exc)
         return out
 
-    def _render(self, ready: DatasetReady, generator, target_poses, src_size, results: dict) -> Rendition:
+    def _render(self, ready: DatasetReady, generator, target_poses, src_size, results: dict,
+                representation: str = "pose") -> Rendition:
+        from trainer.assembler.representation import needs_parts
         from trainer.normalize import fit_normalizer
-        from trainer.references import load_reference_version
+        from trainer.references import load_reference_parts, load_reference_version
         from trainer.rendition import count_frames, render_video
 
         s, cfg, session = self.settings, self.config, ready.session
@@ -224,17 +247,22 @@ class TrainingService:
         ref_poses = ref.poses[: cfg.max_render_frames] if cfg.max_render_frames else ref.poses
         normalizer = fit_normalizer(ref_poses, target_poses)
         poses = np.stack([normalizer.apply(p) for p in ref_poses])
+        maps = None
+        if needs_parts(representation):
+            parts = load_reference_parts(s, ref)[: len(ref_poses)]
+            maps = ReferenceMaps(representation, parts, ref_poses, ref.src_size, poses, src_size, generator.size)
         prefix = _session_prefix(session)
         with tempfile.TemporaryDirectory(prefix="booth-render-") as tmp:
             out = Path(tmp) / "rendition.mp4"
-            render_video(generator, poses, src_size, out, fps=30, progress=cfg.progress_bar)
+            render_video(generator, poses, src_size, out, fps=30, progress=cfg.progress_bar, maps=maps)
             frames = count_frames(out)
             put_bytes(s, prefix + "results/rendition.mp4", out.read_bytes(), "video/mp4")
             if cfg.side_by_side:
                 dancer = self._reference_frames(ref, len(poses), Path(tmp))
                 if dancer is not None:
                     side = Path(tmp) / "side.mp4"
-                    render_video(generator, poses, src_size, side, fps=30, side_by_side=dancer, progress=False)
+                    render_video(generator, poses, src_size, side, fps=30, side_by_side=dancer, progress=False,
+                                 maps=maps)
                     put_bytes(s, prefix + "results/side-by-side.mp4", side.read_bytes(), "video/mp4")
                     results["side_by_side_frames"] = count_frames(side)
         results["rendition_frames"] = frames
@@ -272,6 +300,8 @@ class TrainingService:
     # --- the consumer ---------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None, idle_exit: float | None = None, max_sessions: int | None = None) -> int:
         """Consume DatasetReady until stopped; returns the number of sessions rendered."""
+        from trainer.assembler.metrics import report_consumer_lag
+
         metrics.serve(self.settings, "trainer")
         stop = stop or threading.Event()
         consumer = kafka.consumer(self.settings, self.settings.topic_datasets, group_id=self.settings.group("trainer"),
@@ -280,6 +310,7 @@ class TrainingService:
         try:
             while not stop.is_set():
                 batches = consumer.poll(timeout_ms=500)
+                report_consumer_lag(consumer, self.settings.group("trainer"))  # booth_consumer_lag, as of this poll
                 if not batches:
                     if idle_exit is not None and time.monotonic() - idle_since > idle_exit:
                         break
@@ -307,22 +338,97 @@ class TrainingService:
         return done
 
 
-def _source_size(manifest: dict, frames: np.ndarray) -> tuple[int, int]:
-    size = manifest.get("resolution") or manifest.get("frame_size")
-    if isinstance(size, (list, tuple)) and len(size) == 2:
-        return int(size[0]), int(size[1])
-    if isinstance(size, dict) and "width" in size:
-        return int(size["width"]), int(size["height"])
-    return frames.shape[2], frames.shape[1]
+def _load_dataset(settings: Settings, session: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+    """(frames letterboxed like their maps, input maps, poses [N, 17, 3], source size (w, h)).
+
+    The poses are in the captured frames' pixels, so the source size is the captured frames'
+    (the most common one if cameras differ), not the maps' size.
+    """
+    from collections import Counter
+
+    from trainer.assembler import iter_session_samples
+    from trainer.posemap import letterbox_image
+
+    frames, maps, poses, sizes = [], [], [], Counter()
+    for smp in iter_session_samples(settings, session):
+        frames.append(letterbox_image(smp.frame, (smp.posemap.shape[1], smp.posemap.shape[0])))
+        maps.append(smp.posemap)
+        poses.append(smp.pose)
+        sizes[smp.src_size] += 1
+    if not frames:
+        raise RuntimeError(f"session {session} has no samples")
+    if len(sizes) > 1:
+        log.warning("session %s: frames of several sizes %s; rendering for %s", session, sorted(sizes),
+                    sizes.most_common(1)[0][0])
+    return np.stack(frames), np.stack(maps), np.stack(poses), sizes.most_common(1)[0][0]
+
+
+class ReferenceMaps:
+    """The reference's part maps, each moved along with its pose's normalization and drawn in the
+    representation at the generator's size; built one at a time when indexed (a Sequence, for
+    trainer.rendition.render_video's maps=).
+
+    parts [T, h, w]: stored part ids (trainer.references; h, w may be smaller than the video);
+    ref_poses [T, 17, 3] in the reference video's pixels (ref_size); poses: the same poses
+    normalized into the visitor's frame of src_size.
+    """
+
+    def __init__(self, representation: str, parts: np.ndarray, ref_poses: np.ndarray, ref_size: tuple[int, int],
+                 poses: np.ndarray, src_size: tuple[int, int], out_size: int):
+        if not len(parts) == len(ref_poses) == len(poses):
+            raise ValueError(f"{len(parts)} part maps, {len(ref_poses)} reference poses, {len(poses)} poses: "
+                             "one of each per frame")
+        self.representation, self.parts, self.ref_poses, self.poses = representation, parts, ref_poses, poses
+        self.src_size, self.out_size = (int(src_size[0]), int(src_size[1])), out_size
+        h, w = parts.shape[1:]
+        # Stored map pixels -> reference video pixels (continuous coordinates scale as they are).
+        self._unscale = np.diag([ref_size[0] / w, ref_size[1] / h, 1.0])
+
+    def __len__(self) -> int:
+        return len(self.poses)
+
+    def part_ids(self, i: int) -> np.ndarray:
+        """Frame i's part ids in the visitor's frame (uint8 [H, W] of src_size)."""
+        from trainer.partsmap import pose_transform, warp_ids
+
+        try:
+            # normalize moves every keypoint by one scale and shift, confident or not: all of them
+            # pin the transform down, even in frames where few are confident.
+            m = pose_transform(self.ref_poses[i], self.poses[i], score_threshold=-np.inf)
+        except ValueError:  # no two distinct keypoints: nobody in this reference frame
+            return np.zeros((self.src_size[1], self.src_size[0]), np.uint8)
+        return warp_ids(self.parts[i], m @ self._unscale, self.src_size)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        from trainer.partsmap import render_representation
+
+        return render_representation(self.representation, poses=self.poses[i], src_size=self.src_size,
+                                     out_size=self.out_size, part_ids=self.part_ids(i))
+
+
+def _map_consistency(generator, maps: np.ndarray, poses: np.ndarray, src_size: tuple[int, int], estimate) -> dict:
+    """trainer.pix2pix.evaluate.pose_consistency for ready-made input maps (e.g. part maps)."""
+    from trainer.pix2pix.evaluate import keypoint_error
+    from trainer.pix2pix.inference import generate
+    from trainer.posemap import Letterbox
+
+    box = Letterbox.fit(src_size, generator.size)
+    fakes = generate(generator, maps)
+    errors = np.stack([keypoint_error(box.pose_to_output(p), estimate(f), 0.3) for p, f in zip(poses, fakes)])
+    seen = np.isfinite(errors)
+    return {"mean_error": float(np.nanmean(errors)) if seen.any() else float("nan")}
 
 
 def train_base(settings: Settings, sessions: list[str], budget_s: float, max_steps: int | None = None,
                size: int | None = None, progress: bool = True):
     """`booth train base`: a base model on one or more sessions of the booth scene, from scratch."""
-    from trainer.assembler import load_session_samples
+    from trainer.assembler import load_session_samples, read_manifest
     from trainer.pix2pix.networks import NetConfig
     from trainer.pix2pix.train import TrainConfig, train_base as run
 
+    kinds = {session: (read_manifest(settings, session) or {}).get("representation", "pose") for session in sessions}
+    if len(set(kinds.values())) > 1:
+        raise ValueError(f"sessions assembled in different representations {kinds}: a model learns one")
     pairs = []
     for session in sessions:
         pairs += [(m, f) for f, m, _ in load_session_samples(settings, session)]

@@ -33,9 +33,11 @@ from trainer.assembler import keys
 from trainer.assembler.join import INVALID, LATE, UNKNOWN_SESSION, Outcome, SessionState, ShardBuffer, record_bytes
 from trainer.assembler.manifest import (build_manifest, failure_reason, manifest_bytes, preview_choice,
                                         render_preview)
-from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, REJECTED, SAMPLES
+from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, REJECTED, SAMPLES, report_consumer_lag
 from trainer.assembler.offsets import Held, OffsetTracker
 from trainer.assembler.reader import shard_samples
+from trainer.assembler.representation import (DEFAULT_REPRESENTATION, LazySegmenter, check_representation,
+                                              needs_parts)
 from trainer.assembler.shards import build_shard
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,8 @@ class AssemblerConfig:
     commit_interval_s: float = 1.0
     max_poll_records: int = 200
     quiet: bool = False                # no progress lines
+    representation: str = DEFAULT_REPRESENTATION  # generator input: "pose", "parts" or "pose+parts"
+    segmenter: str = "auto"            # part segmenter for the parts representations (processors.parts)
 
     def __post_init__(self) -> None:
         for name in ("shard_size", "resolution", "max_poll_records"):
@@ -71,6 +75,11 @@ class AssemblerConfig:
                 raise ValueError(f"{name} must be >= 0 seconds, got {getattr(self, name)}")
         if not self.group_id:
             raise ValueError("group_id is empty")
+        check_representation(self.representation)
+        from processors.parts import KINDS as SEGMENTERS
+
+        if self.segmenter not in SEGMENTERS:
+            raise ValueError(f"unknown part segmenter {self.segmenter!r}; choose one of {', '.join(SEGMENTERS)}")
 
 
 @dataclass
@@ -115,6 +124,9 @@ class Assembler:
         self._producer = None
         self._unflushed_sends = False
         self._committed: dict[tuple[str, int], int] = {}
+        # Loaded when the first session starts, so a missing model stops the service right away
+        # instead of rejecting every frame.
+        self.segmenter = LazySegmenter(settings, config.segmenter) if needs_parts(config.representation) else None
 
     # --- clients ---------------------------------------------------------------------------
     @property
@@ -224,9 +236,17 @@ class Assembler:
             self.tracker.release(held)
 
     def _start(self, event: SessionEvent, held: Held, now: float) -> None:
+        if self.segmenter is not None:
+            self.segmenter.load()  # raises (BackendUnavailable) before anything of the session is held
         done = self._load_done(event.session)
+        representation = self.config.representation
+        mixed = sorted({r.get("representation", DEFAULT_REPRESENTATION) for r in done.values()} - {representation})
+        if mixed:
+            log.warning("session %s: shards stored earlier are in representation %s, this assembler writes %s",
+                        event.session, ",".join(mixed), representation)
         state = SessionState(event, shard_size=self.config.shard_size, resolution=self.config.resolution,
-                             now=now, done=done)
+                             now=now, done=done, representation=representation,
+                             segment=self.segmenter.segment if self.segmenter else None)
         state.held.append(held)
         self.sessions[event.session] = state
         if not self.config.quiet:
@@ -346,7 +366,7 @@ class Assembler:
             tar = build_shard(buf.samples.values()) if buf.samples else b""
             if tar:
                 self._put(keys.shard_key(state.session, buf.camera, buf.index), tar, "application/x-tar")
-            record = buf.record(state.session, len(tar))
+            record = buf.record(state.session, len(tar), state.representation)
             # The index record goes last: it is what marks the shard done.
             self._put(keys.shard_index_key(state.session, buf.camera, buf.index), record_bytes(record),
                       "application/json")
@@ -375,7 +395,7 @@ class Assembler:
         manifest = build_manifest(
             session=state.session, status=status, reason=reason, closed_by=closed_by, start=state.start,
             end=state.end, records=records, resolution=cfg.resolution, shard_size=cfg.shard_size,
-            min_samples=cfg.min_samples, preview_key=preview,
+            min_samples=cfg.min_samples, preview_key=preview, representation=cfg.representation,
         )
         if preview:
             self._put(preview, picture, "image/jpeg")
@@ -419,6 +439,7 @@ class Assembler:
             session=state.session, status="aborted", reason=event.note or "aborted", closed_by="abort",
             start=state.start, end=event, records=[], resolution=self.config.resolution,
             shard_size=self.config.shard_size, min_samples=self.config.min_samples, preview_key=None,
+            representation=self.config.representation,
         )
         self._put(keys.manifest_key(state.session), manifest_bytes(manifest), "application/json")
         self._store_closed[state.session] = True
@@ -501,6 +522,7 @@ class Assembler:
         try:
             while stop_event is None or not stop_event.is_set():
                 polled = consumer.poll(timeout_ms=200)
+                report_consumer_lag(consumer, self.config.group_id)  # booth_consumer_lag, from this poll's fetches
                 records = [r for batch in polled.values() for r in batch]
                 now = self.clock()
                 if records or not consumer.assignment():

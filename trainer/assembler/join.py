@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -18,21 +19,27 @@ from schemas import Frame, SessionEvent, SmoothedPose
 from schemas.keypoints import NUM_KEYPOINTS
 from trainer.assembler import keys
 from trainer.assembler.offsets import Held
-from trainer.assembler.shards import Sample, encode_sample, image_problem
+from trainer.assembler.representation import DEFAULT_REPRESENTATION, main_person_parts, needs_parts
+from trainer.assembler.shards import Sample, decode_rgb, encode_sample, image_problem
 
 # Rejection reasons: the label values of booth_assembler_rejected_total and the manifest's keys.
 NO_PERSON = "no_person"          # the pose stage found nobody in the frame
+NO_PARTS = "no_parts"            # the part segmenter found none of the person's parts
 NO_POSE = "no_pose"              # the frame's pose never came
 NO_FRAME = "no_frame"            # a pose whose frame never came
 UNDECODABLE = "undecodable"      # the frame's image does not decode (also dead-lettered)
 INVALID = "invalid"              # not a valid message, or an unsafe id (dead-lettered)
 UNKNOWN_SESSION = "unknown_session"  # a session that never started (dead-lettered)
 LATE = "late"                    # arrived after its shard or session was closed
-REASONS = (NO_PERSON, NO_POSE, NO_FRAME, UNDECODABLE, INVALID, UNKNOWN_SESSION, LATE)
+REASONS = (NO_PERSON, NO_PARTS, NO_POSE, NO_FRAME, UNDECODABLE, INVALID, UNKNOWN_SESSION, LATE)
 
 
-def join_sample(frame: Frame, pose: SmoothedPose, resolution: int) -> Sample | str:
-    """The training sample of a frame and its pose, or the reason there is none."""
+def join_sample(frame: Frame, pose: SmoothedPose, resolution: int, representation: str = DEFAULT_REPRESENTATION,
+                segment: Callable[[np.ndarray], object] | None = None) -> Sample | str:
+    """The training sample of a frame and its pose, or the reason there is none.
+
+    segment: image_rgb -> processors.parts.PartsResult, for representations drawn from part maps.
+    """
     if not pose.persons:
         return NO_PERSON
     keypoints = pose.persons[0].array()
@@ -41,12 +48,19 @@ def join_sample(frame: Frame, pose: SmoothedPose, resolution: int) -> Sample | s
         keypoints = keypoints.copy()
         keypoints[:, 0] *= frame.width / pose.width
         keypoints[:, 1] *= frame.height / pose.height
+    part_ids = None
+    if needs_parts(representation):
+        if segment is None:
+            raise ValueError(f"the {representation!r} representation needs a part segmenter")
+        part_ids = main_person_parts(segment(decode_rgb(frame.image, "frame")), keypoints)
+        if not part_ids.any():
+            return NO_PARTS
     return encode_sample(
         key=keys.sample_key(frame.camera, frame.seq), seq=frame.seq, camera=frame.camera,
         session=frame.session, image=frame.image, encoding=frame.encoding, width=frame.width,
         height=frame.height, pose=keypoints, flags=list(pose.flags), backend=pose.backend,
         person_score=pose.persons[0].score, capture_ns=frame.capture_ns, wall_time=frame.wall_time,
-        resolution=resolution,
+        resolution=resolution, representation=representation, part_ids=part_ids,
     )
 
 
@@ -75,10 +89,13 @@ class ShardBuffer:
         self.frames.clear()
         self.poses.clear()
 
-    def record(self, session: str, tar_bytes: int) -> dict:
-        """The shard's index entry: what it holds and what was rejected (JSON-ready, reproducible)."""
+    def record(self, session: str, tar_bytes: int, representation: str = DEFAULT_REPRESENTATION) -> dict:
+        """The shard's index entry: what it holds and what was rejected (JSON-ready, reproducible).
+
+        The representation is named only when it is not the default, so pose-only records keep
+        their bytes."""
         has_samples = bool(self.samples)
-        return {
+        record = {
             "camera": self.camera,
             "index": self.index,
             "shard_key": keys.shard_key(session, self.camera, self.index) if has_samples else None,
@@ -89,6 +106,9 @@ class ShardBuffer:
             "backends": sorted(self.backends),
             "bytes": tar_bytes,
         }
+        if representation != DEFAULT_REPRESENTATION:
+            record["representation"] = representation
+        return record
 
 
 def record_bytes(record: dict) -> bytes:
@@ -139,11 +159,16 @@ class SessionState:
     """One started session: its camera streams and shards, and the shards already persisted."""
 
     def __init__(self, start: SessionEvent, *, shard_size: int, resolution: int, now: float,
-                 done: dict[tuple[str, int], dict] | None = None) -> None:
+                 done: dict[tuple[str, int], dict] | None = None, representation: str = DEFAULT_REPRESENTATION,
+                 segment: Callable[[np.ndarray], object] | None = None) -> None:
+        if needs_parts(representation) and segment is None:
+            raise ValueError(f"the {representation!r} representation needs a part segmenter")
         self.session = start.session
         self.start = start
         self.shard_size = shard_size
         self.resolution = resolution
+        self.representation = representation
+        self.segment = segment
         self.started_at = now
         self.last_activity = now
         self.end: SessionEvent | None = None
@@ -207,7 +232,7 @@ class SessionState:
 
     def _join(self, buf: ShardBuffer, frame: Frame, pose: SmoothedPose) -> Outcome:
         try:
-            result = join_sample(frame, pose, self.resolution)
+            result = join_sample(frame, pose, self.resolution, self.representation, self.segment)
         except Exception as exc:  # noqa: BLE001 - one bad pair must not stop the session (or loop forever)
             buf.rejected[frame.seq] = INVALID
             return Outcome(rejected=INVALID, problem=f"no sample could be built: {type(exc).__name__}: {exc}")

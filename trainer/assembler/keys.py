@@ -99,4 +99,5 @@ def reference_source_key(name: str, suffix: str) -> str:
     return f"{reference_prefix(name)}source.{ext}"
 
 
-REFERENCE_FILES = frozenset({"poses.npz", "raw.npz", "glitches.csv", "preview.mp4", "meta.json", "corrections.csv"})
+REFERENCE_FILES = frozenset({"poses.npz", "raw.npz", "glitches.csv", "preview.mp4", "meta.json", "corrections.csv",
+                             "parts.npz"})

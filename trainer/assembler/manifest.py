@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from schemas import SessionEvent
+from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation, needs_parts
 from trainer.posemap import draw_pose_overlay, letterbox_image
 
 MANIFEST_VERSION = 1
@@ -21,9 +22,19 @@ PREVIEW_COLUMNS = 2  # (frame with pose | pose map) pairs per row
 def build_manifest(
     *, session: str, status: str, reason: str, closed_by: str, start: SessionEvent | None,
     end: SessionEvent | None, records: list[dict], resolution: int, shard_size: int, min_samples: int,
-    preview_key: str | None,
+    preview_key: str | None, representation: str = DEFAULT_REPRESENTATION,
 ) -> dict:
-    """The manifest of a session from the index records of all its shards."""
+    """The manifest of a session from the index records of all its shards.
+
+    representation: what the pose maps show (trainer.assembler.representation); the trainer
+    renders the reference dance in the same one.
+    """
+    check_representation(representation)
+    members = {"image": "<key>.jpg (as captured; .png if the camera sent PNG)",
+               "posemap": "<key>.posemap.png", "pose": "<key>.pose.json"}
+    if needs_parts(representation):
+        members["posemap"] += f" (the {representation} map)"
+        members["parts"] = "<key>.parts.png (part ids 0..24 at the frame's size, 8-bit grey)"
     records = sorted(records, key=lambda r: (r["camera"], r["index"]))
     per_camera: dict[str, dict] = {}
     rejected: Counter = Counter()
@@ -56,8 +67,8 @@ def build_manifest(
         "started_wall_time": start.wall_time if start else None,
         "ended_wall_time": end.wall_time if end else None,
         "format": "webdataset",
-        "members": {"image": "<key>.jpg (as captured; .png if the camera sent PNG)",
-                    "posemap": "<key>.posemap.png", "pose": "<key>.pose.json"},
+        "members": members,
+        "representation": representation,
         "resolution": resolution,
         "shard_size": shard_size,
         "min_samples": min_samples,
@@ -98,7 +109,9 @@ def preview_choice(records: list[dict], k: int = PREVIEW_SAMPLES) -> list[tuple[
 
 
 def render_preview(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], resolution: int) -> bytes:
-    """JPEG grid of (frame with pose overlay | pose map) pairs; samples are (frame, posemap, pose)."""
+    """JPEG grid of (frame with pose overlay | pose map) pairs; samples are (frame, posemap, pose).
+
+    The pose map is the sample's input map, whatever its representation."""
     if not samples:
         raise ValueError("a preview needs at least one sample")
     r, pad = resolution, 4

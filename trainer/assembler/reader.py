@@ -12,7 +12,8 @@ from infra import objectstore
 from infra.settings import Settings
 from trainer.assembler import keys
 from trainer.assembler.join import pose_array
-from trainer.assembler.shards import IMAGE_SUFFIXES, POSE_SUFFIX, POSEMAP_SUFFIX, decode_rgb, iter_tar_samples
+from trainer.assembler.shards import (IMAGE_SUFFIXES, PARTS_SUFFIX, POSE_SUFFIX, POSEMAP_SUFFIX, decode_ids, decode_rgb,
+                                      iter_tar_samples)
 from trainer.posemap import letterbox_image
 
 
@@ -22,10 +23,12 @@ class SessionSample:
     camera: str
     seq: int
     frame: np.ndarray        # uint8 RGB [h, w, 3], the camera's frame as captured
-    posemap: np.ndarray      # uint8 RGB [R, R, 3], aligned with letterbox_image(frame, R)
+    posemap: np.ndarray      # uint8 RGB [R, R, 3], aligned with letterbox_image(frame, R); the input map
+    #                          in the session's representation (manifest "representation")
     pose: np.ndarray         # float32 [17, 3] in the frame's pixels
     flags: np.ndarray        # uint8 [17], schemas.keypoints bits
     src_size: tuple[int, int]
+    part_ids: np.ndarray | None = None  # uint8 [h, w] in the frame's pixels (parts representations)
 
 
 def read_manifest(settings: Settings, session: str, c=None) -> dict | None:
@@ -46,6 +49,7 @@ def shard_samples(data: bytes, what: str = "shard") -> Iterator[SessionSample]:
             posemap=decode_rgb(parts[POSEMAP_SUFFIX], f"{what}: {key} pose map"),
             pose=pose_array(record), flags=np.asarray(record["flags"], np.uint8),
             src_size=(int(record["width"]), int(record["height"])),
+            part_ids=decode_ids(parts[PARTS_SUFFIX], f"{what}: {key} part ids") if PARTS_SUFFIX in parts else None,
         )
 
 

@@ -1,8 +1,11 @@
 """Training samples and their WebDataset tar shards, byte-for-byte reproducible.
 
 A sample is three tar members sharing one key: ``<key>.jpg`` (the camera's JPEG exactly as
-received; ``.png`` if the camera sent PNG), ``<key>.posemap.png`` (trainer.posemap's stick figure)
-and ``<key>.pose.json`` (keypoints, flags and where they come from). The same samples always give
+received; ``.png`` if the camera sent PNG), ``<key>.posemap.png`` (the generator's input in the
+session's representation: trainer.posemap's stick figure by default, else trainer.partsmap's part
+map) and ``<key>.pose.json`` (keypoints, flags and where they come from); representations drawn
+from part maps add ``<key>.parts.png``, the part ids (0..24) at the frame's size as an 8-bit grey
+PNG, so a reader can redraw the map at any size. The same samples always give
 the same tar bytes: members in sample order, fixed mtime, owner and mode, and the USTAR format
 (no PAX headers carrying times), so re-writing a shard after a crash replaces it with itself.
 """
@@ -19,10 +22,13 @@ import cv2
 import numpy as np
 
 from schemas.keypoints import IMPUTED, NUM_KEYPOINTS
+from trainer.assembler.representation import DEFAULT_REPRESENTATION, needs_parts
+from trainer.partsmap import render_representation
 from trainer.posemap import render_pose_map
 
 POSEMAP_SUFFIX = "posemap.png"
 POSE_SUFFIX = "pose.json"
+PARTS_SUFFIX = "parts.png"
 IMAGE_SUFFIXES = ("jpg", "png")
 
 
@@ -37,13 +43,17 @@ class Sample:
     posemap_png: bytes
     pose_json: bytes
     imputed: int  # keypoints flagged IMPUTED
+    parts_png: bytes | None = None  # part ids, for representations drawn from part maps
 
     def members(self) -> list[tuple[str, bytes]]:
-        return [
+        members = [
             (f"{self.key}.{self.image_ext}", self.image),
             (f"{self.key}.{POSEMAP_SUFFIX}", self.posemap_png),
             (f"{self.key}.{POSE_SUFFIX}", self.pose_json),
         ]
+        if self.parts_png is not None:
+            members.append((f"{self.key}.{PARTS_SUFFIX}", self.parts_png))
+        return members
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -51,6 +61,25 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding of a pose map failed")
     return buf.tobytes()
+
+
+def ids_png_bytes(ids: np.ndarray) -> bytes:
+    """An id map (uint8 [H, W]) as a lossless 8-bit grey PNG."""
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or ids.dtype != np.uint8:
+        raise ValueError(f"an id map must be uint8 [H, W], got {ids.dtype} {ids.shape}")
+    ok, buf = cv2.imencode(".png", ids)
+    if not ok:
+        raise RuntimeError("PNG encoding of a part-id map failed")
+    return buf.tobytes()
+
+
+def decode_ids(data: bytes, what: str = "part ids") -> np.ndarray:
+    """The uint8 [H, W] id map of ids_png_bytes."""
+    ids = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if ids is None or ids.ndim != 2 or ids.dtype != np.uint8:
+        raise ValueError(f"{what} is not an 8-bit grey PNG")
+    return ids
 
 
 def _round(values: Iterable[float]) -> list[float]:
@@ -61,16 +90,32 @@ def _round(values: Iterable[float]) -> list[float]:
 def encode_sample(
     *, key: str, seq: int, camera: str, session: str, image: bytes, encoding: str, width: int, height: int,
     pose: np.ndarray, flags: list[int], backend: str, person_score: float, capture_ns: int,
-    wall_time: float, resolution: int,
+    wall_time: float, resolution: int, representation: str = DEFAULT_REPRESENTATION,
+    part_ids: np.ndarray | None = None,
 ) -> Sample:
-    """Render the pose map and serialise one sample; pose is [17, 3] in pixels of the frame."""
+    """Render the input map and serialise one sample; pose is [17, 3] in pixels of the frame.
+
+    representation: "pose", "parts" or "pose+parts" (trainer.assembler.representation); the
+    last two need part_ids, uint8 [height, width] in the frame's pixels.
+    """
     pose = np.asarray(pose, dtype=np.float32)
     if pose.shape != (NUM_KEYPOINTS, 3):
         raise ValueError(f"pose must be [{NUM_KEYPOINTS}, 3], got {pose.shape}")
     # The map is drawn from the pose exactly as stored (rounded), so a reader can redraw it.
     pose = np.asarray([_round(row) for row in pose], dtype=np.float32)
     flags = [int(f) for f in flags] if flags else [0] * NUM_KEYPOINTS
-    posemap = render_pose_map(pose, (width, height), resolution)
+    parts_png = None
+    if needs_parts(representation):
+        if part_ids is None:
+            raise ValueError(f"the {representation!r} representation needs the frame's part ids")
+        part_ids = np.asarray(part_ids)
+        if part_ids.shape != (height, width):
+            raise ValueError(f"part ids are {part_ids.shape[::-1]} but the frame is {(width, height)}")
+        posemap = render_representation(representation, poses=pose, src_size=(width, height),
+                                        out_size=resolution, part_ids=part_ids)
+        parts_png = ids_png_bytes(part_ids.astype(np.uint8))
+    else:
+        posemap = render_pose_map(pose, (width, height), resolution)
     record = {
         "session": session, "camera": camera, "seq": seq, "capture_ns": capture_ns,
         "wall_time": wall_time, "width": width, "height": height, "backend": backend,
@@ -81,7 +126,7 @@ def encode_sample(
         key=key, seq=seq, image_ext="png" if encoding == "png" else "jpg", image=image,
         posemap_png=png_bytes(posemap),
         pose_json=json.dumps(record, sort_keys=True, separators=(",", ":")).encode(),
-        imputed=sum(1 for f in flags if f & IMPUTED),
+        imputed=sum(1 for f in flags if f & IMPUTED), parts_png=parts_png,
     )
 
 

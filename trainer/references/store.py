@@ -9,6 +9,9 @@ Each version ``v0001/``, ``v0002/`` ... holds:
     preview.mp4    per frame: the video with the pose drawn over it | the pose map
     meta.json      where it came from and how it was made
     corrections.csv  (versions made by `correct`) every manual edit so far, applied to raw.npz
+    parts.npz      (added with a parts representation) part_ids [T, h, w] uint8: the main person's
+                   body parts per frame (processors.parts), at most PARTS_MAX_SIDE on the longer
+                   side (source pixels times w / width); the same in every version
 ``latest.json`` names the current version; it is written last, so readers never see half a version.
 The original video is kept once as ``source.<ext>`` (previews of later versions are drawn from it).
 """
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import cv2
 import numpy as np
 
 from infra import objectstore
@@ -34,6 +38,9 @@ from processors.smoothing.impute import confident_mask, person_present
 from schemas.ids import validate_id
 from schemas.keypoints import IMPUTED, NUM_KEYPOINTS, OBSERVED, SMOOTHED
 from trainer.assembler import keys
+from trainer.assembler.representation import (DEFAULT_REPRESENTATION, LazySegmenter, check_representation,
+                                              main_person_parts, needs_parts)
+from trainer.partsmap import render_representation
 from trainer.posemap import draw_pose_overlay, letterbox_image, render_pose_map
 from trainer.references.corrections import Corrections, apply_to_raw, merge, parse_corrections, to_csv
 from trainer.references.video import encode_mp4, probe, read_frames
@@ -42,6 +49,10 @@ log = logging.getLogger(__name__)
 
 MODES = ("savgol", "median")
 PREVIEW_RESOLUTION = 256
+PARTS_FILE = "parts.npz"
+# BodyPix sees a 512 x 512 picture and decides parts on a 16 px grid: finer part maps hold no
+# more detail, and a long 1080p reference would need gigabytes.
+PARTS_MAX_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -68,15 +79,20 @@ class Smoothed:
 
 # --- the pipeline ------------------------------------------------------------------------------
 def estimate_video(path: str | Path, estimator, key: str = "reference",
-                   progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+                   progress: Callable[[int], None] | None = None,
+                   on_frame: Callable[[np.ndarray, np.ndarray], None] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Raw estimates of the main (most confident) person per frame: (poses [T, 17, 3], times [T],
-    (width, height)). Frames without a person get score 0 everywhere."""
+    (width, height)). Frames without a person get score 0 everywhere. on_frame(rgb, pose) sees
+    each frame with its estimate (for work on the same decoded frames, such as part maps)."""
     poses, times, size = [], [], None
     for rgb, t in read_frames(path):
         size = size or (rgb.shape[1], rgb.shape[0])
         people = estimator.estimate(rgb, key=key)
         poses.append(people[0].keypoints if people else np.zeros((NUM_KEYPOINTS, 3), np.float32))
         times.append(t)
+        if on_frame:
+            on_frame(rgb, poses[-1])
         if progress:
             progress(1)
     if not poses:
@@ -113,14 +129,37 @@ def smooth_reference(raw: np.ndarray, times: np.ndarray, mode: str = "savgol",
                     len(rows), int(filled.sum()))
 
 
+def parts_size(src_size: tuple[int, int], max_side: int = PARTS_MAX_SIDE) -> tuple[int, int]:
+    """(width, height) at which a reference's part maps are stored."""
+    w, h = src_size
+    s = min(1.0, max_side / max(w, h))
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def parts_at(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A part-id map resized (nearest-neighbour: a blend of two ids is no id) to size (w, h)."""
+    if (ids.shape[1], ids.shape[0]) == tuple(size):
+        return ids
+    return cv2.resize(ids, tuple(size), interpolation=cv2.INTER_NEAREST)
+
+
 def preview_frames(path: str | Path, poses: np.ndarray, src_size: tuple[int, int],
-                   resolution: int = PREVIEW_RESOLUTION) -> Iterator[np.ndarray]:
-    """Per frame: the video with the pose over it | the pose map, each resolution x resolution."""
+                   resolution: int = PREVIEW_RESOLUTION, *, representation: str = DEFAULT_REPRESENTATION,
+                   parts: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Per frame: the video with the pose over it | the generator's input in the representation
+    (the pose map by default; parts: the stored part maps), each resolution x resolution."""
+    if needs_parts(representation) and parts is None:
+        raise ValueError(f"a {representation!r} preview needs the reference's part maps")
     for i, (rgb, _t) in enumerate(read_frames(path)):
         if i >= len(poses):
             break
         left = letterbox_image(draw_pose_overlay(rgb, poses[i], alpha=0.85), resolution)
-        yield np.hstack([left, render_pose_map(poses[i], src_size, resolution)])
+        if needs_parts(representation):
+            right = render_representation(representation, poses=poses[i], src_size=src_size, out_size=resolution,
+                                          part_ids=parts_at(parts[i], src_size))
+        else:
+            right = render_pose_map(poses[i], src_size, resolution)
+        yield np.hstack([left, right])
 
 
 # --- storage -----------------------------------------------------------------------------------
@@ -141,7 +180,7 @@ def latest_version(settings: Settings, name: str, c=None) -> int | None:
 
 def _store_version(settings: Settings, c, name: str, version: int, *, raw: np.ndarray, times: np.ndarray,
                    src_size: tuple[int, int], smoothed: Smoothed, preview: bytes, meta: dict,
-                   corrections_text: str | None) -> dict:
+                   corrections_text: str | None, parts_npz: bytes | None = None) -> dict:
     files = {
         "poses.npz": _npz(poses=smoothed.poses, flags=smoothed.flags, times=times,
                           src_size=np.asarray(src_size, np.int32), usable=smoothed.usable),
@@ -151,6 +190,8 @@ def _store_version(settings: Settings, c, name: str, version: int, *, raw: np.nd
     }
     if corrections_text is not None:
         files["corrections.csv"] = corrections_text.encode()
+    if parts_npz is not None:
+        files[PARTS_FILE] = parts_npz
     meta = {**meta, "name": name, "version": version,
             "files": {f: keys.reference_file_key(name, version, f) for f in [*files, "meta.json"]}}
     files["meta.json"] = _json(meta)
@@ -181,9 +222,16 @@ def _summary(smoothed: Smoothed, times: np.ndarray, src_size: tuple[int, int]) -
 def add_reference(settings: Settings, video: str | Path, name: str, *, backend: str | None = None,
                   mode: str = "savgol", params: SmoothingParams = SmoothingParams(),
                   resolution: int = PREVIEW_RESOLUTION, estimator=None, replace: bool = False,
-                  progress: Callable[[int], None] | None = None) -> dict:
-    """Extract, smooth and store a reference dance from a video file; returns its meta.json."""
+                  progress: Callable[[int], None] | None = None,
+                  representation: str = DEFAULT_REPRESENTATION, segmenter=None) -> dict:
+    """Extract, smooth and store a reference dance from a video file; returns its meta.json.
+
+    representation "parts" or "pose+parts" also segments every frame (segmenter: anything with
+    segment(rgb) -> processors.parts.PartsResult; default the settings' models) and stores the
+    main person's part maps (parts.npz), which sessions assembled in those representations need.
+    """
     validate_id(name, "reference name")
+    check_representation(representation)
     video = Path(video)
     if not video.is_file():
         raise FileNotFoundError(f"video {video} does not exist")
@@ -198,9 +246,21 @@ def add_reference(settings: Settings, video: str | Path, name: str, *, backend: 
         from processors.pose import load_estimator
 
         estimator = load_estimator(backend or settings.pose_backend, settings.models_dir, num_threads=settings.pose_threads)
-    raw, times, src_size = estimate_video(video, estimator, key=name, progress=progress)
+    parts: list[np.ndarray] | None = None
+    on_frame = None
+    if needs_parts(representation):
+        segmenter = segmenter or LazySegmenter(settings)
+        parts = []
+
+        def on_frame(rgb: np.ndarray, pose: np.ndarray) -> None:
+            ids = main_person_parts(segmenter.segment(rgb), pose)
+            parts.append(parts_at(ids, parts_size((rgb.shape[1], rgb.shape[0]))))
+
+    raw, times, src_size = estimate_video(video, estimator, key=name, progress=progress, on_frame=on_frame)
     smoothed = smooth_reference(raw, times, mode, params)
-    preview = encode_mp4(preview_frames(video, smoothed.poses, src_size, resolution), info.fps)
+    parts_array = np.stack(parts) if parts is not None else None
+    preview = encode_mp4(preview_frames(video, smoothed.poses, src_size, resolution, representation=representation,
+                                        parts=parts_array), info.fps)
     data = video.read_bytes()
     source_key = keys.reference_source_key(name, video.suffix or ".mp4")
     objectstore.put_bytes(settings, source_key, data, "video/mp4", c=c)
@@ -213,11 +273,17 @@ def add_reference(settings: Settings, video: str | Path, name: str, *, backend: 
         "smoothing": {"mode": mode, "params": params.to_dict()},
         "corrections": 0, "dropped_frames": [], "corrected_keypoints": 0,
         "preview_resolution": resolution,
+        "representation": representation,
+        "parts": None if parts_array is None else {
+            "size": [int(parts_array.shape[2]), int(parts_array.shape[1])],
+            "segmenter": getattr(segmenter, "name", type(segmenter).__name__),
+            "frames_with_parts": int(parts_array.reshape(len(parts_array), -1).any(axis=1).sum())},
         **_summary(smoothed, times, src_size),
     }
     version = (current or 0) + 1
     meta = _store_version(settings, c, name, version, raw=raw, times=times, src_size=src_size, smoothed=smoothed,
-                          preview=preview, meta=meta, corrections_text=None)
+                          preview=preview, meta=meta, corrections_text=None,
+                          parts_npz=None if parts_array is None else _npz(part_ids=parts_array))
     log.info("reference %s v%d: %d frames, %d glitches", name, version, meta["frames"], meta["glitches"])
     return meta
 
@@ -250,10 +316,18 @@ def correct_reference(settings: Settings, name: str, corrections_file: str | Pat
     resolution = resolution or meta.get("preview_resolution", PREVIEW_RESOLUTION)
     smoothed = smooth_reference(raw, times, mode, params, corrections)
     source = meta["source"]
+    # Part maps come from the frames, which corrections do not change: carried over as they are.
+    parts_npz = (_get(settings, keys.reference_file_key(name, current, PARTS_FILE), c)
+                 if PARTS_FILE in meta["files"] else None)
+    representation = meta.get("representation", DEFAULT_REPRESENTATION)
+    if parts_npz is None and needs_parts(representation):
+        raise FileNotFoundError(f"reference {name} v{current} is a {representation} reference without {PARTS_FILE}")
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / ("source." + source["key"].rsplit(".", 1)[1])
         video.write_bytes(_get(settings, source["key"], c))
-        preview = encode_mp4(preview_frames(video, smoothed.poses, src_size, resolution), probe(video).fps)
+        parts = _parts_from_npz(parts_npz) if parts_npz is not None else None
+        preview = encode_mp4(preview_frames(video, smoothed.poses, src_size, resolution,
+                                            representation=representation, parts=parts), probe(video).fps)
     new_meta = {
         **meta,
         "created_wall_time": time.time(),
@@ -269,7 +343,7 @@ def correct_reference(settings: Settings, name: str, corrections_file: str | Pat
     version = current + 1
     new_meta = _store_version(settings, c, name, version, raw=raw, times=times, src_size=src_size,
                               smoothed=smoothed, preview=preview, meta=new_meta,
-                              corrections_text=to_csv(corrections))
+                              corrections_text=to_csv(corrections), parts_npz=parts_npz)
     log.info("reference %s v%d: %d corrections in all, on top of v%d", name, version, len(corrections), current)
     return new_meta
 
@@ -283,6 +357,29 @@ def load_reference_version(settings: Settings, name: str, version: int | None = 
     with np.load(io.BytesIO(_get(settings, keys.reference_file_key(name, version, "poses.npz"), c))) as npz:
         return Reference(name, version, npz["poses"], npz["flags"], npz["times"],
                          (int(npz["src_size"][0]), int(npz["src_size"][1])), npz["usable"], meta)
+
+
+def _parts_from_npz(data: bytes) -> np.ndarray:
+    with np.load(io.BytesIO(data)) as npz:
+        return npz["part_ids"]
+
+
+def load_reference_parts(settings: Settings, ref: Reference) -> np.ndarray:
+    """The reference's part maps: uint8 [T, h, w] (0 background, 1..24 parts), one per pose.
+
+    Videos larger than PARTS_MAX_SIDE have them stored smaller: a map's pixel (x, y) is the
+    source's (x * width / w, y * height / h). Raises FileNotFoundError for a reference added without them.
+    """
+    if PARTS_FILE not in ref.meta.get("files", {}):
+        raise FileNotFoundError(
+            f"reference {ref.name} v{ref.version} has no part maps: add it again with "
+            "`booth reference add --representation parts` (or pose+parts)")
+    parts = _parts_from_npz(_get(settings, keys.reference_file_key(ref.name, ref.version, PARTS_FILE),
+                                 objectstore.client(settings)))
+    if parts.ndim != 3 or len(parts) != len(ref.poses):
+        raise ValueError(f"reference {ref.name} v{ref.version}: {PARTS_FILE} holds {parts.shape} for "
+                         f"{len(ref.poses)} poses")
+    return parts
 
 
 def load_reference(settings: Settings, name: str, version: int | None = None
