@@ -9,7 +9,9 @@ ones the dashboard groups by: an exporter must set them (it may add more).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Mapping
+
+from prometheus_client import Gauge
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ _ALL = (
     Series("booth_pose_latency_seconds", "histogram", ("processors",), "pose inference time per frame"),
     Series("booth_capture_to_pose_seconds", "histogram", ("processors",), "capture wall time to pose published"),
     Series("booth_smooth_poses_total", "counter", ("processors",), "smoothed poses published"),
-    Series("booth_consumer_lag", "gauge", ("processors", "assembler"), "records behind the partition's end", ("group", "topic", "partition")),
+    Series("booth_consumer_lag", "gauge", ("processors", "assembler", "trainer"), "records behind the partition's end", ("group", "topic", "partition")),
     Series("booth_assembler_samples_total", "counter", ("assembler",), "dataset samples written to object storage"),
     Series("booth_deadletters_total", "counter", ("processors", "assembler", "trainer"), "messages sent to the dead-letter topic", ("stage",)),
     Series("booth_training_step", "gauge", ("trainer",), "current fine-tuning step", ("session",)),
@@ -57,3 +59,20 @@ def scraped_names(series: Series) -> tuple[str, ...]:
 
 def known_sample_names() -> set[str]:
     return {name for s in EXPECTED_SERIES.values() for name in scraped_names(s)}
+
+
+# booth_consumer_lag is set by several components (the Faust worker, the assembler, the trainer), so
+# it is registered once here: a process that runs two of them (tests, a demo) must not register it twice.
+_LAG = EXPECTED_SERIES["booth_consumer_lag"]
+CONSUMER_LAG = Gauge(_LAG.name, _LAG.help, list(_LAG.labels))
+_lag_reported: dict[str, set[tuple[str, int]]] = {}
+
+
+def set_consumer_lag(group: str, lags: Mapping[tuple[str, int], int]) -> None:
+    """Publish a consumer group's lag per (topic, partition). Partitions the group reported before
+    but not now (revoked in a rebalance) are removed, so no stale lag lingers on the dashboard."""
+    for topic, partition in _lag_reported.get(group, set()) - set(lags):
+        CONSUMER_LAG.remove(group, topic, str(partition))
+    for (topic, partition), lag in lags.items():
+        CONSUMER_LAG.labels(group, topic, str(partition)).set(lag)
+    _lag_reported[group] = set(lags)

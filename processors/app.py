@@ -25,7 +25,8 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 
 from infra import deadletters, metrics
-from infra.kafka import faust_broker_options
+from infra.kafka import faust_broker_options, limit_faust_fetch_wait
+from infra.metrics_names import set_consumer_lag
 from infra.settings import Settings
 from processors.smoothing import OnlineSmoother, SmoothingParams
 from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, decode, parse_frame_key
@@ -127,6 +128,7 @@ class SmoothStage:
 def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | None = None) -> faust.App:
     datadir = settings.state_dir / "faust" / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
+    limit_faust_fetch_wait(settings.kafka_fetch_max_wait_ms)
     app = faust.App(
         settings.group("processors"),
         **faust_broker_options(settings),
@@ -137,8 +139,8 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
         producer_linger_ms=0,
         # One record per batch: a broker that answers "latest offset" with the first offset of the
         # last batch + 1 (the embedded one does) would otherwise end changelog recovery early and
-        # restore a stale state. Harmless on Apache Kafka; our rates are tens of records a second.
-        producer_max_batch_size=1,
+        # restore a stale state. It costs a round trip per record per partition (see bench/).
+        producer_max_batch_size=1 if settings.processors_one_record_batches else 16384,
     )
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     frames = app.topic(settings.topic_frames, partitions=settings.partitions_streams, **raw)
@@ -236,6 +238,27 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
                 NO_PERSON.inc()
             for bit, name in ((IMPUTED, "imputed"), (OUTLIER, "outlier")):
                 KEYPOINT_FLAGS.labels(name).inc(sum(1 for f in out.flags if f & bit))
+
+    @app.timer(interval=5.0)
+    async def report_consumer_lag():
+        """booth_consumer_lag of the agents' source partitions. The end is the high watermark of the
+        last fetch response (true on the embedded broker, unlike its ListOffsets "latest"); the done
+        mark is this worker's last commit (records its agents finished) or, before one, the position."""
+        lags = {}
+        try:
+            for tp in app.consumer.assignment():
+                if tp.topic not in (settings.topic_frames, settings.topic_poses):
+                    continue  # table changelogs are read for recovery, not consumed
+                end = app.consumer.highwater(tp)
+                done = app.monitor.tp_committed_offsets.get(tp)  # cleared by Faust on every rebalance
+                if done is None and end is not None:
+                    done = await asyncio.wait_for(app.consumer.position(tp), timeout=2.0)
+                if end is not None and done is not None:
+                    lags[(tp.topic, tp.partition)] = end - done
+        except Exception as exc:  # noqa: BLE001 - mid-rebalance or not started: try again next round
+            log.debug("consumer lag not measured this round: %s", exc)
+            return
+        set_consumer_lag(app.conf.id, lags)
 
     return app
 

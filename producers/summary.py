@@ -28,6 +28,12 @@ class CameraStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _closed: bool = field(default=False, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # Export every series at 0 from the start: a rate() over a series that does not exist yet
+        # (no drop so far) shows "no data" on a dashboard instead of 0.
+        for counter in metrics.COUNTERS.values():
+            counter.labels(camera=self.camera)
+
     def count(self, name: str, n: int = 1) -> bool:
         """Add n to a count and to its metric; ignored (False) once the run is closed."""
         if n <= 0:
