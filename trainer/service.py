@@ -170,6 +170,7 @@ class TrainingService:
         results = self._evaluate(session, generator, test_pairs, poses[held] if held.any() else poses[:4],
                                  src_size, result, representation)
         results.update(warm_start=base is not None, base_checkpoint=base_name, steps=result.step,
+                       start_step=result.step - result.steps_this_run,
                        train_seconds=result.elapsed_s, samples=len(frames), held_out=int(held.sum()),
                        representation=representation)
         self._progress(session, "rendering", result.step, result.step, message="rendering the reference dance")
