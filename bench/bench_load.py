@@ -198,7 +198,7 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
     }
 
     print(f"\n{cameras} cameras x {fps:g} fps x {seconds:g} s at {size[0]}x{size[1]}, {workers} worker(s) "
-          f"(movenet, {settings.pose_concurrency} frames in parallel); warm-up took {warmup_s:.1f} s; "
+          f"(movenet, {settings.pose_threads} TFLite thread(s)); warm-up took {warmup_s:.1f} s; "
           f"capture {capture_s:.1f} s, dataset ready {drain_s:.1f} s after capture began\n")
     print(f"{'frames':<44} {'count':>7} {'per s':>8} {'vs target':>10}")
     rows = [

@@ -136,16 +136,14 @@ def session_end(ctx, session_id, abort):
 # --- processors --------------------------------------------------------------------------------
 @main.command("process")
 @click.option("--backend", type=click.Choice(["auto", "movenet", "blazepose", "posenet"]), help="Pose backend.")
-@click.option("--concurrency", type=int, help="Frames estimated in parallel by this worker.")
 @click.option("--threads", type=int, help="TFLite threads per interpreter.")
 @click.option("--loglevel", default="warning", show_default=True)
 @click.pass_context
-def process(ctx, backend, concurrency, threads, loglevel):
+def process(ctx, backend, threads, loglevel):
     """Run a stream-processing worker (pose -> imputation -> smoothing); run several to split partitions."""
     from processors.app import run_worker
 
-    updates = {k: v for k, v in (("pose_backend", backend), ("pose_concurrency", concurrency),
-                                 ("pose_threads", threads)) if v}
+    updates = {k: v for k, v in (("pose_backend", backend), ("pose_threads", threads)) if v}
     run_worker(_settings(ctx).model_copy(update=updates), loglevel=loglevel)
 
 

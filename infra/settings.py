@@ -73,9 +73,9 @@ class Settings(BaseSettings):
     # --- models and processing ---
     models_dir: Path = Field(default_factory=_default_models_dir)
     pose_backend: Literal["auto", "movenet", "blazepose", "posenet"] = "auto"
+    # Parallelism: TFLite threads within one frame, and worker processes (`booth process`, several
+    # split the partitions); each worker estimates its frames one at a time, in order.
     pose_threads: int = Field(1, ge=1, description="TFLite threads per interpreter")
-    pose_concurrency: int = Field(2, ge=1, description="frames estimated in parallel by one worker")
-    pose_batch: int = Field(8, ge=1, description="frames taken from the stream at once")
     # The worker writes each record as its own batch so that table recovery reads the changelog to
     # its true end on brokers whose "latest offset" is the first offset of the last batch + 1 (the
     # embedded one). On Apache Kafka turn it off: normal batching is faster.

@@ -149,7 +149,7 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     deadletter = app.topic(settings.topic_deadletter, partitions=settings.partitions_control, **raw)
     states = app.Table("smoother_state", default=None, partitions=settings.partitions_streams,
                        key_type=str)  # values: JSON-able dicts (the app's default json serializer)
-    executor = ThreadPoolExecutor(max_workers=settings.pose_concurrency, thread_name_prefix="pose")
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pose")  # one frame at a time, in order
     holder: dict = {"stage": None}
 
     def pose_stage() -> PoseStage:
@@ -168,45 +168,31 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
         letter = deadletters.build(stage, reason, topic, msg.key, msg.value, msg.partition, msg.offset)
         await deadletter.send(key=msg.key, value=letter.encode())
 
-    def run_group(stage: PoseStage, items: list) -> list:
-        """Estimate one camera's frames in order (tracking backends need the order)."""
-        out = []
-        for event in items:
-            try:
-                out.append(stage(event.message.key, event.message.value))
-            except Rejected as exc:
-                out.append(exc)
-            except Exception as exc:  # noqa: BLE001 - a broken frame must not stop the worker
-                log.exception("pose estimation failed")
-                out.append(Rejected(f"pose estimation failed: {type(exc).__name__}: {exc}"))
-        return out
+    def estimate(stage: PoseStage, key: bytes | None, value: bytes | None):
+        try:
+            return stage(key, value)
+        except Rejected as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - a broken frame must not stop the worker
+            log.exception("pose estimation failed")
+            return Rejected(f"pose estimation failed: {type(exc).__name__}: {exc}")
 
     @app.agent(frames, name="estimate_poses")
     async def estimate_poses(stream):
+        # One frame at a time, in order (backends track the person from frame to frame). Faust acks
+        # an event when the loop moves on, i.e. after its pose is handed to the producer: a crash
+        # redelivers, never skips. (Faust's take_events() buffer was seen to lose a frame when a
+        # worker joined mid-stream, so it is not used.) Inference runs in the executor, off the loop.
         loop = asyncio.get_running_loop()
-        async for batch in stream.take_events(settings.pose_batch, within=0.02):
+        async for event in stream.events():
             stage = pose_stage()
-            # Frames of one camera run in sequence (backends track the person from frame to frame),
-            # cameras in parallel; a backend that declares itself stateless may split one camera's
-            # frames across the pool.
-            stateless = getattr(stage.estimator, "stateful", True) is False
-            groups: dict = {}
-            for i, event in enumerate(batch):
-                group = i % settings.pose_concurrency if stateless else event.message.key
-                groups.setdefault(group, []).append((i, event))
-            futures = [loop.run_in_executor(executor, run_group, stage, [e for _, e in members])
-                       for members in groups.values()]
-            results: list = [None] * len(batch)
-            for members, done in zip(groups.values(), await asyncio.gather(*futures)):
-                for (i, _), result in zip(members, done):
-                    results[i] = result
-            for event, result in zip(batch, results):
-                if isinstance(result, Rejected):
-                    await dead_letter("pose", str(result), settings.topic_frames, event)
-                    continue
-                await poses.send(key=event.message.key, value=result.encode())
-                POSE_FRAMES.labels(stage.backend, stage.device).inc()
-                CAPTURE_TO_POSE.observe(max(0.0, time.time() - result.wall_time))
+            result = await loop.run_in_executor(executor, estimate, stage, event.message.key, event.message.value)
+            if isinstance(result, Rejected):
+                await dead_letter("pose", str(result), settings.topic_frames, event)
+                continue
+            await poses.send(key=event.message.key, value=result.encode())
+            POSE_FRAMES.labels(stage.backend, stage.device).inc()
+            CAPTURE_TO_POSE.observe(max(0.0, time.time() - result.wall_time))
 
     smooth_stage = SmoothStage(smoothing or SmoothingParams())
 
