@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -58,15 +57,6 @@ class _TimedAssembler(Assembler):
             now = time.time()
             for seq in buf.samples:
                 self.written[(state.session, buf.camera, seq)] = now
-
-
-def _worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"BOOTH_{name.upper()}"] = str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
-    env["BOOTH_METRICS_PORT"] = "-1"
-    return env
 
 
 def _clip(size: tuple[int, int], seed: int) -> list[np.ndarray]:
@@ -131,7 +121,7 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
             for i in range(workers):
                 log = open(state / f"worker{i}.log", "ab")
                 procs.append(subprocess.Popen([sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
-                                              env=_worker_env(settings), stdout=log, stderr=subprocess.STDOUT))
+                                              env=settings.to_env(metrics_port=-1), stdout=log, stderr=subprocess.STDOUT))
                 log.close()
             thread.start()
             # Warm-up: a short session through every stage, so nothing below waits on start-up.

@@ -11,7 +11,6 @@ latency p50/p95 of the stage at a paced 30 fps. Target: stage / bare >= 0.85.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -55,14 +54,6 @@ def bare(clip: list[Frame]) -> float:
     return len(clip) / (time.perf_counter() - t0)
 
 
-def _env(settings) -> dict:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is not None:
-            env[f"BOOTH_{name.upper()}"] = str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
-    return env
-
-
 def _poses(consumer, session: str, want: int, worker) -> list[PoseEstimate]:
     got: dict[int, PoseEstimate] = {}
     while len(got) < want:
@@ -88,7 +79,7 @@ def through_stage(clip: list[Frame], tmp: Path, paced_s: float, one_record_batch
         p.send(settings.topic_frames, key=frame_key(f.session, f.camera), value=f.encode())
     p.flush()
     worker = subprocess.Popen([sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
-                              env=_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              env=settings.to_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         c = kafka.consumer(settings, settings.topic_poses, group_id=None)
         poses = _poses(c, "bench", len(clip), worker)

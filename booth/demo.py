@@ -10,7 +10,6 @@ map changes from frame to frame. The reference dance is built the same way with 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from infra import kafka
-from infra.settings import Settings
 from infra.stack import Stack, embedded_settings
 from schemas import DatasetReady, PoseEstimate, Rendition, SmoothedPose, TrainingProgress, decode
 
@@ -72,18 +70,6 @@ def build_clip(photo: np.ndarray, n: int, size: tuple[int, int], seed: int) -> l
     return [frame for frame, _ in moving_photo_clip(photo, n_frames=n, size=size, seed=seed)]
 
 
-def _env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"BOOTH_{name.upper()}"] = str(value)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 class Demo:
     def __init__(self, options: DemoOptions, state_dir: Path, echo=print):
         self.o, self.echo = options, echo
@@ -96,7 +82,7 @@ class Demo:
     # --- processes --------------------------------------------------------------------------
     def _spawn(self, name: str, *args: str) -> None:
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")
-        self.workers[name] = subprocess.Popen([sys.executable, "-m", "booth.cli", *args], env=_env(self.settings),
+        self.workers[name] = subprocess.Popen([sys.executable, "-m", "booth.cli", *args], env={**self.settings.to_env(), "PYTHONUNBUFFERED": "1"},
                                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def _check_workers(self) -> None:

@@ -119,6 +119,17 @@ class Settings(BaseSettings):
             self.topic_renditions: control, self.topic_deadletter: control,
         }
 
+    def to_env(self, **overrides: object) -> dict[str, str]:
+        """This process's environment plus BOOTH_* variables that give a child process exactly these
+        settings (how the demo, tests and benchmarks start workers); overrides are setting names."""
+        env = dict(os.environ)
+        for name, value in {**self.model_dump(), **overrides}.items():
+            if hasattr(value, "get_secret_value"):
+                value = value.get_secret_value()
+            if value is not None:
+                env[f"BOOTH_{name.upper()}"] = str(value)
+        return env
+
     def safe_summary(self) -> dict[str, object]:
         """What may be printed or logged: secrets are masked by SecretStr."""
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}

@@ -29,7 +29,7 @@ from infra.kafka import faust_broker_options, limit_faust_fetch_wait
 from infra.metrics_names import set_consumer_lag
 from infra.settings import Settings
 from processors.smoothing import OnlineSmoother, SmoothingParams
-from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, decode, parse_frame_key
+from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, parse_frame_key
 from schemas.ids import InvalidId
 from schemas.keypoints import IMPUTED, OUTLIER
 

@@ -8,7 +8,6 @@ labels that name them (camera, group, stage, session)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -92,17 +91,6 @@ def fresh_endpoints(monkeypatch):
     monkeypatch.setattr(metrics, "_served", {})
 
 
-def _worker_env(settings, metrics_port: int) -> dict:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        if value is not None:
-            env[f"BOOTH_{name.upper()}"] = str(value)
-    env["BOOTH_METRICS_PORT"] = str(metrics_port)
-    return env
-
-
 def test_processors_worker_serves_its_series(settings, shared_dir, tmp_path):
     from producers.camera import run_cameras
     from trainer.assembler.synthetic import synthetic_image
@@ -110,7 +98,7 @@ def test_processors_worker_serves_its_series(settings, shared_dir, tmp_path):
     camera, n, port = f"cam{uuid.uuid4().hex[:6]}", 6, free_port()
     with open(tmp_path / "worker.log", "ab") as log:
         worker = subprocess.Popen([sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
-                                  env=_worker_env(settings, port), stdout=log, stderr=subprocess.STDOUT)
+                                  env=settings.to_env(metrics_port=port), stdout=log, stderr=subprocess.STDOUT)
     group = settings.group("processors")
     sources = {(t, p) for t in (settings.topic_frames, settings.topic_poses) for p in range(2)}
 

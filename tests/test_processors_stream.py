@@ -3,7 +3,6 @@ bad frames in the dead-letter topic, and smoother state that survives a kill -9 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,6 @@ import time
 
 import cv2
 import numpy as np
-import pytest
 
 from infra import kafka
 from processors.app import SmoothStage
@@ -21,22 +19,10 @@ from schemas import DeadLetter, Frame, PoseEstimate, SmoothedPose, decode, frame
 from conftest import wait_until
 
 
-def _env(settings) -> dict:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"BOOTH_{name.upper()}"] = str(value)
-    env["BOOTH_METRICS_PORT"] = "-1"
-    return env
-
-
 def start_worker(settings, tmp_path, name="w") -> subprocess.Popen:
     log = open(tmp_path / f"{name}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "booth.cli", "process", "--backend", "movenet", "--loglevel", "info"],
-                            env=_env(settings), stdout=log, stderr=subprocess.STDOUT)
+                            env=settings.to_env(metrics_port=-1), stdout=log, stderr=subprocess.STDOUT)
 
 
 def clip_frames(shared_dir, session, camera, n, start=0):

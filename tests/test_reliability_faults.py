@@ -31,15 +31,7 @@ from conftest import wait_until
 
 def worker_env(settings, metrics_port: int = -1) -> dict[str, str]:
     """The environment that gives a `booth process` subprocess exactly these settings."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"BOOTH_{name.upper()}"] = str(value)
-    env["BOOTH_METRICS_PORT"] = str(metrics_port)
-    return env
+    return settings.to_env(metrics_port=metrics_port)
 
 
 def start_worker(settings, log_path: Path, metrics_port: int = -1) -> subprocess.Popen:

@@ -8,7 +8,6 @@ message again after every restart (a poison pill).
 from __future__ import annotations
 
 import json
-import struct
 
 import cv2
 import numpy as np
