@@ -10,25 +10,13 @@ from pathlib import Path
 import click
 
 from infra.settings import Settings
+from infra.terminal import print_table, settings_from
 
 
-def _settings(ctx: click.Context) -> Settings:
-    return ctx.obj["settings"]
+_settings = settings_from
 
 
-def _table(rows: list[dict], title: str | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    if not rows:
-        click.echo("(nothing)")
-        return
-    table = Table(title=title)
-    for column in rows[0]:
-        table.add_column(str(column))
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    Console().print(table)
+_table = print_table
 
 
 @click.group()

@@ -5,15 +5,10 @@ from __future__ import annotations
 import ipaddress
 
 import click
+from infra.terminal import settings_from
 
 
-def _settings(ctx: click.Context):
-    obj = ctx.find_object(dict)
-    if obj and "settings" in obj:
-        return obj["settings"]
-    from infra.settings import Settings
-
-    return Settings()
+_settings = settings_from
 
 
 def _is_loopback(host: str) -> bool:

@@ -10,15 +10,10 @@ import time
 from pathlib import Path
 
 import click
+from infra.terminal import settings_from
 
 
-def _settings(ctx: click.Context):
-    obj = ctx.find_object(dict)
-    if obj and "settings" in obj:
-        return obj["settings"]
-    from infra.settings import Settings
-
-    return Settings()
+_settings = settings_from
 
 
 def _print_table(title: str, rows: list[tuple[str, object]]) -> None:

@@ -128,15 +128,7 @@ class CameraPipeline:
     def _capture(self) -> None:
         counter = 0
         try:
-            for frame in self.source:
-                if self.stop.is_set():
-                    break
-                stamps = self.timeline.admit(frame)
-                if stamps is None:
-                    if self.stop.is_set():
-                        break
-                    continue
-                capture_ns, wall = stamps
+            for frame, (capture_ns, wall) in self.timeline.stamped(self.source):
                 seq = frame.seq if frame.seq is not None else counter
                 counter = seq + 1
                 started = time.perf_counter()

@@ -11,18 +11,10 @@ import threading
 import click
 
 from producers.frame_queue import POLICIES
+from infra.terminal import settings_from
 
 
-def _settings(ctx: click.Context):
-    obj = ctx.find_root().obj
-    if isinstance(obj, dict) and "settings" in obj:
-        return obj["settings"]
-    from infra.settings import Settings
-
-    try:
-        return Settings()
-    except Exception as exc:  # noqa: BLE001 - a bad setting must read as one line, not a traceback
-        raise click.ClickException(f"configuration error: {exc}") from exc
+_settings = settings_from
 
 
 def _quiet_kafka_logs() -> None:

@@ -186,14 +186,7 @@ class Recorder:
     def _capture(self) -> None:
         seq = 0
         try:
-            for frame in self.source:
-                if self.stop.is_set():
-                    break
-                stamps = self.timeline.admit(frame)
-                if stamps is None:
-                    if self.stop.is_set():
-                        break
-                    continue
+            for frame, stamps in self.timeline.stamped(self.source):
                 self.queue.put((frame.image, seq, *stamps))
                 seq += 1
                 if self.max_frames is not None and seq >= self.max_frames:

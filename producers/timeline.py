@@ -40,6 +40,18 @@ class Timeline:
         self._first_capture_ns: int | None = None
         self._next_due: int | None = None
 
+    def stamped(self, source):
+        """(frame, (capture_ns, wall_time)) for each frame of `source` kept by admit(), until the
+        source ends or the run stops."""
+        for frame in source:
+            if self.stop.is_set():
+                return
+            stamps = self.admit(frame)
+            if stamps is not None:
+                yield frame, stamps
+            elif self.stop.is_set():
+                return
+
     def admit(self, frame: SourceFrame) -> tuple[int, float] | None:
         """(capture_ns, wall_time) for a frame to keep, after waiting for its time to be sent;
         None for a frame skipped by the rate cap or when the run is stopping."""

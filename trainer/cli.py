@@ -10,35 +10,16 @@ import threading
 
 import click
 
-from infra.settings import Settings
+from infra.terminal import print_table, settings_from
 
 # trainer.partsmap.KINDS, spelled out so `booth --help` imports nothing heavy.
 REPRESENTATIONS = ("pose", "parts", "pose+parts")
 
 
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.find_root().obj
-    if isinstance(obj, dict) and "settings" in obj:
-        return obj["settings"]
-    try:
-        return Settings()
-    except Exception as exc:  # noqa: BLE001 - a bad setting must read as one line, not a traceback
-        raise click.ClickException(f"configuration error: {exc}") from exc
+_settings = settings_from
 
 
-def _table(rows: list[dict], title: str | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    if not rows:
-        click.echo("(nothing)")
-        return
-    table = Table(title=title)
-    for column in rows[0]:
-        table.add_column(str(column))
-    for row in rows:
-        table.add_row(*(str(v) for v in row.values()))
-    Console().print(table)
+_table = print_table
 
 
 @click.command("assemble")
