@@ -123,24 +123,6 @@ def aiokafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     )
 
 
-def limit_faust_fetch_wait(max_wait_ms: int) -> None:
-    """Faust builds its consumer with fetch_max_wait_ms=1500 and offers no setting for it; a broker
-    that holds fetches for the full wait would add 1.5 s to every hop. Set it on the consumer Faust
-    creates, before it starts (aiokafka reads the attribute when its fetcher starts)."""
-    from faust.transport.drivers import aiokafka as driver
-
-    original = getattr(driver.AIOKafkaConsumerThread._create_worker_consumer, "__wrapped__", None)
-    original = original or driver.AIOKafkaConsumerThread._create_worker_consumer
-
-    def create(self, transport):
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = max_wait_ms
-        return consumer
-
-    create.__wrapped__ = original
-    driver.AIOKafkaConsumerThread._create_worker_consumer = create
-
-
 def faust_broker_options(settings: Settings) -> dict:
     """Keyword arguments for faust.App that reach the same broker with the same limits."""
     import faust

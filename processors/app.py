@@ -6,10 +6,10 @@
 
 Topics carry raw envelopes (schemas/) and are decoded by the agents themselves, so a bad message
 becomes a dead letter with its reason instead of crashing the agent. Pose inference is CPU-bound
-and runs in a thread pool (TFLite and OpenCV release the GIL), never on the event loop; frames are
-taken from the stream in small batches, estimated in parallel, and published in their original
-order. The smoother keeps a per-camera state in a table whose changelog lets a restarted or
-rebalanced worker carry on where the last one stopped.
+and runs in a one-thread executor (TFLite and OpenCV release the GIL), never on the event loop;
+frames are estimated one at a time, in order, since backends track the person from frame to frame.
+The smoother keeps a per-camera state in a table whose changelog lets a restarted or rebalanced
+worker carry on where the last one stopped (processors/faust_fixes.py keeps that restart lossless).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 
 from infra import deadletters, metrics
-from infra.kafka import faust_broker_options, limit_faust_fetch_wait
+from infra.kafka import faust_broker_options
 from infra.metrics_names import set_consumer_lag
 from infra.settings import Settings
+from processors import faust_fixes
 from processors.smoothing import OnlineSmoother, SmoothingParams
 from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, parse_frame_key
 from schemas.ids import InvalidId
@@ -128,7 +129,7 @@ class SmoothStage:
 def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | None = None) -> faust.App:
     datadir = settings.state_dir / "faust" / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
-    limit_faust_fetch_wait(settings.kafka_fetch_max_wait_ms)
+    faust_fixes.apply(settings.kafka_fetch_max_wait_ms)
     app = faust.App(
         settings.group("processors"),
         **faust_broker_options(settings),

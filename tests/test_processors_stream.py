@@ -120,30 +120,16 @@ def test_smoother_state_survives_a_worker_restart(settings, shared_dir, tmp_path
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
-    # Known embedded-broker quirk: a member that rejoins a group the last member just left now and then
-    # gets an assignment without the source partitions (it keeps the metadata of its first join). A
-    # worker that got nothing is restarted; whichever worker does the work, its filter state can only
-    # come from the changelog.
-    for attempt in range(4):
-        if attempt:
-            time.sleep(settings.kafka_session_timeout_ms / 1000 + 1)
-        worker = start_worker(settings, tmp_path, f"w{attempt + 2}")
-        try:
-            if attempt == 0:
-                # Frames that arrive while the new worker still recovers its table can stall its
-                # smoothing agent on the embedded broker (a known issue): send them once it is ready.
-                log = tmp_path / "w2.log"
-                wait_until(lambda: alive(worker) and b"Worker ready" in log.read_bytes(), timeout=60, what="ready")
-                produce(settings, [(frame_key(f.session, f.camera), f.encode()) for f in second])
-            wait_until(lambda: alive(worker) and len({decode(r.value).seq for r in smoothed.poll()}) >= 20,
-                       timeout=45, what="second half")
-            break
-        except AssertionError:
-            if attempt == 3:
-                raise
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
+    # The second half arrives while the new worker joins and recovers its table: records fetched in
+    # that window, unpatched Faust skips and commits, losing a frame (processors/faust_fixes.py).
+    worker = start_worker(settings, tmp_path, "w2")
+    try:
+        produce(settings, [(frame_key(f.session, f.camera), f.encode()) for f in second])
+        wait_until(lambda: alive(worker) and len({decode(r.value).seq for r in smoothed.poll()}) >= 20,
+                   timeout=60, what="second half")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
     smoothed.close()
     poses = Collector(settings, settings.topic_poses)
     wait_until(lambda: len({decode(r.value).seq for r in poses.poll()}) >= 20, timeout=20, what="poses")

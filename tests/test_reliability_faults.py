@@ -308,8 +308,13 @@ def test_worker_killed_mid_session_still_gives_exactly_one_sample_per_frame(sett
         first.wait(10)
         sender.join(30)
         second = start_worker(settings, tmp_path / "w2.log")
-        wait_until(lambda: running(second, tmp_path / "w2.log") and len(seqs_smoothed()) == total, timeout=120,
-                   what="every frame smoothed after the restart")
+        try:
+            wait_until(lambda: running(second, tmp_path / "w2.log") and len(seqs_smoothed()) == total,
+                       timeout=120, what="every frame smoothed after the restart")
+        except AssertionError as exc:
+            missing = sorted(set(range(total)) - seqs_smoothed())
+            log = (tmp_path / "w2.log").read_text(errors="replace")[-3000:]
+            raise AssertionError(f"{exc}: seqs {missing} never smoothed; the new worker's log ends:\n{log}") from None
         publish(settings, session, "end")
         manifest = wait_until(lambda: assembler.alive() and _manifest_ready(settings, session), timeout=60,
                               what="the dataset")
