@@ -67,6 +67,37 @@ def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides
     return KafkaConsumer(*topics, **opts)
 
 
+def fetched_end_offsets(settings: Settings, ends: dict, timeout_s: float = 10.0) -> dict:
+    """End offsets (as from ListOffsets "latest") checked against a fetch response's high watermark.
+
+    The embedded broker answers ListOffsets "latest" with the first offset of the partition's last
+    batch + 1, short by the rest of that batch; a fetch response's high watermark is right on it and
+    on Apache Kafka alike. `ends` maps (topic, partition) tuples to offsets; the same keys come back.
+    """
+    from kafka import TopicPartition
+
+    out = dict(ends)
+    todo = {TopicPartition(tp[0], tp[1]): tp for tp, end in ends.items() if end}  # empty: nothing to check
+    if not todo:
+        return out
+    c = consumer(settings, group_id=None)
+    try:
+        c.assign(list(todo))
+        for ktp, tp in todo.items():
+            c.seek(ktp, ends[tp] - 1)  # a record the broker says exists: the fetch returns at once
+        deadline = time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
+            c.poll(timeout_ms=200, max_records=1)
+            for ktp in [k for k in todo if c.highwater(k) is not None]:
+                tp = todo.pop(ktp)
+                out[tp] = max(ends[tp], c.highwater(ktp))
+        if todo:
+            log.warning("no fetch answered for %s within %.0f s: kept the listed end offsets", sorted(todo), timeout_s)
+    finally:
+        c.close()
+    return out
+
+
 def admin(settings: Settings):
     from kafka import KafkaAdminClient
 

@@ -76,10 +76,9 @@ class Settings(BaseSettings):
     # Parallelism: TFLite threads within one frame, and worker processes (`booth process`, several
     # split the partitions); each worker estimates its frames one at a time, in order.
     pose_threads: int = Field(1, ge=1, description="TFLite threads per interpreter")
-    # The worker writes each record as its own batch so that table recovery reads the changelog to
-    # its true end on brokers whose "latest offset" is the first offset of the last batch + 1 (the
-    # embedded one). On Apache Kafka turn it off: normal batching is faster.
-    processors_one_record_batches: bool = True
+    # Frames handed to the inference thread ahead of the one being published, so it never waits on
+    # the event loop between frames (their offsets are committed only once their poses are sent).
+    pose_prefetch: int = Field(4, ge=1, le=64, description="frames queued for inference ahead of publishing")
 
     # --- local state, metrics ---
     state_dir: Path = REPO_ROOT / ".booth"

