@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from schemas import Frame, SmoothedPose
+from schemas.images import ImageError, decode_bgr
 from schemas.keypoints import IMPUTED, OUTLIER
 from trainer.posemap import DEFAULT_SCORE_THRESHOLD, draw_pose_overlay
 
@@ -44,9 +45,10 @@ def _label(image: np.ndarray, text: str, colour: tuple[int, int, int]) -> None:
 
 def render_preview(frame: Frame, pose: SmoothedPose | None, *, max_width: int = 640, quality: int = 80) -> bytes:
     """JPEG bytes of ``frame`` with ``pose`` (of the same frame, or None) drawn over it."""
-    bgr = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise PreviewError(f"frame {frame.session}/{frame.camera}#{frame.seq}: its {frame.encoding} image does not decode")
+    try:
+        bgr = decode_bgr(frame)
+    except ImageError as exc:
+        raise PreviewError(f"frame {frame.session}/{frame.camera}#{frame.seq}: its image does not decode: {exc}") from None
     h, w = bgr.shape[:2]
     imputed, outlier = flag_counts(pose)
     if pose is not None and pose.persons:

@@ -33,6 +33,7 @@ from processors import faust_fixes
 from processors.smoothing import OnlineSmoother, SmoothingParams
 from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, parse_frame_key
 from schemas.ids import InvalidId
+from schemas.images import ImageError, decode_bgr
 from schemas.keypoints import IMPUTED, OUTLIER
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,6 @@ class Rejected(Exception):
     """A message this stage cannot use; the text is the dead letter's reason."""
 
 
-# OpenCV picks a decoder by the payload's signature (a dozen formats): only the declared one may run.
-_SIGNATURES = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
-
-
 def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarray]:
     """Validate a frame message and decode its image to RGB, or raise Rejected with the reason."""
     try:
@@ -66,13 +63,10 @@ def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarra
             raise Rejected(f"key {key!r} does not match the frame's {frame.session}/{frame.camera}")
     except InvalidId as exc:
         raise Rejected(f"bad key: {exc}") from None
-    if not frame.image.startswith(_SIGNATURES[frame.encoding]):
-        raise Rejected(f"image is not a {frame.encoding} (it starts with {frame.image[:8]!r})")
-    bgr = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise Rejected(f"undecodable {frame.encoding} image ({len(frame.image)} bytes)")
-    if bgr.shape[1] != frame.width or bgr.shape[0] != frame.height:
-        raise Rejected(f"image is {bgr.shape[1]}x{bgr.shape[0]} but the frame says {frame.width}x{frame.height}")
+    try:
+        bgr = decode_bgr(frame)
+    except ImageError as exc:
+        raise Rejected(str(exc)) from None
     return frame, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

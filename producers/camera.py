@@ -24,17 +24,25 @@ from producers.summary import CameraStats, Summary
 from producers.timeline import Anchor, Timeline
 from producers.workers import Worker
 from schemas import Frame, frame_key, validate_id
+from schemas.messages import MAX_FRAME_PIXELS, MAX_FRAME_SIDE
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = (640, 480)
 
 
+def check_size(size: tuple[int, int]) -> None:
+    """A frame size the Frame schema accepts (at least 16 pixels a side, at most 8K)."""
+    if len(size) != 2 or not all(isinstance(v, int) and 16 <= v <= MAX_FRAME_SIDE for v in size):
+        raise ValueError(f"size must be (width, height) in pixels between 16 and {MAX_FRAME_SIDE}, got {size}")
+    if size[0] * size[1] > MAX_FRAME_PIXELS:
+        raise ValueError(f"size {size[0]}x{size[1]} is more than {MAX_FRAME_PIXELS} pixels (8K)")
+
+
 def check_options(size: tuple[int, int], quality: int, queue_size: int, policy: str, speed: float,
                   fps: float | None, max_frames: int | None) -> None:
     """Reject bad run options with a message naming the option."""
-    if len(size) != 2 or not all(isinstance(v, int) and 16 <= v <= 16384 for v in size):
-        raise ValueError(f"size must be (width, height) in pixels between 16 and 16384, got {size}")
+    check_size(size)
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be between 1 and 100, got {quality}")
     if queue_size < 1:

@@ -29,8 +29,12 @@ def _parse_size(_ctx, _param, value: str) -> tuple[int, int]:
         width, height = (int(v) for v in value.lower().split("x"))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not WIDTHxHEIGHT, e.g. 640x480") from None
-    if not (16 <= width <= 16384 and 16 <= height <= 16384):
-        raise click.BadParameter(f"{value}: width and height must be between 16 and 16384")
+    from producers.camera import check_size
+
+    try:
+        check_size((width, height))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     return width, height
 
 

@@ -20,7 +20,7 @@ import struct
 from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.ids import InvalidId, validate_id
 from schemas.keypoints import NUM_KEYPOINTS
@@ -69,6 +69,10 @@ class Message(BaseModel):
         return message
 
 
+MAX_FRAME_SIDE = 8192
+MAX_FRAME_PIXELS = 7680 * 4320
+
+
 class Frame(Message):
     """One camera image, JPEG-encoded, keyed session/camera."""
 
@@ -80,10 +84,17 @@ class Frame(Message):
     seq: int = Field(ge=0)
     capture_ns: int = Field(ge=0, description="monotonic capture clock, nanoseconds")
     wall_time: NonNeg = Field(description="capture time, seconds since the Unix epoch")
-    width: int = Field(gt=0, le=16384)
-    height: int = Field(gt=0, le=16384)
+    width: int = Field(gt=0, le=MAX_FRAME_SIDE)
+    height: int = Field(gt=0, le=MAX_FRAME_SIDE)
     encoding: Literal["jpeg", "png"] = "jpeg"
     image: bytes = Field(repr=False)
+
+    @model_validator(mode="after")
+    def _bounded_pixels(self):
+        # Decoding costs 3 bytes a pixel: an 8K frame is 100 MB, the most a stage will spend on one.
+        if self.width * self.height > MAX_FRAME_PIXELS:
+            raise ValueError(f"{self.width}x{self.height} is more than {MAX_FRAME_PIXELS} pixels (8K)")
+        return self
 
 
     @field_validator("image")

@@ -15,6 +15,7 @@ import pytest
 from infra import kafka
 from infra.stack import free_port
 from schemas import DeadLetter, Frame, Person, PoseEstimate, SessionEvent, SmoothedPose, frame_key
+from test_images import with_sof_size
 from test_reliability_faults import TopicReader, clip_frames, running, scrape, start_worker, stop_worker
 
 from conftest import wait_until
@@ -84,6 +85,8 @@ def test_bad_frames_and_poses_are_dead_lettered_counted_and_processing_continues
         ("not the declared format", key, f.model_copy(update={"image": bmp.tobytes()}).encode(), "is not a jpeg"),
         ("60 MB", key, f.model_copy(update={"seq": 101, "image": b"\xff\xd8\xff" + bytes(BIG)}).encode(),
          f"undecodable jpeg image ({BIG + 3} bytes)"),
+        ("decompression bomb", key, f.model_copy(update={"seq": 102, "image": with_sof_size(f.image, 60000, 60000)})
+         .encode(), "(a decompression bomb)"),
         ("path traversal in the header", key, rebuild(f, session="../../etc"), "forbidden character '.'"),
         ("path traversal in the key", b"x/../../cam0", f.encode(), "bad key"),
         ("look-alike in the header", key, rebuild(f, camera="c\u0430m0"), "U+0430"),
