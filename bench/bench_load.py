@@ -38,6 +38,7 @@ import numpy as np
 from infra import kafka
 from infra.settings import REPO_ROOT, Settings
 from infra.stack import Stack, embedded_settings
+from infra.waiting import wait_until
 from trainer.assembler import Assembler
 
 SHARED = REPO_ROOT.parent / "shared"
@@ -83,17 +84,6 @@ def _read_topic(settings: Settings, topic: str) -> list:
     return records
 
 
-def _wait(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
-
-
 def _percentiles(values: list[float]) -> tuple[str, str, str, str]:
     if not values:
         return ("-",) * 4
@@ -130,7 +120,7 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
             publish(settings, "warmup", "start", list(warm))
             run_cameras(settings, "warmup", warm, fps=fps, size=size)
             publish(settings, "warmup", "end")
-            _wait(lambda: read_manifest(settings, "warmup"), 180, "the warm-up session's dataset")
+            wait_until(lambda: read_manifest(settings, "warmup"), 180, 0.5, "the warm-up session's dataset")
             warmup_s = time.monotonic() - t0
 
             clips = {f"cam{i}": _clip(size, seed=i) for i in range(cameras)}
@@ -141,7 +131,7 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
             summary = run_cameras(settings, SESSION, sources, fps=fps, size=size)
             capture_s = time.monotonic() - t0
             publish(settings, SESSION, "end")
-            manifest = _wait(lambda: read_manifest(settings, SESSION), max(180.0, 4 * seconds), "the dataset")
+            manifest = wait_until(lambda: read_manifest(settings, SESSION), max(180.0, 4 * seconds), 0.5, "the dataset")
             drain_s = time.monotonic() - t0
             poses = [decode(r.value) for r in _read_topic(settings, settings.topic_poses)]
             smoothed = [decode(r.value) for r in _read_topic(settings, settings.topic_smoothed)]

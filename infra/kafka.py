@@ -7,6 +7,7 @@ import ssl
 import time
 
 from infra.settings import Settings
+from infra.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def ensure_topics(settings: Settings, recreate: bool = False) -> dict[str, int]:
                     client.delete_topics(doomed)
                 except UnknownTopicOrPartitionError:
                     pass
-                _wait_for(lambda: not (set(client.list_topics()) & set(doomed)), "topics to be deleted")
+                wait_until(lambda: not (set(client.list_topics()) & set(doomed)), 20, what="topics to be deleted")
             existing -= set(doomed)
         new = [NewTopic(name, count, 1) for name, count in wanted.items() if name not in existing]
         if new:
@@ -128,18 +129,10 @@ def ensure_topics(settings: Settings, recreate: bool = False) -> dict[str, int]:
                 client.create_topics(new)
             except TopicAlreadyExistsError:
                 pass
-            _wait_for(lambda: set(wanted) <= set(client.list_topics()), "topics to be created")
+            wait_until(lambda: set(wanted) <= set(client.list_topics()), 20, what="topics to be created")
         return wanted
     finally:
         client.close()
-
-
-def _wait_for(check, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def aiokafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -250,20 +250,28 @@ class Stack:
         self._wait_port("s3", port, timeout)
 
 
-def _terminate(pid: int, grace: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
+def wait_exited(pid: int, timeout: float) -> bool:
+    """Whether `pid` is gone (or a zombie) within `timeout` s; reaps it when it is our child."""
+    deadline = time.monotonic() + timeout
+    while True:
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
         if not Path(f"/proc/{pid}").exists() or _zombie(pid):
-            return
-        time.sleep(0.1)
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def _terminate(pid: int, grace: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if wait_exited(pid, grace):
+        return
     log.warning("pid %d ignored SIGTERM for %.0fs; sending SIGKILL", pid, grace)
     try:
         os.kill(pid, signal.SIGKILL)

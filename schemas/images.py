@@ -22,29 +22,28 @@ class ImageError(ValueError):
     """The frame's image cannot be used; the text says why."""
 
 
-def header_size(frame: Frame) -> tuple[int, int]:
-    """(width, height) from the image's header, checking its signature against `frame.encoding`."""
+def header_size(data: bytes, encoding: str) -> tuple[int, int]:
+    """(width, height) from an image's header, checking its signature against `encoding`."""
     from PIL import Image
 
-    data, encoding = frame.image, frame.encoding
     if not data.startswith(_SIGNATURES[encoding]):
         raise ImageError(f"image is not a {encoding} (it starts with {data[:8]!r})")
     try:
         with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[encoding]]) as image:
             return image.size
     except Image.DecompressionBombError:
-        raise ImageError(f"image header promises more than {2 * Image.MAX_IMAGE_PIXELS} pixels but the frame "
-                         f"says {frame.width}x{frame.height} (a decompression bomb)") from None
+        raise ImageError(f"image header promises more than {2 * Image.MAX_IMAGE_PIXELS} pixels "
+                         "(a decompression bomb)") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises several kinds for a bad header
         raise ImageError(f"undecodable {encoding} image ({len(data)} bytes): {exc}") from None
 
 
-def decode_bgr(frame: Frame, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+def decode_bgr(frame: Frame) -> np.ndarray:
     """The frame's image as BGR pixels, or ImageError with the reason."""
-    width, height = header_size(frame)
+    width, height = header_size(frame.image, frame.encoding)
     if (width, height) != (frame.width, frame.height):
         raise ImageError(f"image is {width}x{height} but the frame says {frame.width}x{frame.height}")
-    bgr = cv2.imdecode(np.frombuffer(frame.image, np.uint8), flags)
+    bgr = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ImageError(f"undecodable {frame.encoding} image ({len(frame.image)} bytes)")
     return bgr

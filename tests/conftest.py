@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from infra.settings import REPO_ROOT
 from infra.stack import Stack, embedded_settings
+from infra.waiting import wait_until  # noqa: F401 - the tests import it from here
 
 SHARED = REPO_ROOT.parent / "shared"
 
@@ -49,17 +49,6 @@ def settings(stack, request):
     ensure_topics(s)
     ensure_bucket(s)
     return s
-
-
-def wait_until(check, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 os.environ.setdefault("BOOTH_STATE_DIR", str(REPO_ROOT / ".booth-test"))

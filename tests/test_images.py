@@ -40,11 +40,11 @@ def test_a_good_frame_decodes_to_its_declared_size():
 def test_a_header_that_promises_a_huge_image_is_refused_before_decoding():
     t0 = time.perf_counter()
     lie = with_sof_size(_jpeg(), 8000, 8000)  # 64 M pixels: 192 MB once decoded
-    assert header_size(_frame(lie)) == (8000, 8000)
+    assert header_size(lie, "jpeg") == (8000, 8000)
     with pytest.raises(ImageError, match="image is 8000x8000 but the frame says 320x240"):
         decode_bgr(_frame(lie))
     bomb = with_sof_size(_jpeg(), 60000, 60000)  # 3.6 G pixels: about 10 GB
-    with pytest.raises(ImageError, match=r"frame says 320x240 \(a decompression bomb\)"):
+    with pytest.raises(ImageError, match=r"\(a decompression bomb\)"):
         decode_bgr(_frame(bomb))
     assert time.perf_counter() - t0 < 1.0  # refused from the headers: nothing was decoded
 

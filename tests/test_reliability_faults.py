@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from infra import kafka
-from infra.stack import Stack, embedded_settings
+from infra.stack import Stack, embedded_settings, wait_exited
 from schemas import Frame, decode, frame_key
 
 from conftest import wait_until
@@ -138,16 +138,8 @@ def _kill_service(stack: Stack, name: str, sig: int = signal.SIGKILL) -> None:
     """Stop one embedded service the way a crash (SIGKILL) or an operator (SIGTERM) would."""
     entry = stack._load()[name]
     os.kill(entry.pid, sig)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.waitpid(entry.pid, os.WNOHANG)  # the service is our child: reap it
-        except ChildProcessError:
-            pass
-        if not Path(f"/proc/{entry.pid}").exists() or Path(f"/proc/{entry.pid}/stat").read_text().split()[2] == "Z":
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{name} (pid {entry.pid}) did not stop")
+    if not wait_exited(entry.pid, 10):
+        raise AssertionError(f"{name} (pid {entry.pid}) did not stop")
 
 
 @pytest.mark.slow
@@ -311,10 +303,10 @@ def test_worker_killed_mid_session_still_gives_exactly_one_sample_per_frame(sett
         try:
             wait_until(lambda: running(second, tmp_path / "w2.log") and len(seqs_smoothed()) == total,
                        timeout=120, what="every frame smoothed after the restart")
-        except AssertionError as exc:
+        except TimeoutError as exc:
             missing = sorted(set(range(total)) - seqs_smoothed())
             log = (tmp_path / "w2.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"{exc}: seqs {missing} never smoothed; the new worker's log ends:\n{log}") from None
+            raise TimeoutError(f"{exc}: seqs {missing} never smoothed; the new worker's log ends:\n{log}") from None
         publish(settings, session, "end")
         manifest = wait_until(lambda: assembler.alive() and _manifest_ready(settings, session), timeout=60,
                               what="the dataset")

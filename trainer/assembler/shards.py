@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 import cv2
 import numpy as np
 
+from schemas.images import ImageError, header_size
 from schemas.keypoints import IMPUTED, NUM_KEYPOINTS
 from trainer.assembler.representation import DEFAULT_REPRESENTATION, needs_parts
 from trainer.partsmap import render_representation
@@ -189,6 +190,13 @@ def image_problem(data: bytes, encoding: str, width: int, height: int) -> str | 
             return "not a JPEG (no start-of-image marker)"
         if b"\xff\xd9" not in data[-64:]:
             return "truncated JPEG (no end-of-image marker)"
+    try:  # the header first: a payload that would decode to more than it declares is never decoded
+        size = header_size(data, encoding)
+    except ImageError as exc:
+        return str(exc)
+    if size != (width, height):
+        return f"image is {size[0]}x{size[1]}, not the declared {width}x{height}"
+    if encoding == "jpeg":
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_8)
         expected = (-(-height // 8), -(-width // 8))
     else:
