@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench install clean-state
+.PHONY: demo test lint bench install clean-state
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,12 @@ demo: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The gate: ruff (lint and format) over everything, mypy over the typed packages (pyproject.toml).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: install
 	$(PY) -m bench.all --quick

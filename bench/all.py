@@ -5,7 +5,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench_broker_storage", "bench_pose", "bench_pose_stage", "bench_parts", "bench_smoothing", "bench_produce", "bench_assemble", "bench_train", "bench_load")
+BENCHMARKS = (
+    "bench_broker_storage",
+    "bench_pose",
+    "bench_pose_stage",
+    "bench_parts",
+    "bench_smoothing",
+    "bench_produce",
+    "bench_assemble",
+    "bench_train",
+    "bench_load",
+)
 
 
 def main() -> int:

@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from infra import objectstore
+from infra.objectstore import ObjectStore
 from infra.stack import Stack, embedded_settings
-from trainer.assembler import Assembler, keys
+from schemas import layout
+from trainer.assembler import Assembler
 from trainer.assembler.reader import shard_samples
 from trainer.assembler.shards import iter_tar_samples
 from trainer.assembler.synthetic import SyntheticSession, produce
@@ -45,10 +46,10 @@ class _TimedAssembler(Assembler):
 
 
 def _puts(settings, objects: list[tuple[str, bytes]]) -> float:
-    c = objectstore.client(settings)
+    store = ObjectStore(settings)
     t = time.perf_counter()
     for key, data in objects:
-        objectstore.put_bytes(settings, key, data, c=c)
+        store.put(key, data)
     return time.perf_counter() - t
 
 
@@ -68,19 +69,35 @@ def main(argv: list[str] | None = None) -> None:
         stack.up(prometheus=False)
         try:
             syn = SyntheticSession("bench", frames=frames, size=(640, 480))
-            produce(settings, [syn.event_message(settings, syn.start())] + syn.stream_messages(settings)
-                    + [syn.event_message(settings, syn.end())])
-            asm = _TimedAssembler(settings, group_id="bench", shard_size=args.shard_size, resolution=args.resolution,
-                                  end_grace_s=0.5, min_samples=1, quiet=True)
+            produce(
+                settings,
+                [syn.event_message(settings, syn.start())]
+                + syn.stream_messages(settings)
+                + [syn.event_message(settings, syn.end())],
+            )
+            asm = _TimedAssembler(
+                settings,
+                group_id="bench",
+                shard_size=args.shard_size,
+                resolution=args.resolution,
+                end_grace_s=0.5,
+                min_samples=1,
+                quiet=True,
+            )
             t0 = time.perf_counter()
             summary = asm.run(idle_exit=0.5, serve_metrics=False)
             wall = time.perf_counter() - t0
             samples = summary.samples
-            shard_keys = sorted(k for k in objectstore.list_keys(settings, keys.shards_prefix("bench")) if k.endswith(".tar"))
-            tars = [(k, objectstore.get_bytes(settings, k)) for k in shard_keys]
+            store = ObjectStore(settings)
+            shard_keys = [k for k in store.list(layout.shards_prefix("bench")) if k.endswith(".tar")]
+            tars = [(k, store.get(k)) for k in shard_keys]
             assert sum(1 for _, d in tars for _ in shard_samples(d)) == samples == len(syn.expected_samples())
-            members = [(f"bare/{name}.{suffix}", data) for _, d in tars
-                       for name, parts in iter_tar_samples(d) for suffix, data in parts.items()]
+            members = [
+                (f"bare/{name}.{suffix}", data)
+                for _, d in tars
+                for name, parts in iter_tar_samples(d)
+                for suffix, data in parts.items()
+            ]
             per_object = _puts(settings, members)
             per_shard = _puts(settings, [(f"bare-shards/{k.rsplit('/', 1)[1]}", d) for k, d in tars])
         finally:
@@ -93,8 +110,10 @@ def main(argv: list[str] | None = None) -> None:
         (f"bare S3 puts, one per sample object ({len(members)} puts)", per_object),
         (f"bare S3 puts, one per shard tar ({len(tars)} puts)", per_shard),
     ]
-    print(f"\n{samples} samples from 2 cameras at 640x480, pose maps {args.resolution}px, "
-          f"shards of {args.shard_size}; {mb:.1f} MB of sample bytes\n")
+    print(
+        f"\n{samples} samples from 2 cameras at 640x480, pose maps {args.resolution}px, "
+        f"shards of {args.shard_size}; {mb:.1f} MB of sample bytes\n"
+    )
     print(f"{'method':<58} {'seconds':>8} {'samples/s':>10} {'vs per-object puts':>19}")
     for name, seconds in rows:
         print(f"{name:<58} {seconds:8.2f} {samples / seconds:10.1f} {per_object / seconds:18.2f}x")

@@ -7,7 +7,7 @@ Starts a private embedded stack (broker + S3 server) on free ports, `--workers` 
 workers (`booth process --backend movenet`, subprocesses) and an Assembler in this process. A short
 warm-up session runs through the whole pipeline first, so model loading and consumer-group joins
 are not measured. Then producers.camera.run_cameras sends every camera in real time from memory
-(the squat photo drifting across the frame, processors.pose.synthetic), the session ends, and the
+(the squat photo drifting across the frame, vision.pose.synthetic), the session ends, and the
 benchmark waits for the dataset. The full run is 4 cameras x 30 fps x 60 s; `--quick` is 5 s.
 
 Accounting, for the frames the broker acknowledged:
@@ -63,7 +63,7 @@ class _TimedAssembler(Assembler):
 def _clip(size: tuple[int, int], seed: int) -> list[np.ndarray]:
     import cv2
 
-    from processors.pose.synthetic import moving_photo_clip
+    from vision.pose.synthetic import moving_photo_clip
 
     photo = cv2.cvtColor(cv2.imread(str(SHARED / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
     return [rgb for rgb, _ in moving_photo_clip(photo, n_frames=60, size=size, seed=seed)]
@@ -105,13 +105,18 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
         procs: list[subprocess.Popen] = []
         stop = threading.Event()
         assembler = _TimedAssembler(settings, group_id=settings.group("assembler"), min_samples=1, quiet=True)
-        thread = threading.Thread(target=assembler.run, kwargs=dict(stop_event=stop, serve_metrics=False),
-                                  daemon=True)
+        thread = threading.Thread(target=assembler.run, kwargs=dict(stop_event=stop, serve_metrics=False), daemon=True)
         try:
             for i in range(workers):
                 log = open(state / f"worker{i}.log", "ab")
-                procs.append(subprocess.Popen([sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
-                                              env=settings.to_env(metrics_port=-1), stdout=log, stderr=subprocess.STDOUT))
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
+                        env=settings.to_env(metrics_port=-1),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
                 log.close()
             thread.start()
             # Warm-up: a short session through every stage, so nothing below waits on start-up.
@@ -160,8 +165,11 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
         first_smooth.setdefault((s.camera, s.seq), s)
     to_pose = [p.pose_wall_time - p.wall_time for p in first_pose.values()]
     to_smoothed = [s.latency_ms / 1000 for s in first_smooth.values()]
-    to_sample = [t - first_pose[(c, q)].wall_time for (sess, c, q), t in assembler.written.items()
-                 if sess == SESSION and (c, q) in first_pose]
+    to_sample = [
+        t - first_pose[(c, q)].wall_time
+        for (sess, c, q), t in assembler.written.items()
+        if sess == SESSION and (c, q) in first_pose
+    ]
 
     acked = summary.total("acknowledged")
     rejected = Counter(manifest.get("rejected", {}))
@@ -177,9 +185,11 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
         "sample": max((t for (sess, _, _), t in assembler.written.items() if sess == SESSION), default=start) - start,
     }
 
-    print(f"\n{cameras} cameras x {fps:g} fps x {seconds:g} s at {size[0]}x{size[1]}, {workers} worker(s) "
-          f"(movenet, {settings.pose_threads} TFLite thread(s)); warm-up took {warmup_s:.1f} s; "
-          f"capture {capture_s:.1f} s, dataset ready {drain_s:.1f} s after capture began\n")
+    print(
+        f"\n{cameras} cameras x {fps:g} fps x {seconds:g} s at {size[0]}x{size[1]}, {workers} worker(s) "
+        f"(movenet, {settings.pose_threads} TFLite thread(s)); warm-up took {warmup_s:.1f} s; "
+        f"capture {capture_s:.1f} s, dataset ready {drain_s:.1f} s after capture began\n"
+    )
     print(f"{'frames':<44} {'count':>7} {'per s':>8} {'vs target':>10}")
     rows = [
         ("captured", summary.total("captured"), capture_s),
@@ -197,15 +207,22 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
         per_s, ratio = ("", "") if not over else (f"{count / over:.1f}", f"{count / over / target:.2f}x")
         print(f"{name:<44} {count:>7} {per_s:>8} {ratio:>10}")
     verdict = "yes" if accounted == acked else f"NO: {acked - accounted:+d} frames unaccounted"
-    print(f"\nframes in == samples + rejected + dead letters: {acked} == {samples} + {sum(rejected.values())} + "
-          f"{len(letters)} -> {verdict}\n")
+    print(
+        f"\nframes in == samples + rejected + dead letters: {acked} == {samples} + {sum(rejected.values())} + "
+        f"{len(letters)} -> {verdict}\n"
+    )
     print(f"{'latency from capture (s)':<44} {'p50':>7} {'p95':>8} {'max':>10} {'frames':>7}")
-    for name, values in (("to pose published", to_pose), ("to smoothed pose published", to_smoothed),
-                         ("to sample stored", to_sample)):
+    for name, values in (
+        ("to pose published", to_pose),
+        ("to smoothed pose published", to_smoothed),
+        ("to sample stored", to_sample),
+    ):
         p50, p95, top, count = _percentiles(values)
         print(f"{name:<44} {p50:>7} {p95:>8} {top:>10} {count:>7}")
-    print(f"\n(a sample is stored with its shard of {assembler.config.shard_size} frames per camera; each camera's "
-          f"last, partial shard when the session closes, {assembler.config.end_grace_s:g} s after its last message)")
+    print(
+        f"\n(a sample is stored with its shard of {assembler.config.shard_size} frames per camera; each camera's "
+        f"last, partial shard when the session closes, {assembler.config.end_grace_s:g} s after its last message)"
+    )
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -14,20 +14,20 @@ import argparse
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
-from processors import models
-from processors.parts import decode
-from processors.parts.bodypix import BodyPixSegmenter
-from processors.parts.colours import colourize
-from processors.parts.from_pose import PoseDerivedSegmenter
-from processors.parts.repair import repair_ids
-from processors.pose import load_estimator
-from trainer.partsmap import render_representation
+from vision import models
+from vision.parts import decode
+from vision.parts.bodypix import BodyPixSegmenter
+from vision.parts.colours import colourize
+from vision.parts.from_pose import PoseDerivedSegmenter
+from vision.parts.repair import repair_ids
+from vision.partsmap import render_representation
+from vision.pose import load_estimator
 
 
 def timed(fn: Callable[[int], object], n: int, warmup: int) -> np.ndarray:
@@ -41,9 +41,11 @@ def timed(fn: Callable[[int], object], n: int, warmup: int) -> np.ndarray:
     return np.array(out)
 
 
-def measure_threads(models_dir: Path, cache: Path, threads: int, images: list[np.ndarray], n: int,
-                    warmup: int) -> list[tuple[str, int, np.ndarray]]:
+def measure_threads(
+    models_dir: Path, cache: Path, threads: int, images: list[np.ndarray], n: int, warmup: int
+) -> list[tuple[str, int, np.ndarray]]:
     """BodyPix stages and the pose-derived alternative at one TFLite thread count."""
+
     def frame(i: int) -> np.ndarray:
         return images[i % len(images)]
 
@@ -52,10 +54,20 @@ def measure_threads(models_dir: Path, cache: Path, threads: int, images: list[np
     if threads == 1:
         nets = [seg.net_outputs(im) for im in images]
         poses = [decode.decode_multiple_poses(x) for x in nets]
-        rows.append(("  numpy pose decoding (multi-person)", 1,
-                     timed(lambda i: decode.decode_multiple_poses(nets[i % 2]), n, warmup)))
-        rows.append(("  numpy instance costs (long offsets)", 1,
-                     timed(lambda i: decode.instance_costs(nets[i % 2], poses[i % 2]), n, warmup)))
+        rows.append(
+            (
+                "  numpy pose decoding (multi-person)",
+                1,
+                timed(lambda i: decode.decode_multiple_poses(nets[i % 2]), n, warmup),
+            )
+        )
+        rows.append(
+            (
+                "  numpy instance costs (long offsets)",
+                1,
+                timed(lambda i: decode.instance_costs(nets[i % 2], poses[i % 2]), n, warmup),
+            )
+        )
     rows.append(("bodypix segment() total", threads, timed(lambda i: seg.segment(frame(i)), n, warmup)))
     derived = PoseDerivedSegmenter(load_estimator("blazepose", models_dir, threads, track=False))
     rows.append(("blazepose + nearest-limb parts", threads, timed(lambda i: derived.segment(frame(i)), n, warmup)))
@@ -70,9 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     models_dir = args.models or models.find_models_dir()
     if models_dir is None:
-        raise SystemExit("no models folder found: pass --models or run processors.models.find_or_install")
-    images = [cv2.cvtColor(cv2.imread(str(models.SHARED_MODELS.parent / "data" / "images" / f"{n}.png")),
-                           cv2.COLOR_BGR2RGB) for n in ("two_people_walking", "squat")]
+        raise SystemExit("no models folder found: pass --models or run vision.models.find_or_install")
+    images = [
+        cv2.cvtColor(cv2.imread(str(models.SHARED_MODELS.parent / "data" / "images" / f"{n}.png")), cv2.COLOR_BGR2RGB)
+        for n in ("two_people_walking", "squat")
+    ]
     n, warmup = (6, 2) if args.quick else (40, 5)
 
     rows: list[tuple[str, int, np.ndarray]] = []
@@ -84,12 +98,25 @@ def main(argv: list[str] | None = None) -> None:
     rgb = colourize(result.part_ids)
     _, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
     noisy = cv2.cvtColor(cv2.imdecode(jpg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    rows.append(("repair 640x480 mask, k-means only", 1,
-                 timed(lambda i: repair_ids(noisy, refine=False), n, warmup)))
+    rows.append(("repair 640x480 mask, k-means only", 1, timed(lambda i: repair_ids(noisy, refine=False), n, warmup)))
     rows.append(("repair 640x480 mask, k-means + borders", 1, timed(lambda i: repair_ids(noisy), n, warmup)))
-    rows.append(("render pose+parts at 256", 1, timed(
-        lambda i: render_representation("pose+parts", poses=result.poses, part_ids=result.part_ids,
-                                        person_ids=result.person_ids, out_size=256), n, warmup)))
+    rows.append(
+        (
+            "render pose+parts at 256",
+            1,
+            timed(
+                lambda i: render_representation(
+                    "pose+parts",
+                    poses=result.poses,
+                    part_ids=result.part_ids,
+                    person_ids=result.person_ids,
+                    out_size=256,
+                ),
+                n,
+                warmup,
+            ),
+        )
+    )
 
     base = np.percentile(rows[0][2], 50)
     print(f"{n} frames per row, {warmup} warm-up; ratio = p50 / bodypix network at 1 thread")

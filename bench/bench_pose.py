@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from processors import models
-from processors.pose import load_estimator
-from processors.pose.synthetic import moving_photo_clip
+from vision import models
+from vision.pose import load_estimator
+from vision.pose.synthetic import moving_photo_clip
 
 CONFIGS = (
     ("movenet", {}),
@@ -31,20 +31,21 @@ CONFIGS = (
 
 
 def load_frames(shared: Path, n_clip: int) -> list[tuple[str, np.ndarray]]:
-    photos = {name: cv2.cvtColor(cv2.imread(str(shared / "data" / "images" / f"{name}.png")),
-                                 cv2.COLOR_BGR2RGB)
-              for name in ("squat", "two_people_walking")}
+    photos = {
+        name: cv2.cvtColor(cv2.imread(str(shared / "data" / "images" / f"{name}.png")), cv2.COLOR_BGR2RGB)
+        for name in ("squat", "two_people_walking")
+    }
     clip = [f for f, _ in moving_photo_clip(photos["squat"], n_frames=n_clip)]
     frames = []
     for i, frame in enumerate(clip):
         frames.append(("clip", frame))
-        frames.append(("squat" if i % 2 else "two_people_walking",
-                       photos["squat" if i % 2 else "two_people_walking"]))
+        frames.append(("squat" if i % 2 else "two_people_walking", photos["squat" if i % 2 else "two_people_walking"]))
     return frames
 
 
-def measure(backend: str, options: dict, threads: int, models_dir: Path,
-            frames: list[tuple[str, np.ndarray]], warmup: int) -> tuple[str, np.ndarray, str]:
+def measure(
+    backend: str, options: dict, threads: int, models_dir: Path, frames: list[tuple[str, np.ndarray]], warmup: int
+) -> tuple[str, np.ndarray, str]:
     estimator = load_estimator(backend, models_dir, num_threads=threads, **options)
     for key, frame in frames[:warmup]:
         estimator.estimate(frame, key=key)
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     models_dir = args.models or models.find_models_dir()
     if models_dir is None:
-        raise SystemExit("no models folder found: pass --models or run processors.models.find_or_install")
+        raise SystemExit("no models folder found: pass --models or run vision.models.find_or_install")
     shared = models.SHARED_MODELS.parent
     frames = load_frames(shared, n_clip=8 if args.quick else 60)
     warmup = 3 if args.quick else 10

@@ -24,9 +24,9 @@ from infra import kafka
 from infra.settings import REPO_ROOT
 from infra.stack import Stack, embedded_settings
 from processors.app import PoseStage
-from processors.pose import load_estimator
-from processors.pose.synthetic import moving_photo_clip
 from schemas import Frame, PoseEstimate, decode, frame_key
+from vision.pose import load_estimator
+from vision.pose.synthetic import moving_photo_clip
 
 
 def frames(n: int) -> list[Frame]:
@@ -40,8 +40,18 @@ def frames(n: int) -> list[Frame]:
     out = []
     for i, (rgb, _) in enumerate(moving_photo_clip(photo, n_frames=n, size=(640, 480), seed=2)):
         jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-        out.append(Frame(session="bench", camera="cam0", seq=i, capture_ns=i * 33_333_333, wall_time=time.time(),
-                         width=640, height=480, image=jpg))
+        out.append(
+            Frame(
+                session="bench",
+                camera="cam0",
+                seq=i,
+                capture_ns=i * 33_333_333,
+                wall_time=time.time(),
+                width=640,
+                height=480,
+                image=jpg,
+            )
+        )
     return out
 
 
@@ -80,8 +90,12 @@ def through_stage(clip: list[Frame], tmp: Path, paced_s: float) -> tuple[float, 
     for f in clip:
         p.send(settings.topic_frames, key=frame_key(f.session, f.camera), value=f.encode())
     p.flush()
-    worker = subprocess.Popen([sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
-                              env=settings.to_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
+        env=settings.to_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         c = kafka.consumer(settings, settings.topic_poses, group_id=None)
         poses = _poses(c, "bench", len(clip), worker, every_s=1.0)
@@ -91,8 +105,11 @@ def through_stage(clip: list[Frame], tmp: Path, paced_s: float) -> tuple[float, 
         t0 = time.perf_counter()
         for i, f in enumerate(live):
             time.sleep(max(0.0, t0 + i / 30 - time.perf_counter()))
-            p.send(settings.topic_frames, key=frame_key("live", "cam0"),
-                   value=f.model_copy(update={"wall_time": time.time()}).encode())
+            p.send(
+                settings.topic_frames,
+                key=frame_key("live", "cam0"),
+                value=f.model_copy(update={"wall_time": time.time()}).encode(),
+            )
         p.flush()
         latencies = np.array([q.pose_wall_time - q.wall_time for q in _poses(c, "live", len(live), worker)])
         c.close()
@@ -121,12 +138,18 @@ def main() -> None:
     for col in ("path", "frames/s", "x bare", "latency p50", "latency p95"):
         t.add_column(col)
     t.add_row("bare decode + estimate loop", f"{bare_rate:.1f}", "1.00", "-", "-")
-    t.add_row("Faust worker (pose + smoothing agents)", f"{stage_rate:.1f}", f"{stage_rate / bare_rate:.2f}",
-              f"{np.percentile(lat, 50) * 1000:.0f} ms", f"{np.percentile(lat, 95) * 1000:.0f} ms")
+    t.add_row(
+        "Faust worker (pose + smoothing agents)",
+        f"{stage_rate:.1f}",
+        f"{stage_rate / bare_rate:.2f}",
+        f"{np.percentile(lat, 50) * 1000:.0f} ms",
+        f"{np.percentile(lat, 95) * 1000:.0f} ms",
+    )
     t.caption = "latency: capture to pose at a paced 30 fps, one camera"
     Console().print(t)
     ratio = stage_rate / bare_rate
     print(f"target stage/bare >= 0.85: {'met' if ratio >= 0.85 else 'NOT met'} ({ratio:.2f})")
+
 
 if __name__ == "__main__":
     main()

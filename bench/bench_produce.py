@@ -59,8 +59,19 @@ def bare_encode(frames: list[np.ndarray], quality: int) -> tuple[float, list[byt
 def bare_produce(settings, producer, jpegs: list[bytes]) -> float:
     from schemas import Frame, frame_key
 
-    messages = [Frame(session="bench", camera="bare", seq=i, capture_ns=i, wall_time=time.time(), width=SIZE[0],
-                      height=SIZE[1], image=jpeg).encode() for i, jpeg in enumerate(jpegs)]
+    messages = [
+        Frame(
+            session="bench",
+            camera="bare",
+            seq=i,
+            capture_ns=i,
+            wall_time=time.time(),
+            width=SIZE[0],
+            height=SIZE[1],
+            image=jpeg,
+        ).encode()
+        for i, jpeg in enumerate(jpegs)
+    ]
     key = frame_key("bench", "bare")
     acknowledged = []
     started = time.perf_counter()
@@ -77,8 +88,9 @@ def encode_and_produce(settings, producer, frames: list[np.ndarray], quality: in
 
     sources = {f"cam{i}": frames for i in range(cameras)}
     started = time.perf_counter()
-    summary = run_cameras(settings, "bench", sources, speed=0, quality=quality, queue_size=32, policy="block",
-                          producer=producer)
+    summary = run_cameras(
+        settings, "bench", sources, speed=0, quality=quality, queue_size=32, policy="block", producer=producer
+    )
     elapsed = time.perf_counter() - started
     assert summary.ok and summary.total("acknowledged") == len(frames) * cameras, summary.as_dict()
     return elapsed
@@ -134,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             labels = list(runs)
             for repeat in range(repeats):
                 # Rotate the order each repeat so no row always runs first (cold caches, clock ramp).
-                for label in labels[repeat % len(labels):] + labels[: repeat % len(labels)]:
+                for label in labels[repeat % len(labels) :] + labels[: repeat % len(labels)]:
                     keep(label, runs[label]())
         finally:
             producer.close(timeout=5)
@@ -150,14 +162,17 @@ def _print(best: dict[str, float], n: int, repeats: int, quality: int, jpeg_byte
 
     order = ("bare encode", "bare produce", "encode+produce", "encode+produce, 2 cams", "record-first (H.264)")
     fps = {label: n / best[label] for label in order}
-    table = Table(title=f"camera producer, {SIZE[0]}x{SIZE[1]}, JPEG q{quality} (mean {jpeg_bytes / 1024:.0f} KiB), "
-                        f"{n} frames, best of {repeats}")
+    table = Table(
+        title=f"camera producer, {SIZE[0]}x{SIZE[1]}, JPEG q{quality} (mean {jpeg_bytes / 1024:.0f} KiB), "
+        f"{n} frames, best of {repeats}"
+    )
     for column in ("path", "frames/s", "MB/s", "x bare encode", "x bare produce"):
         table.add_column(column, justify="left" if column == "path" else "right")
     for label, rate in fps.items():
         megabytes = "-" if label.startswith("record-first") else f"{rate * jpeg_bytes / 1e6:.1f}"
-        table.add_row(label, f"{rate:.0f}", megabytes, f"{rate / fps['bare encode']:.2f}",
-                      f"{rate / fps['bare produce']:.2f}")
+        table.add_row(
+            label, f"{rate:.0f}", megabytes, f"{rate / fps['bare encode']:.2f}", f"{rate / fps['bare produce']:.2f}"
+        )
     Console().print(table)
 
 

@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-from processors.smoothing import SmoothingParams, one_euro_sequence, smooth_online, smooth_sequence
-from processors.smoothing.synthetic import corrupt, stick_figure
+from vision.smoothing import SmoothingParams, one_euro_sequence, smooth_online, smooth_sequence
+from vision.smoothing.synthetic import corrupt, stick_figure
 
 SETS = {
     "light": dict(jitter_px=2.0, drop_fraction=0.10, mean_drop_frames=2.0, outlier_rate=0.002),
@@ -51,7 +51,7 @@ def lag_frames(out: np.ndarray, have: np.ndarray, truth: np.ndarray) -> float:
     mse = []
     for s in shifts:
         lo, hi = max(0, s), min(n, n + s)
-        diff = out[lo:hi] - truth[lo - s:hi - s]
+        diff = out[lo:hi] - truth[lo - s : hi - s]
         m = have[lo:hi]
         mse.append(np.mean(np.sum(diff[m] ** 2, axis=-1)))
     mse = np.array(mse)
@@ -73,8 +73,9 @@ def jitter(out: np.ndarray, have: np.ndarray) -> tuple[float, float]:
 def run_methods(truth: np.ndarray, times: np.ndarray, observed: np.ndarray, params: SmoothingParams):
     """{method: (xy [T, 17, 2], have [T, 17])}, plus the online time per frame."""
     raw, raw_have = hold_confident(observed, params.confidence_threshold)
-    one_euro = one_euro_sequence(raw, times, params.min_cutoff, params.beta, params.d_cutoff,
-                                 mask=raw_have[..., None].repeat(2, axis=-1))
+    one_euro = one_euro_sequence(
+        raw, times, params.min_cutoff, params.beta, params.d_cutoff, mask=raw_have[..., None].repeat(2, axis=-1)
+    )
     start = time.perf_counter()
     online, _, _ = smooth_online(observed, times, params)
     per_frame = (time.perf_counter() - start) / len(times)
@@ -90,8 +91,9 @@ def run_methods(truth: np.ndarray, times: np.ndarray, observed: np.ndarray, para
     return methods, per_frame
 
 
-def evaluate(set_kwargs: dict, seeds: int, frames: int, params: SmoothingParams,
-             first_seed: int = 1000) -> tuple[dict, float]:
+def evaluate(
+    set_kwargs: dict, seeds: int, frames: int, params: SmoothingParams, first_seed: int = 1000
+) -> tuple[dict, float]:
     totals: dict[str, np.ndarray] = {}
     lags: dict[str, list[float]] = {}
     timing = []
@@ -110,8 +112,9 @@ def evaluate(set_kwargs: dict, seeds: int, frames: int, params: SmoothingParams,
             lags.setdefault(name, []).append(lag_frames(xy, common, txy))
     rows = {}
     for name, t in totals.items():
-        rows[name] = dict(rmse=np.sqrt(t[0] / t[1]), jitter=t[2] / t[3], coverage=t[4] / t[5],
-                          lag=float(np.mean(lags[name])))
+        rows[name] = dict(
+            rmse=np.sqrt(t[0] / t[1]), jitter=t[2] / t[3], coverage=t[4] / t[5], lag=float(np.mean(lags[name]))
+        )
     return rows, float(np.mean(timing))
 
 
@@ -125,18 +128,23 @@ def main() -> None:
     frames = args.frames or (300 if args.quick else 900)
     params = SmoothingParams()
     print(f"{seeds} sequences x {frames} frames (30 fps, 640x480) per set; params: {params}")
-    print("raw = confident observation, low-score keypoints hold the last confident one; "
-          "one-euro = plain One Euro over raw\n")
+    print(
+        "raw = confident observation, low-score keypoints hold the last confident one; "
+        "one-euro = plain One Euro over raw\n"
+    )
     all_met = True
     for set_name, kwargs in SETS.items():
         rows, per_frame = evaluate(kwargs, seeds, frames, params)
         raw, oe = rows["raw"]["rmse"], rows["one-euro"]["rmse"]
         print(f"== {set_name}: {kwargs}  (online: {per_frame * 1e3:.2f} ms/frame)")
-        print(f"{'method':10s} {'RMSE px':>8s} {'/raw':>6s} {'/1euro':>7s} {'jitter':>7s} "
-              f"{'lag fr':>7s} {'coverage':>9s}")
+        print(
+            f"{'method':10s} {'RMSE px':>8s} {'/raw':>6s} {'/1euro':>7s} {'jitter':>7s} {'lag fr':>7s} {'coverage':>9s}"
+        )
         for name, r in rows.items():
-            print(f"{name:10s} {r['rmse']:8.2f} {r['rmse'] / raw:6.2f} {r['rmse'] / oe:7.2f} "
-                  f"{r['jitter']:7.2f} {r['lag']:7.2f} {r['coverage']:9.3f}")
+            print(
+                f"{name:10s} {r['rmse']:8.2f} {r['rmse'] / raw:6.2f} {r['rmse'] / oe:7.2f} "
+                f"{r['jitter']:7.2f} {r['lag']:7.2f} {r['coverage']:9.3f}"
+            )
         if set_name == "dropout-heavy":
             online = rows["online"]
             checks = {

@@ -33,7 +33,7 @@ from trainer.pix2pix.checkpoint import LocalCheckpointStore
 from trainer.pix2pix.evaluate import reconstruction_metrics
 from trainer.pix2pix.networks import NetConfig, count_parameters
 from trainer.pix2pix.synthetic import PERSON_A, PERSON_B, make_pairs, random_poses
-from trainer.pix2pix.train import Trainer, TrainConfig, train_base
+from trainer.pix2pix.train import TrainConfig, Trainer, train_base
 
 VARIANTS = {"classic": NetConfig.classic, "fast": NetConfig.fast}
 
@@ -85,16 +85,29 @@ def speed_table(size: int, steps: int, warmup: int, rounds: int) -> None:
     rows: dict[str, dict] = {}
     for _ in range(rounds):
         for variant in VARIANTS:
-            cmd = [sys.executable, "-m", "bench.bench_train", "--worker", variant, "--size", str(size),
-                   "--steps", str(steps), "--warmup", str(warmup)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "bench.bench_train",
+                "--worker",
+                variant,
+                "--size",
+                str(size),
+                "--steps",
+                str(steps),
+                "--warmup",
+                str(warmup),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             row = json.loads(out.strip().splitlines()[-1])
             best = rows.setdefault(variant, row)
             best["step_s"] = min(best["step_s"], row["step_s"])
             best["peak_mib"] = max(best["peak_mib"], row["peak_mib"])
     c, f = rows["classic"], rows["fast"]
-    print(f"\n== training step, {size}x{size}, batch 1, {c['device']}, best of {rounds} alternating "
-          f"rounds of {steps} timed steps (median) ==")
+    print(
+        f"\n== training step, {size}x{size}, batch 1, {c['device']}, best of {rounds} alternating "
+        f"rounds of {steps} timed steps (median) =="
+    )
     print(f"{'':30}{'classic':>10}{'fast':>10}  fast vs classic")
     lines = [  # (row, classic, fast, format, True if higher is better)
         ("generator params (M)", c["params_g"] / 1e6, f["params_g"] / 1e6, "{:.2f}", False),
@@ -141,19 +154,25 @@ def warm_vs_scratch(size: int, base_steps: int, tune_steps: int, eval_every: int
 
     scratch_final = curves["scratch"][-1][1]
     reach = next((s for s, v in curves["warm"] if v >= scratch_final), None)
-    print(f"\n== warm start vs scratch: fast variant {size}x{size}, batch 4; base trained "
-          f"{base_steps} steps on person A ({base_s:.0f} s); fine-tuned on person B ==")
+    print(
+        f"\n== warm start vs scratch: fast variant {size}x{size}, batch 4; base trained "
+        f"{base_steps} steps on person A ({base_s:.0f} s); fine-tuned on person B =="
+    )
     print(f"{'steps':>8}{'SSIM scratch':>15}{'SSIM warm':>12}")
     for (s, a), (_, b) in zip(curves["scratch"], curves["warm"]):
         print(f"{s:>8}{a:>15.3f}{b:>12.3f}")
-    print(f"equal budget ({tune_steps} steps; wall {wall['scratch']:.0f} s scratch, {wall['warm']:.0f} s warm): "
-          f"SSIM scratch {scratch_final:.3f}, warm {curves['warm'][-1][1]:.3f}")
+    print(
+        f"equal budget ({tune_steps} steps; wall {wall['scratch']:.0f} s scratch, {wall['warm']:.0f} s warm): "
+        f"SSIM scratch {scratch_final:.3f}, warm {curves['warm'][-1][1]:.3f}"
+    )
     if reach is None:
         print("warm start did not reach scratch's final SSIM within the budget")
     else:
-        print(f"warm start reached scratch's final SSIM {scratch_final:.3f} after {reach} steps "
-              f"(evaluated every {eval_every}): {tune_steps / max(reach, 1):.1f}x fewer steps"
-              + (" (already at step 0)" if reach == 0 else ""))
+        print(
+            f"warm start reached scratch's final SSIM {scratch_final:.3f} after {reach} steps "
+            f"(evaluated every {eval_every}): {tune_steps / max(reach, 1):.1f}x fewer steps"
+            + (" (already at step 0)" if reach == 0 else "")
+        )
 
 
 def main() -> None:

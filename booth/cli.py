@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 
 from infra.settings import Settings
-from infra.terminal import print_table, settings_from
-
+from tools.terminal import print_table, settings_from
 
 _settings = settings_from
 
@@ -28,7 +27,7 @@ def main(ctx: click.Context, verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         ctx.obj = {"settings": Settings()}
-    except Exception as exc:  # noqa: BLE001 - a bad setting must read as one line, not a traceback
+    except Exception as exc:
         raise click.ClickException(f"configuration error: {exc}") from exc
 
 
@@ -40,8 +39,12 @@ def stack() -> None:
 
 @stack.command("up")
 @click.option("--prometheus/--no-prometheus", default=None, help="Default: start it if installed.")
-@click.option("--storage", type=click.Choice(["memory", "s3"]), default="memory",
-              help="Broker storage: in RAM (fast, lost on stop) or in the embedded S3 server (persists, slower).")
+@click.option(
+    "--storage",
+    type=click.Choice(["memory", "s3"]),
+    default="memory",
+    help="Broker storage: in RAM (fast, lost on stop) or in the embedded S3 server (persists, slower).",
+)
 @click.pass_context
 def stack_up(ctx, prometheus, storage):
     """Start the embedded stack on 127.0.0.1 (idempotent)."""
@@ -137,7 +140,9 @@ def process(ctx, backend, threads, loglevel):
 
 # --- trainer -----------------------------------------------------------------------------------
 @main.group("train", invoke_without_command=True)
-@click.option("--budget", "budget_s", default=3600.0, show_default=True, help="Fine-tuning budget per session, seconds.")
+@click.option(
+    "--budget", "budget_s", default=3600.0, show_default=True, help="Fine-tuning budget per session, seconds."
+)
 @click.option("--checkpoint-every", default=180.0, show_default=True, help="Seconds between checkpoints.")
 @click.option("--reference", help="Reference dance for sessions that name none.")
 @click.option("--device", help="torch device (default: CUDA when present, else CPU).")
@@ -157,8 +162,13 @@ def train(ctx, budget_s, checkpoint_every, reference, device, max_sessions, idle
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    config = TrainerConfig(budget_s=budget_s, checkpoint_every_s=checkpoint_every, reference=reference,
-                           device=device, progress_bar=not quiet)
+    config = TrainerConfig(
+        budget_s=budget_s,
+        checkpoint_every_s=checkpoint_every,
+        reference=reference,
+        device=device,
+        progress_bar=not quiet,
+    )
     done = TrainingService(_settings(ctx), config).run(stop=stop, idle_exit=idle_exit, max_sessions=max_sessions)
     click.echo(f"{done} session(s) rendered")
 
@@ -171,7 +181,7 @@ def train(ctx, budget_s, checkpoint_every, reference, device, max_sessions, idle
 def train_base_command(ctx, sessions, budget_s, steps):
     """Train the base model (models/base/ in the store) that fine-tuning warm-starts from."""
     from schemas import InvalidId, validate_id
-    from trainer.service import train_base
+    from trainer.base import train_base
 
     try:
         for s in sessions:
@@ -188,7 +198,7 @@ def train_base_command(ctx, sessions, budget_s, steps):
 @click.pass_context
 def models(ctx, install, source):
     """List the pose model files (ok / missing / bad checksum); --install fetches what is missing."""
-    from processors import models as registry
+    from vision import models as registry
 
     target = _settings(ctx).models_dir
     if install:
@@ -203,10 +213,16 @@ def models(ctx, install, source):
 
 
 @main.command("demo")
-@click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A clip of a person to use as the camera (default: one built from a photo).")
-@click.option("--photo", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The photo the default clip moves (default: scikit-image's astronaut photo).")
+@click.option(
+    "--video",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A clip of a person to use as the camera (default: one built from a photo).",
+)
+@click.option(
+    "--photo",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The photo the default clip moves (default: scikit-image's astronaut photo).",
+)
 @click.option("--frames", default=150, show_default=True, help="Frames of the built clip (30 fps).")
 @click.option("--budget", "budget_s", default=180.0, show_default=True, help="Fine-tuning budget, seconds.")
 @click.option("--resolution", default=128, show_default=True, help="Pose-map and generator size in pixels.")
@@ -218,8 +234,13 @@ def demo(ctx, video, photo, frames, budget_s, resolution, keep_stack):
 
     state = _settings(ctx).state_dir / "demo"
     state.mkdir(parents=True, exist_ok=True)
-    d = Demo(DemoOptions(video=video, photo=photo, frames=frames, budget_s=budget_s, resolution=resolution,
-                         keep_stack=keep_stack), state, echo=click.echo)
+    d = Demo(
+        DemoOptions(
+            video=video, photo=photo, frames=frames, budget_s=budget_s, resolution=resolution, keep_stack=keep_stack
+        ),
+        state,
+        echo=click.echo,
+    )
     try:
         rows = d.run()
     except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
@@ -242,9 +263,9 @@ def config(ctx):
 def _register() -> None:
     """Commands that live with their stage."""
     from console.cli import console
-    from infra.cli_tools import record, replay, status
-    from processors.parts.cli import parts
     from producers.cli import camera, publish_spool
+    from tools.commands import record, replay, status
+    from tools.parts import parts
     from trainer.cli import assemble, reference
 
     for command in (camera, publish_spool, assemble, reference, record, replay, status, console, parts):

@@ -65,7 +65,7 @@ def demo_photo(path: Path | None) -> np.ndarray:
 
 
 def build_clip(photo: np.ndarray, n: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
-    from processors.pose.synthetic import moving_photo_clip
+    from vision.pose.synthetic import moving_photo_clip
 
     return [frame for frame, _ in moving_photo_clip(photo, n_frames=n, size=size, seed=seed)]
 
@@ -82,14 +82,21 @@ class Demo:
     # --- processes --------------------------------------------------------------------------
     def _spawn(self, name: str, *args: str) -> None:
         log = open(self.state_dir / "logs" / f"{name}.log", "ab")
-        self.workers[name] = subprocess.Popen([sys.executable, "-m", "booth.cli", *args], env={**self.settings.to_env(), "PYTHONUNBUFFERED": "1"},
-                                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.workers[name] = subprocess.Popen(
+            [sys.executable, "-m", "booth.cli", *args],
+            env={**self.settings.to_env(), "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def _check_workers(self) -> None:
         for name, proc in self.workers.items():
             if proc.poll() is not None:
-                raise RuntimeError(f"the {name} worker exited with code {proc.returncode}; "
-                                   f"see {self.state_dir / 'logs' / (name + '.log')}")
+                raise RuntimeError(
+                    f"the {name} worker exited with code {proc.returncode}; "
+                    f"see {self.state_dir / 'logs' / (name + '.log')}"
+                )
 
     def stop(self) -> None:
         for proc in self.workers.values():
@@ -116,8 +123,19 @@ class Demo:
         self.stack.up()
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self._spawn("processors", "process", "--backend", "movenet")
-        self._spawn("assembler", "assemble", "--resolution", str(o.resolution), "--min-samples", "10",
-                    "--shard-size", "32", "--end-grace", "3", "-q")
+        self._spawn(
+            "assembler",
+            "assemble",
+            "--resolution",
+            str(o.resolution),
+            "--min-samples",
+            "10",
+            "--shard-size",
+            "32",
+            "--end-grace",
+            "3",
+            "-q",
+        )
         self._spawn("trainer", "train", "--budget", str(o.budget_s), "--checkpoint-every", "60", "-q")
 
         photo = demo_photo(o.photo)
@@ -140,8 +158,10 @@ class Demo:
         summary = run_cameras(s, session, {"cam0": source}, size=o.size, speed=1.0)
         self.t.mark("captured")
         publish(s, session, "end")
-        self.echo(f"session {session} ended: {summary.total('captured')} frames captured, "
-                  f"{summary.total('acknowledged')} acknowledged")
+        self.echo(
+            f"session {session} ended: {summary.total('captured')} frames captured, "
+            f"{summary.total('acknowledged')} acknowledged"
+        )
         rendition = self._follow(session)
         rows = self._summary(session, summary, rendition)
         rows["files"] = str(self._download(session))
@@ -149,15 +169,17 @@ class Demo:
 
     def _download(self, session: str) -> Path:
         """Keep the results on disk too: the link dies with the embedded stack."""
-        from infra.objectstore import get_bytes
+        from infra.objectstore import ObjectStore
+        from schemas import layout
 
+        store = ObjectStore(self.settings)
         out = self.state_dir / "results" / session
         out.mkdir(parents=True, exist_ok=True)
         for name in ("rendition.mp4", "samples.png", "loss.png", "metrics.json"):
-            data = get_bytes(self.settings, f"sessions/{session}/results/{name}")
+            data = store.get(layout.result_key(session, name))
             if data is not None:
                 (out / name).write_bytes(data)
-        preview = get_bytes(self.settings, f"sessions/{session}/preview.jpg")
+        preview = store.get(layout.preview_key(session))
         if preview is not None:
             (out / "dataset-preview.jpg").write_bytes(preview)
         return out
@@ -173,8 +195,9 @@ class Demo:
         self.progress_last: TrainingProgress | None = None
         self.ready: DatasetReady | None = None
         deadline = time.monotonic() + (o.timeout_s or o.budget_s * 2 + 300)
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-                      TimeRemainingColumn()) as bar:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn()
+        ) as bar:
             task = bar.add_task("waiting for the dataset", total=None, info="")
             try:
                 while time.monotonic() < deadline:
@@ -201,8 +224,13 @@ class Demo:
                                 self.progress_last = message
                                 self.t.mark(message.phase)
                                 info = " ".join(f"{k}={v:.3f}" for k, v in message.losses.items())
-                                bar.update(task, description=message.phase, completed=message.step,
-                                           total=message.total_steps or None, info=f"step {message.step} {info}")
+                                bar.update(
+                                    task,
+                                    description=message.phase,
+                                    completed=message.step,
+                                    total=message.total_steps or None,
+                                    info=f"step {message.step} {info}",
+                                )
                                 if message.phase == "failed":
                                     raise RuntimeError(f"training failed: {message.message}")
                             elif isinstance(message, Rendition):

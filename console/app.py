@@ -73,8 +73,12 @@ class Hub:
         self.status = status
 
     def state(self) -> dict[str, Any]:
-        state = build_state(self.status.latest(), self.preview.sessions(), self.preview.cameras(),
-                            [self.preview.last_error, self.status.last_error])
+        state = build_state(
+            self.status.latest(),
+            self.preview.sessions(),
+            self.preview.cameras(),
+            [e for e in (self.preview.last_error, self.status.last_error) if e],
+        )
         state["broker"] = self.settings.kafka_bootstrap
         return state
 
@@ -131,8 +135,9 @@ async def _publish(settings: Settings, session: str, kind: str, **fields):
     try:
         return await run_in_threadpool(publish, settings, session, kind, **fields)
     except (KafkaError, TimeoutError, OSError) as exc:
-        raise ApiError(503, f"could not publish the {kind} event to {settings.topic_sessions}: "
-                            f"{type(exc).__name__}: {exc}") from None
+        raise ApiError(
+            503, f"could not publish the {kind} event to {settings.topic_sessions}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 # --- endpoints -------------------------------------------------------------------------------------
@@ -141,8 +146,9 @@ async def index(request: Request) -> Response:
 
 
 async def state(request: Request) -> Response:
-    return Response(dumps(request.app.state.hub.state()), media_type="application/json",
-                    headers={"Cache-Control": "no-store"})
+    return Response(
+        dumps(request.app.state.hub.state()), media_type="application/json", headers={"Cache-Control": "no-store"}
+    )
 
 
 async def events(request: Request) -> Response:
@@ -156,8 +162,9 @@ async def events(request: Request) -> Response:
             yield f"data: {dumps(hub.state())}\n\n"
             await asyncio.sleep(interval)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
 
 
 def preview(request: Request) -> Response:
@@ -169,8 +176,13 @@ def preview(request: Request) -> Response:
         raise ApiError(502, str(exc)) from None
     if shot is None:
         raise ApiError(404, f"no frames from camera {camera} yet")
-    headers = {"ETag": shot.etag, "Cache-Control": "no-cache", "X-Frame-Session": shot.session,
-               "X-Frame-Seq": str(shot.seq), "X-Frame-Posed": "1" if shot.posed else "0"}
+    headers = {
+        "ETag": shot.etag,
+        "Cache-Control": "no-cache",
+        "X-Frame-Session": shot.session,
+        "X-Frame-Seq": str(shot.seq),
+        "X-Frame-Posed": "1" if shot.posed else "0",
+    }
     if request.headers.get("if-none-match") == shot.etag:
         return Response(status_code=304, headers=headers)
     return Response(shot.jpeg, media_type="image/jpeg", headers=headers)
@@ -183,8 +195,9 @@ async def start_session(request: Request) -> Response:
     session = _id(body["session"], "session") if body.get("session") else new_session_id()
     cameras = _cameras(body.get("cameras"))
     reference = _id(body["reference"], "reference") if body.get("reference") else None
-    event = await _publish(request.app.state.hub.settings, session, "start", cameras=cameras,
-                           reference=reference, note=_note(body))
+    event = await _publish(
+        request.app.state.hub.settings, session, "start", cameras=cameras, reference=reference, note=_note(body)
+    )
     return JSONResponse({"session": session, "event": event.model_dump(mode="json")}, status_code=201)
 
 
@@ -224,8 +237,14 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 # --- the app ---------------------------------------------------------------------------------------
-def create_app(settings: Settings, *, targets: dict[str, str] | None = None, preview_feed: PreviewFeed | None = None,
-               status_feed: StatusFeed | None = None, event_interval_s: float = 1.0) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    targets: dict[str, str] | None = None,
+    preview_feed: PreviewFeed | None = None,
+    status_feed: StatusFeed | None = None,
+    event_interval_s: float = 1.0,
+) -> Starlette:
     """The console for ``settings``' topics; ``targets`` are the /metrics URLs (default: every component's)."""
     hub = Hub(settings, preview_feed or PreviewFeed(settings), status_feed or StatusFeed(settings, targets=targets))
 
@@ -250,8 +269,11 @@ def create_app(settings: Settings, *, targets: dict[str, str] | None = None, pre
         Route("/api/sessions/{session}/qr.png", qr_code_png),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={ApiError: _api_error, HTTPException: _http_error})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},  # type: ignore[dict-item]
+    )
     app.state.hub = hub
     app.state.event_interval_s = event_interval_s
     return app

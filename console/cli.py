@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import click
-from infra.terminal import settings_from
 
+from tools.terminal import settings_from
 
 _settings = settings_from
 
@@ -21,8 +21,12 @@ def _is_loopback(host: str) -> bool:
 
 
 @click.command("console")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. The page has no login: keep it on loopback unless something in front authenticates.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. The page has no login: keep it on loopback unless something in front authenticates.",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port of the page.")
 @click.option("--metrics/--no-metrics", default=True, help="Serve the console's /metrics on its Prometheus port.")
 @click.pass_context
@@ -34,7 +38,9 @@ def console(ctx, host, port, metrics):
 
     settings = _settings(ctx)
     if not _is_loopback(host):
-        click.echo(f"warning: serving the console on {host}: anyone who reaches it can start and end sessions", err=True)
+        click.echo(
+            f"warning: serving the console on {host}: anyone who reaches it can start and end sessions", err=True
+        )
     if metrics:
         from infra.metrics import serve
 

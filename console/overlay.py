@@ -12,12 +12,12 @@ import numpy as np
 from schemas import Frame, SmoothedPose
 from schemas.images import ImageError, decode_bgr
 from schemas.keypoints import IMPUTED, OUTLIER
-from trainer.posemap import DEFAULT_SCORE_THRESHOLD, draw_pose_overlay
+from vision.posemap import DEFAULT_SCORE_THRESHOLD, draw_pose_overlay
 
 # BGR, since the finished image is drawn on and encoded by OpenCV.
-IMPUTED_COLOUR = (0, 170, 255)   # amber
-OUTLIER_COLOUR = (40, 40, 230)   # red
-NOTE_COLOUR = (90, 90, 90)       # grey: no pose yet, no person
+IMPUTED_COLOUR = (0, 170, 255)  # amber
+OUTLIER_COLOUR = (40, 40, 230)  # red
+NOTE_COLOUR = (90, 90, 90)  # grey: no pose yet, no person
 BORDER_FRAC = 0.02
 
 
@@ -39,8 +39,9 @@ def _label(image: np.ndarray, text: str, colour: tuple[int, int, int]) -> None:
     pad = max(4, th // 2)
     x0 = y0 = max(6, round(image.shape[1] * BORDER_FRAC) + 4)
     cv2.rectangle(image, (x0, y0), (x0 + tw + 2 * pad, y0 + th + base + 2 * pad), colour, -1)
-    cv2.putText(image, text, (x0 + pad, y0 + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                thickness, cv2.LINE_AA)
+    cv2.putText(
+        image, text, (x0 + pad, y0 + pad + th), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA
+    )
 
 
 def render_preview(frame: Frame, pose: SmoothedPose | None, *, max_width: int = 640, quality: int = 80) -> bytes:
@@ -48,7 +49,9 @@ def render_preview(frame: Frame, pose: SmoothedPose | None, *, max_width: int = 
     try:
         bgr = decode_bgr(frame)
     except ImageError as exc:
-        raise PreviewError(f"frame {frame.session}/{frame.camera}#{frame.seq}: its image does not decode: {exc}") from None
+        raise PreviewError(
+            f"frame {frame.session}/{frame.camera}#{frame.seq}: its image does not decode: {exc}"
+        ) from None
     h, w = bgr.shape[:2]
     imputed, outlier = flag_counts(pose)
     if pose is not None and pose.persons:
@@ -61,8 +64,14 @@ def render_preview(frame: Frame, pose: SmoothedPose | None, *, max_width: int = 
         radius = max(4, round(min(w, h) * 0.025))
         for (x, y, score), f in zip(keypoints, pose.flags or [0] * len(keypoints)):
             if score >= DEFAULT_SCORE_THRESHOLD and f & (IMPUTED | OUTLIER):
-                cv2.circle(bgr, (round(x), round(y)), radius, OUTLIER_COLOUR if f & OUTLIER else IMPUTED_COLOUR,
-                           max(2, radius // 3), cv2.LINE_AA)
+                cv2.circle(
+                    bgr,
+                    (round(x), round(y)),
+                    radius,
+                    OUTLIER_COLOUR if f & OUTLIER else IMPUTED_COLOUR,
+                    max(2, radius // 3),
+                    cv2.LINE_AA,
+                )
     if w > max_width:
         bgr = cv2.resize(bgr, (max_width, max(1, round(h * max_width / w))), interpolation=cv2.INTER_AREA)
 

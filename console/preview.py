@@ -39,7 +39,7 @@ class Preview:
 @dataclass
 class _Camera:
     frames: OrderedDict = field(default_factory=OrderedDict)  # (session, seq) -> Frame, arrival order
-    poses: OrderedDict = field(default_factory=OrderedDict)   # (session, seq) -> SmoothedPose
+    poses: OrderedDict = field(default_factory=OrderedDict)  # (session, seq) -> SmoothedPose
     cache: Preview | None = None
 
 
@@ -56,9 +56,15 @@ class _SessionCounts:
 
     def as_dict(self) -> dict:
         share = (lambda n: n / self.flagged_keypoints) if self.flagged_keypoints else (lambda n: None)
-        return {"frames": self.frames, "poses": self.poses, "with_person": self.with_person,
-                "imputed_share": share(self.imputed), "outlier_share": share(self.outlier),
-                "cameras_seen": sorted(self.cameras), "last_frame_at": self.last_wall or None}
+        return {
+            "frames": self.frames,
+            "poses": self.poses,
+            "with_person": self.with_person,
+            "imputed_share": share(self.imputed),
+            "outlier_share": share(self.outlier),
+            "cameras_seen": sorted(self.cameras),
+            "last_frame_at": self.last_wall or None,
+        }
 
 
 def _put(buffer: OrderedDict, key, value, limit: int) -> None:
@@ -71,8 +77,15 @@ def _put(buffer: OrderedDict, key, value, limit: int) -> None:
 class PreviewFeed:
     """Newest frame + pose per camera and per-session counts; `apply` is the whole update logic."""
 
-    def __init__(self, settings: Settings, *, history: int = 48, max_pose_lag_s: float = 2.0,
-                 max_width: int = 640, retry_s: float = 2.0):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        history: int = 48,
+        max_pose_lag_s: float = 2.0,
+        max_width: int = 640,
+        retry_s: float = 2.0,
+    ):
         self.settings = settings
         self.history = history
         self.max_pose_lag_s = max_pose_lag_s
@@ -134,7 +147,7 @@ class PreviewFeed:
             cam = self._cameras.get(camera)
             picked = self._pick(cam) if cam else None
             cached = cam.cache if cam else None
-        if picked is None:
+        if cam is None or picked is None:
             return None
         frame, pose = picked
         if cached and (cached.session, cached.seq, cached.posed) == (frame.session, frame.seq, pose is not None):
@@ -155,11 +168,22 @@ class PreviewFeed:
                     continue
                 frame, pose = picked
                 imputed, outlier = flag_counts(pose)
-                rows.append({"camera": name, "session": frame.session, "seq": frame.seq,
-                             "width": frame.width, "height": frame.height, "wall_time": frame.wall_time,
-                             "age_s": max(0.0, now - frame.wall_time), "posed": pose is not None,
-                             "person": bool(pose and pose.persons), "imputed": imputed, "outlier": outlier,
-                             "url": f"/api/preview/{name}.jpg"})
+                rows.append(
+                    {
+                        "camera": name,
+                        "session": frame.session,
+                        "seq": frame.seq,
+                        "width": frame.width,
+                        "height": frame.height,
+                        "wall_time": frame.wall_time,
+                        "age_s": max(0.0, now - frame.wall_time),
+                        "posed": pose is not None,
+                        "person": bool(pose and pose.persons),
+                        "imputed": imputed,
+                        "outlier": outlier,
+                        "url": f"/api/preview/{name}.jpg",
+                    }
+                )
         return rows
 
     def sessions(self) -> dict[str, dict]:
@@ -167,7 +191,7 @@ class PreviewFeed:
             return {name: c.as_dict() for name, c in self._sessions.items()}
 
     # --- the reader thread ---------------------------------------------------------------------
-    def start(self) -> "PreviewFeed":
+    def start(self) -> PreviewFeed:
         self._thread = threading.Thread(target=self._run, name="console-preview", daemon=True)
         self._thread.start()
         return self

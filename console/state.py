@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 MAX_SESSIONS = 50
@@ -14,13 +15,22 @@ def _session_row(name: str, control: dict | None, counts: dict | None) -> dict[s
     training = None
     if c.get("phase") is not None:
         step, total = c.get("step") or 0, c.get("total_steps") or 0
-        training = {"phase": c["phase"], "step": step, "total_steps": total,
-                    "fraction": min(1.0, step / total) if total else None,
-                    "eta_s": c.get("eta_s"), "losses": c.get("losses") or {}}
+        training = {
+            "phase": c["phase"],
+            "step": step,
+            "total_steps": total,
+            "fraction": min(1.0, step / total) if total else None,
+            "eta_s": c.get("eta_s"),
+            "losses": c.get("losses") or {},
+        }
     rendition = None
     if c.get("rendition_url"):
-        rendition = {"url": c["rendition_url"], "frames": c.get("frames"),
-                     "qr_svg": f"/api/sessions/{name}/qr.svg", "qr_png": f"/api/sessions/{name}/qr.png"}
+        rendition = {
+            "url": c["rendition_url"],
+            "frames": c.get("frames"),
+            "qr_svg": f"/api/sessions/{name}/qr.svg",
+            "qr_png": f"/api/sessions/{name}/qr.png",
+        }
     return {
         "session": name,
         "state": c.get("state"),
@@ -42,27 +52,53 @@ def _session_row(name: str, control: dict | None, counts: dict | None) -> dict[s
 
 def _pipeline(snap: dict[str, Any] | None) -> dict[str, Any]:
     if snap is None:
-        return {"stages": [], "drops": None, "deadletters": {"total": 0, "by_stage": {}, "last": []},
-                "components": {}, "invalid_control_messages": 0, "taken_at": None}
+        return {
+            "stages": [],
+            "drops": None,
+            "deadletters": {"total": 0, "by_stage": {}, "last": []},
+            "components": {},
+            "invalid_control_messages": 0,
+            "taken_at": None,
+        }
     components = snap.get("components", {})
     dead = snap["deadletters"]
     stages = []
     for stage, s in snap["stages"].items():
         comp = components.get(s["component"], {})
-        stages.append({"stage": stage, "component": s["component"], "up": comp.get("up", False),
-                       "total": s["total"], "rate": s["rate"], "deadletters": dead["by_stage"].get(stage, 0)})
+        stages.append(
+            {
+                "stage": stage,
+                "component": s["component"],
+                "up": comp.get("up", False),
+                "total": s["total"],
+                "rate": s["rate"],
+                "deadletters": dead["by_stage"].get(stage, 0),
+            }
+        )
     # Stages that dead-letter without a throughput counter of their own (trainer, say) still show.
     for stage, count in sorted(dead["by_stage"].items()):
         if stage not in snap["stages"]:
-            stages.append({"stage": stage, "component": None, "up": None, "total": None, "rate": None,
-                           "deadletters": count})
-    return {"stages": stages, "drops": snap.get("drops"), "deadletters": dead,
-            "components": components, "invalid_control_messages": snap.get("invalid_control_messages", 0),
-            "training_metrics": snap.get("training_metrics", {}), "taken_at": snap.get("taken_at")}
+            stages.append(
+                {"stage": stage, "component": None, "up": None, "total": None, "rate": None, "deadletters": count}
+            )
+    return {
+        "stages": stages,
+        "drops": snap.get("drops"),
+        "deadletters": dead,
+        "components": components,
+        "invalid_control_messages": snap.get("invalid_control_messages", 0),
+        "training_metrics": snap.get("training_metrics", {}),
+        "taken_at": snap.get("taken_at"),
+    }
 
 
-def build_state(snapshot: dict[str, Any] | None, counts: dict[str, dict], cameras: list[dict],
-                errors: list[str] = (), now: float | None = None) -> dict[str, Any]:
+def build_state(
+    snapshot: dict[str, Any] | None,
+    counts: dict[str, dict],
+    cameras: list[dict],
+    errors: Sequence[str | None] = (),
+    now: float | None = None,
+) -> dict[str, Any]:
     """snapshot: StatusWatcher.refresh() (None before the first); counts and cameras: PreviewFeed's."""
     control = {row["session"]: row for row in (snapshot or {}).get("sessions", [])}
     rows = [_session_row(name, control.get(name), counts.get(name)) for name in set(control) | set(counts)]

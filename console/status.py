@@ -1,6 +1,6 @@
 """Sessions, training, renditions, stage throughput and dead letters: `booth status`'s data, kept fresh.
 
-A background thread owns one `infra.status_view.StatusWatcher` (Kafka consumers are not thread-safe)
+A background thread owns one `tools.status_view.StatusWatcher` (Kafka consumers are not thread-safe)
 and refreshes it about once a second; the web handlers only read the latest snapshot.
 """
 
@@ -12,14 +12,21 @@ import time
 from typing import Any
 
 from infra.settings import Settings
-from infra.status_view import StatusWatcher
+from tools.status_view import StatusWatcher
 
 log = logging.getLogger(__name__)
 
 
 class StatusFeed:
-    def __init__(self, settings: Settings, *, targets: dict[str, str] | None = None, interval_s: float = 1.0,
-                 idle_s: float = 0.3, retry_s: float = 3.0):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        targets: dict[str, str] | None = None,
+        interval_s: float = 1.0,
+        idle_s: float = 0.3,
+        retry_s: float = 3.0,
+    ):
         self.settings = settings
         self.targets = targets
         self.interval_s = interval_s
@@ -35,7 +42,7 @@ class StatusFeed:
         with self._lock:
             return self._snapshot
 
-    def start(self) -> "StatusFeed":
+    def start(self) -> StatusFeed:
         self._thread = threading.Thread(target=self._run, name="console-status", daemon=True)
         self._thread.start()
         return self

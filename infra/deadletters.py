@@ -19,17 +19,36 @@ log = logging.getLogger(__name__)
 DEADLETTERS = Counter("booth_deadletters_total", "Messages sent to the dead-letter topic", ["stage"])
 
 
-def build(stage: str, reason: str, topic: str, key: bytes | None, value: bytes | None,
-          partition: int = -1, offset: int = -1) -> DeadLetter:
+def build(
+    stage: str, reason: str, topic: str, key: bytes | None, value: bytes | None, partition: int = -1, offset: int = -1
+) -> DeadLetter:
     DEADLETTERS.labels(stage).inc()
-    log.warning("dead letter from %s (%s[%s]@%s key=%r): %s", stage, topic, partition, offset,
-                key[:80] if key else key, reason)
-    return DeadLetter.wrap(stage=stage, reason=reason, topic=topic, value=value, key=key,
-                           partition=partition, offset=offset, wall_time=time.time())
+    log.warning(
+        "dead letter from %s (%s[%s]@%s key=%r): %s", stage, topic, partition, offset, key[:80] if key else key, reason
+    )
+    return DeadLetter.wrap(
+        stage=stage,
+        reason=reason,
+        topic=topic,
+        value=value,
+        key=key,
+        partition=partition,
+        offset=offset,
+        wall_time=time.time(),
+    )
 
 
-def send_dead_letter(producer, settings: Settings, stage: str, reason: str, topic: str, key: bytes | None,
-                     value: bytes | None, partition: int = -1, offset: int = -1):
+def send_dead_letter(
+    producer,
+    settings: Settings,
+    stage: str,
+    reason: str,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    partition: int = -1,
+    offset: int = -1,
+):
     """Send with a kafka-python producer; returns the send future."""
     letter = build(stage, reason, topic, key, value, partition, offset)
     return producer.send(settings.topic_deadletter, key=key, value=letter.encode())

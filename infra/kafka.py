@@ -163,8 +163,10 @@ def faust_broker_options(settings: Settings) -> dict:
     if settings.kafka_sasl_mechanism:
         password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
         opts["broker_credentials"] = faust.SASLCredentials(
-            username=settings.kafka_sasl_username or "", password=password,
-            mechanism=settings.kafka_sasl_mechanism, ssl_context=context,
+            username=settings.kafka_sasl_username or "",
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
         )
     elif context is not None:
         opts["broker_credentials"] = faust.SSLCredentials(context)

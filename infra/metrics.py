@@ -9,7 +9,14 @@ from infra.settings import Settings
 log = logging.getLogger(__name__)
 
 # Default ports, also the scrape targets in infra/prometheus.yml.
-DEFAULT_PORTS = {"camera": 9101, "processors": 9102, "assembler": 9103, "trainer": 9104, "console": 9105, "replay": 9106}
+DEFAULT_PORTS = {
+    "camera": 9101,
+    "processors": 9102,
+    "assembler": 9103,
+    "trainer": 9104,
+    "console": 9105,
+    "replay": 9106,
+}
 
 _served: dict[str, int] = {}
 

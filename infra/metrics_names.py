@@ -8,8 +8,9 @@ ones the dashboard groups by: an exporter must set them (it may add more).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal
 
 from prometheus_client import Gauge
 
@@ -24,15 +25,38 @@ class Series:
 
 
 _ALL = (
-    Series("booth_camera_frames_sent_total", "counter", ("camera",), "frames published to the frames topic", ("camera",)),
-    Series("booth_camera_frames_dropped_total", "counter", ("camera",), "frames dropped before publishing", ("camera",)),
+    Series(
+        "booth_camera_frames_sent_total", "counter", ("camera",), "frames published to the frames topic", ("camera",)
+    ),
+    Series(
+        "booth_camera_frames_dropped_total", "counter", ("camera",), "frames dropped before publishing", ("camera",)
+    ),
     Series("booth_pose_frames_total", "counter", ("processors",), "frames the pose stage estimated"),
     Series("booth_pose_latency_seconds", "histogram", ("processors",), "pose inference time per frame"),
     Series("booth_capture_to_pose_seconds", "histogram", ("processors",), "capture wall time to pose published"),
     Series("booth_smooth_poses_total", "counter", ("processors",), "smoothed poses published"),
-    Series("booth_consumer_lag", "gauge", ("processors", "assembler", "trainer"), "records behind the partition's end", ("group", "topic", "partition")),
+    Series(
+        "booth_consumer_lag",
+        "gauge",
+        ("processors", "assembler", "trainer"),
+        "records behind the partition's end",
+        ("group", "topic", "partition"),
+    ),
+    Series(
+        "booth_trainer_sessions_total",
+        "counter",
+        ("trainer",),
+        "sessions the trainer finished: rendered, or failed with a reason",
+        ("outcome",),
+    ),
     Series("booth_assembler_samples_total", "counter", ("assembler",), "dataset samples written to object storage"),
-    Series("booth_deadletters_total", "counter", ("processors", "assembler", "trainer"), "messages sent to the dead-letter topic", ("stage",)),
+    Series(
+        "booth_deadletters_total",
+        "counter",
+        ("processors", "assembler", "trainer"),
+        "messages sent to the dead-letter topic",
+        ("stage",),
+    ),
     Series("booth_training_step", "gauge", ("trainer",), "current fine-tuning step", ("session",)),
     Series("booth_training_loss", "gauge", ("trainer",), "latest value of each training loss", ("session", "loss")),
     Series("booth_training_eta_seconds", "gauge", ("trainer",), "estimated seconds until training ends", ("session",)),

@@ -1,17 +1,52 @@
-"""The S3 client (MinIO SDK) built from Settings, with retries for a store that is briefly away."""
+"""The object store (MinIO SDK, any S3 server) behind one small wrapper that owns the client.
+
+Every call retries transport errors with backoff (a store that is briefly away); an answer from
+the server (access denied, no such bucket) is final. Keys come from schemas.layout, never built
+by hand.
+"""
 
 from __future__ import annotations
 
+import builtins
 import io
 import logging
 import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+MAX_LINK_S = 7 * 24 * 3600  # what S3 allows a presigned link
 
-def client(settings: Settings):
+
+class TransientStoreError(RuntimeError):
+    """The object store stayed unreachable through every retry."""
+
+
+def retrying(what: str, fn: Callable[[], T], attempts: int = 8, first_delay: float = 0.5) -> T:
+    """Run fn, retrying transport errors with exponential backoff; the last error propagates."""
+    from minio.error import S3Error
+
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except S3Error:
+            raise  # the server answered: retrying will not change its mind
+        except Exception as exc:
+            if attempt == attempts:
+                raise TransientStoreError(f"object store: {what} failed {attempts} times: {exc}") from exc
+            log.warning("object store: %s failed (%s); retry %d/%d in %.1fs", what, exc, attempt, attempts - 1, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    raise AssertionError("unreachable")
+
+
+def client(settings: Settings) -> Any:
     from minio import Minio
 
     return Minio(
@@ -23,56 +58,86 @@ def client(settings: Settings):
     )
 
 
-def ensure_bucket(settings: Settings) -> None:
-    c = client(settings)
-    if not c.bucket_exists(settings.s3_bucket):
-        c.make_bucket(settings.s3_bucket)
+class ObjectStore:
+    """The project's bucket: put, get, list, delete and presigned links, all retried."""
 
+    def __init__(self, settings: Settings, attempts: int = 8):
+        self.settings = settings
+        self.bucket = settings.s3_bucket
+        self.attempts = attempts
+        self._client: Any = None
 
-def retrying(what: str, fn, attempts: int = 8, first_delay: float = 0.5):
-    """Run fn, retrying transport errors with exponential backoff; the last error propagates."""
-    from minio.error import S3Error
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = client(self.settings)
+        return self._client
 
-    delay = first_delay
-    for attempt in range(1, attempts + 1):
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        return retrying(what, fn, attempts=self.attempts)
+
+    def ensure_bucket(self) -> None:
+        if not self._retry("bucket check", lambda: self.client.bucket_exists(self.bucket)):
+            self._retry("make bucket", lambda: self.client.make_bucket(self.bucket))
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self._retry(
+            f"put {key}",
+            lambda: self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type),
+        )
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None if there is no such object."""
+        from minio.error import S3Error
+
+        def fetch() -> bytes:
+            response = self.client.get_object(self.bucket, key)
+            try:
+                return response.read()
+            finally:
+                response.close()
+                response.release_conn()
+
         try:
-            return fn()
-        except S3Error:
-            raise  # the server answered: retrying will not change its mind
-        except Exception as exc:  # noqa: BLE001 - urllib3 raises many transport error types
-            if attempt == attempts:
-                raise
-            log.warning("object store: %s failed (%s); retry %d/%d in %.1fs", what, exc, attempt, attempts - 1, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            return self._retry(f"get {key}", fetch)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                return None
+            raise
 
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
 
-def put_bytes(settings: Settings, key: str, data: bytes, content_type: str = "application/octet-stream", c=None) -> None:
-    c = c or client(settings)
-    retrying(f"put {key}", lambda: c.put_object(settings.s3_bucket, key, io.BytesIO(data), len(data), content_type=content_type))
-
-
-def get_bytes(settings: Settings, key: str, c=None) -> bytes | None:
-    from minio.error import S3Error
-
-    c = c or client(settings)
-
-    def fetch():
-        response = c.get_object(settings.s3_bucket, key)
         try:
-            return response.read()
-        finally:
-            response.close()
-            response.release_conn()
+            self._retry(f"stat {key}", lambda: self.client.stat_object(self.bucket, key))
+            return True
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
 
-    try:
-        return retrying(f"get {key}", fetch)
-    except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NoSuchObject"):
-            return None
-        raise
+    def list(self, prefix: str) -> builtins.list[str]:
+        """Every key under prefix (recursive), sorted."""
+        return sorted(
+            self._retry(
+                f"list {prefix}",
+                lambda: [o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)],
+            )
+        )
 
+    def delete(self, key: str) -> None:
+        self._retry(f"delete {key}", lambda: self.client.remove_object(self.bucket, key))
 
-def list_keys(settings: Settings, prefix: str, c=None) -> list[str]:
-    c = c or client(settings)
-    return retrying(f"list {prefix}", lambda: [o.object_name for o in c.list_objects(settings.s3_bucket, prefix=prefix, recursive=True)])
+    def delete_prefix(self, prefix: str) -> builtins.list[str]:
+        """Delete every object under prefix; returns the keys deleted."""
+        if not prefix:
+            raise ValueError("refusing to delete the whole bucket (empty prefix)")
+        doomed = self.list(prefix)
+        for key in doomed:
+            self.delete(key)
+        return doomed
+
+    def presign(self, key: str, expires_s: float) -> str:
+        """A GET link to key valid for expires_s seconds (at most 7 days, S3's limit)."""
+        seconds = int(min(max(1.0, expires_s), MAX_LINK_S))
+        return self.client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=seconds))

@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import (BaseSettings, PydanticBaseSettingsSource, SecretsSettingsSource, SettingsConfigDict,
-                               TomlConfigSettingsSource)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +64,9 @@ class Settings(BaseSettings):
     topic_renditions: str = "booth.renditions"
     topic_deadletter: str = "booth.deadletter"
     partitions_streams: int = Field(4, ge=1, description="frames, poses and smoothed poses")
-    partitions_control: int = Field(1, ge=1, description="sessions, datasets, training, renditions, dead letters")
+    partitions_control: int = Field(1, ge=1, description="sessions, training, renditions, dead letters")
+    # DatasetReady is keyed by session: several trainers (one per GPU machine) each take a share.
+    partitions_datasets: int = Field(4, ge=1, description="datasets: the most trainers that can share the work")
 
     # --- object storage ---
     s3_endpoint: str = "127.0.0.1:9000"
@@ -69,6 +76,9 @@ class Settings(BaseSettings):
     s3_bucket: str = "booth"
     s3_region: str = "us-east-1"
     link_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
+
+    # The reference dance of sessions that name none; without it, a session must name one.
+    default_reference: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
     # --- models and processing ---
     models_dir: Path = Field(default_factory=_default_models_dir)
@@ -89,8 +99,9 @@ class Settings(BaseSettings):
     stack_prometheus_port: int = 9090
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
-                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         config = os.environ.get("BOOTH_CONFIG") or ("booth.toml" if Path("booth.toml").is_file() else None)
         sources = [init_settings, env_settings]
         secrets = os.environ.get("BOOTH_SECRETS_DIR")
@@ -113,9 +124,14 @@ class Settings(BaseSettings):
     def topic_partitions(self) -> dict[str, int]:
         streams, control = self.partitions_streams, self.partitions_control
         return {
-            self.topic_frames: streams, self.topic_poses: streams, self.topic_smoothed: streams,
-            self.topic_sessions: control, self.topic_datasets: control, self.topic_training: control,
-            self.topic_renditions: control, self.topic_deadletter: control,
+            self.topic_frames: streams,
+            self.topic_poses: streams,
+            self.topic_smoothed: streams,
+            self.topic_sessions: control,
+            self.topic_datasets: self.partitions_datasets,
+            self.topic_training: control,
+            self.topic_renditions: control,
+            self.topic_deadletter: control,
         }
 
     def to_env(self, **overrides: object) -> dict[str, str]:

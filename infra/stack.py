@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -128,9 +129,9 @@ class Stack:
             self._wait_port("prometheus", port, timeout)
         self._save(running)
         from infra.kafka import ensure_topics
-        from infra.objectstore import ensure_bucket
+        from infra.objectstore import ObjectStore
 
-        ensure_bucket(s)
+        ObjectStore(s).ensure_bucket()
         ensure_topics(s)
         return self.status()
 
@@ -152,10 +153,16 @@ class Stack:
     def status(self) -> list[dict]:
         rows = []
         for name, entry in self._load().items():
-            rows.append({
-                "service": name, "pid": entry.pid, "address": f"127.0.0.1:{entry.port}",
-                "running": _alive(entry), "answering": port_open(entry.port), "log": entry.log,
-            })
+            rows.append(
+                {
+                    "service": name,
+                    "pid": entry.pid,
+                    "address": f"127.0.0.1:{entry.port}",
+                    "running": _alive(entry),
+                    "answering": port_open(entry.port),
+                    "log": entry.log,
+                }
+            )
         return rows
 
     def reset_topics(self) -> dict[str, int]:
@@ -174,48 +181,85 @@ class Stack:
         env = {**os.environ, **extra_env}
         with open(log_path, "ab") as out:
             # A new session: the service outlives `booth stack up` and ignores the terminal's ^C.
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            )
         log.info("started %s (pid %d) on 127.0.0.1:%d", name, proc.pid, port)
         stat = _proc_stat(proc.pid)
-        return Running(name=name, pid=proc.pid, port=port, argv=argv, log=str(log_path),
-                       boot_ticks=int(stat[19]) if stat else 0)
+        return Running(
+            name=name, pid=proc.pid, port=port, argv=argv, log=str(log_path), boot_ticks=int(stat[19]) if stat else 0
+        )
 
     def _tansu_argv(self, port: int) -> list[str]:
         url = f"tcp://127.0.0.1:{port}"
         engine = "memory://tansu/" if self.storage == "memory" else "s3://tansu/"
-        return [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                "--storage-engine", engine]
+        return [
+            str(tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            engine,
+        ]
 
     def _tansu_s3_env(self, s3_port: int) -> dict[str, str]:
         from minio import Minio
 
         s = self.settings
-        c = Minio(s.s3_endpoint, access_key=s.s3_access_key, secret_key=s.s3_secret_key.get_secret_value(),
-                  secure=False, region=s.s3_region)
+        c = Minio(
+            s.s3_endpoint,
+            access_key=s.s3_access_key,
+            secret_key=s.s3_secret_key.get_secret_value(),
+            secure=False,
+            region=s.s3_region,
+        )
         if not c.bucket_exists("tansu"):
             c.make_bucket("tansu")
         return {
-            "AWS_ACCESS_KEY_ID": s.s3_access_key, "AWS_SECRET_ACCESS_KEY": s.s3_secret_key.get_secret_value(),
-            "AWS_DEFAULT_REGION": s.s3_region, "AWS_ENDPOINT": f"http://127.0.0.1:{s3_port}", "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": s.s3_access_key,
+            "AWS_SECRET_ACCESS_KEY": s.s3_secret_key.get_secret_value(),
+            "AWS_DEFAULT_REGION": s.s3_region,
+            "AWS_ENDPOINT": f"http://127.0.0.1:{s3_port}",
+            "AWS_ALLOW_HTTP": "true",
         }
 
     def _nanio_argv(self, port: int) -> list[str]:
-        nanio = shutil.which("nanio") or str(Path(os.sys.executable).with_name("nanio"))
+        nanio = shutil.which("nanio") or str(Path(sys.executable).with_name("nanio"))
         data = self.state_dir / "s3-data"
         data.mkdir(parents=True, exist_ok=True)
-        return [nanio, "serve", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port),
-                "--region", self.settings.s3_region, "--log-level", "warning", "--no-access-log"]
+        return [
+            nanio,
+            "serve",
+            "--data-dir",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--region",
+            self.settings.s3_region,
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
 
     def _nanio_env(self) -> dict[str, str]:
-        return {"NANIO_ACCESS_KEY": self.settings.s3_access_key,
-                "NANIO_SECRET_KEY": self.settings.s3_secret_key.get_secret_value()}
+        return {
+            "NANIO_ACCESS_KEY": self.settings.s3_access_key,
+            "NANIO_SECRET_KEY": self.settings.s3_secret_key.get_secret_value(),
+        }
 
     def _prometheus_argv(self, port: int) -> list[str]:
         data = self.state_dir / "prometheus-data"
         data.mkdir(parents=True, exist_ok=True)
-        return [shutil.which("prometheus") or "prometheus", f"--config.file={PROMETHEUS_CONFIG}",
-                f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}"]
+        return [
+            shutil.which("prometheus") or "prometheus",
+            f"--config.file={PROMETHEUS_CONFIG}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
 
     # --- readiness --------------------------------------------------------------------------
     def _wait_port(self, name: str, port: int, timeout: float) -> None:
@@ -240,7 +284,7 @@ class Stack:
                 client.list_topics()
                 client.close()
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            except Exception as exc:
                 if time.monotonic() > deadline:
                     raise StackError(f"the broker does not answer metadata requests: {exc}") from exc
                 time.sleep(0.3)
@@ -288,6 +332,9 @@ def embedded_settings(state_dir: Path, **overrides) -> Settings:
     """Settings for a private stack on free ports (used by tests and `booth demo`)."""
     kafka, s3, prom = free_port(), free_port(), free_port()
     return Settings(
-        kafka_bootstrap=f"127.0.0.1:{kafka}", s3_endpoint=f"127.0.0.1:{s3}", state_dir=state_dir,
-        stack_prometheus_port=prom, **overrides,
+        kafka_bootstrap=f"127.0.0.1:{kafka}",
+        s3_endpoint=f"127.0.0.1:{s3}",
+        state_dir=state_dir,
+        stack_prometheus_port=prom,
+        **overrides,
     )

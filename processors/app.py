@@ -30,19 +30,26 @@ from infra.kafka import faust_broker_options
 from infra.metrics_names import set_consumer_lag
 from infra.settings import Settings
 from processors import faust_fixes
-from processors.smoothing import OnlineSmoother, SmoothingParams
 from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, parse_frame_key
 from schemas.ids import InvalidId
 from schemas.images import ImageError, decode_bgr
-from schemas.keypoints import IMPUTED, OUTLIER
+from schemas.keypoints import IMPUTED, OUTLIER, empty_keypoints
+from vision.smoothing import OnlineSmoother, SmoothingParams
 
 log = logging.getLogger(__name__)
 
 POSE_FRAMES = Counter("booth_pose_frames_total", "Frames with a pose estimate published", ["backend", "device"])
-POSE_LATENCY = Histogram("booth_pose_latency_seconds", "Pose inference time per frame", ["backend"],
-                         buckets=(0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0))
-CAPTURE_TO_POSE = Histogram("booth_capture_to_pose_seconds", "Wall time from capture to pose published",
-                            buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0))
+POSE_LATENCY = Histogram(
+    "booth_pose_latency_seconds",
+    "Pose inference time per frame",
+    ["backend"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0),
+)
+CAPTURE_TO_POSE = Histogram(
+    "booth_capture_to_pose_seconds",
+    "Wall time from capture to pose published",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0, 5.0, 10.0),
+)
 SMOOTHED = Counter("booth_smooth_poses_total", "Smoothed poses published", ["mode"])
 KEYPOINT_FLAGS = Counter("booth_smooth_keypoints_total", "Smoothed keypoints by flag", ["flag"])
 NO_PERSON = Counter("booth_smooth_no_person_total", "Frames where no person was present after imputation")
@@ -85,10 +92,17 @@ class PoseStage:
         seconds = time.perf_counter() - t0
         POSE_LATENCY.labels(self.backend).observe(seconds)
         return PoseEstimate(
-            session=frame.session, camera=frame.camera, seq=frame.seq, capture_ns=frame.capture_ns,
-            wall_time=frame.wall_time, width=frame.width, height=frame.height, backend=self.backend,
+            session=frame.session,
+            camera=frame.camera,
+            seq=frame.seq,
+            capture_ns=frame.capture_ns,
+            wall_time=frame.wall_time,
+            width=frame.width,
+            height=frame.height,
+            backend=self.backend,
             device=self.device if self.device in ("edgetpu", "cpu", "cuda") else "cpu",
-            inference_ms=seconds * 1000, pose_wall_time=time.time(),
+            inference_ms=seconds * 1000,
+            pose_wall_time=time.time(),
             persons=[Person.from_array(p.keypoints, p.score) for p in persons[:8]],
         )
 
@@ -104,7 +118,7 @@ class SmoothStage:
         last_seq = state.get("last_seq", -1) if state else -1
         if pose.seq <= last_seq:
             return state, None  # a redelivery after a restart: already smoothed and published
-        observed = pose.persons[0].array() if pose.persons else np.zeros((17, 3), np.float32)
+        observed = pose.persons[0].array() if pose.persons else empty_keypoints()
         try:
             smoothed, flags, present = smoother.update(observed, pose.capture_ns / 1e9)
         except ValueError as exc:  # e.g. a capture time that goes backwards: this pose, not the agent
@@ -113,9 +127,17 @@ class SmoothStage:
         new_state["last_seq"] = pose.seq
         persons = [Person.from_array(smoothed, pose.persons[0].score if pose.persons else 0.0)] if present else []
         out = SmoothedPose(
-            session=pose.session, camera=pose.camera, seq=pose.seq, capture_ns=pose.capture_ns,
-            wall_time=pose.wall_time, width=pose.width, height=pose.height, backend=pose.backend,
-            persons=persons, flags=[int(f) for f in flags] if present else [], mode="online",
+            session=pose.session,
+            camera=pose.camera,
+            seq=pose.seq,
+            capture_ns=pose.capture_ns,
+            wall_time=pose.wall_time,
+            width=pose.width,
+            height=pose.height,
+            backend=pose.backend,
+            persons=persons,
+            flags=[int(f) for f in flags] if present else [],
+            mode="online",
             latency_ms=max(0.0, (time.time() - pose.wall_time) * 1000),
         )
         return new_state, out
@@ -139,8 +161,9 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     poses = app.topic(settings.topic_poses, partitions=settings.partitions_streams, **raw)
     smoothed = app.topic(settings.topic_smoothed, partitions=settings.partitions_streams, **raw)
     deadletter = app.topic(settings.topic_deadletter, partitions=settings.partitions_control, **raw)
-    states = app.Table("smoother_state", default=None, partitions=settings.partitions_streams,
-                       key_type=str)  # values: JSON-able dicts (the app's default json serializer)
+    states = app.Table(
+        "smoother_state", default=None, partitions=settings.partitions_streams, key_type=str
+    )  # values: JSON-able dicts (the app's default json serializer)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pose")  # one frame at a time, in order
     holder: dict = {"stage": None}
 
@@ -148,7 +171,7 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
         if holder["stage"] is None:
             est = estimator
             if est is None:
-                from processors.pose import load_estimator
+                from vision.pose import load_estimator
 
                 est = load_estimator(settings.pose_backend, settings.models_dir, num_threads=settings.pose_threads)
             log.info("pose backend %s on %s", getattr(est, "name", "?"), getattr(est, "device", "?"))
@@ -165,7 +188,7 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
             return stage(key, value)
         except Rejected as exc:
             return exc
-        except Exception as exc:  # noqa: BLE001 - a broken frame must not stop the worker
+        except Exception as exc:
             log.exception("pose estimation failed")
             return Rejected(f"pose estimation failed: {type(exc).__name__}: {exc}")
 
@@ -197,8 +220,7 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
         publisher = asyncio.ensure_future(publish_in_order())
         try:
             async for event in manual.events():
-                future = loop.run_in_executor(executor, estimate, pose_stage(), event.message.key,
-                                              event.message.value)
+                future = loop.run_in_executor(executor, estimate, pose_stage(), event.message.key, event.message.value)
                 put = asyncio.ensure_future(queued.put((event, future)))
                 await asyncio.wait({put, publisher}, return_when=asyncio.FIRST_COMPLETED)
                 if publisher.done():  # it only stops by failing: let the agent fail with it
@@ -223,10 +245,11 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
             except Rejected as exc:
                 await dead_letter("smooth", str(exc), settings.topic_poses, event)
                 continue
-            except Exception as exc:  # noqa: BLE001 - a broken pose must not stop the agent
+            except Exception as exc:
                 log.exception("smoothing failed")
-                await dead_letter("smooth", f"smoothing failed: {type(exc).__name__}: {exc}", settings.topic_poses,
-                                  event)
+                await dead_letter(
+                    "smooth", f"smoothing failed: {type(exc).__name__}: {exc}", settings.topic_poses, event
+                )
                 continue
             if out is None:
                 continue

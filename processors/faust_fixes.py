@@ -1,11 +1,83 @@
 """Three corrections to Faust's consumer, applied before the app is built (`apply`).
 
-They patch classes at run time, so they are written against faust-streaming 0.15 (pinned in
-pyproject.toml), and each wraps Faust's own method rather than replacing it. Without the last two, the
-restart tests in tests/test_processors_stream.py and tests/test_processors_recovery.py fail.
+They patch classes at run time, so they are written against faust-streaming 0.15 and aiokafka
+0.14 (both pinned in pyproject.toml), and each wraps Faust's own method rather than replacing it.
+`check_targets` runs first and refuses to start when any patched method or attribute is missing
+or has another shape (a newer release moved it): a patch that silently stops applying would bring
+the frame loss back. Without the last two fixes, the restart tests in
+tests/test_processors_stream.py and tests/test_processors_recovery.py fail.
 """
 
 from __future__ import annotations
+
+import inspect
+
+
+class IncompatibleRelease(RuntimeError):
+    """faust-streaming or aiokafka no longer has what processors.faust_fixes patches."""
+
+
+def _params(fn) -> list[str]:
+    return list(inspect.signature(getattr(fn, "__wrapped__", fn)).parameters)
+
+
+def check_targets() -> list[str]:
+    """Check every patched target has the expected shape; returns what was checked, raises
+    IncompatibleRelease naming what is wrong otherwise."""
+    import aiokafka
+    from faust.tables.recovery import Recovery
+    from faust.transport import consumer as faust_consumer
+    from faust.transport.drivers import aiokafka as driver
+
+    thread = driver.AIOKafkaConsumerThread
+    expected = [
+        (
+            "faust AIOKafkaConsumerThread._create_worker_consumer",
+            getattr(thread, "_create_worker_consumer", None),
+            ["self", "transport"],
+            False,
+        ),
+        (
+            "faust AIOKafkaConsumerThread._highwaters",
+            getattr(thread, "_highwaters", None),
+            ["self", "partitions"],
+            True,
+        ),
+        (
+            "faust Recovery.on_recovery_completed",
+            getattr(Recovery, "on_recovery_completed", None),
+            ["self", "generation_id"],
+            True,
+        ),
+        ("faust Recovery._resume_streams", getattr(Recovery, "_resume_streams", None), ["self", "generation_id"], True),
+        ("faust Consumer.stop_flow", getattr(faust_consumer.Consumer, "stop_flow", None), ["self"], False),
+    ]
+    problems, checked = [], []
+    for name, fn, params, coroutine in expected:
+        if fn is None or not callable(fn):
+            problems.append(f"{name} is missing")
+            continue
+        if _params(fn) != params:
+            problems.append(f"{name} takes {_params(fn)}, expected {params}")
+        if coroutine and not inspect.iscoroutinefunction(getattr(fn, "__wrapped__", fn)):
+            problems.append(f"{name} is no longer a coroutine function")
+        checked.append(name)
+    # aiokafka reads the fetch wait from this attribute when its fetcher starts.
+    source = inspect.getsource(aiokafka.AIOKafkaConsumer)
+    if (
+        "self._fetch_max_wait_ms = fetch_max_wait_ms" not in source
+        or "fetch_max_wait_ms=self._fetch_max_wait_ms" not in source
+    ):
+        problems.append("aiokafka AIOKafkaConsumer no longer keeps its fetch wait in _fetch_max_wait_ms")
+    else:
+        checked.append("aiokafka AIOKafkaConsumer._fetch_max_wait_ms")
+    if problems:
+        raise IncompatibleRelease(
+            "processors/faust_fixes.py cannot patch this faust-streaming / aiokafka release ("
+            + "; ".join(problems)
+            + "); install the versions pyproject.toml pins"
+        )
+    return checked
 
 
 def limit_fetch_wait(max_wait_ms: int) -> None:
@@ -77,6 +149,7 @@ def exact_recovery_highwaters(settings) -> None:
 
 
 def apply(settings) -> None:
+    check_targets()
     limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
     seek_before_resuming_streams()
     exact_recovery_highwaters(settings)

@@ -12,8 +12,9 @@ log = logging.getLogger(__name__)
 
 # Frames are tens of kilobytes: batches of up to 1 MiB let a few frames share one request, and
 # send() blocks at most max_block_ms (metadata missing, buffer full) so the sender can back off.
-FRAME_PRODUCER_OPTIONS = dict(batch_size=1 << 20, linger_ms=5, max_block_ms=5000, request_timeout_ms=10000,
-                              delivery_timeout_ms=30000)
+FRAME_PRODUCER_OPTIONS = dict(
+    batch_size=1 << 20, linger_ms=5, max_block_ms=5000, request_timeout_ms=10000, delivery_timeout_ms=30000
+)
 
 
 class BrokerUnavailable(RuntimeError):
@@ -35,8 +36,9 @@ def connect(settings: Settings, timeout_s: float = 30.0, topic: str | None = Non
         attempt += 1
         remaining = deadline - time.monotonic()
         try:
-            producer = kafka.producer(settings, bootstrap_timeout_ms=int(max(0.5, min(remaining, 5.0)) * 1000),
-                                      **options)
+            producer = kafka.producer(
+                settings, bootstrap_timeout_ms=int(max(0.5, min(remaining, 5.0)) * 1000), **options
+            )
             break
         except (KafkaTimeoutError, KafkaConnectionError) as exc:
             remaining = deadline - time.monotonic()

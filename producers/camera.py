@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Mapping
+from collections.abc import Mapping
+from typing import cast
 
 import cv2
 
 from infra.settings import Settings
 from producers import metrics
 from producers.broker import connect
-from producers.frame_queue import POLICIES, FrameQueue
+from producers.frame_queue import POLICIES, FrameQueue, Policy
 from producers.sources import Source, SourceError, open_source
 from producers.summary import CameraStats, Summary
 from producers.timeline import Anchor, Timeline
@@ -39,8 +40,15 @@ def check_size(size: tuple[int, int]) -> None:
         raise ValueError(f"size {size[0]}x{size[1]} is more than {MAX_FRAME_PIXELS} pixels (8K)")
 
 
-def check_options(size: tuple[int, int], quality: int, queue_size: int, policy: str, speed: float,
-                  fps: float | None, max_frames: int | None) -> None:
+def check_options(
+    size: tuple[int, int],
+    quality: int,
+    queue_size: int,
+    policy: str,
+    speed: float,
+    fps: float | None,
+    max_frames: int | None,
+) -> None:
     """Reject bad run options with a message naming the option."""
     check_size(size)
     if not 1 <= quality <= 100:
@@ -108,10 +116,24 @@ class _RateLimitedWarning:
 class CameraPipeline:
     """One camera's capture and sender threads."""
 
-    def __init__(self, settings: Settings, session: str, camera: str, source: Source, producer, *,
-                 anchor: Anchor, size=DEFAULT_SIZE, quality: int = 90, queue_size: int = 8,
-                 policy: str = "drop-oldest", speed: float = 1.0, fps: float | None = None,
-                 max_frames: int | None = None, stop: threading.Event | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        session: str,
+        camera: str,
+        source: Source,
+        producer,
+        *,
+        anchor: Anchor,
+        size=DEFAULT_SIZE,
+        quality: int = 90,
+        queue_size: int = 8,
+        policy: str = "drop-oldest",
+        speed: float = 1.0,
+        fps: float | None = None,
+        max_frames: int | None = None,
+        stop: threading.Event | None = None,
+    ):
         self.settings, self.session, self.camera, self.source = settings, session, camera, source
         self.producer, self.size, self.quality, self.max_frames = producer, tuple(size), quality, max_frames
         self.topic, self.key = settings.topic_frames, frame_key(session, camera)
@@ -119,15 +141,16 @@ class CameraPipeline:
         self.abandon = threading.Event()  # set when a stopped run cannot drain: the queue is discarded
         self.stats = CameraStats(camera, source=source.description)
         depth = metrics.QUEUE_DEPTH.labels(camera=camera)
-        self.queue = FrameQueue(queue_size, policy, on_drop=lambda n: self.stats.count("dropped", n),
-                                on_depth=depth.set)
+        self.queue = FrameQueue(
+            queue_size, cast(Policy, policy), on_drop=lambda n: self.stats.count("dropped", n), on_depth=depth.set
+        )
         self.timeline = Timeline(anchor, live=source.live, speed=speed, fps=fps, stop=self.stop)
         self._encode_time = metrics.ENCODE_SECONDS.labels(camera=camera)
         self._warn = _RateLimitedWarning()
         self.capture = Worker(self._capture, f"capture-{camera}")
         self.sender = Worker(self._send, f"send-{camera}")
 
-    def start(self) -> "CameraPipeline":
+    def start(self) -> CameraPipeline:
         self.capture.start()
         self.sender.start()
         return self
@@ -142,8 +165,16 @@ class CameraPipeline:
                 started = time.perf_counter()
                 jpeg = encode_jpeg(frame.image, self.size, self.quality)
                 self._encode_time.observe(time.perf_counter() - started)
-                value = Frame(session=self.session, camera=self.camera, seq=seq, capture_ns=capture_ns,
-                              wall_time=wall, width=self.size[0], height=self.size[1], image=jpeg).encode()
+                value = Frame(
+                    session=self.session,
+                    camera=self.camera,
+                    seq=seq,
+                    capture_ns=capture_ns,
+                    wall_time=wall,
+                    width=self.size[0],
+                    height=self.size[1],
+                    image=jpeg,
+                ).encode()
                 self.stats.count("captured")
                 self.queue.put(value)
                 if self.max_frames is not None and self.stats.captured >= self.max_frames:
@@ -151,7 +182,7 @@ class CameraPipeline:
         except SourceError as exc:
             self.stats.error = str(exc)
             log.error("camera %s: %s", self.camera, exc)
-        except Exception as exc:  # noqa: BLE001 - one camera's failure must not hide the others' summary
+        except Exception as exc:
             self.stats.error = f"{type(exc).__name__}: {exc}"
             log.exception("camera %s: capture failed", self.camera)
         finally:
@@ -175,8 +206,13 @@ class CameraPipeline:
             except Exception as exc:  # noqa: BLE001 - KafkaTimeoutError (no metadata), buffer full, closed producer
                 self.stats.count("failed")
                 backoff = min(max(backoff * 2, 0.25), 5.0)
-                self._warn("camera %s: frame not handed to the broker at %s (%s); backing off %.2f s",
-                           self.camera, self.settings.kafka_bootstrap, exc, backoff)
+                self._warn(
+                    "camera %s: frame not handed to the broker at %s (%s); backing off %.2f s",
+                    self.camera,
+                    self.settings.kafka_bootstrap,
+                    exc,
+                    backoff,
+                )
                 self.abandon.wait(backoff)
                 continue
             backoff = 0.0
@@ -191,12 +227,25 @@ class CameraPipeline:
             self._warn("camera %s: the broker did not take a frame: %s", self.camera, exc)
 
 
-def run_cameras(settings: Settings, session: str, sources: Mapping[str, object], *, fps: float | None = None,
-                speed: float = 1.0, size: tuple[int, int] = DEFAULT_SIZE, quality: int = 90,
-                queue_size: int = 8, policy: str = "drop-oldest", max_frames: int | None = None,
-                duration_s: float | None = None, stop: threading.Event | None = None, producer=None,
-                connect_timeout_s: float = 30.0, drain_timeout_s: float = 15.0,
-                flush_timeout_s: float = 30.0) -> Summary:
+def run_cameras(
+    settings: Settings,
+    session: str,
+    sources: Mapping[str, object],
+    *,
+    fps: float | None = None,
+    speed: float = 1.0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    quality: int = 90,
+    queue_size: int = 8,
+    policy: str = "drop-oldest",
+    max_frames: int | None = None,
+    duration_s: float | None = None,
+    stop: threading.Event | None = None,
+    producer=None,
+    connect_timeout_s: float = 30.0,
+    drain_timeout_s: float = 15.0,
+    flush_timeout_s: float = 30.0,
+) -> Summary:
     """Capture every camera of ``sources`` (camera id -> source) and produce Frames until the sources
     end, ``max_frames`` per camera, ``duration_s``, or ``stop`` is set (Ctrl-C sets it too).
 
@@ -210,7 +259,7 @@ def run_cameras(settings: Settings, session: str, sources: Mapping[str, object],
     BrokerUnavailable or ValueError (bad options). Returns the Summary; its ``ok`` is False when a
     camera failed or frames were not delivered.
     """
-    size = tuple(int(v) for v in size)
+    size = (int(size[0]), int(size[1]))
     validate_id(session, "session")
     check_options(size, quality, queue_size, policy, speed, fps, max_frames)
     stop = stop or threading.Event()
@@ -221,9 +270,22 @@ def run_cameras(settings: Settings, session: str, sources: Mapping[str, object],
             producer = connect(settings, connect_timeout_s, topic=settings.topic_frames)
         anchor = Anchor.now()
         pipelines = [
-            CameraPipeline(settings, session, camera, source, producer, anchor=anchor, size=size, quality=quality,
-                           queue_size=queue_size, policy=policy, speed=speed, fps=fps, max_frames=max_frames,
-                           stop=stop).start()
+            CameraPipeline(
+                settings,
+                session,
+                camera,
+                source,
+                producer,
+                anchor=anchor,
+                size=size,
+                quality=quality,
+                queue_size=queue_size,
+                policy=policy,
+                speed=speed,
+                fps=fps,
+                max_frames=max_frames,
+                stop=stop,
+            ).start()
             for camera, source in opened.items()
         ]
         wait_pipelines(pipelines, stop, duration_s, drain_timeout_s)
@@ -245,8 +307,9 @@ def run_cameras(settings: Settings, session: str, sources: Mapping[str, object],
             source.close()
 
 
-def wait_pipelines(pipelines: list[CameraPipeline], stop: threading.Event, duration_s: float | None,
-          drain_timeout_s: float) -> None:
+def wait_pipelines(
+    pipelines: list[CameraPipeline], stop: threading.Event, duration_s: float | None, drain_timeout_s: float
+) -> None:
     """Wait for capture to end (Ctrl-C or the duration stop it), then give the senders
     ``drain_timeout_s`` to empty their queues before discarding what is left."""
     deadline = None if duration_s is None else time.monotonic() + duration_s
@@ -270,7 +333,9 @@ def wait_pipelines(pipelines: list[CameraPipeline], stop: threading.Event, durat
         pass
     for p in pipelines:
         if p.sender.running:
-            log.warning("camera %s: discarding %d queued frames the broker did not take in time", p.camera, len(p.queue))
+            log.warning(
+                "camera %s: discarding %d queued frames the broker did not take in time", p.camera, len(p.queue)
+            )
             p.abandon.set()
             p.queue.close()
     for p in pipelines:

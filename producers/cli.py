@@ -11,8 +11,7 @@ import threading
 import click
 
 from producers.frame_queue import POLICIES
-from infra.terminal import settings_from
-
+from tools.terminal import settings_from
 
 _settings = settings_from
 
@@ -52,34 +51,90 @@ def _run_interruptibly(work, on_interrupt) -> None:
 
 @click.command("camera")
 @click.option("--session", required=True, help="Session id (from `booth session start`).")
-@click.option("--source", "sources", multiple=True, required=True, metavar="[ID=]SOURCE",
-              help="Repeatable. A camera index (0) or /dev/videoN, a video file, an image folder, or an "
-                   "rtsp:// or http(s):// stream; prefix CAMERA_ID= to name it (default cam0, cam1, ...).")
-@click.option("--size", default="640x480", show_default=True, callback=_parse_size, help="Frame size sent, WIDTHxHEIGHT.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True),
-              help="Rate cap; the frame rate of image folders (default 30).")
-@click.option("--speed", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Files, folders: 1 = real time, 2 = twice as fast, 0 = as fast as possible.")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    required=True,
+    metavar="[ID=]SOURCE",
+    help="Repeatable. A camera index (0) or /dev/videoN, a video file, an image folder, or an "
+    "rtsp:// or http(s):// stream; prefix CAMERA_ID= to name it (default cam0, cam1, ...).",
+)
+@click.option(
+    "--size", default="640x480", show_default=True, callback=_parse_size, help="Frame size sent, WIDTHxHEIGHT."
+)
+@click.option(
+    "--fps", type=click.FloatRange(min=0, min_open=True), help="Rate cap; the frame rate of image folders (default 30)."
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Files, folders: 1 = real time, 2 = twice as fast, 0 = as fast as possible.",
+)
 @click.option("--quality", type=click.IntRange(1, 100), default=90, show_default=True, help="JPEG quality.")
-@click.option("--queue-size", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Frames held between capture and sender.")
-@click.option("--policy", type=click.Choice(POLICIES), default="drop-oldest", show_default=True,
-              help="What a full queue does with a new frame.")
+@click.option(
+    "--queue-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Frames held between capture and sender.",
+)
+@click.option(
+    "--policy",
+    type=click.Choice(POLICIES),
+    default="drop-oldest",
+    show_default=True,
+    help="What a full queue does with a new frame.",
+)
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop each camera after this many frames.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds.")
-@click.option("--record-first", is_flag=True,
-              help="High-speed mode: record H.264 MP4 to the spool at full rate, publish afterwards.")
-@click.option("--segment", "segment_s", type=click.FloatRange(min=0, min_open=True),
-              help="With --record-first: cut recordings every this many seconds.")
-@click.option("--publish/--no-publish", default=True, show_default=True,
-              help="With --record-first: publish recordings from this process as they finish "
-                   "(--no-publish leaves them to `booth publish-spool`).")
-@click.option("--connect-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds to keep retrying an unreachable broker.")
+@click.option(
+    "--record-first",
+    is_flag=True,
+    help="High-speed mode: record H.264 MP4 to the spool at full rate, publish afterwards.",
+)
+@click.option(
+    "--segment",
+    "segment_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="With --record-first: cut recordings every this many seconds.",
+)
+@click.option(
+    "--publish/--no-publish",
+    default=True,
+    show_default=True,
+    help="With --record-first: publish recordings from this process as they finish "
+    "(--no-publish leaves them to `booth publish-spool`).",
+)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to keep retrying an unreachable broker.",
+)
 @click.option("--metrics/--no-metrics", default=True, show_default=True, help="Serve Prometheus metrics.")
 @click.pass_context
-def camera(ctx, session, sources, size, fps, speed, quality, queue_size, policy, max_frames, duration,
-           record_first, segment_s, publish, connect_timeout, metrics):
+def camera(
+    ctx,
+    session,
+    sources,
+    size,
+    fps,
+    speed,
+    quality,
+    queue_size,
+    policy,
+    max_frames,
+    duration,
+    record_first,
+    segment_s,
+    publish,
+    connect_timeout,
+    metrics,
+):
     """Capture cameras, files or streams and produce JPEG frames for a session."""
     from producers.broker import BrokerUnavailable
     from producers.camera import run_cameras
@@ -110,16 +165,25 @@ def camera(ctx, session, sources, size, fps, speed, quality, queue_size, policy,
         click.echo("stopping (Ctrl-C again to quit at once)", err=True)
         stop.set()
 
-    options = dict(fps=fps, speed=speed, size=size, quality=quality, max_frames=max_frames, duration_s=duration,
-                   stop=stop)
+    options = dict(
+        fps=fps, speed=speed, size=size, quality=quality, max_frames=max_frames, duration_s=duration, stop=stop
+    )
     try:
         if record_first:
             _record(settings, session, named, options, segment_s, publish, connect_timeout, results, on_interrupt)
         else:
+
             def work():
                 try:
-                    results["summary"] = run_cameras(settings, session, named, queue_size=queue_size, policy=policy,
-                                                     connect_timeout_s=connect_timeout, **options)
+                    results["summary"] = run_cameras(
+                        settings,
+                        session,
+                        named,
+                        queue_size=queue_size,
+                        policy=policy,
+                        connect_timeout_s=connect_timeout,
+                        **options,
+                    )
                 except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
                     results["error"] = exc
 
@@ -157,6 +221,7 @@ def _record(settings, session, named, options, segment_s, publish, connect_timeo
         _run_interruptibly(work, on_interrupt)
     finally:
         if publisher is not None:
+
             def finish():
                 try:
                     results["summary"] = publisher.finish()
@@ -165,23 +230,32 @@ def _record(settings, session, named, options, segment_s, publish, connect_timeo
 
             _run_interruptibly(finish, publisher.stop.set)
     if publisher is None and "recorded" in results:
-        results["note"] = f"recordings are in {Spool.of(settings).dir('pending')}; publish them with `booth publish-spool`"
+        results["note"] = (
+            f"recordings are in {Spool.of(settings).dir('pending')}; publish them with `booth publish-spool`"
+        )
 
 
 @click.command("publish-spool")
 @click.option("--session", help="Only this session's recordings (default: all).")
 @click.option("--follow", is_flag=True, help="Keep watching the spool for new recordings until Ctrl-C.")
-@click.option("--keep/--delete", default=True, show_default=True,
-              help="Move published recordings to spool/done, or delete them.")
-@click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="0 = as fast as possible, 1 = at the recorded pace.")
+@click.option(
+    "--keep/--delete", default=True, show_default=True, help="Move published recordings to spool/done, or delete them."
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="0 = as fast as possible, 1 = at the recorded pace.",
+)
 @click.option("--connect-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True)
 @click.option("--metrics/--no-metrics", default=True, show_default=True, help="Serve Prometheus metrics.")
 @click.pass_context
 def publish_spool(ctx, session, follow, keep, speed, connect_timeout, metrics):
     """Publish recordings made with `booth camera --record-first`, with their original timestamps."""
     from producers.broker import BrokerUnavailable
-    from producers.spool import BackgroundPublisher, publish_spool as publish
+    from producers.spool import BackgroundPublisher
+    from producers.spool import publish_spool as publish
     from schemas import InvalidId, validate_id
 
     settings = _settings(ctx)

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 Policy = Literal["drop-oldest", "drop-newest", "block"]
 POLICIES: tuple[str, ...] = ("drop-oldest", "drop-newest", "block")
 
 
 class FrameQueue:
-    def __init__(self, maxsize: int, policy: Policy = "drop-oldest",
-                 on_drop: Callable[[int], None] = lambda n: None,
-                 on_depth: Callable[[int], None] = lambda n: None):
+    def __init__(
+        self,
+        maxsize: int,
+        policy: Policy = "drop-oldest",
+        on_drop: Callable[[int], object] = lambda n: None,
+        on_depth: Callable[[int], object] = lambda n: None,
+    ):
         if maxsize < 1:
             raise ValueError(f"queue size must be at least 1, got {maxsize}")
         if policy not in POLICIES:

@@ -14,10 +14,13 @@ def new_session_id() -> str:
     return time.strftime("s%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-def publish(settings: Settings, session: str, kind: str, cameras=(), reference: str | None = None, note: str = "") -> SessionEvent:
+def publish(
+    settings: Settings, session: str, kind: str, cameras=(), reference: str | None = None, note: str = ""
+) -> SessionEvent:
     validate_id(session, "session")
-    event = SessionEvent(session=session, kind=kind, wall_time=time.time(), cameras=list(cameras),
-                         reference=reference, note=note)
+    event = SessionEvent(
+        session=session, kind=kind, wall_time=time.time(), cameras=list(cameras), reference=reference, note=note
+    )
     p = kafka.producer(settings)
     try:
         p.send(settings.topic_sessions, key=session.encode(), value=event.encode()).get(timeout=30)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -77,8 +77,9 @@ class DeviceSource(Source):
 
     live = True
 
-    def __init__(self, device: int | str, size: tuple[int, int] | None = None, fps: float | None = None,
-                 max_failures: int = 30):
+    def __init__(
+        self, device: int | str, size: tuple[int, int] | None = None, fps: float | None = None, max_failures: int = 30
+    ):
         self.device = device
         self.description = f"camera {device}"
         self.max_failures = max_failures
@@ -108,7 +109,9 @@ class DeviceSource(Source):
             if image is None:
                 failures += 1
                 if failures >= self.max_failures:
-                    raise SourceError(f"camera {self.device} stopped delivering frames ({failures} failed reads in a row)")
+                    raise SourceError(
+                        f"camera {self.device} stopped delivering frames ({failures} failed reads in a row)"
+                    )
                 time.sleep(0.01)
                 continue
             failures = 0
@@ -197,8 +200,9 @@ class ImageFolderSource(Source):
         folder = Path(folder)
         if not folder.is_dir():
             raise SourceError(f"image folder {folder} does not exist")
-        self.files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                            key=_natural_key)
+        self.files = sorted(
+            (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=_natural_key
+        )
         if not self.files:
             raise SourceError(f"image folder {folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         self.nominal_fps = float(fps or DEFAULT_FPS)
@@ -209,7 +213,7 @@ class ImageFolderSource(Source):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 raise SourceError(f"image {path} cannot be read (not an image, or truncated)")
-            yield SourceFrame(image, pts_s=index / self.nominal_fps)
+            yield SourceFrame(image, pts_s=index / (self.nominal_fps or DEFAULT_FPS))
 
 
 class ArraySource(Source):
@@ -228,11 +232,12 @@ class ArraySource(Source):
 
     def __iter__(self) -> Iterator[SourceFrame]:
         for index, frame in enumerate(self.frames):
-            yield SourceFrame(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), pts_s=index / self.nominal_fps)
+            yield SourceFrame(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), pts_s=index / (self.nominal_fps or DEFAULT_FPS))
 
 
-def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: float = DEFAULT_FPS,
-                crf: int = 18) -> Path:
+def write_video(
+    path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps: float = DEFAULT_FPS, crf: int = 18
+) -> Path:
     """Save H x W x 3 uint8 RGB arrays as an H.264 MP4 that VideoFileSource plays back (even sizes)."""
     import av
 
@@ -242,8 +247,9 @@ def write_video(path: str | Path, frames: Sequence[np.ndarray] | np.ndarray, fps
         raise SourceError(f"{path}: H.264 needs even frame sizes, got {width}x{height}")
     path = Path(path)
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
-                                      options={"preset": "ultrafast", "crf": str(crf)})
+        stream = container.add_stream(
+            "libx264", rate=Fraction(fps).limit_denominator(1001), options={"preset": "ultrafast", "crf": str(crf)}
+        )
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for frame in source.frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
@@ -295,7 +301,9 @@ def open_source(spec, size: tuple[int, int] | None = None, fps: float | None = N
     if scheme in STREAM_SCHEMES:
         return StreamSource(text)
     if scheme:
-        raise SourceError(f"source {_redact(text)}: unsupported scheme {scheme!r} (use one of {', '.join(STREAM_SCHEMES)})")
+        raise SourceError(
+            f"source {_redact(text)}: unsupported scheme {scheme!r} (use one of {', '.join(STREAM_SCHEMES)})"
+        )
     path = Path(text).expanduser()
     if path.is_dir():
         return ImageFolderSource(path, fps=fps)

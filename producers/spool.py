@@ -29,9 +29,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import cast
 
 import cv2
 import numpy as np
@@ -64,7 +65,7 @@ class Spool:
             (self.root / state).mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def of(cls, settings: Settings, root: Path | None = None) -> "Spool":
+    def of(cls, settings: Settings, root: Path | None = None) -> Spool:
         return cls(root or Path(settings.state_dir) / "spool")
 
     def dir(self, state: str) -> Path:
@@ -96,8 +97,17 @@ def _capture_order(sidecar: Path) -> tuple[int, str]:
 class SpoolWriter:
     """One recording: frames go straight to the H.264 encoder; timestamps are kept for the sidecar."""
 
-    def __init__(self, spool: Spool, session: str, camera: str, first_frame: np.ndarray, first_capture_ns: int,
-                 fps_hint: float | None, publish_size: tuple[int, int], publish_quality: int):
+    def __init__(
+        self,
+        spool: Spool,
+        session: str,
+        camera: str,
+        first_frame: np.ndarray,
+        first_capture_ns: int,
+        fps_hint: float | None,
+        publish_size: tuple[int, int],
+        publish_quality: int,
+    ):
         import av
 
         self.spool, self.session, self.camera = spool, session, camera
@@ -111,7 +121,7 @@ class SpoolWriter:
         self._last_pts = -1
         self._container = av.open(str(self.path), "w", format="mp4")
         rate = Fraction(fps_hint).limit_denominator(1001) if fps_hint else Fraction(30)
-        self._stream = self._container.add_stream(CODEC, rate=rate, options=dict(CODEC_OPTIONS))
+        self._stream = cast(av.VideoStream, self._container.add_stream(CODEC, rate=rate, options=dict(CODEC_OPTIONS)))
         self._stream.width, self._stream.height, self._stream.pix_fmt = self.width, self.height, "yuv420p"
         self._stream.time_base = self._stream.codec_context.time_base = PTS_TIME_BASE
 
@@ -123,7 +133,7 @@ class SpoolWriter:
             if image.shape[:2] != (self.height, self.width):  # the source changed size mid-run
                 image = cv2.resize(image, (self.width, self.height))
         # OpenCV's BT.601 conversion is several times faster than the generic one in PyAV.
-        yuv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2YUV_I420)
+        yuv = np.asarray(cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2YUV_I420), np.uint8)
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         # PTS must rise strictly; two frames within one microsecond get consecutive ticks.
         self._last_pts = max((capture_ns - self.first_capture_ns) // 1000, self._last_pts + 1)
@@ -132,19 +142,19 @@ class SpoolWriter:
             self._container.mux(packet)
         self.frames.append([seq, capture_ns, wall_time])
 
-    @property
-    def duration_ns(self) -> int:
-        return self.frames[-1][1] - self.first_capture_ns if self.frames else 0
-
     def finish(self) -> Path:
         """Close the video, write the sidecar, and queue the pair in pending/; returns the sidecar."""
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()
         sidecar = {
-            "format": SIDECAR_FORMAT, "session": self.session, "camera": self.camera, "video": f"{self.stem}.mp4",
+            "format": SIDECAR_FORMAT,
+            "session": self.session,
+            "camera": self.camera,
+            "video": f"{self.stem}.mp4",
             "codec": f"{CODEC} " + " ".join(f"{k}={v}" for k, v in CODEC_OPTIONS.items()),
-            "width": self.width, "height": self.height,
+            "width": self.width,
+            "height": self.height,
             "publish": {"size": list(self.publish_size), "quality": self.publish_quality},
             "frames": self.frames,
         }
@@ -165,9 +175,23 @@ class Recorder:
     thread that encodes. The queue between them (``buffer`` frames, blocking when full) absorbs
     encoder hiccups; nothing is dropped."""
 
-    def __init__(self, spool: Spool, session: str, camera: str, source: Source, *, anchor: Anchor,
-                 speed: float, fps: float | None, max_frames: int | None, segment_s: float | None,
-                 publish_size: tuple[int, int], publish_quality: int, stop: threading.Event, buffer: int = 120):
+    def __init__(
+        self,
+        spool: Spool,
+        session: str,
+        camera: str,
+        source: Source,
+        *,
+        anchor: Anchor,
+        speed: float,
+        fps: float | None,
+        max_frames: int | None,
+        segment_s: float | None,
+        publish_size: tuple[int, int],
+        publish_quality: int,
+        stop: threading.Event,
+        buffer: int = 120,
+    ):
         self.spool, self.session, self.camera, self.source = spool, session, camera, source
         self.max_frames, self.segment_ns = max_frames, int(segment_s * 1e9) if segment_s else None
         self.publish_size, self.publish_quality = publish_size, publish_quality
@@ -178,7 +202,7 @@ class Recorder:
         self.segments: list[Path] = []
         self.workers = [Worker(self._capture, f"capture-{camera}"), Worker(self._write, f"record-{camera}")]
 
-    def start(self) -> "Recorder":
+    def start(self) -> Recorder:
         for worker in self.workers:
             worker.start()
         return self
@@ -194,7 +218,7 @@ class Recorder:
         except SourceError as exc:
             self.stats.error = str(exc)
             log.error("camera %s: %s", self.camera, exc)
-        except Exception as exc:  # noqa: BLE001 - keep what was recorded; report the rest
+        except Exception as exc:
             self.stats.error = f"{type(exc).__name__}: {exc}"
             log.exception("camera %s: capture failed", self.camera)
         finally:
@@ -208,11 +232,19 @@ class Recorder:
                     self._finish(writer)
                     writer = None
                 if writer is None:
-                    writer = SpoolWriter(self.spool, self.session, self.camera, image, capture_ns,
-                                         self.source.nominal_fps, self.publish_size, self.publish_quality)
+                    writer = SpoolWriter(
+                        self.spool,
+                        self.session,
+                        self.camera,
+                        image,
+                        capture_ns,
+                        self.source.nominal_fps,
+                        self.publish_size,
+                        self.publish_quality,
+                    )
                 writer.write(image, seq, capture_ns, wall)
                 self.stats.count("recorded")
-        except Exception as exc:  # noqa: BLE001 - a failing disk or encoder: stop capturing, keep what is written
+        except Exception as exc:
             self.stats.error = f"recording failed: {type(exc).__name__}: {exc}"
             log.exception("camera %s: recording failed", self.camera)
             self.queue.discard()
@@ -231,15 +263,25 @@ class Recorder:
         log.info("camera %s: recorded %d frames to %s", self.camera, len(writer.frames), sidecar.with_suffix(".mp4"))
 
 
-def record_cameras(settings: Settings, session: str, sources: Mapping[str, object], *, fps: float | None = None,
-                   speed: float = 1.0, size: tuple[int, int] = DEFAULT_SIZE, quality: int = 90,
-                   max_frames: int | None = None, duration_s: float | None = None,
-                   stop: threading.Event | None = None, segment_s: float | None = None,
-                   spool_dir: Path | None = None) -> Summary:
+def record_cameras(
+    settings: Settings,
+    session: str,
+    sources: Mapping[str, object],
+    *,
+    fps: float | None = None,
+    speed: float = 1.0,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    quality: int = 90,
+    max_frames: int | None = None,
+    duration_s: float | None = None,
+    stop: threading.Event | None = None,
+    segment_s: float | None = None,
+    spool_dir: Path | None = None,
+) -> Summary:
     """Record every camera to the spool (no JPEG, no network); ``size`` and ``quality`` are stored
     for the publisher. ``segment_s`` cuts recordings into files of that length, so publishing can
     start while a long capture goes on. Returns a Summary whose ``recorded`` counts the frames."""
-    size = tuple(int(v) for v in size)
+    size = (int(size[0]), int(size[1]))
     validate_id(session, "session")
     check_options(size, quality, 1, "block", speed, fps, max_frames)
     if segment_s is not None and segment_s <= 0:
@@ -249,9 +291,23 @@ def record_cameras(settings: Settings, session: str, sources: Mapping[str, objec
     opened = open_sources(sources, size=size, fps=fps)
     try:
         anchor = Anchor.now()
-        recorders = [Recorder(spool, session, camera, source, anchor=anchor, speed=speed, fps=fps,
-                              max_frames=max_frames, segment_s=segment_s, publish_size=size, publish_quality=quality,
-                              stop=stop) for camera, source in opened.items()]
+        recorders = [
+            Recorder(
+                spool,
+                session,
+                camera,
+                source,
+                anchor=anchor,
+                speed=speed,
+                fps=fps,
+                max_frames=max_frames,
+                segment_s=segment_s,
+                publish_size=size,
+                publish_quality=quality,
+                stop=stop,
+            )
+            for camera, source in opened.items()
+        ]
         for r in recorders:
             r.start()
         _wait_workers([w for r in recorders for w in r.workers], stop, duration_s)
@@ -310,17 +366,30 @@ class SpoolFileSource(Source):
             seq, capture_ns, wall_time = self.frames[count - 1]
             yield SourceFrame(decoded.image, capture_ns=int(capture_ns), wall_time=float(wall_time), seq=int(seq))
         if count != len(self.frames):
-            raise SourceError(f"{self.description}: the video holds {count} frames; its sidecar lists {len(self.frames)}")
+            raise SourceError(
+                f"{self.description}: the video holds {count} frames; its sidecar lists {len(self.frames)}"
+            )
 
     def close(self) -> None:
         self._video.close()
 
 
-def publish_spool(settings: Settings, *, session: str | None = None, spool_dir: Path | None = None,
-                  follow_until: threading.Event | None = None, stop: threading.Event | None = None,
-                  keep: bool = True, speed: float = 0.0, queue_size: int = 64, producer=None,
-                  connect_timeout_s: float = 30.0, flush_timeout_s: float = 30.0, poll_s: float = 0.5,
-                  retry_s: float = 5.0) -> Summary:
+def publish_spool(
+    settings: Settings,
+    *,
+    session: str | None = None,
+    spool_dir: Path | None = None,
+    follow_until: threading.Event | None = None,
+    stop: threading.Event | None = None,
+    keep: bool = True,
+    speed: float = 0.0,
+    queue_size: int = 64,
+    producer=None,
+    connect_timeout_s: float = 30.0,
+    flush_timeout_s: float = 30.0,
+    poll_s: float = 0.5,
+    retry_s: float = 5.0,
+) -> Summary:
     """Publish every pending recording (of ``session``, or all) with its original timestamps.
 
     Without ``follow_until`` one pass is made; with it, the spool is watched until the event is set,
@@ -344,8 +413,17 @@ def publish_spool(settings: Settings, *, session: str | None = None, spool_dir: 
                     break
                 if producer is None:
                     producer = connect(settings, connect_timeout_s, topic=settings.topic_frames)
-                result = _publish_one(settings, spool, sidecar, producer, stop=stop, keep=keep, speed=speed,
-                                      queue_size=queue_size, flush_timeout_s=flush_timeout_s)
+                result = _publish_one(
+                    settings,
+                    spool,
+                    sidecar,
+                    producer,
+                    stop=stop,
+                    keep=keep,
+                    speed=speed,
+                    queue_size=queue_size,
+                    flush_timeout_s=flush_timeout_s,
+                )
                 if result is not None:
                     total.merge(result)
                     if any(s.failed for s in result.cameras.values()):
@@ -353,15 +431,26 @@ def publish_spool(settings: Settings, *, session: str | None = None, spool_dir: 
                         break
             if last_pass:
                 break
-            follow_until.wait(poll_s if delivered else retry_s)
+            if follow_until is not None:
+                follow_until.wait(poll_s if delivered else retry_s)
         return total
     finally:
         if owned and producer is not None:
             producer.close(timeout=5)
 
 
-def _publish_one(settings: Settings, spool: Spool, sidecar: Path, producer, *, stop: threading.Event, keep: bool,
-                 speed: float, queue_size: int, flush_timeout_s: float) -> Summary | None:
+def _publish_one(
+    settings: Settings,
+    spool: Spool,
+    sidecar: Path,
+    producer,
+    *,
+    stop: threading.Event,
+    keep: bool,
+    speed: float,
+    queue_size: int,
+    flush_timeout_s: float,
+) -> Summary | None:
     try:
         claimed = spool.move(sidecar, "publishing")
     except FileNotFoundError:
@@ -379,9 +468,20 @@ def _publish_one(settings: Settings, spool: Spool, sidecar: Path, producer, *, s
     session, camera = meta["session"], meta["camera"]
     started = time.monotonic_ns()
     try:
-        pipeline = CameraPipeline(settings, session, camera, source, producer, anchor=Anchor.now(),
-                                  size=tuple(meta["publish"]["size"]), quality=int(meta["publish"]["quality"]),
-                                  queue_size=queue_size, policy="block", speed=speed, stop=stop).start()
+        pipeline = CameraPipeline(
+            settings,
+            session,
+            camera,
+            source,
+            producer,
+            anchor=Anchor.now(),
+            size=tuple(meta["publish"]["size"]),
+            quality=int(meta["publish"]["quality"]),
+            queue_size=queue_size,
+            policy="block",
+            speed=speed,
+            stop=stop,
+        ).start()
         wait_pipelines([pipeline], stop, None, drain_timeout_s=flush_timeout_s)
         try:
             producer.flush(timeout=flush_timeout_s)
@@ -401,8 +501,12 @@ def _publish_one(settings: Settings, spool: Spool, sidecar: Path, producer, *, s
     else:
         unreadable = stats.error is not None and stats.failed == 0
         spool.move(claimed, "failed" if unreadable else "pending")
-        log.error("%s was not fully published (%s); it is in %s", claimed.name,
-                  stats.error or f"{stats.failed} failed", "failed/" if unreadable else "pending/ for a retry")
+        log.error(
+            "%s was not fully published (%s); it is in %s",
+            claimed.name,
+            stats.error or f"{stats.failed} failed",
+            "failed/" if unreadable else "pending/ for a retry",
+        )
     summary = Summary(session, title="published", elapsed_s=(time.monotonic_ns() - started) / 1e9)
     summary.cameras[camera] = stats
     return summary
@@ -442,4 +546,5 @@ class BackgroundPublisher:
             self._worker.wait()
         if self._error is not None:
             raise self._error
+        assert self._result is not None  # the worker sets one of the two
         return self._result

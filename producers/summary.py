@@ -56,8 +56,12 @@ class CameraStats:
         return max(pending, 0)
 
     def as_dict(self) -> dict:
-        return {"camera": self.camera, "source": self.source, **{f: getattr(self, f) for f in FIELDS},
-                "error": self.error}
+        return {
+            "camera": self.camera,
+            "source": self.source,
+            **{f: getattr(self, f) for f in FIELDS},
+            "error": self.error,
+        }
 
 
 @dataclass
@@ -75,7 +79,7 @@ class Summary:
     def total(self, name: str) -> int:
         return sum(getattr(s, name) for s in self.cameras.values())
 
-    def merge(self, other: "Summary") -> "Summary":
+    def merge(self, other: Summary) -> Summary:
         """Add another run's counts (publishing several spool files of one camera, say)."""
         for camera, theirs in other.cameras.items():
             mine = self.cameras.setdefault(camera, CameraStats(camera, source=theirs.source))
@@ -87,8 +91,11 @@ class Summary:
         return self
 
     def as_dict(self) -> dict:
-        return {"session": self.session, "elapsed_s": round(self.elapsed_s, 3),
-                "cameras": [s.as_dict() for s in self.cameras.values()]}
+        return {
+            "session": self.session,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "cameras": [s.as_dict() for s in self.cameras.values()],
+        }
 
     def table(self):
         from rich import box
@@ -106,8 +113,13 @@ class Summary:
         for s in self.cameras.values():
             fps = f"{getattr(s, counts[0]) / self.elapsed_s:.1f}" if self.elapsed_s > 0 else "-"
             sent = [] if recording else [f"{s.bytes_sent / 1e6:.1f}"]
-            table.add_row(s.camera, *(str(getattr(s, f)) for f in counts), *sent, fps,
-                          style=None if s.error is None and s.failed == 0 else "red")
+            table.add_row(
+                s.camera,
+                *(str(getattr(s, f)) for f in counts),
+                *sent,
+                fps,
+                style=None if s.error is None and s.failed == 0 else "red",
+            )
         return table
 
     def print(self, console=None) -> None:

@@ -23,13 +23,20 @@ class Anchor:
     wall: float
 
     @classmethod
-    def now(cls) -> "Anchor":
+    def now(cls) -> Anchor:
         return cls(time.monotonic_ns(), time.time())
 
 
 class Timeline:
-    def __init__(self, anchor: Anchor, *, live: bool, speed: float = 1.0, fps: float | None = None,
-                 stop: threading.Event | None = None):
+    def __init__(
+        self,
+        anchor: Anchor,
+        *,
+        live: bool,
+        speed: float = 1.0,
+        fps: float | None = None,
+        stop: threading.Event | None = None,
+    ):
         if speed < 0:
             raise ValueError(f"speed must be 0 (as fast as possible) or positive, got {speed}")
         if fps is not None and fps <= 0:
@@ -71,7 +78,7 @@ class Timeline:
             delay_s = (self.anchor.mono_ns + media_ns / self.speed - time.monotonic_ns()) / 1e9
             if delay_s > 0 and self.stop.wait(delay_s):
                 return None
-        return (None if self.stop.is_set() else (capture_ns, wall))
+        return None if self.stop.is_set() else (capture_ns, wall)
 
     def _keep(self, media_ns: int) -> bool:
         """The fps cap: keep a frame once its slot is due (a quarter period of slack for jitter)."""

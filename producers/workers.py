@@ -8,7 +8,7 @@ the final flush and summary.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 
 class Worker:
@@ -23,7 +23,7 @@ class Worker:
         finally:
             self.done.set()
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         self.thread.start()
         return self
 

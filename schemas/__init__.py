@@ -1,6 +1,6 @@
 """Message contracts shared by every stage (see schemas/README.md for the wire format)."""
 
-from schemas.ids import InvalidId, validate_id, frame_key, parse_frame_key
+from schemas.ids import InvalidId, frame_key, parse_frame_key, validate_id
 from schemas.messages import (
     DatasetReady,
     DeadLetter,
@@ -14,11 +14,23 @@ from schemas.messages import (
     SmoothedPose,
     TrainingProgress,
     decode,
-    decode_as,
 )
 
 __all__ = [
-    "DatasetReady", "DeadLetter", "Frame", "InvalidId", "Message", "Person", "PoseEstimate",
-    "Rendition", "SchemaError", "SessionEvent", "SmoothedPose", "TrainingProgress", "decode",
-    "decode_as", "frame_key", "parse_frame_key", "validate_id",
+    "DatasetReady",
+    "DeadLetter",
+    "Frame",
+    "InvalidId",
+    "Message",
+    "Person",
+    "PoseEstimate",
+    "Rendition",
+    "SchemaError",
+    "SessionEvent",
+    "SmoothedPose",
+    "TrainingProgress",
+    "decode",
+    "frame_key",
+    "parse_frame_key",
+    "validate_id",
 ]

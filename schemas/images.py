@@ -32,8 +32,9 @@ def header_size(data: bytes, encoding: str) -> tuple[int, int]:
         with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[encoding]]) as image:
             return image.size
     except Image.DecompressionBombError:
-        raise ImageError(f"image header promises more than {2 * Image.MAX_IMAGE_PIXELS} pixels "
-                         "(a decompression bomb)") from None
+        raise ImageError(
+            f"image header promises more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels (a decompression bomb)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises several kinds for a bad header
         raise ImageError(f"undecodable {encoding} image ({len(data)} bytes): {exc}") from None
 

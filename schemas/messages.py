@@ -62,7 +62,7 @@ class Message(BaseModel):
         return _PREFIX.pack(MAGIC, self.KIND, self.VERSION, len(header)) + header + payload
 
     @classmethod
-    def decode(cls, data: bytes) -> "Message":
+    def decode(cls, data: bytes) -> Message:
         message = decode(data)
         if not isinstance(message, cls):
             raise SchemaError(f"expected a {cls.__name__}, got a {type(message).__name__}")
@@ -96,7 +96,6 @@ class Frame(Message):
             raise ValueError(f"{self.width}x{self.height} is more than {MAX_FRAME_PIXELS} pixels (8K)")
         return self
 
-
     @field_validator("image")
     @classmethod
     def _image_not_empty(cls, value: bytes) -> bytes:
@@ -125,7 +124,7 @@ class Person(BaseModel):
         return value
 
     @classmethod
-    def from_array(cls, keypoints: np.ndarray, score: float, extra: np.ndarray | None = None) -> "Person":
+    def from_array(cls, keypoints: np.ndarray, score: float, extra: np.ndarray | None = None) -> Person:
         kp = np.asarray(keypoints, dtype=np.float64)
         return cls(
             score=float(np.clip(score, 0, 1)),
@@ -147,7 +146,6 @@ class _PoseBase(Message):
     height: int = Field(gt=0)
     backend: str = Field(min_length=1, max_length=64)
     persons: list[Person] = Field(default_factory=list, max_length=32)
-
 
 
 class PoseEstimate(_PoseBase):
@@ -190,8 +188,6 @@ class SessionEvent(Message):
     note: str = Field(default="", max_length=1000)
 
 
-
-
 class DatasetReady(Message):
     KIND: ClassVar[int] = 5
 
@@ -203,7 +199,6 @@ class DatasetReady(Message):
     cameras: list[SafeId] = Field(default_factory=list)
     reference: SafeId | None = None
     wall_time: NonNeg
-
 
 
 class TrainingProgress(Message):
@@ -220,7 +215,6 @@ class TrainingProgress(Message):
     wall_time: NonNeg
 
 
-
 class Rendition(Message):
     KIND: ClassVar[int] = 7
 
@@ -232,7 +226,6 @@ class Rendition(Message):
     frames: int = Field(ge=0)
     metrics: dict[str, float] = Field(default_factory=dict)
     wall_time: NonNeg
-
 
 
 class DeadLetter(Message):
@@ -254,21 +247,36 @@ class DeadLetter(Message):
     original: bytes = Field(default=b"", repr=False)
 
     @classmethod
-    def wrap(cls, *, stage: str, reason: str, topic: str, value: bytes | None, key: bytes | None,
-             partition: int = -1, offset: int = -1, wall_time: float) -> "DeadLetter":
+    def wrap(
+        cls,
+        *,
+        stage: str,
+        reason: str,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        partition: int = -1,
+        offset: int = -1,
+        wall_time: float,
+    ) -> DeadLetter:
         value = value or b""
         return cls(
-            stage=stage, reason=reason[:2000], source_topic=topic, partition=partition, offset=offset,
+            stage=stage,
+            reason=reason[:2000],
+            source_topic=topic,
+            partition=partition,
+            offset=offset,
             key=None if key is None else key.decode("utf-8", "backslashreplace")[:300],
-            original_size=len(value), truncated=len(value) > cls.MAX_ORIGINAL,
-            wall_time=wall_time, original=value[: cls.MAX_ORIGINAL],
+            original_size=len(value),
+            truncated=len(value) > cls.MAX_ORIGINAL,
+            wall_time=wall_time,
+            original=value[: cls.MAX_ORIGINAL],
         )
 
 
 KINDS: dict[int, type[Message]] = {
     cls.KIND: cls
-    for cls in (Frame, PoseEstimate, SmoothedPose, SessionEvent, DatasetReady, TrainingProgress,
-                Rendition, DeadLetter)
+    for cls in (Frame, PoseEstimate, SmoothedPose, SessionEvent, DatasetReady, TrainingProgress, Rendition, DeadLetter)
 }
 
 
@@ -297,8 +305,8 @@ def decode(data: bytes | bytearray | memoryview | None) -> Message:
         raise SchemaError(f"{cls.__name__} schema version {version} is not supported (this build reads {cls.VERSION})")
     if header_len > MAX_HEADER_BYTES or _PREFIX.size + header_len > len(data):
         raise SchemaError(f"header length {header_len} runs past the message ({len(data)} bytes)")
-    header = data[_PREFIX.size:_PREFIX.size + header_len]
-    payload = data[_PREFIX.size + header_len:]
+    header = data[_PREFIX.size : _PREFIX.size + header_len]
+    payload = data[_PREFIX.size + header_len :]
     try:
         fields: Any = json.loads(header)
     except (ValueError, RecursionError) as exc:
@@ -317,7 +325,3 @@ def decode(data: bytes | bytearray | memoryview | None) -> Message:
         return cls.model_validate(fields)
     except ValidationError as exc:
         raise SchemaError(_describe(exc, cls.__name__)) from None
-
-
-def decode_as(cls: type[Message], data: bytes | None) -> Message:
-    return cls.decode(data)

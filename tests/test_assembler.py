@@ -10,18 +10,24 @@ import numpy as np
 import pytest
 
 from infra import kafka
-from infra.objectstore import ensure_bucket, get_bytes, list_keys
-from schemas import DatasetReady, DeadLetter, decode, frame_key
+from infra.objectstore import ObjectStore
+from schemas import DatasetReady, DeadLetter, decode, frame_key, layout
 from trainer.assembler import Assembler, load_session_samples, read_manifest
-from trainer.assembler import keys
 from trainer.assembler.reader import iter_session_samples
 from trainer.assembler.synthetic import SyntheticSession, produce, synthetic_pose
-from trainer.posemap import letterbox_image, render_pose_map
+from vision.posemap import letterbox_image, render_pose_map
 
-from conftest import wait_until
+from helpers import wait_until
 
-FAST = dict(shard_size=4, resolution=64, end_grace_s=1.0, unknown_session_grace_s=1.0, commit_interval_s=0.2,
-            min_samples=5, quiet=True)
+FAST = dict(
+    shard_size=4,
+    resolution=64,
+    end_grace_s=1.0,
+    unknown_session_grace_s=1.0,
+    commit_interval_s=0.2,
+    min_samples=5,
+    quiet=True,
+)
 
 
 @pytest.fixture
@@ -58,12 +64,16 @@ def _metrics() -> dict[str, float]:
 
 
 def _session_objects(settings, session: str) -> dict[str, bytes]:
-    return {k: get_bytes(settings, k) for k in list_keys(settings, keys.session_prefix(session))}
+    return {k: ObjectStore(settings).get(k) for k in ObjectStore(settings).list(layout.session_prefix(session))}
 
 
 def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
-    syn = SyntheticSession(f"s-{uuid.uuid4().hex[:6]}", frames=20,
-                           no_person={("cam0", 5), ("cam0", 12)}, no_pose={("cam1", 7), ("cam1", 19)})
+    syn = SyntheticSession(
+        f"s-{uuid.uuid4().hex[:6]}",
+        frames=20,
+        no_person={("cam0", 5), ("cam0", 12)},
+        no_pose={("cam1", 7), ("cam1", 19)},
+    )
     messages = [syn.event_message(settings, syn.start())] + syn.stream_messages(settings)
     # A broken JPEG in the session, a message with an unsafe key, a frame of a session never started.
     broken = syn.frame("cam1", 20).model_copy(update={"image": syn.frame("cam1", 20).image[:300]})
@@ -82,8 +92,15 @@ def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
     summary = Assembler(settings, group_id="asm", **FAST).run(idle_exit=1.5, serve_metrics=False)
     delta = {k: v - before[k] for k, v in _metrics().items()}
     assert delta.pop("bytes") > 36 * 1000
-    assert delta == {"samples_cam0": 18, "samples_cam1": 18, "no_person": 2, "invalid": 2, "unknown_session": 1,
-                     "dead_letters": 4, "ready": 1}
+    assert delta == {
+        "samples_cam0": 18,
+        "samples_cam1": 18,
+        "no_person": 2,
+        "invalid": 2,
+        "unknown_session": 1,
+        "dead_letters": 4,
+        "ready": 1,
+    }
 
     expected = syn.expected_samples()
     assert summary.closed == {syn.session: "ready"}
@@ -93,20 +110,25 @@ def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
     assert manifest["per_camera"]["cam0"]["samples"] == 18 and manifest["per_camera"]["cam1"]["samples"] == 18
     assert manifest["rejected"] == {"no_person": 2, "no_pose": 2, "undecodable": 1}
     assert {(r["camera"], r["seq"], r["reason"]) for r in manifest["rejected_frames"]} == {
-        ("cam0", 5, "no_person"), ("cam0", 12, "no_person"), ("cam1", 7, "no_pose"), ("cam1", 19, "no_pose"),
-        ("cam1", 20, "undecodable")}
+        ("cam0", 5, "no_person"),
+        ("cam0", 12, "no_person"),
+        ("cam1", 7, "no_pose"),
+        ("cam1", 19, "no_pose"),
+        ("cam1", 20, "undecodable"),
+    }
     assert manifest["resolution"] == 64 and manifest["pose_backends"] == ["synthetic"]
     evens = sum(1 for _, s in expected if s % 2 == 0)
     assert manifest["imputed_share"] == pytest.approx(evens / (17 * len(expected)), abs=1e-6)
-    assert manifest["shards"] == sorted(keys.shard_key(syn.session, c, i) for c in ("cam0", "cam1") for i in range(5))
+    assert manifest["shards"] == sorted(layout.shard_key(syn.session, c, i) for c in ("cam0", "cam1") for i in range(5))
 
     # The shards decode to exactly the samples sent: the JPEG as captured, the pose and its map.
     got = list(iter_session_samples(settings, syn.session))
     assert {(s.camera, s.seq) for s in got} == expected and len(got) == len(expected)
     for s in got[:6]:
         sent = syn.frame(s.camera, s.seq).image
-        np.testing.assert_array_equal(s.frame, cv2.cvtColor(cv2.imdecode(np.frombuffer(sent, np.uint8), 1),
-                                                            cv2.COLOR_BGR2RGB))
+        np.testing.assert_array_equal(
+            s.frame, cv2.cvtColor(cv2.imdecode(np.frombuffer(sent, np.uint8), 1), cv2.COLOR_BGR2RGB)
+        )
         np.testing.assert_allclose(s.pose, synthetic_pose(s.seq, syn.size), atol=1e-3)
         np.testing.assert_array_equal(s.posemap, render_pose_map(s.pose, syn.size, 64))
     pairs = load_session_samples(settings, syn.session)
@@ -116,13 +138,14 @@ def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
     first = got[0]
     np.testing.assert_array_equal(frame, letterbox_image(first.frame, 64))
 
-    preview = get_bytes(settings, keys.preview_key(syn.session))
+    preview = ObjectStore(settings).get(layout.preview_key(syn.session))
     assert cv2.imdecode(np.frombuffer(preview, np.uint8), cv2.IMREAD_COLOR) is not None
 
     ready = [m for m in _read_topic(settings, settings.topic_datasets) if isinstance(m, DatasetReady)]
     assert [(r.session, r.status, r.samples, r.cameras) for r in ready] == [
-        (syn.session, "ready", 36, ["cam0", "cam1"])]
-    assert ready[0].manifest_key == keys.manifest_key(syn.session)
+        (syn.session, "ready", 36, ["cam0", "cam1"])
+    ]
+    assert ready[0].manifest_key == layout.manifest_key(syn.session)
 
     letters = [m for m in _read_topic(settings, settings.topic_deadletter) if isinstance(m, DeadLetter)]
     reasons = sorted(m.reason for m in letters)
@@ -133,7 +156,7 @@ def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
     assert any("undecodable SmoothedPose" in r for r in reasons)
     assert next(m for m in letters if "unsafe" in m.reason).original == evil
     # Nothing was written outside the session's own prefix.
-    assert {k.split("/")[1] for k in list_keys(settings, "")} == {syn.session}
+    assert {k.split("/")[1] for k in ObjectStore(settings).list("")} == {syn.session}
 
 
 def test_crash_mid_session_then_restart_gives_the_same_dataset(settings):
@@ -146,7 +169,7 @@ def test_crash_mid_session_then_restart_gives_the_same_dataset(settings):
     worker.start()
     try:
         # Shards 0 and 1 (seqs 0-7) of both cameras get written; seqs 8-9 stay in an open shard.
-        wait_until(lambda: len(list_keys(settings, keys.index_prefix(syn.session))) == 4, 30, what="4 shards")
+        wait_until(lambda: len(ObjectStore(settings).list(layout.index_prefix(syn.session))) == 4, 30, what="4 shards")
     finally:
         stop.set()
         worker.join(30)
@@ -166,10 +189,10 @@ def test_crash_mid_session_then_restart_gives_the_same_dataset(settings):
 
     # A clean run over the same messages into another bucket writes the very same objects.
     clean = settings.model_copy(update={"s3_bucket": settings.s3_bucket + "-clean"})
-    ensure_bucket(clean)
+    ObjectStore(clean).ensure_bucket()
     Assembler(clean, group_id="clean", **FAST).run(idle_exit=1.5, serve_metrics=False)
     reference = _session_objects(clean, syn.session)
-    ready_record = keys.session_prefix(syn.session) + "dataset_ready.json"
+    ready_record = layout.session_prefix(syn.session) + "dataset_ready.json"
     assert sorted(after) == sorted(reference)
     for key in reference:
         if key != ready_record:  # holds the DatasetReady's own wall time
@@ -179,18 +202,27 @@ def test_crash_mid_session_then_restart_gives_the_same_dataset(settings):
 
 
 def test_session_outcomes_failed_inactive_aborted_and_replayed(settings):
-    few = SyntheticSession(f"few-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=6,
-                           no_person={("cam0", 1), ("cam0", 2), ("cam0", 4)})
+    few = SyntheticSession(
+        f"few-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=6, no_person={("cam0", 1), ("cam0", 2), ("cam0", 4)}
+    )
     idle = SyntheticSession(f"idle-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=6)
     gone = SyntheticSession(f"gone-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=9)
-    produce(settings, [few.event_message(settings, few.start()), idle.event_message(settings, idle.start()),
-                       gone.event_message(settings, gone.start())]
-            + few.stream_messages(settings) + idle.stream_messages(settings) + gone.stream_messages(settings)
-            + [few.event_message(settings, few.end())])
+    produce(
+        settings,
+        [
+            few.event_message(settings, few.start()),
+            idle.event_message(settings, idle.start()),
+            gone.event_message(settings, gone.start()),
+        ]
+        + few.stream_messages(settings)
+        + idle.stream_messages(settings)
+        + gone.stream_messages(settings)
+        + [few.event_message(settings, few.end())],
+    )
 
     def aborted_after_flush():
         # The aborted session had shards written before its abort; they must be removed.
-        if list_keys(settings, keys.index_prefix(gone.session)):
+        if ObjectStore(settings).list(layout.index_prefix(gone.session)):
             produce(settings, [gone.event_message(settings, gone.end("abort"))])
             return True
 
@@ -213,7 +245,7 @@ def test_session_outcomes_failed_inactive_aborted_and_replayed(settings):
     assert m["status"] == "ready" and m["closed_by"] == "inactivity" and m["samples"] == 6
     m = read_manifest(settings, gone.session)
     assert m["status"] == "aborted" and m["samples"] == 0
-    assert list_keys(settings, keys.session_prefix(gone.session)) == [keys.manifest_key(gone.session)]
+    assert ObjectStore(settings).list(layout.session_prefix(gone.session)) == [layout.manifest_key(gone.session)]
 
     ready = {m.session: m for m in _read_topic(settings, settings.topic_datasets)}
     assert set(ready) == {few.session, idle.session}
@@ -221,10 +253,10 @@ def test_session_outcomes_failed_inactive_aborted_and_replayed(settings):
     assert ready[idle.session].status == "ready"
 
     # Replaying everything from the start (a new group) adds nothing: finished sessions are skipped.
-    objects = {k: get_bytes(settings, k) for k in list_keys(settings, "")}
+    objects = {k: ObjectStore(settings).get(k) for k in ObjectStore(settings).list("")}
     again = Assembler(settings, group_id="outcomes-replay", **FAST).run(idle_exit=1.5, serve_metrics=False)
     assert again.closed == {} and again.samples == 0 and again.dead_letters == 0
-    assert {k: get_bytes(settings, k) for k in list_keys(settings, "")} == objects
+    assert {k: ObjectStore(settings).get(k) for k in ObjectStore(settings).list("")} == objects
     assert len(_read_topic(settings, settings.topic_datasets)) == 2
 
 
@@ -239,19 +271,42 @@ def test_assemble_command_runs_a_session_and_serves_metrics(settings):
     port = free_port()
     settings = settings.model_copy(update={"metrics_port": port})
     syn = SyntheticSession(f"cli-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=6)
-    produce(settings, [syn.event_message(settings, syn.start())] + syn.stream_messages(settings)
-            + [syn.event_message(settings, syn.end())])
+    produce(
+        settings,
+        [syn.event_message(settings, syn.start())]
+        + syn.stream_messages(settings)
+        + [syn.event_message(settings, syn.end())],
+    )
     result = CliRunner().invoke(
-        assemble, ["--group", "cli", "--shard-size", "4", "--min-samples", "3", "--end-grace", "0.5",
-                   "--idle-exit", "1", "--resolution", "32", "-q"],
-        obj={"settings": settings}, catch_exceptions=False)
+        assemble,
+        [
+            "--group",
+            "cli",
+            "--shard-size",
+            "4",
+            "--min-samples",
+            "3",
+            "--end-grace",
+            "0.5",
+            "--idle-exit",
+            "1",
+            "--resolution",
+            "32",
+            "-q",
+        ],
+        obj={"settings": settings},
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert syn.session in result.output and "ready" in result.output
     assert "6 samples in 2 shards" in result.output
     assert read_manifest(settings, syn.session)["resolution"] == 32
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for name in ('booth_assembler_samples_total{camera="cam0"}', "booth_assembler_bytes_total",
-                 "booth_dataset_ready_seconds_bucket"):
+    for name in (
+        'booth_assembler_samples_total{camera="cam0"}',
+        "booth_assembler_bytes_total",
+        "booth_dataset_ready_seconds_bucket",
+    ):
         assert name in text
     bad = CliRunner().invoke(assemble, ["--shard-size", "0"], obj={"settings": settings})
     assert bad.exit_code != 0 and "--shard-size" in bad.output
@@ -271,14 +326,19 @@ def test_messages_before_their_start_wait_for_it_and_commits_follow_persistence(
     asm = Assembler(settings, clock=lambda: clock[0], **FAST)
 
     asm.process_batch(frames + poses[:5])
-    assert syn.session in asm.orphans and not list_keys(settings, keys.session_prefix(syn.session))
+    assert syn.session in asm.orphans and not ObjectStore(settings).list(layout.session_prefix(syn.session))
     start = Record(settings.topic_sessions, 0, 0, syn.session.encode(), syn.start().encode())
     asm.process_batch([start])
     assert syn.session not in asm.orphans
-    assert list_keys(settings, keys.index_prefix(syn.session)) == [keys.shard_index_key(syn.session, "cam0", 0)]
+    assert ObjectStore(settings).list(layout.index_prefix(syn.session)) == [
+        layout.shard_index_key(syn.session, "cam0", 0)
+    ]
     # Seq 4 and 5 sit in the open shard 1: frames commit up to offset 4, poses up to 4 (seq 4's pose).
-    assert asm.committable() == {(settings.topic_frames, 0): 4, (settings.topic_smoothed, 0): 4,
-                                 (settings.topic_sessions, 0): 0}
+    assert asm.committable() == {
+        (settings.topic_frames, 0): 4,
+        (settings.topic_smoothed, 0): 4,
+        (settings.topic_sessions, 0): 0,
+    }
     asm.process_batch(poses[5:])
     clock[0] += 0.5
     end = Record(settings.topic_sessions, 0, 1, syn.session.encode(), syn.end().encode())
@@ -286,13 +346,17 @@ def test_messages_before_their_start_wait_for_it_and_commits_follow_persistence(
     assert asm.tick() == []  # within the end grace
     clock[0] += FAST["end_grace_s"]
     assert asm.tick() == [syn.session]
-    assert asm.committable() == {(settings.topic_frames, 0): 6, (settings.topic_smoothed, 0): 6,
-                                 (settings.topic_sessions, 0): 2}
+    assert asm.committable() == {
+        (settings.topic_frames, 0): 6,
+        (settings.topic_smoothed, 0): 6,
+        (settings.topic_sessions, 0): 2,
+    }
     assert read_manifest(settings, syn.session)["samples"] == 6
 
     stranger = SyntheticSession("nobody-home", cameras=("cam0",))
-    asm.process_batch([Record(settings.topic_frames, 1, 0, frame_key("nobody-home", "cam0"),
-                              stranger.frame("cam0", 0).encode())])
+    asm.process_batch(
+        [Record(settings.topic_frames, 1, 0, frame_key("nobody-home", "cam0"), stranger.frame("cam0", 0).encode())]
+    )
     assert asm.committable()[(settings.topic_frames, 1)] == 0
     clock[0] += FAST["unknown_session_grace_s"]
     asm.tick()

@@ -9,43 +9,60 @@ import tarfile
 import numpy as np
 import pytest
 
-from schemas import InvalidId
+from schemas import InvalidId, layout
 from schemas.keypoints import IMPUTED
-from trainer.assembler import keys
 from trainer.assembler.join import NO_FRAME, NO_PERSON, NO_POSE, UNDECODABLE, SessionState, join_sample
 from trainer.assembler.manifest import build_manifest, preview_choice, render_preview
 from trainer.assembler.offsets import OffsetTracker
 from trainer.assembler.reader import shard_samples
 from trainer.assembler.shards import build_shard, image_problem, iter_tar_samples
 from trainer.assembler.synthetic import SyntheticSession, jpeg, synthetic_image, synthetic_pose
-from trainer.posemap import render_pose_map
+from vision.posemap import render_pose_map
 
-UNSAFE = ["../etc", "a/b", "..", "s1/../../x", "cam\u0430", "s\u200b1", "ses sion", "", "x" * 65, ".hidden",
-          "s1\x00", "\uff53\uff11"]
+UNSAFE = [
+    "../etc",
+    "a/b",
+    "..",
+    "s1/../../x",
+    "cam\u0430",
+    "s\u200b1",
+    "ses sion",
+    "",
+    "x" * 65,
+    ".hidden",
+    "s1\x00",
+    "\uff53\uff11",
+]
 
 
 @pytest.mark.parametrize("bad", UNSAFE)
 def test_key_builders_reject_unsafe_ids_before_building_a_key(bad):
-    for build in (lambda: keys.shard_key(bad, "cam0", 0), lambda: keys.shard_key("s1", bad, 0),
-                  lambda: keys.manifest_key(bad), lambda: keys.preview_key(bad), lambda: keys.sample_key(bad, 3),
-                  lambda: keys.shard_index_key("s1", bad, 1), lambda: keys.reference_latest_key(bad)):
+    for build in (
+        lambda: layout.shard_key(bad, "cam0", 0),
+        lambda: layout.shard_key("s1", bad, 0),
+        lambda: layout.manifest_key(bad),
+        lambda: layout.preview_key(bad),
+        lambda: layout.sample_key(bad, 3),
+        lambda: layout.shard_index_key("s1", bad, 1),
+        lambda: layout.reference_latest_key(bad),
+    ):
         with pytest.raises(InvalidId):
             build()
 
 
 def test_key_layout():
-    assert keys.shard_key("s-1", "cam_0", 3) == "sessions/s-1/shards/cam_0-00003.tar"
-    assert keys.shard_index_key("s-1", "cam_0", 3) == "sessions/s-1/index/cam_0-00003.json"
-    assert keys.manifest_key("s-1") == "sessions/s-1/manifest.json"
-    assert keys.sample_key("cam0", 42) == "cam0-00000042"
-    assert keys.parse_shard_name("cam-a-00012") == ("cam-a", 12)
-    assert keys.reference_file_key("salsa", 2, "poses.npz") == "references/salsa/v0002/poses.npz"
+    assert layout.shard_key("s-1", "cam_0", 3) == "sessions/s-1/shards/cam_0-00003.tar"
+    assert layout.shard_index_key("s-1", "cam_0", 3) == "sessions/s-1/index/cam_0-00003.json"
+    assert layout.manifest_key("s-1") == "sessions/s-1/manifest.json"
+    assert layout.sample_key("cam0", 42) == "cam0-00000042"
+    assert layout.parse_shard_name("cam-a-00012") == ("cam-a", 12)
+    assert layout.reference_file_key("salsa", 2, "poses.npz") == "references/salsa/v0002/poses.npz"
     with pytest.raises(ValueError, match="shard index"):
-        keys.shard_key("s1", "cam0", -1)
+        layout.shard_key("s1", "cam0", -1)
     with pytest.raises(ValueError, match="not a reference file"):
-        keys.reference_file_key("salsa", 1, "../x")
+        layout.reference_file_key("salsa", 1, "../x")
     with pytest.raises(ValueError, match="plain file extension"):
-        keys.reference_source_key("salsa", ".mp4/../../x")
+        layout.reference_source_key("salsa", ".mp4/../../x")
 
 
 def _state(shard_size=4, session="s1"):
@@ -149,20 +166,51 @@ def test_offsets_commit_the_lowest_held_offset():
 
 def test_manifest_counts_and_preview_choice():
     records = [
-        {"camera": "cam0", "index": 0, "shard_key": "sessions/s/shards/cam0-00000.tar", "samples": [0, 1, 3],
-         "rejected": {"2": NO_PERSON}, "imputed": 2, "keypoints": 51, "backends": ["movenet"], "bytes": 10},
-        {"camera": "cam1", "index": 0, "shard_key": None, "samples": [], "rejected": {"0": NO_POSE, "1": NO_POSE},
-         "imputed": 0, "keypoints": 0, "backends": [], "bytes": 0},
+        {
+            "camera": "cam0",
+            "index": 0,
+            "shard_key": "sessions/s/shards/cam0-00000.tar",
+            "samples": [0, 1, 3],
+            "rejected": {"2": NO_PERSON},
+            "imputed": 2,
+            "keypoints": 51,
+            "backends": ["movenet"],
+            "bytes": 10,
+        },
+        {
+            "camera": "cam1",
+            "index": 0,
+            "shard_key": None,
+            "samples": [],
+            "rejected": {"0": NO_POSE, "1": NO_POSE},
+            "imputed": 0,
+            "keypoints": 0,
+            "backends": [],
+            "bytes": 0,
+        },
     ]
-    m = build_manifest(session="s", status="ready", reason="", closed_by="end", start=None, end=None,
-                       records=records, resolution=64, shard_size=4, min_samples=1, preview_key=None)
+    m = build_manifest(
+        session="s",
+        status="ready",
+        reason="",
+        closed_by="end",
+        start=None,
+        end=None,
+        records=records,
+        resolution=64,
+        shard_size=4,
+        min_samples=1,
+        preview_key=None,
+    )
     assert m["samples"] == 3 and m["frames"] == 6
     assert m["rejected"] == {NO_PERSON: 1, NO_POSE: 2}
     assert m["per_camera"]["cam1"] == {"samples": 0, "shards": 0, "rejected": {NO_POSE: 2}}
     assert m["cameras"] == ["cam0"] and m["shards"] == ["sessions/s/shards/cam0-00000.tar"]
     assert m["imputed_share"] == round(2 / 51, 6)
-    assert preview_choice(records, k=2) == [("sessions/s/shards/cam0-00000.tar", "cam0", 0),
-                                            ("sessions/s/shards/cam0-00000.tar", "cam0", 3)]
+    assert preview_choice(records, k=2) == [
+        ("sessions/s/shards/cam0-00000.tar", "cam0", 0),
+        ("sessions/s/shards/cam0-00000.tar", "cam0", 3),
+    ]
     frame = synthetic_image(0, "cam0", (96, 72))
     pose = synthetic_pose(0, (96, 72))
     jpg = render_preview([(frame, render_pose_map(pose, (96, 72), 64), pose)] * 3, 64)

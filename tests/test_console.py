@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 import time
 
 import cv2
@@ -20,114 +17,17 @@ from console.preview import PreviewFeed
 from console.qr import qr_png
 from infra import kafka
 from infra.settings import Settings
-from schemas import (DeadLetter, Frame, Person, Rendition, SessionEvent, SmoothedPose, TrainingProgress,
-                     decode, frame_key)
-from schemas.keypoints import IMPUTED, NUM_KEYPOINTS, OBSERVED, OUTLIER, SMOOTHED
+from schemas import (
+    DeadLetter,
+    Rendition,
+    SessionEvent,
+    TrainingProgress,
+)
+from schemas.keypoints import IMPUTED, NUM_KEYPOINTS, OUTLIER, SMOOTHED
 
-from conftest import wait_until
+from helpers import fake_metrics, make_frame, make_pose, read_topic, send, serve, wait_until
 
 W, H = 320, 240
-
-
-# --- synthetic camera data (shared with test_console_browser) -------------------------------------
-def make_frame(session: str, camera: str, seq: int, wall_time: float | None = None) -> Frame:
-    """A gradient with a square that moves with seq, so consecutive previews differ."""
-    image = np.zeros((H, W, 3), np.uint8)
-    image[..., 0] = np.linspace(40, 160, W, dtype=np.uint8)[None, :]
-    image[..., 1] = np.linspace(60, 120, H, dtype=np.uint8)[:, None]
-    x = 20 + (seq * 17) % (W - 60)
-    cv2.rectangle(image, (x, 150), (x + 40, 190), (240, 240, 240), -1)
-    ok, jpg = cv2.imencode(".jpg", image)
-    assert ok
-    return Frame(session=session, camera=camera, seq=seq, capture_ns=seq * 33_333_333,
-                 wall_time=time.time() if wall_time is None else wall_time, width=W, height=H, image=jpg.tobytes())
-
-
-def make_pose(frame: Frame, flags: dict[int, int] | None = None, person: bool = True) -> SmoothedPose:
-    """A standing stick figure drifting with seq; ``flags`` overrides some keypoints' flag bits."""
-    base = np.array([[160, 40], [166, 34], [154, 34], [174, 38], [146, 38], [185, 70], [135, 70], [200, 105],
-                     [120, 105], [210, 140], [110, 140], [175, 135], [145, 135], [178, 175], [142, 175],
-                     [180, 215], [140, 215]], np.float32)
-    kp = np.concatenate([base + [frame.seq % 20, 0], np.full((NUM_KEYPOINTS, 1), 0.9, np.float32)], axis=1)
-    bits = [OBSERVED | SMOOTHED] * NUM_KEYPOINTS
-    for i, f in (flags or {}).items():
-        bits[i] = f
-    return SmoothedPose(session=frame.session, camera=frame.camera, seq=frame.seq, capture_ns=frame.capture_ns,
-                        wall_time=frame.wall_time, width=W, height=H, backend="synthetic",
-                        persons=[Person.from_array(kp, 0.9)] if person else [], flags=bits if person else [])
-
-
-def send(settings, items) -> None:
-    """items: (topic, message) pairs; stream messages get the session/camera key as the pipeline does."""
-    p = kafka.producer(settings)
-    for topic, message in items:
-        key = frame_key(message.session, message.camera) if hasattr(message, "camera") else message.session.encode()
-        p.send(topic, key=key, value=message.encode())
-    p.flush()
-    p.close()
-
-
-def read_topic(settings, topic: str, idle_s: float = 1.0) -> list:
-    """Everything on a topic, read from the start with no group until quiet."""
-    consumer = kafka.consumer(settings, topic, group_id=None)
-    out, last = [], time.monotonic()
-    try:
-        while time.monotonic() - last < idle_s:
-            for records in consumer.poll(timeout_ms=100).values():
-                out += [decode(r.value) for r in records]
-                last = time.monotonic()
-    finally:
-        consumer.close()
-    return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(app):
-    """uvicorn on a free loopback port in a thread, as `booth console` runs it."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=15, what="uvicorn to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-@contextlib.contextmanager
-def fake_metrics():
-    """A /metrics endpoint whose pose counter climbs, standing in for the processors."""
-    from prometheus_client import CollectorRegistry, Counter, start_http_server
-
-    registry = CollectorRegistry()
-    frames = Counter("booth_pose_frames", "frames", registry=registry)
-    frames.inc(500)
-    server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
-    stop = threading.Event()
-
-    def climb():
-        while not stop.wait(0.05):
-            frames.inc(3)
-
-    ticker = threading.Thread(target=climb, daemon=True)
-    ticker.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
-    finally:
-        stop.set()
-        ticker.join()
-        server.shutdown()
 
 
 def session_row(client, session):
@@ -200,7 +100,9 @@ def test_qr_png_decodes_back_to_the_link():
 # --- the API on the real broker --------------------------------------------------------------------
 def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(settings):
     with TestClient(create_app(settings, targets={})) as client:
-        r = client.post("/api/sessions", json={"session": "visitor-1", "cameras": ["cam0", "cam1"], "reference": "salsa"})
+        r = client.post(
+            "/api/sessions", json={"session": "visitor-1", "cameras": ["cam0", "cam1"], "reference": "salsa"}
+        )
         assert r.status_code == 201, r.text
         assert r.json()["session"] == "visitor-1"
         generated = client.post("/api/sessions", json={"cameras": ["cam0"]})
@@ -227,7 +129,11 @@ def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(
 
     events = [m for m in read_topic(settings, settings.topic_sessions) if isinstance(m, SessionEvent)]
     assert [(e.session, e.kind) for e in events] == [
-        ("visitor-1", "start"), (generated.json()["session"], "start"), ("visitor-1", "end"), ("visitor-1", "abort")]
+        ("visitor-1", "start"),
+        (generated.json()["session"], "start"),
+        ("visitor-1", "end"),
+        ("visitor-1", "abort"),
+    ]
     assert events[0].cameras == ["cam0", "cam1"] and events[0].reference == "salsa"
 
 
@@ -237,23 +143,42 @@ def test_preview_endpoint_serves_the_newest_posed_frame_and_follows_new_frames(s
         assert "forbidden character" in client.get("/api/preview/c%20am.jpg").json()["error"]
 
         frames = [make_frame("live-1", "cam0", i) for i in range(3)]
-        send(settings, [(settings.topic_frames, f) for f in frames]
-             + [(settings.topic_smoothed, make_pose(f, {9: IMPUTED})) for f in frames])
-        first = wait_until(lambda: (r := client.get("/api/preview/cam0.jpg")).status_code == 200
-                           and r.headers["x-frame-seq"] == "2" and r.headers["x-frame-posed"] == "1" and r,
-                           timeout=20, what="the first preview")
+        send(
+            settings,
+            [(settings.topic_frames, f) for f in frames]
+            + [(settings.topic_smoothed, make_pose(f, {9: IMPUTED})) for f in frames],
+        )
+        first = wait_until(
+            lambda: (
+                (r := client.get("/api/preview/cam0.jpg")).status_code == 200
+                and r.headers["x-frame-seq"] == "2"
+                and r.headers["x-frame-posed"] == "1"
+                and r
+            ),
+            timeout=20,
+            what="the first preview",
+        )
         assert first.headers["content-type"] == "image/jpeg" and first.content[:2] == b"\xff\xd8"
         again = client.get("/api/preview/cam0.jpg", headers={"If-None-Match": first.headers["etag"]})
         assert again.status_code == 304 and again.content == b""
 
         more = [make_frame("live-1", "cam0", i) for i in range(3, 5)]
-        send(settings, [(settings.topic_frames, f) for f in more] + [(settings.topic_smoothed, make_pose(f)) for f in more])
-        second = wait_until(lambda: (r := client.get("/api/preview/cam0.jpg")).headers.get("x-frame-seq") == "4" and r,
-                            timeout=20, what="the preview to move on")
+        send(
+            settings,
+            [(settings.topic_frames, f) for f in more] + [(settings.topic_smoothed, make_pose(f)) for f in more],
+        )
+        second = wait_until(
+            lambda: (r := client.get("/api/preview/cam0.jpg")).headers.get("x-frame-seq") == "4" and r,
+            timeout=20,
+            what="the preview to move on",
+        )
         assert second.content != first.content and second.headers["etag"] != first.headers["etag"]
 
-        row = wait_until(lambda: (r := session_row(client, "live-1")) and r["poses"] == 5 and r, timeout=10,
-                         what="the session's counts")
+        row = wait_until(
+            lambda: (r := session_row(client, "live-1")) and r["poses"] == 5 and r,
+            timeout=10,
+            what="the session's counts",
+        )
         assert (row["frames"], row["poses"]) == (5, 5)
         assert row["imputed_share"] == pytest.approx(3 / (5 * NUM_KEYPOINTS))
         (cam,) = client.get("/api/state").json()["cameras"]
@@ -262,39 +187,97 @@ def test_preview_endpoint_serves_the_newest_posed_frame_and_follows_new_frames(s
 
 def test_training_renditions_throughput_and_dead_letters_reach_the_state(settings):
     now = time.time()
-    with fake_metrics() as pose_metrics, TestClient(create_app(settings, targets={"processors": pose_metrics})) as client:
-        send(settings, [
-            (settings.topic_sessions, SessionEvent(session="done-1", kind="start", wall_time=now, cameras=["cam0"])),
-            (settings.topic_training, TrainingProgress(session="done-1", phase="training", step=40, total_steps=100,
-                                                       losses={"G_L1": 0.12}, eta_s=95, wall_time=now)),
-        ])
+    with (
+        fake_metrics() as pose_metrics,
+        TestClient(create_app(settings, targets={"processors": pose_metrics})) as client,
+    ):
+        send(
+            settings,
+            [
+                (
+                    settings.topic_sessions,
+                    SessionEvent(session="done-1", kind="start", wall_time=now, cameras=["cam0"]),
+                ),
+                (
+                    settings.topic_training,
+                    TrainingProgress(
+                        session="done-1",
+                        phase="training",
+                        step=40,
+                        total_steps=100,
+                        losses={"G_L1": 0.12},
+                        eta_s=95,
+                        wall_time=now,
+                    ),
+                ),
+            ],
+        )
         p = kafka.producer(settings)
-        p.send(settings.topic_deadletter, value=DeadLetter.wrap(stage="pose", reason="image does not decode",
-               topic=settings.topic_frames, value=b"junk", key=b"done-1/cam0", wall_time=now).encode())
+        p.send(
+            settings.topic_deadletter,
+            value=DeadLetter.wrap(
+                stage="pose",
+                reason="image does not decode",
+                topic=settings.topic_frames,
+                value=b"junk",
+                key=b"done-1/cam0",
+                wall_time=now,
+            ).encode(),
+        )
         p.flush()
         p.close()
-        row = wait_until(lambda: (r := session_row(client, "done-1")) and r["training"] and r, timeout=15,
-                         what="training progress in the state")
-        assert row["training"] == {"phase": "training", "step": 40, "total_steps": 100, "fraction": 0.4,
-                                   "eta_s": 95, "losses": {"G_L1": 0.12}}
+        row = wait_until(
+            lambda: (r := session_row(client, "done-1")) and r["training"] and r,
+            timeout=15,
+            what="training progress in the state",
+        )
+        assert row["training"] == {
+            "phase": "training",
+            "step": 40,
+            "total_steps": 100,
+            "fraction": 0.4,
+            "eta_s": 95,
+            "losses": {"G_L1": 0.12},
+        }
         assert row["state"] == "start" and row["rendition"] is None
         assert client.get("/api/sessions/done-1/qr.svg").status_code == 404
 
         url = "http://127.0.0.1:1/booth/sessions/done-1/rendition.mp4?X-Amz-Signature=abc"
-        send(settings, [(settings.topic_renditions, Rendition(session="done-1", reference="salsa", video_key="k.mp4",
-                                                              url=url, expires_at=now + 600, frames=48, wall_time=now + 1))])
-        row = wait_until(lambda: (r := session_row(client, "done-1")) and r["rendition"] and r, timeout=15,
-                         what="the rendition in the state")
+        send(
+            settings,
+            [
+                (
+                    settings.topic_renditions,
+                    Rendition(
+                        session="done-1",
+                        reference="salsa",
+                        video_key="k.mp4",
+                        url=url,
+                        expires_at=now + 600,
+                        frames=48,
+                        wall_time=now + 1,
+                    ),
+                )
+            ],
+        )
+        row = wait_until(
+            lambda: (r := session_row(client, "done-1")) and r["rendition"] and r,
+            timeout=15,
+            what="the rendition in the state",
+        )
         assert (row["rendition"]["url"], row["rendition"]["frames"]) == (url, 48)
         svg = client.get(row["rendition"]["qr_svg"])
         assert svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content
-        png = cv2.imdecode(np.frombuffer(client.get(row["rendition"]["qr_png"]).content, np.uint8), cv2.IMREAD_GRAYSCALE)
+        png = cv2.imdecode(
+            np.frombuffer(client.get(row["rendition"]["qr_png"]).content, np.uint8), cv2.IMREAD_GRAYSCALE
+        )
         assert cv2.QRCodeDetector().detectAndDecode(png)[0] == url
 
         def pipeline_ready():
             pipe = client.get("/api/state").json()["pipeline"]
             stages = {s["stage"]: s for s in pipe["stages"]}
             return pipe["deadletters"]["total"] == 1 and (stages["pose"]["rate"] or 0) > 0 and pipe
+
         pipe = wait_until(pipeline_ready, timeout=15, what="throughput and dead letters")
         pose = next(s for s in pipe["stages"] if s["stage"] == "pose")
         assert pose["up"] and pose["total"] >= 500 and pose["deadletters"] == 1
@@ -331,7 +314,7 @@ def test_console_command_serves_on_loopback_by_default_and_warns_otherwise(setti
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))  # not actually serving
     result = CliRunner().invoke(console, ["--port", "8123", "--no-metrics"], obj={"settings": settings})
     assert result.exit_code == 0, result.output
-    (app, kw), = calls
+    ((app, kw),) = calls
     assert isinstance(app, Starlette) and (kw["host"], kw["port"]) == ("127.0.0.1", 8123)
     assert app.state.hub.settings is settings and "warning" not in result.output
 

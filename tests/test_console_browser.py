@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 from console.app import create_app
-from infra.objectstore import client as s3_client, put_bytes
+from infra.objectstore import ObjectStore
+from infra.objectstore import client as s3_client
 from infra.settings import REPO_ROOT
 from schemas import Rendition, SessionEvent, TrainingProgress
 from schemas.keypoints import IMPUTED, SMOOTHED
 
-from conftest import wait_until
-from test_console import fake_metrics, make_frame, make_pose, read_topic, send, serve
+from helpers import fake_metrics, make_frame, make_pose, read_topic, send, serve, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "artifacts"
@@ -38,8 +38,15 @@ def chromium():
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-dev-shm-usage", "--window-size=1440,1500", "--autoplay-policy=no-user-gesture-required"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1500",
+        "--autoplay-policy=no-user-gesture-required",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     try:
@@ -58,7 +65,7 @@ def tiny_mp4(frames: int = 24, size: int = 128) -> bytes:
             stream.pix_fmt = "yuv420p"
             for i in range(frames):
                 rgb = np.full((size, size, 3), 30, np.uint8)
-                rgb[:, (i * size // frames):(i * size // frames) + 16] = (230, 120, 40)
+                rgb[:, (i * size // frames) : (i * size // frames) + 16] = (230, 120, 40)
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
             container.mux(stream.encode(None))
         return path.read_bytes()
@@ -69,8 +76,13 @@ def stream_camera(settings, session: str, stop: threading.Event) -> None:
     seq = 0
     while not stop.is_set():
         frame = make_frame(session, "cam0", seq)
-        send(settings, [(settings.topic_frames, frame),
-                        (settings.topic_smoothed, make_pose(frame, {9: IMPUTED} if seq % 10 < 5 else None))])
+        send(
+            settings,
+            [
+                (settings.topic_frames, frame),
+                (settings.topic_smoothed, make_pose(frame, {9: IMPUTED} if seq % 10 < 5 else None)),
+            ],
+        )
         seq += 1
         stop.wait(0.2)
 
@@ -81,8 +93,11 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
     from selenium.webdriver.common.by import By
 
     stop = threading.Event()
-    with fake_metrics() as pose_metrics, serve(create_app(settings, targets={"processors": pose_metrics})) as base, \
-            chromium() as driver:
+    with (
+        fake_metrics() as pose_metrics,
+        serve(create_app(settings, targets={"processors": pose_metrics})) as base,
+        chromium() as driver,
+    ):
         driver.get(base)
 
         def text(css: str) -> str:  # read by script: the page redraws its cards, so elements go stale
@@ -95,13 +110,19 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         cameras.send_keys("cam0")
         driver.find_element(By.ID, "f-reference").send_keys("salsa")
         driver.find_element(By.ID, "start-session").click()
-        message = wait_until(lambda: "started" in (t := driver.find_element(By.ID, "message").text) and t,
-                             timeout=15, what="the start confirmation")
+        message = wait_until(
+            lambda: "started" in (t := driver.find_element(By.ID, "message").text) and t,
+            timeout=15,
+            what="the start confirmation",
+        )
         session = message.split()[1]
         (event,) = [m for m in read_topic(settings, settings.topic_sessions, idle_s=0.5) if isinstance(m, SessionEvent)]
         assert (event.session, event.kind, event.cameras, event.reference) == (session, "start", ["cam0"], "salsa")
-        wait_until(lambda: text("#detail .session-id") == session and "recording" in text("#detail"), timeout=15,
-                   what="the session card")
+        wait_until(
+            lambda: text("#detail .session-id") == session and "recording" in text("#detail"),
+            timeout=15,
+            what="the session card",
+        )
 
         camera = threading.Thread(target=stream_camera, args=(settings, session, stop), daemon=True)
         camera.start()
@@ -117,33 +138,74 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         assert img().get_attribute("data-session") == session
 
         now = time.time()
-        send(settings, [(settings.topic_training, TrainingProgress(
-            session=session, phase="training", step=40, total_steps=100, losses={"G_GAN": 0.71, "G_L1": 0.12},
-            eta_s=95, wall_time=now))])
-        wait_until(lambda: "step 40 / 100" in (t := text("#detail .progress-text")) and "ETA 1 min 35 s" in t,
-                   timeout=15, what="training progress on the page")
+        send(
+            settings,
+            [
+                (
+                    settings.topic_training,
+                    TrainingProgress(
+                        session=session,
+                        phase="training",
+                        step=40,
+                        total_steps=100,
+                        losses={"G_GAN": 0.71, "G_L1": 0.12},
+                        eta_s=95,
+                        wall_time=now,
+                    ),
+                )
+            ],
+        )
+        wait_until(
+            lambda: "step 40 / 100" in (t := text("#detail .progress-text")) and "ETA 1 min 35 s" in t,
+            timeout=15,
+            what="training progress on the page",
+        )
         assert driver.execute_script("return document.querySelector('#detail .bar .fill').style.width") == "40%"
 
         key = f"sessions/{session}/rendition.mp4"
-        put_bytes(settings, key, tiny_mp4(), content_type="video/mp4")
+        ObjectStore(settings).put(key, tiny_mp4(), content_type="video/mp4")
         url = s3_client(settings).presigned_get_object(settings.s3_bucket, key, expires=datetime.timedelta(hours=1))
-        send(settings, [
-            (settings.topic_training, TrainingProgress(session=session, phase="done", step=100, total_steps=100,
-                                                       wall_time=now + 1)),
-            (settings.topic_renditions, Rendition(session=session, reference="salsa", video_key=key, url=url,
-                                                  expires_at=now + 3600, frames=24, wall_time=now + 2)),
-        ])
-        link = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#detail a.rendition-link"), timeout=15,
-                          what="the rendition link")[0]
+        send(
+            settings,
+            [
+                (
+                    settings.topic_training,
+                    TrainingProgress(session=session, phase="done", step=100, total_steps=100, wall_time=now + 1),
+                ),
+                (
+                    settings.topic_renditions,
+                    Rendition(
+                        session=session,
+                        reference="salsa",
+                        video_key=key,
+                        url=url,
+                        expires_at=now + 3600,
+                        frames=24,
+                        wall_time=now + 2,
+                    ),
+                ),
+            ],
+        )
+        link = wait_until(
+            lambda: driver.find_elements(By.CSS_SELECTOR, "#detail a.rendition-link"),
+            timeout=15,
+            what="the rendition link",
+        )[0]
         assert link.get_attribute("href") == url
         video = driver.find_element(By.CSS_SELECTOR, "#detail video")
         assert video.get_attribute("src") == url
         qr = driver.find_element(By.CSS_SELECTOR, "#detail img.qr")
-        wait_until(lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", qr),
-                   timeout=10, what="the QR code to load")
+        wait_until(
+            lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", qr),
+            timeout=10,
+            what="the QR code to load",
+        )
         # The presigned link really plays: the browser fetched the clip and read its length.
-        duration = wait_until(lambda: driver.execute_script(
-            "return arguments[0].readyState >= 1 && arguments[0].duration", video), timeout=15, what="video metadata")
+        duration = wait_until(
+            lambda: driver.execute_script("return arguments[0].readyState >= 1 && arguments[0].duration", video),
+            timeout=15,
+            what="video metadata",
+        )
         assert duration == pytest.approx(2.0, abs=0.2)
         # It keeps playing while the page redraws its cards every second.
         playing = "return !arguments[0].paused && arguments[0].currentTime"
@@ -155,10 +217,18 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         stop.set()
         camera.join(5)
         last = make_frame(session, "cam0", 1000)
-        send(settings, [(settings.topic_frames, last),
-                        (settings.topic_smoothed, make_pose(last, {9: IMPUTED, 10: IMPUTED | SMOOTHED}))])
-        wait_until(lambda: seq() == "1000" and "2 imputed" in text("#previews figcaption"), timeout=15,
-                   what="the flagged preview")
+        send(
+            settings,
+            [
+                (settings.topic_frames, last),
+                (settings.topic_smoothed, make_pose(last, {9: IMPUTED, 10: IMPUTED | SMOOTHED})),
+            ],
+        )
+        wait_until(
+            lambda: seq() == "1000" and "2 imputed" in text("#previews figcaption"),
+            timeout=15,
+            what="the flagged preview",
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         driver.set_window_size(1440, driver.execute_script("return document.documentElement.scrollHeight") + 140)
         driver.save_screenshot(str(ARTIFACTS / "console.png"))

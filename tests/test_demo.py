@@ -14,8 +14,13 @@ from trainer.rendition import count_frames
 
 def test_demo_runs_a_whole_session(tmp_path):
     env = {**os.environ, "BOOTH_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "booth.cli", "demo", "--frames", "60", "--budget", "15",
-                           "--resolution", "64"], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "booth.cli", "demo", "--frames", "60", "--budget", "15", "--resolution", "64"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "Your video: http://127.0.0.1:" in out and "rendition.mp4" in out

@@ -11,22 +11,27 @@ import pytest
 from schemas import Frame, SchemaError
 from schemas.images import ImageError, decode_bgr, header_size
 
+from helpers import with_sof_size
+
 
 def _frame(image: bytes, width=320, height=240, encoding="jpeg") -> Frame:
-    return Frame(session="s", camera="c", seq=0, capture_ns=0, wall_time=0.0, width=width, height=height,
-                 encoding=encoding, image=image)
+    return Frame(
+        session="s",
+        camera="c",
+        seq=0,
+        capture_ns=0,
+        wall_time=0.0,
+        width=width,
+        height=height,
+        encoding=encoding,
+        image=image,
+    )
 
 
 def _jpeg(width=320, height=240) -> bytes:
     rgb = np.zeros((height, width, 3), np.uint8)
     rgb[:, : width // 2] = (0, 128, 255)
     return cv2.imencode(".jpg", rgb)[1].tobytes()
-
-
-def with_sof_size(jpeg: bytes, width: int, height: int) -> bytes:
-    """The same JPEG with the size in its frame header (SOF0) rewritten: what a bomb looks like."""
-    at = jpeg.index(b"\xff\xc0") + 5  # marker, segment length (2), sample precision (1)
-    return jpeg[:at] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 4:]
 
 
 def test_a_good_frame_decodes_to_its_declared_size():
@@ -62,8 +67,11 @@ def test_a_header_of_another_size_or_format_is_refused():
 def test_the_schema_bounds_a_frame_to_8k():
     Frame.decode(_frame(b"\xff\xd8\xff", 7680, 4320).encode())
     Frame.decode(_frame(b"\xff\xd8\xff", 4320, 7680).encode())  # portrait
-    square = _frame(b"\xff\xd8\xff", 4000, 4000).encode().replace(b'"width":4000,"height":4000',
-                                                                   b'"width":8000,"height":8000')
+    square = (
+        _frame(b"\xff\xd8\xff", 4000, 4000)
+        .encode()
+        .replace(b'"width":4000,"height":4000', b'"width":8000,"height":8000')
+    )
     with pytest.raises(SchemaError, match="more than 33177600 pixels"):
         Frame.decode(square)
     with pytest.raises(ValueError, match="less than or equal to 8192"):

@@ -46,9 +46,17 @@ def test_prometheus_scrapes_every_component_every_5s(tmp_path):
     done = subprocess.run(["promtool", "check", "config", str(PROMETHEUS_CONFIG)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     # The dashboard's queries are PromQL too: promtool parses them as recording rules.
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query{i}", "expr": e.replace("$__rate_interval", "1m")}
-        for i, e in enumerate(_exprs(_dashboard()))]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query{i}", "expr": e.replace("$__rate_interval", "1m")}
+                    for i, e in enumerate(_exprs(_dashboard()))
+                ],
+            }
+        ]
+    }
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules))
     done = subprocess.run(["promtool", "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -121,18 +129,41 @@ def fake_processor():
 def test_status_snapshot_shows_sessions_training_deadletters_and_rates(settings, fake_processor):
     from rich.console import Console
 
-    from infra.status_view import render, snapshot
+    from tools.status_view import render, snapshot
 
     now = time.time()
     p = kafka.producer(settings)
-    p.send(settings.topic_sessions, key=b"s-42", value=SessionEvent(
-        session="s-42", kind="start", wall_time=now, cameras=["cam0", "cam1"], reference="ref1").encode())
-    p.send(settings.topic_training, key=b"s-42", value=TrainingProgress(
-        session="s-42", phase="training", step=40, total_steps=100, losses={"G_GAN": 0.7, "D_real": 0.3},
-        eta_s=55, wall_time=now + 1).encode())
-    p.send(settings.topic_deadletter, value=DeadLetter.wrap(
-        stage="pose", reason="image does not decode", topic=settings.topic_frames, value=b"junk",
-        key=b"s-42/cam0", wall_time=now).encode())
+    p.send(
+        settings.topic_sessions,
+        key=b"s-42",
+        value=SessionEvent(
+            session="s-42", kind="start", wall_time=now, cameras=["cam0", "cam1"], reference="ref1"
+        ).encode(),
+    )
+    p.send(
+        settings.topic_training,
+        key=b"s-42",
+        value=TrainingProgress(
+            session="s-42",
+            phase="training",
+            step=40,
+            total_steps=100,
+            losses={"G_GAN": 0.7, "D_real": 0.3},
+            eta_s=55,
+            wall_time=now + 1,
+        ).encode(),
+    )
+    p.send(
+        settings.topic_deadletter,
+        value=DeadLetter.wrap(
+            stage="pose",
+            reason="image does not decode",
+            topic=settings.topic_frames,
+            value=b"junk",
+            key=b"s-42/cam0",
+            wall_time=now,
+        ).encode(),
+    )
     p.send(settings.topic_training, value=b"not an envelope")
     p.flush()
     p.close()
@@ -160,10 +191,14 @@ def test_status_snapshot_shows_sessions_training_deadletters_and_rates(settings,
 def test_status_once_cli_prints_the_snapshot_as_json(settings):
     from click.testing import CliRunner
 
-    from infra.cli_tools import status
+    from tools.commands import status
 
     p = kafka.producer(settings)
-    p.send(settings.topic_sessions, key=b"cli-1", value=SessionEvent(session="cli-1", kind="end", wall_time=time.time()).encode())
+    p.send(
+        settings.topic_sessions,
+        key=b"cli-1",
+        value=SessionEvent(session="cli-1", kind="end", wall_time=time.time()).encode(),
+    )
     p.flush()
     p.close()
     result = CliRunner().invoke(status, ["--once", "--json", "--idle", "0.5"], obj={"settings": settings})

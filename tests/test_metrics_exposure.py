@@ -28,7 +28,7 @@ from infra.metrics_names import EXPECTED_SERIES, scraped_names
 from infra.stack import free_port
 from schemas import DatasetReady
 
-from conftest import wait_until
+from helpers import wait_until
 
 
 def _scrape(port: int) -> list:
@@ -57,15 +57,22 @@ def _missing(samples: list, component: str, owned: dict[str, str]) -> list[str]:
         if component not in series.components:
             continue
         for name in scraped_names(series):
-            if not any(s.name == name and set(series.labels) <= set(s.labels)
-                       and all(s.labels[k] == v for k, v in owned.items() if k in series.labels) for s in samples):
+            if not any(
+                s.name == name
+                and set(series.labels) <= set(s.labels)
+                and all(s.labels[k] == v for k, v in owned.items() if k in series.labels)
+                for s in samples
+            ):
                 missing.append(name + "{" + ",".join(f"{k}={owned.get(k, '*')}" for k in series.labels) + "}")
     return missing
 
 
 def _lags(samples: list, group: str) -> dict[tuple[str, int], float]:
-    return {(s.labels["topic"], int(s.labels["partition"])): s.value for s in samples
-            if s.name == "booth_consumer_lag" and s.labels.get("group") == group}
+    return {
+        (s.labels["topic"], int(s.labels["partition"])): s.value
+        for s in samples
+        if s.name == "booth_consumer_lag" and s.labels.get("group") == group
+    }
 
 
 def _read_all(settings, topic: str, at_least: int) -> list:
@@ -73,6 +80,7 @@ def _read_all(settings, topic: str, at_least: int) -> list:
     c = kafka.consumer(settings, topic, group_id=None)
     records: list = []
     try:
+
         def more():
             for batch in c.poll(timeout_ms=500).values():
                 records.extend(batch)
@@ -97,8 +105,12 @@ def test_processors_worker_serves_its_series(settings, shared_dir, tmp_path):
 
     camera, n, port = f"cam{uuid.uuid4().hex[:6]}", 6, free_port()
     with open(tmp_path / "worker.log", "ab") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
-                                  env=settings.to_env(metrics_port=port), stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
+            env=settings.to_env(metrics_port=port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     group = settings.group("processors")
     sources = {(t, p) for t in (settings.topic_frames, settings.topic_poses) for p in range(2)}
 
@@ -142,8 +154,13 @@ def test_camera_serves_its_series(settings, fresh_endpoints):
     from trainer.assembler.synthetic import synthetic_image
 
     camera, n = f"cam{uuid.uuid4().hex[:6]}", 3
-    summary = run_cameras(settings, "metrics-2", {camera: [synthetic_image(i, camera, (64, 48)) for i in range(n)]},
-                          size=(64, 48), speed=0)
+    summary = run_cameras(
+        settings,
+        "metrics-2",
+        {camera: [synthetic_image(i, camera, (64, 48)) for i in range(n)]},
+        size=(64, 48),
+        speed=0,
+    )
     assert summary.ok and summary.cameras[camera].dropped == 0
     scrape = _scrape(metrics.serve(settings.model_copy(update={"metrics_port": free_port()}), "camera"))
     sent = [s.value for s in scrape if s.name == "booth_camera_frames_sent_total" and s.labels["camera"] == camera]
@@ -152,31 +169,45 @@ def test_camera_serves_its_series(settings, fresh_endpoints):
 
 
 def test_assembler_and_trainer_serve_their_series_and_their_true_lag(settings, shared_dir, tmp_path, fresh_endpoints):
-    from processors.pose.synthetic import moving_photo_clip
     from trainer.assembler import Assembler
     from trainer.assembler.synthetic import SyntheticSession, produce
     from trainer.references import add_reference
     from trainer.references.video import write_mp4
     from trainer.service import TrainerConfig, TrainingService
+    from vision.pose.synthetic import moving_photo_clip
 
-    settings = settings.model_copy(update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500,
-                                           "metrics_port": free_port()})
+    settings = settings.model_copy(
+        update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500, "metrics_port": free_port()}
+    )
     camera = f"cam{uuid.uuid4().hex[:6]}"
     syn = SyntheticSession(f"m-{uuid.uuid4().hex[:6]}", cameras=(camera,), frames=8)
-    produce(settings, [syn.event_message(settings, syn.start())] + syn.stream_messages(settings)
-            + [syn.event_message(settings, syn.end()), (settings.topic_frames, b"m-x/" + camera.encode(), b"junk")])
+    produce(
+        settings,
+        [syn.event_message(settings, syn.start())]
+        + syn.stream_messages(settings)
+        + [syn.event_message(settings, syn.end()), (settings.topic_frames, b"m-x/" + camera.encode(), b"junk")],
+    )
     assembler_group = settings.group("assembler")
-    summary = Assembler(settings, group_id=assembler_group, shard_size=4, resolution=64, end_grace_s=1.0,
-                        unknown_session_grace_s=1.0, commit_interval_s=0.2, min_samples=4,
-                        quiet=True).run(idle_exit=1.5)
+    summary = Assembler(
+        settings,
+        group_id=assembler_group,
+        shard_size=4,
+        resolution=64,
+        end_grace_s=1.0,
+        unknown_session_grace_s=1.0,
+        commit_interval_s=0.2,
+        min_samples=4,
+        quiet=True,
+    ).run(idle_exit=1.5)
     assert summary.samples == 8 and summary.dead_letters == 1
     assembler_scrape = _scrape(metrics.serve(settings, "assembler"))  # the endpoint run() started
     assert _missing(assembler_scrape, "assembler", {"group": assembler_group, "stage": "assembler"}) == []
     assembler_lag = _lags(assembler_scrape, assembler_group)
     assert {t for t, _ in assembler_lag} == {settings.topic_sessions, settings.topic_frames, settings.topic_smoothed}
     assert set(assembler_lag.values()) == {0.0}  # it had read everything when it went idle
-    assert [s.value for s in assembler_scrape
-            if s.name == "booth_assembler_samples_total" and s.labels["camera"] == camera] == [8]
+    assert [
+        s.value for s in assembler_scrape if s.name == "booth_assembler_samples_total" and s.labels["camera"] == camera
+    ] == [8]
 
     # Beside the assembler's DatasetReady: a poison pill and failed datasets, in one batch to
     # partition 0, where the embedded broker's ListOffsets "latest" (first offset of the last
@@ -184,8 +215,9 @@ def test_assembler_and_trainer_serve_their_series_and_their_true_lag(settings, s
     p = kafka.producer(settings, linger_ms=1000)
     p.send(settings.topic_datasets, value=b"not a DatasetReady", partition=0)
     for i in range(3):
-        failed = DatasetReady(session=f"lag-{i}", status="failed", reason="too few frames", samples=0,
-                              wall_time=time.time())
+        failed = DatasetReady(
+            session=f"lag-{i}", status="failed", reason="too few frames", samples=0, wall_time=time.time()
+        )
         p.send(settings.topic_datasets, key=failed.session.encode(), value=failed.encode(), partition=0)
     p.flush()
     p.close()
@@ -206,16 +238,28 @@ def test_assembler_and_trainer_serve_their_series_and_their_true_lag(settings, s
     seen: dict[str, float | None] = {}
 
     class LagAtEachDataset(TrainingService):
-        def handle(self, ready):
-            seen[ready.session] = REGISTRY.get_sample_value("booth_consumer_lag", {
-                "group": trainer_group, "topic": settings.topic_datasets, "partition": str(where[ready.session][0])})
-            return super().handle(ready)
+        def handle(self, ready, **kwargs):
+            seen[ready.session] = REGISTRY.get_sample_value(
+                "booth_consumer_lag",
+                {"group": trainer_group, "topic": settings.topic_datasets, "partition": str(where[ready.session][0])},
+            )
+            return super().handle(ready, **kwargs)
 
     trainer_settings = settings.model_copy(update={"metrics_port": free_port()})
-    service = LagAtEachDataset(trainer_settings, TrainerConfig(
-        budget_s=2, checkpoint_every_s=1, progress_bar=False, progress_every_s=0.0, reference="dance",
-        side_by_side=False, max_render_frames=4))
+    service = LagAtEachDataset(
+        trainer_settings,
+        TrainerConfig(
+            budget_s=2,
+            checkpoint_every_s=1,
+            progress_bar=False,
+            progress_every_s=0.0,
+            reference="dance",
+            side_by_side=False,
+            max_render_frames=4,
+        ),
+    )
     stop, rendered, errors = threading.Event(), [], []
+    rendered_before = REGISTRY.get_sample_value("booth_trainer_sessions_total", {"outcome": "rendered"}) or 0.0
 
     def consume():
         try:
@@ -229,20 +273,22 @@ def test_assembler_and_trainer_serve_their_series_and_their_true_lag(settings, s
     def all_read() -> bool:
         assert not errors, errors
         lags = _lags(_registry_samples(), trainer_group)
-        return len(seen) == 4 and bool(lags) and set(lags.values()) == {0.0}
+        done = REGISTRY.get_sample_value("booth_trainer_sessions_total", {"outcome": "rendered"}) or 0.0
+        return len(seen) == 4 and bool(lags) and set(lags.values()) == {0.0} and done == rendered_before + 1
 
     try:
         wait_until(all_read, timeout=90, what="the trainer to read every DatasetReady")
     finally:
-        stop.set()  # it stops after the dataset it is on
+        stop.set()
         thread.join(120)
     assert not errors and rendered == [1]
     # One record per poll: at each, the records after it in its partition are the lag.
     assert seen == {s: ends[p] - o - 1 for s, (p, o) in where.items()}, (seen, where, ends)
 
     trainer_scrape = _scrape(metrics.serve(trainer_settings, "trainer"))
-    assert _missing(trainer_scrape, "trainer", {"group": trainer_group, "stage": "trainer",
-                                                "session": syn.session}) == []
+    assert (
+        _missing(trainer_scrape, "trainer", {"group": trainer_group, "stage": "trainer", "session": syn.session}) == []
+    )
     assert set(_lags(trainer_scrape, trainer_group).values()) == {0.0}
     steps = [s.value for s in trainer_scrape if s.name == "booth_training_step" and s.labels["session"] == syn.session]
     assert steps and steps[0] >= 1

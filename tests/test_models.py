@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from processors import models
+from vision import models
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared folder absent: {SHARED}")

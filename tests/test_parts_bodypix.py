@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from processors.parts import PART_ID, load_segmenter
-from processors.parts.bodypix import BodyPixSegmenter, _from_decoder_op
-from processors.parts.decode import instance_costs
-from processors.pose import BackendUnavailable
+from vision.parts import PART_ID, load_segmenter
+from vision.parts.bodypix import BodyPixSegmenter, _from_decoder_op
+from vision.parts.decode import instance_costs
+from vision.pose import BackendUnavailable
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = SHARED / "models"
@@ -39,8 +39,9 @@ def reference(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     with open(REFERENCE) as f:
         rows = list(csv.DictReader(f))
     w, h = size
-    kps = np.array([[float(r["keypoint_x"]) * w, float(r["keypoint_y"]) * h, float(r["keypoint_score"])]
-                    for r in rows]).reshape(-1, 17, 3)
+    kps = np.array(
+        [[float(r["keypoint_x"]) * w, float(r["keypoint_y"]) * h, float(r["keypoint_score"])] for r in rows]
+    ).reshape(-1, 17, 3)
     scores = np.array([float(rows[i * 17]["pose_score"]) for i in range(len(kps))])
     return kps, scores
 
@@ -115,7 +116,7 @@ def test_decoder_op_outputs_give_the_same_people(segmenter, result):
     # What the Edge TPU path gets from Coral's op (poses in input pixels, 33 x 33 instance masks)
     # is assembled into the same maps as the numpy path.
     net = segmenter.net_outputs(load_rgb(IMAGE))
-    from processors.parts.decode import decode_multiple_poses
+    from vision.parts.decode import decode_multiple_poses
 
     poses = decode_multiple_poses(net)
     n, slots = len(poses), 20
@@ -168,10 +169,11 @@ def test_bad_images_are_rejected(segmenter):
 def test_segment_command_writes_part_maps(tmp_path):
     from click.testing import CliRunner
 
-    from processors.parts.cli import parts
+    from tools.parts import parts
 
-    result = CliRunner().invoke(parts, ["segment", str(IMAGE), "--out", str(tmp_path), "--backend", "bodypix",
-                                        "--device", "cpu"])
+    result = CliRunner().invoke(
+        parts, ["segment", str(IMAGE), "--out", str(tmp_path), "--backend", "bodypix", "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert "2 person(s)" in result.output
     ids = cv2.imread(str(tmp_path / "two_people_walking.ids.png"), cv2.IMREAD_UNCHANGED)

@@ -3,17 +3,33 @@
 import numpy as np
 import pytest
 
-from processors.parts import decode
-from processors.parts.decode import POSE_TREE, NetOutputs
+from vision.parts import decode
+from vision.parts.decode import POSE_TREE, NetOutputs
 
 STRIDE = 16
 GRID = 33
 # An upright person, (y, x) in blocks relative to a reference point; the person's left at +x.
-TEMPLATE = np.array([
-    (2.0, 0.0), (1.6, 0.4), (1.6, -0.4), (1.8, 0.9), (1.8, -0.9),
-    (4.0, 1.6), (4.0, -1.6), (7.0, 2.0), (7.0, -2.0), (10.0, 2.2), (10.0, -2.2),
-    (11.0, 1.0), (11.0, -1.0), (16.0, 1.1), (16.0, -1.1), (21.0, 1.2), (21.0, -1.2),
-])
+TEMPLATE = np.array(
+    [
+        (2.0, 0.0),
+        (1.6, 0.4),
+        (1.6, -0.4),
+        (1.8, 0.9),
+        (1.8, -0.9),
+        (4.0, 1.6),
+        (4.0, -1.6),
+        (7.0, 2.0),
+        (7.0, -2.0),
+        (10.0, 2.2),
+        (10.0, -2.2),
+        (11.0, 1.0),
+        (11.0, -1.0),
+        (16.0, 1.1),
+        (16.0, -1.1),
+        (21.0, 1.2),
+        (21.0, -1.2),
+    ]
+)
 
 
 def person_at(y: float, x: float) -> np.ndarray:
@@ -26,8 +42,8 @@ def synthetic_outputs(people: list[np.ndarray]) -> NetOutputs:
     gy, gx = np.mgrid[0:GRID, 0:GRID].astype(np.float64)
     block = np.stack([gy, gx], axis=-1)[:, :, None, None, :]  # [h, w, 1, 1, 2]
     diff = kp[None, None] - block  # [h, w, P, 17, 2]: from each block to each keypoint
-    d2 = (diff ** 2).sum(-1)  # [h, w, P, 17]
-    heat = (4.0 - d2 / (2 * 0.8 ** 2)).max(axis=2)
+    d2 = (diff**2).sum(-1)  # [h, w, P, 17]
+    heat = (4.0 - d2 / (2 * 0.8**2)).max(axis=2)
     near = d2.argmin(axis=2)  # per block and keypoint: the nearest person
     pick = np.take_along_axis(diff, near[:, :, None, :, None], axis=2)[:, :, 0]  # [h, w, 17, 2]
     short = np.concatenate([pick[..., 0], pick[..., 1]], axis=-1) * STRIDE
@@ -41,9 +57,16 @@ def synthetic_outputs(people: list[np.ndarray]) -> NetOutputs:
     owner = d2.min(axis=3).argmin(axis=2)  # the person with the nearest keypoint
     own = kp[owner]  # [h, w, 17, 2]
     long = np.concatenate([own[..., 0] - gy[..., None], own[..., 1] - gx[..., None]], axis=-1) * STRIDE
-    return NetOutputs(heat.astype(np.float32), short.astype(np.float32), mid.astype(np.float32),
-                      long.astype(np.float32), np.zeros((GRID, GRID), np.float32),
-                      np.zeros((GRID, GRID, 24), np.float32), STRIDE, (512, 512))
+    return NetOutputs(
+        heat.astype(np.float32),
+        short.astype(np.float32),
+        mid.astype(np.float32),
+        long.astype(np.float32),
+        np.zeros((GRID, GRID), np.float32),
+        np.zeros((GRID, GRID, 24), np.float32),
+        STRIDE,
+        (512, 512),
+    )
 
 
 def test_two_people_are_decoded_exactly():
@@ -98,8 +121,16 @@ def test_dequantize_uses_scale_and_zero_point():
 def test_outputs_of_the_wrong_shape_are_named():
     good = synthetic_outputs([person_at(3.0, 9.0)])
     with pytest.raises(ValueError, match="mid_offsets must have shape"):
-        NetOutputs(good.heatmaps, good.short_offsets, good.mid_offsets[..., :32], good.long_offsets,
-                   good.segments, good.part_heatmaps, STRIDE, (512, 512))
+        NetOutputs(
+            good.heatmaps,
+            good.short_offsets,
+            good.mid_offsets[..., :32],
+            good.long_offsets,
+            good.segments,
+            good.part_heatmaps,
+            STRIDE,
+            (512, 512),
+        )
 
 
 def test_block_to_image_maps_block_centres_to_input_pixels():
@@ -110,7 +141,8 @@ def test_block_to_image_maps_block_centres_to_input_pixels():
     up = decode.block_to_image(many, STRIDE, (512, 512), (640, 480))
     assert up.shape == (480, 640, 6)
     u = np.arange(640)
-    np.testing.assert_allclose(up[100, :, 5], np.clip((u + 0.5) * 512 / (640 * STRIDE), 0, GRID - 1),
-                               atol=1 / 32 + 1e-4)
+    np.testing.assert_allclose(
+        up[100, :, 5], np.clip((u + 0.5) * 512 / (640 * STRIDE), 0, GRID - 1), atol=1 / 32 + 1e-4
+    )
     part = decode.block_to_image(many, STRIDE, (512, 512), (640, 480), region=(100, 50, 300, 120))
     np.testing.assert_array_equal(part, up[50:120, 100:300])

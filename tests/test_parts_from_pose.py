@@ -6,20 +6,37 @@ import cv2
 import numpy as np
 import pytest
 
-from processors.parts import PART_ID
-from processors.parts.from_pose import PoseDerivedSegmenter, facing_camera, parts_from_persons, parts_from_pose
-from processors.pose.base import Person
 from schemas.keypoints import INDEX, SKELETON
+from vision.parts import PART_ID
+from vision.parts.from_pose import PoseDerivedSegmenter, facing_camera, parts_from_persons, parts_from_pose
+from vision.pose.base import Person
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SQUAT = SHARED / "data" / "images" / "squat.png"
 
 # A person facing the camera (their left on the image's right), in a 200 x 300 image.
-FRONT = np.array([
-    (100, 40), (106, 35), (94, 35), (112, 38), (88, 38),
-    (125, 75), (75, 75), (140, 115), (60, 115), (150, 150), (50, 150),
-    (115, 150), (85, 150), (118, 210), (82, 210), (120, 265), (80, 265),
-], np.float32)
+FRONT = np.array(
+    [
+        (100, 40),
+        (106, 35),
+        (94, 35),
+        (112, 38),
+        (88, 38),
+        (125, 75),
+        (75, 75),
+        (140, 115),
+        (60, 115),
+        (150, 150),
+        (50, 150),
+        (115, 150),
+        (85, 150),
+        (118, 210),
+        (82, 210),
+        (120, 265),
+        (80, 265),
+    ],
+    np.float32,
+)
 
 
 def pose(xy: np.ndarray) -> np.ndarray:
@@ -101,7 +118,7 @@ def test_several_people_and_bad_input():
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared folder absent: {SHARED}")
 def test_squat_from_blazepose_mask():
-    from processors.pose import load_estimator
+    from vision.pose import load_estimator
 
     estimator = load_estimator("blazepose", SHARED / "models", 1, with_mask=True)
     image = cv2.cvtColor(cv2.imread(str(SQUAT)), cv2.COLOR_BGR2RGB)
@@ -112,14 +129,21 @@ def test_squat_from_blazepose_mask():
     assert 0.05 < mask.mean() < 0.5
     assert ((result.part_ids > 0) == mask).all()  # every mask pixel has a part
     counts = np.bincount(result.part_ids[mask], minlength=25)
-    for name in ("torso_front", "left_face", "left_upper_leg_front", "right_upper_leg_front",
-                 "left_lower_leg_front", "right_lower_leg_front", "left_foot", "right_foot"):
+    for name in (
+        "torso_front",
+        "left_face",
+        "left_upper_leg_front",
+        "right_upper_leg_front",
+        "left_lower_leg_front",
+        "right_lower_leg_front",
+        "left_foot",
+        "right_foot",
+    ):
         assert counts[PART_ID[name]] > 200, name
     kps = person.keypoints
     for side in ("left", "right"):
         assert label_at(result.part_ids, kps[INDEX[f"{side}_knee"], :2]).startswith(f"{side}_")
-        assert label_at(result.part_ids, kps[INDEX[f"{side}_ankle"], :2]) in (
-            f"{side}_lower_leg_front", f"{side}_foot")
+        assert label_at(result.part_ids, kps[INDEX[f"{side}_ankle"], :2]) in (f"{side}_lower_leg_front", f"{side}_foot")
     face_y = np.nonzero(np.isin(result.part_ids, [PART_ID["left_face"], PART_ID["right_face"]]))[0]
     assert np.median(face_y) < kps[[5, 6], 1].min()
     torso_y = np.nonzero(result.part_ids == PART_ID["torso_front"])[0].mean()

@@ -5,15 +5,32 @@ import colorsys
 import numpy as np
 import pytest
 
-from processors.parts.colours import PALETTE, PART_ID, person_palette
-from trainer.partsmap import KINDS, colour_parts, render_parts_map, render_representation
-from trainer.posemap import LIMB_COLOURS, Letterbox, render_pose_map
+from vision.parts.colours import PALETTE, PART_ID, person_palette
+from vision.partsmap import KINDS, colour_parts, render_parts_map, render_representation
+from vision.posemap import LIMB_COLOURS, Letterbox, render_pose_map
 
-FACE = np.array([
-    (300, 100), (310, 92), (290, 92), (322, 96), (278, 96),
-    (330, 140), (270, 140), (340, 200), (260, 200), (345, 250), (255, 250),
-    (320, 260), (280, 260), (322, 340), (278, 340), (324, 420), (276, 420),
-], np.float32)
+FACE = np.array(
+    [
+        (300, 100),
+        (310, 92),
+        (290, 92),
+        (322, 96),
+        (278, 96),
+        (330, 140),
+        (270, 140),
+        (340, 200),
+        (260, 200),
+        (345, 250),
+        (255, 250),
+        (320, 260),
+        (280, 260),
+        (322, 340),
+        (278, 340),
+        (324, 420),
+        (276, 420),
+    ],
+    np.float32,
+)
 POSE = np.column_stack([FACE, np.ones(17, np.float32)])
 
 
@@ -30,7 +47,7 @@ def test_parts_are_letterboxed_like_pose_maps():
     out = render_parts_map(ids, [], 256, face=False)
     assert out.shape == (256, 256, 3) and out.dtype == np.uint8
     box = Letterbox.fit((640, 480), 256)  # 256 x 192, 32 px bars above and below
-    assert not out[:box.oy].any() and not out[box.oy + 192:].any()
+    assert not out[: box.oy].any() and not out[box.oy + 192 :].any()
     x, y = box.to_output(np.array([300.0, 200.0]))
     assert (out[int(y), int(x)] == PALETTE[PART_ID["torso_front"]]).all()
     x, y = box.to_output(np.array([300.0, 100.0]))
@@ -63,8 +80,9 @@ def test_face_keypoints_are_drawn_over_the_parts():
     assert len(changed) > 20
     face_out = Letterbox.fit((640, 480), 256).to_output(FACE[:5])
     lo, hi = face_out.min(axis=0) - 6, face_out.max(axis=0) + 6
-    assert ((changed[:, 1] >= lo[0]) & (changed[:, 1] <= hi[0]) & (changed[:, 0] >= lo[1])
-            & (changed[:, 0] <= hi[1])).all()  # only the face changed
+    assert (
+        (changed[:, 1] >= lo[0]) & (changed[:, 1] <= hi[0]) & (changed[:, 0] >= lo[1]) & (changed[:, 0] <= hi[1])
+    ).all()  # only the face changed
     assert (blended == 255).all(axis=2).any()  # keypoint dots
     assert render_representation("parts", poses=POSE, part_ids=ids).tolist() == plain.tolist()
 
@@ -95,7 +113,7 @@ def test_bad_requests_are_named():
 
 
 def test_part_maps_follow_a_normalized_pose():
-    from trainer.partsmap import pose_transform, warp_ids
+    from vision.partsmap import pose_transform, warp_ids
 
     moved = POSE.copy()
     moved[:, :2] = POSE[:, :2] * 0.5 + (40, 100)  # what a pose normalization does

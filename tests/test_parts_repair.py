@@ -7,18 +7,35 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from processors.parts.cli import parts
-from processors.parts.colours import PALETTE, colourize
-from processors.parts.from_pose import parts_from_pose
-from processors.parts.repair import repair_folder, repair_ids, repair_image
+from tools.parts import parts
+from vision.parts.colours import PALETTE, colourize
+from vision.parts.from_pose import parts_from_pose
+from vision.parts.repair import repair_folder, repair_ids, repair_image
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # Two standing people facing the camera, keypoints (x, y) in a 200 x 300 frame.
-FRONT = np.array([
-    (100, 40), (106, 35), (94, 35), (112, 38), (88, 38),
-    (125, 75), (75, 75), (140, 115), (60, 115), (150, 150), (50, 150),
-    (115, 150), (85, 150), (118, 210), (82, 210), (120, 265), (80, 265),
-], np.float32)
+FRONT = np.array(
+    [
+        (100, 40),
+        (106, 35),
+        (94, 35),
+        (112, 38),
+        (88, 38),
+        (125, 75),
+        (75, 75),
+        (140, 115),
+        (60, 115),
+        (150, 150),
+        (50, 150),
+        (115, 150),
+        (85, 150),
+        (118, 210),
+        (82, 210),
+        (120, 265),
+        (80, 265),
+    ],
+    np.float32,
+)
 
 
 def synthetic_parts(size=(480, 360)) -> np.ndarray:
@@ -71,7 +88,7 @@ def test_noise_and_jpeg_are_repaired():
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared folder absent: {SHARED}")
 def test_bodypix_mask_of_two_people_is_repaired(tmp_path):
-    from processors.parts.bodypix import BodyPixSegmenter
+    from vision.parts.bodypix import BodyPixSegmenter
 
     image = cv2.cvtColor(cv2.imread(str(SHARED / "data/images/two_people_walking.png")), cv2.COLOR_BGR2RGB)
     ids = BodyPixSegmenter(SHARED / "models", 1, device="cpu", cache_dir=tmp_path).segment(image).part_ids
@@ -92,8 +109,11 @@ def test_folder_repair_writes_copies(tmp_path):
     src = tmp_path / "masks"
     src.mkdir()
     for i in range(2):
-        cv2.imwrite(str(src / f"m{i}.jpg"), cv2.cvtColor(perturb(colourize(ids), seed=i), cv2.COLOR_RGB2BGR),
-                    [cv2.IMWRITE_JPEG_QUALITY, 85])
+        cv2.imwrite(
+            str(src / f"m{i}.jpg"),
+            cv2.cvtColor(perturb(colourize(ids), seed=i), cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, 85],
+        )
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     result = CliRunner().invoke(parts, ["repair", str(src)])
     assert result.exit_code == 0, result.output

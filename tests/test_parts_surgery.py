@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tflite
 
-from processors.parts import surgery
-from processors.pose.tflite import runtime
+from vision.parts import surgery
+from vision.pose.tflite import runtime
 
 CORAL = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "coral"
 BODYPIX = CORAL / "bodypix_mobilenet_v1_075_512_512_16_quant_decoder.tflite"
@@ -40,14 +40,20 @@ def test_bodypix_loses_its_decoder_and_exposes_its_inputs():
     assert surgery.find_decoder(stripped) is None
     # Everything but the operators vector and the outputs field is byte-identical; the new
     # outputs vector is appended.
-    changed = np.flatnonzero(np.frombuffer(original, np.uint8) != np.frombuffer(stripped[:len(original)], np.uint8))
+    changed = np.flatnonzero(np.frombuffer(original, np.uint8) != np.frombuffer(stripped[: len(original)], np.uint8))
     assert 0 < len(changed) <= 4 * len(before) + 8
     interpreter = runtime().Interpreter(model_content=stripped)
     interpreter.allocate_tensors()
     outputs = interpreter.get_output_details()
     assert [d["index"] for d in outputs[:4]] == list(info.inputs)
-    assert [d["name"] for d in outputs] == ["float_heatmaps", "float_short_offsets", "float_mid_offsets",
-                                            "float_long_offsets", "float_segments", "float_part_heatmaps"]
+    assert [d["name"] for d in outputs] == [
+        "float_heatmaps",
+        "float_short_offsets",
+        "float_mid_offsets",
+        "float_long_offsets",
+        "float_segments",
+        "float_part_heatmaps",
+    ]
     assert [tuple(d["shape"]) for d in outputs] == [(1, 33, 33, c) for c in (17, 34, 64, 34, 1, 24)]
 
 

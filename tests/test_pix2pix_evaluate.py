@@ -7,7 +7,7 @@ from trainer.pix2pix.inference import generate
 from trainer.pix2pix.networks import NetConfig, UNetGenerator
 from trainer.pix2pix.samples import loss_curves, png_bytes, sample_grid
 from trainer.pix2pix.synthetic import PERSON_A, make_pairs, random_poses
-from trainer.posemap import Letterbox
+from vision.posemap import Letterbox
 
 torch.set_num_threads(1)
 
@@ -68,7 +68,7 @@ def test_sample_grid_holds_the_images():
     a, b, c = (rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8) for _ in range(3))
     grid = sample_grid(a, b, c, max_rows=2, min_cell=64)
     assert grid.shape == (24 + 2 * 68, 3 * 68 + 4, 3)
-    cell = grid[24 + 68:24 + 68 + 64, 4 + 68 * 2:4 + 68 * 2 + 64]  # row 1, "generated"
+    cell = grid[24 + 68 : 24 + 68 + 64, 4 + 68 * 2 : 4 + 68 * 2 + 64]  # row 1, "generated"
     assert np.array_equal(cell[::2, ::2], c[1])
     assert png_bytes(grid)[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -78,7 +78,7 @@ def test_loss_curves_draw_every_series():
     img = loss_curves(history, panel_height=150)
     assert img.shape == (450, 720, 3)
     for panel, colour in enumerate([(40, 110, 220), (220, 90, 40), (40, 160, 70)]):
-        part = img[panel * 150:(panel + 1) * 150]
+        part = img[panel * 150 : (panel + 1) * 150]
         assert (part == colour).all(axis=2).sum() > 100, f"panel {panel} has its curve"
     with pytest.raises(ValueError, match="history"):
         loss_curves([])

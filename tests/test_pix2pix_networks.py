@@ -13,11 +13,14 @@ from trainer.pix2pix.networks import (
 torch.set_num_threads(1)
 
 
-@pytest.mark.parametrize("cfg", [
-    NetConfig(size=64, ngf=8, ndf=8),  # full depth: down to 1x1
-    NetConfig(size=64, ngf=8, ndf=8, n_down=4, norm="batch", n_layers_d=2),
-    NetConfig.fast(size=64, ngf=8, ndf=8),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        NetConfig(size=64, ngf=8, ndf=8),  # full depth: down to 1x1
+        NetConfig(size=64, ngf=8, ndf=8, n_down=4, norm="batch", n_layers_d=2),
+        NetConfig.fast(size=64, ngf=8, ndf=8),
+    ],
+)
 def test_shapes_and_value_range(cfg):
     G, D = build_networks(cfg)
     x = torch.rand(2, 3, 64, 64) * 2 - 1

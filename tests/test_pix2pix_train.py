@@ -9,7 +9,7 @@ from trainer.pix2pix.evaluate import reconstruction_metrics
 from trainer.pix2pix.inference import generate
 from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.synthetic import PERSON_A, PERSON_B, make_pairs, random_poses
-from trainer.pix2pix.train import Trainer, TrainConfig, fine_tune, train_base
+from trainer.pix2pix.train import TrainConfig, Trainer, fine_tune, train_base
 
 torch.set_num_threads(1)
 
@@ -76,8 +76,7 @@ def test_budget_is_honoured(tmp_path):
     cfg = _config(net=NetConfig(size=32, ngf=16, ndf=16, n_layers_d=2), checkpoint_every_s=0.5)
     calls = []
     budget = 2.0
-    result = fine_tune(pairs, cfg, budget, LocalCheckpointStore(tmp_path),
-                       progress_cb=lambda *a: calls.append(a))
+    result = fine_tune(pairs, cfg, budget, LocalCheckpointStore(tmp_path), progress_cb=lambda *a: calls.append(a))
     slowest = max(h["step_s"] for h in result.history)
     assert result.stop_reason == "budget" and result.steps_this_run > 5
     assert result.elapsed_s <= budget + slowest + 0.25  # (the slack covers the final save)
@@ -99,7 +98,9 @@ def test_fine_tune_resumes_after_a_crash_instead_of_warm_starting(tmp_path):
     base = train_base(pairs, _config(), LocalCheckpointStore(tmp_path / "base"), max_steps=3)
     interrupted = Trainer(pairs, _config())
     interrupted.run(max_steps=5, store=store)
-    base_bytes = LocalCheckpointStore(tmp_path / "base").load(ckpt.latest_checkpoint(LocalCheckpointStore(tmp_path / "base")))
+    base_bytes = LocalCheckpointStore(tmp_path / "base").load(
+        ckpt.latest_checkpoint(LocalCheckpointStore(tmp_path / "base"))
+    )
     result = fine_tune(pairs, _config(max_steps=7), 60.0, store, init_checkpoint=base_bytes)
     assert result.step == 7 and result.steps_this_run == 2  # continued from step 5
     assert [h["step"] for h in result.history] == list(range(1, 8))

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from processors.pose import load_estimator
-from processors.pose.blazepose import COCO_FROM_BLAZEPOSE, Roi, ssd_anchors
 from schemas.keypoints import INDEX
+from vision.pose import load_estimator
+from vision.pose.blazepose import COCO_FROM_BLAZEPOSE, Roi, ssd_anchors
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = SHARED / "models"
@@ -31,8 +31,9 @@ def reference_boxes(csv_name, image, margin=0.15):
         rows = list(csv.DictReader(f))
     boxes = []
     for pose_id in sorted({r["pose_id"] for r in rows}):
-        pts = np.array([[float(r["keypoint_x"]) * w, float(r["keypoint_y"]) * h]
-                        for r in rows if r["pose_id"] == pose_id])
+        pts = np.array(
+            [[float(r["keypoint_x"]) * w, float(r["keypoint_y"]) * h] for r in rows if r["pose_id"] == pose_id]
+        )
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         grow = (hi - lo) * margin
         boxes.append((*(lo - grow), *(hi + grow)))
@@ -88,8 +89,7 @@ def estimator():
 def test_keypoints_land_on_the_squatting_person(estimator):
     image = load_rgb("squat.png")
     (person,) = estimator.estimate(image, key="squat")
-    box = assert_upright_person_in(person, reference_boxes(
-        "movenet_single_pose_lightning_ptq_reference.csv", image))
+    box = assert_upright_person_in(person, reference_boxes("movenet_single_pose_lightning_ptq_reference.csv", image))
     assert person.score > 0.5
     assert person.extra.shape == (33, 4) and person.extra.dtype == np.float32
     np.testing.assert_array_equal(person.keypoints[:, :2], person.extra[list(COCO_FROM_BLAZEPOSE), :2])
@@ -98,19 +98,21 @@ def test_keypoints_land_on_the_squatting_person(estimator):
     assert mask.shape == image.shape[:2] and 0.0 <= mask.min() and mask.max() <= 1.0
     x0, y0, x1, y1 = (int(v) for v in box)
     outside = np.ones_like(mask, bool)
-    outside[max(y0, 0):y1, max(x0, 0):x1] = False
-    assert mask[max(y0, 0):y1, max(x0, 0):x1].mean() > 0.3
+    outside[max(y0, 0) : y1, max(x0, 0) : x1] = False
+    assert mask[max(y0, 0) : y1, max(x0, 0) : x1].mean() > 0.3
     assert mask[outside].mean() < 0.05
-    torso = person.keypoints[[INDEX["left_shoulder"], INDEX["right_shoulder"],
-                              INDEX["left_hip"], INDEX["right_hip"]], :2].mean(axis=0)
+    torso = person.keypoints[
+        [INDEX["left_shoulder"], INDEX["right_shoulder"], INDEX["left_hip"], INDEX["right_hip"]], :2
+    ].mean(axis=0)
     assert mask[int(torso[1]), int(torso[0])] > 0.9
 
 
 def test_keypoints_land_on_one_of_the_two_walkers(estimator):
     image = load_rgb("two_people_walking.png")
     (person,) = estimator.estimate(image, key="walk")
-    assert_upright_person_in(person, reference_boxes(
-        "posenet_mobilenet_v1_075_481_641_16_quant_decoder_reference.csv", image))
+    assert_upright_person_in(
+        person, reference_boxes("posenet_mobilenet_v1_075_481_641_16_quant_decoder_reference.csv", image)
+    )
 
 
 def test_tracking_skips_the_detector_and_keys_are_independent(estimator):
@@ -143,8 +145,7 @@ def test_lite_model_and_no_mask_options():
     image = load_rgb("squat.png")
     (person,) = lite.estimate(image)
     assert person.mask is None
-    assert_upright_person_in(person, reference_boxes(
-        "movenet_single_pose_lightning_ptq_reference.csv", image))
+    assert_upright_person_in(person, reference_boxes("movenet_single_pose_lightning_ptq_reference.csv", image))
     with pytest.raises(ValueError, match="heavy"):
         load_estimator("blazepose", MODELS, model="heavy")
 

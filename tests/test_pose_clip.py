@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from processors.pose import load_estimator
-from processors.pose.synthetic import apply_affine, moving_photo_clip
+from vision.pose import load_estimator
+from vision.pose.synthetic import apply_affine, moving_photo_clip
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = SHARED / "models"
@@ -44,8 +44,8 @@ def test_clip_is_deterministic_smooth_and_faithful(photo, clip):
     h, w = photo.shape[:2]
     for frame, affine in clip[::10]:
         x, y = apply_affine(affine, [[w / 2, h / 2]])[0].round().astype(int)
-        patch = frame[y - 2:y + 3, x - 2:x + 3].reshape(-1, 3).mean(axis=0)
-        expected = photo[h // 2 - 3:h // 2 + 4, w // 2 - 3:w // 2 + 4].reshape(-1, 3).mean(axis=0)
+        patch = frame[y - 2 : y + 3, x - 2 : x + 3].reshape(-1, 3).mean(axis=0)
+        expected = photo[h // 2 - 3 : h // 2 + 4, w // 2 - 3 : w // 2 + 4].reshape(-1, 3).mean(axis=0)
         assert np.abs(patch - expected).max() < 25
     # It moves, and smoothly: the photo centre's speed changes by little from frame to frame.
     centres = np.array([apply_affine(a, [[w / 2, h / 2]])[0] for _, a in clip])

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.pose import BackendUnavailable, load_estimator
-from processors.pose import tflite
+from vision.pose import BackendUnavailable, load_estimator, tflite
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -23,19 +22,24 @@ def model_pair(tmp_path):
 def test_edgetpu_model_is_chosen_when_the_delegate_loads(model_pair, caplog):
     cpu, tpu = model_pair
     calls = []
-    caplog.set_level(logging.INFO, logger="processors.pose.tflite")
+    caplog.set_level(logging.INFO, logger="vision.pose.tflite")
     choice = tflite.choose_model(cpu, tpu, delegate_loader=lambda: calls.append(1) or object())
     assert choice.device == "edgetpu"
     assert choice.model_path == tpu
     assert calls == [1]
     # the same loader is kept so every per-thread interpreter gets its own delegate
     assert choice.delegate_loader is not None
-    records = [r for r in caplog.records if r.name == "processors.pose.tflite"]
+    records = [r for r in caplog.records if r.name == "vision.pose.tflite"]
     assert len(records) == 1 and "edgetpu" in records[0].getMessage()
 
 
-@pytest.mark.parametrize("error", [OSError("libedgetpu.so.1: cannot open shared object file"),
-                                   ValueError("Failed to load delegate from libedgetpu.so.1")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError("libedgetpu.so.1: cannot open shared object file"),
+        ValueError("Failed to load delegate from libedgetpu.so.1"),
+    ],
+)
 def test_cpu_twin_is_chosen_when_the_delegate_fails(model_pair, error):
     cpu, tpu = model_pair
 
@@ -83,8 +87,7 @@ def test_bad_device_and_missing_cpu_model_are_rejected(model_pair, tmp_path):
         tflite.choose_model(tmp_path / "absent.tflite", None)
 
 
-@pytest.mark.skipif(ctypes.util.find_library("edgetpu") is not None,
-                    reason="an Edge TPU runtime is installed here")
+@pytest.mark.skipif(ctypes.util.find_library("edgetpu") is not None, reason="an Edge TPU runtime is installed here")
 def test_real_loader_falls_back_to_cpu_on_this_machine():
     if not SHARED.is_dir():
         pytest.skip(f"shared models folder absent: {SHARED}")

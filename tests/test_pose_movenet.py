@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from processors.pose import load_estimator
+from vision.pose import load_estimator
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = SHARED / "models"
@@ -34,8 +34,7 @@ def reference():
     assert [int(r["keypoint_id"]) for r in rows] == list(range(17))
     # keypoint_x / keypoint_y are fractions of the image width / height (Coral divides by the
     # input size); scores are the quantized model's.
-    return np.array([[float(r["keypoint_x"]), float(r["keypoint_y"]), float(r["keypoint_score"])]
-                     for r in rows])
+    return np.array([[float(r["keypoint_x"]), float(r["keypoint_y"]), float(r["keypoint_score"])] for r in rows])
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +70,14 @@ def test_no_person_in_a_blank_frame():
     assert estimator.estimate(np.full((480, 640, 3), 128, np.uint8), key="blank") == []
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((480, 640), np.uint8), "shape"),
-    (np.zeros((480, 640, 4), np.uint8), "shape"),
-    (np.zeros((480, 640, 3), np.float32), "uint8"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((480, 640), np.uint8), "shape"),
+        (np.zeros((480, 640, 4), np.uint8), "shape"),
+        (np.zeros((480, 640, 3), np.float32), "uint8"),
+    ],
+)
 def test_bad_frames_are_rejected_with_a_clear_error(bad, message):
     estimator = load_estimator("movenet", MODELS)
     with pytest.raises(ValueError, match=message):

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processors.pose import BackendUnavailable, load_estimator
-from processors.pose.posenet import decode_outputs
+from vision.pose import BackendUnavailable, load_estimator
+from vision.pose.posenet import decode_outputs
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = SHARED / "models"
@@ -49,12 +49,23 @@ def test_decoder_outputs_map_to_image_pixels():
     pose_scores = np.array([float(rows[i * 17]["pose_score"]) for i in range(n)], np.float32)[None]
     in_w, in_h = 641, 481
     yx = np.stack([frac[..., 1] * in_h, frac[..., 0] * in_w], axis=-1)[None].astype(np.float32)
-    people = decode_outputs(yx, kp_scores, pose_scores, np.array([n], np.float32),
-                            (in_w, in_h), (640, 480), min_pose_score=0.2)
+    people = decode_outputs(
+        yx, kp_scores, pose_scores, np.array([n], np.float32), (in_w, in_h), (640, 480), min_pose_score=0.2
+    )
     assert [p.score for p in people] == sorted(pose_scores[0].tolist(), reverse=True)
     for person, expected in zip(people, frac):
         np.testing.assert_allclose(person.keypoints[:, :2] / [640, 480], expected, atol=1e-5)
-    assert decode_outputs(yx, kp_scores, pose_scores, np.array([n], np.float32),
-                          (in_w, in_h), (640, 480), min_pose_score=0.8)[0].score > 0.8
-    assert len(decode_outputs(yx, kp_scores, pose_scores, np.array([n], np.float32),
-                              (in_w, in_h), (640, 480), min_pose_score=0.8)) == 1
+    assert (
+        decode_outputs(
+            yx, kp_scores, pose_scores, np.array([n], np.float32), (in_w, in_h), (640, 480), min_pose_score=0.8
+        )[0].score
+        > 0.8
+    )
+    assert (
+        len(
+            decode_outputs(
+                yx, kp_scores, pose_scores, np.array([n], np.float32), (in_w, in_h), (640, 480), min_pose_score=0.8
+            )
+        )
+        == 1
+    )

@@ -3,7 +3,7 @@ import pytest
 
 from schemas.keypoints import INDEX, NUM_KEYPOINTS, SKELETON
 from trainer.pix2pix.synthetic import random_pose
-from trainer.posemap import (
+from vision.posemap import (
     KEYPOINT_COLOUR,
     LIMB_COLOURS,
     Letterbox,

@@ -17,12 +17,11 @@ from kafka.partitioner.default import murmur2
 
 from infra import kafka
 from processors.app import PoseStage, SmoothStage
-from processors.pose import load_estimator
-from processors.smoothing import SmoothingParams
 from schemas import decode, frame_key
+from vision.pose import load_estimator
+from vision.smoothing import SmoothingParams
 
-from conftest import wait_until
-from test_processors_stream import Collector, alive, clip_frames, produce, start_worker
+from helpers import TopicReader, clip_frames, produce_frames, running, start_worker, wait_until
 
 
 def _batched(settings, topic: str, records: list[tuple[bytes, bytes]], partition: int) -> None:
@@ -53,7 +52,7 @@ def test_worker_restores_the_last_state_of_a_batched_changelog(settings, shared_
     """The changelog holds the states after seqs 0..9 of one camera, written as one batch; a fresh
     worker must continue from the state after seq 9, exactly as an uninterrupted smoother would."""
     session, camera = "recover", "cam0"
-    frames = clip_frames(shared_dir, session, camera, 13)
+    frames = clip_frames(shared_dir, session, camera, 13, seed=1, frame_clock=True)
     key = frame_key(session, camera)
     estimate = PoseStage(load_estimator("movenet"))
     stage, state, states = SmoothStage(SmoothingParams()), None, []
@@ -71,16 +70,16 @@ def test_worker_restores_the_last_state_of_a_batched_changelog(settings, shared_
     table_key = json.dumps(f"{session}/{camera}").encode()
     _batched(settings, changelog, [(table_key, json.dumps(s).encode()) for s in states], partition)
 
-    smoothed = Collector(settings, settings.topic_smoothed)
-    worker = start_worker(settings, tmp_path, "w")
+    smoothed = TopicReader(settings, settings.topic_smoothed)
+    worker = start_worker(settings, tmp_path / "w.log", loglevel="info")
     try:
-        produce(settings, [(key, f.encode()) for f in frames[10:]])
-        wait_until(lambda: alive(worker) and len(smoothed.poll()) >= 3, timeout=90, what="three smoothed poses")
+        produce_frames(settings, [(key, f.encode()) for f in frames[10:]])
+        wait_until(lambda: running(worker) and len(smoothed.poll()) >= 3, timeout=90, what="three smoothed poses")
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
     smoothed.close()
-    poses = Collector(settings, settings.topic_poses)
+    poses = TopicReader(settings, settings.topic_poses)
     wait_until(lambda: len(poses.poll()) >= 3, timeout=20, what="the worker's poses")
     poses.close()
 
@@ -92,5 +91,9 @@ def test_worker_restores_the_last_state_of_a_batched_changelog(settings, shared_
         state, want = stage(state, by_seq[seq])
         assert bool(want.persons) == bool(got[seq].persons), seq
         if want.persons:
-            np.testing.assert_allclose(np.array(got[seq].persons[0].keypoints),
-                                       np.array(want.persons[0].keypoints), atol=1e-3, err_msg=f"seq {seq}")
+            np.testing.assert_allclose(
+                np.array(got[seq].persons[0].keypoints),
+                np.array(want.persons[0].keypoints),
+                atol=1e-3,
+                err_msg=f"seq {seq}",
+            )

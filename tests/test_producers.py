@@ -19,7 +19,8 @@ from producers.cli import camera as camera_command
 from producers.cli import publish_spool as publish_command
 from producers.spool import Spool
 from schemas import decode, frame_key
-from test_producers_clips import counter_frame, decode_jpeg, read_counter, write_counter_video
+
+from helpers import counter_frame, decode_jpeg, read_counter, write_counter_video
 
 
 def consume(settings, expected: int, timeout: float = 20.0):
@@ -110,8 +111,15 @@ def test_drops_are_counted_when_the_sender_stalls(settings, policy):
     camera, total, queue_size = unique("stall"), 40, 3
     producer = kafka.producer(settings)
     try:
-        summary = run_cameras(settings, "s-drop", {camera: [counter_frame(i) for i in range(total)]}, speed=0,
-                              queue_size=queue_size, policy=policy, producer=GatedProducer(producer, camera, total))
+        summary = run_cameras(
+            settings,
+            "s-drop",
+            {camera: [counter_frame(i) for i in range(total)]},
+            speed=0,
+            queue_size=queue_size,
+            policy=policy,
+            producer=GatedProducer(producer, camera, total),
+        )
     finally:
         producer.close()
 
@@ -149,8 +157,16 @@ def test_frames_the_broker_cannot_take_in_time_are_discarded_and_counted(setting
     camera = unique("slow")
     producer = kafka.producer(settings)
     try:
-        summary = run_cameras(settings, "s-slow", {camera: [counter_frame(i) for i in range(12)]}, speed=0,
-                              queue_size=8, policy="block", drain_timeout_s=0.3, producer=SlowProducer(producer))
+        summary = run_cameras(
+            settings,
+            "s-slow",
+            {camera: [counter_frame(i) for i in range(12)]},
+            speed=0,
+            queue_size=8,
+            policy="block",
+            drain_timeout_s=0.3,
+            producer=SlowProducer(producer),
+        )
     finally:
         producer.close()
     stats = summary.cameras[camera]
@@ -165,8 +181,21 @@ def test_record_first_then_publish_keeps_the_original_timestamps(settings, tmp_p
     runner = CliRunner()
     obj = {"settings": settings}
     # Recorded in real time, as from a camera: the timeline is over before publishing starts.
-    recorded = runner.invoke(camera_command, ["--session", "s-rec", "--source", f"cam0={clip}", "--speed", "1",
-                                              "--record-first", "--no-publish", "--no-metrics"], obj=obj)
+    recorded = runner.invoke(
+        camera_command,
+        [
+            "--session",
+            "s-rec",
+            "--source",
+            f"cam0={clip}",
+            "--speed",
+            "1",
+            "--record-first",
+            "--no-publish",
+            "--no-metrics",
+        ],
+        obj=obj,
+    )
     assert recorded.exit_code == 0, recorded.output
     spool = Spool.of(settings)
     (sidecar,) = spool.pending("s-rec")
@@ -210,22 +239,29 @@ def test_record_first_publishes_segments_in_order_from_the_same_process(settings
     assert not any(list(spool.dir(s).glob("s-seg.*")) for s in ("pending", "publishing", "failed"))
 
 
-@pytest.mark.parametrize("source, message", [
-    ("cam0={tmp}/missing.mp4", "missing.mp4: no such file"),
-    ("99", "camera 99 cannot be opened"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("cam0={tmp}/missing.mp4", "missing.mp4: no such file"),
+        ("99", "camera 99 cannot be opened"),
+    ],
+)
 def test_bad_source_exits_non_zero_with_a_clear_error(tmp_path, source, message):
     settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", state_dir=tmp_path)
-    result = CliRunner().invoke(camera_command, ["--session", "s1", "--source", source.format(tmp=tmp_path),
-                                                 "--no-metrics"], obj={"settings": settings})
+    result = CliRunner().invoke(
+        camera_command,
+        ["--session", "s1", "--source", source.format(tmp=tmp_path), "--no-metrics"],
+        obj={"settings": settings},
+    )
     assert result.exit_code != 0
     assert message in result.output
 
 
 def test_bad_session_id_is_rejected(tmp_path):
     settings = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", state_dir=tmp_path)
-    result = CliRunner().invoke(camera_command, ["--session", "../etc", "--source", "0", "--no-metrics"],
-                                obj={"settings": settings})
+    result = CliRunner().invoke(
+        camera_command, ["--session", "../etc", "--source", "0", "--no-metrics"], obj={"settings": settings}
+    )
     assert result.exit_code == 2
     assert "forbidden character '.'" in result.output
 
@@ -235,8 +271,11 @@ def test_unreachable_broker_fails_clearly_after_retrying(tmp_path):
     address = f"127.0.0.1:{free_port()}"
     settings = Settings(kafka_bootstrap=address, state_dir=tmp_path)
     started = time.monotonic()
-    result = CliRunner().invoke(camera_command, ["--session", "s1", "--source", str(clip), "--connect-timeout", "1.5",
-                                                 "--no-metrics"], obj={"settings": settings})
+    result = CliRunner().invoke(
+        camera_command,
+        ["--session", "s1", "--source", str(clip), "--connect-timeout", "1.5", "--no-metrics"],
+        obj={"settings": settings},
+    )
     assert result.exit_code == 1
     assert f"the broker at {address} did not answer within 2 s" in result.output
     assert time.monotonic() - started >= 1.5

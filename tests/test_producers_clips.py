@@ -3,45 +3,9 @@ frame number in binary (robust to H.264, JPEG and resizing), and the number is a
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
-import numpy as np
 
-BITS = 8
-
-
-def counter_frame(number: int, size: tuple[int, int] = (320, 240)) -> np.ndarray:
-    """An RGB frame showing ``number``."""
-    width, height = size
-    image = np.full((height, width, 3), (40, 90, 160), np.uint8)
-    cv2.putText(image, f"#{number}", (10, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 0), 3)
-    block = width // BITS
-    for bit in range(BITS):
-        value = 255 if (number >> bit) & 1 else 0
-        image[height - block:, bit * block:(bit + 1) * block] = value
-    return image
-
-
-def read_counter(image: np.ndarray) -> int:
-    """The number shown by a counter_frame, from any resized, lossy copy (BGR or RGB)."""
-    gray = image.mean(axis=2) if image.ndim == 3 else image
-    height, width = gray.shape
-    block = width / BITS
-    row = int(height - block / 2)
-    return sum(1 << bit for bit in range(BITS) if gray[row, int((bit + 0.5) * block)] > 128)
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    assert image is not None, "the payload is not a decodable JPEG"
-    return image
-
-
-def write_counter_video(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: int = 30) -> Path:
-    from producers.sources import write_video
-
-    return write_video(path, [counter_frame(number, size) for number in range(frames)], fps=fps)
+from helpers import counter_frame, decode_jpeg, read_counter, write_counter_video
 
 
 def test_counter_survives_jpeg_and_resizing():

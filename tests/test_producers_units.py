@@ -10,11 +10,19 @@ import numpy as np
 import pytest
 
 from producers.frame_queue import FrameQueue
-from producers.sources import (ArraySource, ImageFolderSource, SourceError, SourceFrame, VideoFileSource, open_source,
-                               parse_sources)
+from producers.sources import (
+    ArraySource,
+    ImageFolderSource,
+    SourceError,
+    SourceFrame,
+    VideoFileSource,
+    open_source,
+    parse_sources,
+)
 from producers.summary import CameraStats
 from producers.timeline import Anchor, Timeline
-from test_producers_clips import counter_frame, read_counter, write_counter_video
+
+from helpers import counter_frame, read_counter, write_counter_video
 
 
 # --- queue policies ------------------------------------------------------------------------------
@@ -66,7 +74,10 @@ def test_bad_queue_options_are_named():
 # --- source specs --------------------------------------------------------------------------------
 def test_parse_sources_names_cameras_and_keeps_urls_whole():
     assert parse_sources(["front=clip.mp4", "/dev/video0", "http://host/live?token=a=b"]) == {
-        "front": "clip.mp4", "cam1": "/dev/video0", "cam2": "http://host/live?token=a=b"}
+        "front": "clip.mp4",
+        "cam1": "/dev/video0",
+        "cam2": "http://host/live?token=a=b",
+    }
 
 
 def test_parse_sources_rejects_duplicates_and_empty_sources():

@@ -10,12 +10,21 @@ import pytest
 from click.testing import CliRunner
 
 from infra import kafka
-from infra.cli_tools import record as record_cmd, replay as replay_cmd
-from infra.replay import (KafkaRecord, RecordingError, ReplayError, iter_records, read_info, record, replay,
-                          rewrite_value)
-from infra.replay.layout import decode_record, encode_record
 from schemas import DeadLetter, Frame, SessionEvent, decode
 from schemas.ids import frame_key
+from tools.commands import record as record_cmd
+from tools.commands import replay as replay_cmd
+from tools.replay import (
+    KafkaRecord,
+    RecordingError,
+    ReplayError,
+    iter_records,
+    read_info,
+    record,
+    replay,
+    rewrite_value,
+)
+from tools.replay.layout import decode_record, encode_record
 
 IDLE = 1.0  # seconds without a record after which the recorder stops
 
@@ -23,16 +32,26 @@ IDLE = 1.0  # seconds without a record after which the recorder stops
 def _fresh(settings):
     """The same stack with new, empty topics (a replay target)."""
     suffix = uuid.uuid4().hex[:8]
-    names = {f"topic_{t}": f"r.{suffix}.{t}" for t in
-             ("frames", "poses", "smoothed", "sessions", "datasets", "training", "renditions", "deadletter")}
+    names = {
+        f"topic_{t}": f"r.{suffix}.{t}"
+        for t in ("frames", "poses", "smoothed", "sessions", "datasets", "training", "renditions", "deadletter")
+    }
     target = settings.model_copy(update=names)
     kafka.ensure_topics(target)
     return target
 
 
 def _frame(session: str, camera: str, seq: int) -> Frame:
-    return Frame(session=session, camera=camera, seq=seq, capture_ns=seq * 33_000_000, wall_time=time.time(),
-                 width=64, height=48, image=b"\xff\xd8" + os.urandom(3000) + b"\x00\xff\xd9")
+    return Frame(
+        session=session,
+        camera=camera,
+        seq=seq,
+        capture_ns=seq * 33_000_000,
+        wall_time=time.time(),
+        width=64,
+        height=48,
+        image=b"\xff\xd8" + os.urandom(3000) + b"\x00\xff\xd9",
+    )
 
 
 def _read(settings, topics: list[str], expected: int, timeout: float = 20.0) -> dict[tuple[str, int], list]:
@@ -63,8 +82,16 @@ def _view(records) -> list[tuple]:
 
 
 def test_layout_round_trips_odd_records_and_rejects_other_files(tmp_path):
-    odd = KafkaRecord(topic="t", partition=3, offset=2**40, timestamp_ms=1_700_000_000_123, key=None, value=None,
-                      headers=(("empty", b""), ("none", None), ("bin", bytes(range(256)))), timestamp_type=1)
+    odd = KafkaRecord(
+        topic="t",
+        partition=3,
+        offset=2**40,
+        timestamp_ms=1_700_000_000_123,
+        key=None,
+        value=None,
+        headers=(("empty", b""), ("none", None), ("bin", bytes(range(256)))),
+        timestamp_type=1,
+    )
     assert decode_record("t", encode_record(odd)) == odd
     with pytest.raises(RecordingError, match="shorter than its envelope"):
         decode_record("t", b"\x00")
@@ -80,12 +107,25 @@ def test_record_then_replay_gives_identical_records(settings, tmp_path):
     for i in range(12):  # two sessions' frames spread explicitly over both partitions
         f = _frame("s1" if i % 3 else "s2", f"cam{i % 2}", i)
         headers = [("trace", f"t-{i}".encode()), ("bin", bytes([0, 255, i]))]
-        sent.append(p.send(settings.topic_frames, key=frame_key(f.session, f.camera), value=f.encode(),
-                           headers=headers, partition=i % 2))
+        sent.append(
+            p.send(
+                settings.topic_frames,
+                key=frame_key(f.session, f.camera),
+                value=f.encode(),
+                headers=headers,
+                partition=i % 2,
+            )
+        )
     sent.append(p.send(settings.topic_frames, key=None, value=_frame("s1", "cam0", 99).encode(), partition=1))
     for kind in ("start", "end"):
-        sent.append(p.send(settings.topic_sessions, key=b"s1", headers=[("origin", b"test")],
-                           value=SessionEvent(session="s1", kind=kind, wall_time=time.time(), cameras=["cam0"]).encode()))
+        sent.append(
+            p.send(
+                settings.topic_sessions,
+                key=b"s1",
+                headers=[("origin", b"test")],
+                value=SessionEvent(session="s1", kind=kind, wall_time=time.time(), cameras=["cam0"]).encode(),
+            )
+        )
     p.flush()
     p.close()
     assert all(s.is_done and s.succeeded() for s in sent)
@@ -108,8 +148,13 @@ def test_record_then_replay_gives_identical_records(settings, tmp_path):
     assert all(log_time == r.timestamp_ms * 1_000_000 for log_time, r in recorded)
 
     target = _fresh(settings)
-    result = replay(target, path, speed=0, keep_timestamps=True,
-                    topic_map={settings.topic_frames: target.topic_frames, settings.topic_sessions: target.topic_sessions})
+    result = replay(
+        target,
+        path,
+        speed=0,
+        keep_timestamps=True,
+        topic_map={settings.topic_frames: target.topic_frames, settings.topic_sessions: target.topic_sessions},
+    )
     assert result.sent == {target.topic_frames: 13, target.topic_sessions: 2}
     assert result.same_partition == 15 and result.by_key == 0
     from prometheus_client import REGISTRY
@@ -125,8 +170,12 @@ def test_record_then_replay_gives_identical_records(settings, tmp_path):
         assert [r.timestamp for r in replayed] == [r.timestamp for r in records]
 
     # Into single-partition topics: partition 1 does not exist there, so the key decides.
-    narrow = replay(target, path, speed=0,
-                    topic_map={settings.topic_frames: target.topic_training, settings.topic_sessions: target.topic_renditions})
+    narrow = replay(
+        target,
+        path,
+        speed=0,
+        topic_map={settings.topic_frames: target.topic_training, settings.topic_sessions: target.topic_renditions},
+    )
     assert (narrow.same_partition, narrow.by_key) == (2 + 6, 7)  # frames recorded in partition 0 keep it
     with pytest.raises(ReplayError, match="no-such-topic do not exist"):
         replay(target, path, speed=0, topic_map={settings.topic_frames: "no-such-topic"})
@@ -136,8 +185,12 @@ def test_replay_follows_the_recorded_pace_times_speed(settings, tmp_path):
     start_ms = int(time.time() * 1000) - 5000
     p = kafka.producer(settings)
     for i in range(11):  # one second of recorded time, stamped by the producer
-        p.send(settings.topic_sessions, key=b"pace", timestamp_ms=start_ms + 100 * i,
-               value=SessionEvent(session="pace", kind="start", wall_time=time.time(), note=str(i)).encode())
+        p.send(
+            settings.topic_sessions,
+            key=b"pace",
+            timestamp_ms=start_ms + 100 * i,
+            value=SessionEvent(session="pace", kind="start", wall_time=time.time(), note=str(i)).encode(),
+        )
     p.flush()
     p.close()
     path = tmp_path / "pace.mcap"
@@ -160,11 +213,23 @@ def test_as_session_renames_keys_and_messages_through_the_cli(settings, tmp_path
         p.send(settings.topic_frames, key=b"bad-1/cam0", value=f.encode(), headers=[("h", b"1")])
     p.send(settings.topic_frames, key=b"bad-1/cam0", value=b"garbage the pose stage choked on")
     p.send(settings.topic_frames, key=b"other/cam0", value=_frame("other", "cam0", 0).encode())
-    p.send(settings.topic_sessions, key=b"bad-1",
-           value=SessionEvent(session="bad-1", kind="start", wall_time=time.time(), cameras=["cam0"]).encode())
-    p.send(settings.topic_deadletter, key=None, value=DeadLetter.wrap(
-        stage="pose", reason="boom", topic=settings.topic_frames, value=frames[0].encode(), key=b"bad-1/cam0",
-        wall_time=time.time()).encode())
+    p.send(
+        settings.topic_sessions,
+        key=b"bad-1",
+        value=SessionEvent(session="bad-1", kind="start", wall_time=time.time(), cameras=["cam0"]).encode(),
+    )
+    p.send(
+        settings.topic_deadletter,
+        key=None,
+        value=DeadLetter.wrap(
+            stage="pose",
+            reason="boom",
+            topic=settings.topic_frames,
+            value=frames[0].encode(),
+            key=b"bad-1/cam0",
+            wall_time=time.time(),
+        ).encode(),
+    )
     p.flush()
     p.close()
     runner = CliRunner()
@@ -177,19 +242,28 @@ def test_as_session_renames_keys_and_messages_through_the_cli(settings, tmp_path
     with pytest.raises(ReplayError, match="2 sessions .*bad-1.*other"):
         replay(settings, both, speed=0, as_session="new-1")
 
-    only_other = replay(settings, both, speed=0, session="other", topic_map={settings.topic_frames: settings.topic_poses})
+    only_other = replay(
+        settings, both, speed=0, session="other", topic_map={settings.topic_frames: settings.topic_poses}
+    )
     assert only_other.sent == {settings.topic_poses: 1} and only_other.skipped == 6
 
     one = tmp_path / "one.mcap"
-    done = runner.invoke(record_cmd, [*topics, "-o", str(one), "--session", "bad-1", "--idle", str(IDLE), "-q"], obj=obj)
+    done = runner.invoke(
+        record_cmd, [*topics, "-o", str(one), "--session", "bad-1", "--idle", str(IDLE), "-q"], obj=obj
+    )
     assert done.exit_code == 0, done.output
     again = runner.invoke(record_cmd, [*topics, "-o", str(one), "--idle", str(IDLE)], obj=obj)
     assert again.exit_code != 0 and "exists" in again.output  # a recording is never overwritten by accident
     assert read_info(one).counts == {settings.topic_frames: 4, settings.topic_sessions: 1, settings.topic_deadletter: 1}
 
     target = _fresh(settings)
-    mapping = [f"--topic-map={getattr(settings, n)}={getattr(target, n)}" for n in ("topic_frames", "topic_sessions", "topic_deadletter")]
-    done = runner.invoke(replay_cmd, [str(one), "--speed", "0", "--as-session", "new-1", "--no-metrics", "-q", *mapping], obj=obj)
+    mapping = [
+        f"--topic-map={getattr(settings, n)}={getattr(target, n)}"
+        for n in ("topic_frames", "topic_sessions", "topic_deadletter")
+    ]
+    done = runner.invoke(
+        replay_cmd, [str(one), "--speed", "0", "--as-session", "new-1", "--no-metrics", "-q", *mapping], obj=obj
+    )
     assert done.exit_code == 0, done.output
     assert "moved to new-1" in done.output
 

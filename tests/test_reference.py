@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from infra.objectstore import get_bytes
-from processors.smoothing.synthetic import stick_figure
+from infra.objectstore import ObjectStore
+from schemas import layout
 from schemas.keypoints import IMPUTED, INDEX, OBSERVED
-from trainer.assembler import keys
 from trainer.cli import reference
 from trainer.references import load_reference, load_reference_version, parse_corrections, smooth_reference
 from trainer.references.corrections import merge, to_csv
+from vision.smoothing.synthetic import stick_figure
 
 FRAMES = 40  # one slow sweep of the photo: per-frame motion a dancer could make
 
@@ -31,17 +31,20 @@ def test_corrections_file_is_parsed_with_header_comments_and_drops():
     assert parse_corrections(to_csv(c), 10, (100, 80)) == c
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("3,left_hand,1,1", "unknown keypoint 'left_hand'"),
-    ("12,nose,1,1", "frame 12 is outside the reference (0..9)"),
-    ("x,nose,1,1", "first column must be a frame number"),
-    ("3,nose,1", "expected 'frame,keypoint,x,y' or 'frame,drop'"),
-    ("3,nose,500,1", "outside the 100x80 source frame"),
-    ("3,nose,nan,1", "outside the 100x80 source frame"),
-    ("3,nose,1,1\n3,drop", "both corrected and dropped"),
-    ("3,nose,1,1\n3,nose,2,2", "corrected twice"),
-    ("# nothing\n", "no corrections found"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("3,left_hand,1,1", "unknown keypoint 'left_hand'"),
+        ("12,nose,1,1", "frame 12 is outside the reference (0..9)"),
+        ("x,nose,1,1", "first column must be a frame number"),
+        ("3,nose,1", "expected 'frame,keypoint,x,y' or 'frame,drop'"),
+        ("3,nose,500,1", "outside the 100x80 source frame"),
+        ("3,nose,nan,1", "outside the 100x80 source frame"),
+        ("3,nose,1,1\n3,drop", "both corrected and dropped"),
+        ("3,nose,1,1\n3,nose,2,2", "corrected twice"),
+        ("# nothing\n", "no corrections found"),
+    ],
+)
 def test_bad_corrections_are_refused_with_the_line_and_problem(text, problem):
     with pytest.raises(ValueError, match=problem.replace("(", r"\(").replace(")", r"\)")):
         parse_corrections(text, 10, (100, 80), source="fix.csv")
@@ -71,8 +74,8 @@ def test_smoothing_keeps_corrections_exact_and_fills_dropped_frames():
 # --- the store, through the CLI -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def clip(shared_dir, tmp_path_factory):
-    from processors.pose.synthetic import apply_affine, moving_photo_clip
     from trainer.references.video import write_mp4
+    from vision.pose.synthetic import apply_affine, moving_photo_clip
 
     photo_path = shared_dir / "data" / "images" / "squat.png"
     if not photo_path.is_file():
@@ -90,7 +93,7 @@ def _run(settings, *args):
 
 
 def test_reference_add_correct_and_list(settings, clip, tmp_path):
-    from processors.pose import load_estimator
+    from vision.pose import load_estimator
 
     path, photo, affines, apply_affine = clip
     settings = settings.model_copy(update={"pose_backend": "movenet", "pose_threads": 2})
@@ -106,13 +109,15 @@ def test_reference_add_correct_and_list(settings, clip, tmp_path):
     # Frame i's pose is where the photo's person was pasted in frame i (order and geometry kept).
     truth = load_estimator("movenet", settings.models_dir).estimate(photo)[0].keypoints
     sure = truth[:, 2] > 0.4
-    errors = [np.linalg.norm(poses[i, sure, :2] - apply_affine(a, truth[sure, :2]), axis=1) for i, a in enumerate(affines)]
+    errors = [
+        np.linalg.norm(poses[i, sure, :2] - apply_affine(a, truth[sure, :2]), axis=1) for i, a in enumerate(affines)
+    ]
     assert np.median(np.concatenate(errors)) < 6.0
 
-    report = get_bytes(settings, keys.reference_file_key("squat", 1, "glitches.csv")).decode()
+    report = ObjectStore(settings).get(layout.reference_file_key("squat", 1, "glitches.csv")).decode()
     assert report.splitlines()[0] == "frame,time,part,kind,magnitude,replaced"
     assert len(report.splitlines()) - 1 == ref.meta["glitches"]
-    with av.open(io.BytesIO(get_bytes(settings, keys.reference_file_key("squat", 1, "preview.mp4")))) as video:
+    with av.open(io.BytesIO(ObjectStore(settings).get(layout.reference_file_key("squat", 1, "preview.mp4")))) as video:
         shown = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
     assert len(shown) == FRAMES and shown[0].shape == (96, 192, 3)
     assert shown[0][:, 96:].max() > 200  # the pose map half has a figure drawn
@@ -148,7 +153,7 @@ def test_reference_add_correct_and_list(settings, clip, tmp_path):
 
     listed = _run(settings, "list")
     assert "squat" in listed.output and "│ 3 " in listed.output
-    latest = json.loads(get_bytes(settings, keys.reference_latest_key("squat")))
+    latest = json.loads(ObjectStore(settings).get(layout.reference_latest_key("squat")))
     assert latest["version"] == 3
     bad_name = _run(settings, "add", str(path), "--name", "../squat")
     assert bad_name.exit_code != 0 and "forbidden character" in bad_name.output

@@ -15,10 +15,8 @@ import pytest
 from infra import kafka
 from infra.stack import free_port
 from schemas import DeadLetter, Frame, Person, PoseEstimate, SessionEvent, SmoothedPose, frame_key
-from test_images import with_sof_size
-from test_reliability_faults import TopicReader, clip_frames, running, scrape, start_worker, stop_worker
 
-from conftest import wait_until
+from helpers import TopicReader, clip_frames, running, scrape, start_worker, stop_worker, wait_until, with_sof_size
 
 BIG = 60 * 1024 * 1024
 
@@ -27,11 +25,11 @@ def rebuild(message, version: int | None = None, **fields) -> bytes:
     """The message's envelope with header fields replaced (bypassing validation), or another version."""
     data = message.encode()
     (n,) = struct.unpack(">I", data[4:8])
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
     header.update(fields)
     raw = json.dumps(header).encode()
     prefix = data[:3] + bytes([data[3] if version is None else version])
-    return prefix + struct.pack(">I", len(raw)) + raw + data[8 + n:]
+    return prefix + struct.pack(">I", len(raw)) + raw + data[8 + n :]
 
 
 def envelope(kind: int, header: bytes, payload: bytes = b"") -> bytes:
@@ -51,9 +49,17 @@ def send_all(settings, items, **producer_options) -> list:
 
 def pose_of(frame: Frame, seq: int, capture_ns: int, camera: str | None = None) -> PoseEstimate:
     kp = np.column_stack([np.linspace(100, 200, 17), np.linspace(50, 200, 17), np.full(17, 0.9)])
-    return PoseEstimate(session=frame.session, camera=camera or frame.camera, seq=seq, capture_ns=capture_ns,
-                        wall_time=frame.wall_time, width=frame.width, height=frame.height, backend="test",
-                        persons=[Person.from_array(kp, 0.9)])
+    return PoseEstimate(
+        session=frame.session,
+        camera=camera or frame.camera,
+        seq=seq,
+        capture_ns=capture_ns,
+        wall_time=frame.wall_time,
+        width=frame.width,
+        height=frame.height,
+        backend="test",
+        persons=[Person.from_array(kp, 0.9)],
+    )
 
 
 def test_the_default_producer_refuses_a_60_mb_message_with_a_clear_error(settings):
@@ -76,17 +82,29 @@ def test_bad_frames_and_poses_are_dead_lettered_counted_and_processing_continues
     assert ok
     # (what, key, value, a piece of the dead letter's reason)
     bad_frames = [
-        ("truncated JPEG", key, f.model_copy(update={"seq": 100, "image": f.image[:150]}).encode(),
-         "undecodable jpeg image (150 bytes)"),
+        (
+            "truncated JPEG",
+            key,
+            f.model_copy(update={"seq": 100, "image": f.image[:150]}).encode(),
+            "undecodable jpeg image (150 bytes)",
+        ),
         ("empty value", key, b"", "message is 0 bytes"),
         ("null value", key, None, "message is empty (null value)"),
         ("wrong schema version", key, rebuild(f, version=9), "Frame schema version 9 is not supported"),
         ("wrong kind", key, pose_of(f, 0, 1).encode(), "expected a Frame, got a PoseEstimate"),
         ("not the declared format", key, f.model_copy(update={"image": bmp.tobytes()}).encode(), "is not a jpeg"),
-        ("60 MB", key, f.model_copy(update={"seq": 101, "image": b"\xff\xd8\xff" + bytes(BIG)}).encode(),
-         f"undecodable jpeg image ({BIG + 3} bytes)"),
-        ("decompression bomb", key, f.model_copy(update={"seq": 102, "image": with_sof_size(f.image, 60000, 60000)})
-         .encode(), "(a decompression bomb)"),
+        (
+            "60 MB",
+            key,
+            f.model_copy(update={"seq": 101, "image": b"\xff\xd8\xff" + bytes(BIG)}).encode(),
+            f"undecodable jpeg image ({BIG + 3} bytes)",
+        ),
+        (
+            "decompression bomb",
+            key,
+            f.model_copy(update={"seq": 102, "image": with_sof_size(f.image, 60000, 60000)}).encode(),
+            "(a decompression bomb)",
+        ),
         ("path traversal in the header", key, rebuild(f, session="../../etc"), "forbidden character '.'"),
         ("path traversal in the key", b"x/../../cam0", f.encode(), "bad key"),
         ("look-alike in the header", key, rebuild(f, camera="c\u0430m0"), "U+0430"),
@@ -104,7 +122,7 @@ def test_bad_frames_and_poses_are_dead_lettered_counted_and_processing_continues
         ("wrong schema version", key, rebuild(pose_of(f, 0, 1), version=3), "schema version 3 is not supported"),
         ("a Frame on the poses topic", key, f.encode(), "expected a PoseEstimate, got a Frame"),
         ("path traversal", key, rebuild(pose_of(f, 0, 1), camera="../cam0"), "forbidden character '.'"),
-        ("nesting bomb", key, envelope(2, b"{\"a\":" * 5000 + b"1" + b"}" * 5000), "header is not valid JSON"),
+        ("nesting bomb", key, envelope(2, b'{"a":' * 5000 + b"1" + b"}" * 5000), "header is not valid JSON"),
         # Capture time going backwards on camX (its own smoother state, so cam0 is unaffected):
         # the first pose is fine, the second cannot be smoothed.
         ("time going backwards", other, pose_of(f, 1, 1_000, camera="camX").encode(), "cannot smooth"),
@@ -117,16 +135,27 @@ def test_bad_frames_and_poses_are_dead_lettered_counted_and_processing_continues
     dead, smoothed = TopicReader(settings, settings.topic_deadletter), TopicReader(settings, settings.topic_smoothed)
     poses = TopicReader(settings, settings.topic_poses)
     try:
-        send_all(settings, [(settings.topic_poses, fine_camx[1], fine_camx[2])]
-                 + [(settings.topic_poses, k, v) for _, k, v, _ in bad_poses]
-                 + [(settings.topic_frames, k, v) for _, k, v, _ in bad_frames]
-                 + [(settings.topic_frames, key, g.encode()) for g in good],
-                 max_request_size=BIG + (1 << 20))  # the test's producer lets the 60 MB message through
+        send_all(
+            settings,
+            [(settings.topic_poses, fine_camx[1], fine_camx[2])]
+            + [(settings.topic_poses, k, v) for _, k, v, _ in bad_poses]
+            + [(settings.topic_frames, k, v) for _, k, v, _ in bad_frames]
+            + [(settings.topic_frames, key, g.encode()) for g in good],
+            max_request_size=BIG + (1 << 20),
+        )  # the test's producer lets the 60 MB message through
         expected = len(bad_frames) + len(bad_poses)
-        wait_until(lambda: running(worker, log_path) and len(dead.poll()) >= expected
-                   and len(smoothed.poll()) >= len(good) + 1, timeout=120, what="dead letters and smoothed poses")
-        counted = wait_until(lambda: _deadletter_counts(port, len(bad_frames), len(bad_poses)), timeout=10,
-                             what="the counters to catch up")
+        wait_until(
+            lambda: (
+                running(worker, log_path) and len(dead.poll()) >= expected and len(smoothed.poll()) >= len(good) + 1
+            ),
+            timeout=120,
+            what="dead letters and smoothed poses",
+        )
+        counted = wait_until(
+            lambda: _deadletter_counts(port, len(bad_frames), len(bad_poses)),
+            timeout=10,
+            what="the counters to catch up",
+        )
         wait_until(lambda: len(poses.poll()) >= len(bad_poses) + 1 + len(good), timeout=10, what="poses")
     finally:
         stop_worker(worker)
@@ -142,7 +171,7 @@ def test_bad_frames_and_poses_are_dead_lettered_counted_and_processing_continues
             assert len(matches) == 1, f"{stage} / {what}: no single dead letter with {reason!r}"
             letter = matches[0]
             value = value or b""
-            assert letter.original_size == len(value) and letter.original == value[:DeadLetter.MAX_ORIGINAL]
+            assert letter.original_size == len(value) and letter.original == value[: DeadLetter.MAX_ORIGINAL]
             assert letter.truncated == (len(value) > DeadLetter.MAX_ORIGINAL), what
     # Processing went on: the good frames after the corpus got their poses (a person on each), in
     # order, and were smoothed.
@@ -181,14 +210,21 @@ def decode_any(value: bytes):
     return decode(value)
 
 
-FAST = dict(shard_size=4, resolution=64, end_grace_s=1.0, unknown_session_grace_s=1.0, commit_interval_s=0.2,
-            min_samples=3, quiet=True)
+FAST = dict(
+    shard_size=4,
+    resolution=64,
+    end_grace_s=1.0,
+    unknown_session_grace_s=1.0,
+    commit_interval_s=0.2,
+    min_samples=3,
+    quiet=True,
+)
 
 
 def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings):
     from prometheus_client import REGISTRY
 
-    from infra.objectstore import list_keys
+    from infra.objectstore import ObjectStore
     from trainer.assembler import Assembler, read_manifest
     from trainer.assembler.synthetic import SyntheticSession, produce
 
@@ -200,13 +236,26 @@ def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings)
     start = SessionEvent(session="s", kind="start", wall_time=1.0)
     # (topic, key, value, a piece of the dead letter's reason)
     corpus = [
-        (settings.topic_frames, frame_key("never-started", "cam0"),
-         SyntheticSession("never-started", cameras=("cam0",)).frame("cam0", 0).encode(), "was never started"),
-        (settings.topic_sessions, b"ghost", SessionEvent(session="ghost", kind="end", wall_time=1.0).encode(),
-         "end of session ghost, which was never started"),
+        (
+            settings.topic_frames,
+            frame_key("never-started", "cam0"),
+            SyntheticSession("never-started", cameras=("cam0",)).frame("cam0", 0).encode(),
+            "was never started",
+        ),
+        (
+            settings.topic_sessions,
+            b"ghost",
+            SessionEvent(session="ghost", kind="end", wall_time=1.0).encode(),
+            "end of session ghost, which was never started",
+        ),
         (settings.topic_frames, key, envelope(1, bomb, b"\xff\xd8\xff"), "header is not valid JSON"),
         (settings.topic_smoothed, key, envelope(3, bomb), "header is not valid JSON"),
-        (settings.topic_sessions, b"x", envelope(4, b'{"wall_time": ' + b"9" * 5000 + b"}"), "header is not valid JSON"),
+        (
+            settings.topic_sessions,
+            b"x",
+            envelope(4, b'{"wall_time": ' + b"9" * 5000 + b"}"),
+            "header is not valid JSON",
+        ),
         (settings.topic_frames, key, b"", "message is 0 bytes"),
         (settings.topic_frames, key, None, "null value"),
         (settings.topic_frames, b"../../etc/cam0", frame.encode(), "unsafe or malformed key"),
@@ -216,8 +265,13 @@ def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings)
         (settings.topic_sessions, b"y", rebuild(start, session="..\u2215x"), "forbidden character"),
         (settings.topic_frames, key, pose.encode(), "expected a Frame on"),
     ]
-    produce(settings, [syn.event_message(settings, syn.start())] + [(t, k, v) for t, k, v, _ in corpus]
-            + syn.stream_messages(settings) + [syn.event_message(settings, syn.end())])
+    produce(
+        settings,
+        [syn.event_message(settings, syn.start())]
+        + [(t, k, v) for t, k, v, _ in corpus]
+        + syn.stream_messages(settings)
+        + [syn.event_message(settings, syn.end())],
+    )
 
     def counted() -> float:
         return REGISTRY.get_sample_value("booth_deadletters_total", {"stage": "assembler"}) or 0.0
@@ -236,12 +290,15 @@ def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings)
         dead.close()
     assert len(letters) == len(corpus)
     for topic, k, value, reason in corpus:
-        matches = [d for d in map(decode_letter, (r.value for r in letters if r.key == k))
-                   if reason in d.reason and d.source_topic == topic]
+        matches = [
+            d
+            for d in map(decode_letter, (r.value for r in letters if r.key == k))
+            if reason in d.reason and d.source_topic == topic
+        ]
         assert len(matches) == 1, f"{topic}: no single dead letter with {reason!r}"
         assert (matches[0].stage, matches[0].original) == ("assembler", value or b"")
     # Nothing was written outside the good session's own prefix.
-    assert {k.split("/")[1] for k in list_keys(settings, "")} == {syn.session}
+    assert {k.split("/")[1] for k in ObjectStore(settings).list("")} == {syn.session}
 
 
 def test_a_repeated_frame_identity_is_taken_as_a_redelivery_whatever_its_content():
@@ -250,10 +307,10 @@ def test_a_repeated_frame_identity_is_taken_as_a_redelivery_whatever_its_content
     harmless, and why a camera must not be restarted under the same id within a session (its seq
     starts again at 0): see docs/guarantees.md."""
     from processors.app import SmoothStage
-    from processors.smoothing import SmoothingParams
     from trainer.assembler.join import SessionState
     from trainer.assembler.offsets import Held
     from trainer.assembler.synthetic import SyntheticSession
+    from vision.smoothing import SmoothingParams
 
     syn = SyntheticSession("again", cameras=("cam0",), frames=4)
     state = SessionState(syn.start(), shard_size=4, resolution=32, now=0.0)

@@ -9,98 +9,19 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from infra import kafka
 from infra.stack import Stack, embedded_settings, wait_exited
-from schemas import Frame, decode, frame_key
+from schemas import decode, frame_key
 
-from conftest import wait_until
+from helpers import TopicReader, clip_frames, running, start_worker, stop_worker, wait_until
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def worker_env(settings, metrics_port: int = -1) -> dict[str, str]:
-    """The environment that gives a `booth process` subprocess exactly these settings."""
-    return settings.to_env(metrics_port=metrics_port)
-
-
-def start_worker(settings, log_path: Path, metrics_port: int = -1) -> subprocess.Popen:
-    log = open(log_path, "ab")
-    try:
-        return subprocess.Popen([sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
-                                env=worker_env(settings, metrics_port), stdout=log, stderr=subprocess.STDOUT)
-    finally:
-        log.close()  # the child holds its own descriptor
-
-
-def stop_worker(worker: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
-    if worker.poll() is None:
-        worker.send_signal(sig)
-        try:
-            worker.wait(timeout)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(10)
-
-
-def running(worker: subprocess.Popen, log_path: Path) -> bool:
-    if worker.poll() is not None:
-        raise AssertionError(f"the worker exited with code {worker.returncode}:\n{log_path.read_text()[-3000:]}")
-    return True
-
-
-class TopicReader:
-    """Reads a topic from its start without a consumer group, so it never disturbs the pipeline
-    (and never asks the broker for end offsets)."""
-
-    def __init__(self, settings, topic: str):
-        self.consumer = kafka.consumer(settings, topic, group_id=None, consumer_timeout_ms=300)
-        self.records: list = []
-
-    def poll(self) -> list:
-        for batch in self.consumer.poll(timeout_ms=300).values():
-            self.records.extend(batch)
-        return self.records
-
-    def messages(self) -> list:
-        return [decode(r.value) for r in self.records]
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-def clip_frames(shared_dir: Path, session: str, camera: str, n: int, size=(320, 240)) -> list[Frame]:
-    """n frames of the squat photo drifting across the canvas (a person on every frame)."""
-    from processors.pose.synthetic import moving_photo_clip
-
-    photo = cv2.cvtColor(cv2.imread(str(shared_dir / "data/images/squat.png")), cv2.COLOR_BGR2RGB)
-    out = []
-    clip = moving_photo_clip(photo, n_frames=max(n, 60), size=size, seed=3)[:n]  # motion of a 2 s clip
-    for seq, (rgb, _affine) in enumerate(clip):
-        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        assert ok
-        out.append(Frame(session=session, camera=camera, seq=seq, capture_ns=time.monotonic_ns(),
-                         wall_time=time.time(), width=size[0], height=size[1], image=jpg.tobytes()))
-    return out
-
-
-def scrape(port: int) -> dict[tuple[str, tuple], float]:
-    """A process's /metrics as {(sample name, sorted labels): value}."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 class RecordingProducer:
@@ -152,15 +73,27 @@ def test_broker_restart_during_capture_is_reported_exactly(tmp_path):
     stack.up(prometheus=False)
     try:
         # A short delivery timeout, so frames queued while the broker is away fail within the test.
-        producer = connect(settings, 10, topic=settings.topic_frames, delivery_timeout_ms=3500,
-                           request_timeout_ms=3000, max_block_ms=1000)
+        producer = connect(
+            settings,
+            10,
+            topic=settings.topic_frames,
+            delivery_timeout_ms=3500,
+            request_timeout_ms=3000,
+            max_block_ms=1000,
+        )
         recorder = RecordingProducer(producer)
         rng = np.random.default_rng(0)
         images = [rng.integers(0, 255, (120, 160, 3), dtype=np.uint8) for _ in range(8)]
         frames = [images[i % len(images)] for i in range(240)]  # 8 s at 30 fps
         result: dict = {}
-        capture = threading.Thread(target=lambda: result.setdefault("summary", run_cameras(
-            settings, "outage", {"cam0": frames, "cam1": frames}, fps=30, size=(160, 120), producer=recorder)))
+        capture = threading.Thread(
+            target=lambda: result.setdefault(
+                "summary",
+                run_cameras(
+                    settings, "outage", {"cam0": frames, "cam1": frames}, fps=30, size=(160, 120), producer=recorder
+                ),
+            )
+        )
         capture.start()
         time.sleep(1.5)
         _kill_service(stack, "kafka")  # the memory engine forgets every message it held
@@ -189,8 +122,11 @@ def test_broker_restart_during_capture_is_reported_exactly(tmp_path):
     # first writes after the restart (the embedded broker may refuse one of those: UnknownError).
     captured = recorder.captured_at
     outage = (killed_at - 0.5, restarted_at + 1.0)
-    outside = sorted((f, round(captured[f] - killed_at, 2), recorder.failed.get(f)) for f in lost
-                     if not outage[0] <= captured[f] <= outage[1])
+    outside = sorted(
+        (f, round(captured[f] - killed_at, 2), recorder.failed.get(f))
+        for f in lost
+        if not outage[0] <= captured[f] <= outage[1]
+    )
     assert not outside, f"lost outside the outage (restart at +{restarted_at - killed_at:.2f} s): {outside[:5]}"
     assert len(lost) < 0.6 * len(captured)
     # After the restart the topic holds exactly what was acknowledged after the kill: the frames
@@ -270,21 +206,35 @@ def test_worker_killed_mid_session_still_gives_exactly_one_sample_per_frame(sett
     frames = clip_frames(shared_dir, session, "cam0", total)
     key = frame_key(session, "cam0")
     publish(settings, session, "start", ["cam0"])
-    assembler = _Background(Assembler(settings, group_id=settings.group("assembler"), shard_size=8, resolution=64,
-                                      end_grace_s=2.0, min_samples=10, commit_interval_s=0.5, quiet=True))
+    assembler = _Background(
+        Assembler(
+            settings,
+            group_id=settings.group("assembler"),
+            shard_size=8,
+            resolution=64,
+            end_grace_s=2.0,
+            min_samples=10,
+            commit_interval_s=0.5,
+            quiet=True,
+        )
+    )
     smoothed, poses = TopicReader(settings, settings.topic_smoothed), TopicReader(settings, settings.topic_poses)
     producer = kafka.producer(settings)
     first = start_worker(settings, tmp_path / "w1.log")
     second = None
     try:
+
         def seqs_smoothed() -> set[int]:
             return {decode(r.value).seq for r in smoothed.poll()}
 
         for f in frames[:8]:
             producer.send(settings.topic_frames, key=key, value=f.encode())
         producer.flush()
-        wait_until(lambda: running(first, tmp_path / "w1.log") and len(seqs_smoothed()) >= 4, timeout=90,
-                   what="the first worker to be up")
+        wait_until(
+            lambda: running(first, tmp_path / "w1.log") and len(seqs_smoothed()) >= 4,
+            timeout=90,
+            what="the first worker to be up",
+        )
 
         def camera():  # the rest of the session at about 13 fps while the worker dies
             for f in frames[8:]:
@@ -301,15 +251,19 @@ def test_worker_killed_mid_session_still_gives_exactly_one_sample_per_frame(sett
         sender.join(30)
         second = start_worker(settings, tmp_path / "w2.log")
         try:
-            wait_until(lambda: running(second, tmp_path / "w2.log") and len(seqs_smoothed()) == total,
-                       timeout=120, what="every frame smoothed after the restart")
+            wait_until(
+                lambda: running(second, tmp_path / "w2.log") and len(seqs_smoothed()) == total,
+                timeout=120,
+                what="every frame smoothed after the restart",
+            )
         except TimeoutError as exc:
             missing = sorted(set(range(total)) - seqs_smoothed())
             log = (tmp_path / "w2.log").read_text(errors="replace")[-3000:]
             raise TimeoutError(f"{exc}: seqs {missing} never smoothed; the new worker's log ends:\n{log}") from None
         publish(settings, session, "end")
-        manifest = wait_until(lambda: assembler.alive() and _manifest_ready(settings, session), timeout=60,
-                              what="the dataset")
+        manifest = wait_until(
+            lambda: assembler.alive() and _manifest_ready(settings, session), timeout=60, what="the dataset"
+        )
         poses.poll()
     finally:
         producer.close()
@@ -338,29 +292,45 @@ def test_worker_killed_mid_session_still_gives_exactly_one_sample_per_frame(sett
     # dataset above is what must not show them.
     estimated = [decode(r.value).seq for r in poses.records]
     assert set(estimated) == set(range(total))
-    print(f"killed after {done_at_kill}/{total} smoothed; {len(estimated) - total} poses and "
-          f"{len(smoothed.records) - total} smoothed poses were published twice")
+    print(
+        f"killed after {done_at_kill}/{total} smoothed; {len(estimated) - total} poses and "
+        f"{len(smoothed.records) - total} smoothed poses were published twice"
+    )
 
 
 @pytest.mark.slow
 def test_object_store_outage_during_assembly_loses_nothing(tmp_path, caplog):
-    from infra.objectstore import list_keys
+    from infra.objectstore import ObjectStore
+    from schemas import layout
     from trainer.assembler import Assembler
-    from trainer.assembler import keys
     from trainer.assembler.reader import iter_session_samples
     from trainer.assembler.synthetic import SyntheticSession, produce
 
-    settings = embedded_settings(tmp_path, partitions_streams=2, kafka_session_timeout_ms=3000,
-                                 kafka_heartbeat_interval_ms=500)
+    settings = embedded_settings(
+        tmp_path, partitions_streams=2, kafka_session_timeout_ms=3000, kafka_heartbeat_interval_ms=500
+    )
     stack = Stack(settings, state_dir=tmp_path)
     stack.up(prometheus=False)
     syn = SyntheticSession("s3-outage", frames=24)
-    assembler = _Background(Assembler(settings, group_id=settings.group("assembler"), shard_size=4, resolution=64,
-                                      end_grace_s=1.0, min_samples=5, commit_interval_s=0.2, quiet=True))
+    assembler = _Background(
+        Assembler(
+            settings,
+            group_id=settings.group("assembler"),
+            shard_size=4,
+            resolution=64,
+            end_grace_s=1.0,
+            min_samples=5,
+            commit_interval_s=0.2,
+            quiet=True,
+        )
+    )
     try:
         produce(settings, [syn.event_message(settings, syn.start())] + syn.stream_messages(settings, range(0, 8)))
-        wait_until(lambda: assembler.alive() and len(list_keys(settings, keys.index_prefix(syn.session))) == 4,
-                   timeout=60, what="the first shards")
+        wait_until(
+            lambda: assembler.alive() and len(ObjectStore(settings).list(layout.index_prefix(syn.session))) == 4,
+            timeout=60,
+            what="the first shards",
+        )
         caplog.clear()
         _kill_service(stack, "s3", signal.SIGTERM)
         # The rest of the session arrives while the store is away: its shards cannot be written.
@@ -368,8 +338,11 @@ def test_object_store_outage_during_assembly_loses_nothing(tmp_path, caplog):
         time.sleep(8)  # longer than the HTTP client's own retries: the assembler's must take over
         assert assembler.alive()
         stack.up(prometheus=False)  # the same port and data folder
-        manifest = wait_until(lambda: assembler.alive() and _manifest_ready(settings, syn.session), timeout=90,
-                              what="the dataset after the store came back")
+        manifest = wait_until(
+            lambda: assembler.alive() and _manifest_ready(settings, syn.session),
+            timeout=90,
+            what="the dataset after the store came back",
+        )
         samples = [(s.camera, s.seq) for s in iter_session_samples(settings, syn.session)]
     finally:
         assembler.finish()

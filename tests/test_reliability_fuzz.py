@@ -12,12 +12,14 @@ import json
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from processors.app import Rejected, SmoothStage, decode_frame
-from processors.smoothing import SmoothingParams
 from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, decode, frame_key
-from schemas.messages import KINDS, MAGIC, _PREFIX
+from schemas.messages import _PREFIX, KINDS, MAGIC
+from vision.smoothing import SmoothingParams
 
 FUZZ = hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -34,8 +36,9 @@ def _jpeg(width: int = 32, height: int = 24) -> bytes:
     return buf.tobytes()
 
 
-GOOD_FRAME = Frame(session="s1", camera="cam0", seq=3, capture_ns=100, wall_time=1.0, width=32, height=24,
-                   image=_jpeg())
+GOOD_FRAME = Frame(
+    session="s1", camera="cam0", seq=3, capture_ns=100, wall_time=1.0, width=32, height=24, image=_jpeg()
+)
 GOOD_KEY = frame_key("s1", "cam0")
 
 json_values = st.recursive(
@@ -86,7 +89,7 @@ def mutated(draw, original: bytes):
         if op == "flip" and data:
             data[at] = draw(st.integers(0, 255))
         elif op == "cut":
-            del data[at: at + draw(st.integers(1, 64))]
+            del data[at : at + draw(st.integers(1, 64))]
         else:
             data[at:at] = draw(st.binary(min_size=1, max_size=16))
     return bytes(data)
@@ -127,12 +130,16 @@ def test_nesting_bomb_and_huge_numbers_are_schema_errors_naming_the_header():
 coords = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 persons = st.builds(
     lambda kp, score: [Person.from_array(np.asarray(kp, np.float64).reshape(17, 3), score)],
-    st.lists(st.tuples(coords, coords, st.floats(0, 1)), min_size=17, max_size=17), st.floats(0, 1),
+    st.lists(st.tuples(coords, coords, st.floats(0, 1)), min_size=17, max_size=17),
+    st.floats(0, 1),
 )
 
 
-@given(steps=st.lists(st.tuples(st.integers(0, 50), st.integers(0, 10**12), st.one_of(st.just([]), persons)),
-                      min_size=1, max_size=12))
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 50), st.integers(0, 10**12), st.one_of(st.just([]), persons)), min_size=1, max_size=12
+    )
+)
 @hsettings(max_examples=150, deadline=None)
 def test_smoother_takes_any_valid_pose_sequence(steps):
     """Any schema-valid sequence (gaps, repeats, time going backwards, wild coordinates) gives a
@@ -140,8 +147,17 @@ def test_smoother_takes_any_valid_pose_sequence(steps):
     into the agent."""
     stage, state = SmoothStage(SmoothingParams()), None
     for seq, capture_ns, people in steps:
-        pose = PoseEstimate(session="s", camera="c", seq=seq, capture_ns=capture_ns, wall_time=1.0, width=640,
-                            height=480, backend="fuzz", persons=people)
+        pose = PoseEstimate(
+            session="s",
+            camera="c",
+            seq=seq,
+            capture_ns=capture_ns,
+            wall_time=1.0,
+            width=640,
+            height=480,
+            backend="fuzz",
+            persons=people,
+        )
         try:
             new_state, out = stage(state, pose)
         except Rejected as exc:

@@ -10,35 +10,48 @@ import time
 
 import pytest
 
-from infra.objectstore import get_bytes, list_keys
+from infra.objectstore import ObjectStore
 from schemas import DatasetReady, Rendition, decode
 
-from conftest import wait_until
-from test_reliability_faults import worker_env
-from test_trainer_service import dataset  # noqa: F401 - the fixture: an assembled session + a reference
+from helpers import wait_until, worker_env
 
 
 @pytest.mark.slow
-def test_trainer_killed_mid_training_resumes_from_its_checkpoint(dataset, tmp_path):  # noqa: F811
+def test_trainer_killed_mid_training_resumes_from_its_checkpoint(dataset, tmp_path):
     from infra import kafka
     from trainer.assembler.synthetic import produce
 
     settings, syn = dataset
     prefix = f"sessions/{syn.session}/checkpoints/"
-    ready = DatasetReady(session=syn.session, status="ready", samples=24, cameras=["cam0"], reference="dance",
-                         wall_time=time.time())
+    ready = DatasetReady(
+        session=syn.session, status="ready", samples=24, cameras=["cam0"], reference="dance", wall_time=time.time()
+    )
     # The assembler's own DatasetReady (no reference) is on the topic first: the trainer's default
     # reference covers it; both name the same session, so both train the same checkpoints.
     produce(settings, [(settings.topic_datasets, syn.session.encode(), ready.encode())])
-    command = [sys.executable, "-m", "booth.cli", "train", "--budget", "40", "--checkpoint-every", "1",
-               "--reference", "dance", "--max-sessions", "1", "-q"]
+    command = [
+        sys.executable,
+        "-m",
+        "booth.cli",
+        "train",
+        "--budget",
+        "40",
+        "--checkpoint-every",
+        "1",
+        "--reference",
+        "dance",
+        "--max-sessions",
+        "1",
+        "-q",
+    ]
 
     def start(name: str) -> subprocess.Popen:
-        return subprocess.Popen(command, env=worker_env(settings), stdout=open(tmp_path / name, "wb"),
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            command, env=worker_env(settings), stdout=open(tmp_path / name, "wb"), stderr=subprocess.STDOUT
+        )
 
     def checkpoints() -> list[str]:
-        return sorted(k for k in list_keys(settings, prefix) if k.rsplit("/", 1)[-1].startswith("ckpt-"))
+        return sorted(k for k in ObjectStore(settings).list(prefix) if k.rsplit("/", 1)[-1].startswith("ckpt-"))
 
     first = start("t1.log")
     try:
@@ -48,7 +61,7 @@ def test_trainer_killed_mid_training_resumes_from_its_checkpoint(dataset, tmp_pa
         first.wait(10)
     saved = checkpoints()[-1]
     saved_step = int(saved.rsplit("ckpt-", 1)[1].split(".")[0])
-    assert saved_step > 0 and get_bytes(settings, f"sessions/{syn.session}/results/rendition.mp4") is None
+    assert saved_step > 0 and ObjectStore(settings).get(f"sessions/{syn.session}/results/rendition.mp4") is None
 
     second = start("t2.log")
     try:
@@ -56,11 +69,11 @@ def test_trainer_killed_mid_training_resumes_from_its_checkpoint(dataset, tmp_pa
     finally:
         if second.poll() is None:
             second.kill()
-    results = json.loads(get_bytes(settings, f"sessions/{syn.session}/results/metrics.json"))
+    results = json.loads(ObjectStore(settings).get(f"sessions/{syn.session}/results/metrics.json"))
     # It went on from the checkpoint (the last one, perhaps written just before the kill), not step 0.
     assert results["start_step"] >= saved_step > 0 and results["steps"] > results["start_step"]
     # The budget counts from the first attempt: the whole job stayed near 40 s of training.
-    started = json.loads(get_bytes(settings, prefix + "started.json"))["wall_time"]
+    started = json.loads(ObjectStore(settings).get(prefix + "started.json"))["wall_time"]
     assert results["train_seconds"] < 40 + 10
     assert time.time() - started < 40 + 120
     c = kafka.consumer(settings, settings.topic_renditions, group_id=None, consumer_timeout_ms=2000)

@@ -8,8 +8,8 @@ import torch
 from trainer import rendition
 from trainer.pix2pix.networks import NetConfig, UNetGenerator
 from trainer.pix2pix.synthetic import random_poses
-from trainer.posemap import render_pose_map
 from trainer.rendition import count_frames, render_video
+from vision.posemap import render_pose_map
 
 torch.set_num_threads(1)
 
@@ -39,8 +39,7 @@ def test_video_has_one_frame_per_pose(generator, tmp_path):
 def test_side_by_side_strip(generator, tmp_path):
     poses = random_poses(5, (80, 60), seed=1)
     refs = [np.full((60, 80, 3), 30 * i, np.uint8) for i in range(5)]
-    path = render_video(generator, poses, (80, 60), tmp_path / "sbs.mp4", fps=25, side_by_side=refs,
-                        progress=False)
+    path = render_video(generator, poses, (80, 60), tmp_path / "sbs.mp4", fps=25, side_by_side=refs, progress=False)
     (_, rate), frames = _decode(path)
     assert len(frames) == 5 and frames[0].shape == (32, 96, 3) and rate == 25
     # Lossy, but the middle third is still the pose map and the left the (letterboxed) reference.

@@ -15,17 +15,19 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from infra.objectstore import get_bytes
-from processors.parts.colours import FACE_PARTS, PALETTE, PART_ID
-from schemas import DatasetReady, Frame, Person, SmoothedPose, frame_key
+from infra.objectstore import ObjectStore
+from schemas import DatasetReady, Frame, Person, SmoothedPose, TrainingProgress, frame_key
 from schemas.keypoints import INDEX, OBSERVED, SMOOTHED
 from trainer.assembler import AssemblerConfig, iter_session_samples, read_manifest
 from trainer.assembler.join import NO_PARTS, join_sample
 from trainer.assembler.representation import main_person_parts
 from trainer.assembler.shards import Sample, decode_ids, decode_rgb, encode_sample, png_bytes
 from trainer.assembler.synthetic import SyntheticSession, jpeg, produce
-from trainer.partsmap import colour_parts, letterbox_ids
-from trainer.posemap import KEYPOINT_COLOUR, Letterbox, render_pose_map
+from vision.parts.colours import FACE_PARTS, PALETTE, PART_ID
+from vision.partsmap import colour_parts, letterbox_ids
+from vision.posemap import KEYPOINT_COLOUR, Letterbox, render_pose_map
+
+from helpers import read_topic
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 MODELS = SHARED / "models"
@@ -42,7 +44,7 @@ def _photo(name: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def segmenter(tmp_path_factory):
-    from processors.parts import load_segmenter
+    from vision.parts import load_segmenter
 
     return load_segmenter("bodypix", MODELS, cache_dir=tmp_path_factory.mktemp("models"))
 
@@ -50,8 +52,8 @@ def segmenter(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clip():
     """Frames of the squatting person drifting over a 320 x 240 canvas, with MoveNet's poses."""
-    from processors.pose import load_estimator
-    from processors.pose.synthetic import moving_photo_clip
+    from vision.pose import load_estimator
+    from vision.pose.synthetic import moving_photo_clip
 
     frames = [f for f, _ in moving_photo_clip(_photo("squat.png"), n_frames=60, size=SIZE, seed=3)[:12]]
     estimator = load_estimator("movenet", MODELS)
@@ -62,11 +64,28 @@ def clip():
 
 def _messages(session: str, seq: int, frame: np.ndarray, pose: np.ndarray) -> tuple[Frame, SmoothedPose]:
     h, w = frame.shape[:2]
-    f = Frame(session=session, camera="cam0", seq=seq, capture_ns=seq * 33_333_333, wall_time=1e9 + seq / 30,
-              width=w, height=h, image=jpeg(frame, 95))
-    p = SmoothedPose(session=session, camera="cam0", seq=seq, capture_ns=f.capture_ns, wall_time=f.wall_time,
-                     width=w, height=h, backend="movenet", persons=[Person.from_array(pose, 0.9)],
-                     flags=[OBSERVED | SMOOTHED] * 17)
+    f = Frame(
+        session=session,
+        camera="cam0",
+        seq=seq,
+        capture_ns=seq * 33_333_333,
+        wall_time=1e9 + seq / 30,
+        width=w,
+        height=h,
+        image=jpeg(frame, 95),
+    )
+    p = SmoothedPose(
+        session=session,
+        camera="cam0",
+        seq=seq,
+        capture_ns=f.capture_ns,
+        wall_time=f.wall_time,
+        width=w,
+        height=h,
+        backend="movenet",
+        persons=[Person.from_array(pose, 0.9)],
+        flags=[OBSERVED | SMOOTHED] * 17,
+    )
     return f, p
 
 
@@ -88,7 +107,11 @@ def test_parts_samples_draw_the_persons_part_map(clip, segmenter):
     sample = join_sample(frame, pose, 128, "parts", segmenter.segment)
     assert isinstance(sample, Sample)
     assert [name for name, _ in sample.members()] == [
-        "cam0-00000000.jpg", "cam0-00000000.posemap.png", "cam0-00000000.pose.json", "cam0-00000000.parts.png"]
+        "cam0-00000000.jpg",
+        "cam0-00000000.posemap.png",
+        "cam0-00000000.pose.json",
+        "cam0-00000000.parts.png",
+    ]
 
     ids = decode_ids(sample.parts_png)
     assert ids.shape == (240, 320)
@@ -98,9 +121,9 @@ def test_parts_samples_draw_the_persons_part_map(clip, segmenter):
     # The person's torso keypoints lie on their parts; the nose on a face part.
     for k in TORSO:
         x, y = poses[0][k, :2].astype(int)
-        assert ids[y - 3:y + 4, x - 3:x + 4].any(), f"keypoint {k} at {(x, y)} is off the part map"
+        assert ids[y - 3 : y + 4, x - 3 : x + 4].any(), f"keypoint {k} at {(x, y)} is off the part map"
     x, y = poses[0][INDEX["nose"], :2].astype(int)
-    assert np.isin(ids[y - 4:y + 5, x - 4:x + 5], FACE_PARTS).any()
+    assert np.isin(ids[y - 4 : y + 5, x - 4 : x + 5], FACE_PARTS).any()
 
     posemap = decode_rgb(sample.posemap_png)
     assert posemap.shape == (128, 128, 3)
@@ -131,7 +154,10 @@ def test_pose_stays_the_default_and_parts_need_a_person(segmenter):
     default = join_sample(frame, pose, 64)
     assert join_sample(frame, pose, 64, "pose") == default and default.parts_png is None
     assert [n for n, _ in default.members()] == [
-        "cam0-00000001.jpg", "cam0-00000001.posemap.png", "cam0-00000001.pose.json"]
+        "cam0-00000001.jpg",
+        "cam0-00000001.posemap.png",
+        "cam0-00000001.pose.json",
+    ]
     stored = np.asarray(json.loads(default.pose_json)["keypoints"], np.float32)
     assert default.posemap_png == png_bytes(render_pose_map(stored, syn.size, 64))
     # The synthetic pictures are noise: BodyPix finds nobody, so there is no part-map sample.
@@ -143,9 +169,23 @@ def test_pose_stays_the_default_and_parts_need_a_person(segmenter):
         AssemblerConfig(representation="sticks")
     with pytest.raises(ValueError, match="unknown part segmenter"):
         AssemblerConfig(representation="parts", segmenter="magic")
-    args = dict(key="cam0-00000001", seq=1, camera="cam0", session="s-2", image=frame.image, encoding="jpeg",
-                width=96, height=72, pose=stored, flags=[], backend="x", person_score=1.0, capture_ns=0,
-                wall_time=0.0, resolution=64)
+    args = dict(
+        key="cam0-00000001",
+        seq=1,
+        camera="cam0",
+        session="s-2",
+        image=frame.image,
+        encoding="jpeg",
+        width=96,
+        height=72,
+        pose=stored,
+        flags=[],
+        backend="x",
+        person_score=1.0,
+        capture_ns=0,
+        wall_time=0.0,
+        resolution=64,
+    )
     with pytest.raises(ValueError, match="needs the frame's part ids"):
         encode_sample(**args, representation="parts")
     with pytest.raises(ValueError, match=r"part ids are \(50, 40\) but the frame is \(96, 72\)"):
@@ -170,7 +210,7 @@ def test_a_pose_keeps_only_its_own_persons_parts(segmenter):
 
 # --- rendition maps --------------------------------------------------------------------------------
 def test_reference_part_maps_follow_the_normalized_pose():
-    from trainer.service import ReferenceMaps
+    from trainer.dance import ReferenceMaps
 
     ref_size, src_size = (200, 100), (160, 120)
     ref_pose = np.zeros((17, 3), np.float32)
@@ -183,8 +223,15 @@ def test_reference_part_maps_follow_the_normalized_pose():
     stored = np.zeros((50, 100), np.uint8)  # stored at half the reference video's size
     stored[10:40, 30:50] = PART_ID["torso_front"]  # video pixels x 60..100, y 20..80
     empty = np.zeros((17, 3), np.float32)
-    maps = ReferenceMaps("parts", np.stack([stored, stored]), np.stack([ref_pose, empty]), ref_size,
-                         np.stack([moved, empty]), src_size, 64)
+    maps = ReferenceMaps(
+        "parts",
+        np.stack([stored, stored]),
+        np.stack([ref_pose, empty]),
+        ref_size,
+        np.stack([moved, empty]),
+        src_size,
+        64,
+    )
     assert len(maps) == 2
     ids = maps.part_ids(0)
     assert ids.shape == (120, 160)
@@ -204,28 +251,64 @@ def test_reference_part_maps_follow_the_normalized_pose():
 
 # --- the whole way ---------------------------------------------------------------------------------
 def test_parts_session_is_assembled_trained_and_rendered(settings, clip, tmp_path):
-    from processors.pose.synthetic import moving_photo_clip
     from trainer.cli import assemble, reference
+    from trainer.dance import ReferenceMaps
     from trainer.normalize import fit_normalizer
     from trainer.references import load_reference_parts, load_reference_version
     from trainer.references.video import write_mp4
     from trainer.rendition import count_frames
-    from trainer.service import ReferenceMaps, TrainerConfig, TrainingService
+    from trainer.service import TrainerConfig, TrainingService
+    from vision.pose.synthetic import moving_photo_clip
 
     frames, poses = clip
-    settings = settings.model_copy(update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500,
-                                           "metrics_port": -1, "pose_threads": 2})
+    settings = settings.model_copy(
+        update={
+            "kafka_session_timeout_ms": 3000,
+            "kafka_heartbeat_interval_ms": 500,
+            "metrics_port": -1,
+            "pose_threads": 2,
+        }
+    )
     session = f"parts-{uuid.uuid4().hex[:6]}"
     syn = SyntheticSession(session, cameras=("cam0",))
     stream = [m for seq, (f, p) in enumerate(zip(frames, poses)) for m in _messages(session, seq, f, p)]
-    produce(settings, [syn.event_message(settings, syn.start())]
-            + [(settings.topic_frames if isinstance(m, Frame) else settings.topic_smoothed,
-                frame_key(session, "cam0"), m.encode()) for m in stream]
-            + [syn.event_message(settings, syn.end())])
+    produce(
+        settings,
+        [syn.event_message(settings, syn.start())]
+        + [
+            (
+                settings.topic_frames if isinstance(m, Frame) else settings.topic_smoothed,
+                frame_key(session, "cam0"),
+                m.encode(),
+            )
+            for m in stream
+        ]
+        + [syn.event_message(settings, syn.end())],
+    )
     run = CliRunner().invoke(
-        assemble, ["--group", f"g-{session}", "--shard-size", "8", "--resolution", "64", "--min-samples", "5",
-                   "--end-grace", "0.5", "--unknown-session-grace", "1", "--idle-exit", "1", "--representation",
-                   "parts", "-q"], obj={"settings": settings}, catch_exceptions=False)
+        assemble,
+        [
+            "--group",
+            f"g-{session}",
+            "--shard-size",
+            "8",
+            "--resolution",
+            "64",
+            "--min-samples",
+            "5",
+            "--end-grace",
+            "0.5",
+            "--unknown-session-grace",
+            "1",
+            "--idle-exit",
+            "1",
+            "--representation",
+            "parts",
+            "-q",
+        ],
+        obj={"settings": settings},
+        catch_exceptions=False,
+    )
     assert run.exit_code == 0, run.output
 
     manifest = read_manifest(settings, session)
@@ -239,33 +322,58 @@ def test_parts_session_is_assembled_trained_and_rendered(settings, clip, tmp_pat
     # A reference dance with its part maps, corrected once (the part maps carry over).
     dance = [f for f, _ in moving_photo_clip(_photo("squat.png"), n_frames=40, size=SIZE, seed=8)[:10]]
     write_mp4(tmp_path / "dance.mp4", dance, 30)
-    added = CliRunner().invoke(reference, ["add", str(tmp_path / "dance.mp4"), "--name", "dance", "--backend",
-                                           "movenet", "--representation", "parts", "--resolution", "64"],
-                               obj={"settings": settings}, catch_exceptions=False)
+    added = CliRunner().invoke(
+        reference,
+        [
+            "add",
+            str(tmp_path / "dance.mp4"),
+            "--name",
+            "dance",
+            "--backend",
+            "movenet",
+            "--representation",
+            "parts",
+            "--resolution",
+            "64",
+        ],
+        obj={"settings": settings},
+        catch_exceptions=False,
+    )
     assert added.exit_code == 0, added.output
     (tmp_path / "fix.csv").write_text("3,drop\n")
-    fixed = CliRunner().invoke(reference, ["correct", "dance", str(tmp_path / "fix.csv")],
-                               obj={"settings": settings}, catch_exceptions=False)
+    fixed = CliRunner().invoke(
+        reference, ["correct", "dance", str(tmp_path / "fix.csv")], obj={"settings": settings}, catch_exceptions=False
+    )
     assert fixed.exit_code == 0, fixed.output
     v1, ref = load_reference_version(settings, "dance", 1), load_reference_version(settings, "dance")
     assert ref.version == 2 and ref.meta["parts"]["size"] == [320, 240] and ref.meta["parts"]["frames_with_parts"] == 10
     parts = load_reference_parts(settings, ref)
     assert parts.shape == (10, 240, 320) and parts.dtype == np.uint8
     np.testing.assert_array_equal(parts, load_reference_parts(settings, v1))
-    with av.open(io.BytesIO(get_bytes(settings, ref.meta["files"]["preview.mp4"]))) as video:
+    with av.open(io.BytesIO(ObjectStore(settings).get(ref.meta["files"]["preview.mp4"]))) as video:
         preview = [f.to_ndarray(format="rgb24") for f in video.decode(video=0)]
     assert len(preview) == 10 and preview[0].shape == (64, 128, 3)
 
-    service = TrainingService(settings, TrainerConfig(budget_s=3, checkpoint_every_s=60, progress_bar=False,
-                                                      reference="dance", progress_every_s=0.0))
-    rendition = service.handle(DatasetReady(session=session, status="ready", samples=len(frames),
-                                            cameras=["cam0"], reference="dance", wall_time=time.time()))
+    service = TrainingService(
+        settings,
+        TrainerConfig(budget_s=3, checkpoint_every_s=60, progress_bar=False, reference="dance", progress_every_s=0.0),
+    )
+    rendition = service.handle(
+        DatasetReady(
+            session=session,
+            status="ready",
+            samples=len(frames),
+            cameras=["cam0"],
+            reference="dance",
+            wall_time=time.time(),
+        )
+    )
     assert rendition.frames == 10
     prefix = f"sessions/{session}/results/"
-    metrics = json.loads(get_bytes(settings, prefix + "metrics.json"))
+    metrics = json.loads(ObjectStore(settings).get(prefix + "metrics.json"))
     assert metrics["representation"] == "parts" and "pose_error" in metrics  # measured on part maps
     side = tmp_path / "side.mp4"
-    side.write_bytes(get_bytes(settings, prefix + "side-by-side.mp4"))
+    side.write_bytes(ObjectStore(settings).get(prefix + "side-by-side.mp4"))
     assert count_frames(side) == 10
     # The strip's middle panel is the reference's part map moved onto the visitor: the maps the
     # generator was fed, not stick figures.
@@ -280,12 +388,26 @@ def test_parts_session_is_assembled_trained_and_rendered(settings, clip, tmp_pat
         assert to_parts < 5  # video compression only
         assert np.abs(panel - render_pose_map(moved[i], SIZE, 64)).mean() > 2 * to_parts
 
-    # A reference without part maps is refused before any training time is spent on it.
-    plain = CliRunner().invoke(reference, ["add", str(tmp_path / "dance.mp4"), "--name", "plain", "--backend",
-                                           "movenet", "--resolution", "32"], obj={"settings": settings})
+    # A reference without part maps fails the session, with the reason, before any training time
+    # is spent on it.
+    plain = CliRunner().invoke(
+        reference,
+        ["add", str(tmp_path / "dance.mp4"), "--name", "plain", "--backend", "movenet", "--resolution", "32"],
+        obj={"settings": settings},
+    )
     assert plain.exit_code == 0, plain.output
     t0 = time.monotonic()
-    with pytest.raises(FileNotFoundError, match="reference plain v1 has no part maps"):
-        service.handle(DatasetReady(session=session, status="ready", samples=len(frames), cameras=["cam0"],
-                                    reference="plain", wall_time=time.time()))
+    failed = service.handle(
+        DatasetReady(
+            session=session,
+            status="ready",
+            samples=len(frames),
+            cameras=["cam0"],
+            reference="plain",
+            wall_time=time.time(),
+        )
+    )
+    assert failed is None
     assert time.monotonic() - t0 < 3
+    progress = [m for m in read_topic(settings, settings.topic_training) if isinstance(m, TrainingProgress)]
+    assert progress[-1].phase == "failed" and "reference plain v1 has no part maps" in progress[-1].message

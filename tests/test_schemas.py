@@ -7,11 +7,26 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from schemas import (
-    DatasetReady, DeadLetter, Frame, InvalidId, Person, PoseEstimate, Rendition, SchemaError, SessionEvent,
-    SmoothedPose, TrainingProgress, decode, frame_key, parse_frame_key, validate_id,
+    DatasetReady,
+    DeadLetter,
+    Frame,
+    InvalidId,
+    Person,
+    PoseEstimate,
+    Rendition,
+    SchemaError,
+    SessionEvent,
+    SmoothedPose,
+    TrainingProgress,
+    decode,
+    frame_key,
+    parse_frame_key,
+    validate_id,
 )
 
 ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True)
@@ -26,15 +41,38 @@ def pose(seed=0):
 
 EXAMPLES = [
     Frame(session="s", camera="c", seq=0, capture_ns=1, wall_time=1.5, width=2, height=2, image=b"\xff\xd8x"),
-    PoseEstimate(session="s", camera="c", seq=3, capture_ns=1, wall_time=1.5, width=640, height=480,
-                 backend="movenet", device="cpu", inference_ms=9.1, persons=[pose(1), pose(2)]),
-    SmoothedPose(session="s", camera="c", seq=3, capture_ns=1, wall_time=1.5, width=640, height=480,
-                 backend="movenet", persons=[pose(3)], flags=[1] * 17),
+    PoseEstimate(
+        session="s",
+        camera="c",
+        seq=3,
+        capture_ns=1,
+        wall_time=1.5,
+        width=640,
+        height=480,
+        backend="movenet",
+        device="cpu",
+        inference_ms=9.1,
+        persons=[pose(1), pose(2)],
+    ),
+    SmoothedPose(
+        session="s",
+        camera="c",
+        seq=3,
+        capture_ns=1,
+        wall_time=1.5,
+        width=640,
+        height=480,
+        backend="movenet",
+        persons=[pose(3)],
+        flags=[1] * 17,
+    ),
     SessionEvent(session="s", kind="start", wall_time=2.0, cameras=["c0", "c1"], reference="salsa"),
     DatasetReady(session="s", status="ready", manifest_key="sessions/s/manifest.json", samples=10, wall_time=3.0),
     TrainingProgress(session="s", phase="training", step=5, total_steps=10, losses={"l1": 0.3}, wall_time=4.0),
     Rendition(session="s", reference="salsa", video_key="k", url="http://x", expires_at=9.0, frames=3, wall_time=5.0),
-    DeadLetter.wrap(stage="pose", reason="bad jpeg", topic="booth.frames", value=b"\x00" * 10, key=b"s/c", wall_time=1.0),
+    DeadLetter.wrap(
+        stage="pose", reason="bad jpeg", topic="booth.frames", value=b"\x00" * 10, key=b"s/c", wall_time=1.0
+    ),
 ]
 
 
@@ -52,9 +90,9 @@ def test_frame_image_travels_raw_after_the_header():
     f = Frame(session="s", camera="c", seq=1, capture_ns=1, wall_time=1, width=8, height=8, image=image)
     data = f.encode()
     (header_len,) = struct.unpack(">I", data[4:8])
-    header = json.loads(data[8:8 + header_len])
+    header = json.loads(data[8 : 8 + header_len])
     assert "image" not in header and header["seq"] == 1
-    assert data[8 + header_len:] == image  # no base64, no copy in JSON
+    assert data[8 + header_len :] == image  # no base64, no copy in JSON
 
 
 def test_decoding_the_wrong_kind_is_a_clear_error():
@@ -75,20 +113,23 @@ def test_unknown_version_and_kind_are_named():
 def _rebuild(message, **changes) -> bytes:
     data = message.encode()
     (n,) = struct.unpack(">I", data[4:8])
-    header = json.loads(data[8:8 + n])
+    header = json.loads(data[8 : 8 + n])
     header.update(changes)
     raw = json.dumps(header).encode()
-    return data[:4] + struct.pack(">I", len(raw)) + raw + data[8 + n:]
+    return data[:4] + struct.pack(">I", len(raw)) + raw + data[8 + n :]
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("seq", -1, "seq: Input should be greater than or equal to 0"),
-    ("width", 0, "width: Input should be greater than 0"),
-    ("session", "../etc", "session: Value error, id '../etc' has a forbidden character '.'"),
-    ("camera", "cam/0", "camera: Value error"),
-    ("encoding", "bmp", "encoding"),
-    ("extra_field", 1, "extra_field: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("seq", -1, "seq: Input should be greater than or equal to 0"),
+        ("width", 0, "width: Input should be greater than 0"),
+        ("session", "../etc", "session: Value error, id '../etc' has a forbidden character '.'"),
+        ("camera", "cam/0", "camera: Value error"),
+        ("encoding", "bmp", "encoding"),
+        ("extra_field", 1, "extra_field: Extra inputs are not permitted"),
+    ],
+)
 def test_invalid_fields_are_named(field, value, expected):
     with pytest.raises(SchemaError) as err:
         decode(_rebuild(EXAMPLES[0], **{field: value}))
@@ -105,7 +146,7 @@ def test_empty_frame_image_is_rejected():
     data = EXAMPLES[0].encode()
     (n,) = struct.unpack(">I", data[4:8])
     with pytest.raises(SchemaError, match="image is empty"):
-        decode(data[:8 + n])
+        decode(data[: 8 + n])
 
 
 def test_dead_letter_truncates_huge_originals():
@@ -151,5 +192,7 @@ def test_corrupted_envelopes_fail_cleanly(tail, length, kind):
 @given(session=ids, camera=ids, seq=st.integers(0, 2**40), wall=finite, image=st.binary(min_size=1, max_size=500))
 @hsettings(max_examples=200, deadline=None)
 def test_frames_round_trip_property(session, camera, seq, wall, image):
-    f = Frame(session=session, camera=camera, seq=seq, capture_ns=seq, wall_time=wall, width=640, height=480, image=image)
+    f = Frame(
+        session=session, camera=camera, seq=seq, capture_ns=seq, wall_time=wall, width=640, height=480, image=image
+    )
     assert decode(f.encode()) == f

@@ -17,23 +17,45 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from infra.settings import Settings
 from infra.stack import free_port
-from schemas import InvalidId, validate_id
-from trainer.assembler import keys
+from schemas import InvalidId, layout, validate_id
 
-HOSTILE_IDS = ["", "..", "../x", "a/b", "a\\b", "a.b", "c\u0430m0", "\uff43am0", "x" * 65, "a b", "-x", "a\x00b",
-               "%2e%2e", "cam0\n", "\u202ecam0"]
+HOSTILE_IDS = [
+    "",
+    "..",
+    "../x",
+    "a/b",
+    "a\\b",
+    "a.b",
+    "c\u0430m0",
+    "\uff43am0",
+    "x" * 65,
+    "a b",
+    "-x",
+    "a\x00b",
+    "%2e%2e",
+    "cam0\n",
+    "\u202ecam0",
+]
 
 
 def booth(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run the `booth` command line as an operator would, with nothing but `env` on top of a
     clean environment (no BOOTH_* leaking in from the test run)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("BOOTH_")}
-    return subprocess.run([sys.executable, "-m", "booth.cli", *args], env={**base, **env}, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "booth.cli", *args],
+        env={**base, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # --- credentials ---------------------------------------------------------------------------------
@@ -45,16 +67,30 @@ def test_credentials_come_from_the_environment_and_secret_files_and_are_masked(t
     secrets.mkdir()
     (secrets / "s3_secret_key").write_text(file_secret)
     (secrets / "kafka_sasl_password").write_text(file_secret + "-kafka")
-    probe = ("from infra.settings import Settings; s = Settings(); "
-             "print(s.s3_secret_key.get_secret_value(), s.kafka_sasl_password.get_secret_value())")
+    probe = (
+        "from infra.settings import Settings; s = Settings(); "
+        "print(s.s3_secret_key.get_secret_value(), s.kafka_sasl_password.get_secret_value())"
+    )
 
-    from_files = subprocess.run([sys.executable, "-c", probe], env={**_clean_env(), "BOOTH_SECRETS_DIR": str(secrets)},
-                                cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    from_files = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**_clean_env(), "BOOTH_SECRETS_DIR": str(secrets)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert from_files.stdout.split() == [file_secret, file_secret + "-kafka"], from_files.stderr
     # The environment wins over a secret file.
     env = {"BOOTH_SECRETS_DIR": str(secrets), "BOOTH_S3_SECRET_KEY": env_secret}
-    both = subprocess.run([sys.executable, "-c", probe], env={**_clean_env(), **env}, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    both = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**_clean_env(), **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert both.stdout.split() == [env_secret, file_secret + "-kafka"], both.stderr
 
     shown = booth("-vv", "config", env=env, cwd=tmp_path)
@@ -84,9 +120,14 @@ def test_a_stack_start_never_shows_the_secret(tmp_path):
     S3 secret appears in no output, log file, state file, or service command line."""
     secret = f"stack-{uuid.uuid4().hex}"
     state = tmp_path / "state"
-    env = {"BOOTH_STATE_DIR": str(state), "BOOTH_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
-           "BOOTH_S3_ENDPOINT": f"127.0.0.1:{free_port()}", "BOOTH_S3_SECRET_KEY": secret,
-           "BOOTH_KAFKA_SASL_USERNAME": "svc", "BOOTH_KAFKA_SASL_PASSWORD": secret + "-kafka"}
+    env = {
+        "BOOTH_STATE_DIR": str(state),
+        "BOOTH_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",
+        "BOOTH_S3_ENDPOINT": f"127.0.0.1:{free_port()}",
+        "BOOTH_S3_SECRET_KEY": secret,
+        "BOOTH_KAFKA_SASL_USERNAME": "svc",
+        "BOOTH_KAFKA_SASL_PASSWORD": secret + "-kafka",
+    }
     outputs, cmdlines = [], []
     try:
         up = booth("-vv", "stack", "up", "--no-prometheus", env=env, cwd=tmp_path, timeout=120)
@@ -122,26 +163,58 @@ def tls_files(tmp_path_factory) -> dict[str, Path]:
     """A throwaway self-signed certificate and key (used as CA, client certificate and key)."""
     folder = tmp_path_factory.mktemp("tls")
     cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=booth-test-ca"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=booth-test-ca",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return {"cafile": cert, "certfile": cert, "keyfile": key}
 
 
 def _secured(tls_files, protocol="SASL_SSL", mechanism="SCRAM-SHA-512") -> Settings:
-    return Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", kafka_security_protocol=protocol,
-                    kafka_sasl_mechanism=mechanism, kafka_sasl_username="svc-booth", kafka_sasl_password="pw-123",
-                    kafka_ssl_cafile=tls_files["cafile"], kafka_ssl_certfile=tls_files["certfile"],
-                    kafka_ssl_keyfile=tls_files["keyfile"])
+    return Settings(
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        kafka_security_protocol=protocol,
+        kafka_sasl_mechanism=mechanism,
+        kafka_sasl_username="svc-booth",
+        kafka_sasl_password="pw-123",
+        kafka_ssl_cafile=tls_files["cafile"],
+        kafka_ssl_certfile=tls_files["certfile"],
+        kafka_ssl_keyfile=tls_files["keyfile"],
+    )
 
 
 def test_kafka_python_clients_carry_sasl_and_tls(tls_files):
     from infra import kafka
 
     settings = _secured(tls_files)
-    wanted = {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "svc-booth",
-              "sasl_plain_password": "pw-123", "ssl_cafile": str(tls_files["cafile"]),
-              "ssl_certfile": str(tls_files["certfile"]), "ssl_keyfile": str(tls_files["keyfile"])}
+    wanted = {
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc-booth",
+        "sasl_plain_password": "pw-123",
+        "ssl_cafile": str(tls_files["cafile"]),
+        "ssl_certfile": str(tls_files["certfile"]),
+        "ssl_keyfile": str(tls_files["keyfile"]),
+    }
     # Real clients (which reject unknown options); api_version given, so none of them dials out here.
     producer = kafka.producer(settings, api_version=(3, 0))
     try:
@@ -172,8 +245,9 @@ def test_kafka_admin_client_carries_sasl_and_tls(tls_files, monkeypatch):
     assert seen["ssl_cafile"] == str(tls_files["cafile"]) and seen["sasl_mechanism"] == "SCRAM-SHA-512"
 
 
-@pytest.mark.parametrize("protocol,mechanism", [("SASL_SSL", "SCRAM-SHA-256"), ("SASL_PLAINTEXT", "PLAIN"),
-                                                ("SSL", None)])
+@pytest.mark.parametrize(
+    "protocol,mechanism", [("SASL_SSL", "SCRAM-SHA-256"), ("SASL_PLAINTEXT", "PLAIN"), ("SSL", None)]
+)
 def test_faust_app_hands_sasl_and_tls_to_aiokafka(tls_files, protocol, mechanism):
     import ssl
 
@@ -190,13 +264,17 @@ def test_faust_app_hands_sasl_and_tls_to_aiokafka(tls_files, protocol, mechanism
     context = auth.get("ssl_context")
     if protocol.endswith("SSL"):
         assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
-        assert any(dict(x[0] for x in ca["subject"]).get("commonName") == "booth-test-ca"
-                   for ca in context.get_ca_certs())
+        assert any(
+            dict(x[0] for x in ca["subject"]).get("commonName") == "booth-test-ca" for ca in context.get_ca_certs()
+        )
     else:
         assert context is None
     if mechanism:
         assert (auth["sasl_mechanism"], auth["sasl_plain_username"], auth["sasl_plain_password"]) == (
-            mechanism, "svc-booth", "pw-123")
+            mechanism,
+            "svc-booth",
+            "pw-123",
+        )
     else:
         assert "sasl_mechanism" not in auth
 
@@ -207,8 +285,9 @@ def test_object_store_client_uses_tls_when_configured():
     for secure, scheme in ((True, "https://"), (False, "http://")):
         settings = Settings(s3_endpoint="store.example:9000", s3_secure=secure)
         # Presigning is offline (the region is configured): the link shows the scheme the client uses.
-        url = client(settings).presigned_get_object(settings.s3_bucket, "sessions/s/manifest.json",
-                                                    expires=timedelta(seconds=60))
+        url = client(settings).presigned_get_object(
+            settings.s3_bucket, "sessions/s/manifest.json", expires=timedelta(seconds=60)
+        )
         assert url.startswith(scheme + "store.example:9000/"), url
 
 
@@ -216,12 +295,11 @@ def test_object_store_client_uses_tls_when_configured():
 
 
 def test_presigned_links_work_then_expire(settings):
-    from infra.objectstore import client, put_bytes
+    from infra.objectstore import ObjectStore, client
 
-    put_bytes(settings, "sessions/s1/results/rendition.mp4", b"video bytes")
+    ObjectStore(settings).put("sessions/s1/results/rendition.mp4", b"video bytes")
     c = client(settings)
-    url = c.presigned_get_object(settings.s3_bucket, "sessions/s1/results/rendition.mp4",
-                                 expires=timedelta(seconds=2))
+    url = c.presigned_get_object(settings.s3_bucket, "sessions/s1/results/rendition.mp4", expires=timedelta(seconds=2))
     assert urllib.request.urlopen(url, timeout=10).read() == b"video bytes"
     forged = url.replace("rendition.mp4", "metrics.json")  # same signature, another object
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -244,15 +322,15 @@ def test_link_expiry_setting_stays_within_what_s3_signs():
 
 
 KEY_BUILDERS = {
-    "session_prefix": lambda i: keys.session_prefix(i),
-    "shard_key (session)": lambda i: keys.shard_key(i, "cam0", 0),
-    "shard_key (camera)": lambda i: keys.shard_key("s1", i, 0),
-    "shard_index_key (camera)": lambda i: keys.shard_index_key("s1", i, 0),
-    "manifest_key": lambda i: keys.manifest_key(i),
-    "preview_key": lambda i: keys.preview_key(i),
-    "sample_key": lambda i: keys.sample_key(i, 0),
-    "reference_prefix": lambda i: keys.reference_prefix(i),
-    "reference_file_key": lambda i: keys.reference_file_key(i, 1, "poses.npz"),
+    "session_prefix": lambda i: layout.session_prefix(i),
+    "shard_key (session)": lambda i: layout.shard_key(i, "cam0", 0),
+    "shard_key (camera)": lambda i: layout.shard_key("s1", i, 0),
+    "shard_index_key (camera)": lambda i: layout.shard_index_key("s1", i, 0),
+    "manifest_key": lambda i: layout.manifest_key(i),
+    "preview_key": lambda i: layout.preview_key(i),
+    "sample_key": lambda i: layout.sample_key(i, 0),
+    "reference_prefix": lambda i: layout.reference_prefix(i),
+    "reference_file_key": lambda i: layout.reference_file_key(i, 1, "poses.npz"),
 }
 
 
@@ -265,11 +343,11 @@ def test_key_builders_reject_hostile_ids(builder, hostile):
 
 def test_key_builders_reject_hostile_file_names_and_numbers():
     with pytest.raises(ValueError):
-        keys.reference_file_key("salsa", 1, "../../sessions/s1/manifest.json")
+        layout.reference_file_key("salsa", 1, "../../sessions/s1/manifest.json")
     with pytest.raises(ValueError):
-        keys.shard_key("s1", "cam0", -1)
+        layout.shard_key("s1", "cam0", -1)
     with pytest.raises(ValueError):
-        keys.reference_source_key("salsa", ".mp4/../../x")
+        layout.reference_source_key("salsa", ".mp4/../../x")
 
 
 @given(st.text(max_size=80))
@@ -282,7 +360,7 @@ def test_a_key_either_stays_in_its_session_or_is_refused(candidate):
             with pytest.raises(InvalidId):
                 build(candidate)
         return
-    key = keys.shard_key(session, "cam0", 3)
+    key = layout.shard_key(session, "cam0", 3)
     assert key.startswith(f"sessions/{session}/") and key.isascii()
     assert ".." not in key.split("/") and "//" not in key and "\\" not in key
 
@@ -307,7 +385,7 @@ def _listening(port: int) -> set[str]:
             if width == 8:
                 found.add(socket.inet_ntop(socket.AF_INET, raw[::-1]))
             else:  # four little-endian 32-bit words
-                found.add(socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))))
+                found.add(socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))))
     return found
 
 
@@ -319,7 +397,9 @@ def test_metrics_endpoint_binds_loopback_unless_configured():
     assert _listening(port) == {"127.0.0.1"}
     assert b"python_info" in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     wide = free_port()
-    assert metrics.serve(Settings(metrics_port=wide, metrics_host="0.0.0.0"), f"sec-wide-{uuid.uuid4().hex[:6]}") == wide
+    assert (
+        metrics.serve(Settings(metrics_port=wide, metrics_host="0.0.0.0"), f"sec-wide-{uuid.uuid4().hex[:6]}") == wide
+    )
     assert _listening(wide) == {"0.0.0.0"}
 
 
@@ -335,4 +415,3 @@ def test_settings_and_console_default_to_loopback():
 
     host = next(p for p in console.params if p.name == "host")
     assert host.default == "127.0.0.1"
-

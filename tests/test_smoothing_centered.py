@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.smoothing import SmoothingParams, savgol_smooth, smooth_sequence, weighted_median_smooth
-from processors.smoothing.synthetic import corrupt, stick_figure
 from schemas.keypoints import IMPUTED, OBSERVED, OUTLIER, SMOOTHED
+from vision.smoothing import SmoothingParams, savgol_smooth, smooth_sequence, weighted_median_smooth
+from vision.smoothing.synthetic import corrupt, stick_figure
 
 
 def _brute_weighted_median(values: np.ndarray, weights: np.ndarray) -> float:

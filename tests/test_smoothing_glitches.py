@@ -8,10 +8,10 @@ import io
 import numpy as np
 import pytest
 
-from processors.smoothing import SmoothingParams, detect_glitches, render_report
-from processors.smoothing.glitches import LIMB_NAMES, blame_limbs, limb_lengths
-from processors.smoothing.synthetic import corrupt, stick_figure
 from schemas.keypoints import INDEX, SKELETON
+from vision.smoothing import SmoothingParams, detect_glitches, render_report
+from vision.smoothing.glitches import LIMB_NAMES, blame_limbs, limb_lengths
+from vision.smoothing.synthetic import corrupt, stick_figure
 
 ONLY_LIMBS = SmoothingParams(jump_threshold=1e9)  # isolates the limb-length test
 
@@ -34,10 +34,13 @@ def test_clean_fast_dance_has_no_glitches():
     assert outlier.sum() <= 0.001 * outlier.size, rows[:5]
 
 
-@pytest.mark.parametrize("joint,limbs", [
-    ("left_wrist", {"left_elbow-left_wrist"}),
-    ("left_elbow", {"left_shoulder-left_elbow", "left_elbow-left_wrist"}),
-])
+@pytest.mark.parametrize(
+    "joint,limbs",
+    [
+        ("left_wrist", {"left_elbow-left_wrist"}),
+        ("left_elbow", {"left_shoulder-left_elbow", "left_elbow-left_wrist"}),
+    ],
+)
 def test_a_stretched_limb_blames_the_misplaced_joint(joint, limbs):
     truth, times = stick_figure(90, seed=9)
     poses = truth.copy()

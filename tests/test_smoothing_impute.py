@@ -5,12 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.smoothing.impute import (
-    anchor_offsets, confident_mask, estimate_from_anchors, extrapolate, impute_sequence,
-    interpolate_gaps, person_present,
-)
-from processors.smoothing.synthetic import stick_figure
 from schemas.keypoints import INDEX, NUM_KEYPOINTS
+from vision.smoothing.impute import (
+    anchor_offsets,
+    confident_mask,
+    estimate_from_anchors,
+    extrapolate,
+    impute_sequence,
+    interpolate_gaps,
+    person_present,
+)
+from vision.smoothing.synthetic import stick_figure
 
 WRIST, ELBOW = INDEX["left_wrist"], INDEX["left_elbow"]
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from processors.smoothing.one_euro import OneEuroFilter, one_euro_sequence
+from vision.smoothing.one_euro import OneEuroFilter, one_euro_sequence
 
 
 class ScalarOneEuro:

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from processors.smoothing import OnlineSmoother, SmoothingParams, smooth_online
-from processors.smoothing.synthetic import corrupt, stick_figure
 from schemas.keypoints import IMPUTED, INDEX, NUM_KEYPOINTS, OBSERVED, OUTLIER, SMOOTHED
+from vision.smoothing import OnlineSmoother, SmoothingParams, smooth_online
+from vision.smoothing.synthetic import corrupt, stick_figure
 
 EPOCH = 1.7e9  # capture timestamps are wall-clock seconds
 
@@ -77,7 +77,7 @@ def test_smoothing_beats_raw_with_little_lag():
     jitter = lambda x: np.abs(np.diff(x, 2, axis=0)).mean()  # noqa: E731
     assert jitter(oxy) < 0.6 * jitter(rxy)
     # Lag: the output is closest to the truth shifted by less than a frame.
-    shifted = [_rmse(oxy[3:-3], truth[30 + 3 - s:len(truth) - 3 - s, :, :2]) for s in range(-3, 4)]
+    shifted = [_rmse(oxy[3:-3], truth[30 + 3 - s : len(truth) - 3 - s, :, :2]) for s in range(-3, 4)]
     assert int(np.argmin(shifted)) - 3 in (0, 1)
 
 

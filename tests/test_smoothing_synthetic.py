@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.smoothing.glitches import limb_lengths
-from processors.smoothing.synthetic import corrupt, stick_figure
 from schemas.keypoints import NUM_KEYPOINTS
+from vision.smoothing.glitches import limb_lengths
+from vision.smoothing.synthetic import corrupt, stick_figure
 
 
 def test_limbs_keep_their_length_while_the_pose_moves_smoothly():

@@ -10,15 +10,23 @@ import time
 import pytest
 
 from infra import kafka
-from infra.objectstore import client, get_bytes, put_bytes
+from infra.objectstore import ObjectStore, client
 from infra.stack import Stack, embedded_settings
 from schemas import Frame, decode
 from schemas.ids import frame_key
 
 
 def _frame(seq: int) -> Frame:
-    return Frame(session="s1", camera="cam0", seq=seq, capture_ns=seq * 33_000_000, wall_time=time.time(),
-                 width=640, height=480, image=bytes([0xFF, 0xD8]) + os.urandom(2000))
+    return Frame(
+        session="s1",
+        camera="cam0",
+        seq=seq,
+        capture_ns=seq * 33_000_000,
+        wall_time=time.time(),
+        width=640,
+        height=480,
+        image=bytes([0xFF, 0xD8]) + os.urandom(2000),
+    )
 
 
 def test_topics_have_explicit_partition_counts(settings):
@@ -54,14 +62,20 @@ def test_frame_round_trips_through_broker_with_aiokafka(settings):
     frame = _frame(7)
 
     async def go():
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_request_size=settings.kafka_max_message_bytes)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, max_request_size=settings.kafka_max_message_bytes
+        )
         await producer.start()
         try:
             await producer.send_and_wait(settings.topic_frames, frame.encode(), key=b"s1/cam0")
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(settings.topic_frames, bootstrap_servers=settings.kafka_bootstrap,
-                                    auto_offset_reset="earliest", group_id=None)
+        consumer = AIOKafkaConsumer(
+            settings.topic_frames,
+            bootstrap_servers=settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
         await consumer.start()
         try:
             record = await asyncio.wait_for(consumer.getone(), 20)
@@ -76,9 +90,9 @@ def test_frame_round_trips_through_broker_with_aiokafka(settings):
 
 def test_object_round_trips_through_s3(settings):
     data = os.urandom(100_000)
-    put_bytes(settings, "sessions/s1/probe.bin", data)
-    assert get_bytes(settings, "sessions/s1/probe.bin") == data
-    assert get_bytes(settings, "sessions/s1/absent.bin") is None
+    ObjectStore(settings).put("sessions/s1/probe.bin", data)
+    assert ObjectStore(settings).get("sessions/s1/probe.bin") == data
+    assert ObjectStore(settings).get("sessions/s1/absent.bin") is None
     url = client(settings).presigned_get_object(settings.s3_bucket, "sessions/s1/probe.bin")
     import urllib.request
 
@@ -89,8 +103,13 @@ def test_s3_server_checks_signatures(settings):
     from minio import Minio
     from minio.error import S3Error
 
-    wrong = Minio(settings.s3_endpoint, access_key=settings.s3_access_key, secret_key="not-the-secret",
-                  secure=False, region=settings.s3_region)
+    wrong = Minio(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key="not-the-secret",
+        secure=False,
+        region=settings.s3_region,
+    )
     with pytest.raises(S3Error):
         wrong.put_object(settings.s3_bucket, "x", io.BytesIO(b"x"), 1)
 

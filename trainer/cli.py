@@ -10,9 +10,9 @@ import threading
 
 import click
 
-from infra.terminal import print_table, settings_from
+from tools.terminal import print_table, settings_from
 
-# trainer.partsmap.KINDS, spelled out so `booth --help` imports nothing heavy.
+# vision.partsmap.KINDS, spelled out so `booth --help` imports nothing heavy.
 REPRESENTATIONS = ("pose", "parts", "pose+parts")
 
 
@@ -24,39 +24,97 @@ _table = print_table
 
 @click.command("assemble")
 @click.option("--group", default=None, help="Consumer group id (default: <app_id>-assembler).")
-@click.option("--shard-size", default=32, show_default=True, type=click.IntRange(1, 100_000),
-              help="Samples per camera per tar shard.")
-@click.option("--resolution", default=256, show_default=True, type=click.IntRange(16, 4096),
-              help="Pose map size in pixels (square).")
-@click.option("--min-samples", default=20, show_default=True, type=click.IntRange(0),
-              help="Fewer usable frames than this: the dataset is failed.")
-@click.option("--end-grace", default=3.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds without messages after a session's end before it is closed (poses lag frames).")
-@click.option("--inactivity-timeout", default=300.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds without messages after which a session that never ended is closed.")
-@click.option("--unknown-session-grace", default=10.0, show_default=True, type=click.FloatRange(0),
-              help="Seconds a message waits for its session's start before it is dead-lettered.")
-@click.option("--idle-exit", type=click.FloatRange(0), default=None,
-              help="Exit after this many idle seconds with no open session (default: run until stopped).")
-@click.option("--representation", type=click.Choice(REPRESENTATIONS), default="pose", show_default=True,
-              help="Generator input drawn per sample: stick figure, body-part map (segments every frame), "
-                   "or part map with the face keypoints. The trainer follows the manifest.")
+@click.option(
+    "--shard-size",
+    default=32,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Samples per camera per tar shard.",
+)
+@click.option(
+    "--resolution",
+    default=256,
+    show_default=True,
+    type=click.IntRange(16, 4096),
+    help="Pose map size in pixels (square).",
+)
+@click.option(
+    "--min-samples",
+    default=20,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Fewer usable frames than this: the dataset is failed.",
+)
+@click.option(
+    "--end-grace",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds without messages after a session's end before it is closed (poses lag frames).",
+)
+@click.option(
+    "--inactivity-timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds without messages after which a session that never ended is closed.",
+)
+@click.option(
+    "--unknown-session-grace",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a message waits for its session's start before it is dead-lettered.",
+)
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(0),
+    default=None,
+    help="Exit after this many idle seconds with no open session (default: run until stopped).",
+)
+@click.option(
+    "--representation",
+    type=click.Choice(REPRESENTATIONS),
+    default="pose",
+    show_default=True,
+    help="Generator input drawn per sample: stick figure, body-part map (segments every frame), "
+    "or part map with the face keypoints. The trainer follows the manifest.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.pass_context
-def assemble(ctx, group, shard_size, resolution, min_samples, end_grace, inactivity_timeout, unknown_session_grace,
-             idle_exit, representation, quiet):
+def assemble(
+    ctx,
+    group,
+    shard_size,
+    resolution,
+    min_samples,
+    end_grace,
+    inactivity_timeout,
+    unknown_session_grace,
+    idle_exit,
+    representation,
+    quiet,
+):
     """Assemble sessions into training datasets (WebDataset shards in object storage)."""
     from trainer.assembler import Assembler
 
     try:
-        assembler = Assembler(_settings(ctx), group_id=group or _settings(ctx).group("assembler"), shard_size=shard_size, resolution=resolution,
-                              min_samples=min_samples, end_grace_s=end_grace, inactivity_timeout_s=inactivity_timeout,
-                              unknown_session_grace_s=unknown_session_grace, representation=representation,
-                              quiet=quiet)
+        assembler = Assembler(
+            _settings(ctx),
+            group_id=group or _settings(ctx).group("assembler"),
+            shard_size=shard_size,
+            resolution=resolution,
+            min_samples=min_samples,
+            end_grace_s=end_grace,
+            inactivity_timeout_s=inactivity_timeout,
+            unknown_session_grace_s=unknown_session_grace,
+            representation=representation,
+            quiet=quiet,
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     if assembler.segmenter is not None:
-        from processors.pose.base import BackendUnavailable
+        from vision.pose.base import BackendUnavailable
 
         try:
             assembler.segmenter.load()  # a missing model is an error now, not at the first session
@@ -71,8 +129,10 @@ def assemble(ctx, group, shard_size, resolution, min_samples, end_grace, inactiv
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _table([{"session": s, "status": st} for s, st in summary.closed.items()], "sessions closed")
-    click.echo(f"{summary.samples} samples in {summary.shards} shards; rejected: "
-               f"{dict(summary.rejected) or 'none'}; dead letters: {summary.dead_letters}")
+    click.echo(
+        f"{summary.samples} samples in {summary.shards} shards; rejected: "
+        f"{dict(summary.rejected) or 'none'}; dead letters: {summary.dead_letters}"
+    )
 
 
 @click.group("reference")
@@ -83,31 +143,59 @@ def reference() -> None:
 @reference.command("add")
 @click.argument("video", type=click.Path(exists=True, dir_okay=False))
 @click.option("--name", required=True, help="Reference name (letters, digits, '_' and '-').")
-@click.option("--backend", type=click.Choice(["auto", "movenet", "blazepose", "posenet"]), default=None,
-              help="Pose backend (default: the pose_backend setting).")
-@click.option("--mode", type=click.Choice(["savgol", "median"]), default="savgol", show_default=True,
-              help="Centered smoothing: Savitzky-Golay or confidence-weighted median.")
-@click.option("--resolution", default=256, show_default=True, type=click.IntRange(32, 2048),
-              help="Preview video: size of each half (pose overlay | pose map).")
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "movenet", "blazepose", "posenet"]),
+    default=None,
+    help="Pose backend (default: the pose_backend setting).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["savgol", "median"]),
+    default="savgol",
+    show_default=True,
+    help="Centered smoothing: Savitzky-Golay or confidence-weighted median.",
+)
+@click.option(
+    "--resolution",
+    default=256,
+    show_default=True,
+    type=click.IntRange(32, 2048),
+    help="Preview video: size of each half (pose overlay | pose map).",
+)
 @click.option("--replace", is_flag=True, help="Store as a new version if the name exists.")
-@click.option("--representation", type=click.Choice(REPRESENTATIONS), default="pose", show_default=True,
-              help="parts / pose+parts: also store each frame's body-part map, which sessions assembled "
-                   "in those representations need.")
+@click.option(
+    "--representation",
+    type=click.Choice(REPRESENTATIONS),
+    default="pose",
+    show_default=True,
+    help="parts / pose+parts: also store each frame's body-part map, which sessions assembled "
+    "in those representations need.",
+)
 @click.pass_context
 def reference_add(ctx, video, name, backend, mode, resolution, replace, representation):
     """Extract a reference dance's poses from VIDEO."""
     from tqdm import tqdm
 
-    from processors.pose.base import BackendUnavailable
     from schemas import InvalidId
     from trainer.references import add_reference
     from trainer.references.video import probe
+    from vision.pose.base import BackendUnavailable
 
     try:
         total = probe(video).frames
         with tqdm(total=total, desc=f"poses of {name}", unit=" frames") as bar:
-            meta = add_reference(_settings(ctx), video, name, backend=backend, mode=mode, resolution=resolution,
-                                 replace=replace, progress=bar.update, representation=representation)
+            meta = add_reference(
+                _settings(ctx),
+                video,
+                name,
+                backend=backend,
+                mode=mode,
+                resolution=resolution,
+                replace=replace,
+                progress=bar.update,
+                representation=representation,
+            )
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from exc
     except (ValueError, FileExistsError, FileNotFoundError, BackendUnavailable) as exc:
@@ -118,8 +206,12 @@ def reference_add(ctx, video, name, backend, mode, resolution, replace, represen
 @reference.command("correct")
 @click.argument("name")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--mode", type=click.Choice(["savgol", "median"]), default=None,
-              help="Smoothing mode (default: the previous version's).")
+@click.option(
+    "--mode",
+    type=click.Choice(["savgol", "median"]),
+    default=None,
+    help="Smoothing mode (default: the previous version's).",
+)
 @click.pass_context
 def reference_correct(ctx, name, file, mode):
     """Apply manual corrections from FILE (CSV rows 'frame,keypoint,x,y' or 'frame,drop'); stores a new version."""
@@ -145,6 +237,8 @@ def reference_list(ctx):
 
 
 def _report(meta: dict) -> None:
-    click.echo(f"{meta['name']} v{meta['version']}: {meta['frames']} frames, {meta['usable_frames']} usable, "
-               f"{meta['glitches']} glitches, {meta['corrections']} corrections; "
-               f"preview {meta['files']['preview.mp4']}")
+    click.echo(
+        f"{meta['name']} v{meta['version']}: {meta['frames']} frames, {meta['usable_frames']} usable, "
+        f"{meta['glitches']} glitches, {meta['corrections']} corrections; "
+        f"preview {meta['files']['preview.mp4']}"
+    )

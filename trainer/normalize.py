@@ -195,10 +195,8 @@ def fit_normalizer(
     """
     if not 0.0 <= quantile < 0.5:
         raise ValueError(f"quantile must be in [0, 0.5), got {quantile}")
-    src = _extent(_check_sequence(source_poses, "source_poses"), score_threshold, quantile, window,
-                  "source_poses")
-    tgt = _extent(_check_sequence(target_poses, "target_poses"), score_threshold, quantile, window,
-                  "target_poses")
+    src = _extent(_check_sequence(source_poses, "source_poses"), score_threshold, quantile, window, "source_poses")
+    tgt = _extent(_check_sequence(target_poses, "target_poses"), score_threshold, quantile, window, "target_poses")
     degenerate = (src.close - src.far) < min_range_frac * src.median_height
     return Normalizer(
         source_far=src.far,

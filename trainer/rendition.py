@@ -1,7 +1,7 @@
 """Rendition: a sequence of (already normalized) poses -> the visitor dancing, as an MP4.
 
-Pose maps come from the shared renderer (trainer.posemap) at the generator's size (or are given
-ready-made, e.g. part maps: trainer.partsmap), go through the generator in batches, and are
+Pose maps come from the shared renderer (vision.posemap) at the generator's size (or are given
+ready-made, e.g. part maps: vision.partsmap), go through the generator in batches, and are
 encoded as they come (H.264 yuv420p via PyAV), so a long dance is never held in memory.
 Optionally each output frame is a side-by-side strip: reference frame | pose map | result.
 """
@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from fractions import Fraction
-from functools import lru_cache
+from functools import cache
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import av
 import numpy as np
 
 from schemas.keypoints import NUM_KEYPOINTS
 from trainer.pix2pix.inference import generate_batches
-from trainer.posemap import DEFAULT_SCORE_THRESHOLD, letterbox_image, render_pose_map
+from vision.posemap import DEFAULT_SCORE_THRESHOLD, letterbox_image, render_pose_map
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,14 @@ PREFERRED_CODEC = "libx264"
 FALLBACK_CODEC = "mpeg4"
 
 
-@lru_cache(maxsize=None)
+@cache
 def video_codec() -> str:
     """libx264 when this PyAV build has the encoder, else mpeg4 (with a warning, once)."""
     try:
         av.codec.Codec(PREFERRED_CODEC, "w")
         return PREFERRED_CODEC
-    except Exception:  # PyAV raises UnknownCodecError (a ValueError) or FFmpegError by version
-        log.warning("this PyAV build has no %s encoder; writing MPEG-4 Part 2 video instead",
-                    PREFERRED_CODEC)
+    except Exception:  # noqa: BLE001 - PyAV raises UnknownCodecError (a ValueError) or FFmpegError by version
+        log.warning("this PyAV build has no %s encoder; writing MPEG-4 Part 2 video instead", PREFERRED_CODEC)
         return FALLBACK_CODEC
 
 
@@ -70,11 +69,20 @@ def _batched(items: Iterable, n: int) -> Iterator[list]:
         yield batch
 
 
-def render_video(generator, poses: np.ndarray | Sequence[np.ndarray], src_size: int | tuple[int, int],
-                 out_path: str | os.PathLike, fps: float = 30, side_by_side: Sequence[np.ndarray] | None = None,
-                 progress: bool = True, *, batch_size: int = 8,
-                 score_threshold: float = DEFAULT_SCORE_THRESHOLD, crf: int = 18,
-                 maps: Sequence[np.ndarray] | None = None) -> Path:
+def render_video(
+    generator,
+    poses: np.ndarray | Sequence[np.ndarray],
+    src_size: int | tuple[int, int],
+    out_path: str | os.PathLike,
+    fps: float = 30,
+    side_by_side: Sequence[np.ndarray] | None = None,
+    progress: bool = True,
+    *,
+    batch_size: int = 8,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    crf: int = 18,
+    maps: Sequence[np.ndarray] | None = None,
+) -> Path:
     """Render poses ([T, 17, 3] in pixels of a src_size image) through the generator into an MP4 at
     out_path, one frame per pose. side_by_side: T reference frames (uint8 RGB, any size, e.g.
     the reference dancer's video) for a reference | pose map | result strip. maps: T input maps
@@ -106,8 +114,9 @@ def render_video(generator, poses: np.ndarray | Sequence[np.ndarray], src_size: 
             return render_pose_map(poses[i], src_size, size, score_threshold=score_threshold)
         m = np.asarray(maps[i])
         if m.shape != (size, size, 3) or m.dtype != np.uint8:
-            raise ValueError(f"map {i} must be uint8 ({size}, {size}, 3) for a {size}px generator, "
-                             f"got {m.dtype} {m.shape}")
+            raise ValueError(
+                f"map {i} must be uint8 ({size}, {size}, 3) for a {size}px generator, got {m.dtype} {m.shape}"
+            )
         return m
 
     def map_batches() -> Iterator[np.ndarray]:

@@ -22,45 +22,44 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from infra import deadletters, kafka, objectstore
+from infra import deadletters, kafka
+from infra.consume import ConsumeLoop
+from infra.objectstore import ObjectStore
 from infra.settings import Settings
-from schemas import DatasetReady, Frame, SchemaError, SessionEvent, SmoothedPose, decode, parse_frame_key
+from schemas import DatasetReady, Frame, SchemaError, SessionEvent, SmoothedPose, decode, layout, parse_frame_key
 from schemas.ids import InvalidId
-from trainer.assembler import keys
 from trainer.assembler.join import INVALID, LATE, UNKNOWN_SESSION, Outcome, SessionState, ShardBuffer, record_bytes
-from trainer.assembler.manifest import (build_manifest, failure_reason, manifest_bytes, preview_choice,
-                                        render_preview)
-from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, REJECTED, SAMPLES, report_consumer_lag
+from trainer.assembler.manifest import build_manifest, failure_reason, manifest_bytes, preview_choice, render_preview
+from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, REJECTED, SAMPLES
 from trainer.assembler.offsets import Held, OffsetTracker
 from trainer.assembler.reader import shard_samples
-from trainer.assembler.representation import (DEFAULT_REPRESENTATION, LazySegmenter, check_representation,
-                                              needs_parts)
+from trainer.assembler.representation import DEFAULT_REPRESENTATION, LazySegmenter, check_representation, needs_parts
 from trainer.assembler.shards import build_shard
 
 log = logging.getLogger(__name__)
 
 STAGE = "assembler"
-READY_RECORD = "dataset_ready.json"
 _REMEMBERED_SESSIONS = 10_000
 
 
 @dataclass(frozen=True)
 class AssemblerConfig:
     group_id: str = "booth-assembler"
-    shard_size: int = 32               # samples per camera per tar shard
-    resolution: int = 256              # pose map size (square)
-    min_samples: int = 20              # fewer usable frames: the dataset is failed
-    end_grace_s: float = 3.0           # after the end event, wait this long without messages
+    shard_size: int = 32  # samples per camera per tar shard
+    resolution: int = 256  # pose map size (square)
+    min_samples: int = 20  # fewer usable frames: the dataset is failed
+    end_grace_s: float = 3.0  # after the end event, wait this long without messages
     inactivity_timeout_s: float = 300.0  # a session without an end is closed after this silence
     unknown_session_grace_s: float = 10.0  # messages of an unknown session wait this long for its start
     commit_interval_s: float = 1.0
     max_poll_records: int = 200
-    quiet: bool = False                # no progress lines
+    quiet: bool = False  # no progress lines
     representation: str = DEFAULT_REPRESENTATION  # generator input: "pose", "parts" or "pose+parts"
-    segmenter: str = "auto"            # part segmenter for the parts representations (processors.parts)
+    segmenter: str = "auto"  # part segmenter for the parts representations (vision.parts)
 
     def __post_init__(self) -> None:
         for name in ("shard_size", "resolution", "max_poll_records"):
@@ -76,7 +75,7 @@ class AssemblerConfig:
         if not self.group_id:
             raise ValueError("group_id is empty")
         check_representation(self.representation)
-        from processors.parts import KINDS as SEGMENTERS
+        from vision.parts import KINDS as SEGMENTERS
 
         if self.segmenter not in SEGMENTERS:
             raise ValueError(f"unknown part segmenter {self.segmenter!r}; choose one of {', '.join(SEGMENTERS)}")
@@ -102,8 +101,14 @@ class Assembler:
     """Assemble sessions into datasets. `run()` is the service; `process_batch()` and `tick()` are
     its core, usable without a consumer (records need .topic .partition .offset .key .value)."""
 
-    def __init__(self, settings: Settings, config: AssemblerConfig | None = None, *,
-                 clock: Callable[[], float] = time.monotonic, **overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        config: AssemblerConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        **overrides: Any,
+    ) -> None:
         config = config or AssemblerConfig()
         if overrides:
             unknown = set(overrides) - {f.name for f in fields(AssemblerConfig)}
@@ -120,7 +125,7 @@ class Assembler:
         self.summary = Summary()
         self._store_closed: dict[str, bool] = {}
         self._progress: dict[str, Any] = {}
-        self._s3 = None
+        self._store: ObjectStore | None = None
         self._producer = None
         self._unflushed_sends = False
         self._committed: dict[tuple[str, int], int] = {}
@@ -130,10 +135,10 @@ class Assembler:
 
     # --- clients ---------------------------------------------------------------------------
     @property
-    def s3(self):
-        if self._s3 is None:
-            self._s3 = objectstore.client(self.settings)
-        return self._s3
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = ObjectStore(self.settings)
+        return self._store
 
     @property
     def producer(self):
@@ -142,7 +147,7 @@ class Assembler:
         return self._producer
 
     def _put(self, key: str, data: bytes, content_type: str) -> None:
-        objectstore.put_bytes(self.settings, key, data, content_type, c=self.s3)
+        self.store.put(key, data, content_type)
         BYTES.inc(len(data))
 
     # --- the core --------------------------------------------------------------------------
@@ -208,7 +213,8 @@ class Assembler:
             return self._reject_message(rec, held, f"undecodable session event: {exc}")
         if rec.key is not None and rec.key != event.session.encode():
             return self._reject_message(
-                rec, held, f"key {rec.key[:80]!r} does not name the event's session {event.session!r}")
+                rec, held, f"key {rec.key[:80]!r} does not name the event's session {event.session!r}"
+            )
         state = self.sessions.get(event.session)
         if event.kind == "start":
             if state is not None or event.session in self.closed:
@@ -242,11 +248,21 @@ class Assembler:
         representation = self.config.representation
         mixed = sorted({r.get("representation", DEFAULT_REPRESENTATION) for r in done.values()} - {representation})
         if mixed:
-            log.warning("session %s: shards stored earlier are in representation %s, this assembler writes %s",
-                        event.session, ",".join(mixed), representation)
-        state = SessionState(event, shard_size=self.config.shard_size, resolution=self.config.resolution,
-                             now=now, done=done, representation=representation,
-                             segment=self.segmenter.segment if self.segmenter else None)
+            log.warning(
+                "session %s: shards stored earlier are in representation %s, this assembler writes %s",
+                event.session,
+                ",".join(mixed),
+                representation,
+            )
+        state = SessionState(
+            event,
+            shard_size=self.config.shard_size,
+            resolution=self.config.resolution,
+            now=now,
+            done=done,
+            representation=representation,
+            segment=self.segmenter.segment if self.segmenter else None,
+        )
         state.held.append(held)
         self.sessions[event.session] = state
         if not self.config.quiet:
@@ -254,8 +270,12 @@ class Assembler:
 
             self._progress[event.session] = tqdm(desc=f"assemble {event.session}", unit=" samples", leave=True)
         orphan = self.orphans.pop(event.session, None)
-        log.info("session %s started (cameras %s)%s", event.session, ",".join(event.cameras) or "?",
-                 f", {len(done)} shards already stored" if done else "")
+        log.info(
+            "session %s started (cameras %s)%s",
+            event.session,
+            ",".join(event.cameras) or "?",
+            f", {len(done)} shards already stored" if done else "",
+        )
         if orphan:
             for msg, rec, h in orphan.items:
                 if isinstance(msg, SessionEvent):
@@ -268,10 +288,10 @@ class Assembler:
     def _load_done(self, session: str) -> dict[tuple[str, int], dict]:
         """Index records of shards already written (by an earlier run of this session)."""
         done = {}
-        for key in objectstore.list_keys(self.settings, keys.index_prefix(session), c=self.s3):
+        for key in self.store.list(layout.index_prefix(session)):
             if not key.endswith(".json"):
                 continue
-            data = objectstore.get_bytes(self.settings, key, c=self.s3)
+            data = self.store.get(key)
             if data is not None:
                 record = json.loads(data)
                 done[(record["camera"], int(record["index"]))] = record
@@ -282,10 +302,9 @@ class Assembler:
         aborted): replays of its messages are then skipped."""
         known = self._store_closed.get(session)
         if known is None:
-            prefix = keys.session_prefix(session)
-            known = objectstore.get_bytes(self.settings, prefix + READY_RECORD, c=self.s3) is not None
+            known = self.store.get(layout.dataset_ready_key(session)) is not None
             if not known:
-                manifest = objectstore.get_bytes(self.settings, keys.manifest_key(session), c=self.s3)
+                manifest = self.store.get(layout.manifest_key(session))
                 known = manifest is not None and json.loads(manifest).get("status") == "aborted"
             if len(self._store_closed) > _REMEMBERED_SESSIONS:
                 self._store_closed.clear()
@@ -304,7 +323,9 @@ class Assembler:
             self._reject_message(rec, held, f"undecodable {expected.__name__}: {exc}")
             return None, None
         if not isinstance(msg, expected):
-            self._reject_message(rec, held, f"expected a {expected.__name__} on {rec.topic}, got a {type(msg).__name__}")
+            self._reject_message(
+                rec, held, f"expected a {expected.__name__} on {rec.topic}, got a {type(msg).__name__}"
+            )
             return None, None
         try:
             key = parse_frame_key(rec.key)
@@ -312,8 +333,9 @@ class Assembler:
             self._reject_message(rec, held, f"unsafe or malformed key: {exc}")
             return None, None
         if key != (msg.session, msg.camera):
-            self._reject_message(rec, held, f"key {'/'.join(key)} does not match the message's "
-                                            f"{msg.session}/{msg.camera}")
+            self._reject_message(
+                rec, held, f"key {'/'.join(key)} does not match the message's {msg.session}/{msg.camera}"
+            )
             return None, None
         state = self.sessions.get(msg.session)
         if state is not None:
@@ -323,8 +345,13 @@ class Assembler:
             if self.closed[msg.session] == "here":
                 REJECTED.labels(LATE).inc()
                 self.summary.rejected[LATE] += 1
-                log.warning("%s %s/%s seq %d arrived after its session was closed", type(msg).__name__,
-                            msg.session, msg.camera, msg.seq)
+                log.warning(
+                    "%s %s/%s seq %d arrived after its session was closed",
+                    type(msg).__name__,
+                    msg.session,
+                    msg.camera,
+                    msg.seq,
+                )
             return None, None
         if self._closed_in_store(msg.session):
             self.closed[msg.session] = "store"
@@ -339,8 +366,9 @@ class Assembler:
         if outcome.replay:
             self.tracker.release(held)
         if outcome.problem:  # counted with its shard's rejections when the shard is written
-            self._dead_letter(rec, outcome.rejected, f"{msg.session}/{msg.camera} seq {msg.seq}: {outcome.problem}",
-                              count=False)
+            self._dead_letter(
+                rec, outcome.rejected, f"{msg.session}/{msg.camera} seq {msg.seq}: {outcome.problem}", count=False
+            )
         if outcome.sample is not None:
             bar = self._progress.get(state.session)
             if bar is not None:
@@ -352,8 +380,9 @@ class Assembler:
         self.tracker.release(held)
 
     def _dead_letter(self, rec, label: str, reason: str, count: bool = True) -> None:
-        deadletters.send_dead_letter(self.producer, self.settings, STAGE, reason, rec.topic, rec.key, rec.value,
-                                     rec.partition, rec.offset)
+        deadletters.send_dead_letter(
+            self.producer, self.settings, STAGE, reason, rec.topic, rec.key, rec.value, rec.partition, rec.offset
+        )
         self._unflushed_sends = True
         self.summary.dead_letters += 1
         if count:
@@ -365,11 +394,12 @@ class Assembler:
         for buf in buffers:
             tar = build_shard(buf.samples.values()) if buf.samples else b""
             if tar:
-                self._put(keys.shard_key(state.session, buf.camera, buf.index), tar, "application/x-tar")
+                self._put(layout.shard_key(state.session, buf.camera, buf.index), tar, "application/x-tar")
             record = buf.record(state.session, len(tar), state.representation)
             # The index record goes last: it is what marks the shard done.
-            self._put(keys.shard_index_key(state.session, buf.camera, buf.index), record_bytes(record),
-                      "application/json")
+            self._put(
+                layout.shard_index_key(state.session, buf.camera, buf.index), record_bytes(record), "application/json"
+            )
             state.done[(buf.camera, buf.index)] = record
             SAMPLES.labels(buf.camera).inc(len(buf.samples))
             for why in buf.rejected.values():
@@ -385,7 +415,7 @@ class Assembler:
         records = list(state.done.values())
         samples = sum(len(r["samples"]) for r in records)
         picture = self._preview(records) if samples else None
-        preview = keys.preview_key(state.session) if picture else None
+        preview = layout.preview_key(state.session) if picture else None
         status, reason = "ready", ""
         if samples < cfg.min_samples:
             rejected = Counter(why for r in records for why in r["rejected"].values())
@@ -393,26 +423,52 @@ class Assembler:
         elif closed_by == "inactivity":
             reason = f"closed after {cfg.inactivity_timeout_s:g} s without messages (no end event)"
         manifest = build_manifest(
-            session=state.session, status=status, reason=reason, closed_by=closed_by, start=state.start,
-            end=state.end, records=records, resolution=cfg.resolution, shard_size=cfg.shard_size,
-            min_samples=cfg.min_samples, preview_key=preview, representation=cfg.representation,
+            session=state.session,
+            status=status,
+            reason=reason,
+            closed_by=closed_by,
+            start=state.start,
+            end=state.end,
+            records=records,
+            resolution=cfg.resolution,
+            shard_size=cfg.shard_size,
+            min_samples=cfg.min_samples,
+            preview_key=preview,
+            representation=cfg.representation,
         )
         if preview:
             self._put(preview, picture, "image/jpeg")
-        self._put(keys.manifest_key(state.session), manifest_bytes(manifest), "application/json")
+        self._put(layout.manifest_key(state.session), manifest_bytes(manifest), "application/json")
         ready = DatasetReady(
-            session=state.session, status=status, reason=reason[:1000], manifest_key=keys.manifest_key(state.session),
-            samples=samples, cameras=manifest["cameras"], reference=state.start.reference, wall_time=time.time(),
+            session=state.session,
+            status=status,
+            reason=reason[:1000],
+            manifest_key=layout.manifest_key(state.session),
+            samples=samples,
+            cameras=manifest["cameras"],
+            reference=state.start.reference,
+            wall_time=time.time(),
         )
-        self.producer.send(self.settings.topic_datasets, key=state.session.encode(), value=ready.encode()).get(timeout=30)
-        self._put(keys.session_prefix(state.session) + READY_RECORD,
-                  json.dumps(ready.model_dump(mode="json"), sort_keys=True).encode(), "application/json")
+        self.producer.send(self.settings.topic_datasets, key=state.session.encode(), value=ready.encode()).get(
+            timeout=30
+        )
+        self._put(
+            layout.dataset_ready_key(state.session),
+            json.dumps(ready.model_dump(mode="json"), sort_keys=True).encode(),
+            "application/json",
+        )
         if state.ended_at is not None:
             DATASET_READY_SECONDS.observe(max(0.0, self.clock() - state.ended_at))
         self._close(state, status)
         self.summary.ready.append(ready)
-        log.info("session %s %s: %d samples in %d shards%s", state.session, status, samples,
-                 len(manifest["shards"]), f" ({reason})" if reason else "")
+        log.info(
+            "session %s %s: %d samples in %d shards%s",
+            state.session,
+            status,
+            samples,
+            len(manifest["shards"]),
+            f" ({reason})" if reason else "",
+        )
         return ready
 
     def _preview(self, records: list[dict]) -> bytes | None:
@@ -422,7 +478,7 @@ class Assembler:
             wanted.setdefault(shard, set()).add(seq)
         picked = {}
         for shard, seqs in wanted.items():
-            data = objectstore.get_bytes(self.settings, shard, c=self.s3)
+            data = self.store.get(shard)
             for s in shard_samples(data or b"", shard) if data else ():
                 if s.seq in seqs:
                     picked[(shard, s.seq)] = (s.frame, s.posemap, s.pose)
@@ -431,17 +487,22 @@ class Assembler:
 
     def _abort(self, state: SessionState, event: SessionEvent, now: float) -> None:
         """Drop everything of the session, keep only a manifest saying it was aborted."""
-        prefix = keys.session_prefix(state.session)
-        doomed = [k for k in objectstore.list_keys(self.settings, prefix, c=self.s3)]
-        for key in doomed:
-            objectstore.retrying(f"remove {key}", lambda key=key: self.s3.remove_object(self.settings.s3_bucket, key))
+        doomed = self.store.delete_prefix(layout.session_prefix(state.session))
         manifest = build_manifest(
-            session=state.session, status="aborted", reason=event.note or "aborted", closed_by="abort",
-            start=state.start, end=event, records=[], resolution=self.config.resolution,
-            shard_size=self.config.shard_size, min_samples=self.config.min_samples, preview_key=None,
+            session=state.session,
+            status="aborted",
+            reason=event.note or "aborted",
+            closed_by="abort",
+            start=state.start,
+            end=event,
+            records=[],
+            resolution=self.config.resolution,
+            shard_size=self.config.shard_size,
+            min_samples=self.config.min_samples,
+            preview_key=None,
             representation=self.config.representation,
         )
-        self._put(keys.manifest_key(state.session), manifest_bytes(manifest), "application/json")
+        self._put(layout.manifest_key(state.session), manifest_bytes(manifest), "application/json")
         self._store_closed[state.session] = True
         log.info("session %s aborted: %d stored objects removed", state.session, len(doomed))
         self._close(state, "aborted")
@@ -464,15 +525,18 @@ class Assembler:
     def committable(self) -> dict[tuple[str, int], int]:
         return self.tracker.committable()
 
-    def _commit(self, consumer, force: bool = False) -> None:
+    def _commit(self, consumer) -> None:
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
         if self._unflushed_sends and self._producer is not None:
             self._producer.flush()  # dead letters must be out before their offsets are committed
             self._unflushed_sends = False
         assigned = {(tp.topic, tp.partition) for tp in consumer.assignment()}
-        offsets = {tp: off for tp, off in self.tracker.committable().items()
-                   if tp in assigned and self._committed.get(tp) != off}
+        offsets = {
+            tp: off
+            for tp, off in self.tracker.committable().items()
+            if tp in assigned and self._committed.get(tp) != off
+        }
         if not offsets:
             return
         consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
@@ -488,8 +552,9 @@ class Assembler:
         self.tracker.forget()
         self._committed.clear()
 
-    def run(self, stop_event: threading.Event | None = None, idle_exit: float | None = None,
-            serve_metrics: bool = True) -> Summary:
+    def run(
+        self, stop_event: threading.Event | None = None, idle_exit: float | None = None, serve_metrics: bool = True
+    ) -> Summary:
         """Consume until stop_event is set, or (idle_exit) nothing arrived for that many seconds
         while no session was open. Stopping leaves open shards uncommitted, exactly like a crash."""
         from kafka import ConsumerRebalanceListener
@@ -518,23 +583,27 @@ class Assembler:
 
         closing = False
         consumer.subscribe([s.topic_sessions, s.topic_frames, s.topic_smoothed], listener=_Rebalance())
-        last_record = last_commit = self.clock()
+
+        def handle(records: list, now: float) -> None:
+            self.process_batch(records, now)
+
+        def tick(now: float, backlog: bool) -> bool:
+            return bool(self.tick(now, backlog=backlog))
+
         try:
-            while stop_event is None or not stop_event.is_set():
-                polled = consumer.poll(timeout_ms=200)
-                report_consumer_lag(consumer, self.config.group_id)  # booth_consumer_lag, from this poll's fetches
-                records = [r for batch in polled.values() for r in batch]
-                now = self.clock()
-                if records or not consumer.assignment():
-                    last_record = now  # idle time counts once the group has given us partitions
-                    self.process_batch(records, now)
-                closed = self.tick(now, backlog=len(records) >= self.config.max_poll_records)
-                if closed or now - last_commit >= self.config.commit_interval_s:
-                    self._commit(consumer)
-                    last_commit = now
-                if idle_exit is not None and not self.busy() and now - last_record >= idle_exit:
-                    break
-            self._commit(consumer)
+            ConsumeLoop(
+                consumer,
+                handle,
+                tick=tick,
+                commit=lambda: self._commit(consumer),
+                commit_every_s=self.config.commit_interval_s,
+                lag_group=self.config.group_id,
+                max_records=self.config.max_poll_records,
+                idle_exit_s=idle_exit,
+                busy=self.busy,
+                stop=stop_event,
+                clock=self.clock,
+            ).run()
         finally:
             closing = True
             consumer.close(autocommit=False)

@@ -10,35 +10,39 @@ amount; the shard simply waits. At the session's end every open shard is flushed
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from schemas import Frame, SessionEvent, SmoothedPose
+from schemas import Frame, SessionEvent, SmoothedPose, layout
 from schemas.keypoints import NUM_KEYPOINTS
-from trainer.assembler import keys
 from trainer.assembler.offsets import Held
 from trainer.assembler.representation import DEFAULT_REPRESENTATION, main_person_parts, needs_parts
 from trainer.assembler.shards import Sample, decode_rgb, encode_sample, image_problem
 
 # Rejection reasons: the label values of booth_assembler_rejected_total and the manifest's keys.
-NO_PERSON = "no_person"          # the pose stage found nobody in the frame
-NO_PARTS = "no_parts"            # the part segmenter found none of the person's parts
-NO_POSE = "no_pose"              # the frame's pose never came
-NO_FRAME = "no_frame"            # a pose whose frame never came
-UNDECODABLE = "undecodable"      # the frame's image does not decode (also dead-lettered)
-INVALID = "invalid"              # not a valid message, or an unsafe id (dead-lettered)
+NO_PERSON = "no_person"  # the pose stage found nobody in the frame
+NO_PARTS = "no_parts"  # the part segmenter found none of the person's parts
+NO_POSE = "no_pose"  # the frame's pose never came
+NO_FRAME = "no_frame"  # a pose whose frame never came
+UNDECODABLE = "undecodable"  # the frame's image does not decode (also dead-lettered)
+INVALID = "invalid"  # not a valid message, or an unsafe id (dead-lettered)
 UNKNOWN_SESSION = "unknown_session"  # a session that never started (dead-lettered)
-LATE = "late"                    # arrived after its shard or session was closed
+LATE = "late"  # arrived after its shard or session was closed
 REASONS = (NO_PERSON, NO_PARTS, NO_POSE, NO_FRAME, UNDECODABLE, INVALID, UNKNOWN_SESSION, LATE)
 
 
-def join_sample(frame: Frame, pose: SmoothedPose, resolution: int, representation: str = DEFAULT_REPRESENTATION,
-                segment: Callable[[np.ndarray], object] | None = None) -> Sample | str:
+def join_sample(
+    frame: Frame,
+    pose: SmoothedPose,
+    resolution: int,
+    representation: str = DEFAULT_REPRESENTATION,
+    segment: Callable[[np.ndarray], object] | None = None,
+) -> Sample | str:
     """The training sample of a frame and its pose, or the reason there is none.
 
-    segment: image_rgb -> processors.parts.PartsResult, for representations drawn from part maps.
+    segment: image_rgb -> vision.parts.PartsResult, for representations drawn from part maps.
     """
     if not pose.persons:
         return NO_PERSON
@@ -56,11 +60,23 @@ def join_sample(frame: Frame, pose: SmoothedPose, resolution: int, representatio
         if not part_ids.any():
             return NO_PARTS
     return encode_sample(
-        key=keys.sample_key(frame.camera, frame.seq), seq=frame.seq, camera=frame.camera,
-        session=frame.session, image=frame.image, encoding=frame.encoding, width=frame.width,
-        height=frame.height, pose=keypoints, flags=list(pose.flags), backend=pose.backend,
-        person_score=pose.persons[0].score, capture_ns=frame.capture_ns, wall_time=frame.wall_time,
-        resolution=resolution, representation=representation, part_ids=part_ids,
+        key=layout.sample_key(frame.camera, frame.seq),
+        seq=frame.seq,
+        camera=frame.camera,
+        session=frame.session,
+        image=frame.image,
+        encoding=frame.encoding,
+        width=frame.width,
+        height=frame.height,
+        pose=keypoints,
+        flags=list(pose.flags),
+        backend=pose.backend,
+        person_score=pose.persons[0].score,
+        capture_ns=frame.capture_ns,
+        wall_time=frame.wall_time,
+        resolution=resolution,
+        representation=representation,
+        part_ids=part_ids,
     )
 
 
@@ -98,7 +114,7 @@ class ShardBuffer:
         record = {
             "camera": self.camera,
             "index": self.index,
-            "shard_key": keys.shard_key(session, self.camera, self.index) if has_samples else None,
+            "shard_key": layout.shard_key(session, self.camera, self.index) if has_samples else None,
             "samples": sorted(self.samples),
             "rejected": {str(seq): reason for seq, reason in sorted(self.rejected.items())},
             "imputed": sum(s.imputed for s in self.samples.values()),
@@ -158,9 +174,17 @@ class Outcome:
 class SessionState:
     """One started session: its camera streams and shards, and the shards already persisted."""
 
-    def __init__(self, start: SessionEvent, *, shard_size: int, resolution: int, now: float,
-                 done: dict[tuple[str, int], dict] | None = None, representation: str = DEFAULT_REPRESENTATION,
-                 segment: Callable[[np.ndarray], object] | None = None) -> None:
+    def __init__(
+        self,
+        start: SessionEvent,
+        *,
+        shard_size: int,
+        resolution: int,
+        now: float,
+        done: dict[tuple[str, int], dict] | None = None,
+        representation: str = DEFAULT_REPRESENTATION,
+        segment: Callable[[np.ndarray], object] | None = None,
+    ) -> None:
         if needs_parts(representation) and segment is None:
             raise ValueError(f"the {representation!r} representation needs a part segmenter")
         self.session = start.session

@@ -11,7 +11,7 @@ import numpy as np
 
 from schemas import SessionEvent
 from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation, needs_parts
-from trainer.posemap import draw_pose_overlay, letterbox_image
+from vision.posemap import draw_pose_overlay, letterbox_image
 
 MANIFEST_VERSION = 1
 MAX_LISTED_REJECTIONS = 1000
@@ -20,9 +20,19 @@ PREVIEW_COLUMNS = 2  # (frame with pose | pose map) pairs per row
 
 
 def build_manifest(
-    *, session: str, status: str, reason: str, closed_by: str, start: SessionEvent | None,
-    end: SessionEvent | None, records: list[dict], resolution: int, shard_size: int, min_samples: int,
-    preview_key: str | None, representation: str = DEFAULT_REPRESENTATION,
+    *,
+    session: str,
+    status: str,
+    reason: str,
+    closed_by: str,
+    start: SessionEvent | None,
+    end: SessionEvent | None,
+    records: list[dict],
+    resolution: int,
+    shard_size: int,
+    min_samples: int,
+    preview_key: str | None,
+    representation: str = DEFAULT_REPRESENTATION,
 ) -> dict:
     """The manifest of a session from the index records of all its shards.
 
@@ -30,8 +40,11 @@ def build_manifest(
     renders the reference dance in the same one.
     """
     check_representation(representation)
-    members = {"image": "<key>.jpg (as captured; .png if the camera sent PNG)",
-               "posemap": "<key>.posemap.png", "pose": "<key>.pose.json"}
+    members = {
+        "image": "<key>.jpg (as captured; .png if the camera sent PNG)",
+        "posemap": "<key>.posemap.png",
+        "pose": "<key>.pose.json",
+    }
     if needs_parts(representation):
         members["posemap"] += f" (the {representation} map)"
         members["parts"] = "<key>.parts.png (part ids 0..24 at the frame's size, 8-bit grey)"
@@ -95,8 +108,7 @@ def manifest_bytes(manifest: dict) -> bytes:
 
 def failure_reason(samples: int, min_samples: int, rejected: dict[str, int]) -> str:
     why = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in sorted(rejected.items(), key=lambda x: -x[1]))
-    return (f"only {samples} usable frames; at least {min_samples} are needed"
-            + (f" (rejected: {why})" if why else ""))
+    return f"only {samples} usable frames; at least {min_samples} are needed" + (f" (rejected: {why})" if why else "")
 
 
 def preview_choice(records: list[dict], k: int = PREVIEW_SAMPLES) -> list[tuple[str, str, int]]:
@@ -122,8 +134,8 @@ def render_preview(samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]], res
         y = pad + (i // PREVIEW_COLUMNS) * (r + pad)
         x = pad + (i % PREVIEW_COLUMNS) * (2 * r + pad)
         overlay = letterbox_image(draw_pose_overlay(frame, pose, alpha=0.85), r)
-        grid[y:y + r, x:x + r] = overlay
-        grid[y:y + r, x + r:x + 2 * r] = cv2.resize(posemap, (r, r)) if posemap.shape[:2] != (r, r) else posemap
+        grid[y : y + r, x : x + r] = overlay
+        grid[y : y + r, x + r : x + 2 * r] = cv2.resize(posemap, (r, r)) if posemap.shape[:2] != (r, r) else posemap
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 88])
     if not ok:
         raise RuntimeError("JPEG encoding of the preview failed")

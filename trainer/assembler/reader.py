@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
-from infra import objectstore
+from infra.objectstore import ObjectStore
 from infra.settings import Settings
-from trainer.assembler import keys
+from schemas import layout
 from trainer.assembler.join import pose_array
-from trainer.assembler.shards import (IMAGE_SUFFIXES, PARTS_SUFFIX, POSE_SUFFIX, POSEMAP_SUFFIX, decode_ids, decode_rgb,
-                                      iter_tar_samples)
-from trainer.posemap import letterbox_image
+from trainer.assembler.shards import (
+    IMAGE_SUFFIXES,
+    PARTS_SUFFIX,
+    POSE_SUFFIX,
+    POSEMAP_SUFFIX,
+    decode_ids,
+    decode_rgb,
+    iter_tar_samples,
+)
+from vision.posemap import letterbox_image
 
 
 @dataclass(frozen=True)
@@ -22,17 +29,17 @@ class SessionSample:
     key: str
     camera: str
     seq: int
-    frame: np.ndarray        # uint8 RGB [h, w, 3], the camera's frame as captured
-    posemap: np.ndarray      # uint8 RGB [R, R, 3], aligned with letterbox_image(frame, R); the input map
+    frame: np.ndarray  # uint8 RGB [h, w, 3], the camera's frame as captured
+    posemap: np.ndarray  # uint8 RGB [R, R, 3], aligned with letterbox_image(frame, R); the input map
     #                          in the session's representation (manifest "representation")
-    pose: np.ndarray         # float32 [17, 3] in the frame's pixels
-    flags: np.ndarray        # uint8 [17], schemas.keypoints bits
+    pose: np.ndarray  # float32 [17, 3] in the frame's pixels
+    flags: np.ndarray  # uint8 [17], schemas.keypoints bits
     src_size: tuple[int, int]
     part_ids: np.ndarray | None = None  # uint8 [h, w] in the frame's pixels (parts representations)
 
 
-def read_manifest(settings: Settings, session: str, c=None) -> dict | None:
-    data = objectstore.get_bytes(settings, keys.manifest_key(session), c=c)
+def read_manifest(settings: Settings, session: str, store: ObjectStore | None = None) -> dict | None:
+    data = (store or ObjectStore(settings)).get(layout.manifest_key(session))
     return None if data is None else json.loads(data)
 
 
@@ -44,48 +51,54 @@ def shard_samples(data: bytes, what: str = "shard") -> Iterator[SessionSample]:
             raise ValueError(f"{what}: sample {key!r} lacks an image, pose map or pose ({sorted(parts)})")
         record = json.loads(parts[POSE_SUFFIX])
         yield SessionSample(
-            key=key, camera=record["camera"], seq=int(record["seq"]),
+            key=key,
+            camera=record["camera"],
+            seq=int(record["seq"]),
             frame=decode_rgb(image, f"{what}: {key} image"),
             posemap=decode_rgb(parts[POSEMAP_SUFFIX], f"{what}: {key} pose map"),
-            pose=pose_array(record), flags=np.asarray(record["flags"], np.uint8),
+            pose=pose_array(record),
+            flags=np.asarray(record["flags"], np.uint8),
             src_size=(int(record["width"]), int(record["height"])),
             part_ids=decode_ids(parts[PARTS_SUFFIX], f"{what}: {key} part ids") if PARTS_SUFFIX in parts else None,
         )
 
 
-def session_shard_keys(settings: Settings, session: str, c=None) -> list[str]:
+def session_shard_keys(settings: Settings, session: str, store: ObjectStore | None = None) -> list[str]:
     """The shard keys of a session: the manifest's list, or (still assembling) what is stored."""
-    manifest = read_manifest(settings, session, c=c)
+    store = store or ObjectStore(settings)
+    manifest = read_manifest(settings, session, store=store)
     if manifest is not None:
         if manifest["status"] == "aborted":
             raise ValueError(f"session {session} was aborted: it has no dataset")
         return list(manifest["shards"])
-    return sorted(k for k in objectstore.list_keys(settings, keys.shards_prefix(session), c=c) if k.endswith(".tar"))
+    return sorted(k for k in store.list(layout.shards_prefix(session)) if k.endswith(".tar"))
 
 
-def iter_session_samples(settings: Settings, session: str, *, cameras: set[str] | None = None,
-                         c=None) -> Iterator[SessionSample]:
+def iter_session_samples(
+    settings: Settings, session: str, *, cameras: set[str] | None = None, store: ObjectStore | None = None
+) -> Iterator[SessionSample]:
     """Every sample of a session, shard by shard (one shard in memory at a time)."""
-    c = c or objectstore.client(settings)
+    store = store or ObjectStore(settings)
     found = False
-    for key in session_shard_keys(settings, session, c=c):
+    for key in session_shard_keys(settings, session, store=store):
         found = True
-        camera, _ = keys.parse_shard_name(key.rsplit("/", 1)[-1].removesuffix(".tar"))
+        camera, _ = layout.parse_shard_name(key.rsplit("/", 1)[-1].removesuffix(".tar"))
         if cameras is not None and camera not in cameras:
             continue
-        data = objectstore.get_bytes(settings, key, c=c)
+        data = store.get(key)
         if data is None:
             raise FileNotFoundError(f"shard {key} of session {session} is listed but missing from the store")
         yield from shard_samples(data, key)
-    if not found and read_manifest(settings, session, c=c) is None:
+    if not found and read_manifest(settings, session, store=store) is None:
         raise FileNotFoundError(f"session {session} has no manifest and no shards in bucket {settings.s3_bucket}")
 
 
-def load_session_samples(settings: Settings, session: str, *, letterbox: bool = True,
-                         cameras: set[str] | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def load_session_samples(
+    settings: Settings, session: str, *, letterbox: bool = True, cameras: set[str] | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The session's training samples as (frame_rgb, posemap_rgb, pose [17, 3]) tuples.
 
-    With letterbox (default) the frame is placed exactly like its pose map (trainer.posemap's
+    With letterbox (default) the frame is placed exactly like its pose map (vision.posemap's
     letterbox_image at the map's size), so the pair is pixel-aligned for pix2pix; otherwise it is
     the frame as captured. The pose stays in the captured frame's pixels either way.
     """

@@ -1,12 +1,12 @@
 """Which picture the generator learns from: the stick figure, the body-part map, or both.
 
-    "pose"        trainer.posemap's stick figure (the default)
-    "parts"       the 24 BodyPix parts in their palette colours (trainer.partsmap)
+    "pose"        vision.posemap's stick figure (the default)
+    "parts"       the 24 BodyPix parts in their palette colours (vision.partsmap)
     "pose+parts"  the part map with the pose's face keypoints drawn on top
 
 The assembler draws every sample's input in one representation and the manifest records it, so
 the trainer and the rendition use the same one. Part maps need a part segmenter on every frame
-(processors.parts); it is loaded only when a representation needs it.
+(vision.parts); it is loaded only when a representation needs it.
 
 A sample, like a reference frame, carries one person's pose (the most confident one), so its part
 map keeps that person alone: the rendition moves the map with that pose (trainer.normalize), which
@@ -21,15 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.partsmap import KINDS as REPRESENTATIONS
-from trainer.posemap import DEFAULT_SCORE_THRESHOLD, check_pose
+from vision.partsmap import KINDS as REPRESENTATIONS
+from vision.posemap import DEFAULT_SCORE_THRESHOLD, check_pose
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REPRESENTATION = "pose"
 
-__all__ = ["DEFAULT_REPRESENTATION", "REPRESENTATIONS", "LazySegmenter", "check_representation",
-           "main_person_parts", "needs_parts"]
+__all__ = [
+    "DEFAULT_REPRESENTATION",
+    "REPRESENTATIONS",
+    "LazySegmenter",
+    "check_representation",
+    "main_person_parts",
+    "needs_parts",
+]
 
 
 def check_representation(kind: str) -> str:
@@ -43,11 +49,10 @@ def needs_parts(kind: str) -> bool:
     return check_representation(kind) != "pose"
 
 
-def main_person_parts(result, pose: np.ndarray | None,
-                      score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
+def main_person_parts(result, pose: np.ndarray | None, score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
     """The part ids (uint8 [H, W]) of the person the pose belongs to; everyone else is background.
 
-    result: a processors.parts.PartsResult of the frame; pose: [17, 3] in the frame's pixels.
+    result: a vision.parts.PartsResult of the frame; pose: [17, 3] in the frame's pixels.
     The person is the one whose pixels (result.person_ids) most of the pose's confident keypoints
     fall on. Without person ids, or when no keypoint falls on anyone, all parts are kept.
     """
@@ -57,7 +62,7 @@ def main_person_parts(result, pose: np.ndarray | None,
     pose = check_pose(pose)
     h, w = person_ids.shape
     ok = np.isfinite(pose).all(axis=1) & (pose[:, 2] >= score_threshold)
-    # Keypoints are continuous coordinates with pixel centres at +0.5 (trainer.posemap).
+    # Keypoints are continuous coordinates with pixel centres at +0.5 (vision.posemap).
     xs, ys = np.floor(pose[ok, 0]).astype(np.int64), np.floor(pose[ok, 1]).astype(np.int64)
     inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
     votes = person_ids[ys[inside], xs[inside]]
@@ -69,7 +74,7 @@ def main_person_parts(result, pose: np.ndarray | None,
 
 
 class LazySegmenter:
-    """processors.parts.load_segmenter, called on first use (and once, also across threads).
+    """vision.parts.load_segmenter, called on first use (and once, also across threads).
 
     kind: "auto" (BodyPix, else parts derived from BlazePose), "bodypix" or "pose". Models come
     from settings.models_dir; BodyPix's decoder-less model is cached under <state_dir>/models.
@@ -81,14 +86,15 @@ class LazySegmenter:
         self._lock = threading.Lock()
 
     def load(self):
-        """The segmenter; raises processors.pose.BackendUnavailable when none can run."""
+        """The segmenter; raises vision.pose.BackendUnavailable when none can run."""
         with self._lock:
             if self._segmenter is None:
-                from processors.parts import load_segmenter
+                from vision.parts import load_segmenter
 
                 s = self.settings
-                self._segmenter = load_segmenter(self.kind, Path(s.models_dir), s.pose_threads,
-                                                 cache_dir=Path(s.state_dir) / "models")
+                self._segmenter = load_segmenter(
+                    self.kind, Path(s.models_dir), s.pose_threads, cache_dir=Path(s.state_dir) / "models"
+                )
                 log.info("part segmenter: %r", self._segmenter)
             return self._segmenter
 

@@ -2,7 +2,7 @@
 
 A sample is three tar members sharing one key: ``<key>.jpg`` (the camera's JPEG exactly as
 received; ``.png`` if the camera sent PNG), ``<key>.posemap.png`` (the generator's input in the
-session's representation: trainer.posemap's stick figure by default, else trainer.partsmap's part
+session's representation: vision.posemap's stick figure by default, else vision.partsmap's part
 map) and ``<key>.pose.json`` (keypoints, flags and where they come from); representations drawn
 from part maps add ``<key>.parts.png``, the part ids (0..24) at the frame's size as an 8-bit grey
 PNG, so a reader can redraw the map at any size. The same samples always give
@@ -15,8 +15,8 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -24,8 +24,8 @@ import numpy as np
 from schemas.images import ImageError, header_size
 from schemas.keypoints import IMPUTED, NUM_KEYPOINTS
 from trainer.assembler.representation import DEFAULT_REPRESENTATION, needs_parts
-from trainer.partsmap import render_representation
-from trainer.posemap import render_pose_map
+from vision.partsmap import render_representation
+from vision.posemap import render_pose_map
 
 POSEMAP_SUFFIX = "posemap.png"
 POSE_SUFFIX = "pose.json"
@@ -89,9 +89,23 @@ def _round(values: Iterable[float]) -> list[float]:
 
 
 def encode_sample(
-    *, key: str, seq: int, camera: str, session: str, image: bytes, encoding: str, width: int, height: int,
-    pose: np.ndarray, flags: list[int], backend: str, person_score: float, capture_ns: int,
-    wall_time: float, resolution: int, representation: str = DEFAULT_REPRESENTATION,
+    *,
+    key: str,
+    seq: int,
+    camera: str,
+    session: str,
+    image: bytes,
+    encoding: str,
+    width: int,
+    height: int,
+    pose: np.ndarray,
+    flags: list[int],
+    backend: str,
+    person_score: float,
+    capture_ns: int,
+    wall_time: float,
+    resolution: int,
+    representation: str = DEFAULT_REPRESENTATION,
     part_ids: np.ndarray | None = None,
 ) -> Sample:
     """Render the input map and serialise one sample; pose is [17, 3] in pixels of the frame.
@@ -112,22 +126,35 @@ def encode_sample(
         part_ids = np.asarray(part_ids)
         if part_ids.shape != (height, width):
             raise ValueError(f"part ids are {part_ids.shape[::-1]} but the frame is {(width, height)}")
-        posemap = render_representation(representation, poses=pose, src_size=(width, height),
-                                        out_size=resolution, part_ids=part_ids)
+        posemap = render_representation(
+            representation, poses=pose, src_size=(width, height), out_size=resolution, part_ids=part_ids
+        )
         parts_png = ids_png_bytes(part_ids.astype(np.uint8))
     else:
         posemap = render_pose_map(pose, (width, height), resolution)
     record = {
-        "session": session, "camera": camera, "seq": seq, "capture_ns": capture_ns,
-        "wall_time": wall_time, "width": width, "height": height, "backend": backend,
-        "person_score": round(float(person_score), 4), "resolution": resolution,
-        "keypoints": [_round(row) for row in pose], "flags": flags,
+        "session": session,
+        "camera": camera,
+        "seq": seq,
+        "capture_ns": capture_ns,
+        "wall_time": wall_time,
+        "width": width,
+        "height": height,
+        "backend": backend,
+        "person_score": round(float(person_score), 4),
+        "resolution": resolution,
+        "keypoints": [_round(row) for row in pose],
+        "flags": flags,
     }
     return Sample(
-        key=key, seq=seq, image_ext="png" if encoding == "png" else "jpg", image=image,
+        key=key,
+        seq=seq,
+        image_ext="png" if encoding == "png" else "jpg",
+        image=image,
         posemap_png=png_bytes(posemap),
         pose_json=json.dumps(record, sort_keys=True, separators=(",", ":")).encode(),
-        imputed=sum(1 for f in flags if f & IMPUTED), parts_png=parts_png,
+        imputed=sum(1 for f in flags if f & IMPUTED),
+        parts_png=parts_png,
     )
 
 

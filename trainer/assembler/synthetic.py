@@ -14,11 +14,28 @@ from schemas import Frame, Person, SessionEvent, SmoothedPose, frame_key
 from schemas.keypoints import IMPUTED, NUM_KEYPOINTS, OBSERVED, SMOOTHED
 
 # A standing figure in unit coordinates (x right, y down), COCO-17 order.
-_FIGURE = np.array([
-    [0.50, 0.12], [0.48, 0.10], [0.52, 0.10], [0.46, 0.11], [0.54, 0.11],
-    [0.42, 0.25], [0.58, 0.25], [0.38, 0.40], [0.62, 0.40], [0.36, 0.54], [0.64, 0.54],
-    [0.45, 0.55], [0.55, 0.55], [0.44, 0.72], [0.56, 0.72], [0.44, 0.90], [0.56, 0.90],
-], np.float32)
+_FIGURE = np.array(
+    [
+        [0.50, 0.12],
+        [0.48, 0.10],
+        [0.52, 0.10],
+        [0.46, 0.11],
+        [0.54, 0.11],
+        [0.42, 0.25],
+        [0.58, 0.25],
+        [0.38, 0.40],
+        [0.62, 0.40],
+        [0.36, 0.54],
+        [0.64, 0.54],
+        [0.45, 0.55],
+        [0.55, 0.55],
+        [0.44, 0.72],
+        [0.56, 0.72],
+        [0.44, 0.90],
+        [0.56, 0.90],
+    ],
+    np.float32,
+)
 
 
 def synthetic_image(seq: int, camera: str, size: tuple[int, int]) -> np.ndarray:
@@ -61,7 +78,7 @@ class SyntheticSession:
     frames: int = 20
     size: tuple[int, int] = (96, 72)
     no_person: set[tuple[str, int]] = field(default_factory=set)  # a pose with nobody in it
-    no_pose: set[tuple[str, int]] = field(default_factory=set)    # the pose never comes
+    no_pose: set[tuple[str, int]] = field(default_factory=set)  # the pose never comes
     start_wall: float = 1_700_000_000.0
 
     def start(self) -> SessionEvent:
@@ -72,21 +89,39 @@ class SyntheticSession:
 
     def frame(self, camera: str, seq: int) -> Frame:
         w, h = self.size
-        return Frame(session=self.session, camera=camera, seq=seq, capture_ns=seq * 33_333_333,
-                     wall_time=self.start_wall + seq / 30, width=w, height=h,
-                     image=jpeg(synthetic_image(seq, camera, self.size)))
+        return Frame(
+            session=self.session,
+            camera=camera,
+            seq=seq,
+            capture_ns=seq * 33_333_333,
+            wall_time=self.start_wall + seq / 30,
+            width=w,
+            height=h,
+            image=jpeg(synthetic_image(seq, camera, self.size)),
+        )
 
     def pose(self, camera: str, seq: int) -> SmoothedPose:
         w, h = self.size
         persons = [] if (camera, seq) in self.no_person else [Person.from_array(synthetic_pose(seq, self.size), 0.9)]
-        return SmoothedPose(session=self.session, camera=camera, seq=seq, capture_ns=seq * 33_333_333,
-                            wall_time=self.start_wall + seq / 30, width=w, height=h, backend="synthetic",
-                            persons=persons, flags=synthetic_flags(seq) if persons else [], mode="online")
+        return SmoothedPose(
+            session=self.session,
+            camera=camera,
+            seq=seq,
+            capture_ns=seq * 33_333_333,
+            wall_time=self.start_wall + seq / 30,
+            width=w,
+            height=h,
+            backend="synthetic",
+            persons=persons,
+            flags=synthetic_flags(seq) if persons else [],
+            mode="online",
+        )
 
     def expected_samples(self, seqs: range | None = None) -> set[tuple[str, int]]:
         seqs = range(self.frames) if seqs is None else seqs
-        return {(c, s) for c in self.cameras for s in seqs
-                if (c, s) not in self.no_person and (c, s) not in self.no_pose}
+        return {
+            (c, s) for c in self.cameras for s in seqs if (c, s) not in self.no_person and (c, s) not in self.no_pose
+        }
 
     def stream_messages(self, settings: Settings, seqs: range | None = None) -> list[tuple[str, bytes, bytes]]:
         """(topic, key, value) of the frames and poses of `seqs` (default: all), frames first."""
@@ -98,7 +133,9 @@ class SyntheticSession:
         for seq in seqs:  # poses lag frames, as they do behind the pose stage
             for camera in self.cameras:
                 if (camera, seq) not in self.no_pose:
-                    out.append((settings.topic_smoothed, frame_key(self.session, camera), self.pose(camera, seq).encode()))
+                    out.append(
+                        (settings.topic_smoothed, frame_key(self.session, camera), self.pose(camera, seq).encode())
+                    )
         return out
 
     def event_message(self, settings: Settings, event: SessionEvent) -> tuple[str, bytes, bytes]:

@@ -6,6 +6,14 @@ from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.train import TrainConfig, Trainer, TrainResult, fine_tune, train_base
 
 __all__ = [
-    "CheckpointStore", "LocalCheckpointStore", "NetConfig", "PairDataset", "TrainConfig", "TrainResult",
-    "Trainer", "fine_tune", "load_generator", "train_base",
+    "CheckpointStore",
+    "LocalCheckpointStore",
+    "NetConfig",
+    "PairDataset",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "fine_tune",
+    "load_generator",
+    "train_base",
 ]

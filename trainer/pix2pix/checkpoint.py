@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from trainer.pix2pix.networks import NetConfig, PatchDiscriminator, UNetGenerator
+from trainer.pix2pix.networks import NetConfig, UNetGenerator
 
 FORMAT_VERSION = 1
 GENERATOR_NAME = "generator.pt"
@@ -106,8 +106,9 @@ def from_bytes(data: bytes | str | os.PathLike) -> dict:
 
 def export_generator(generator: UNetGenerator) -> bytes:
     """The generator alone (config + weights): what rendition needs, a fraction of a checkpoint."""
-    return to_bytes({"format_version": FORMAT_VERSION, "net": generator.cfg.to_dict(),
-                     "generator": generator.state_dict()})
+    return to_bytes(
+        {"format_version": FORMAT_VERSION, "net": generator.cfg.to_dict(), "generator": generator.state_dict()}
+    )
 
 
 def load_generator(data: bytes | str | os.PathLike, device: torch.device | str = "cpu") -> UNetGenerator:
@@ -116,12 +117,3 @@ def load_generator(data: bytes | str | os.PathLike, device: torch.device | str =
     gen = UNetGenerator(NetConfig.from_dict(obj["net"]))
     gen.load_state_dict(obj["generator"])
     return gen.to(device).eval()
-
-
-def load_discriminator(data: bytes | str | os.PathLike, device: torch.device | str = "cpu") -> PatchDiscriminator:
-    obj = from_bytes(data)
-    if "discriminator" not in obj:
-        raise ValueError("this checkpoint has no discriminator (a generator-only export?)")
-    disc = PatchDiscriminator(NetConfig.from_dict(obj["net"]))
-    disc.load_state_dict(obj["discriminator"])
-    return disc.to(device)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -94,8 +95,9 @@ class SampleOrder:
         return out
 
 
-def augment(posemap: np.ndarray, frame: np.ndarray, rng: np.random.Generator, *, jitter: int = 0,
-            flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    posemap: np.ndarray, frame: np.ndarray, rng: np.random.Generator, *, jitter: int = 0, flip: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The same random shift (up to `jitter` px, edges replicated) and optional mirror for both.
 
     Mirroring is off by default: it keeps map and frame aligned, but teaches the model a mirrored
@@ -116,4 +118,4 @@ def _shift(img: np.ndarray, dx: int, dy: int, *, edge: bool) -> np.ndarray:
         return img
     mode = "edge" if edge else "constant"  # the map's background is black; the photo's continues
     padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode=mode)
-    return padded[pad - dy:pad - dy + h, pad - dx:pad - dx + w]
+    return padded[pad - dy : pad - dy + h, pad - dx : pad - dx + w]

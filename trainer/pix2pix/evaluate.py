@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -18,7 +18,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from schemas.keypoints import NUM_KEYPOINTS
 from trainer.pix2pix.data import PairSource
 from trainer.pix2pix.inference import generate
-from trainer.posemap import Letterbox, render_pose_map
+from vision.posemap import Letterbox, render_pose_map
 
 PoseEstimator = Callable[[np.ndarray], np.ndarray]
 MAX_PSNR = 100.0
@@ -27,8 +27,9 @@ MAX_PSNR = 100.0
 def image_metrics(real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
     """(SSIM, PSNR in dB) of two uint8 RGB images of one shape."""
     if real.shape != fake.shape or real.dtype != np.uint8 or fake.dtype != np.uint8:
-        raise ValueError(f"need two uint8 images of one shape, got {real.dtype} {real.shape} and "
-                         f"{fake.dtype} {fake.shape}")
+        raise ValueError(
+            f"need two uint8 images of one shape, got {real.dtype} {real.shape} and {fake.dtype} {fake.shape}"
+        )
     ssim = structural_similarity(real, fake, channel_axis=2, data_range=255)
     if np.array_equal(real, fake):
         return float(ssim), MAX_PSNR  # PSNR is infinite; a finite cap keeps means usable
@@ -70,9 +71,15 @@ def keypoint_error(reference: np.ndarray, estimated: np.ndarray, score_threshold
     return err
 
 
-def pose_consistency(generator, poses: np.ndarray, src_size: int | tuple[int, int],
-                     estimate: PoseEstimator, *, score_threshold: float = 0.3,
-                     batch_size: int = 8) -> dict:
+def pose_consistency(
+    generator,
+    poses: np.ndarray,
+    src_size: int | tuple[int, int],
+    estimate: PoseEstimator,
+    *,
+    score_threshold: float = 0.3,
+    batch_size: int = 8,
+) -> dict:
     """Render each pose [T, 17, 3] (in pixels of a src_size image) to a pose map, generate a frame,
     estimate its pose and compare, in the generated frame's pixels.
 
@@ -86,13 +93,17 @@ def pose_consistency(generator, poses: np.ndarray, src_size: int | tuple[int, in
     box = Letterbox.fit(src_size, size)
     maps = np.stack([render_pose_map(p, src_size, size) for p in poses])
     frames = generate(generator, maps, batch_size=batch_size)
-    errors = np.stack([keypoint_error(box.pose_to_output(p), estimate(f), score_threshold)
-                       for p, f in zip(poses, frames)])
+    errors = np.stack(
+        [keypoint_error(box.pose_to_output(p), estimate(f), score_threshold) for p, f in zip(poses, frames)]
+    )
     seen = np.isfinite(errors)
     if not seen.any():
-        return {"mean_error": float("nan"), "per_keypoint": np.full(NUM_KEYPOINTS, np.nan),
-                "frames": 0, "keypoints": 0}
+        return {"mean_error": float("nan"), "per_keypoint": np.full(NUM_KEYPOINTS, np.nan), "frames": 0, "keypoints": 0}
     with np.errstate(invalid="ignore"):
         per_kp = np.where(seen.any(0), np.nansum(errors, 0) / np.maximum(seen.sum(0), 1), np.nan)
-    return {"mean_error": float(np.nanmean(errors)), "per_keypoint": per_kp,
-            "frames": int(seen.any(1).sum()), "keypoints": int(seen.sum())}
+    return {
+        "mean_error": float(np.nanmean(errors)),
+        "per_keypoint": per_kp,
+        "frames": int(seen.any(1).sum()),
+        "keypoints": int(seen.sum()),
+    }

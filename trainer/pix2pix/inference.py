@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -27,8 +27,9 @@ def generate(generator: torch.nn.Module, posemaps: np.ndarray, batch_size: int =
     size = getattr(generator, "size", None)
     if size is not None and maps.shape[1:3] != (size, size):
         raise ValueError(f"pose maps must be {size}x{size} for this generator, got {maps.shape[1:3]}")
-    out = np.concatenate(list(generate_batches(generator, (maps[i:i + batch_size]
-                                                          for i in range(0, len(maps), batch_size)))))
+    out = np.concatenate(
+        list(generate_batches(generator, (maps[i : i + batch_size] for i in range(0, len(maps), batch_size))))
+    )
     return out[0] if single else out
 
 

@@ -36,8 +36,14 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor, mod
     return 0.5 * (adversarial_loss(real_logits, True, mode) + adversarial_loss(fake_logits, False, mode))
 
 
-def generator_loss(fake_logits: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, *,
-                   lambda_l1: float = DEFAULT_LAMBDA_L1, mode: str = "lsgan") -> tuple[torch.Tensor, dict]:
+def generator_loss(
+    fake_logits: torch.Tensor,
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    *,
+    lambda_l1: float = DEFAULT_LAMBDA_L1,
+    mode: str = "lsgan",
+) -> tuple[torch.Tensor, dict]:
     """(total, parts) with parts = {"g_gan", "g_l1"} as floats-to-be (detached tensors)."""
     gan = adversarial_loss(fake_logits, True, mode)
     l1 = reconstruction_loss(fake, real)

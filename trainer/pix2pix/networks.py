@@ -82,8 +82,17 @@ def _norm(kind: str, channels: int) -> nn.Module:
 class _UNetBlock(nn.Module):
     """down -> (inner block) -> up, with the block's input concatenated to its output (skip)."""
 
-    def __init__(self, outer: int, inner: int, *, in_ch: int | None = None, sub: nn.Module | None,
-                 outermost: bool = False, norm: str = "instance", dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        outer: int,
+        inner: int,
+        *,
+        in_ch: int | None = None,
+        sub: nn.Module | None,
+        outermost: bool = False,
+        norm: str = "instance",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         in_ch = outer if in_ch is None else in_ch
         innermost = sub is None
@@ -122,8 +131,9 @@ class UNetGenerator(nn.Module):
         for depth in range(cfg.levels - 2, 0, -1):
             drop = cfg.dropout if (cfg.levels - 2 - depth) < cfg.n_dropout else 0.0
             block = _UNetBlock(ch[depth - 1], ch[depth], sub=block, norm=cfg.norm, dropout=drop)
-        self.model = _UNetBlock(cfg.out_channels, ch[0], in_ch=cfg.in_channels, sub=block,
-                                outermost=True, norm=cfg.norm)
+        self.model = _UNetBlock(
+            cfg.out_channels, ch[0], in_ch=cfg.in_channels, sub=block, outermost=True, norm=cfg.norm
+        )
         init_weights(self)
 
     @property
@@ -142,13 +152,11 @@ class PatchDiscriminator(nn.Module):
         self.cfg = cfg
         bias = cfg.norm == "instance"
         c = cfg.ndf
-        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels + cfg.out_channels, c, 4, 2, 1),
-                                   nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [nn.Conv2d(cfg.in_channels + cfg.out_channels, c, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         for n in range(1, cfg.n_layers_d + 1):
             prev, c = c, cfg.ndf * min(2**n, 8)
             stride = 2 if n < cfg.n_layers_d else 1
-            layers += [nn.Conv2d(prev, c, 4, stride, 1, bias=bias), _norm(cfg.norm, c),
-                       nn.LeakyReLU(0.2, True)]
+            layers += [nn.Conv2d(prev, c, 4, stride, 1, bias=bias), _norm(cfg.norm, c), nn.LeakyReLU(0.2, True)]
         layers.append(nn.Conv2d(c, 1, 4, 1, 1))
         self.model = nn.Sequential(*layers)
         init_weights(self)

@@ -3,8 +3,7 @@ OpenCV so no plotting library is needed. Images are uint8 RGB; `png_bytes` encod
 
 from __future__ import annotations
 
-import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -21,24 +20,22 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        f.write(png_bytes(image))
-
-
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.45,
-          colour=_WHITE, thickness: int = 1) -> None:
+def _text(
+    img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.45, colour=_WHITE, thickness: int = 1
+) -> None:
     cv2.putText(img, text, org, _FONT, scale, colour, thickness, cv2.LINE_AA)
 
 
-def sample_grid(posemaps: np.ndarray, reals: np.ndarray, fakes: np.ndarray, *, max_rows: int = 4,
-                min_cell: int = 128) -> np.ndarray:
+def sample_grid(
+    posemaps: np.ndarray, reals: np.ndarray, fakes: np.ndarray, *, max_rows: int = 4, min_cell: int = 128
+) -> np.ndarray:
     """Rows of (pose map | real | generated) under a labelled header. Small images are enlarged
     (nearest neighbour, so pixels stay visible) to at least min_cell pixels."""
     posemaps, reals, fakes = (np.asarray(a) for a in (posemaps, reals, fakes))
     if not (posemaps.shape == reals.shape == fakes.shape) or posemaps.ndim != 4:
-        raise ValueError(f"need three [N, H, W, 3] arrays of one shape, got {posemaps.shape}, "
-                         f"{reals.shape}, {fakes.shape}")
+        raise ValueError(
+            f"need three [N, H, W, 3] arrays of one shape, got {posemaps.shape}, {reals.shape}, {fakes.shape}"
+        )
     n = min(max_rows, len(posemaps))
     h, w = posemaps.shape[1:3]
     k = max(1, -(-min_cell // min(h, w)))
@@ -52,7 +49,7 @@ def sample_grid(posemaps: np.ndarray, reals: np.ndarray, fakes: np.ndarray, *, m
         for j, img in enumerate((posemaps[i], reals[i], fakes[i])):
             cell = cv2.resize(img, (cw, ch), interpolation=cv2.INTER_NEAREST) if k > 1 else img
             y, x = header + i * (ch + pad), pad + j * (cw + pad)
-            grid[y:y + ch, x:x + cw] = cell
+            grid[y : y + ch, x : x + cw] = cell
     return grid
 
 
@@ -70,12 +67,18 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     if window <= 1 or len(values) < window:
         return values
     kernel = np.ones(window) / window
-    head = np.cumsum(values[:window - 1]) / np.arange(1, window)  # shorter windows at the start
+    head = np.cumsum(values[: window - 1]) / np.arange(1, window)  # shorter windows at the start
     return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
 
 
-def loss_curves(history: Sequence[dict], keys: Sequence[str] = ("g_l1", "g_gan", "d"), *,
-                width: int = 720, panel_height: int = 170, smooth: int | None = None) -> np.ndarray:
+def loss_curves(
+    history: Sequence[dict],
+    keys: Sequence[str] = ("g_l1", "g_gan", "d"),
+    *,
+    width: int = 720,
+    panel_height: int = 170,
+    smooth: int | None = None,
+) -> np.ndarray:
     """One panel per loss key (each with its own y range): raw values faint, a moving average
     bold, axes with step and value ticks. history is Trainer's list of {"step", key: value}."""
     if not history:
@@ -98,7 +101,7 @@ def loss_curves(history: Sequence[dict], keys: Sequence[str] = ("g_l1", "g_gan",
         if v_hi - v_lo < 1e-12:
             v_lo, v_hi = v_lo - 0.5, v_hi + 0.5
 
-        def to_px(s, v):
+        def to_px(s, v, y0=y0, y1=y1, v_lo=v_lo, v_hi=v_hi):  # this panel's scale, bound now
             x = x0 + (s - s_lo) / (s_hi - s_lo) * (x1 - x0)
             y = y1 - (v - v_lo) / (v_hi - v_lo) * (y1 - y0)
             return np.stack([x, y], -1)
@@ -123,7 +126,6 @@ def loss_curves(history: Sequence[dict], keys: Sequence[str] = ("g_l1", "g_gan",
             cv2.polylines(img, [np.round(sm).astype(np.int32)], False, colour, 2, cv2.LINE_AA)
         elif len(raw) == 1:
             cv2.circle(img, tuple(np.round(raw[0]).astype(int)), 3, colour, -1, cv2.LINE_AA)
-        _text(img, f"{key}  (last {_fmt(vals[ok][-1]) if ok.any() else 'n/a'})", (x0 + 4, oy + 17), 0.5,
-              colour, 1)
+        _text(img, f"{key}  (last {_fmt(vals[ok][-1]) if ok.any() else 'n/a'})", (x0 + 4, oy + 17), 0.5, colour, 1)
     _text(img, "x: training step", (x1 - 118, 17), 0.42, _DARK)
     return img

@@ -14,7 +14,7 @@ import numpy as np
 
 from schemas.keypoints import INDEX, NUM_KEYPOINTS
 from trainer.pix2pix.data import PairDataset
-from trainer.posemap import Letterbox, as_size, render_pose_map
+from vision.posemap import Letterbox, as_size, render_pose_map
 
 _I = INDEX
 
@@ -104,12 +104,17 @@ class SyntheticPerson:
 
 PERSON_A = SyntheticPerson()
 # Same build and style as A, other clothes, skin, hair and room: "a similar person".
-PERSON_B = SyntheticPerson(shirt=(40, 150, 70), trousers=(35, 35, 40), skin=(170, 120, 90),
-                           hair=(200, 170, 90), background=(125, 105, 140), limb_frac=0.055)
+PERSON_B = SyntheticPerson(
+    shirt=(40, 150, 70),
+    trousers=(35, 35, 40),
+    skin=(170, 120, 90),
+    hair=(200, 170, 90),
+    background=(125, 105, 140),
+    limb_frac=0.055,
+)
 
 
-def make_pairs(person: SyntheticPerson, poses: np.ndarray, src_size: int | tuple[int, int],
-               size: int) -> PairDataset:
+def make_pairs(person: SyntheticPerson, poses: np.ndarray, src_size: int | tuple[int, int], size: int) -> PairDataset:
     """(pose map, rendered person) pairs at size x size, from the shared pose-map renderer."""
     maps = np.stack([render_pose_map(p, src_size, size) for p in poses])
     frames = np.stack([person.render(p, src_size, size) for p in poses])

@@ -18,8 +18,8 @@ import math
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ class TrainResult:
     step: int  # steps taken in total, earlier runs included
     steps_this_run: int
     elapsed_s: float
-    stop_reason: str  # "budget" or "max_steps"
+    stop_reason: str  # "budget", "max_steps" or "stopped"
     checkpoint: str | None  # name of the last checkpoint saved in the store
     history: list[dict]  # one {"step", "d", "g_gan", "g_l1", "step_s"} per step, all runs
 
@@ -137,6 +137,7 @@ class Trainer:
         """One D update then one G update on the next batch; returns the step's losses."""
         cfg = self.config
         pose, real = self._batch()
+
         def autocast() -> torch.autocast:
             return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
 
@@ -153,8 +154,7 @@ class Trainer:
         self.D.requires_grad_(False)  # G's update needs gradients through D, not for D
         self.opt_g.zero_grad(set_to_none=True)
         with autocast():
-            loss_g, parts = generator_loss(self.D(pose, fake), fake, real, lambda_l1=cfg.lambda_l1,
-                                           mode=cfg.gan_mode)
+            loss_g, parts = generator_loss(self.D(pose, fake), fake, real, lambda_l1=cfg.lambda_l1, mode=cfg.gan_mode)
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
         self.scaler.update()
@@ -217,8 +217,11 @@ class Trainer:
     def _check_net(self, state: dict, what: str) -> None:
         theirs = NetConfig.from_dict(state["net"])
         if theirs != self.config.net:
-            diff = {k: (v, getattr(self.config.net, k)) for k, v in theirs.to_dict().items()
-                    if getattr(self.config.net, k) != v}
+            diff = {
+                k: (v, getattr(self.config.net, k))
+                for k, v in theirs.to_dict().items()
+                if getattr(self.config.net, k) != v
+            }
             raise ValueError(f"cannot {what} a checkpoint of another architecture: (theirs, ours) = {diff}")
 
     def save(self, store: ckpt.CheckpointStore, export: bool = False) -> str:
@@ -228,7 +231,7 @@ class Trainer:
         if export:
             store.save(ckpt.GENERATOR_NAME, ckpt.export_generator(self.G))
         if hasattr(store, "delete") and self.config.keep_checkpoints > 0:
-            for _, old in ckpt.checkpoint_steps(store)[:-self.config.keep_checkpoints]:
+            for _, old in ckpt.checkpoint_steps(store)[: -self.config.keep_checkpoints]:
                 store.delete(old)
         return name
 
@@ -255,14 +258,23 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self, *, budget_s: float | None = None, store: ckpt.CheckpointStore | None = None,
-            progress_cb: ProgressCallback | None = None, max_steps: int | None = None,
-            started: float | None = None, export: bool = True) -> TrainResult:
+    def run(
+        self,
+        *,
+        budget_s: float | None = None,
+        store: ckpt.CheckpointStore | None = None,
+        progress_cb: ProgressCallback | None = None,
+        max_steps: int | None = None,
+        started: float | None = None,
+        export: bool = True,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> TrainResult:
         """Train until the budget (seconds from `started`, default now) or max_steps (total
         steps, earlier runs included) runs out; checkpoints to `store` on the way and at the end.
 
         With export, the first and the final save also write `generator.pt`; the first one
-        measures how long that takes, and that much time is kept for the final one."""
+        measures how long that takes, and that much time is kept for the final one. should_stop
+        ends the run early (stop_reason "stopped"), with a checkpoint as at the end of a budget."""
         cfg = self.config
         max_steps = max_steps if max_steps is not None else cfg.max_steps
         if budget_s is None and max_steps is None:
@@ -292,6 +304,9 @@ class Trainer:
             while True:
                 if max_steps is not None and self.step >= max_steps:
                     reason = "max_steps"
+                    break
+                if should_stop is not None and should_stop():
+                    reason = "stopped"
                     break
                 need = (max(recent) * cfg.step_margin if recent else 0.0) + (save_s if store else 0.0)
                 if time.monotonic() + need > deadline:
@@ -332,8 +347,7 @@ class Trainer:
             elif export and exported_step != self.step:
                 store.save(ckpt.GENERATOR_NAME, ckpt.export_generator(self.G))
         self.G.eval()
-        return TrainResult(self.G, self.step, steps_run, time.monotonic() - t0, reason, last_name,
-                           self.history)
+        return TrainResult(self.G, self.step, steps_run, time.monotonic() - t0, reason, last_name, self.history)
 
     def _checkpoint_due(self, steps_run: int, last_t: float, last_step: int) -> bool:
         cfg = self.config
@@ -344,9 +358,15 @@ class Trainer:
         return bool(cfg.checkpoint_every_s) and time.monotonic() - last_t >= cfg.checkpoint_every_s
 
 
-def fine_tune(dataset: PairSource, config: TrainConfig, budget_s: float,
-              checkpoint_store: ckpt.CheckpointStore, progress_cb: ProgressCallback | None = None,
-              init_checkpoint: bytes | str | None = None) -> TrainResult:
+def fine_tune(
+    dataset: PairSource,
+    config: TrainConfig,
+    budget_s: float,
+    checkpoint_store: ckpt.CheckpointStore,
+    progress_cb: ProgressCallback | None = None,
+    init_checkpoint: bytes | str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
     """Fine-tune on one person's (pose map, frame) pairs within budget_s seconds of wall clock.
 
     If the store already holds a checkpoint (an earlier attempt crashed) training resumes from
@@ -361,13 +381,20 @@ def fine_tune(dataset: PairSource, config: TrainConfig, budget_s: float,
         log.info("resuming from %s (step %d)", resumed, trainer.step)
     elif init_checkpoint is not None:
         trainer.warm_start(init_checkpoint)
-    return trainer.run(budget_s=budget_s, store=checkpoint_store, progress_cb=progress_cb,
-                       started=started)
+    return trainer.run(
+        budget_s=budget_s, store=checkpoint_store, progress_cb=progress_cb, started=started, should_stop=should_stop
+    )
 
 
-def train_base(dataset: PairSource, config: TrainConfig, checkpoint_store: ckpt.CheckpointStore, *,
-               budget_s: float | None = None, max_steps: int | None = None,
-               progress_cb: ProgressCallback | None = None) -> TrainResult:
+def train_base(
+    dataset: PairSource,
+    config: TrainConfig,
+    checkpoint_store: ckpt.CheckpointStore,
+    *,
+    budget_s: float | None = None,
+    max_steps: int | None = None,
+    progress_cb: ProgressCallback | None = None,
+) -> TrainResult:
     """Train a base model from scratch (resuming if the store has a checkpoint); the same loop as
     fine_tune, bounded by budget_s and/or max_steps."""
     started = time.monotonic()
@@ -375,5 +402,4 @@ def train_base(dataset: PairSource, config: TrainConfig, checkpoint_store: ckpt.
         config = replace(config, max_steps=max_steps)
     trainer = Trainer(dataset, config)
     trainer.restore(checkpoint_store)
-    return trainer.run(budget_s=budget_s, store=checkpoint_store, progress_cb=progress_cb,
-                       started=started)
+    return trainer.run(budget_s=budget_s, store=checkpoint_store, progress_cb=progress_cb, started=started)

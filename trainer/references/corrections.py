@@ -35,8 +35,9 @@ def parse_corrections(text: str, n_frames: int, src_size: tuple[int, int], sourc
     """Parse and check a corrections file against a reference of n_frames frames of src_size."""
     w, h = src_size
     out = Corrections()
-    lines = [(i, line) for i, line in enumerate(text.splitlines(), 1)
-             if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        (i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")
+    ]
     for number, line in lines:
         where = f"{source}:{number}"
         row = [cell.strip() for cell in next(csv.reader(io.StringIO(line)))]

@@ -5,12 +5,12 @@ Each version ``v0001/``, ``v0002/`` ... holds:
     poses.npz      poses [T, 17, 3] float32 (source pixels), flags [T, 17] uint8, times [T] float64
                    seconds, src_size [2] (width, height), usable [T] bool
     raw.npz        the pose estimator's output, unchanged from version to version
-    glitches.csv   processors.smoothing's glitch report of the (corrected) raw estimates
+    glitches.csv   vision.smoothing's glitch report of the (corrected) raw estimates
     preview.mp4    per frame: the video with the pose drawn over it | the pose map
     meta.json      where it came from and how it was made
     corrections.csv  (versions made by `correct`) every manual edit so far, applied to raw.npz
     parts.npz      (added with a parts representation) part_ids [T, h, w] uint8: the main person's
-                   body parts per frame (processors.parts), at most PARTS_MAX_SIDE on the longer
+                   body parts per frame (vision.parts), at most PARTS_MAX_SIDE on the longer
                    side (source pixels times w / width); the same in every version
 ``latest.json`` names the current version; it is written last, so readers never see half a version.
 The original video is kept once as ``source.<ext>`` (previews of later versions are drawn from it).
@@ -24,26 +24,31 @@ import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 
-from infra import objectstore
+from infra.objectstore import ObjectStore
 from infra.settings import Settings
-from processors.smoothing import SmoothingParams, detect_glitches, interpolate_gaps, render_report, smooth_sequence
-from processors.smoothing.impute import confident_mask, person_present
+from schemas import layout
 from schemas.ids import validate_id
-from schemas.keypoints import IMPUTED, NUM_KEYPOINTS, OBSERVED, SMOOTHED
-from trainer.assembler import keys
-from trainer.assembler.representation import (DEFAULT_REPRESENTATION, LazySegmenter, check_representation,
-                                              main_person_parts, needs_parts)
-from trainer.partsmap import render_representation
-from trainer.posemap import draw_pose_overlay, letterbox_image, render_pose_map
+from schemas.keypoints import IMPUTED, OBSERVED, SMOOTHED, empty_keypoints
+from trainer.assembler.representation import (
+    DEFAULT_REPRESENTATION,
+    LazySegmenter,
+    check_representation,
+    main_person_parts,
+    needs_parts,
+)
 from trainer.references.corrections import Corrections, apply_to_raw, merge, parse_corrections, to_csv
 from trainer.references.video import encode_mp4, probe, read_frames
+from vision.partsmap import render_representation
+from vision.posemap import draw_pose_overlay, letterbox_image, render_pose_map
+from vision.smoothing import SmoothingParams, detect_glitches, interpolate_gaps, render_report, smooth_sequence
+from vision.smoothing.impute import confident_mask, person_present
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +64,11 @@ PARTS_MAX_SIDE = 512
 class Reference:
     name: str
     version: int
-    poses: np.ndarray      # [T, 17, 3] float32, source pixels
-    flags: np.ndarray      # [T, 17] uint8
-    times: np.ndarray      # [T] float64 seconds
+    poses: np.ndarray  # [T, 17, 3] float32, source pixels
+    flags: np.ndarray  # [T, 17] uint8
+    times: np.ndarray  # [T] float64 seconds
     src_size: tuple[int, int]
-    usable: np.ndarray     # [T] bool
+    usable: np.ndarray  # [T] bool
     meta: dict
 
 
@@ -78,10 +83,13 @@ class Smoothed:
 
 
 # --- the pipeline ------------------------------------------------------------------------------
-def estimate_video(path: str | Path, estimator, key: str = "reference",
-                   progress: Callable[[int], None] | None = None,
-                   on_frame: Callable[[np.ndarray, np.ndarray], None] | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def estimate_video(
+    path: str | Path,
+    estimator,
+    key: str = "reference",
+    progress: Callable[[int], None] | None = None,
+    on_frame: Callable[[np.ndarray, np.ndarray], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Raw estimates of the main (most confident) person per frame: (poses [T, 17, 3], times [T],
     (width, height)). Frames without a person get score 0 everywhere. on_frame(rgb, pose) sees
     each frame with its estimate (for work on the same decoded frames, such as part maps)."""
@@ -89,7 +97,7 @@ def estimate_video(path: str | Path, estimator, key: str = "reference",
     for rgb, t in read_frames(path):
         size = size or (rgb.shape[1], rgb.shape[0])
         people = estimator.estimate(rgb, key=key)
-        poses.append(people[0].keypoints if people else np.zeros((NUM_KEYPOINTS, 3), np.float32))
+        poses.append(people[0].keypoints if people else empty_keypoints())
         times.append(t)
         if on_frame:
             on_frame(rgb, poses[-1])
@@ -100,10 +108,14 @@ def estimate_video(path: str | Path, estimator, key: str = "reference",
     return np.asarray(poses, np.float32), np.asarray(times, np.float64), size
 
 
-def smooth_reference(raw: np.ndarray, times: np.ndarray, mode: str = "savgol",
-                     params: SmoothingParams = SmoothingParams(),
-                     corrections: Corrections | None = None) -> Smoothed:
-    """Centered smoothing of a whole reference (processors.smoothing), its glitch report, exact
+def smooth_reference(
+    raw: np.ndarray,
+    times: np.ndarray,
+    mode: str = "savgol",
+    params: SmoothingParams = SmoothingParams(),
+    corrections: Corrections | None = None,
+) -> Smoothed:
+    """Centered smoothing of a whole reference (vision.smoothing), its glitch report, exact
     manual corrections, and short gaps (frames without a person, dropped frames) filled in time."""
     if mode not in MODES:
         raise ValueError(f"smoothing mode must be one of {MODES}, got {mode!r}")
@@ -125,8 +137,14 @@ def smooth_reference(raw: np.ndarray, times: np.ndarray, mode: str = "savgol",
     poses[filled, 2] = p.confidence_threshold
     flags[filled] |= IMPUTED | SMOOTHED
     usable = ((flags & (OBSERVED | IMPUTED)) != 0).sum(axis=1) >= p.min_keypoints
-    return Smoothed(poses.astype(np.float32), flags.astype(np.uint8), usable, render_report(rows, "csv"),
-                    len(rows), int(filled.sum()))
+    return Smoothed(
+        poses.astype(np.float32),
+        flags.astype(np.uint8),
+        usable,
+        render_report(rows, "csv"),
+        len(rows),
+        int(filled.sum()),
+    )
 
 
 def parts_size(src_size: tuple[int, int], max_side: int = PARTS_MAX_SIDE) -> tuple[int, int]:
@@ -143,9 +161,15 @@ def parts_at(ids: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(ids, tuple(size), interpolation=cv2.INTER_NEAREST)
 
 
-def preview_frames(path: str | Path, poses: np.ndarray, src_size: tuple[int, int],
-                   resolution: int = PREVIEW_RESOLUTION, *, representation: str = DEFAULT_REPRESENTATION,
-                   parts: np.ndarray | None = None) -> Iterator[np.ndarray]:
+def preview_frames(
+    path: str | Path,
+    poses: np.ndarray,
+    src_size: tuple[int, int],
+    resolution: int = PREVIEW_RESOLUTION,
+    *,
+    representation: str = DEFAULT_REPRESENTATION,
+    parts: np.ndarray | None = None,
+) -> Iterator[np.ndarray]:
     """Per frame: the video with the pose over it | the generator's input in the representation
     (the pose map by default; parts: the stored part maps), each resolution x resolution."""
     if needs_parts(representation) and parts is None:
@@ -155,8 +179,13 @@ def preview_frames(path: str | Path, poses: np.ndarray, src_size: tuple[int, int
             break
         left = letterbox_image(draw_pose_overlay(rgb, poses[i], alpha=0.85), resolution)
         if needs_parts(representation):
-            right = render_representation(representation, poses=poses[i], src_size=src_size, out_size=resolution,
-                                          part_ids=parts_at(parts[i], src_size))
+            right = render_representation(
+                representation,
+                poses=poses[i],
+                src_size=src_size,
+                out_size=resolution,
+                part_ids=parts_at(parts[i], src_size),
+            )
         else:
             right = render_pose_map(poses[i], src_size, resolution)
         yield np.hstack([left, right])
@@ -173,17 +202,33 @@ def _json(data: dict) -> bytes:
     return json.dumps(data, indent=1, sort_keys=True).encode()
 
 
-def latest_version(settings: Settings, name: str, c=None) -> int | None:
-    data = objectstore.get_bytes(settings, keys.reference_latest_key(name), c=c)
+def latest_version(settings: Settings, name: str, store: ObjectStore | None = None) -> int | None:
+    data = (store or ObjectStore(settings)).get(layout.reference_latest_key(name))
     return None if data is None else int(json.loads(data)["version"])
 
 
-def _store_version(settings: Settings, c, name: str, version: int, *, raw: np.ndarray, times: np.ndarray,
-                   src_size: tuple[int, int], smoothed: Smoothed, preview: bytes, meta: dict,
-                   corrections_text: str | None, parts_npz: bytes | None = None) -> dict:
+def _store_version(
+    store: ObjectStore,
+    name: str,
+    version: int,
+    *,
+    raw: np.ndarray,
+    times: np.ndarray,
+    src_size: tuple[int, int],
+    smoothed: Smoothed,
+    preview: bytes,
+    meta: dict,
+    corrections_text: str | None,
+    parts_npz: bytes | None = None,
+) -> dict:
     files = {
-        "poses.npz": _npz(poses=smoothed.poses, flags=smoothed.flags, times=times,
-                          src_size=np.asarray(src_size, np.int32), usable=smoothed.usable),
+        "poses.npz": _npz(
+            poses=smoothed.poses,
+            flags=smoothed.flags,
+            times=times,
+            src_size=np.asarray(src_size, np.int32),
+            usable=smoothed.usable,
+        ),
         "raw.npz": _npz(poses=raw, times=times, src_size=np.asarray(src_size, np.int32)),
         "glitches.csv": smoothed.glitches_csv.encode(),
         "preview.mp4": preview,
@@ -192,16 +237,21 @@ def _store_version(settings: Settings, c, name: str, version: int, *, raw: np.nd
         files["corrections.csv"] = corrections_text.encode()
     if parts_npz is not None:
         files[PARTS_FILE] = parts_npz
-    meta = {**meta, "name": name, "version": version,
-            "files": {f: keys.reference_file_key(name, version, f) for f in [*files, "meta.json"]}}
+    meta = {
+        **meta,
+        "name": name,
+        "version": version,
+        "files": {f: layout.reference_file_key(name, version, f) for f in [*files, "meta.json"]},
+    }
     files["meta.json"] = _json(meta)
     types = {"npz": "application/octet-stream", "csv": "text/csv", "mp4": "video/mp4", "json": "application/json"}
     for filename, data in files.items():
-        objectstore.put_bytes(settings, keys.reference_file_key(name, version, filename), data,
-                              types[filename.rsplit(".", 1)[1]], c=c)
-    objectstore.put_bytes(settings, keys.reference_latest_key(name),
-                          _json({"name": name, "version": version,
-                                 "prefix": keys.reference_version_prefix(name, version)}), "application/json", c=c)
+        store.put(layout.reference_file_key(name, version, filename), data, types[filename.rsplit(".", 1)[1]])
+    store.put(
+        layout.reference_latest_key(name),
+        _json({"name": name, "version": version, "prefix": layout.reference_version_prefix(name, version)}),
+        "application/json",
+    )
     return meta
 
 
@@ -219,15 +269,25 @@ def _summary(smoothed: Smoothed, times: np.ndarray, src_size: tuple[int, int]) -
     }
 
 
-def add_reference(settings: Settings, video: str | Path, name: str, *, backend: str | None = None,
-                  mode: str = "savgol", params: SmoothingParams = SmoothingParams(),
-                  resolution: int = PREVIEW_RESOLUTION, estimator=None, replace: bool = False,
-                  progress: Callable[[int], None] | None = None,
-                  representation: str = DEFAULT_REPRESENTATION, segmenter=None) -> dict:
+def add_reference(
+    settings: Settings,
+    video: str | Path,
+    name: str,
+    *,
+    backend: str | None = None,
+    mode: str = "savgol",
+    params: SmoothingParams = SmoothingParams(),
+    resolution: int = PREVIEW_RESOLUTION,
+    estimator=None,
+    replace: bool = False,
+    progress: Callable[[int], None] | None = None,
+    representation: str = DEFAULT_REPRESENTATION,
+    segmenter=None,
+) -> dict:
     """Extract, smooth and store a reference dance from a video file; returns its meta.json.
 
     representation "parts" or "pose+parts" also segments every frame (segmenter: anything with
-    segment(rgb) -> processors.parts.PartsResult; default the settings' models) and stores the
+    segment(rgb) -> vision.parts.PartsResult; default the settings' models) and stores the
     main person's part maps (parts.npz), which sessions assembled in those representations need.
     """
     validate_id(name, "reference name")
@@ -238,14 +298,16 @@ def add_reference(settings: Settings, video: str | Path, name: str, *, backend: 
     if mode not in MODES:
         raise ValueError(f"smoothing mode must be one of {MODES}, got {mode!r}")
     info = probe(video)
-    c = objectstore.client(settings)
-    current = latest_version(settings, name, c=c)
+    store = ObjectStore(settings)
+    current = latest_version(settings, name, store=store)
     if current is not None and not replace:
         raise FileExistsError(f"reference {name} exists (version {current}); correct it, or add with replace")
     if estimator is None:
-        from processors.pose import load_estimator
+        from vision.pose import load_estimator
 
-        estimator = load_estimator(backend or settings.pose_backend, settings.models_dir, num_threads=settings.pose_threads)
+        estimator = load_estimator(
+            backend or settings.pose_backend, settings.models_dir, num_threads=settings.pose_threads
+        )
     parts: list[np.ndarray] | None = None
     on_frame = None
     if needs_parts(representation):
@@ -259,75 +321,108 @@ def add_reference(settings: Settings, video: str | Path, name: str, *, backend: 
     raw, times, src_size = estimate_video(video, estimator, key=name, progress=progress, on_frame=on_frame)
     smoothed = smooth_reference(raw, times, mode, params)
     parts_array = np.stack(parts) if parts is not None else None
-    preview = encode_mp4(preview_frames(video, smoothed.poses, src_size, resolution, representation=representation,
-                                        parts=parts_array), info.fps)
+    preview = encode_mp4(
+        preview_frames(video, smoothed.poses, src_size, resolution, representation=representation, parts=parts_array),
+        info.fps,
+    )
     data = video.read_bytes()
-    source_key = keys.reference_source_key(name, video.suffix or ".mp4")
-    objectstore.put_bytes(settings, source_key, data, "video/mp4", c=c)
+    source_key = layout.reference_source_key(name, video.suffix or ".mp4")
+    store.put(source_key, data, "video/mp4")
     meta = {
         "created_wall_time": time.time(),
         "based_on": None,
-        "source": {"filename": video.name, "sha256": hashlib.sha256(data).hexdigest(), "key": source_key,
-                   "bytes": len(data)},
-        "backend": getattr(estimator, "name", str(backend)), "device": getattr(estimator, "device", "cpu"),
+        "source": {
+            "filename": video.name,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "key": source_key,
+            "bytes": len(data),
+        },
+        "backend": getattr(estimator, "name", str(backend)),
+        "device": getattr(estimator, "device", "cpu"),
         "smoothing": {"mode": mode, "params": params.to_dict()},
-        "corrections": 0, "dropped_frames": [], "corrected_keypoints": 0,
+        "corrections": 0,
+        "dropped_frames": [],
+        "corrected_keypoints": 0,
         "preview_resolution": resolution,
         "representation": representation,
-        "parts": None if parts_array is None else {
+        "parts": None
+        if parts_array is None
+        else {
             "size": [int(parts_array.shape[2]), int(parts_array.shape[1])],
             "segmenter": getattr(segmenter, "name", type(segmenter).__name__),
-            "frames_with_parts": int(parts_array.reshape(len(parts_array), -1).any(axis=1).sum())},
+            "frames_with_parts": int(parts_array.reshape(len(parts_array), -1).any(axis=1).sum()),
+        },
         **_summary(smoothed, times, src_size),
     }
     version = (current or 0) + 1
-    meta = _store_version(settings, c, name, version, raw=raw, times=times, src_size=src_size, smoothed=smoothed,
-                          preview=preview, meta=meta, corrections_text=None,
-                          parts_npz=None if parts_array is None else _npz(part_ids=parts_array))
+    meta = _store_version(
+        store,
+        name,
+        version,
+        raw=raw,
+        times=times,
+        src_size=src_size,
+        smoothed=smoothed,
+        preview=preview,
+        meta=meta,
+        corrections_text=None,
+        parts_npz=None if parts_array is None else _npz(part_ids=parts_array),
+    )
     log.info("reference %s v%d: %d frames, %d glitches", name, version, meta["frames"], meta["glitches"])
     return meta
 
 
-def _get(settings: Settings, key: str, c) -> bytes:
-    data = objectstore.get_bytes(settings, key, c=c)
+def _get(store: ObjectStore, key: str) -> bytes:
+    data = store.get(key)
     if data is None:
-        raise FileNotFoundError(f"{key} is missing from bucket {settings.s3_bucket}")
+        raise FileNotFoundError(f"{key} is missing from bucket {store.bucket}")
     return data
 
 
-def correct_reference(settings: Settings, name: str, corrections_file: str | Path, *, mode: str | None = None,
-                      params: SmoothingParams | None = None, resolution: int | None = None) -> dict:
+def correct_reference(
+    settings: Settings,
+    name: str,
+    corrections_file: str | Path,
+    *,
+    mode: str | None = None,
+    params: SmoothingParams | None = None,
+    resolution: int | None = None,
+) -> dict:
     """Apply a corrections file to the latest version's raw estimates, re-smooth, store a new version."""
-    c = objectstore.client(settings)
-    current = latest_version(settings, name, c=c)
+    store = ObjectStore(settings)
+    current = latest_version(settings, name, store=store)
     if current is None:
         raise FileNotFoundError(f"no reference named {name}")
-    meta = json.loads(_get(settings, keys.reference_file_key(name, current, "meta.json"), c))
-    with np.load(io.BytesIO(_get(settings, keys.reference_file_key(name, current, "raw.npz"), c))) as npz:
+    meta = json.loads(_get(store, layout.reference_file_key(name, current, "meta.json")))
+    with np.load(io.BytesIO(_get(store, layout.reference_file_key(name, current, "raw.npz")))) as npz:
         raw, times, src_size = npz["poses"], npz["times"], tuple(int(v) for v in npz["src_size"])
     path = Path(corrections_file)
     corrections = parse_corrections(path.read_text(), len(raw), src_size, source=path.name)
     if "corrections.csv" in meta["files"]:
-        earlier = _get(settings, keys.reference_file_key(name, current, "corrections.csv"), c).decode()
-        corrections = merge(parse_corrections(earlier, len(raw), src_size, source=f"{name} v{current} corrections"),
-                            corrections)
+        earlier = _get(store, layout.reference_file_key(name, current, "corrections.csv")).decode()
+        corrections = merge(
+            parse_corrections(earlier, len(raw), src_size, source=f"{name} v{current} corrections"), corrections
+        )
     mode = mode or meta["smoothing"]["mode"]
     params = params or SmoothingParams(**meta["smoothing"]["params"])
     resolution = resolution or meta.get("preview_resolution", PREVIEW_RESOLUTION)
     smoothed = smooth_reference(raw, times, mode, params, corrections)
     source = meta["source"]
     # Part maps come from the frames, which corrections do not change: carried over as they are.
-    parts_npz = (_get(settings, keys.reference_file_key(name, current, PARTS_FILE), c)
-                 if PARTS_FILE in meta["files"] else None)
+    parts_npz = (
+        _get(store, layout.reference_file_key(name, current, PARTS_FILE)) if PARTS_FILE in meta["files"] else None
+    )
     representation = meta.get("representation", DEFAULT_REPRESENTATION)
     if parts_npz is None and needs_parts(representation):
         raise FileNotFoundError(f"reference {name} v{current} is a {representation} reference without {PARTS_FILE}")
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / ("source." + source["key"].rsplit(".", 1)[1])
-        video.write_bytes(_get(settings, source["key"], c))
+        video.write_bytes(_get(store, source["key"]))
         parts = _parts_from_npz(parts_npz) if parts_npz is not None else None
-        preview = encode_mp4(preview_frames(video, smoothed.poses, src_size, resolution,
-                                            representation=representation, parts=parts), probe(video).fps)
+        preview = encode_mp4(
+            preview_frames(video, smoothed.poses, src_size, resolution, representation=representation, parts=parts),
+            probe(video).fps,
+        )
     new_meta = {
         **meta,
         "created_wall_time": time.time(),
@@ -341,22 +436,40 @@ def correct_reference(settings: Settings, name: str, corrections_file: str | Pat
         **_summary(smoothed, times, src_size),
     }
     version = current + 1
-    new_meta = _store_version(settings, c, name, version, raw=raw, times=times, src_size=src_size,
-                              smoothed=smoothed, preview=preview, meta=new_meta,
-                              corrections_text=to_csv(corrections), parts_npz=parts_npz)
+    new_meta = _store_version(
+        store,
+        name,
+        version,
+        raw=raw,
+        times=times,
+        src_size=src_size,
+        smoothed=smoothed,
+        preview=preview,
+        meta=new_meta,
+        corrections_text=to_csv(corrections),
+        parts_npz=parts_npz,
+    )
     log.info("reference %s v%d: %d corrections in all, on top of v%d", name, version, len(corrections), current)
     return new_meta
 
 
 def load_reference_version(settings: Settings, name: str, version: int | None = None) -> Reference:
-    c = objectstore.client(settings)
-    version = version or latest_version(settings, name, c=c)
+    store = ObjectStore(settings)
+    version = version or latest_version(settings, name, store=store)
     if version is None:
         raise FileNotFoundError(f"no reference named {name}")
-    meta = json.loads(_get(settings, keys.reference_file_key(name, version, "meta.json"), c))
-    with np.load(io.BytesIO(_get(settings, keys.reference_file_key(name, version, "poses.npz"), c))) as npz:
-        return Reference(name, version, npz["poses"], npz["flags"], npz["times"],
-                         (int(npz["src_size"][0]), int(npz["src_size"][1])), npz["usable"], meta)
+    meta = json.loads(_get(store, layout.reference_file_key(name, version, "meta.json")))
+    with np.load(io.BytesIO(_get(store, layout.reference_file_key(name, version, "poses.npz")))) as npz:
+        return Reference(
+            name,
+            version,
+            npz["poses"],
+            npz["flags"],
+            npz["times"],
+            (int(npz["src_size"][0]), int(npz["src_size"][1])),
+            npz["usable"],
+            meta,
+        )
 
 
 def _parts_from_npz(data: bytes) -> np.ndarray:
@@ -373,32 +486,44 @@ def load_reference_parts(settings: Settings, ref: Reference) -> np.ndarray:
     if PARTS_FILE not in ref.meta.get("files", {}):
         raise FileNotFoundError(
             f"reference {ref.name} v{ref.version} has no part maps: add it again with "
-            "`booth reference add --representation parts` (or pose+parts)")
-    parts = _parts_from_npz(_get(settings, keys.reference_file_key(ref.name, ref.version, PARTS_FILE),
-                                 objectstore.client(settings)))
+            "`booth reference add --representation parts` (or pose+parts)"
+        )
+    parts = _parts_from_npz(_get(ObjectStore(settings), layout.reference_file_key(ref.name, ref.version, PARTS_FILE)))
     if parts.ndim != 3 or len(parts) != len(ref.poses):
-        raise ValueError(f"reference {ref.name} v{ref.version}: {PARTS_FILE} holds {parts.shape} for "
-                         f"{len(ref.poses)} poses")
+        raise ValueError(
+            f"reference {ref.name} v{ref.version}: {PARTS_FILE} holds {parts.shape} for {len(ref.poses)} poses"
+        )
     return parts
 
 
-def load_reference(settings: Settings, name: str, version: int | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def load_reference(
+    settings: Settings, name: str, version: int | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """(poses [T, 17, 3] in source pixels, times [T] seconds, (width, height)) of a reference."""
     ref = load_reference_version(settings, name, version)
     return ref.poses, ref.times, ref.src_size
 
 
 def list_references(settings: Settings) -> list[dict]:
-    c = objectstore.client(settings)
+    store = ObjectStore(settings)
     rows = []
-    for key in sorted(objectstore.list_keys(settings, "references/", c=c)):
+    for key in store.list(layout.REFERENCES_PREFIX):
         if not key.endswith("/latest.json") or key.count("/") != 2:
             continue
         name = key.split("/")[1]
-        version = latest_version(settings, name, c=c)
-        meta = json.loads(_get(settings, keys.reference_file_key(name, version, "meta.json"), c))
-        rows.append({"name": name, "version": version, "frames": meta["frames"], "fps": meta["fps"],
-                     "duration_s": meta["duration_s"], "backend": meta["backend"], "glitches": meta["glitches"],
-                     "usable_frames": meta["usable_frames"], "corrections": meta["corrections"]})
+        version = latest_version(settings, name, store=store)
+        meta = json.loads(_get(store, layout.reference_file_key(name, version, "meta.json")))
+        rows.append(
+            {
+                "name": name,
+                "version": version,
+                "frames": meta["frames"],
+                "fps": meta["fps"],
+                "duration_s": meta["duration_s"],
+                "backend": meta["backend"],
+                "glitches": meta["glitches"],
+                "usable_frames": meta["usable_frames"],
+                "corrections": meta["corrections"],
+            }
+        )
     return rows

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import av
 import numpy as np
@@ -26,7 +26,9 @@ def probe(path: str | Path) -> VideoInfo:
                 raise ValueError(f"{path} has no video stream")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or Fraction(30)
-            return VideoInfo(stream.frames or None, float(rate), (stream.codec_context.width, stream.codec_context.height))
+            return VideoInfo(
+                stream.frames or None, float(rate), (stream.codec_context.width, stream.codec_context.height)
+            )
     except av.error.FFmpegError as exc:
         raise ValueError(f"{path} is not a readable video: {exc}") from None
 

@@ -1,0 +1,137 @@
+"""The object store's layout: every key any component reads or writes is built here, only from
+validated ids.
+
+Every id passes schemas.ids.validate_id before it becomes part of a key, so no message can make
+a component write outside its own session's prefix ("../", slashes, look-alike characters).
+
+    sessions/<session>/shards/<camera>-<index:05d>.tar   WebDataset shard of up to N samples
+    sessions/<session>/index/<camera>-<index:05d>.json   what that shard holds and what was rejected
+    sessions/<session>/manifest.json                     the dataset's summary (status, counts)
+    sessions/<session>/preview.jpg                       a few samples: frame with pose | pose map
+    sessions/<session>/dataset_ready.json                the DatasetReady that went out (assembler)
+    sessions/<session>/checkpoints/<name>                training state (ckpt-*.pt, generator.pt,
+                                                         started.json: when the budget started)
+    sessions/<session>/results/<name>                    rendition.mp4, side-by-side.mp4,
+                                                         samples.png, loss.png, metrics.json
+    references/<name>/latest.json                        which version is current
+    references/<name>/v<version:04d>/<file>              one version of a reference dance
+    references/<name>/source.<ext>                       the reference's original video
+    models/base/<name>                                   the base model fine-tuning starts from
+"""
+
+from __future__ import annotations
+
+from schemas.ids import validate_id
+
+SHARD_DIGITS = 5
+SAMPLE_DIGITS = 8
+
+
+def _index(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def session_prefix(session: str) -> str:
+    return f"sessions/{validate_id(session, 'session')}/"
+
+
+def checkpoints_prefix(session: str) -> str:
+    return f"{session_prefix(session)}checkpoints/"
+
+
+def results_prefix(session: str) -> str:
+    return f"{session_prefix(session)}results/"
+
+
+RESULT_FILES = frozenset({"rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json"})
+
+
+def result_key(session: str, filename: str) -> str:
+    if filename not in RESULT_FILES:
+        raise ValueError(f"{filename!r} is not a result file ({', '.join(sorted(RESULT_FILES))})")
+    return f"{results_prefix(session)}{filename}"
+
+
+def dataset_ready_key(session: str) -> str:
+    return f"{session_prefix(session)}dataset_ready.json"
+
+
+REFERENCES_PREFIX = "references/"
+BASE_PREFIX = "models/base/"
+
+
+def shard_name(camera: str, index: int) -> str:
+    return f"{validate_id(camera, 'camera')}-{_index(index, 'shard index'):0{SHARD_DIGITS}d}"
+
+
+def shard_key(session: str, camera: str, index: int) -> str:
+    return f"{session_prefix(session)}shards/{shard_name(camera, index)}.tar"
+
+
+def shard_index_key(session: str, camera: str, index: int) -> str:
+    return f"{session_prefix(session)}index/{shard_name(camera, index)}.json"
+
+
+def shards_prefix(session: str) -> str:
+    return f"{session_prefix(session)}shards/"
+
+
+def index_prefix(session: str) -> str:
+    return f"{session_prefix(session)}index/"
+
+
+def manifest_key(session: str) -> str:
+    return f"{session_prefix(session)}manifest.json"
+
+
+def preview_key(session: str) -> str:
+    return f"{session_prefix(session)}preview.jpg"
+
+
+def sample_key(camera: str, seq: int) -> str:
+    """The WebDataset key of one sample: no dots, since WebDataset splits names at the first one."""
+    return f"{validate_id(camera, 'camera')}-{_index(seq, 'seq'):0{SAMPLE_DIGITS}d}"
+
+
+def parse_shard_name(name: str) -> tuple[str, int]:
+    """'<camera>-<index>' (as in shard and index keys, without folder or suffix) -> (camera, index)."""
+    camera, sep, index = name.rpartition("-")
+    if not sep or not index.isdigit() or not index.isascii():
+        raise ValueError(f"{name!r} is not a shard name of the form <camera>-<index>")
+    return validate_id(camera, "camera"), int(index)
+
+
+def reference_prefix(name: str) -> str:
+    return f"{REFERENCES_PREFIX}{validate_id(name, 'reference name')}/"
+
+
+def reference_latest_key(name: str) -> str:
+    return f"{reference_prefix(name)}latest.json"
+
+
+def reference_version_prefix(name: str, version: int) -> str:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"reference version must be an integer >= 1, got {version!r}")
+    return f"{reference_prefix(name)}v{version:04d}/"
+
+
+def reference_file_key(name: str, version: int, filename: str) -> str:
+    # Only the fixed file names this package writes: never a name taken from input.
+    if filename not in REFERENCE_FILES:
+        raise ValueError(f"{filename!r} is not a reference file; expected one of {sorted(REFERENCE_FILES)}")
+    return reference_version_prefix(name, version) + filename
+
+
+def reference_source_key(name: str, suffix: str) -> str:
+    """Where the original video of a reference is kept; suffix like '.mp4' (letters/digits only)."""
+    ext = suffix.lstrip(".").lower()
+    if not ext or len(ext) > 8 or not (ext.isascii() and ext.isalnum()):
+        raise ValueError(f"video suffix {suffix!r} is not a plain file extension")
+    return f"{reference_prefix(name)}source.{ext}"
+
+
+REFERENCE_FILES = frozenset(
+    {"poses.npz", "raw.npz", "glitches.csv", "preview.mp4", "meta.json", "corrections.csv", "parts.npz"}
+)

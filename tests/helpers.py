@@ -1,0 +1,324 @@
+"""What several test modules share: processes, topic readers and writers, synthetic frames and
+clips, a served app, metrics scrapes. Test modules import from here, never from each other."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from infra import kafka
+from infra.waiting import wait_until
+from schemas import Frame, Person, SmoothedPose, decode, frame_key
+from schemas.keypoints import NUM_KEYPOINTS, OBSERVED, SMOOTHED
+
+__all__ = ["wait_until"]
+
+# --- worker processes -------------------------------------------------------------------------------
+
+
+def worker_env(settings, metrics_port: int = -1) -> dict[str, str]:
+    """The environment that gives a `booth process` subprocess exactly these settings."""
+    return settings.to_env(metrics_port=metrics_port)
+
+
+def start_worker(settings, log_path: Path, metrics_port: int = -1, loglevel: str = "warning") -> subprocess.Popen:
+    """A `booth process` worker (MoveNet) in its own process, its output in log_path."""
+    log = open(log_path, "ab")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "booth.cli", "process", "--backend", "movenet", "--loglevel", loglevel],
+            env=worker_env(settings, metrics_port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        log.close()  # the child holds its own descriptor
+
+
+def stop_worker(worker: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+    if worker.poll() is None:
+        worker.send_signal(sig)
+        try:
+            worker.wait(timeout)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+
+
+def running(worker: subprocess.Popen, log_path: Path | None = None) -> bool:
+    """True while the worker runs; an AssertionError with the end of its log once it has exited."""
+    if worker.poll() is not None:
+        tail = log_path.read_text()[-3000:] if log_path is not None and log_path.exists() else ""
+        raise AssertionError(f"the worker exited with code {worker.returncode}:\n{tail}")
+    return True
+
+
+def produce_frames(settings, messages) -> None:
+    """(key, value) pairs onto the frames topic."""
+    p = kafka.producer(settings)
+    for key, value in messages:
+        p.send(settings.topic_frames, key=key, value=value)
+    p.flush()
+    p.close()
+
+
+class TopicReader:
+    """Reads a topic from its start without a consumer group, so it never disturbs the pipeline
+    (and never asks the broker for end offsets)."""
+
+    def __init__(self, settings, topic: str):
+        self.consumer = kafka.consumer(settings, topic, group_id=None, consumer_timeout_ms=300)
+        self.records: list = []
+
+    def poll(self) -> list:
+        for batch in self.consumer.poll(timeout_ms=300).values():
+            self.records.extend(batch)
+        return self.records
+
+    def messages(self) -> list:
+        return [decode(r.value) for r in self.records]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+# --- frames, clips and images ---------------------------------------------------------------------
+W, H = 320, 240
+
+
+def clip_frames(
+    shared_dir: Path,
+    session: str,
+    camera: str,
+    n: int,
+    *,
+    start: int = 0,
+    size: tuple[int, int] = (320, 240),
+    seed: int = 3,
+    frame_clock: bool = False,
+) -> list[Frame]:
+    """Frames start..start+n of the squat photo drifting across the canvas (a person on every
+    frame). Capture times come from the monotonic clock, or with frame_clock exactly 1/30 s apart."""
+    from vision.pose.synthetic import moving_photo_clip
+
+    photo = cv2.cvtColor(cv2.imread(str(shared_dir / "data/images/squat.png")), cv2.COLOR_BGR2RGB)
+    out = []
+    clip = moving_photo_clip(photo, n_frames=max(start + n, 60), size=size, seed=seed)[start : start + n]
+    for seq, (rgb, _affine) in enumerate(clip, start=start):
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        assert ok
+        out.append(
+            Frame(
+                session=session,
+                camera=camera,
+                seq=seq,
+                capture_ns=seq * 33_333_333 if frame_clock else time.monotonic_ns(),
+                wall_time=time.time(),
+                width=size[0],
+                height=size[1],
+                image=jpg.tobytes(),
+            )
+        )
+    return out
+
+
+def make_frame(session: str, camera: str, seq: int, wall_time: float | None = None) -> Frame:
+    """A gradient with a square that moves with seq, so consecutive previews differ."""
+    image = np.zeros((H, W, 3), np.uint8)
+    image[..., 0] = np.linspace(40, 160, W, dtype=np.uint8)[None, :]
+    image[..., 1] = np.linspace(60, 120, H, dtype=np.uint8)[:, None]
+    x = 20 + (seq * 17) % (W - 60)
+    cv2.rectangle(image, (x, 150), (x + 40, 190), (240, 240, 240), -1)
+    ok, jpg = cv2.imencode(".jpg", image)
+    assert ok
+    return Frame(
+        session=session,
+        camera=camera,
+        seq=seq,
+        capture_ns=seq * 33_333_333,
+        wall_time=time.time() if wall_time is None else wall_time,
+        width=W,
+        height=H,
+        image=jpg.tobytes(),
+    )
+
+
+def make_pose(frame: Frame, flags: dict[int, int] | None = None, person: bool = True) -> SmoothedPose:
+    """A standing stick figure drifting with seq; ``flags`` overrides some keypoints' flag bits."""
+    base = np.array(
+        [
+            [160, 40],
+            [166, 34],
+            [154, 34],
+            [174, 38],
+            [146, 38],
+            [185, 70],
+            [135, 70],
+            [200, 105],
+            [120, 105],
+            [210, 140],
+            [110, 140],
+            [175, 135],
+            [145, 135],
+            [178, 175],
+            [142, 175],
+            [180, 215],
+            [140, 215],
+        ],
+        np.float32,
+    )
+    kp = np.concatenate([base + [frame.seq % 20, 0], np.full((NUM_KEYPOINTS, 1), 0.9, np.float32)], axis=1)
+    bits = [OBSERVED | SMOOTHED] * NUM_KEYPOINTS
+    for i, f in (flags or {}).items():
+        bits[i] = f
+    return SmoothedPose(
+        session=frame.session,
+        camera=frame.camera,
+        seq=frame.seq,
+        capture_ns=frame.capture_ns,
+        wall_time=frame.wall_time,
+        width=W,
+        height=H,
+        backend="synthetic",
+        persons=[Person.from_array(kp, 0.9)] if person else [],
+        flags=bits if person else [],
+    )
+
+
+BITS = 8
+
+
+def counter_frame(number: int, size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    """An RGB frame showing ``number``."""
+    width, height = size
+    image = np.full((height, width, 3), (40, 90, 160), np.uint8)
+    cv2.putText(image, f"#{number}", (10, height // 2), cv2.FONT_HERSHEY_SIMPLEX, 2.0, (255, 255, 0), 3)
+    block = width // BITS
+    for bit in range(BITS):
+        value = 255 if (number >> bit) & 1 else 0
+        image[height - block :, bit * block : (bit + 1) * block] = value
+    return image
+
+
+def read_counter(image: np.ndarray) -> int:
+    """The number shown by a counter_frame, from any resized, lossy copy (BGR or RGB)."""
+    gray = image.mean(axis=2) if image.ndim == 3 else image
+    height, width = gray.shape
+    block = width / BITS
+    row = int(height - block / 2)
+    return sum(1 << bit for bit in range(BITS) if gray[row, int((bit + 0.5) * block)] > 128)
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "the payload is not a decodable JPEG"
+    return image
+
+
+def write_counter_video(path: Path, frames: int = 30, size: tuple[int, int] = (320, 240), fps: int = 30) -> Path:
+    from producers.sources import write_video
+
+    return write_video(path, [counter_frame(number, size) for number in range(frames)], fps=fps)
+
+
+def with_sof_size(jpeg: bytes, width: int, height: int) -> bytes:
+    """The same JPEG with the size in its frame header (SOF0) rewritten: what a bomb looks like."""
+    at = jpeg.index(b"\xff\xc0") + 5  # marker, segment length (2), sample precision (1)
+    return jpeg[:at] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + jpeg[at + 4 :]
+
+
+# --- topics, apps and metrics ----------------------------------------------------------------------
+def send(settings, items) -> None:
+    """items: (topic, message) pairs; stream messages get the session/camera key as the pipeline does."""
+    p = kafka.producer(settings)
+    for topic, message in items:
+        key = frame_key(message.session, message.camera) if hasattr(message, "camera") else message.session.encode()
+        p.send(topic, key=key, value=message.encode())
+    p.flush()
+    p.close()
+
+
+def read_topic(settings, topic: str, idle_s: float = 1.0) -> list:
+    """Everything on a topic, read from the start with no group until quiet."""
+    consumer = kafka.consumer(settings, topic, group_id=None)
+    out, last = [], time.monotonic()
+    try:
+        while time.monotonic() - last < idle_s:
+            for records in consumer.poll(timeout_ms=100).values():
+                out += [decode(r.value) for r in records]
+                last = time.monotonic()
+    finally:
+        consumer.close()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(app):
+    """uvicorn on a free loopback port in a thread, as `booth console` runs it."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=15, what="uvicorn to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@contextlib.contextmanager
+def fake_metrics():
+    """A /metrics endpoint whose pose counter climbs, standing in for the processors."""
+    from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+    registry = CollectorRegistry()
+    frames = Counter("booth_pose_frames", "frames", registry=registry)
+    frames.inc(500)
+    server, _thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    stop = threading.Event()
+
+    def climb():
+        while not stop.wait(0.05):
+            frames.inc(3)
+
+    ticker = threading.Thread(target=climb, daemon=True)
+    ticker.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    finally:
+        stop.set()
+        ticker.join()
+        server.shutdown()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """A process's /metrics as {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

@@ -1,0 +1,336 @@
+"""`booth status`: sessions, stage throughput and training progress in one terminal view.
+
+Data and drawing are apart: `StatusWatcher.refresh()` (and the one-shot `snapshot()`) return a
+plain dict; `render()` turns one into rich tables. The control topics are read from their earliest
+record without a consumer group (nothing is committed, no rebalance); the components' /metrics
+endpoints are scraped and their counters turned into per-second rates between two scrapes.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections import Counter, deque
+from typing import Any
+
+from infra import kafka
+from infra.metrics import DEFAULT_PORTS
+from infra.metrics_names import EXPECTED_SERIES, STAGE_COUNTERS
+from infra.settings import Settings
+from schemas import DatasetReady, DeadLetter, Rendition, SchemaError, SessionEvent, TrainingProgress, decode
+
+CONTROL_TOPICS = ("sessions", "datasets", "training", "renditions", "deadletter")
+_TRAINING_GAUGES = ("booth_training_step", "booth_training_loss", "booth_training_eta_seconds")
+
+
+def default_targets(settings: Settings) -> dict[str, str]:
+    return {c: f"http://{settings.metrics_host}:{port}/metrics" for c, port in DEFAULT_PORTS.items()}
+
+
+def scrape(url: str, timeout: float = 1.0) -> dict[str, float]:
+    """Sample name -> value summed over its label sets (raises OSError if the endpoint is down)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode("utf-8", "replace")
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return dict(totals)
+
+
+def _scrape_all(targets: dict[str, str], timeout: float) -> tuple[float, dict[str, dict]]:
+    results = {}
+    for component, url in targets.items():
+        try:
+            results[component] = {"url": url, "up": True, "error": None, "values": scrape(url, timeout)}
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            results[component] = {"url": url, "up": False, "error": str(reason), "values": {}}
+    return time.monotonic(), results
+
+
+def _total(scraped: dict[str, dict], name: str) -> float | None:
+    values = [c["values"][name] for c in scraped.values() if name in c["values"]]
+    return sum(values) if values else None
+
+
+class ControlState:
+    """Folds control-topic messages into one row per session, plus dead-letter counts."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, dict[str, Any]] = {}
+        self.deadletters: Counter[str] = Counter()
+        self.last_deadletters: deque[dict] = deque(maxlen=5)
+        self.invalid = 0
+        self.last_invalid: str | None = None
+
+    def _row(self, session: str) -> dict[str, Any]:
+        return self.sessions.setdefault(
+            session,
+            {
+                "session": session,
+                "state": None,
+                "cameras": [],
+                "reference": None,
+                "started_at": None,
+                "ended_at": None,
+                "dataset": None,
+                "samples": None,
+                "phase": None,
+                "step": None,
+                "total_steps": None,
+                "losses": {},
+                "eta_s": None,
+                "rendition_url": None,
+                "frames": None,
+                "updated_at": 0.0,
+            },
+        )
+
+    def apply(self, value: bytes | None) -> None:
+        try:
+            message = decode(value)
+        except SchemaError as exc:
+            self.invalid += 1
+            self.last_invalid = str(exc)
+            return
+        if isinstance(message, DeadLetter):
+            self.deadletters[message.stage] += 1
+            self.last_deadletters.append(
+                {
+                    "stage": message.stage,
+                    "reason": message.reason,
+                    "source_topic": message.source_topic,
+                    "wall_time": message.wall_time,
+                }
+            )
+            return
+        session = getattr(message, "session", None)
+        if session is None:
+            return
+        row = self._row(session)
+        row["updated_at"] = max(row["updated_at"], getattr(message, "wall_time", 0.0))
+        if isinstance(message, SessionEvent):
+            row["state"] = message.kind
+            if message.kind == "start":
+                row.update(cameras=list(message.cameras), reference=message.reference, started_at=message.wall_time)
+            else:
+                row["ended_at"] = message.wall_time
+        elif isinstance(message, DatasetReady):
+            row.update(dataset=message.status, samples=message.samples)
+        elif isinstance(message, TrainingProgress):
+            row.update(
+                phase=message.phase,
+                step=message.step,
+                total_steps=message.total_steps,
+                losses=dict(message.losses),
+                eta_s=message.eta_s,
+            )
+        elif isinstance(message, Rendition):
+            row.update(rendition_url=message.url, frames=message.frames)
+
+    def as_dict(self) -> dict[str, Any]:
+        rows = sorted(self.sessions.values(), key=lambda r: r["updated_at"], reverse=True)
+        return {
+            "sessions": [dict(r) for r in rows],
+            "deadletters": {
+                "total": sum(self.deadletters.values()),
+                "by_stage": dict(self.deadletters),
+                "last": list(self.last_deadletters),
+            },
+            "invalid_control_messages": self.invalid,
+            "last_invalid": self.last_invalid,
+        }
+
+
+class StatusWatcher:
+    """Keeps a group-less consumer on the control topics; each refresh() reads what is new."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        targets: dict[str, str] | None = None,
+        idle_s: float = 1.0,
+        scrape_timeout: float = 0.5,
+    ):
+        from kafka import TopicPartition
+
+        self.settings = settings
+        self.targets = default_targets(settings) if targets is None else targets
+        self.idle_s = idle_s
+        self.scrape_timeout = scrape_timeout
+        self.state = ControlState()
+        self.errors: list[str] = []
+        self._previous: tuple[float, dict[str, dict]] | None = None
+        self._first = True
+        self._consumer = kafka.consumer(settings, group_id=None)
+        assigned = []
+        for name in CONTROL_TOPICS:
+            topic = getattr(settings, f"topic_{name}")
+            parts = self._consumer.partitions_for_topic(topic)
+            if not parts:
+                self.errors.append(f"topic {topic} does not exist")
+            assigned += [TopicPartition(topic, p) for p in sorted(parts)]
+        self._consumer.assign(assigned)
+        if assigned:
+            self._consumer.seek_to_beginning(*assigned)
+
+    def _read_control(self) -> None:
+        # End offsets are not trusted on this broker: read until quiet. The first read catches up
+        # on history, so it waits longer; a cap keeps a busy topic from holding the view forever.
+        idle = self.idle_s if self._first else min(self.idle_s, 0.2)
+        cap = time.monotonic() + max(10 * idle, 5.0)
+        last = time.monotonic()
+        while time.monotonic() - last < idle and time.monotonic() < cap:
+            batches = self._consumer.poll(timeout_ms=100)
+            if batches:
+                last = time.monotonic()
+            for records in batches.values():
+                for r in records:
+                    self.state.apply(r.value)
+        self._first = False
+
+    def refresh(self) -> dict[str, Any]:
+        before = self._previous or _scrape_all(self.targets, self.scrape_timeout)
+        self._read_control()
+        after = _scrape_all(self.targets, self.scrape_timeout)
+        self._previous = after
+        dt = max(after[0] - before[0], 1e-6)
+        stages = {}
+        for stage, name in STAGE_COUNTERS.items():
+            now, then = _total(after[1], name), _total(before[1], name)
+            rate = None if now is None or then is None else max(now - then, 0.0) / dt
+            stages[stage] = {
+                "counter": name,
+                "component": EXPECTED_SERIES[name].components[0],
+                "total": now,
+                "rate": rate,
+            }
+        drops_now = _total(after[1], "booth_camera_frames_dropped_total")
+        drops_then = _total(before[1], "booth_camera_frames_dropped_total")
+        return {
+            "taken_at": time.time(),
+            **self.state.as_dict(),
+            "stages": stages,
+            "drops": {
+                "total": drops_now,
+                "rate": None if drops_now is None or drops_then is None else max(drops_now - drops_then, 0) / dt,
+            },
+            "training_metrics": {name: _total(after[1], name) for name in _TRAINING_GAUGES},
+            "components": {c: {k: v for k, v in r.items() if k != "values"} for c, r in after[1].items()},
+            "errors": list(self.errors),
+        }
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> StatusWatcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def snapshot(settings: Settings, *, targets: dict[str, str] | None = None, idle_s: float = 1.0) -> dict[str, Any]:
+    """One look at everything: control topics read until quiet, rates over that read's duration."""
+    with StatusWatcher(settings, targets=targets, idle_s=idle_s) as watcher:
+        return watcher.refresh()
+
+
+# --- drawing -------------------------------------------------------------------------------------
+def _num(value: float | None, fmt: str = "{:,.0f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _ago(wall: float | None, now: float) -> str:
+    if not wall:
+        return "-"
+    seconds = max(0.0, now - wall)
+    return (
+        f"{seconds:.0f}s ago"
+        if seconds < 120
+        else f"{seconds / 60:.0f}m ago"
+        if seconds < 7200
+        else f"{seconds / 3600:.1f}h ago"
+    )
+
+
+def render(snap: dict[str, Any]):
+    from rich.console import Group
+    from rich.table import Table
+
+    now = snap["taken_at"]
+    sessions = Table(title="sessions")
+    for column in (
+        "session",
+        "state",
+        "cameras",
+        "reference",
+        "dataset",
+        "training",
+        "losses",
+        "eta",
+        "rendition",
+        "updated",
+    ):
+        sessions.add_column(column)
+    for r in snap["sessions"][:20]:
+        training = "-" if r["phase"] is None else f"{r['phase']} {r['step']}/{r['total_steps']}"
+        losses = " ".join(f"{k}={v:.3g}" for k, v in sorted(r["losses"].items())[:4]) or "-"
+        dataset = "-" if r["dataset"] is None else f"{r['dataset']} ({r['samples']} samples)"
+        rendition = "-" if r["rendition_url"] is None else f"{r['frames']} frames"
+        sessions.add_row(
+            r["session"],
+            r["state"] or "-",
+            ",".join(r["cameras"]) or "-",
+            r["reference"] or "-",
+            dataset,
+            training,
+            losses,
+            _num(r["eta_s"], "{:.0f}s"),
+            rendition,
+            _ago(r["updated_at"], now),
+        )
+
+    stages = Table(title="throughput")
+    for column in ("stage", "component", "total", "per second"):
+        stages.add_column(column)
+    for stage, s in snap["stages"].items():
+        stages.add_row(stage, s["component"], _num(s["total"]), _num(s["rate"], "{:.1f}"))
+    stages.add_row("drops", "camera", _num(snap["drops"]["total"]), _num(snap["drops"]["rate"], "{:.1f}"))
+
+    health = Table(title="components")
+    for column in ("component", "metrics", "note"):
+        health.add_column(column)
+    for name, c in snap["components"].items():
+        health.add_row(name, "up" if c["up"] else "down", c["url"] if c["up"] else (c["error"] or ""))
+
+    dead = snap["deadletters"]
+    notes = [
+        f"dead letters: {dead['total']} " + (" ".join(f"{k}={v}" for k, v in sorted(dead["by_stage"].items())) or "")
+    ]
+    notes += [f"  last: [{d['stage']}] {d['reason'][:100]} ({d['source_topic']})" for d in dead["last"][-3:]]
+    if snap["invalid_control_messages"]:
+        notes.append(f"invalid control messages: {snap['invalid_control_messages']} (last: {snap['last_invalid']})")
+    notes += snap["errors"]
+    return Group(sessions, stages, health, "\n".join(notes))
+
+
+def live(
+    settings: Settings, *, interval: float = 2.0, idle_s: float = 1.0, targets: dict[str, str] | None = None
+) -> None:
+    """Redraw every ``interval`` seconds until ^C."""
+    from rich.live import Live
+
+    with StatusWatcher(settings, targets=targets, idle_s=idle_s) as watcher:
+        with Live(render(watcher.refresh()), auto_refresh=False, screen=False) as view:
+            try:
+                while True:
+                    time.sleep(interval)
+                    view.update(render(watcher.refresh()), refresh=True)
+            except KeyboardInterrupt:
+                pass
