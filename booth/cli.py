@@ -99,11 +99,16 @@ def session() -> None:
 @click.option("--reference", help="The reference dance to render.")
 @click.pass_context
 def session_start(ctx, session_id, cameras, reference):
-    from producers.session import new_session_id, publish
+    from producers.session import NoReference, new_session_id, publish, session_reference
     from schemas import InvalidId
 
+    settings = _settings(ctx)
     try:
-        event = publish(_settings(ctx), session_id or new_session_id(), "start", cameras, reference)
+        reference = session_reference(settings, reference)
+    except (NoReference, InvalidId) as exc:
+        raise click.BadParameter(str(exc), param_hint="--reference") from exc
+    try:
+        event = publish(settings, session_id or new_session_id(), "start", cameras, reference)
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--session") from exc
     click.echo(event.session)

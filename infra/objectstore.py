@@ -61,10 +61,10 @@ def client(settings: Settings) -> Any:
 class ObjectStore:
     """The project's bucket: put, get, list, delete and presigned links, all retried."""
 
-    def __init__(self, settings: Settings, attempts: int = 8):
+    def __init__(self, settings: Settings, attempts: int | None = None):
         self.settings = settings
         self.bucket = settings.s3_bucket
-        self.attempts = attempts
+        self.attempts = attempts or settings.s3_attempts
         self._client: Any = None
 
     @property

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     s3_bucket: str = "booth"
     s3_region: str = "us-east-1"
     link_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
+    # Tries per object-store call before it counts as away (backoff 0.5 s doubling to 10 s: 8 tries
+    # ride out about 35 s); the trainer then retries the whole session with its own backoff.
+    s3_attempts: int = Field(8, ge=1, le=20)
 
     # The reference dance of sessions that name none; without it, a session must name one.
     default_reference: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

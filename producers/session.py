@@ -6,8 +6,29 @@ import time
 import uuid
 
 from infra import kafka
+from infra.objectstore import ObjectStore
 from infra.settings import Settings
-from schemas import SessionEvent, validate_id
+from schemas import SessionEvent, layout, validate_id
+
+
+class NoReference(ValueError):
+    """A session cannot start: it names no reference dance (and none is configured), or one that
+    does not exist."""
+
+
+def session_reference(settings: Settings, reference: str | None, store: ObjectStore | None = None) -> str:
+    """The reference dance a new session will be rendered with: the one named, else the configured
+    default (BOOTH_DEFAULT_REFERENCE); it must exist in the store. Checked when the session starts,
+    so a visitor never records a session that cannot become a video."""
+    name = reference or settings.default_reference
+    if name is None:
+        raise NoReference(
+            "a session needs a reference dance: name one (--reference) or configure a default (BOOTH_DEFAULT_REFERENCE)"
+        )
+    validate_id(name, "reference")
+    if not (store or ObjectStore(settings)).exists(layout.reference_latest_key(name)):
+        raise NoReference(f"reference dance {name!r} does not exist; add it with `booth reference add`")
+    return name
 
 
 def new_session_id() -> str:

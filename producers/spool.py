@@ -7,26 +7,31 @@ so it keeps up with the camera's full rate (ffv1 was slower and larger here). Fr
 source's own resolution (cropped to even sizes, which yuv420p needs); resizing to the run's size
 and JPEG encoding happen when publishing.
 
-Each finished recording is a pair in the spool (``settings.state_dir / "spool"``):
+Each recording is one folder in the spool (``settings.state_dir / "spool"``), so the video and its
+sidecar always move together (a folder rename is atomic: no half pair survives a crash):
 
-    pending/<session>.<camera>.<first capture_ns>.mp4    the video; PTS in microseconds from the first frame
-    pending/<session>.<camera>.<first capture_ns>.json   the sidecar: ids, publish size and quality, and
-                                                         per frame [seq, capture_ns, wall_time]
+    pending/<session>.<camera>.<first capture_ns>/video.mp4     PTS in microseconds from the first frame
+    pending/<session>.<camera>.<first capture_ns>/sidecar.json  ids, publish size and quality, and per
+                                                                frame [seq, capture_ns, wall_time]
 
 Ids cannot hold dots, so the names are unambiguous. A recording is written under ``recording/`` and
-renamed into ``pending/`` when complete (video first, sidecar last: a sidecar in pending means the
-pair is whole). A publisher (this process, or ``booth publish-spool`` elsewhere) claims a pair by
-renaming it into ``publishing/`` - an atomic rename, so two publishers never take the same file -
-sends every frame with its ORIGINAL seq and timestamps, then moves it to ``done/`` (or deletes it).
-A recording that fails to publish goes back to ``pending/`` to be retried, or to ``failed/`` when it
-cannot be read. A retried file is sent again from its start: consumers see repeated seqs.
+renamed into ``pending/`` once its sidecar is written. A publisher (this process, or ``booth
+publish-spool`` elsewhere) claims a recording by locking its sidecar (an exclusive flock, held while
+it publishes) and renaming the folder into ``publishing/``, so two publishers never take the same
+one; it sends every frame with its ORIGINAL seq and timestamps, then moves it to ``done/`` (or
+deletes it). A recording that fails to publish goes back to ``pending/`` to be retried, or to
+``failed/`` when it cannot be read. A publisher that crashed leaves its recording in
+``publishing/`` with no lock held: the next publishing pass (any process) takes it back to
+``pending/``. A retried recording is sent again from its start: consumers drop the repeated seqs.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -54,6 +59,38 @@ CODEC = "libx264"
 CODEC_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency", "crf": "12"}
 PTS_TIME_BASE = Fraction(1, 1_000_000)  # microseconds: variable frame rate is kept in the container too
 STATES = ("recording", "pending", "publishing", "done", "failed")
+VIDEO, SIDECAR = "video.mp4", "sidecar.json"
+
+
+class Claim:
+    """A recording this process holds in ``publishing/``: its sidecar's flock is held until release."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path, self._fd = path, fd
+
+    @property
+    def video(self) -> Path:
+        return self.path / VIDEO
+
+    @property
+    def sidecar(self) -> Path:
+        return self.path / SIDECAR
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = -1
+
+
+def _try_lock(sidecar: Path) -> int | None:
+    """An fd holding an exclusive flock on sidecar, or None if another process holds it."""
+    fd = os.open(sidecar, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 class Spool:
@@ -63,6 +100,27 @@ class Spool:
         self.root = Path(root)
         for state in STATES:
             (self.root / state).mkdir(parents=True, exist_ok=True)
+        self._adopt_flat_pairs()
+
+    def _adopt_flat_pairs(self) -> None:
+        """Recordings of the earlier layout (<stem>.mp4 + <stem>.json side by side, each renamed on
+        its own) become folders; a pair a crash split across two states is put back together, in
+        pending/ unless it had reached done/ or failed/."""
+        halves: dict[str, dict[str, Path]] = {}
+        for state in STATES:
+            for path in self.dir(state).iterdir():
+                if path.is_file() and path.suffix in (".mp4", ".json"):
+                    halves.setdefault(path.stem, {})[path.suffix] = path
+        for stem, pair in halves.items():
+            if ".mp4" not in pair or ".json" not in pair:
+                continue  # a recording that never finished: nothing to publish
+            where = pair[".json"].parent.name
+            state = where if where in ("done", "failed") and pair[".mp4"].parent.name == where else "pending"
+            folder = self.dir(state) / stem
+            folder.mkdir(exist_ok=True)
+            os.replace(pair[".mp4"], folder / VIDEO)
+            os.replace(pair[".json"], folder / SIDECAR)
+            log.warning("spool: %s moved to the folder layout in %s/", stem, state)
 
     @classmethod
     def of(cls, settings: Settings, root: Path | None = None) -> Spool:
@@ -71,26 +129,65 @@ class Spool:
     def dir(self, state: str) -> Path:
         return self.root / state
 
-    def pending(self, session: str | None = None) -> list[Path]:
-        """Sidecars of complete recordings waiting to be published, oldest recording first."""
-        # By first capture time (the name's last part): one camera's segments go out in order.
-        sidecars = sorted(self.dir("pending").glob("*.json"), key=_capture_order)
+    def recordings(self, state: str, session: str | None = None) -> list[Path]:
+        """Recording folders in a state, oldest recording first (by first capture time, the name's
+        last part: one camera's segments go out in order)."""
+        found = sorted((p for p in self.dir(state).iterdir() if p.is_dir()), key=_capture_order)
         if session is not None:
-            sidecars = [p for p in sidecars if p.name.startswith(session + ".")]
-        return sidecars
+            found = [p for p in found if p.name.startswith(session + ".")]
+        return found
 
-    def move(self, sidecar: Path, state: str, order=("json", "mp4")) -> Path:
-        """Move a pair to another state folder; returns the sidecar's new path. Raises FileNotFoundError
-        if someone else moved it first (that is how a claim is lost)."""
-        target = self.dir(state)
-        for suffix in order:
-            os.replace(sidecar.with_suffix("." + suffix), target / (sidecar.stem + "." + suffix))
-        return target / sidecar.name
+    def pending(self, session: str | None = None) -> list[Path]:
+        """Complete recordings waiting to be published."""
+        return [p for p in self.recordings("pending", session) if (p / SIDECAR).is_file()]
+
+    def move(self, recording: Path, state: str) -> Path:
+        """Move a recording (its folder, atomically) to another state; returns its new path. Raises
+        FileNotFoundError if someone else moved it first."""
+        target = self.dir(state) / recording.name
+        os.replace(recording, target)
+        return target
+
+    def claim(self, recording: Path) -> Claim | None:
+        """Take a pending recording for publishing, or None if another publisher has it."""
+        try:
+            fd = _try_lock(recording / SIDECAR)
+        except FileNotFoundError:
+            return None  # moved by another publisher
+        if fd is None:
+            return None
+        try:
+            return Claim(self.move(recording, "publishing"), fd)
+        except FileNotFoundError:
+            os.close(fd)
+            return None
+
+    def reclaim(self) -> list[Path]:
+        """Recordings left in publishing/ by a publisher that died (no lock held) go back to
+        pending/; returns their new paths."""
+        back = []
+        for recording in self.recordings("publishing"):
+            try:
+                fd = _try_lock(recording / SIDECAR)
+            except FileNotFoundError:
+                continue  # finished or moved meanwhile
+            if fd is None:
+                continue  # its publisher is alive
+            try:
+                back.append(self.move(recording, "pending"))
+                log.warning(
+                    "spool: %s was left in publishing/ by a publisher that stopped; it is pending again", recording.name
+                )
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(fd)
+        return back
 
 
-def _capture_order(sidecar: Path) -> tuple[int, str]:
-    first_ns = sidecar.stem.rsplit(".", 1)[-1]
-    return (int(first_ns) if first_ns.isdigit() else 0, sidecar.name)
+def _capture_order(recording: Path) -> tuple[int, str]:
+    first_ns = recording.name.rsplit(".", 1)[-1]
+    return (int(first_ns) if first_ns.isdigit() else 0, recording.name)
 
 
 # --- recording -------------------------------------------------------------------------------------
@@ -112,7 +209,9 @@ class SpoolWriter:
 
         self.spool, self.session, self.camera = spool, session, camera
         self.stem = f"{session}.{camera}.{first_capture_ns}"
-        self.path = spool.dir("recording") / f"{self.stem}.mp4"
+        self.folder = spool.dir("recording") / self.stem
+        self.folder.mkdir()
+        self.path = self.folder / VIDEO
         height, width = first_frame.shape[:2]
         self.width, self.height = width - width % 2, height - height % 2
         self.first_capture_ns = first_capture_ns
@@ -151,23 +250,22 @@ class SpoolWriter:
             "format": SIDECAR_FORMAT,
             "session": self.session,
             "camera": self.camera,
-            "video": f"{self.stem}.mp4",
+            "video": VIDEO,
             "codec": f"{CODEC} " + " ".join(f"{k}={v}" for k, v in CODEC_OPTIONS.items()),
             "width": self.width,
             "height": self.height,
             "publish": {"size": list(self.publish_size), "quality": self.publish_quality},
             "frames": self.frames,
         }
-        tmp = self.spool.dir("recording") / f"{self.stem}.json"
-        tmp.write_text(json.dumps(sidecar, separators=(",", ":")))
-        return self.spool.move(tmp, "pending", order=("mp4", "json"))
+        (self.folder / SIDECAR).write_text(json.dumps(sidecar, separators=(",", ":")))
+        return self.spool.move(self.folder, "pending")
 
     def abort(self) -> None:
         try:
             self._container.close()
         except Exception:  # noqa: BLE001 - a broken recording is removed either way
             pass
-        self.path.unlink(missing_ok=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class Recorder:
@@ -356,7 +454,7 @@ class SpoolFileSource(Source):
 
         self._video = VideoFileSource(video)
         self.frames = frames
-        self.description = f"recording {video.name} ({len(frames)} frames)"
+        self.description = f"recording {video.parent.name} ({len(frames)} frames)"
 
     def __iter__(self) -> Iterator[SourceFrame]:
         count = 0
@@ -408,7 +506,8 @@ def publish_spool(
         while not stop.is_set():
             last_pass = follow_until is None or follow_until.is_set()
             delivered = True
-            for sidecar in spool.pending(session):
+            spool.reclaim()
+            for recording in spool.pending(session):
                 if stop.is_set():
                     break
                 if producer is None:
@@ -416,7 +515,7 @@ def publish_spool(
                 result = _publish_one(
                     settings,
                     spool,
-                    sidecar,
+                    recording,
                     producer,
                     stop=stop,
                     keep=keep,
@@ -442,7 +541,7 @@ def publish_spool(
 def _publish_one(
     settings: Settings,
     spool: Spool,
-    sidecar: Path,
+    recording: Path,
     producer,
     *,
     stop: threading.Event,
@@ -451,17 +550,45 @@ def _publish_one(
     queue_size: int,
     flush_timeout_s: float,
 ) -> Summary | None:
-    try:
-        claimed = spool.move(sidecar, "publishing")
-    except FileNotFoundError:
+    claim = spool.claim(recording)
+    if claim is None:
         return None  # another publisher took it
     try:
-        meta = read_sidecar(claimed)
-        source = SpoolFileSource(claimed.with_suffix(".mp4"), meta["frames"])
+        return _publish_claimed(
+            settings,
+            spool,
+            claim,
+            producer,
+            stop=stop,
+            keep=keep,
+            speed=speed,
+            queue_size=queue_size,
+            flush_timeout_s=flush_timeout_s,
+        )
+    finally:
+        claim.release()
+
+
+def _publish_claimed(
+    settings: Settings,
+    spool: Spool,
+    claim: Claim,
+    producer,
+    *,
+    stop: threading.Event,
+    keep: bool,
+    speed: float,
+    queue_size: int,
+    flush_timeout_s: float,
+) -> Summary:
+    claimed = claim.path
+    try:
+        meta = read_sidecar(claim.sidecar)
+        source = SpoolFileSource(claim.video, meta["frames"])
     except SourceError as exc:
         log.error("%s", exc)
         spool.move(claimed, "failed")
-        session, camera, _ = (claimed.stem.split(".") + ["?", "?"])[:3]
+        session, camera, _ = (claimed.name.split(".") + ["?", "?"])[:3]
         summary = Summary(session, title="published")
         summary.cameras[camera] = CameraStats(camera, source=claimed.name, error=str(exc))
         return summary
@@ -496,8 +623,7 @@ def _publish_one(
         if keep:
             spool.move(claimed, "done")
         else:
-            claimed.with_suffix(".mp4").unlink()
-            claimed.unlink()
+            shutil.rmtree(claimed)
     else:
         unreadable = stats.error is not None and stats.failed == 0
         spool.move(claimed, "failed" if unreadable else "pending")

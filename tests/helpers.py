@@ -4,6 +4,7 @@ clips, a served app, metrics scrapes. Test modules import from here, never from 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import cv2
 import numpy as np
 
 from infra import kafka
+from infra.stack import wait_exited
 from infra.waiting import wait_until
 from schemas import Frame, Person, SmoothedPose, decode, frame_key
 from schemas.keypoints import NUM_KEYPOINTS, OBSERVED, SMOOTHED
@@ -61,6 +63,14 @@ def running(worker: subprocess.Popen, log_path: Path | None = None) -> bool:
         tail = log_path.read_text()[-3000:] if log_path is not None and log_path.exists() else ""
         raise AssertionError(f"the worker exited with code {worker.returncode}:\n{tail}")
     return True
+
+
+def kill_service(stack, name: str, sig: int = signal.SIGKILL) -> None:
+    """Stop one embedded service the way a crash (SIGKILL) or an operator (SIGTERM) would."""
+    entry = stack._load()[name]
+    os.kill(entry.pid, sig)
+    if not wait_exited(entry.pid, 10):
+        raise AssertionError(f"{name} (pid {entry.pid}) did not stop")
 
 
 def produce_frames(settings, messages) -> None:

@@ -201,6 +201,53 @@ def test_crash_mid_session_then_restart_gives_the_same_dataset(settings):
     assert len(seen) == len(set(seen)) == len(syn.expected_samples())
 
 
+def test_sharded_assemblers_each_take_their_sessions_and_give_the_same_datasets(settings):
+    """Two assemblers, members 0/2 and 1/2, over the same topics: each session is assembled once,
+    by the member it hashes to, into exactly the objects one assembler alone writes."""
+    from kafka.partitioner.default import murmur2
+
+    def owner(session: str) -> int:
+        return (murmur2(session.encode()) & 0x7FFFFFFF) % 2
+
+    names = (f"m-{uuid.uuid4().hex[:6]}" for _ in range(400))
+    first = next(names)
+    second = next(n for n in names if owner(n) != owner(first))
+    sessions = [SyntheticSession(name, frames=12) for name in (first, second)]
+    messages = []
+    for syn in sessions:
+        messages += [syn.event_message(settings, syn.start()), *syn.stream_messages(settings)]
+        messages.append(syn.event_message(settings, syn.end()))
+    messages.append((settings.topic_frames, None, b"junk without a key"))  # dead-lettered once, by member 0
+    produce(settings, messages)
+
+    summaries: dict[int, object] = {}
+
+    def run(member: int) -> None:
+        summaries[member] = Assembler(settings, group_id="shards", member=member, members=2, **FAST).run(
+            idle_exit=1.5, serve_metrics=False
+        )
+
+    threads = [threading.Thread(target=run, args=(m,)) for m in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    for syn in sessions:
+        assert summaries[owner(syn.session)].closed == {syn.session: "ready"}
+    assert summaries[0].dead_letters + summaries[1].dead_letters == 1 and summaries[0].dead_letters == 1
+    readies = [m for m in _read_topic(settings, settings.topic_datasets) if isinstance(m, DatasetReady)]
+    assert sorted(r.session for r in readies) == sorted([first, second])
+
+    clean = settings.model_copy(update={"s3_bucket": settings.s3_bucket + "-alone"})
+    ObjectStore(clean).ensure_bucket()
+    Assembler(clean, group_id="alone", **FAST).run(idle_exit=1.5, serve_metrics=False)
+    for syn in sessions:
+        sharded, alone = _session_objects(settings, syn.session), _session_objects(clean, syn.session)
+        ready_record = layout.dataset_ready_key(syn.session)  # holds the DatasetReady's own wall time
+        assert sorted(sharded) == sorted(alone)
+        assert all(sharded[k] == alone[k] for k in alone if k != ready_record)
+
+
 def test_session_outcomes_failed_inactive_aborted_and_replayed(settings):
     few = SyntheticSession(
         f"few-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=6, no_person={("cam0", 1), ("cam0", 2), ("cam0", 4)}

@@ -198,8 +198,9 @@ def test_record_first_then_publish_keeps_the_original_timestamps(settings, tmp_p
     )
     assert recorded.exit_code == 0, recorded.output
     spool = Spool.of(settings)
-    (sidecar,) = spool.pending("s-rec")
-    meta = json.loads(sidecar.read_text())
+    (recording,) = spool.pending("s-rec")
+    assert sorted(p.name for p in recording.iterdir()) == ["sidecar.json", "video.mp4"]  # one folder, one move
+    meta = json.loads((recording / "sidecar.json").read_text())
     assert (meta["session"], meta["camera"], len(meta["frames"])) == ("s-rec", "cam0", 30)
     assert consume(settings, 0, timeout=1) == [], "record-first must not touch the broker while capturing"
 
@@ -235,7 +236,7 @@ def test_record_first_publishes_segments_in_order_from_the_same_process(settings
     assert [read_counter(decode_jpeg(f.image)) for f in frames] == list(range(24))
     spool = Spool.of(settings)
     # A new file starts at the first frame 0.25 s or more after a file's first: frames 0-7, 8-15, 16-23.
-    assert len(list(spool.dir("done").glob("s-seg.cam0.*.mp4"))) == 3
+    assert len([p for p in spool.dir("done").glob("s-seg.cam0.*") if (p / "video.mp4").is_file()]) == 3
     assert not any(list(spool.dir(s).glob("s-seg.*")) for s in ("pending", "publishing", "failed"))
 
 
@@ -279,3 +280,75 @@ def test_unreachable_broker_fails_clearly_after_retrying(tmp_path):
     assert result.exit_code == 1
     assert f"the broker at {address} did not answer within 2 s" in result.output
     assert time.monotonic() - started >= 1.5
+
+
+def _record(settings, session: str, frames: int = 12) -> Spool:
+    from producers.spool import record_cameras
+
+    arrays = [counter_frame(i) for i in range(frames)]
+    recorded = record_cameras(settings, session, {"cam0": arrays}, speed=0, size=(320, 240))
+    assert recorded.cameras["cam0"].recorded == frames
+    return Spool.of(settings)
+
+
+def test_a_recording_left_in_publishing_by_a_dead_publisher_is_published_by_the_next(settings):
+    """A publisher killed mid-file leaves its recording in publishing/; a live publisher's claim
+    (its lock) is never taken, a dead one's is."""
+    import subprocess
+    import sys
+
+    session = unique("s-crash")
+    spool = _record(settings, session)
+    (recording,) = spool.pending(session)
+    # A publisher in another process claims it (lock + move), then hangs: its claim stands.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from pathlib import Path\n"
+            "from producers.spool import Spool\n"
+            "claim = Spool(Path(sys.argv[1])).claim(Path(sys.argv[2]))\n"
+            "print('claimed' if claim else 'lost', flush=True)\n"
+            "time.sleep(600)\n",
+            str(spool.root),
+            str(recording),
+        ],
+        stdout=subprocess.PIPE,
+        env=settings.to_env(),
+    )
+    try:
+        assert holder.stdout.readline().strip() == b"claimed"
+        assert spool.pending(session) == [] and len(spool.recordings("publishing", session)) == 1
+        runner, obj = CliRunner(), {"settings": settings}
+        busy = runner.invoke(publish_command, ["--session", session, "--no-metrics"], obj=obj)
+        assert busy.exit_code == 0 and "nothing to publish" in busy.output
+        assert len(spool.recordings("publishing", session)) == 1  # not stolen from a live publisher
+    finally:
+        holder.kill()  # the crash: SIGKILL, no clean-up, the lock dies with the process
+        holder.wait(10)
+    published = CliRunner().invoke(publish_command, ["--session", session, "--no-metrics"], obj={"settings": settings})
+    assert published.exit_code == 0, published.output
+    frames = [f for _, f in consume(settings, 12) if f.session == session]
+    assert [f.seq for f in frames] == list(range(12))
+    assert spool.recordings("publishing", session) == [] and len(spool.recordings("done", session)) == 1
+
+
+def test_a_pair_of_the_flat_layout_split_by_a_crash_is_put_back_together(tmp_path, settings):
+    """Recordings written before the folder layout were two files renamed one by one: a crash
+    between the renames left the sidecar in publishing/ and the video in pending/."""
+    session = unique("s-flat")
+    spool = _record(settings, session, frames=4)
+    (recording,) = spool.pending(session)
+    flat = Spool(tmp_path / "spool")
+    (recording / "sidecar.json").rename(flat.dir("publishing") / f"{recording.name}.json")
+    (recording / "video.mp4").rename(flat.dir("pending") / f"{recording.name}.mp4")
+    half_video = flat.dir("pending") / f"{recording.name}.mp4"
+    lone = flat.dir("recording") / "s-lone.cam0.1.mp4"  # a recording that never finished: left alone
+    lone.write_bytes(b"partial")
+
+    again = Spool(flat.root)
+    (whole,) = again.pending(session)
+    assert sorted(p.name for p in whole.iterdir()) == ["sidecar.json", "video.mp4"]
+    assert not half_video.exists() and lone.exists()
+    assert json.loads((whole / "sidecar.json").read_text())["session"] == session

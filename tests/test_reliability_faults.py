@@ -7,7 +7,6 @@ The helpers at the top are shared with test_reliability_bad_input.py.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -16,10 +15,10 @@ import numpy as np
 import pytest
 
 from infra import kafka
-from infra.stack import Stack, embedded_settings, wait_exited
+from infra.stack import Stack, embedded_settings
 from schemas import decode, frame_key
 
-from helpers import TopicReader, clip_frames, running, start_worker, stop_worker, wait_until
+from helpers import TopicReader, clip_frames, kill_service, running, start_worker, stop_worker, wait_until
 
 # --- helpers ------------------------------------------------------------------------------------
 
@@ -55,14 +54,6 @@ class RecordingProducer:
         return self.inner.flush(timeout=timeout)
 
 
-def _kill_service(stack: Stack, name: str, sig: int = signal.SIGKILL) -> None:
-    """Stop one embedded service the way a crash (SIGKILL) or an operator (SIGTERM) would."""
-    entry = stack._load()[name]
-    os.kill(entry.pid, sig)
-    if not wait_exited(entry.pid, 10):
-        raise AssertionError(f"{name} (pid {entry.pid}) did not stop")
-
-
 @pytest.mark.slow
 def test_broker_restart_during_capture_is_reported_exactly(tmp_path):
     from producers.broker import connect
@@ -96,7 +87,7 @@ def test_broker_restart_during_capture_is_reported_exactly(tmp_path):
         )
         capture.start()
         time.sleep(1.5)
-        _kill_service(stack, "kafka")  # the memory engine forgets every message it held
+        kill_service(stack, "kafka")  # the memory engine forgets every message it held
         killed_at = time.time()
         time.sleep(4.5)
         stack.up(prometheus=False)  # the same port; topics recreated
@@ -332,7 +323,7 @@ def test_object_store_outage_during_assembly_loses_nothing(tmp_path, caplog):
             what="the first shards",
         )
         caplog.clear()
-        _kill_service(stack, "s3", signal.SIGTERM)
+        kill_service(stack, "s3", signal.SIGTERM)
         # The rest of the session arrives while the store is away: its shards cannot be written.
         produce(settings, syn.stream_messages(settings, range(8, 24)) + [syn.event_message(settings, syn.end())])
         time.sleep(8)  # longer than the HTTP client's own retries: the assembler's must take over

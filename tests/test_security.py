@@ -21,6 +21,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from infra.objectstore import ObjectStore
 from infra.settings import Settings
 from infra.stack import free_port
 from schemas import InvalidId, layout, validate_id
@@ -135,7 +136,16 @@ def test_a_stack_start_never_shows_the_secret(tmp_path):
         assert up.returncode == 0, up.stderr[-2000:]
         for entry in json.loads((state / "stack.json").read_text()).values():
             cmdlines.append(Path(f"/proc/{entry['pid']}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-        event = booth("-vv", "session", "start", "--session", "sec-check", env=env, cwd=tmp_path)
+        refused = booth("-vv", "session", "start", "--session", "sec-check", env=env, cwd=tmp_path)
+        outputs.append(refused.stdout + refused.stderr)
+        assert refused.returncode != 0 and "needs a reference dance" in refused.stderr, refused.stderr[-2000:]
+        with pytest.MonkeyPatch.context() as mp:  # a reference in the store, as `booth reference add` leaves one
+            for name, value in env.items():
+                mp.setenv(name, value)
+            ObjectStore(Settings()).put(layout.reference_latest_key("dance"), b'{"name": "dance", "version": 1}')
+        event = booth(
+            "-vv", "session", "start", "--session", "sec-check", "--reference", "dance", env=env, cwd=tmp_path
+        )
         outputs.append(event.stdout + event.stderr)
         assert event.returncode == 0 and "sec-check" in event.stdout, event.stderr[-2000:]
         status = booth("-vv", "stack", "status", env=env, cwd=tmp_path)

@@ -80,6 +80,12 @@ _table = print_table
     help="Generator input drawn per sample: stick figure, body-part map (segments every frame), "
     "or part map with the face keypoints. The trainer follows the manifest.",
 )
+@click.option(
+    "--member",
+    default="0/1",
+    show_default=True,
+    help="This assembler's share as I/N: N assemblers each take the sessions that hash to them.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @click.pass_context
 def assemble(
@@ -93,11 +99,16 @@ def assemble(
     unknown_session_grace,
     idle_exit,
     representation,
+    member,
     quiet,
 ):
     """Assemble sessions into training datasets (WebDataset shards in object storage)."""
     from trainer.assembler import Assembler
 
+    try:
+        index, members = (int(v) for v in member.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{member!r} is not I/N (e.g. 0/2)", param_hint="--member") from None
     try:
         assembler = Assembler(
             _settings(ctx),
@@ -109,6 +120,8 @@ def assemble(
             inactivity_timeout_s=inactivity_timeout,
             unknown_session_grace_s=unknown_session_grace,
             representation=representation,
+            member=index,
+            members=members,
             quiet=quiet,
         )
     except ValueError as exc:

@@ -39,7 +39,11 @@ class TrainingSet:
         return int(self.maps.shape[1])
 
 
-def load_training_set(settings: Settings, session: str, store: ObjectStore | None = None) -> TrainingSet:
+def load_training_set(
+    settings: Settings, session: str, store: ObjectStore | None = None, expected: int | None = None
+) -> TrainingSet:
+    """Every sample of the session; `expected` (the manifest's count) must be met exactly: a shard
+    that reads as fewer samples than were written is damaged, not a smaller dataset."""
     from trainer.assembler import iter_session_samples
 
     frames, maps, poses, sizes = [], [], [], Counter()
@@ -55,6 +59,11 @@ def load_training_set(settings: Settings, session: str, store: ObjectStore | Non
         raise DatasetError(f"session {session}: the dataset cannot be read: {type(exc).__name__}: {exc}") from exc
     if not frames:
         raise DatasetError(f"session {session} has no samples")
+    if expected is not None and len(frames) != expected:
+        raise DatasetError(
+            f"session {session}: the dataset cannot be read whole: its manifest lists {expected} "
+            f"samples, its shards hold {len(frames)}"
+        )
     if len(sizes) > 1:
         log.warning(
             "session %s: frames of several sizes %s; rendering for %s",

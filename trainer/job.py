@@ -107,7 +107,7 @@ class TrainingJob:
         # The reference is checked before the budget is spent, not after.
         name = reference_name(s, session, self.ready.reference, cfg.reference)
         ref = load_reference(s, session, name, representation)
-        data = load_training_set(s, session, store=self.store)
+        data = load_training_set(s, session, store=self.store, expected=manifest.get("samples"))
         held = holdout_mask(len(data), cfg.holdout_every)
         train_pairs = list(zip(data.maps[~held], data.frames[~held]))
         test = held if held.any() else np.arange(len(data)) < 4

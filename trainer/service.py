@@ -96,6 +96,7 @@ class TrainingService:
     ):
         self.settings, self.config = settings, config
         self.transient_retries, self.retry_delay_s = transient_retries, retry_delay_s
+        self.assigned: set[int] = set()  # partitions of the datasets topic this trainer owns now
         self._producer = None
 
     # --- events ---------------------------------------------------------------------------
@@ -238,8 +239,10 @@ class TrainingService:
                     state["running"] = None
                 for tp in revoked:
                     committable.pop(tp, None)
+                service.assigned -= {tp.partition for tp in revoked}
 
             def on_partitions_assigned(self, assigned):
+                service.assigned = {tp.partition for tp in assigned}
                 if state["running"] is not None:
                     consumer.pause(*assigned)  # one job at a time per trainer
 
@@ -352,6 +355,7 @@ class TrainingService:
             state["closing"] = True
             stop_running()
             consumer.close(autocommit=False)
+            self.assigned = set()
             if self._producer is not None:
                 self._producer.flush()
                 self._producer.close()

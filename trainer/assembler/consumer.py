@@ -11,8 +11,13 @@ Delivery guarantees:
   (recorded as ``dataset_ready.json``); replayed messages of a finished session are skipped.
   A crash between the manifest and that record re-publishes DatasetReady once (at least once).
 
-One assembler per consumer group: a session's events and its cameras' streams must all reach
-the same process (a second member would take some partitions and starve both).
+Scaling out: a session's events and all its cameras' streams must reach the same process, while
+a consumer group would spread them over its members. So N assemblers shard by session instead:
+each is started as member i of N, reads every partition in a group of its own
+(<group>-<i>of<N>, offsets of its own), and keeps only the sessions that hash to it (murmur2 of
+the session id, as Kafka's default partitioner), skipping the others by key before decoding.
+Each session is assembled by exactly one member; the price is that every member reads every
+record. A restarted member resumes from its own committed offsets.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from infra.consume import ConsumeLoop
 from infra.objectstore import ObjectStore
 from infra.settings import Settings
 from schemas import DatasetReady, Frame, SchemaError, SessionEvent, SmoothedPose, decode, layout, parse_frame_key
-from schemas.ids import InvalidId
+from schemas.ids import InvalidId, validate_id
 from trainer.assembler.join import INVALID, LATE, UNKNOWN_SESSION, Outcome, SessionState, ShardBuffer, record_bytes
 from trainer.assembler.manifest import build_manifest, failure_reason, manifest_bytes, preview_choice, render_preview
 from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, REJECTED, SAMPLES
@@ -60,8 +65,12 @@ class AssemblerConfig:
     quiet: bool = False  # no progress lines
     representation: str = DEFAULT_REPRESENTATION  # generator input: "pose", "parts" or "pose+parts"
     segmenter: str = "auto"  # part segmenter for the parts representations (vision.parts)
+    members: int = 1  # assemblers sharing the sessions (see the module docstring)
+    member: int = 0  # this one's index, 0 .. members - 1
 
     def __post_init__(self) -> None:
+        if self.members < 1 or not 0 <= self.member < self.members:
+            raise ValueError(f"member {self.member} of {self.members}: need members >= 1 and 0 <= member < members")
         for name in ("shard_size", "resolution", "max_poll_records"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -79,6 +88,22 @@ class AssemblerConfig:
 
         if self.segmenter not in SEGMENTERS:
             raise ValueError(f"unknown part segmenter {self.segmenter!r}; choose one of {', '.join(SEGMENTERS)}")
+
+    @property
+    def consumer_group(self) -> str:
+        """One group when alone; a group per member when sharded (each reads every partition)."""
+        return self.group_id if self.members == 1 else f"{self.group_id}-{self.member}of{self.members}"
+
+    def owns(self, session: str | None) -> bool:
+        """Whether this member assembles `session` (None: a message naming no session; member 0
+        dead-letters those, so each is dead-lettered once)."""
+        if self.members == 1:
+            return True
+        if session is None:
+            return self.member == 0
+        from kafka.partitioner.default import murmur2
+
+        return (murmur2(session.encode()) & 0x7FFFFFFF) % self.members == self.member
 
 
 @dataclass
@@ -161,6 +186,9 @@ class Assembler:
         joined = 0
         for rec in records:
             held = self.tracker.consumed(rec.topic, rec.partition, rec.offset)
+            if not self.config.owns(self._session_of_key(rec)):
+                self.tracker.release(held)  # another member's session: skipped before decoding
+                continue
             if rec.topic == self.settings.topic_sessions:
                 self._session_event(rec, held, now)
                 continue
@@ -173,6 +201,17 @@ class Assembler:
             if state is not None:
                 self._flush(state, state.complete_shards())
         return joined
+
+    def _session_of_key(self, rec) -> str | None:
+        """The session a record's key names (None if it names none validly)."""
+        if rec.key is None:
+            return None
+        try:
+            if rec.topic == self.settings.topic_sessions:
+                return validate_id(rec.key.decode("ascii"), "session")
+            return parse_frame_key(rec.key)[0]
+        except (InvalidId, UnicodeDecodeError):
+            return None
 
     def tick(self, now: float | None = None, *, backlog: bool = False) -> list[str]:
         """Time-based work: give up on unknown sessions, close ended and idle sessions.
@@ -564,7 +603,7 @@ class Assembler:
 
             metrics.serve(self.settings, STAGE)
         s = self.settings
-        consumer = kafka.consumer(s, group_id=self.config.group_id, max_poll_records=self.config.max_poll_records)
+        consumer = kafka.consumer(s, group_id=self.config.consumer_group, max_poll_records=self.config.max_poll_records)
         assembler = self
 
         class _Rebalance(ConsumerRebalanceListener):
@@ -597,7 +636,7 @@ class Assembler:
                 tick=tick,
                 commit=lambda: self._commit(consumer),
                 commit_every_s=self.config.commit_interval_s,
-                lag_group=self.config.group_id,
+                lag_group=self.config.consumer_group,
                 max_records=self.config.max_poll_records,
                 idle_exit_s=idle_exit,
                 busy=self.busy,
