@@ -44,6 +44,7 @@ def _session_row(name: str, control: dict | None, counts: dict | None) -> dict[s
         "imputed_share": n.get("imputed_share"),
         "outlier_share": n.get("outlier_share"),
         "dataset": None if c.get("dataset") is None else {"status": c["dataset"], "samples": c.get("samples")},
+        "failure": c.get("failure"),
         "training": training,
         "rendition": rendition,
         "updated_at": max(c.get("updated_at") or 0.0, n.get("last_frame_at") or 0.0) or None,

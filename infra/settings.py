@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     state_dir: Path = REPO_ROOT / ".booth"
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=-1, description="0 = the component's default port, -1 = no endpoint")
+    # Where `booth status` and the console scrape each component, when not on metrics_host at its
+    # default port: {"processors": "http://worker-1:9102/metrics", ...} (JSON in the environment).
+    metrics_targets: dict[str, str] = Field(default_factory=dict)
 
     # --- embedded stack (its broker and S3 ports are those of kafka_bootstrap and s3_endpoint) ---
     stack_prometheus_port: int = 9090

@@ -18,6 +18,7 @@ from console.qr import qr_png
 from infra import kafka
 from infra.settings import Settings
 from schemas import (
+    DatasetReady,
     DeadLetter,
     Rendition,
     SessionEvent,
@@ -283,6 +284,84 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
         assert pose["up"] and pose["total"] >= 500 and pose["deadletters"] == 1
         assert next(s for s in pipe["stages"] if s["stage"] == "camera")["total"] is None  # not scraped: no number
         assert pipe["deadletters"]["last"][0]["reason"] == "image does not decode"
+
+
+def test_failed_and_inactive_sessions_show_as_such_and_metrics_targets_come_from_the_settings(settings):
+    """A session whose dataset or training failed shows `failed` with the reason; one the assembler
+    closed for inactivity (no end event) stops showing "recording"; the pipeline panel scrapes the
+    components where BOOTH_METRICS_TARGETS says they are."""
+    now = time.time()
+    with fake_metrics() as pose_metrics:
+        configured = settings.model_copy(update={"metrics_targets": {"processors": pose_metrics}})
+        with TestClient(create_app(configured)) as client:
+            start = [
+                (settings.topic_sessions, SessionEvent(session=s, kind="start", wall_time=now, cameras=["cam0"]))
+                for s in ("f-data", "f-train", "f-idle")
+            ]
+            send(
+                settings,
+                [
+                    *start,
+                    (settings.topic_sessions, SessionEvent(session="f-train", kind="end", wall_time=now + 1)),
+                    (
+                        settings.topic_datasets,
+                        DatasetReady(
+                            session="f-data",
+                            status="failed",
+                            reason="only 3 usable frames",
+                            samples=3,
+                            wall_time=now + 2,
+                        ),
+                    ),
+                    (
+                        settings.topic_datasets,
+                        DatasetReady(session="f-train", status="ready", samples=90, wall_time=now + 2),
+                    ),
+                    (
+                        settings.topic_training,
+                        TrainingProgress(
+                            session="f-train",
+                            phase="failed",
+                            step=0,
+                            total_steps=0,
+                            message="DatasetError: shard 1 cannot be read",
+                            wall_time=now + 3,
+                        ),
+                    ),
+                    (
+                        settings.topic_datasets,
+                        DatasetReady(
+                            session="f-idle",
+                            status="ready",
+                            samples=40,
+                            wall_time=now + 4,
+                            reason="closed after 300 s without messages (no end event)",
+                        ),
+                    ),
+                ],
+            )
+            rows = wait_until(
+                lambda: (
+                    all(
+                        session_row(client, s) and session_row(client, s)["dataset"]
+                        for s in ("f-data", "f-train", "f-idle")
+                    )
+                    and {s: session_row(client, s) for s in ("f-data", "f-train", "f-idle")}
+                ),
+                timeout=15,
+                what="the three sessions in the state",
+            )
+            rows["f-train"] = wait_until(lambda: (r := session_row(client, "f-train"))["failure"] and r, timeout=15)
+            assert rows["f-data"]["failure"] == "dataset failed: only 3 usable frames"
+            assert rows["f-train"]["failure"] == "training failed: DatasetError: shard 1 cannot be read"
+            assert rows["f-idle"]["failure"] is None and rows["f-idle"]["state"] == "closed"
+            assert rows["f-data"]["state"] == "closed" and rows["f-train"]["state"] == "end"
+
+            def pose_up():
+                stages = {s["stage"]: s for s in client.get("/api/state").json()["pipeline"]["stages"]}
+                return stages.get("pose", {}).get("up") and stages["pose"]
+
+            assert wait_until(pose_up, timeout=15, what="the configured processors endpoint")["total"] >= 500
 
 
 def test_event_stream_sends_the_state_about_every_second(settings):

@@ -25,7 +25,11 @@ _TRAINING_GAUGES = ("booth_training_step", "booth_training_loss", "booth_trainin
 
 
 def default_targets(settings: Settings) -> dict[str, str]:
-    return {c: f"http://{settings.metrics_host}:{port}/metrics" for c, port in DEFAULT_PORTS.items()}
+    """Each component's /metrics: its default port on metrics_host, unless BOOTH_METRICS_TARGETS
+    names where it runs (components on other hosts, or on ports of their own)."""
+    targets = {c: f"http://{settings.metrics_host}:{port}/metrics" for c, port in DEFAULT_PORTS.items()}
+    targets.update(settings.metrics_targets)
+    return targets
 
 
 def scrape(url: str, timeout: float = 1.0) -> dict[str, float]:
@@ -79,6 +83,7 @@ class ControlState:
                 "ended_at": None,
                 "dataset": None,
                 "samples": None,
+                "failure": None,
                 "phase": None,
                 "step": None,
                 "total_steps": None,
@@ -114,14 +119,21 @@ class ControlState:
         row = self._row(session)
         row["updated_at"] = max(row["updated_at"], getattr(message, "wall_time", 0.0))
         if isinstance(message, SessionEvent):
-            row["state"] = message.kind
+            if row["state"] != "closed" or message.kind != "start":  # a replayed start does not reopen it
+                row["state"] = message.kind
             if message.kind == "start":
                 row.update(cameras=list(message.cameras), reference=message.reference, started_at=message.wall_time)
             else:
                 row["ended_at"] = message.wall_time
         elif isinstance(message, DatasetReady):
             row.update(dataset=message.status, samples=message.samples)
+            if row["state"] in (None, "start"):
+                row["state"] = "closed"  # closed without an end event (by inactivity): no longer recording
+            if message.status == "failed":
+                row["failure"] = f"dataset failed: {message.reason}"
         elif isinstance(message, TrainingProgress):
+            if message.phase == "failed":
+                row["failure"] = f"training failed: {message.message}"
             row.update(
                 phase=message.phase,
                 step=message.step,

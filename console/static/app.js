@@ -4,7 +4,7 @@
 
 const PREVIEW_INTERVAL_MS = 250;
 const STALE_AFTER_S = 5;
-const STATE_NAMES = { start: "recording", end: "ended", abort: "aborted" };
+const STATE_NAMES = { start: "recording", end: "ended", abort: "aborted", closed: "closed (no end)", failed: "failed" };
 
 let selected = localStorage.getItem("booth.session");
 let pendingStart = null; // a session we started whose start event has not come back yet
@@ -223,7 +223,9 @@ function renderDetail(row) {
   const oldRendition = box.querySelector(".rendition");
   const keep = row.rendition && oldRendition && oldRendition.dataset.url === row.rendition.url ? oldRendition : null;
   fill(box,
-    el("h2", {}, "Session ", el("code", { class: "session-id" }, row.session), " ", stateBadge(row.state)),
+    el("h2", {}, "Session ", el("code", { class: "session-id" }, row.session), " ",
+      stateBadge(row.failure ? "failed" : row.state)),
+    row.failure ? el("p", { class: "failure", id: "failure" }, row.failure) : null,
     el("p", { class: "muted" },
       `cameras ${row.cameras.join(", ") || "–"} · reference ${row.reference || "–"} · started ${clock(row.started_at)}`),
     el("div", { class: "tiles" },
@@ -255,7 +257,7 @@ function renderSessions(rows) {
     onclick: () => select(r.session), title: "show this session",
   },
     el("td", {}, el("code", {}, r.session)),
-    el("td", {}, stateBadge(r.state)),
+    el("td", { title: r.failure || "" }, stateBadge(r.failure ? "failed" : r.state)),
     el("td", {}, r.cameras.join(", ") || "–"),
     el("td", { class: "num" }, num(r.frames)),
     el("td", { class: "num" }, num(r.poses)),
