@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from console.overlay import PreviewError, flag_counts, render_preview
 from infra import kafka
+from infra.consume import ConsumeLoop
 from infra.settings import Settings
 from schemas import Frame, SchemaError, SmoothedPose, decode
 
@@ -128,6 +129,10 @@ class PreviewFeed:
                     counts.imputed += imputed
                     counts.outlier += outlier
 
+    def _apply_all(self, records: list, _now: float) -> None:
+        for record in records:
+            self.apply(record.value)
+
     # --- reading -------------------------------------------------------------------------------
     def _pick(self, cam: _Camera) -> tuple[Frame, SmoothedPose | None] | None:
         if not cam.frames:
@@ -226,10 +231,7 @@ class PreviewFeed:
                 if not self._assign(consumer):
                     self._stop.wait(self.retry_s)
                     continue
-                while not self._stop.is_set():
-                    for records in consumer.poll(timeout_ms=200, max_records=500).values():
-                        for record in records:
-                            self.apply(record.value)
+                ConsumeLoop(consumer, self._apply_all, poll_ms=200, max_records=500, stop=self._stop).run()
             except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the previews
                 self.last_error = f"preview reader: {type(exc).__name__}: {exc}"
                 log.warning("%s; retrying in %.0fs", self.last_error, self.retry_s)
