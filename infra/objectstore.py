@@ -46,7 +46,7 @@ def retrying(what: str, fn: Callable[[], T], attempts: int = 8, first_delay: flo
     raise AssertionError("unreachable")
 
 
-def client(settings: Settings) -> Any:
+def _client(settings: Settings) -> Any:
     from minio import Minio
 
     return Minio(
@@ -70,7 +70,7 @@ class ObjectStore:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = client(self.settings)
+            self._client = _client(self.settings)
         return self._client
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:

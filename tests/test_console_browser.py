@@ -7,7 +7,6 @@ artifacts/console.png.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import shutil
 import tempfile
 import threading
@@ -20,7 +19,6 @@ import pytest
 
 from console.app import create_app
 from infra.objectstore import ObjectStore
-from infra.objectstore import client as s3_client
 from infra.settings import REPO_ROOT
 from schemas import Rendition, SessionEvent, TrainingProgress
 from schemas.keypoints import IMPUTED, SMOOTHED
@@ -164,7 +162,7 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
 
         key = f"sessions/{session}/rendition.mp4"
         ObjectStore(settings).put(key, tiny_mp4(), content_type="video/mp4")
-        url = s3_client(settings).presigned_get_object(settings.s3_bucket, key, expires=datetime.timedelta(hours=1))
+        url = ObjectStore(settings).presign(key, 3600)
         send(
             settings,
             [

@@ -13,7 +13,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -290,14 +289,12 @@ def test_faust_app_hands_sasl_and_tls_to_aiokafka(tls_files, protocol, mechanism
 
 
 def test_object_store_client_uses_tls_when_configured():
-    from infra.objectstore import client
+    from infra.objectstore import ObjectStore
 
     for secure, scheme in ((True, "https://"), (False, "http://")):
         settings = Settings(s3_endpoint="store.example:9000", s3_secure=secure)
         # Presigning is offline (the region is configured): the link shows the scheme the client uses.
-        url = client(settings).presigned_get_object(
-            settings.s3_bucket, "sessions/s/manifest.json", expires=timedelta(seconds=60)
-        )
+        url = ObjectStore(settings).presign("sessions/s/manifest.json", 60)
         assert url.startswith(scheme + "store.example:9000/"), url
 
 
@@ -305,11 +302,11 @@ def test_object_store_client_uses_tls_when_configured():
 
 
 def test_presigned_links_work_then_expire(settings):
-    from infra.objectstore import ObjectStore, client
+    from infra.objectstore import ObjectStore
 
-    ObjectStore(settings).put("sessions/s1/results/rendition.mp4", b"video bytes")
-    c = client(settings)
-    url = c.presigned_get_object(settings.s3_bucket, "sessions/s1/results/rendition.mp4", expires=timedelta(seconds=2))
+    store = ObjectStore(settings)
+    store.put("sessions/s1/results/rendition.mp4", b"video bytes")
+    url = store.presign("sessions/s1/results/rendition.mp4", 2)
     assert urllib.request.urlopen(url, timeout=10).read() == b"video bytes"
     forged = url.replace("rendition.mp4", "metrics.json")  # same signature, another object
     with pytest.raises(urllib.error.HTTPError) as refused:

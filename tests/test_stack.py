@@ -10,7 +10,7 @@ import time
 import pytest
 
 from infra import kafka
-from infra.objectstore import ObjectStore, client
+from infra.objectstore import ObjectStore
 from infra.stack import Stack, embedded_settings
 from schemas import Frame, decode
 from schemas.ids import frame_key
@@ -93,7 +93,7 @@ def test_object_round_trips_through_s3(settings):
     ObjectStore(settings).put("sessions/s1/probe.bin", data)
     assert ObjectStore(settings).get("sessions/s1/probe.bin") == data
     assert ObjectStore(settings).get("sessions/s1/absent.bin") is None
-    url = client(settings).presigned_get_object(settings.s3_bucket, "sessions/s1/probe.bin")
+    url = ObjectStore(settings).presign("sessions/s1/probe.bin", 600)
     import urllib.request
 
     assert urllib.request.urlopen(url, timeout=10).read() == data
