@@ -16,6 +16,7 @@ Decoding validates every field and raises SchemaError naming the field and the p
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -139,7 +140,7 @@ class Person(BaseModel):
         if len(value) != NUM_KEYPOINTS:
             raise ValueError(f"keypoints has {len(value)} rows; a pose has {NUM_KEYPOINTS}")
         for x, y, s in value:
-            if not (np.isfinite(x) and np.isfinite(y) and 0.0 <= s <= 1.0):
+            if not (math.isfinite(x) and math.isfinite(y) and 0.0 <= s <= 1.0):
                 raise ValueError(f"keypoint ({x}, {y}, {s}) is not finite or its score is outside [0, 1]")
         return value
 
