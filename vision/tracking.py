@@ -41,6 +41,7 @@ SIGMAS = np.array(
 KAPPA = 2 * SIGMAS / 10
 _NO_MATCH = 1e6  # cost of a pair below the similarity gate: never chosen over a real match
 _MIN_SCALE_PX = 16.0  # a track's size never counts as smaller than this (a few bunched keypoints)
+_TIME_EPS = 1e-6  # capture times closer than this are the same time (float seconds from integer ns)
 _DECIMALS = 2  # stored positions and velocities: 0.01 px is far below pose noise, and JSON stays short
 
 
@@ -202,7 +203,7 @@ class PoseTracker:
                 ids[i] = self._next_id
                 self._next_id += 1
         self._t_last = t if self._t_last is None else max(t, self._t_last)
-        gone = [t - tr.t > p.max_lost_s or (tr.t < t and tr.hits < p.confirm_hits) for tr in self._tracks]
+        gone = [t - tr.t > p.max_lost_s + _TIME_EPS or (tr.t < t and tr.hits < p.confirm_hits) for tr in self._tracks]
         ended = [tr.id for tr, g in zip(self._tracks, gone) if g]
         self._tracks = [tr for tr, g in zip(self._tracks, gone) if not g]
         if len(self._tracks) > p.max_tracks:
