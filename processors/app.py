@@ -103,6 +103,7 @@ class PoseStage:
         self.max_people = max_people
         self.backend = getattr(estimator, "name", type(estimator).__name__)
         self.device = getattr(estimator, "device", "cpu")
+        PEOPLE_DROPPED.labels(self.backend)  # exported from the start, at 0: dashboards see no gap
 
     def __call__(self, key: bytes | None, raw: bytes | None) -> PoseEstimate:
         frame, rgb = decode_frame(key, raw)
