@@ -9,6 +9,7 @@ BENCHMARKS = (
     "bench_broker_storage",
     "bench_pose",
     "bench_pose_stage",
+    "bench_multiperson",
     "bench_parts",
     "bench_smoothing",
     "bench_produce",

@@ -133,13 +133,20 @@ def session_end(ctx, session_id, abort):
 @main.command("process")
 @click.option("--backend", type=click.Choice(["auto", "movenet", "blazepose", "posenet"]), help="Pose backend.")
 @click.option("--threads", type=int, help="TFLite threads per interpreter.")
+@click.option(
+    "--max-people",
+    type=click.IntRange(1, 32),
+    help="People kept per frame, strongest first (several: --backend posenet).",
+)
 @click.option("--loglevel", default="warning", show_default=True)
 @click.pass_context
-def process(ctx, backend, threads, loglevel):
-    """Run a stream-processing worker (pose -> imputation -> smoothing); run several to split partitions."""
+def process(ctx, backend, threads, max_people, loglevel):
+    """Run a stream-processing worker (pose -> tracking -> imputation -> smoothing); run several to split partitions."""
     from processors.app import run_worker
 
-    updates = {k: v for k, v in (("pose_backend", backend), ("pose_threads", threads)) if v}
+    updates = {
+        k: v for k, v in (("pose_backend", backend), ("pose_threads", threads), ("pose_max_people", max_people)) if v
+    }
     run_worker(_settings(ctx).model_copy(update=updates), loglevel=loglevel)
 
 

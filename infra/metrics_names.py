@@ -36,6 +36,15 @@ _ALL = (
     Series("booth_capture_to_pose_seconds", "histogram", ("processors",), "capture wall time to pose published"),
     Series("booth_smooth_poses_total", "counter", ("processors",), "smoothed poses published"),
     Series(
+        "booth_pose_people_dropped_total",
+        "counter",
+        ("processors",),
+        "people found beyond pose_max_people and not carried",
+        ("backend",),
+    ),
+    Series("booth_tracks_started_total", "counter", ("processors",), "identity tracks started (a new person)"),
+    Series("booth_tracks_ended_total", "counter", ("processors",), "identity tracks ended (a person gone)"),
+    Series(
         "booth_consumer_lag",
         "gauge",
         ("processors", "assembler", "trainer"),

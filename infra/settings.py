@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     # Frames handed to the inference thread ahead of the one being published, so it never waits on
     # the event loop between frames (their offsets are committed only once their poses are sent).
     pose_prefetch: int = Field(4, ge=1, le=64, description="frames queued for inference ahead of publishing")
+    # Several people (the posenet backend): at most this many per frame, the strongest; the rest are
+    # counted (booth_pose_people_dropped_total). Each has a track id; a track unseen this long ends.
+    pose_max_people: int = Field(8, ge=1, le=32, description="people kept per frame, strongest first")
+    track_max_lost_s: float = Field(1.0, gt=0, le=60, description="seconds a lost person keeps their track id")
 
     # --- local state, metrics ---
     state_dir: Path = REPO_ROOT / ".booth"

@@ -1,20 +1,24 @@
 """The stream-processing worker: one Faust app, two agents.
 
-    frames --[estimate_poses]--> poses --[smooth_poses]--> poses.smoothed
-                 |                           |
-                 +------> deadletter <-------+
+    frames --[estimate_poses: estimate, track]--> poses --[smooth_poses]--> poses.smoothed
+                 |                                          |
+                 +-------------> deadletter <---------------+
 
 Topics carry raw envelopes (schemas/) and are decoded by the agents themselves, so a bad message
 becomes a dead letter with its reason instead of crashing the agent. Pose inference is CPU-bound
 and runs in a one-thread executor (TFLite and OpenCV release the GIL), never on the event loop;
 frames are estimated one at a time, in order, since backends track the person from frame to frame.
-The smoother keeps a per-camera state in a table whose changelog lets a restarted or rebalanced
-worker carry on where the last one stopped (processors/faust_fixes.py keeps that restart lossless).
+The pose agent keeps at most ``pose_max_people`` people a frame (the strongest; the rest are
+counted) and gives each a track id from the camera's identity tracker (vision.tracking). The
+smoother imputes and smooths each track on its own and names one the camera's main person. Both
+keep their per-camera state in tables whose changelogs let a restarted or rebalanced worker carry
+on where the last one stopped (processors/faust_fixes.py keeps that restart lossless).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import logging
 import time
@@ -34,7 +38,9 @@ from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, pars
 from schemas.ids import InvalidId
 from schemas.images import ImageError, decode_bgr
 from schemas.keypoints import IMPUTED, OUTLIER, empty_keypoints
+from schemas.messages import MAX_PERSONS
 from vision.smoothing import OnlineSmoother, SmoothingParams
+from vision.tracking import PoseTracker, TrackingParams
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +58,13 @@ CAPTURE_TO_POSE = Histogram(
 )
 SMOOTHED = Counter("booth_smooth_poses_total", "Smoothed poses published", ["mode"])
 KEYPOINT_FLAGS = Counter("booth_smooth_keypoints_total", "Smoothed keypoints by flag", ["flag"])
-NO_PERSON = Counter("booth_smooth_no_person_total", "Frames where no person was present after imputation")
+NO_PERSON = Counter("booth_smooth_no_person_total", "Frames where the main person was not present after imputation")
+PEOPLE_DROPPED = Counter(
+    "booth_pose_people_dropped_total", "People found beyond pose_max_people and not carried", ["backend"]
+)
+TRACKS_STARTED = Counter("booth_tracks_started_total", "Identity tracks started (a new person in a camera)")
+TRACKS_ENDED = Counter("booth_tracks_ended_total", "Identity tracks ended (a person gone longer than track_max_lost_s)")
+SMOOTHED_PEOPLE = Counter("booth_smooth_people_total", "People in smoothed poses (the main person and the others)")
 
 
 class Rejected(Exception):
@@ -78,12 +90,20 @@ def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarra
 
 
 class PoseStage:
-    """The synchronous part of the pose agent: decode, estimate, build the PoseEstimate."""
+    """The synchronous part of the pose agent: decode, estimate, build the PoseEstimate (untracked).
 
-    def __init__(self, estimator):
+    max_people: people kept per frame, strongest first; the rest are counted (``dropped`` and
+    booth_pose_people_dropped_total).
+    """
+
+    def __init__(self, estimator, max_people: int = 8):
+        if not 1 <= max_people <= MAX_PERSONS:
+            raise ValueError(f"max_people must be in 1..{MAX_PERSONS}, got {max_people}")
         self.estimator = estimator
+        self.max_people = max_people
         self.backend = getattr(estimator, "name", type(estimator).__name__)
         self.device = getattr(estimator, "device", "cpu")
+        PEOPLE_DROPPED.labels(self.backend)  # exported from the start, at 0: dashboards see no gap
 
     def __call__(self, key: bytes | None, raw: bytes | None) -> PoseEstimate:
         frame, rgb = decode_frame(key, raw)
@@ -91,6 +111,10 @@ class PoseStage:
         persons = self.estimator.estimate(rgb, key=f"{frame.session}/{frame.camera}")
         seconds = time.perf_counter() - t0
         POSE_LATENCY.labels(self.backend).observe(seconds)
+        persons = sorted(persons, key=lambda p: -p.score)  # backends promise it; the limit relies on it
+        dropped = max(0, len(persons) - self.max_people)
+        if dropped:
+            PEOPLE_DROPPED.labels(self.backend).inc(dropped)
         return PoseEstimate(
             session=frame.session,
             camera=frame.camera,
@@ -103,30 +127,105 @@ class PoseStage:
             device=self.device if self.device in ("edgetpu", "cpu", "cuda") else "cpu",
             inference_ms=seconds * 1000,
             pose_wall_time=time.time(),
-            persons=[Person.from_array(p.keypoints, p.score) for p in persons[:8]],
+            persons=[Person.from_array(p.keypoints, p.score) for p in persons[: self.max_people]],
+            dropped=dropped,
         )
 
 
+class TrackStage:
+    """The pose agent's identity tracking: one PoseTracker per camera, its state a plain dict so
+    it can live in a Faust table.
+
+    A frame at or before the last one tracked (a redelivery after a restart) is matched against
+    the tracks without changing them; a person it cannot match gets no id rather than a new one.
+    """
+
+    def __init__(self, params: TrackingParams):
+        self.params = params
+
+    def __call__(self, state: dict | None, pose: PoseEstimate) -> tuple[dict | None, PoseEstimate]:
+        """(the new state, or None when unchanged; the estimate with track ids)."""
+        tracker = PoseTracker.from_state(state, self.params) if state else PoseTracker(self.params)
+        poses = [p.array() for p in pose.persons]
+        t = pose.capture_ns / 1e9
+        if state and pose.seq <= state.get("last_seq", -1):
+            ids, ended, new_state = tracker.assign(poses, t), [], None
+        else:
+            known = set(tracker.live)
+            result = tracker.update(poses, t)
+            ids, ended = result.tracks, result.ended
+            new_state = tracker.to_state()
+            new_state["last_seq"] = pose.seq
+            TRACKS_STARTED.inc(len({i for i in ids if i is not None} - known))
+            TRACKS_ENDED.inc(len(ended))
+        persons = [p.model_copy(update={"track": i}) for p, i in zip(pose.persons, ids)]
+        return new_state, pose.model_copy(update={"persons": persons, "ended_tracks": ended})
+
+
+# A track the smoother holds but has not seen for this long is dropped even if its end was never
+# announced (e.g. the tracker's state was lost): no per-track state outlives its person for long.
+ORPHAN_S = 60.0
+SMOOTH_STATE_VERSION = 2
+
+
 class SmoothStage:
-    """The smoothing agent's core: the state is a plain dict so it can live in a Faust table."""
+    """The smoothing agent's core: one OnlineSmoother per track of a camera, and the main person.
+
+    The state is a plain dict so it can live in a Faust table: one record per camera holding every
+    track's smoother, so a frame's update is one changelog record. Only tracked people are smoothed
+    (the pose agent leaves untracked only what is too little of a person to follow). A track that
+    ended (PoseEstimate.ended_tracks) is closed: its smoother is removed. The main person is the
+    camera's main track, kept while that track lives; when it ends (or before there is one) the
+    strongest person present in the frame becomes the main person.
+    """
 
     def __init__(self, params: SmoothingParams):
         self.params = params
 
-    def __call__(self, state: dict | None, pose: PoseEstimate) -> tuple[dict, SmoothedPose | None]:
-        smoother = OnlineSmoother.from_state(state, self.params) if state else OnlineSmoother(self.params)
+    def __call__(self, state: dict | None, pose: PoseEstimate) -> tuple[dict | None, SmoothedPose | None]:
         last_seq = state.get("last_seq", -1) if state else -1
         if pose.seq <= last_seq:
             return state, None  # a redelivery after a restart: already smoothed and published
-        observed = pose.persons[0].array() if pose.persons else empty_keypoints()
-        try:
-            smoothed, flags, present = smoother.update(observed, pose.capture_ns / 1e9)
-        except ValueError as exc:  # e.g. a capture time that goes backwards: this pose, not the agent
-            raise Rejected(f"cannot smooth {pose.session}/{pose.camera} seq {pose.seq}: {exc}") from None
-        new_state = smoother.to_state()
-        new_state["last_seq"] = pose.seq
-        persons = [Person.from_array(smoothed, pose.persons[0].score if pose.persons else 0.0)] if present else []
-        out = SmoothedPose(
+        if not state or state.get("version") != SMOOTH_STATE_VERSION:
+            # Nothing yet, or a single-person state from before tracking: start the camera afresh.
+            state = {"version": SMOOTH_STATE_VERSION, "t_last": None, "main": None, "tracks": {}}
+        t = pose.capture_ns / 1e9
+        if state["t_last"] is not None and t <= state["t_last"]:
+            raise Rejected(
+                f"cannot smooth {pose.session}/{pose.camera} seq {pose.seq}: frames must arrive in capture "
+                f"order: t={t} is not after t={state['t_last']}"
+            )
+        observed = {p.track: p for p in pose.persons if p.track is not None}
+        ended = set(pose.ended_tracks)
+        tracks: dict[str, dict] = {}
+        smoothed: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for key in sorted(set(state["tracks"]) | {str(k) for k in observed}, key=int):
+            track = int(key)
+            entry = state["tracks"].get(key)
+            if track in ended or (entry is not None and track not in observed and t - entry["seen"] > ORPHAN_S):
+                continue
+            smoother = (
+                OnlineSmoother.from_state(entry["smoother"], self.params) if entry else OnlineSmoother(self.params)
+            )
+            person = observed.get(track)
+            try:
+                out, flags, present = smoother.update(person.array() if person else empty_keypoints(), t)
+            except ValueError as exc:
+                raise Rejected(f"cannot smooth {pose.session}/{pose.camera} seq {pose.seq}: {exc}") from None
+            tracks[key] = {"smoother": smoother.to_state(), "seen": t if person else entry["seen"]}
+            if present:
+                smoothed[track] = (out, flags)
+        main = state["main"] if str(state["main"]) in tracks else None
+        if main is None and smoothed:
+            main = min(smoothed, key=lambda k: (-observed[k].score, k))
+
+        def person(track: int) -> Person:
+            out, flags = smoothed[track]
+            return Person.from_array(out, observed[track].score, track=track, flags=[int(f) for f in flags])
+
+        persons = [person(main)] if main in smoothed else []
+        new_state = {"version": SMOOTH_STATE_VERSION, "last_seq": pose.seq, "t_last": t, "main": main, "tracks": tracks}
+        result = SmoothedPose(
             session=pose.session,
             camera=pose.camera,
             seq=pose.seq,
@@ -136,11 +235,22 @@ class SmoothStage:
             height=pose.height,
             backend=pose.backend,
             persons=persons,
-            flags=[int(f) for f in flags] if present else [],
+            flags=persons[0].flags if persons else [],
+            others=[person(k) for k in sorted(smoothed) if k != main],
             mode="online",
             latency_ms=max(0.0, (time.time() - pose.wall_time) * 1000),
         )
-        return new_state, out
+        return new_state, result
+
+
+def tracking_params(settings: Settings, smoothing: SmoothingParams) -> TrackingParams:
+    """The tracker's settings; what counts as a person is the smoother's own test."""
+    return TrackingParams(
+        max_lost_s=settings.track_max_lost_s,
+        confidence_threshold=smoothing.confidence_threshold,
+        min_keypoints=smoothing.min_keypoints,
+        min_torso=smoothing.min_torso,
+    )
 
 
 def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | None = None) -> faust.App:
@@ -161,9 +271,11 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     poses = app.topic(settings.topic_poses, partitions=settings.partitions_streams, **raw)
     smoothed = app.topic(settings.topic_smoothed, partitions=settings.partitions_streams, **raw)
     deadletter = app.topic(settings.topic_deadletter, partitions=settings.partitions_control, **raw)
-    states = app.Table(
-        "smoother_state", default=None, partitions=settings.partitions_streams, key_type=str
-    )  # values: JSON-able dicts (the app's default json serializer)
+    # Values: JSON-able dicts (the app's default json serializer), one per session/camera.
+    states = app.Table("smoother_state", default=None, partitions=settings.partitions_streams, key_type=str)
+    trackers = app.Table("tracker_state", default=None, partitions=settings.partitions_streams, key_type=str)
+    smoothing = smoothing or SmoothingParams()
+    track_stage = TrackStage(tracking_params(settings, smoothing))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pose")  # one frame at a time, in order
     holder: dict = {"stage": None}
 
@@ -175,7 +287,7 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
 
                 est = load_estimator(settings.pose_backend, settings.models_dir, num_threads=settings.pose_threads)
             log.info("pose backend %s on %s", getattr(est, "name", "?"), getattr(est, "device", "?"))
-            holder["stage"] = PoseStage(est)
+            holder["stage"] = PoseStage(est, settings.pose_max_people)
         return holder["stage"]
 
     async def dead_letter(stage: str, reason: str, topic: str, event) -> None:
@@ -192,7 +304,22 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
             log.exception("pose estimation failed")
             return Rejected(f"pose estimation failed: {type(exc).__name__}: {exc}")
 
-    async def publish(event, result) -> None:
+    def track(result: PoseEstimate) -> PoseEstimate | Rejected:
+        """Track ids for an estimate, the camera's tracker state updated in its table. Runs in the
+        frame's own context (Faust writes a table's changelog to the partition of the event in it)."""
+        key = f"{result.session}/{result.camera}"
+        try:
+            state, tracked = track_stage(trackers.get(key), result)
+        except Exception as exc:
+            log.exception("tracking failed")
+            return Rejected(f"tracking failed: {type(exc).__name__}: {exc}")
+        if state is not None:
+            trackers[key] = state
+        return tracked
+
+    async def publish(event, result, context: contextvars.Context) -> None:
+        if isinstance(result, PoseEstimate):
+            result = context.run(track, result)
         if isinstance(result, Rejected):
             await dead_letter("pose", str(result), settings.topic_frames, event)
             return
@@ -206,22 +333,25 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
         # frame to frame). The loop below hands frames to that thread up to `pose_prefetch` ahead;
         # a second task publishes their poses in the same order and only then acknowledges each
         # frame, so a crash redelivers what was not published and never skips it. The thread never
-        # waits for the event loop between frames.
+        # waits for the event loop between frames. Tracking needs each frame's people and the
+        # previous frame's tracks, so it runs in the publishing task, in order, in the context the
+        # frame's event was received in (a copy: it names the event the tracker table's writes
+        # belong to).
         loop = asyncio.get_running_loop()
         manual = stream.noack()
         queued: asyncio.Queue = asyncio.Queue(maxsize=settings.pose_prefetch)
 
         async def publish_in_order():
             while True:
-                event, future = await queued.get()
-                await publish(event, await future)
+                event, future, context = await queued.get()
+                await publish(event, await future, context)
                 await manual.ack(event)
 
         publisher = asyncio.ensure_future(publish_in_order())
         try:
             async for event in manual.events():
                 future = loop.run_in_executor(executor, estimate, pose_stage(), event.message.key, event.message.value)
-                put = asyncio.ensure_future(queued.put((event, future)))
+                put = asyncio.ensure_future(queued.put((event, future, contextvars.copy_context())))
                 await asyncio.wait({put, publisher}, return_when=asyncio.FIRST_COMPLETED)
                 if publisher.done():  # it only stops by failing: let the agent fail with it
                     put.cancel()
@@ -229,7 +359,7 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
         finally:
             publisher.cancel()
 
-    smooth_stage = SmoothStage(smoothing or SmoothingParams())
+    smooth_stage = SmoothStage(smoothing)
 
     @app.agent(poses, name="smooth_poses")
     async def smooth_poses(stream):
@@ -256,6 +386,7 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
             states[key] = state
             await smoothed.send(key=event.message.key, value=out.encode())
             SMOOTHED.labels("online").inc()
+            SMOOTHED_PEOPLE.inc(len(out.persons) + len(out.others))
             if not out.persons:
                 NO_PERSON.inc()
             for bit, name in ((IMPUTED, "imputed"), (OUTLIER, "outlier")):

@@ -16,6 +16,7 @@ Decoding validates every field and raises SchemaError naming the field and the p
 from __future__ import annotations
 
 import json
+import math
 import struct
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -53,6 +54,9 @@ class Message(BaseModel):
 
     KIND: ClassVar[int]
     VERSION: ClassVar[int] = 1
+    # Older versions still read, each with the fields it lacks (a message of that version that
+    # has one of them is refused): what they meant must be what the current version means without them.
+    READS: ClassVar[dict[int, frozenset[str]]] = {}
     PAYLOAD: ClassVar[str | None] = None  # the field carried raw after the header
 
     def encode(self) -> bytes:
@@ -104,14 +108,31 @@ class Frame(Message):
         return value
 
 
+MAX_PERSONS = 32
+
+
+def _check_flags(value: list[int]) -> list[int]:
+    if value and len(value) != NUM_KEYPOINTS:
+        raise ValueError(f"flags has {len(value)} entries; expected {NUM_KEYPOINTS} or none")
+    if any(not 0 <= f <= 15 for f in value):
+        raise ValueError("flags hold bits 1, 2, 4, 8 only")
+    return value
+
+
 class Person(BaseModel):
-    """One detected person: COCO-17 keypoints (x, y, score) in frame pixels, plus backend extras."""
+    """One detected person: COCO-17 keypoints (x, y, score) in frame pixels, plus backend extras.
+
+    track: the person's identity in this camera (from 1; None: not tracked, e.g. too little of a
+    person to follow). flags: per-keypoint bits (schemas.keypoints), smoothed poses only.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     score: float = Field(ge=0, le=1)
     keypoints: list[tuple[float, float, float]]
     extra: list[list[float]] | None = None
+    track: int | None = Field(None, ge=1)
+    flags: list[int] | None = None
 
     @field_validator("keypoints")
     @classmethod
@@ -119,17 +140,32 @@ class Person(BaseModel):
         if len(value) != NUM_KEYPOINTS:
             raise ValueError(f"keypoints has {len(value)} rows; a pose has {NUM_KEYPOINTS}")
         for x, y, s in value:
-            if not (np.isfinite(x) and np.isfinite(y) and 0.0 <= s <= 1.0):
+            if not (math.isfinite(x) and math.isfinite(y) and 0.0 <= s <= 1.0):
                 raise ValueError(f"keypoint ({x}, {y}, {s}) is not finite or its score is outside [0, 1]")
         return value
 
+    @field_validator("flags")
     @classmethod
-    def from_array(cls, keypoints: np.ndarray, score: float, extra: np.ndarray | None = None) -> Person:
+    def _flags(cls, value):
+        return None if value is None else _check_flags(value)
+
+    @classmethod
+    def from_array(
+        cls,
+        keypoints: np.ndarray,
+        score: float,
+        extra: np.ndarray | None = None,
+        *,
+        track: int | None = None,
+        flags: list[int] | None = None,
+    ) -> Person:
         kp = np.asarray(keypoints, dtype=np.float64)
         return cls(
             score=float(np.clip(score, 0, 1)),
             keypoints=[tuple(map(float, row)) for row in kp],
             extra=None if extra is None else np.asarray(extra, dtype=np.float64).round(3).tolist(),
+            track=track,
+            flags=flags,
         )
 
     def array(self) -> np.ndarray:
@@ -145,36 +181,69 @@ class _PoseBase(Message):
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     backend: str = Field(min_length=1, max_length=64)
-    persons: list[Person] = Field(default_factory=list, max_length=32)
+    persons: list[Person] = Field(default_factory=list, max_length=MAX_PERSONS)
+
+
+def _distinct_tracks(people: list[Person]) -> None:
+    tracks = [p.track for p in people if p.track is not None]
+    if len(tracks) != len(set(tracks)):
+        raise ValueError(f"a track id appears twice among the persons: {sorted(tracks)}")
 
 
 class PoseEstimate(_PoseBase):
-    """The raw output of a pose backend for one Frame."""
+    """The raw output of a pose backend for one Frame: the strongest people, strongest first, each
+    with its track id from the camera's identity tracker.
+
+    ended_tracks: tracks that ended at this frame (their person gone too long); dropped: people
+    found beyond the pose stage's limit and not carried.
+    Version 2 added track ids, ended_tracks and dropped; version 1 (no identities) is not read.
+    """
 
     KIND: ClassVar[int] = 2
+    VERSION: ClassVar[int] = 2
 
     device: Literal["edgetpu", "cpu", "cuda"] = "cpu"
     inference_ms: NonNeg = 0.0
     pose_wall_time: NonNeg = 0.0
+    ended_tracks: list[Annotated[int, Field(ge=1)]] = Field(default_factory=list, max_length=1024)
+    dropped: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _tracks(self):
+        _distinct_tracks(self.persons)
+        return self
 
 
 class SmoothedPose(_PoseBase):
-    """The imputed and smoothed pose of the main person; flags per keypoint (schemas.keypoints bits)."""
+    """The imputed and smoothed people of one frame.
+
+    persons: the main person (the camera's main track) or empty when the main person is not in
+    this frame; flags: its per-keypoint bits (schemas.keypoints), as in version 1. others: the
+    other tracked people, by track id, each with its own flags. Every person carries its track.
+    Version 2 added others, track and per-person flags; version 1 (the main person only) is still
+    read, as a frame with no others.
+    """
 
     KIND: ClassVar[int] = 3
+    VERSION: ClassVar[int] = 2
+    READS: ClassVar[dict[int, frozenset[str]]] = {1: frozenset({"others"})}
 
     flags: list[int] = Field(default_factory=list)
+    others: list[Person] = Field(default_factory=list, max_length=MAX_PERSONS - 1)
     mode: Literal["online", "centered"] = "online"
     latency_ms: NonNeg = 0.0
 
     @field_validator("flags")
     @classmethod
     def _flags(cls, value):
-        if value and len(value) != NUM_KEYPOINTS:
-            raise ValueError(f"flags has {len(value)} entries; expected {NUM_KEYPOINTS} or none")
-        if any(not 0 <= f <= 15 for f in value):
-            raise ValueError("flags hold bits 1, 2, 4, 8 only")
-        return value
+        return _check_flags(value)
+
+    @model_validator(mode="after")
+    def _people(self):
+        if len(self.persons) > 1:
+            raise ValueError(f"persons holds the main person only, got {len(self.persons)}; the rest go in others")
+        _distinct_tracks(self.persons + self.others)
+        return self
 
 
 class SessionEvent(Message):
@@ -288,6 +357,16 @@ def _describe(error: ValidationError, name: str) -> str:
     return f"invalid {name}: " + "; ".join(parts)
 
 
+def _check_older(cls: type[Message], version: int, fields: dict) -> None:
+    """A message of an older version may not carry what that version did not have."""
+    newer = set(cls.READS[version]) & set(fields)
+    people = fields.get("persons")
+    if isinstance(people, list) and any(isinstance(p, dict) and ("track" in p or "flags" in p) for p in people):
+        newer.add("persons[].track/flags")
+    if newer:
+        raise SchemaError(f"{cls.__name__} version {version} has no {', '.join(sorted(newer))}")
+
+
 def decode(data: bytes | bytearray | memoryview | None) -> Message:
     """Decode and validate any envelope; SchemaError says exactly what is wrong."""
     if data is None:
@@ -301,8 +380,9 @@ def decode(data: bytes | bytearray | memoryview | None) -> Message:
     cls = KINDS.get(kind)
     if cls is None:
         raise SchemaError(f"unknown message kind {kind}")
-    if version != cls.VERSION:
-        raise SchemaError(f"{cls.__name__} schema version {version} is not supported (this build reads {cls.VERSION})")
+    if version != cls.VERSION and version not in cls.READS:
+        readable = ", ".join(str(v) for v in sorted({cls.VERSION, *cls.READS}))
+        raise SchemaError(f"{cls.__name__} schema version {version} is not supported (this build reads {readable})")
     if header_len > MAX_HEADER_BYTES or _PREFIX.size + header_len > len(data):
         raise SchemaError(f"header length {header_len} runs past the message ({len(data)} bytes)")
     header = data[_PREFIX.size : _PREFIX.size + header_len]
@@ -315,6 +395,8 @@ def decode(data: bytes | bytearray | memoryview | None) -> Message:
         raise SchemaError(f"{cls.__name__} header is not valid JSON: {exc}") from None
     if not isinstance(fields, dict):
         raise SchemaError(f"{cls.__name__} header must be a JSON object, got {type(fields).__name__}")
+    if version != cls.VERSION:
+        _check_older(cls, version, fields)
     if cls.PAYLOAD:
         if cls.PAYLOAD in fields:
             raise SchemaError(f"{cls.__name__}.{cls.PAYLOAD} must travel as the raw payload, not in the header")

@@ -33,12 +33,14 @@ def worker_env(settings, metrics_port: int = -1) -> dict[str, str]:
     return settings.to_env(metrics_port=metrics_port)
 
 
-def start_worker(settings, log_path: Path, metrics_port: int = -1, loglevel: str = "warning") -> subprocess.Popen:
-    """A `booth process` worker (MoveNet) in its own process, its output in log_path."""
+def start_worker(
+    settings, log_path: Path, metrics_port: int = -1, loglevel: str = "warning", backend: str = "movenet"
+) -> subprocess.Popen:
+    """A `booth process` worker (MoveNet unless told) in its own process, its output in log_path."""
     log = open(log_path, "ab")
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "booth.cli", "process", "--backend", "movenet", "--loglevel", loglevel],
+            [sys.executable, "-m", "booth.cli", "process", "--backend", backend, "--loglevel", loglevel],
             env=worker_env(settings, metrics_port),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -140,6 +142,37 @@ def clip_frames(
             )
         )
     return out
+
+
+def video_frames(shared_dir: Path, session: str, camera: str, start: int, n: int) -> list[Frame]:
+    """Frames start..start+n of the shared vtest.avi (768x576, several pedestrians, 10 fps), as
+    JPEG Frames with seq = the video frame number and capture times 100 ms apart."""
+    cap = cv2.VideoCapture(str(shared_dir / "data" / "videos" / "vtest.avi"))
+    try:
+        for _ in range(start):  # read, not seek: seeking lands on key frames only
+            assert cap.grab(), f"vtest.avi has fewer than {start} frames"
+        out = []
+        for seq in range(start, start + n):
+            ok, bgr = cap.read()
+            assert ok, f"vtest.avi has no frame {seq}"
+            ok, jpg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            assert ok
+            h, w = bgr.shape[:2]
+            out.append(
+                Frame(
+                    session=session,
+                    camera=camera,
+                    seq=seq,
+                    capture_ns=seq * 100_000_000,
+                    wall_time=time.time(),
+                    width=w,
+                    height=h,
+                    image=jpg.tobytes(),
+                )
+            )
+        return out
+    finally:
+        cap.release()
 
 
 def make_frame(session: str, camera: str, seq: int, wall_time: float | None = None) -> Frame:

@@ -12,7 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from console.app import create_app
-from console.overlay import IMPUTED_COLOUR, OUTLIER_COLOUR, PreviewError, render_preview
+from console.overlay import IMPUTED_COLOUR, NOTE_COLOUR, OUTLIER_COLOUR, PreviewError, render_preview, track_colour
 from console.preview import PreviewFeed
 from console.qr import qr_png
 from infra import kafka
@@ -20,6 +20,7 @@ from infra.settings import Settings
 from schemas import (
     DatasetReady,
     DeadLetter,
+    Person,
     Rendition,
     SessionEvent,
     TrainingProgress,
@@ -60,6 +61,55 @@ def test_preview_draws_the_pose_and_marks_imputed_and_outlier_frames():
     broken = frame.model_copy(update={"image": b"\xff\xd8 not a jpeg"})
     with pytest.raises(PreviewError, match="does not decode"):
         render_preview(broken, None)
+
+
+def _people_pose(frame, tracks: dict[int, float], main: int | None):
+    """Two small figures, at x offsets -70 and +70, with the given track ids; `main` in persons."""
+    base = np.array(make_pose(frame).persons[0].keypoints, np.float32)
+    people = {}
+    for (track, dx), flags in zip(tracks.items(), ([1] * NUM_KEYPOINTS, [5] * NUM_KEYPOINTS)):
+        kp = base.copy()
+        kp[:, 0] = (kp[:, 0] - 160) * 0.5 + 160 + dx
+        kp[:, 1] = (kp[:, 1] - 40) * 0.6 + 70
+        people[track] = Person.from_array(kp, 0.9, track=track, flags=flags)
+    persons = [people[main]] if main is not None else []
+    return make_pose(frame).model_copy(
+        update={
+            "persons": persons,
+            "flags": persons[0].flags if persons else [],
+            "others": [p for t, p in people.items() if t != main],
+        }
+    )
+
+
+def _near(image: np.ndarray, colour, region) -> float:
+    """Share of the region's pixels within a JPEG's error of the colour."""
+    (y0, y1), (x0, x1) = region
+    patch = image[max(0, y0) : y1, max(0, x0) : x1]
+    return float((np.abs(patch - np.array(colour)).max(axis=2) < 60).mean())
+
+
+def test_preview_tags_each_tracked_person_in_the_colour_of_their_track():
+    frame = make_frame("s1", "cam0", 3)
+    pose = _people_pose(frame, {3: -70, 5: 70}, main=3)
+    image = cv2.imdecode(np.frombuffer(render_preview(frame, pose), np.uint8), cv2.IMREAD_COLOR).astype(int)
+    assert track_colour(3) != track_colour(5) and track_colour(3) == track_colour(3 + 8 * 5)
+    for person in pose.persons + pose.others:
+        kp = person.array()
+        x0, y0 = kp[:, :2].min(axis=0).astype(int) - 4
+        tag = ((y0 - 12, y0 - 1), (x0, x0 + 14))  # the filled tag above the box
+        assert _near(image, track_colour(person.track), tag) > 0.4, person.track
+        other = 5 if person.track == 3 else 3
+        assert _near(image, track_colour(other), tag) < 0.1
+    # The main person hidden: the others are still drawn, and the label says who is missing.
+    hidden = _people_pose(frame, {3: -70, 5: 70}, main=None)
+    nobody = hidden.model_copy(update={"others": []})
+
+    def label_width(p) -> int:
+        im = cv2.imdecode(np.frombuffer(render_preview(frame, p), np.uint8), cv2.IMREAD_COLOR).astype(int)
+        return int((np.abs(im[14] - np.array(NOTE_COLOUR)).max(axis=1) < 40).sum())
+
+    assert label_width(hidden) > 1.5 * label_width(nobody) > 0  # "main person not in view" / "no person"
 
 
 def test_preview_feed_pairs_frames_with_their_poses_and_counts_per_session():

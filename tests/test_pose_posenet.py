@@ -1,8 +1,9 @@
-"""PoseNet needs the PosenetDecoderOp custom op: a clear error where it is missing."""
+"""PoseNet multi-person: Coral's decoder op where its plugin loads, else the same decoding in numpy."""
 
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,19 +17,73 @@ REFERENCE = MODELS / "coral" / "posenet_mobilenet_v1_075_481_641_16_quant_decode
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared folder absent: {SHARED}")
 
 
-@needs_shared
-def test_missing_decoder_library_is_reported(tmp_path):
-    with pytest.raises(BackendUnavailable, match="PosenetDecoderOp custom op not available") as e:
-        load_estimator("posenet", MODELS, decoder_lib=str(tmp_path / "posenet_decoder.so"))
-    assert "posenet_decoder.so" in str(e.value)
+IMAGE = SHARED / "data" / "images" / "two_people_walking.png"
+# Tolerances against Coral's reference (its decoder op on its CPU build of the model).
+# Measured here: at most 1.9 px, 0.045 keypoint score, 0.003 pose score.
+KEYPOINT_PX = 3.0
+KEYPOINT_SCORE = 0.1
+POSE_SCORE = 0.03
+
+
+def reference(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Coral's poses in image pixels [N, 17, 3] and their scores [N] (the CSV's coordinates are
+    fractions of the stretched input, so fractions of the image too)."""
+    with open(REFERENCE) as f:
+        rows = list(csv.DictReader(f))
+    w, h = size
+    kps = np.array(
+        [[float(r["keypoint_x"]) * w, float(r["keypoint_y"]) * h, float(r["keypoint_score"])] for r in rows]
+    ).reshape(-1, 17, 3)
+    return kps, np.array([float(rows[i * 17]["pose_score"]) for i in range(len(kps))])
+
+
+@pytest.fixture(scope="module")
+def cpu_posenet(tmp_path_factory):
+    return load_estimator("posenet", MODELS, decoder_lib="", device="cpu", cache_dir=tmp_path_factory.mktemp("m"))
 
 
 @needs_shared
-def test_runtime_without_the_op_is_reported():
-    # No plugin at all: the plain runtime fails to prepare the graph's last node.
-    with pytest.raises(BackendUnavailable, match="PosenetDecoderOp custom op not available") as e:
-        load_estimator("posenet", MODELS, decoder_lib="", device="cpu")
-    assert "unresolved custom op" in str(e.value)
+def test_cpu_decodes_several_people_like_corals_op(cpu_posenet):
+    assert cpu_posenet.device == "cpu" and cpu_posenet.decoder == "numpy"
+    image = cv2.cvtColor(cv2.imread(str(IMAGE)), cv2.COLOR_BGR2RGB)
+    people = cpu_posenet.estimate(image, key="cam")
+    expected, scores = reference((image.shape[1], image.shape[0]))
+    assert len(people) == len(expected) == 2
+    for person, want, score in zip(people, expected, scores):
+        assert abs(person.score - score) <= POSE_SCORE
+        np.testing.assert_allclose(person.keypoints[:, :2], want[:, :2], atol=KEYPOINT_PX)
+        np.testing.assert_allclose(person.keypoints[:, 2], want[:, 2], atol=KEYPOINT_SCORE)
+    # A smaller copy of the same picture: the same people, in its pixels.
+    small = cpu_posenet.estimate(cv2.resize(image, (320, 240), interpolation=cv2.INTER_AREA))
+    assert len(small) == 2
+    np.testing.assert_allclose(small[0].keypoints[:, :2] * 2, people[0].keypoints[:, :2], atol=4 * KEYPOINT_PX)
+
+
+@needs_shared
+def test_nobody_in_an_empty_frame_and_the_pose_score_floor_applies(cpu_posenet, tmp_path):
+    assert cpu_posenet.estimate(np.full((480, 640, 3), 128, np.uint8)) == []
+    image = cv2.cvtColor(cv2.imread(str(IMAGE)), cv2.COLOR_BGR2RGB)
+    strict = load_estimator("posenet", MODELS, decoder_lib="", device="cpu", cache_dir=tmp_path, min_pose_score=0.85)
+    assert [round(p.score, 2) for p in strict.estimate(image)] == [0.91]
+
+
+@needs_shared
+def test_missing_decoder_library_falls_back_to_numpy_decoding(tmp_path):
+    missing = str(tmp_path / "posenet_decoder.so")
+    est = load_estimator("posenet", MODELS, decoder_lib=missing, device="cpu", cache_dir=tmp_path)
+    assert est.decoder == "numpy"
+    assert "PosenetDecoderOp custom op not available" in est.decoder_reason and missing in est.decoder_reason
+    # The edited model is cached beside, never in place of, the shared one.
+    assert est.choice.model_path.parent == tmp_path and "nodecoder" in est.choice.model_path.name
+
+
+@needs_shared
+def test_edge_tpu_without_its_delegate_is_refused_when_required(tmp_path):
+    def no_device():
+        raise ValueError("Failed to load delegate from libedgetpu.so.1")
+
+    with pytest.raises(BackendUnavailable, match="Edge TPU requested but not usable"):
+        load_estimator("posenet", MODELS, device="edgetpu", delegate_loader=no_device, cache_dir=tmp_path)
 
 
 def test_bad_resolution_is_rejected():

@@ -16,7 +16,7 @@ from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 
 from infra import kafka
-from processors.app import PoseStage, SmoothStage
+from processors.app import PoseStage, SmoothStage, TrackStage, tracking_params
 from schemas import decode, frame_key
 from vision.pose import load_estimator
 from vision.smoothing import SmoothingParams
@@ -55,11 +55,13 @@ def test_worker_restores_the_last_state_of_a_batched_changelog(settings, shared_
     frames = clip_frames(shared_dir, session, camera, 13, seed=1, frame_clock=True)
     key = frame_key(session, camera)
     estimate = PoseStage(load_estimator("movenet"))
-    stage, state, states = SmoothStage(SmoothingParams()), None, []
+    track = TrackStage(tracking_params(settings, SmoothingParams()))
+    stage, state, states, tracked = SmoothStage(SmoothingParams()), None, [], None
     for f in frames[:10]:
-        state, _ = stage(state, estimate(key, f.encode()))
+        tracked, pose = track(tracked, estimate(key, f.encode()))
+        state, _ = stage(state, pose)
         states.append(state)
-    assert states[-1]["last_seq"] == 9
+    assert states[-1]["last_seq"] == 9 and list(states[-1]["tracks"]) == ["1"]  # one person, track 1
 
     changelog = f"{settings.group('processors')}-smoother_state-changelog"
     admin = kafka.admin(settings)

@@ -1,5 +1,5 @@
 """The Faust worker end to end against the real broker: frames in, poses and smoothed poses out,
-bad frames in the dead-letter topic, and smoother state that survives a kill -9 of the worker."""
+bad frames in the dead-letter topic, and tracker and smoother state that survive a worker restart."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import signal
 
 import numpy as np
 
-from processors.app import SmoothStage
+from processors.app import SmoothStage, TrackStage, tracking_params
 from schemas import DeadLetter, PoseEstimate, SmoothedPose, decode, frame_key
 from vision.smoothing import SmoothingParams
 
-from helpers import TopicReader, clip_frames, produce_frames, running, start_worker, wait_until
+from helpers import TopicReader, clip_frames, produce_frames, running, start_worker, video_frames, wait_until
 
 
 def test_worker_estimates_smooths_and_dead_letters(settings, shared_dir, tmp_path):
@@ -111,3 +111,56 @@ def test_smoother_state_survives_a_worker_restart(settings, shared_dir, tmp_path
         assert (a is None) == (b is None), seq
         if a is not None:
             np.testing.assert_allclose(b, a, atol=1e-3, err_msg=f"seq {seq}")
+
+
+def test_track_ids_and_per_person_smoothing_survive_a_worker_restart(settings, shared_dir, tmp_path):
+    """Several pedestrians (vtest.avi, PoseNet on the CPU): the restarted worker must go on with the
+    same track ids and each person's smoother state, which it only has from the tables' changelogs
+    (a fresh tracker would number the people from 1 again)."""
+    first = video_frames(shared_dir, "walk", "cam0", 600, 12)
+    second = video_frames(shared_dir, "walk", "cam0", 612, 12)
+    seqs = list(range(600, 624))
+    smoothed = TopicReader(settings, settings.topic_smoothed)
+    for part, frames in enumerate((first, second)):
+        worker = start_worker(settings, tmp_path / f"w{part}.log", loglevel="info", backend="posenet")
+        try:
+            produce_frames(settings, [(frame_key(f.session, f.camera), f.encode()) for f in frames])
+            want = {f.seq for f in frames}
+            wait_until(
+                lambda w=worker, want=want: running(w) and {decode(r.value).seq for r in smoothed.poll()} >= want,
+                timeout=90,
+                what=f"part {part + 1} smoothed",
+            )
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+    smoothed.close()
+    poses = TopicReader(settings, settings.topic_poses)
+    wait_until(lambda: {decode(r.value).seq for r in poses.poll()} >= set(seqs), timeout=20, what="poses")
+    poses.close()
+    got_poses = {}
+    for r in poses.records:
+        got_poses.setdefault(decode(r.value).seq, decode(r.value))
+    assert max(len(got_poses[s].persons) for s in seqs) >= 4  # a crowd, not one person
+    # One uninterrupted tracker and smoother over the same detections.
+    track, smooth = TrackStage(tracking_params(settings, SmoothingParams())), SmoothStage(SmoothingParams())
+    track_state = smooth_state = None
+    got_smoothed = {}
+    for r in smoothed.records:
+        s = decode(r.value)
+        assert s.seq not in got_smoothed, f"seq {s.seq} smoothed twice"
+        got_smoothed[s.seq] = s
+    for seq in seqs:
+        raw = got_poses[seq]
+        untracked = raw.model_copy(
+            update={"persons": [p.model_copy(update={"track": None}) for p in raw.persons], "ended_tracks": []}
+        )
+        track_state, want = track(track_state, untracked)
+        assert [p.track for p in raw.persons] == [p.track for p in want.persons], f"seq {seq}"
+        assert raw.ended_tracks == want.ended_tracks, f"seq {seq}"
+        smooth_state, want_smoothed = smooth(smooth_state, want)
+        got = got_smoothed[seq]
+        assert [p.track for p in got.persons] == [p.track for p in want_smoothed.persons], f"seq {seq}"
+        assert [p.track for p in got.others] == [p.track for p in want_smoothed.others], f"seq {seq}"
+        for a, b in zip(got.persons + got.others, want_smoothed.persons + want_smoothed.others):
+            np.testing.assert_allclose(a.array(), b.array(), atol=1e-3, err_msg=f"seq {seq} track {a.track}")

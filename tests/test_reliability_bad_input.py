@@ -15,6 +15,7 @@ import pytest
 from infra import kafka
 from infra.stack import free_port
 from schemas import DeadLetter, Frame, Person, PoseEstimate, SessionEvent, SmoothedPose, frame_key
+from schemas.messages import KINDS
 
 from helpers import TopicReader, clip_frames, running, scrape, start_worker, stop_worker, wait_until, with_sof_size
 
@@ -33,7 +34,8 @@ def rebuild(message, version: int | None = None, **fields) -> bytes:
 
 
 def envelope(kind: int, header: bytes, payload: bytes = b"") -> bytes:
-    return b"MB" + bytes([kind, 1]) + struct.pack(">I", len(header)) + header + payload
+    """A raw envelope of the kind's current version."""
+    return b"MB" + bytes([kind, KINDS[kind].VERSION]) + struct.pack(">I", len(header)) + header + payload
 
 
 def send_all(settings, items, **producer_options) -> list:

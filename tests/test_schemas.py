@@ -33,10 +33,10 @@ ids = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,20}", fullmatch=True)
 finite = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
 
 
-def pose(seed=0):
+def pose(seed=0, **fields):
     rng = np.random.default_rng(seed)
     kp = np.column_stack([rng.uniform(0, 640, 17), rng.uniform(0, 480, 17), rng.uniform(0, 1, 17)])
-    return Person.from_array(kp, 0.8)
+    return Person.from_array(kp, 0.8, **fields)
 
 
 EXAMPLES = [
@@ -52,7 +52,9 @@ EXAMPLES = [
         backend="movenet",
         device="cpu",
         inference_ms=9.1,
-        persons=[pose(1), pose(2)],
+        persons=[pose(1, track=4), pose(2, track=1), pose(5)],
+        ended_tracks=[2, 3],
+        dropped=2,
     ),
     SmoothedPose(
         session="s",
@@ -63,8 +65,9 @@ EXAMPLES = [
         width=640,
         height=480,
         backend="movenet",
-        persons=[pose(3)],
+        persons=[pose(3, track=4, flags=[1] * 17)],
         flags=[1] * 17,
+        others=[pose(4, track=1, flags=[3] * 17), pose(6, track=7, flags=[0] * 17)],
     ),
     SessionEvent(session="s", kind="start", wall_time=2.0, cameras=["c0", "c1"], reference="salsa"),
     DatasetReady(session="s", status="ready", manifest_key="sessions/s/manifest.json", samples=10, wall_time=3.0),
@@ -134,6 +137,61 @@ def test_invalid_fields_are_named(field, value, expected):
     with pytest.raises(SchemaError) as err:
         decode(_rebuild(EXAMPLES[0], **{field: value}))
     assert expected in str(err.value)
+
+
+def _envelope(kind: int, version: int, header: dict) -> bytes:
+    raw = json.dumps(header).encode()
+    return b"MB" + bytes([kind, version]) + struct.pack(">I", len(raw)) + raw
+
+
+V1_SMOOTHED = {
+    "session": "s",
+    "camera": "c",
+    "seq": 3,
+    "capture_ns": 1,
+    "wall_time": 1.5,
+    "width": 640,
+    "height": 480,
+    "backend": "movenet",
+    "persons": [{"score": 0.8, "keypoints": [[1.0, 2.0, 0.9]] * 17, "extra": None}],
+    "flags": [5] * 17,
+    "mode": "online",
+    "latency_ms": 3.0,
+}
+
+
+def test_version_1_smoothed_poses_are_still_read_as_the_main_person_alone():
+    old = decode(_envelope(3, 1, V1_SMOOTHED))
+    assert isinstance(old, SmoothedPose) and old.others == [] and old.flags == [5] * 17
+    assert old.persons[0].track is None and old.persons[0].keypoints[0] == (1.0, 2.0, 0.9)
+    # ... but a version 1 message may not carry what only version 2 has.
+    with pytest.raises(SchemaError, match="SmoothedPose version 1 has no others"):
+        decode(_envelope(3, 1, {**V1_SMOOTHED, "others": []}))
+    person = {**V1_SMOOTHED["persons"][0], "track": 1}
+    with pytest.raises(SchemaError, match="has no persons\\[\\].track/flags"):
+        decode(_envelope(3, 1, {**V1_SMOOTHED, "persons": [person]}))
+
+
+def test_version_1_pose_estimates_without_identities_are_refused():
+    header = {k: v for k, v in V1_SMOOTHED.items() if k not in ("flags", "mode", "latency_ms")}
+    with pytest.raises(SchemaError, match="PoseEstimate schema version 1 is not supported \\(this build reads 2\\)"):
+        decode(_envelope(2, 1, header))
+    assert isinstance(decode(_envelope(2, 2, header)), PoseEstimate)
+
+
+def test_tracks_and_people_are_checked():
+    with pytest.raises(SchemaError, match="a track id appears twice"):
+        decode(_rebuild(EXAMPLES[1], persons=[pose(1, track=3).model_dump(), pose(2, track=3).model_dump()]))
+    with pytest.raises(SchemaError, match="persons.0.track: Input should be greater than or equal to 1"):
+        decode(_rebuild(EXAMPLES[1], persons=[pose(1).model_dump() | {"track": 0}]))
+    with pytest.raises(SchemaError, match="persons holds the main person only"):
+        decode(_rebuild(EXAMPLES[2], persons=[pose(1).model_dump(), pose(2).model_dump()]))
+    with pytest.raises(SchemaError, match="a track id appears twice"):
+        decode(_rebuild(EXAMPLES[2], others=[pose(4, track=4).model_dump()]))
+    with pytest.raises(SchemaError, match="flags hold bits 1, 2, 4, 8 only"):
+        decode(_rebuild(EXAMPLES[2], others=[pose(4, track=2, flags=[1] * 17).model_dump() | {"flags": [16] * 17}]))
+    with pytest.raises(SchemaError, match="ended_tracks.0"):
+        decode(_rebuild(EXAMPLES[1], ended_tracks=[0]))
 
 
 def test_pose_with_wrong_keypoint_count_is_rejected():

@@ -40,13 +40,6 @@ WITH_DECODER = "decoder-op"
 NUMPY_DECODER = "numpy"
 
 
-def default_cache_dir() -> Path:
-    """Where decoder-less models are cached: <state_dir>/models."""
-    from infra.settings import Settings
-
-    return Path(Settings().state_dir) / "models"
-
-
 class BodyPixSegmenter:
     """Person segmentation with 24 body parts plus COCO-17 poses, several people per image.
 
@@ -106,7 +99,7 @@ class BodyPixSegmenter:
             )
         self.info: surgery.DecoderInfo = info
         if self.decoder == NUMPY_DECODER:
-            path, self.info = surgery.stripped_model(choice.model_path, cache_dir or default_cache_dir())
+            path, self.info = surgery.stripped_model(choice.model_path, cache_dir or surgery.default_cache_dir())
             choice = dataclasses.replace(choice, model_path=path)
         options = self.info.options
         self.stride = int(options.get("stride", 16))

@@ -9,7 +9,8 @@ The network sees the image stretched to its input size and answers on a coarse g
 - mid offsets [h, w, 64]: displacements along the 16 pose-tree edges, blocks of 16 channels:
   forward y, forward x, backward y, backward x (the PersonLab / PoseNet multi-person layout);
 - long offsets [h, w, 34]: from any body pixel to each keypoint of its own person (17 y, 17 x);
-- segments [h, w]: person logit; part heatmaps [h, w, 24]: body-part logits.
+- segments [h, w]: person logit; part heatmaps [h, w, 24]: body-part logits (BodyPix only: a
+  PoseNet graph answers with the first three outputs alone).
 
 Multi-person decoding follows the published PoseNet procedure: local maxima of the heatmaps are
 root candidates in decreasing score order; a candidate near the same keypoint of an accepted
@@ -81,14 +82,17 @@ def dequantize(array: np.ndarray, quantization: tuple[float, int]) -> np.ndarray
 
 @dataclass
 class NetOutputs:
-    """One image's network outputs as floats on the block grid (see the module docstring)."""
+    """One image's network outputs as floats on the block grid (see the module docstring).
+
+    long_offsets, segments and part_heatmaps are None for a pose-only network (PoseNet).
+    """
 
     heatmaps: np.ndarray
     short_offsets: np.ndarray
     mid_offsets: np.ndarray
     long_offsets: np.ndarray | None
-    segments: np.ndarray
-    part_heatmaps: np.ndarray
+    segments: np.ndarray | None
+    part_heatmaps: np.ndarray | None
     stride: int
     input_size: tuple[int, int]  # (width, height) of the network input
 
@@ -99,14 +103,13 @@ class NetOutputs:
             "short_offsets": 2 * NUM_KEYPOINTS,
             "mid_offsets": 4 * NUM_EDGES,
             "part_heatmaps": NUM_PARTS,
+            "long_offsets": 2 * NUM_KEYPOINTS,
         }
-        if self.long_offsets is not None:
-            expected["long_offsets"] = 2 * NUM_KEYPOINTS
         for name, channels in expected.items():
-            shape = getattr(self, name).shape
-            if shape != (h, w, channels):
-                raise ValueError(f"{name} must have shape ({h}, {w}, {channels}), got {shape}")
-        if self.segments.shape != (h, w):
+            field = getattr(self, name)
+            if field is not None and field.shape != (h, w, channels):
+                raise ValueError(f"{name} must have shape ({h}, {w}, {channels}), got {field.shape}")
+        if self.segments is not None and self.segments.shape != (h, w):
             raise ValueError(f"segments must have shape ({h}, {w}), got {self.segments.shape}")
         if self.stride < 1:
             raise ValueError(f"stride must be >= 1, got {self.stride}")

@@ -132,6 +132,13 @@ def strip_decoder(buf: bytes) -> tuple[bytes, DecoderInfo]:
     return bytes(out), info
 
 
+def default_cache_dir() -> Path:
+    """Where decoder-less models are cached: <state_dir>/models."""
+    from infra.settings import Settings
+
+    return Path(Settings().state_dir) / "models"
+
+
 def stripped_model(source: Path, cache_dir: Path) -> tuple[Path, DecoderInfo]:
     """The decoder-less twin of a model file, written once into cache_dir.
 

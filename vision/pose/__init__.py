@@ -20,13 +20,13 @@ __all__ = ["BACKENDS", "BackendUnavailable", "Estimator", "Person", "load_estima
 def load_estimator(backend: str, models_dir: Path | None = None, num_threads: int = 1, **options: Any) -> Estimator:
     """Build a pose estimator.
 
-    backend: "movenet" (Edge TPU when its delegate loads, else CPU), "blazepose" (CPU),
-    "posenet" (needs Coral's decoder op; raises BackendUnavailable elsewhere), or "auto"
-    (MoveNet, on the Edge TPU if available else the CPU).
+    backend: "movenet" (one person; Edge TPU when its delegate loads, else CPU), "blazepose"
+    (one person, CPU), "posenet" (several people; Edge TPU or CPU, decoded by Coral's op where its
+    plugin loads, else in numpy), or "auto" (MoveNet, on the Edge TPU if available else the CPU).
     models_dir: folder laid out as vision.models describes; None uses the first complete one
     of the known places (../shared/models beside the repository).
     num_threads: TFLite CPU threads per interpreter (one interpreter per calling thread).
-    options: backend keyword options (device=, resize=, model=, track=, with_mask=, ...).
+    options: backend keyword options (device=, resize=, model=, track=, with_mask=, resolution=, ...).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown pose backend {backend!r}; choose one of {BACKENDS}")
