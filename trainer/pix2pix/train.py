@@ -309,7 +309,9 @@ class Trainer:
                     reason = "stopped"
                     break
                 need = (max(recent) * cfg.step_margin if recent else 0.0) + (save_s if store else 0.0)
-                if time.monotonic() + need > deadline:
+                # A run takes at least one step: setting up (building the networks, a resume) can eat
+                # a short budget on a loaded machine, and a run with no step trains nothing.
+                if steps_run > 0 and time.monotonic() + need > deadline:
                     reason = "budget"
                     break
                 ts = time.monotonic()
