@@ -26,6 +26,7 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 
 from infra import deadletters, metrics
+from infra.changelog import SMOOTHER_TABLE
 from infra.kafka import faust_broker_options
 from infra.metrics_names import set_consumer_lag
 from infra.settings import Settings
@@ -162,8 +163,8 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     smoothed = app.topic(settings.topic_smoothed, partitions=settings.partitions_streams, **raw)
     deadletter = app.topic(settings.topic_deadletter, partitions=settings.partitions_control, **raw)
     states = app.Table(
-        "smoother_state", default=None, partitions=settings.partitions_streams, key_type=str
-    )  # values: JSON-able dicts (the app's default json serializer)
+        SMOOTHER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str
+    )  # values: JSON-able dicts (the app's default json serializer); its changelog: infra.changelog
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pose")  # one frame at a time, in order
     holder: dict = {"stage": None}
 

@@ -20,6 +20,10 @@ renaming it into ``publishing/`` - an atomic rename, so two publishers never tak
 sends every frame with its ORIGINAL seq and timestamps, then moves it to ``done/`` (or deletes it).
 A recording that fails to publish goes back to ``pending/`` to be retried, or to ``failed/`` when it
 cannot be read. A retried file is sent again from its start: consumers see repeated seqs.
+
+Recordings hold visitors' frames: `booth retention apply` deletes those in ``done/`` and
+``failed/`` older than the frames' retention, and `booth session purge` a session's, on the host
+they run on (infra.retention reads this layout).
 """
 
 from __future__ import annotations
