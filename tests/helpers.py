@@ -287,6 +287,25 @@ def serve(app):
         thread.join(10)
 
 
+# --- the console's login --------------------------------------------------------------------------
+CONSOLE_PASSWORD = "operator-test-password"  # test settings only
+
+
+def console_settings(settings, **updates):
+    """The settings with an operator password, as the console needs."""
+    from pydantic import SecretStr
+
+    return settings.model_copy(update={"console_password": SecretStr(CONSOLE_PASSWORD), **updates})
+
+
+def logged_in(client, base: str = "http://127.0.0.1"):
+    """A TestClient or httpx client, logged in through POST /login, sending the console's Origin."""
+    client.headers["Origin"] = base
+    response = client.post(f"{base}/login", json={"password": CONSOLE_PASSWORD})
+    assert response.status_code == 200, response.text
+    return client
+
+
 @contextlib.contextmanager
 def fake_metrics():
     """A /metrics endpoint whose pose counter climbs, standing in for the processors."""
