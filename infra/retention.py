@@ -22,16 +22,17 @@ Two enforcers read the same settings:
 Presigned links to a video never outlive it: `video_link_expiry_s`.
 
 A camera host may also hold visitors' frames: ``booth camera --record-first`` recordings in its
-spool (producers/spool.py: ``<state_dir>/spool/<state>/<session>.<camera>.<first ns>.mp4|json``),
-kept in ``done/`` after publishing by default. `apply_retention` deletes finished ones (``done/``,
-``failed/``) older than the frames' days on the host it runs on; a purge there deletes the
-session's.
+spool (producers/spool.py: ``<state_dir>/spool/<state>/<session>.<camera>.<first ns>``, a folder
+or a pair of files with that stem), kept in ``done/`` after publishing by default.
+`apply_retention` deletes finished ones (``done/``, ``failed/``) older than the frames' days on the
+host it runs on; a purge there deletes the session's.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -84,10 +85,18 @@ SPOOL_STATES = ("pending", "publishing", *SPOOL_FINISHED)  # all but one being w
 
 
 def spool_recordings(settings: Settings, states=SPOOL_STATES, session: str | None = None) -> list[Path]:
-    """The files of this host's spool recordings in ``states`` (of one session, or all)."""
+    """This host's spool recordings in ``states`` (of one session, or all): each a recording's
+    folder or one of its files, named <session>.<camera>.<first ns>[.mp4|.json]."""
     root = Path(settings.state_dir) / "spool"
     pattern = f"{validate_id(session, 'session')}.*" if session else "*.*"
-    return sorted(p for state in states for p in (root / state).glob(pattern) if p.suffix in (".mp4", ".json"))
+    return sorted(p for state in states for p in (root / state).glob(pattern))
+
+
+def remove_recording(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def video_link_expiry_s(settings: Settings, written_at: float, now: float | None = None) -> float:
@@ -174,7 +183,7 @@ def apply_retention(
                 store.delete(key)
         write_tombstones(settings, report.tombstones)
         for path in report.recordings:
-            path.unlink(missing_ok=True)
+            remove_recording(path)
     log.info(
         "retention%s: %d objects due, %d discarded without consent, %d state tombstones, %d local recordings, %d kept",
         " (dry run)" if dry_run else "",

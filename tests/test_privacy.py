@@ -303,14 +303,17 @@ def test_retention_classes_cover_every_key_a_session_writes():
     assert video_link_expiry_s(Settings(link_expiry_s=3600), written_at=0, now=0) == 3600
 
 
-def spool_files(state_dir, state: str, stem: str, age_days: float = 0.0) -> list:
-    """A --record-first recording (video and sidecar) in a camera host's spool, written age_days ago."""
-    folder = state_dir / "spool" / state
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{stem}.mp4", folder / f"{stem}.json"]
-    for path in paths:
+def spool_files(state_dir, state: str, stem: str, age_days: float = 0.0, folder: bool = False) -> list:
+    """A --record-first recording in a camera host's spool, written age_days ago: a video and its
+    sidecar side by side, or (folder) in a folder of their own."""
+    where = state_dir / "spool" / state
+    paths = [where / stem] if folder else [where / f"{stem}.mp4", where / f"{stem}.json"]
+    files = [where / stem / "video.mp4", where / stem / "sidecar.json"] if folder else paths
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"frames")
-        written = time.time() - age_days * DAY_S
+    written = time.time() - age_days * DAY_S
+    for path in files + paths:
         os.utime(path, (written, written))
     return paths
 
@@ -325,7 +328,7 @@ def test_retention_apply_deletes_each_kind_when_it_is_due(settings, tmp_path):
         }
     )
     old_done = spool_files(tmp_path, "done", "old-1.cam0.100", age_days=6)
-    old_failed = spool_files(tmp_path, "failed", "old-2.cam0.100", age_days=6)
+    old_failed = spool_files(tmp_path, "failed", "old-2.cam0.100", age_days=6, folder=True)
     fresh_done = spool_files(tmp_path, "done", "new-1.cam0.100", age_days=1)
     old_pending = spool_files(tmp_path, "pending", "old-3.cam0.100", age_days=6)  # not published yet: kept
     store = ObjectStore(settings)
@@ -373,7 +376,7 @@ def test_retention_apply_deletes_each_kind_when_it_is_due(settings, tmp_path):
         layout.result_key(gone, "rendition.mp4"),
     }
     assert {k.key: k.deleted for k in latest_keys(settings, topic)} == {b'"old/cam0"': True, b'"new/cam0"': False}
-    assert [p.exists() for p in old_done + old_failed + fresh_done + old_pending] == [False] * 4 + [True] * 4
+    assert [p.exists() for p in old_done + old_failed + fresh_done + old_pending] == [False] * 3 + [True] * 4
 
     # Days later, class by class.
     later = apply_retention(settings, now=now + 2 * DAY_S + 60)
@@ -456,7 +459,10 @@ def test_purge_deletes_everything_of_one_visitor_and_the_console_forgets_them(se
     recordings = spool_files(tmp_path, "done", f"{visitor}.cam0.5") + spool_files(
         tmp_path, "pending", f"{visitor}.cam1.9"
     )
-    others = spool_files(tmp_path, "done", f"{other}.cam0.5")
+    recordings += spool_files(tmp_path, "done", f"{visitor}.cam2.7", folder=True)
+    others = spool_files(tmp_path, "done", f"{other}.cam0.5") + spool_files(
+        tmp_path, "done", f"{other}.c.1", folder=True
+    )
     for session in (visitor, other):
         for key in (layout.shard_key(session, "cam0", 0), layout.manifest_key(session), layout.consent_key(session)):
             store.put(key, b"x")

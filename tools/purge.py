@@ -30,7 +30,7 @@ from pathlib import Path
 from infra import kafka
 from infra.changelog import KeyState, changelog_topic, latest_keys, write_tombstones
 from infra.objectstore import ObjectStore
-from infra.retention import spool_recordings
+from infra.retention import remove_recording, spool_recordings
 from infra.settings import Settings
 from schemas import SessionEvent, layout, validate_id
 
@@ -78,7 +78,7 @@ def purge(
         write_tombstones(settings, report.tombstones)
     report.recordings = spool_recordings(settings, session=session)
     for path in report.recordings:
-        path.unlink(missing_ok=True)
+        remove_recording(path)
     if settle_s > 0:
         time.sleep(settle_s)
         report.late_objects = store.delete_prefix(layout.session_prefix(session))
