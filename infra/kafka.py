@@ -11,6 +11,26 @@ from infra.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
+_LOGGED_PAYLOAD_BYTES = 256
+
+
+class _NoPayloads(logging.Filter):
+    """kafka-python and aiokafka log every record they send at debug level, its value included: a
+    camera frame's image would land in the log. A long bytes argument is logged as its length."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, (bytes, bytearray)) for a in record.args):
+            record.args = tuple(
+                f"<{len(a)} bytes>" if isinstance(a, (bytes, bytearray)) and len(a) > _LOGGED_PAYLOAD_BYTES else a
+                for a in record.args
+            )
+        return True
+
+
+# Filters on the loggers themselves, so they hold whatever handlers a process configures.
+for _name in ("kafka.producer.kafka", "aiokafka.producer.producer"):
+    logging.getLogger(_name).addFilter(_NoPayloads())
+
 
 def _security(settings: Settings) -> dict:
     opts: dict = {"security_protocol": settings.kafka_security_protocol}

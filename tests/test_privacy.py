@@ -4,6 +4,7 @@ object store, console, assembler, trainer and stream worker."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import struct
@@ -255,6 +256,16 @@ def test_dead_letters_keep_a_frames_headers_but_never_its_pixels():
     huge = b"x" * (DeadLetter.MAX_ORIGINAL + 5)
     cut = DeadLetter.wrap(stage="s", reason="r", topic="t", value=huge, key=None, wall_time=0)
     assert cut.truncated and len(cut.original) == DeadLetter.MAX_ORIGINAL
+
+
+def test_client_debug_logs_show_a_frames_size_not_its_bytes(settings, caplog):
+    frame = make_frame("log-1", "cam0", 0)
+    caplog.set_level(logging.DEBUG)
+    send(settings, [(settings.topic_frames, frame)])
+    sending = [r.getMessage() for r in caplog.records if "Sending (key=" in r.getMessage()]
+    assert sending and f"<{len(frame.encode())} bytes>" in sending[0]  # the client did log the send
+    assert frame.image[-64:-32] not in caplog.text.encode("latin-1", "replace")
+    assert repr(frame.image[-64:-32])[2:-1] not in caplog.text and "b'MB" not in caplog.text
 
 
 def test_recordings_say_whose_sessions_they_hold(settings, tmp_path):
