@@ -287,6 +287,17 @@ def serve(app):
         thread.join(10)
 
 
+def pixel_marks(image: bytes, size: int = 24) -> tuple[bytes, str]:
+    """A piece of an image's pixel data (from the second half of a JPEG's scan) and how it reads
+    in the text form of any bytes holding it: a log or a repr containing it holds pixels. The
+    piece has no quotes or backslashes, whose escaping depends on what surrounds them."""
+    for start in range(len(image) // 2, len(image) - size - 2):
+        piece = image[start : start + size]
+        if not any(c in piece for c in b"'\"\\"):
+            return piece, repr(piece)[2:-1]
+    raise AssertionError("no quote-free piece in the image")
+
+
 # --- the console's login --------------------------------------------------------------------------
 CONSOLE_PASSWORD = "operator-test-password"  # test settings only
 
