@@ -167,7 +167,7 @@ def session_purge(ctx, session_id, settle, as_json):
     rows.append({"what": "objects written during the purge", "deleted": len(report.late_objects)})
     rows.append(
         {
-            "what": f"keyed state ({report.changelog or 'no changelog yet'})",
+            "what": f"keyed state ({', '.join(report.changelogs) or 'no changelog yet'})",
             "deleted": f"{len(report.tombstones)} tombstones",
         }
     )

@@ -1,6 +1,7 @@
 """The stream workers' keyed state on the broker: Faust table changelogs, compacted topics.
 
-The smoother keeps one entry per camera stream in the table ``smoother_state``, keyed
+The tables in SESSION_TABLES hold per-stream state. The smoother keeps one entry per camera stream
+in the table ``smoother_state``, keyed
 ``"<session>/<camera>"`` (JSON-encoded, as Faust writes string keys); Faust names its changelog
 ``<app id>-smoother_state-changelog`` and writes each key to the partition of the stream it came
 from. A compacted topic keeps the latest record of every key until a tombstone (a null value) for
@@ -18,12 +19,19 @@ from infra import kafka
 from infra.settings import Settings
 
 SMOOTHER_TABLE = "smoother_state"
+# Every table the stream workers keep keyed "<session>/<camera>": purge and retention tombstone them all.
+SESSION_TABLES = (SMOOTHER_TABLE,)
 
 
 def changelog_topic(settings: Settings, table: str = SMOOTHER_TABLE) -> str:
     """Faust's name for a table's changelog: <app id>-<table>-changelog (the app id is the
     processors' consumer group)."""
     return f"{settings.group('processors')}-{table}-changelog"
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    """The changelogs of every SESSION_TABLES table."""
+    return [changelog_topic(settings, table) for table in SESSION_TABLES]
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.changelog import KeyState, changelog_topic, latest_keys, write_tombstones
+from infra.changelog import KeyState, changelog_topics, latest_keys, write_tombstones
 from infra.objectstore import MAX_LINK_S, RETENTION_TAG, ObjectStore, StoredObject
 from infra.settings import Settings
 from schemas import layout, validate_id
@@ -173,7 +173,7 @@ def apply_retention(
         report.kept -= len(extra)
 
     stale_before = now - settings.retention_frames_days * DAY_S
-    state = latest_keys(settings, changelog_topic(settings)) or []
+    state = [k for topic in changelog_topics(settings) for k in latest_keys(settings, topic) or []]
     report.tombstones = [k for k in state if not k.deleted and k.timestamp_ms <= stale_before * 1000]
     report.recordings = [p for p in spool_recordings(settings, SPOOL_FINISHED) if p.stat().st_mtime <= stale_before]
 

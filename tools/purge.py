@@ -8,7 +8,7 @@ In this order:
 2. a ``purge`` SessionEvent on the sessions topic: the console and `booth status` drop the
    session's rows, and an assembler with the session open drops it without writing;
 3. every object under ``sessions/<session>/``;
-4. tombstones for the session's keys in the stream workers' compacted changelog (infra.changelog);
+4. tombstones for the session's keys in the stream workers' compacted changelogs (infra.changelog);
 5. the session's ``--record-first`` recordings in this host's spool (infra.retention), if any
    (run the purge on each camera host that records first, or publish with ``--delete``);
 6. after ``settle_s`` (long enough for a running job to notice the marker), a second sweep of
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra import kafka
-from infra.changelog import KeyState, changelog_topic, latest_keys, write_tombstones
+from infra.changelog import KeyState, changelog_topics, latest_keys, write_tombstones
 from infra.objectstore import ObjectStore
 from infra.retention import remove_recording, spool_recordings
 from infra.settings import Settings
@@ -42,7 +42,7 @@ class PurgeReport:
     event_topic: str  # where the purge event went
     objects: list[str] = field(default_factory=list)  # deleted by the first sweep
     late_objects: list[str] = field(default_factory=list)  # written meanwhile, deleted by the second
-    changelog: str | None = None  # the changelog looked at (None: no worker ever ran)
+    changelogs: list[str] = field(default_factory=list)  # those that exist (none: no worker ever ran)
     tombstones: list[KeyState] = field(default_factory=list)
     recordings: list[Path] = field(default_factory=list)  # this host's spool files of the session
 
@@ -70,12 +70,12 @@ def purge(
         producer.close()
 
     report.objects = store.delete_prefix(layout.session_prefix(session))
-    topic = changelog_topic(settings)
-    keys = latest_keys(settings, topic)
-    if keys is not None:
-        report.changelog = topic
-        report.tombstones = [k for k in keys if k.session == session and not k.deleted]
-        write_tombstones(settings, report.tombstones)
+    for topic in changelog_topics(settings):
+        keys = latest_keys(settings, topic)
+        if keys is not None:
+            report.changelogs.append(topic)
+            report.tombstones += [k for k in keys if k.session == session and not k.deleted]
+    write_tombstones(settings, report.tombstones)
     report.recordings = spool_recordings(settings, session=session)
     for path in report.recordings:
         remove_recording(path)
