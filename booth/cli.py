@@ -97,8 +97,14 @@ def session() -> None:
 @click.option("--session", "session_id", help="Session id (default: a new one).")
 @click.option("--camera", "cameras", multiple=True, help="Camera ids taking part.")
 @click.option("--reference", help="The reference dance to render.")
+@click.option(
+    "--consent",
+    is_flag=True,
+    help="The visitor agreed that their recording is kept (per the retention policy) after their video is "
+    "made. Without it only the video is kept.",
+)
 @click.pass_context
-def session_start(ctx, session_id, cameras, reference):
+def session_start(ctx, session_id, cameras, reference, consent):
     from producers.session import NoReference, new_session_id, publish, session_reference
     from schemas import InvalidId
 
@@ -108,7 +114,7 @@ def session_start(ctx, session_id, cameras, reference):
     except (NoReference, InvalidId) as exc:
         raise click.BadParameter(str(exc), param_hint="--reference") from exc
     try:
-        event = publish(settings, session_id or new_session_id(), "start", cameras, reference)
+        event = publish(settings, session_id or new_session_id(), "start", cameras, reference, consent=consent)
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--session") from exc
     click.echo(event.session)
@@ -127,6 +133,117 @@ def session_end(ctx, session_id, abort):
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="SESSION_ID") from exc
     click.echo(f"{session_id}: {'aborted' if abort else 'ended'}")
+
+
+@session.command("purge")
+@click.argument("session_id")
+@click.option(
+    "--settle",
+    type=click.FloatRange(min=0),
+    help="Seconds to wait before a second sweep of the session's objects (default: twice purge_check_s + 1).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON, every key listed.")
+@click.pass_context
+def session_purge(ctx, session_id, settle, as_json):
+    """Delete everything of one visitor: objects, console rows, keyed state; stops its training."""
+    from schemas import InvalidId
+    from tools.purge import purge
+
+    try:
+        report = purge(_settings(ctx), session_id, settle_s=settle)
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="SESSION_ID") from exc
+    if as_json:
+        data = {
+            "session": report.session,
+            "objects": report.objects + report.late_objects,
+            "by_class": report.by_class(),
+            "tombstones": [
+                {"topic": k.topic, "partition": k.partition, "key": k.key.decode("utf-8", "replace")}
+                for k in report.tombstones
+            ],
+            "recordings": [str(p) for p in report.recordings],
+            "marker": report.marker,
+            "event_topic": report.event_topic,
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = [{"what": f"objects: {kind}", "deleted": n} for kind, n in sorted(report.by_class().items())]
+    rows.append({"what": "objects written during the purge", "deleted": len(report.late_objects)})
+    rows.append(
+        {
+            "what": f"keyed state ({', '.join(report.changelogs) or 'no changelog yet'})",
+            "deleted": f"{len(report.tombstones)} tombstones",
+        }
+    )
+    rows.append({"what": "recordings in this host's spool (--record-first)", "deleted": len(report.recordings)})
+    rows.append({"what": f"console rows (purge event on {report.event_topic})", "deleted": "yes"})
+    rows.append({"what": f"training (purge marker {report.marker})", "deleted": "stops at its next check"})
+    _table(rows, f"purged {report.session}: {len(report.objects) + len(report.late_objects)} objects")
+
+
+# --- retention ---------------------------------------------------------------------------------
+@main.group()
+def retention() -> None:
+    """How long visitors' data is kept (retention_*_days), and deleting what is due."""
+
+
+@retention.command("show")
+@click.pass_context
+def retention_show(ctx):
+    """The policy: days kept per kind of object, and the link expiry."""
+    s = _settings(ctx)
+    what = {
+        "frames": "shards, shard index, dataset preview (sessions/<id>/shards, index, preview.jpg)",
+        "checkpoints": "training state (sessions/<id>/checkpoints)",
+        "videos": "rendition, side-by-side, samples, loss, metrics (sessions/<id>/results)",
+        "records": "manifest, dataset_ready, consent, purge markers (no pictures)",
+    }
+    _table([{"class": k, "days": v, "what": what[k]} for k, v in s.retention_days().items()], "retention")
+    click.echo(f"links to a video expire after {s.link_expiry_s} s, and never after the video is deleted")
+
+
+@retention.command("apply")
+@click.option("--dry-run", is_flag=True, help="Only list what is due.")
+@click.option("--list", "list_keys", is_flag=True, help="List every key deleted.")
+@click.pass_context
+def retention_apply(ctx, dry_run, list_keys):
+    """Delete every object past its retention, unconsented sessions' frames once their video is
+    made, and tombstone stream state idle for as long as frames are kept."""
+    from infra.retention import apply_retention
+
+    report = apply_retention(_settings(ctx), dry_run=dry_run)
+    rows = [{"what": f"objects: {k}", "due": len(v)} for k, v in sorted(report.deleted.items())]
+    rows.append({"what": "sessions without consent: frames discarded", "due": sum(map(len, report.discarded.values()))})
+    rows.append({"what": "idle stream state (tombstones)", "due": len(report.tombstones)})
+    rows.append({"what": "this host's published spool recordings", "due": len(report.recordings)})
+    rows.append({"what": "objects kept", "due": report.kept})
+    _table(rows, "retention (dry run: nothing deleted)" if dry_run else "retention applied")
+    if list_keys:
+        for keys in (*report.deleted.values(), *report.discarded.values()):
+            for key in keys:
+                click.echo(key)
+        for path in report.recordings:
+            click.echo(path)
+
+
+@retention.command("lifecycle")
+@click.pass_context
+def retention_lifecycle(ctx):
+    """Set the bucket's lifecycle rules from the same settings (MinIO, S3), so the store deletes
+    what is due by itself."""
+    from infra.retention import LifecycleError, apply_lifecycle
+
+    try:
+        config = apply_lifecycle(_settings(ctx))
+    except LifecycleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rows = []
+    for rule in config.rules:
+        flt = rule.rule_filter
+        select = f"tag {flt.tag.key}={flt.tag.value}" if flt.tag is not None else f"prefix {flt.prefix}"
+        rows.append({"rule": rule.rule_id, "objects": select, "expire after days": rule.expiration.days})
+    _table(rows, f"lifecycle rules on {_settings(ctx).s3_bucket}")
 
 
 # --- processors --------------------------------------------------------------------------------
@@ -200,7 +317,10 @@ def train_base_command(ctx, sessions, budget_s, steps):
             validate_id(s, "session")
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--session") from exc
-    result = train_base(_settings(ctx), list(sessions), budget_s, steps)
+    try:
+        result = train_base(_settings(ctx), list(sessions), budget_s, steps)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     click.echo(f"base model: {result.step} steps, stopped by {result.stop_reason}; checkpoint {result.checkpoint}")
 
 

@@ -151,7 +151,9 @@ class Demo:
             clip_path = self.state_dir / "clip.mp4"
             write_mp4(clip_path, build_clip(photo, o.frames, o.size, seed=1), 30)
             source = open_source(str(clip_path))
-        publish(s, session, "start", ["cam0"], reference="demo-dance")
+        # The demo's "visitor" is a photo the operator chose: kept like a consenting visitor's, so
+        # the results folder gets the pictures too.
+        publish(s, session, "start", ["cam0"], reference="demo-dance", consent=True)
         self._check_workers()
         self.echo(f"session {session}: the camera plays the clip in real time ...")
         self.t.mark("capture")

@@ -1,15 +1,22 @@
 """The operator console's web app (Starlette; served by uvicorn from `booth console`).
 
+    GET  /healthz                        {"ok": true}: the only thing served without a login
+    GET  /login                          the login page (static/login.html, login.js)
+    POST /login                          {"password": "..."}: sets the login cookie
+    POST /logout                         ends this login
     GET  /                               the page (static/index.html, app.js, style.css)
     GET  /api/state                      the whole state as JSON (see console.state.build_state)
     GET  /api/events                     the same state as server-sent events, about once a second
     GET  /api/preview/<camera>.jpg       newest frame with its smoothed pose drawn over it (ETag, 304)
-    POST /api/sessions                   start a session: {"session"?, "cameras": [...], "reference"?, "note"?}
+    POST /api/sessions                   start a session:
+                                         {"session"?, "cameras": [...], "reference"?, "note"?, "consent"?: bool}
     POST /api/sessions/<session>/end     end it: {"abort"?: bool, "note"?}
     GET  /api/sessions/<session>/qr.svg  the rendition link as a QR code (also qr.png)
 
-Errors are JSON objects {"error": "..."} naming the problem. The page has no login: bind it to
-loopback (the default) or put it behind something that authenticates.
+Everything but the health check and the login page needs the operator's login, every POST is
+application/json from this console's own origin, and only the allowed Host names are answered
+(console.auth). Errors are JSON objects {"error": "..."} naming the problem. Purged sessions
+(their purge event on the sessions topic) disappear from the state and the previews.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from console.auth import COOKIE, Guard, Logins, LoginThrottle, check_password, password_matches
 from console.preview import PreviewError, PreviewFeed
 from console.qr import qr_png, qr_svg
 from console.state import build_state
@@ -38,15 +47,16 @@ from schemas import InvalidId, validate_id
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_CAMERAS = 64
-START_FIELDS = {"session", "cameras", "reference", "note"}
+START_FIELDS = {"session", "cameras", "reference", "note", "consent"}
 END_FIELDS = {"abort", "note"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 def _finite(value: Any) -> Any:
@@ -72,9 +82,19 @@ class Hub:
         self.preview = preview
         self.status = status
 
+    def _forget_purged(self) -> dict[str, Any] | None:
+        snapshot = self.status.latest()
+        self.preview.forget((snapshot or {}).get("purged") or ())
+        return snapshot
+
+    def preview_of(self, camera: str):
+        self._forget_purged()
+        return self.preview.preview(camera)
+
     def state(self) -> dict[str, Any]:
+        snapshot = self._forget_purged()
         state = build_state(
-            self.status.latest(),
+            snapshot,
             self.preview.sessions(),
             self.preview.cameras(),
             [e for e in (self.preview.last_error, self.status.last_error) if e],
@@ -171,7 +191,7 @@ def preview(request: Request) -> Response:
     # A plain function: Starlette runs it in its thread pool, so decoding and drawing never block the loop.
     camera = _id(request.path_params["camera"], "camera")
     try:
-        shot = request.app.state.hub.preview.preview(camera)
+        shot = request.app.state.hub.preview_of(camera)
     except PreviewError as exc:
         raise ApiError(502, str(exc)) from None
     if shot is None:
@@ -195,8 +215,17 @@ async def start_session(request: Request) -> Response:
     session = _id(body["session"], "session") if body.get("session") else new_session_id()
     cameras = _cameras(body.get("cameras"))
     reference = _id(body["reference"], "reference") if body.get("reference") else None
+    consent = body.get("consent", False)
+    if not isinstance(consent, bool):
+        raise ApiError(400, f"consent must be true or false, got {consent!r}")
     event = await _publish(
-        request.app.state.hub.settings, session, "start", cameras=cameras, reference=reference, note=_note(body)
+        request.app.state.hub.settings,
+        session,
+        "start",
+        cameras=cameras,
+        reference=reference,
+        note=_note(body),
+        consent=consent,
     )
     return JSONResponse({"session": session, "event": event.model_dump(mode="json")}, status_code=201)
 
@@ -210,6 +239,51 @@ async def end_session(request: Request) -> Response:
     kind = "abort" if abort else "end"
     event = await _publish(request.app.state.hub.settings, session, kind, note=_note(body))
     return JSONResponse({"session": session, "event": event.model_dump(mode="json")})
+
+
+# --- login ---------------------------------------------------------------------------------------
+async def health(request: Request) -> Response:
+    return JSONResponse({"ok": True}, headers={"Cache-Control": "no-store"})
+
+
+async def login_page(request: Request) -> Response:
+    if request.app.state.guard_logins.valid(request.cookies.get(COOKIE)):
+        return RedirectResponse("/", status_code=303)
+    return FileResponse(STATIC / "login.html", headers={"Cache-Control": "no-cache"})
+
+
+async def login(request: Request) -> Response:
+    state = request.app.state
+    client = request.client.host if request.client else "unknown"
+    wait = state.login_throttle.retry_after(client)
+    if wait:
+        raise ApiError(
+            429, f"too many failed logins; try again in {math.ceil(wait)} s", {"Retry-After": str(math.ceil(wait))}
+        )
+    body = await _body(request, {"password"})
+    if not password_matches(body.get("password"), state.console_password):
+        state.login_throttle.failed(client)
+        raise ApiError(401, "wrong password")
+    settings: Settings = state.hub.settings
+    response = JSONResponse({"ok": True, "expires_in_s": settings.console_login_ttl_s})
+    response.set_cookie(
+        COOKIE,
+        state.guard_logins.issue(),
+        max_age=settings.console_login_ttl_s,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=settings.console_secure_cookie,
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    request.app.state.guard_logins.revoke(request.cookies.get(COOKIE))
+    response = JSONResponse({"ok": True})
+    settings: Settings = request.app.state.hub.settings
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=settings.console_secure_cookie)
+    return response
 
 
 def _rendition_url(request: Request) -> str:
@@ -229,7 +303,7 @@ def qr_code_png(request: Request) -> Response:
 
 
 async def _api_error(request: Request, exc: ApiError) -> Response:
-    return JSONResponse({"error": exc.message}, status_code=exc.status)
+    return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -245,7 +319,10 @@ def create_app(
     status_feed: StatusFeed | None = None,
     event_interval_s: float = 1.0,
 ) -> Starlette:
-    """The console for ``settings``' topics; ``targets`` are the /metrics URLs (default: every component's)."""
+    """The console for ``settings``' topics; ``targets`` are the /metrics URLs (default: every component's).
+
+    Raises console.auth.ConsoleConfigError when no usable password is configured."""
+    password = check_password(settings.console_password.get_secret_value() if settings.console_password else None)
     hub = Hub(settings, preview_feed or PreviewFeed(settings), status_feed or StatusFeed(settings, targets=targets))
 
     @contextlib.asynccontextmanager
@@ -259,6 +336,10 @@ def create_app(
             await run_in_threadpool(hub.status.stop)
 
     routes = [
+        Route("/healthz", health),
+        Route("/login", login_page),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
         Route("/", index),
         Route("/api/state", state),
         Route("/api/events", events),
@@ -269,11 +350,16 @@ def create_app(
         Route("/api/sessions/{session}/qr.png", qr_code_png),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    logins = Logins(settings.console_login_ttl_s)
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(Guard, password=password, hosts=settings.console_host_names(), logins=logins)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},  # type: ignore[dict-item]
     )
     app.state.hub = hub
+    app.state.console_password = password
+    app.state.guard_logins = logins
+    app.state.login_throttle = LoginThrottle()
     app.state.event_interval_s = event_interval_s
     return app

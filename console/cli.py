@@ -25,26 +25,43 @@ def _is_loopback(host: str) -> bool:
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="Address to listen on. The page has no login: keep it on loopback unless something in front authenticates.",
+    help="Address to listen on. Off loopback, put it behind TLS (README: the console behind TLS).",
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port of the page.")
 @click.option("--metrics/--no-metrics", default=True, help="Serve the console's /metrics on its Prometheus port.")
 @click.pass_context
 def console(ctx, host, port, metrics):
-    """The operator console: start and end sessions, live previews, training, renditions, throughput."""
+    """The operator console: start and end sessions, live previews, training, renditions, throughput.
+
+    It asks for the operator password (BOOTH_CONSOLE_PASSWORD or a console_password file in
+    BOOTH_SECRETS_DIR) and answers only to the host names in BOOTH_CONSOLE_HOSTS."""
     import uvicorn
 
     from console.app import create_app
+    from console.auth import ConsoleConfigError
 
     settings = _settings(ctx)
+    try:
+        app = create_app(settings)
+    except ConsoleConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     if not _is_loopback(host):
-        click.echo(
-            f"warning: serving the console on {host}: anyone who reaches it can start and end sessions", err=True
-        )
+        if not settings.console_secure_cookie:
+            click.echo(
+                f"warning: serving the console on {host} over plain HTTP: its password and login cookie cross "
+                "the network readable; put it behind TLS and set BOOTH_CONSOLE_SECURE_COOKIE=true",
+                err=True,
+            )
+        if all(_is_loopback(h) for h in settings.console_host_names()):
+            click.echo(
+                f"warning: the console answers only to {settings.console_hosts}; set BOOTH_CONSOLE_HOSTS to the "
+                "name browsers use to reach it",
+                err=True,
+            )
     if metrics:
         from infra.metrics import serve
 
         serve(settings, "console")
     click.echo(f"console on http://{host}:{port}/")
     # A short graceful shutdown: open event streams never end by themselves.
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)

@@ -96,6 +96,7 @@ class PreviewFeed:
         self.last_error: str | None = None
         self._cameras: dict[str, _Camera] = {}
         self._sessions: dict[str, _SessionCounts] = {}
+        self._purged: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,6 +113,8 @@ class PreviewFeed:
             return
         key = (message.session, message.seq)
         with self._lock:
+            if message.session in self._purged:
+                return
             cam = self._cameras.setdefault(message.camera, _Camera())
             counts = self._sessions.setdefault(message.session, _SessionCounts())
             counts.cameras.add(message.camera)
@@ -132,6 +135,24 @@ class PreviewFeed:
     def _apply_all(self, records: list, _now: float) -> None:
         for record in records:
             self.apply(record.value)
+
+    def forget(self, sessions) -> None:
+        """Drop everything held of these (purged) sessions, and ignore their messages from now on."""
+        new = set(sessions) - self._purged
+        if not new:
+            return
+        with self._lock:
+            self._purged |= new
+            for session in new:
+                self._sessions.pop(session, None)
+            for name, cam in list(self._cameras.items()):
+                for buffer in (cam.frames, cam.poses):
+                    for key in [k for k in buffer if k[0] in new]:
+                        del buffer[key]
+                if cam.cache is not None and cam.cache.session in new:
+                    cam.cache = None
+                if not cam.frames and not cam.poses:
+                    del self._cameras[name]
 
     # --- reading -------------------------------------------------------------------------------
     def _pick(self, cam: _Camera) -> tuple[Frame, SmoothedPose | None] | None:

@@ -36,6 +36,7 @@ def _session_row(name: str, control: dict | None, counts: dict | None) -> dict[s
         "state": c.get("state"),
         "cameras": c.get("cameras") or n.get("cameras_seen") or [],
         "reference": c.get("reference"),
+        "consent": c.get("consent"),
         "started_at": c.get("started_at"),
         "ended_at": c.get("ended_at"),
         "frames": n.get("frames", 0),

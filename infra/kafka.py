@@ -11,6 +11,43 @@ from infra.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
+_LOGGED_ARG_LIMIT = 256  # bytes, or characters of an argument's text
+
+
+def _short(arg: object) -> object:
+    if isinstance(arg, (bytes, bytearray, memoryview)):
+        return f"<{len(arg)} bytes>" if len(arg) > _LOGGED_ARG_LIMIT else arg
+    if isinstance(arg, (int, float, bool)) or arg is None:
+        return arg
+    text = str(arg)  # a request or response object: its text may hold every record it carries
+    return f"<{type(arg).__name__}, {len(text)} characters>" if len(text) > 4 * _LOGGED_ARG_LIMIT else arg
+
+
+class _NoPayloads(logging.Filter):
+    """At debug level the Kafka clients log every record they send (value included), the raw bytes
+    they send and receive, and whole requests and responses: a camera frame's image would land in
+    the log. A long argument is logged as its size."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_short(a) for a in record.args)
+        return True
+
+
+_NO_PAYLOADS = _NoPayloads()
+CLIENT_LOGGERS = ("kafka", "aiokafka")
+
+
+def hide_payloads() -> None:
+    """Put the filter on every logger of the Kafka clients there is (on the loggers themselves, so
+    it holds whatever handlers a process configures). Each client factory below calls it, once the
+    client's modules (and their loggers) are imported; calling it again is harmless."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.split(".", 1)[0] in CLIENT_LOGGERS:
+            logger = logging.getLogger(name)
+            if _NO_PAYLOADS not in logger.filters:
+                logger.addFilter(_NO_PAYLOADS)
+
 
 def _security(settings: Settings) -> dict:
     opts: dict = {"security_protocol": settings.kafka_security_protocol}
@@ -31,6 +68,7 @@ def _security(settings: Settings) -> dict:
 def producer(settings: Settings, **overrides):
     from kafka import KafkaProducer
 
+    hide_payloads()
     opts = dict(
         bootstrap_servers=settings.kafka_bootstrap,
         max_request_size=settings.kafka_max_message_bytes,
@@ -52,6 +90,7 @@ def producer(settings: Settings, **overrides):
 def consumer(settings: Settings, *topics: str, group_id: str | None, **overrides):
     from kafka import KafkaConsumer
 
+    hide_payloads()
     opts = dict(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
@@ -102,6 +141,7 @@ def fetched_end_offsets(settings: Settings, ends: dict, timeout_s: float = 10.0)
 def admin(settings: Settings):
     from kafka import KafkaAdminClient
 
+    hide_payloads()
     return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **_security(settings))
 
 
@@ -151,6 +191,7 @@ def faust_broker_options(settings: Settings) -> dict:
     """Keyword arguments for faust.App that reach the same broker with the same limits."""
     import faust
 
+    hide_payloads()
     opts: dict = dict(
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_session_timeout=settings.kafka_session_timeout_ms / 1000,

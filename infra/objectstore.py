@@ -2,7 +2,8 @@
 
 Every call retries transport errors with backoff (a store that is briefly away); an answer from
 the server (access denied, no such bucket) is final. Keys come from schemas.layout, never built
-by hand.
+by hand. Every object is tagged with its retention class (`booth-retention`, schemas.layout), which
+the bucket's lifecycle rules select on (infra.retention).
 """
 
 from __future__ import annotations
@@ -12,15 +13,25 @@ import io
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from infra.settings import Settings
+from schemas import layout
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_LINK_S = 7 * 24 * 3600  # what S3 allows a presigned link
+RETENTION_TAG = "booth-retention"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    written_at: float  # seconds since the Unix epoch (the store's last-modified time)
+    size: int
 
 
 class TransientStoreError(RuntimeError):
@@ -81,9 +92,18 @@ class ObjectStore:
             self._retry("make bucket", lambda: self.client.make_bucket(self.bucket))
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        from minio.commonconfig import Tags
+
+        tags = None
+        kind = layout.retention_class(key)
+        if kind is not None:
+            tags = Tags.new_object_tags()
+            tags[RETENTION_TAG] = kind
         self._retry(
             f"put {key}",
-            lambda: self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type),
+            lambda: self.client.put_object(
+                self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, tags=tags
+            ),
         )
 
     def get(self, key: str) -> bytes | None:
@@ -124,6 +144,25 @@ class ObjectStore:
                 lambda: [o.object_name for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)],
             )
         )
+
+    def list_info(self, prefix: str) -> builtins.list[StoredObject]:
+        """Every object under prefix (recursive) with when it was written, sorted by key."""
+
+        def fetch() -> builtins.list[StoredObject]:
+            return [
+                StoredObject(o.object_name, o.last_modified.timestamp() if o.last_modified else 0.0, o.size or 0)
+                for o in self.client.list_objects(self.bucket, prefix=prefix, recursive=True)
+            ]
+
+        return sorted(self._retry(f"list {prefix}", fetch), key=lambda o: o.key)
+
+    def set_lifecycle(self, config: Any) -> None:
+        """Set the bucket's lifecycle rules (a minio LifecycleConfig); the server's refusal propagates."""
+        self._retry("set lifecycle", lambda: self.client.set_bucket_lifecycle(self.bucket, config))
+
+    def get_lifecycle(self) -> Any:
+        """The bucket's lifecycle rules (a minio LifecycleConfig), or None when it has none."""
+        return self._retry("get lifecycle", lambda: self.client.get_bucket_lifecycle(self.bucket))
 
     def delete(self, key: str) -> None:
         self._retry(f"delete {key}", lambda: self.client.remove_object(self.bucket, key))

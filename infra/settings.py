@@ -80,6 +80,24 @@ class Settings(BaseSettings):
     # ride out about 35 s); the trainer then retries the whole session with its own backoff.
     s3_attempts: int = Field(8, ge=1, le=20)
 
+    # --- privacy: how long a visitor's data is kept, in days after each object was written ---
+    retention_frames_days: int = Field(14, ge=1, le=3650, description="frames, shards and the dataset preview")
+    retention_checkpoints_days: int = Field(2, ge=1, le=3650, description="training checkpoints")
+    retention_videos_days: int = Field(7, ge=1, le=3650, description="the rendition and its pictures")
+    # How often a training job looks for a purge of its session (a marker in the store).
+    purge_check_s: float = Field(5.0, gt=0, le=300)
+
+    # --- operator console ---
+    # The login: a password or token of at least 12 characters (a secret: environment or
+    # BOOTH_SECRETS_DIR only). The console does not start without one.
+    console_password: SecretStr | None = None
+    # Host names the console answers to (comma-separated; a request for any other Host is refused,
+    # which defeats DNS rebinding). Behind a proxy: the public name.
+    console_hosts: str = "127.0.0.1,localhost,::1"
+    # Mark the login cookie Secure (sent over HTTPS only): on behind TLS.
+    console_secure_cookie: bool = False
+    console_login_ttl_s: int = Field(12 * 3600, ge=60, le=7 * 24 * 3600)
+
     # The reference dance of sessions that name none; without it, a session must name one.
     default_reference: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -128,6 +146,18 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
 
+    def retention_days(self) -> dict[str, int]:
+        """Days each retention class (schemas.layout) is kept; records as long as the longest."""
+        days = {
+            "frames": self.retention_frames_days,
+            "checkpoints": self.retention_checkpoints_days,
+            "videos": self.retention_videos_days,
+        }
+        return {**days, "records": max(days.values())}
+
+    def console_host_names(self) -> list[str]:
+        return [h.strip().lower().strip("[]") for h in self.console_hosts.split(",") if h.strip()]
+
     def group(self, component: str) -> str:
         return f"{self.app_id}-{component}"
 
@@ -161,7 +191,7 @@ class Settings(BaseSettings):
 
 
 # Credentials come from the environment or secret files only: config files get copied and committed.
-SECRET_FIELDS = ("kafka_sasl_password", "s3_secret_key")
+SECRET_FIELDS = ("kafka_sasl_password", "s3_secret_key", "console_password")
 
 
 def _refuse_secrets(config: Path) -> None:

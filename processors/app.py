@@ -30,6 +30,7 @@ import numpy as np
 from prometheus_client import Counter, Histogram
 
 from infra import deadletters, metrics
+from infra.changelog import SMOOTHER_TABLE, TRACKER_TABLE
 from infra.kafka import faust_broker_options
 from infra.metrics_names import set_consumer_lag
 from infra.settings import Settings
@@ -271,9 +272,10 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     poses = app.topic(settings.topic_poses, partitions=settings.partitions_streams, **raw)
     smoothed = app.topic(settings.topic_smoothed, partitions=settings.partitions_streams, **raw)
     deadletter = app.topic(settings.topic_deadletter, partitions=settings.partitions_control, **raw)
-    # Values: JSON-able dicts (the app's default json serializer), one per session/camera.
-    states = app.Table("smoother_state", default=None, partitions=settings.partitions_streams, key_type=str)
-    trackers = app.Table("tracker_state", default=None, partitions=settings.partitions_streams, key_type=str)
+    # Values: JSON-able dicts (the app's default json serializer), one per session/camera; their
+    # changelogs: infra.changelog (purge and retention tombstone them).
+    states = app.Table(SMOOTHER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str)
+    trackers = app.Table(TRACKER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str)
     smoothing = smoothing or SmoothingParams()
     track_stage = TrackStage(tracking_params(settings, smoothing))
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pose")  # one frame at a time, in order

@@ -1,4 +1,8 @@
-"""Session lifecycle events: a camera run is bound to a session that was started."""
+"""Session lifecycle events: a camera run is bound to a session that was started.
+
+A start records whether the visitor consented to their recording being kept after their video is
+made (schemas.SessionEvent); without consent nothing of theirs is kept beyond the video.
+"""
 
 from __future__ import annotations
 
@@ -36,11 +40,23 @@ def new_session_id() -> str:
 
 
 def publish(
-    settings: Settings, session: str, kind: str, cameras=(), reference: str | None = None, note: str = ""
+    settings: Settings,
+    session: str,
+    kind: str,
+    cameras=(),
+    reference: str | None = None,
+    note: str = "",
+    consent: bool = False,
 ) -> SessionEvent:
     validate_id(session, "session")
     event = SessionEvent(
-        session=session, kind=kind, wall_time=time.time(), cameras=list(cameras), reference=reference, note=note
+        session=session,
+        kind=kind,
+        wall_time=time.time(),
+        cameras=list(cameras),
+        reference=reference,
+        note=note,
+        consent=consent,
     )
     p = kafka.producer(settings)
     try:

@@ -23,6 +23,10 @@ deletes it). A recording that fails to publish goes back to ``pending/`` to be r
 ``failed/`` when it cannot be read. A publisher that crashed leaves its recording in
 ``publishing/`` with no lock held: the next publishing pass (any process) takes it back to
 ``pending/``. A retried recording is sent again from its start: consumers drop the repeated seqs.
+
+Recordings hold visitors' frames: `booth retention apply` deletes those in ``done/`` and
+``failed/`` older than the frames' retention, and `booth session purge` a session's, on the host
+they run on (infra.retention reads this layout).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ a component write outside its own session's prefix ("../", slashes, look-alike c
     sessions/<session>/manifest.json                     the dataset's summary (status, counts)
     sessions/<session>/preview.jpg                       a few samples: frame with pose | pose map
     sessions/<session>/dataset_ready.json                the DatasetReady that went out (assembler)
+    sessions/<session>/consent.json                      the visitor's consent as the start recorded it
     sessions/<session>/checkpoints/<name>                training state (ckpt-*.pt, generator.pt,
                                                          started.json: when the budget started)
     sessions/<session>/results/<name>                    rendition.mp4, side-by-side.mp4,
@@ -17,6 +18,19 @@ a component write outside its own session's prefix ("../", slashes, look-alike c
     references/<name>/v<version:04d>/<file>              one version of a reference dance
     references/<name>/source.<ext>                       the reference's original video
     models/base/<name>                                   the base model fine-tuning starts from
+    purged/<session>.json                                this session was purged (when): what stops
+                                                         a trainer mid-job and keeps replays out
+
+Retention (infra.retention): every key under sessions/ and purged/ has a class, each kept a number
+of days after it was written (settings retention_*_days):
+
+    frames        shards/, index/, preview.jpg: the visitor's frames and what is made of them
+    checkpoints   checkpoints/: training state
+    videos        results/: the rendition and the pictures made with it
+    records       manifest.json, dataset_ready.json, consent.json and purge markers: no pictures;
+                  kept as long as the longest of the others
+
+references/ and models/ hold no visitor's data and have no class (kept).
 """
 
 from __future__ import annotations
@@ -56,6 +70,61 @@ def result_key(session: str, filename: str) -> str:
 
 def dataset_ready_key(session: str) -> str:
     return f"{session_prefix(session)}dataset_ready.json"
+
+
+def consent_key(session: str) -> str:
+    return f"{session_prefix(session)}consent.json"
+
+
+SESSIONS_PREFIX = "sessions/"
+PURGED_PREFIX = "purged/"
+
+
+def purge_marker_key(session: str) -> str:
+    return f"{PURGED_PREFIX}{validate_id(session, 'session')}.json"
+
+
+# --- retention -------------------------------------------------------------------------------------
+RETENTION_CLASSES = ("frames", "checkpoints", "videos", "records")
+_RECORD_FILES = frozenset({"manifest.json", "dataset_ready.json", "consent.json"})
+_CLASS_OF_FOLDER = {"shards": "frames", "index": "frames", "checkpoints": "checkpoints", "results": "videos"}
+
+
+def retention_class(key: str) -> str | None:
+    """The retention class of a key (module doc), or None for what is kept (references, models).
+    An unknown key under a session counts as frames: the strictest class for the visitor's data."""
+    if key.startswith(PURGED_PREFIX):
+        return "records"
+    if not key.startswith(SESSIONS_PREFIX):
+        return None
+    rest = key[len(SESSIONS_PREFIX) :].partition("/")[2]
+    folder, sep, _name = rest.partition("/")
+    if sep:
+        return _CLASS_OF_FOLDER.get(folder, "frames")
+    return "records" if rest in _RECORD_FILES else "frames"
+
+
+def session_of_key(key: str) -> str | None:
+    """The session a key under sessions/ or purged/ belongs to (None for any other key)."""
+    if key.startswith(SESSIONS_PREFIX):
+        return key[len(SESSIONS_PREFIX) :].partition("/")[0] or None
+    if key.startswith(PURGED_PREFIX) and key.endswith(".json"):
+        return key[len(PURGED_PREFIX) : -len(".json")] or None
+    return None
+
+
+def kept_without_consent(session: str) -> frozenset[str]:
+    """What is kept of a session without consent once its video is made: the video the visitor's
+    link points to and records without pictures (the manifest, metrics, consent)."""
+    return frozenset(
+        {
+            result_key(session, "rendition.mp4"),
+            result_key(session, "metrics.json"),
+            manifest_key(session),
+            dataset_ready_key(session),
+            consent_key(session),
+        }
+    )
 
 
 REFERENCES_PREFIX = "references/"

@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from schemas.ids import InvalidId, validate_id
 from schemas.keypoints import NUM_KEYPOINTS
+from schemas.redaction import without_pixels
 
 MAGIC = b"MB"
 _PREFIX = struct.Struct(">2sBBI")
@@ -58,6 +59,12 @@ class Message(BaseModel):
     # has one of them is refused): what they meant must be what the current version means without them.
     READS: ClassVar[dict[int, frozenset[str]]] = {}
     PAYLOAD: ClassVar[str | None] = None  # the field carried raw after the header
+
+    @classmethod
+    def upgrade(cls, version: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """The header fields of an older version (one of READS) as this version has them; raises
+        SchemaError for what that version could not have held beyond READS' missing fields."""
+        return fields
 
     def encode(self) -> bytes:
         fields = self.model_dump(mode="json", exclude={self.PAYLOAD} if self.PAYLOAD else None)
@@ -247,14 +254,31 @@ class SmoothedPose(_PoseBase):
 
 
 class SessionEvent(Message):
+    """A session's lifecycle: start (with the visitor's consent or not), end, abort, purge.
+
+    consent: the visitor agreed that their recording may be kept (per the retention policy) after
+    their video is made; without it nothing of theirs is kept beyond the video. purge: delete
+    everything of the session (`booth session purge`). Version 1 had neither; it is still read,
+    as a session without consent.
+    """
+
     KIND: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 2
+    READS: ClassVar[dict[int, frozenset[str]]] = {1: frozenset({"consent"})}
 
     session: SafeId
-    kind: Literal["start", "end", "abort"]
+    kind: Literal["start", "end", "abort", "purge"]
     wall_time: NonNeg
     cameras: list[SafeId] = Field(default_factory=list, max_length=64)
     reference: SafeId | None = None
     note: str = Field(default="", max_length=1000)
+    consent: bool = Field(default=False, strict=True)
+
+    @classmethod
+    def upgrade(cls, version: int, fields: dict[str, Any]) -> dict[str, Any]:
+        if version == 1 and fields.get("kind") == "purge":
+            raise SchemaError("SessionEvent version 1 has no purge kind (purge came with version 2)")
+        return fields
 
 
 class DatasetReady(Message):
@@ -298,7 +322,11 @@ class Rendition(Message):
 
 
 class DeadLetter(Message):
-    """A message a stage could not process, with why; the original bytes ride as the payload."""
+    """A message a stage could not process, with why; a copy of the original rides as the payload.
+
+    The copy never holds an image's pixels (schemas.redaction: a Frame keeps its header and its
+    image's headers) and is cut at MAX_ORIGINAL bytes; `truncated` says it is shorter than the
+    original, whose length is `original_size`."""
 
     KIND: ClassVar[int] = 8
     PAYLOAD: ClassVar[str | None] = "original"
@@ -329,6 +357,7 @@ class DeadLetter(Message):
         wall_time: float,
     ) -> DeadLetter:
         value = value or b""
+        kept = without_pixels(value)[: cls.MAX_ORIGINAL]
         return cls(
             stage=stage,
             reason=reason[:2000],
@@ -337,9 +366,9 @@ class DeadLetter(Message):
             offset=offset,
             key=None if key is None else key.decode("utf-8", "backslashreplace")[:300],
             original_size=len(value),
-            truncated=len(value) > cls.MAX_ORIGINAL,
+            truncated=len(kept) < len(value),
             wall_time=wall_time,
-            original=value[: cls.MAX_ORIGINAL],
+            original=kept,
         )
 
 
@@ -403,6 +432,8 @@ def decode(data: bytes | bytearray | memoryview | None) -> Message:
         fields[cls.PAYLOAD] = payload
     elif payload:
         raise SchemaError(f"{cls.__name__} carries no payload but {len(payload)} bytes follow the header")
+    if version != cls.VERSION:
+        fields = cls.upgrade(version, fields)
     try:
         return cls.model_validate(fields)
     except ValidationError as exc:

@@ -330,6 +330,36 @@ def serve(app):
         thread.join(10)
 
 
+def pixel_marks(image: bytes, size: int = 24) -> tuple[bytes, str]:
+    """A piece of an image's pixel data (from the second half of a JPEG's scan) and how it reads
+    in the text form of any bytes holding it: a log or a repr containing it holds pixels. The
+    piece has no quotes or backslashes, whose escaping depends on what surrounds them."""
+    for start in range(len(image) // 2, len(image) - size - 2):
+        piece = image[start : start + size]
+        if not any(c in piece for c in b"'\"\\"):
+            return piece, repr(piece)[2:-1]
+    raise AssertionError("no quote-free piece in the image")
+
+
+# --- the console's login --------------------------------------------------------------------------
+CONSOLE_PASSWORD = "operator-test-password"  # test settings only
+
+
+def console_settings(settings, **updates):
+    """The settings with an operator password, as the console needs."""
+    from pydantic import SecretStr
+
+    return settings.model_copy(update={"console_password": SecretStr(CONSOLE_PASSWORD), **updates})
+
+
+def logged_in(client, base: str = "http://127.0.0.1"):
+    """A TestClient or httpx client, logged in through POST /login, sending the console's Origin."""
+    client.headers["Origin"] = base
+    response = client.post(f"{base}/login", json={"password": CONSOLE_PASSWORD})
+    assert response.status_code == 200, response.text
+    return client
+
+
 @contextlib.contextmanager
 def fake_metrics():
     """A /metrics endpoint whose pose counter climbs, standing in for the processors."""

@@ -27,9 +27,25 @@ from schemas import (
 )
 from schemas.keypoints import IMPUTED, NUM_KEYPOINTS, OUTLIER, SMOOTHED
 
-from helpers import fake_metrics, make_frame, make_pose, read_topic, send, serve, wait_until
+from helpers import (
+    console_settings,
+    fake_metrics,
+    logged_in,
+    make_frame,
+    make_pose,
+    read_topic,
+    send,
+    serve,
+    wait_until,
+)
 
 W, H = 320, 240
+BASE = "http://127.0.0.1"
+
+
+def console(settings, **kw) -> TestClient:
+    """The console app on ``settings`` in a TestClient, logged in (enter it with `with`)."""
+    return TestClient(create_app(console_settings(settings), **kw), base_url=BASE)
 
 
 def session_row(client, session):
@@ -150,9 +166,11 @@ def test_qr_png_decodes_back_to_the_link():
 
 # --- the API on the real broker --------------------------------------------------------------------
 def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(settings):
-    with TestClient(create_app(settings, targets={})) as client:
+    with console(settings, targets={}) as client:
+        logged_in(client)
         r = client.post(
-            "/api/sessions", json={"session": "visitor-1", "cameras": ["cam0", "cam1"], "reference": "salsa"}
+            "/api/sessions",
+            json={"session": "visitor-1", "cameras": ["cam0", "cam1"], "reference": "salsa", "consent": True},
         )
         assert r.status_code == 201, r.text
         assert r.json()["session"] == "visitor-1"
@@ -162,7 +180,9 @@ def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(
         assert client.post("/api/sessions/visitor-1/end", json={"abort": True}).json()["event"]["kind"] == "abort"
 
         bad = {
-            "the request body is not valid JSON": client.post("/api/sessions", content=b"{nope"),
+            "the request body is not valid JSON": client.post(
+                "/api/sessions", content=b"{nope", headers={"Content-Type": "application/json"}
+            ),
             "must be a JSON object": client.post("/api/sessions", json=["cam0"]),
             "session '../etc' has a forbidden character '.'": client.post("/api/sessions", json={"session": "../etc"}),
             "cameras must be a list": client.post("/api/sessions", json={"cameras": "cam0"}),
@@ -170,7 +190,8 @@ def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(
             "cameras lists an id twice": client.post("/api/sessions", json={"cameras": ["cam0", "cam0"]}),
             "unknown field(s) camera": client.post("/api/sessions", json={"camera": ["cam0"]}),
             "abort must be true or false": client.post("/api/sessions/visitor-1/end", json={"abort": "yes"}),
-            "session 'a.b' has a forbidden": client.post("/api/sessions/a.b/end"),
+            "session 'a.b' has a forbidden": client.post("/api/sessions/a.b/end", json={}),
+            "consent must be true or false": client.post("/api/sessions", json={"consent": "yes"}),
         }
         for expected, response in bad.items():
             assert response.status_code == 400, (expected, response.text)
@@ -186,10 +207,12 @@ def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(
         ("visitor-1", "abort"),
     ]
     assert events[0].cameras == ["cam0", "cam1"] and events[0].reference == "salsa"
+    assert [e.consent for e in events] == [True, False, False, False]  # consent only when given
 
 
 def test_preview_endpoint_serves_the_newest_posed_frame_and_follows_new_frames(settings):
-    with TestClient(create_app(settings, targets={})) as client:
+    with console(settings, targets={}) as client:
+        logged_in(client)
         assert client.get("/api/preview/cam0.jpg").status_code == 404
         assert "forbidden character" in client.get("/api/preview/c%20am.jpg").json()["error"]
 
@@ -240,8 +263,9 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
     now = time.time()
     with (
         fake_metrics() as pose_metrics,
-        TestClient(create_app(settings, targets={"processors": pose_metrics})) as client,
+        console(settings, targets={"processors": pose_metrics}) as client,
     ):
+        logged_in(client)
         send(
             settings,
             [
@@ -416,20 +440,25 @@ def test_failed_and_inactive_sessions_show_as_such_and_metrics_targets_come_from
 
 def test_event_stream_sends_the_state_about_every_second(settings):
     send(settings, [(settings.topic_sessions, SessionEvent(session="sse-1", kind="start", wall_time=time.time()))])
-    with serve(create_app(settings, targets={}, event_interval_s=0.2)) as base:
+    with (
+        serve(create_app(console_settings(settings), targets={}, event_interval_s=0.2)) as base,
+        httpx.Client(timeout=10) as http,
+    ):
+        logged_in(http, base)
         states = []
-        with httpx.stream("GET", f"{base}/api/events", timeout=10) as response:
+        with http.stream("GET", f"{base}/api/events") as response:
             assert response.headers["content-type"].startswith("text/event-stream")
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     states.append(json.loads(line[6:]))
-                    if any(r["session"] == "sse-1" for r in states[-1]["sessions"]) or len(states) > 100:
+                    seen = any(r["session"] == "sse-1" for r in states[-1]["sessions"])
+                    if (seen and len(states) >= 2) or len(states) > 100:
                         break
         assert len(states) >= 2 and states[-1]["now"] > states[0]["now"]
         assert any(r["session"] == "sse-1" and r["state"] == "start" for r in states[-1]["sessions"])
-        page = httpx.get(base + "/")
-        assert page.status_code == 200 and 'id="start-session"' in page.text
-        assert httpx.get(base + "/static/app.js").status_code == 200
+        page = http.get(base + "/")
+        assert page.status_code == 200 and 'id="start-session"' in page.text and 'id="f-consent"' in page.text
+        assert http.get(base + "/static/app.js").status_code == 200
 
 
 def test_console_command_serves_on_loopback_by_default_and_warns_otherwise(settings, monkeypatch):
@@ -441,6 +470,12 @@ def test_console_command_serves_on_loopback_by_default_and_warns_otherwise(setti
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))  # not actually serving
+    # No password: the console does not start, and says how to set one.
+    refused = CliRunner().invoke(console, ["--no-metrics"], obj={"settings": settings})
+    assert refused.exit_code != 0 and not calls
+    assert "BOOTH_CONSOLE_PASSWORD" in refused.output and "BOOTH_SECRETS_DIR" in refused.output
+
+    settings = console_settings(settings)
     result = CliRunner().invoke(console, ["--port", "8123", "--no-metrics"], obj={"settings": settings})
     assert result.exit_code == 0, result.output
     ((app, kw),) = calls
@@ -448,7 +483,10 @@ def test_console_command_serves_on_loopback_by_default_and_warns_otherwise(setti
     assert app.state.hub.settings is settings and "warning" not in result.output
 
     exposed = CliRunner().invoke(console, ["--host", "0.0.0.0", "--no-metrics"], obj={"settings": settings})
-    assert exposed.exit_code == 0 and "anyone who reaches it can start and end sessions" in exposed.output
+    assert exposed.exit_code == 0 and "over plain HTTP" in exposed.output and "BOOTH_CONSOLE_HOSTS" in exposed.output
     assert calls[-1][1]["host"] == "0.0.0.0" and calls[-1][1]["port"] == 8080
+    behind_tls = console_settings(settings, console_secure_cookie=True, console_hosts="booth.example.org")
+    quiet = CliRunner().invoke(console, ["--host", "0.0.0.0", "--no-metrics"], obj={"settings": behind_tls})
+    assert quiet.exit_code == 0 and "warning" not in quiet.output
     bad = CliRunner().invoke(console, ["--port", "0"], obj={"settings": settings})
     assert bad.exit_code != 0 and "0 is not in the range" in bad.output

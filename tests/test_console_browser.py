@@ -1,4 +1,4 @@
-"""The console page driven in headless Chromium: start a session, watch the preview, training and video.
+"""The console page driven in headless Chromium: log in, start a session, watch the preview, training and video.
 
 Needs Debian's chromium and chromium-driver (`bash .ci/install-browser.sh`); leaves a screenshot in
 artifacts/console.png.
@@ -23,7 +23,17 @@ from infra.settings import REPO_ROOT
 from schemas import Rendition, SessionEvent, TrainingProgress
 from schemas.keypoints import IMPUTED, SMOOTHED
 
-from helpers import fake_metrics, make_frame, make_pose, read_topic, send, serve, wait_until
+from helpers import (
+    CONSOLE_PASSWORD,
+    console_settings,
+    fake_metrics,
+    make_frame,
+    make_pose,
+    read_topic,
+    send,
+    serve,
+    wait_until,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "artifacts"
@@ -93,10 +103,25 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
     stop = threading.Event()
     with (
         fake_metrics() as pose_metrics,
-        serve(create_app(settings, targets={"processors": pose_metrics})) as base,
+        serve(create_app(console_settings(settings), targets={"processors": pose_metrics})) as base,
         chromium() as driver,
     ):
+        # Not logged in: the page sends the browser to the login page; a wrong password is refused.
         driver.get(base)
+        wait_until(lambda: driver.current_url == f"{base}/login", timeout=10, what="the login page")
+        driver.find_element(By.ID, "password").send_keys("not the password")
+        driver.find_element(By.ID, "login").click()
+        wait_until(
+            lambda: "wrong password" in driver.find_element(By.ID, "message").text, timeout=10, what="the refusal"
+        )
+        password = driver.find_element(By.ID, "password")
+        password.clear()
+        password.send_keys(CONSOLE_PASSWORD)
+        driver.find_element(By.ID, "login").click()
+        wait_until(lambda: driver.current_url == f"{base}/", timeout=10, what="the console after logging in")
+        (cookie,) = driver.get_cookies()
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        assert not driver.execute_script("return document.cookie")  # out of scripts' reach
 
         def text(css: str) -> str:  # read by script: the page redraws its cards, so elements go stale
             return driver.execute_script("return document.querySelector(arguments[0])?.textContent || ''", css)
@@ -107,6 +132,7 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         cameras.clear()
         cameras.send_keys("cam0")
         driver.find_element(By.ID, "f-reference").send_keys("salsa")
+        driver.find_element(By.ID, "f-consent").click()
         driver.find_element(By.ID, "start-session").click()
         message = wait_until(
             lambda: "started" in (t := driver.find_element(By.ID, "message").text) and t,
@@ -116,11 +142,13 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         session = message.split()[1]
         (event,) = [m for m in read_topic(settings, settings.topic_sessions, idle_s=0.5) if isinstance(m, SessionEvent)]
         assert (event.session, event.kind, event.cameras, event.reference) == (session, "start", ["cam0"], "salsa")
+        assert event.consent and not driver.find_element(By.ID, "f-consent").is_selected()  # asked anew each time
         wait_until(
             lambda: text("#detail .session-id") == session and "recording" in text("#detail"),
             timeout=15,
             what="the session card",
         )
+        assert "recording is kept" in text("#detail .consent")
 
         camera = threading.Thread(target=stream_camera, args=(settings, session, stop), daemon=True)
         camera.start()
@@ -230,3 +258,13 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         ARTIFACTS.mkdir(exist_ok=True)
         driver.set_window_size(1440, driver.execute_script("return document.documentElement.scrollHeight") + 140)
         driver.save_screenshot(str(ARTIFACTS / "console.png"))
+
+        # The page's content security policy blocked nothing it needs: no violation was logged.
+        logged = driver.get_log("browser")
+        assert not [e for e in logged if "Content Security Policy" in e["message"]], logged
+
+        # Logging out ends the login: the page is the login page again.
+        driver.find_element(By.ID, "logout").click()
+        wait_until(lambda: driver.current_url == f"{base}/login", timeout=10, what="the login page after logout")
+        driver.get(base)
+        wait_until(lambda: driver.current_url == f"{base}/login", timeout=10, what="the page to stay closed")

@@ -16,8 +16,19 @@ from infra import kafka
 from infra.stack import free_port
 from schemas import DeadLetter, Frame, Person, PoseEstimate, SessionEvent, SmoothedPose, frame_key
 from schemas.messages import KINDS
+from schemas.redaction import without_pixels
 
-from helpers import TopicReader, clip_frames, running, scrape, start_worker, stop_worker, wait_until, with_sof_size
+from helpers import (
+    TopicReader,
+    clip_frames,
+    pixel_marks,
+    running,
+    scrape,
+    start_worker,
+    stop_worker,
+    wait_until,
+    with_sof_size,
+)
 
 BIG = 60 * 1024 * 1024
 
@@ -173,8 +184,16 @@ def test_bad_frames_and_poses_are_dead_lettered_counted_and_processing_continues
             assert len(matches) == 1, f"{stage} / {what}: no single dead letter with {reason!r}"
             letter = matches[0]
             value = value or b""
-            assert letter.original_size == len(value) and letter.original == value[: DeadLetter.MAX_ORIGINAL]
-            assert letter.truncated == (len(value) > DeadLetter.MAX_ORIGINAL), what
+            # A copy for debugging: a frame's envelope and image headers, never its pixels.
+            kept = without_pixels(value)[: DeadLetter.MAX_ORIGINAL]
+            assert letter.original_size == len(value) and letter.original == kept, what
+            assert letter.truncated == (len(kept) < len(value)), what
+    # Frames that carried a picture kept none of it: a piece of the JPEG's scan data (its pixels) is
+    # in no dead letter, and not in the worker's log either, raw or escaped.
+    pixels, as_text = pixel_marks(f.image)
+    assert all(pixels not in d.original for _, d in letters)
+    log_bytes = log_path.read_bytes()
+    assert pixels not in log_bytes and as_text.encode() not in log_bytes
     # Processing went on: the good frames after the corpus got their poses (a person on each), in
     # order, and were smoothed.
     estimates = [p for p in (_try_decode(r.value) for r in poses.records) if isinstance(p, PoseEstimate)]
@@ -298,7 +317,7 @@ def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings)
             if reason in d.reason and d.source_topic == topic
         ]
         assert len(matches) == 1, f"{topic}: no single dead letter with {reason!r}"
-        assert (matches[0].stage, matches[0].original) == ("assembler", value or b"")
+        assert (matches[0].stage, matches[0].original) == ("assembler", without_pixels(value or b""))
     # Nothing was written outside the good session's own prefix.
     assert {k.split("/")[1] for k in ObjectStore(settings).list("")} == {syn.session}
 

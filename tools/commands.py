@@ -77,9 +77,23 @@ def record(ctx, topics, output, session, idle_s, max_messages, quiet, force):
     rows += [
         ("messages", summary.total),
         ("other sessions skipped", summary.skipped),
-        ("sessions", ", ".join(summary.sessions[:10]) or "-"),
+        ("sessions (whose data it holds)", _whose(summary.consent) or ", ".join(summary.sessions[:10]) or "-"),
     ]
     _print_table("recorded", rows)
+    unconsented = sorted(s for s, c in summary.consent.items() if c != "consent")
+    if unconsented:
+        click.echo(
+            f"note: {output} holds visitors' data without recorded consent ({', '.join(unconsented[:10])}); "
+            "delete it when you are done debugging",
+            err=True,
+        )
+
+
+def _whose(consent: dict[str, str] | None, limit: int = 10) -> str:
+    """'s1 (consent), s2 (no consent)', at most `limit` sessions."""
+    items = sorted((consent or {}).items())
+    text = ", ".join(f"{s} ({c})" for s, c in items[:limit])
+    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 @click.command("replay")
@@ -102,7 +116,7 @@ def record(ctx, topics, output, session, idle_s, max_messages, quiet, force):
 @click.pass_context
 def replay(ctx, file, speed, session, as_session, topic_map, keep_timestamps, quiet, metrics):
     """Replay a recording FILE into the topics (to debug a bad session, say)."""
-    from tools.replay import RecordingError, ReplayError, parse_topic_map
+    from tools.replay import RecordingError, ReplayError, parse_topic_map, read_info
     from tools.replay import replay as do_replay
 
     settings = _settings(ctx)
@@ -135,7 +149,12 @@ def replay(ctx, file, speed, session, as_session, topic_map, keep_timestamps, qu
             (f"moved to {as_session}", summary.rewritten),
             ("not envelopes, sent as recorded", summary.kept_as_recorded),
         ]
+    try:
+        whose = read_info(file).sessions
+    except RecordingError:
+        whose = None
     rows += [
+        ("sessions in the file", _whose(whose) if whose is not None else "not listed (an older recording)"),
         ("recorded span", f"{summary.recorded_span_s:.2f}s"),
         ("replayed in", f"{summary.elapsed_s:.2f}s" + (f" (speed {speed:g})" if speed else " (as fast as possible)")),
     ]

@@ -62,10 +62,13 @@ def _total(scraped: dict[str, dict], name: str) -> float | None:
 
 
 class ControlState:
-    """Folds control-topic messages into one row per session, plus dead-letter counts."""
+    """Folds control-topic messages into one row per session, plus dead-letter counts.
+
+    A purge event removes its session's row, and every later message of that session is ignored."""
 
     def __init__(self) -> None:
         self.sessions: dict[str, dict[str, Any]] = {}
+        self.purged: set[str] = set()
         self.deadletters: Counter[str] = Counter()
         self.last_deadletters: deque[dict] = deque(maxlen=5)
         self.invalid = 0
@@ -79,6 +82,7 @@ class ControlState:
                 "state": None,
                 "cameras": [],
                 "reference": None,
+                "consent": None,
                 "started_at": None,
                 "ended_at": None,
                 "dataset": None,
@@ -114,7 +118,11 @@ class ControlState:
             )
             return
         session = getattr(message, "session", None)
-        if session is None:
+        if session is None or session in self.purged:
+            return
+        if isinstance(message, SessionEvent) and message.kind == "purge":
+            self.purged.add(session)
+            self.sessions.pop(session, None)
             return
         row = self._row(session)
         row["updated_at"] = max(row["updated_at"], getattr(message, "wall_time", 0.0))
@@ -122,7 +130,12 @@ class ControlState:
             if row["state"] != "closed" or message.kind != "start":  # a replayed start does not reopen it
                 row["state"] = message.kind
             if message.kind == "start":
-                row.update(cameras=list(message.cameras), reference=message.reference, started_at=message.wall_time)
+                row.update(
+                    cameras=list(message.cameras),
+                    reference=message.reference,
+                    consent=message.consent,
+                    started_at=message.wall_time,
+                )
             else:
                 row["ended_at"] = message.wall_time
         elif isinstance(message, DatasetReady):
@@ -155,6 +168,7 @@ class ControlState:
             },
             "invalid_control_messages": self.invalid,
             "last_invalid": self.last_invalid,
+            "purged": sorted(self.purged),
         }
 
 

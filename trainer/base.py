@@ -22,7 +22,14 @@ def train_base(
     from trainer.pix2pix.train import TrainConfig
     from trainer.pix2pix.train import train_base as run
 
-    kinds = {session: (read_manifest(settings, session) or {}).get("representation", "pose") for session in sessions}
+    manifests = {session: read_manifest(settings, session) or {} for session in sessions}
+    # A base model learns from the visitors' frames: only from those who agreed to their keeping.
+    unconsented = [session for session, m in manifests.items() if m.get("consent") is not True]
+    if unconsented:
+        raise ValueError(
+            f"sessions {unconsented} have no recorded consent: a base model learns only from those that do"
+        )
+    kinds = {session: m.get("representation", "pose") for session, m in manifests.items()}
     if len(set(kinds.values())) > 1:
         raise ValueError(f"sessions assembled in different representations {kinds}: a model learns one")
     pairs = []

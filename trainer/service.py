@@ -15,6 +15,9 @@ Failures end one session, never the service:
 * the object store or the broker being away: the job is retried with backoff (it resumes from
   its checkpoint); if they stay away the service exits without committing, so nothing is lost.
 The offset of a DatasetReady is committed only after its Rendition (or its failure) is published.
+
+A session purged while it trains (trainer.job: a marker in the store, seen by whichever trainer
+has it) stops at the next step; nothing is published for it and its offset is committed.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from infra.deadletters import send_dead_letter
 from infra.objectstore import TransientStoreError
 from infra.settings import Settings
 from schemas import DatasetReady, Rendition, SchemaError, TrainingProgress
-from trainer.job import Cancelled, TrainerConfig, TrainingJob
+from trainer.job import Cancelled, Purged, TrainerConfig, TrainingJob
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ SESSION_SECONDS = Histogram(
     buckets=(30, 60, 120, 300, 600, 1200, 1800, 3600, 5400, 7200),
 )
 SESSIONS = Counter("booth_trainer_sessions_total", "Sessions the trainer finished, by outcome", ["outcome"])
-for _outcome in ("rendered", "failed"):  # exported from the start: a rate() over nothing shows no data
+for _outcome in ("rendered", "failed", "purged"):  # exported from the start: a rate() over nothing shows no data
     SESSIONS.labels(_outcome)
 
 STAGE = "trainer"
@@ -181,8 +184,8 @@ class TrainingService:
     def handle(
         self, ready: DatasetReady, *, cancel: threading.Event | None = None, record: Any | None = None
     ) -> Rendition | None:
-        """Train and render one session; None when there is nothing to train or it failed
-        permanently (the failure is published, with a dead letter of `record` when given).
+        """Train and render one session; None when there is nothing to train, it was purged, or it
+        failed permanently (the failure is published, with a dead letter of `record` when given).
         Transient errors and Cancelled propagate: the caller retries or leaves it uncommitted."""
         if ready.status != "ready":
             log.info("session %s: dataset %s (%s); nothing to train", ready.session, ready.status, ready.reason)
@@ -190,6 +193,9 @@ class TrainingService:
         t0 = time.monotonic()
         try:
             rendition = self._job(ready, cancel).run()
+        except Purged:
+            SESSIONS.labels("purged").inc()
+            return None
         except Exception as exc:
             if isinstance(exc, Cancelled) or is_transient(exc):
                 raise

@@ -16,6 +16,7 @@ function el(tag, attrs = {}, ...children) {
   for (const [key, value] of Object.entries(attrs)) {
     if (value === null || value === undefined || value === false) continue;
     if (key === "class") node.className = value;
+    else if (key === "style") node.style.cssText = value; // through the CSSOM: the page's CSP allows no inline style
     else if (key === "dataset") Object.assign(node.dataset, value);
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : value);
@@ -60,12 +61,17 @@ function say(text, isError = false) {
   box.classList.toggle("error", isError);
 }
 
+function toLogin() {
+  window.location.replace("/login");
+}
+
 async function api(path, body) {
   const response = await fetch(path, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body || {}),
   });
+  if (response.status === 401) toLogin(); // the login expired
   let data = {};
   try { data = await response.json(); } catch (_) { /* not JSON: keep the status line */ }
   if (!response.ok) throw new Error(data.error || `${response.status} ${response.statusText}`);
@@ -77,10 +83,12 @@ document.getElementById("start-form").addEventListener("submit", async (event) =
   event.preventDefault();
   const button = document.getElementById("start-session");
   const cameras = document.getElementById("f-cameras").value.split(/[\s,]+/).filter(Boolean);
+  const consent = document.getElementById("f-consent");
   const body = {
     session: document.getElementById("f-session").value.trim() || null,
     cameras,
     reference: document.getElementById("f-reference").value.trim() || null,
+    consent: consent.checked,
   };
   button.disabled = true;
   try {
@@ -88,7 +96,8 @@ document.getElementById("start-form").addEventListener("submit", async (event) =
     select(data.session);
     pendingStart = data.session;
     document.getElementById("f-session").value = "";
-    say(`Session ${data.session} started.`);
+    consent.checked = false; // every visitor is asked anew
+    say(`Session ${data.session} started${body.consent ? " (recording kept: consent)" : " (only the video is kept)"}.`);
   } catch (err) {
     say(`Could not start the session: ${err.message}`, true);
   } finally {
@@ -105,6 +114,10 @@ async function endSession(session, abort) {
     say(`Could not end the session: ${err.message}`, true);
   }
 }
+
+document.getElementById("logout").addEventListener("click", async () => {
+  try { await api("/logout", {}); } finally { toLogin(); }
+});
 
 function select(session) {
   selected = session;
@@ -228,6 +241,9 @@ function renderDetail(row) {
     row.failure ? el("p", { class: "failure", id: "failure" }, row.failure) : null,
     el("p", { class: "muted" },
       `cameras ${row.cameras.join(", ") || "–"} · reference ${row.reference || "–"} · started ${clock(row.started_at)}`),
+    el("p", { class: "muted small consent" },
+      row.consent === true ? "consent: the recording is kept per the retention policy"
+        : row.consent === false ? "no consent: only the video is kept once it is made" : "consent: not recorded"),
     el("div", { class: "tiles" },
       tile("frames", num(row.frames)),
       tile("poses", num(row.poses)),
@@ -324,7 +340,12 @@ function connect() {
     setConnected(true);
     render(JSON.parse(event.data));
   };
-  source.onerror = () => setConnected(false); // EventSource reconnects by itself
+  source.onerror = async () => {
+    setConnected(false); // EventSource reconnects by itself, unless the login has expired
+    try {
+      if ((await fetch("/api/state", { cache: "no-store" })).status === 401) toLogin();
+    } catch (_) { /* the server is away: keep trying */ }
+  };
 }
 
 connect();

@@ -3,7 +3,11 @@
 File
     profile ``motion-booth``; one metadata record named ``booth.recording`` with string values
     ``format`` ("1"), ``bootstrap``, ``topics`` (comma-separated), ``session`` (the filter, or ""),
-    ``started_at`` (ISO 8601, UTC).
+    ``started_at`` (ISO 8601, UTC); and, written when the file is finished, one named
+    ``booth.sessions``: whose data the file holds, one entry per session id found in it, valued
+    ``consent``, ``no consent`` (as its recorded start said) or ``unknown`` (its start is not in
+    the file). A visitor's data in a recording is a copy that `booth session purge` cannot reach:
+    this record says which files to delete.
 Channels
     one per Kafka topic: ``channel.topic`` is the topic name, ``message_encoding`` is
     ``motion-booth/kafka-record`` (below), no schema (schema id 0: the encoding describes itself),
@@ -40,9 +44,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.replay.sessions import session_of, start_consent
+
 PROFILE = "motion-booth"
 ENCODING = "motion-booth/kafka-record"
 METADATA_NAME = "booth.recording"
+SESSIONS_METADATA = "booth.sessions"
 FORMAT_VERSION = "1"
 _LENGTH = struct.Struct(">I")
 
@@ -135,8 +142,20 @@ class RecordingWriter:
             for topic, count in topics.items()
         }
         self._last_log_time: dict[tuple[str, int], int] = {}
+        self.sessions: dict[str, str] = {}  # session -> consent, no consent, unknown
+
+    def _note_session(self, record: KafkaRecord) -> None:
+        started = start_consent(record.value)
+        if started is not None:
+            session, consent = started
+            self.sessions[session] = "consent" if consent else "no consent"
+            return
+        found = session_of(record.key, record.value)
+        if found is not None:
+            self.sessions.setdefault(found, "unknown")
 
     def add(self, record: KafkaRecord) -> None:
+        self._note_session(record)
         now = time.time_ns()
         log_time = record.timestamp_ms * 1_000_000 if record.timestamp_ms >= 0 else now
         where = (record.topic, record.partition)
@@ -153,6 +172,7 @@ class RecordingWriter:
     def close(self) -> None:
         if not self._file.closed:
             try:
+                self._writer.add_metadata(SESSIONS_METADATA, dict(sorted(self.sessions.items())))
                 self._writer.finish()
             finally:
                 self._file.close()
@@ -170,6 +190,8 @@ class RecordingInfo:
     metadata: dict[str, str]
     partitions: dict[str, int]  # topic -> partition count when recorded
     counts: dict[str, int] = field(default_factory=dict)  # topic -> messages
+    # Whose data it holds: session -> consent, no consent, unknown (None: written before this record)
+    sessions: dict[str, str] | None = None
     start_ns: int = 0
     end_ns: int = 0
 
@@ -188,7 +210,8 @@ def read_info(path: Path) -> RecordingInfo:
             reader = make_reader(f)
             header = reader.get_header()
             summary = reader.get_summary()
-            metadata = next((dict(m.metadata) for m in reader.iter_metadata() if m.name == METADATA_NAME), None)
+            records = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
+            metadata = records.get(METADATA_NAME)
     except (McapError, OSError, EOFError, struct.error) as exc:
         raise RecordingError(f"{path} is not a readable MCAP recording: {exc}") from None
     if header.profile != PROFILE or metadata is None:
@@ -198,7 +221,7 @@ def read_info(path: Path) -> RecordingInfo:
         )
     if summary is None:
         raise RecordingError(f"{path} has no summary section: the recording was not finished")
-    info = RecordingInfo(path=path, metadata=metadata, partitions={})
+    info = RecordingInfo(path=path, metadata=metadata, partitions={}, sessions=records.get(SESSIONS_METADATA))
     names = {}
     for channel in summary.channels.values():
         if channel.message_encoding != ENCODING:

@@ -35,6 +35,7 @@ class RecordSummary:
     stopped_by: str  # "idle", "max", "stop" or "interrupt"
     elapsed_s: float
     partitions: dict[str, int] = field(default_factory=dict)
+    consent: dict[str, str] = field(default_factory=dict)  # session -> consent, no consent, unknown (in the file)
 
     @property
     def total(self) -> int:
@@ -80,6 +81,7 @@ def record(
     skipped = 0
     stopped_by: str | None = None
     partitions: dict[str, int] = {}
+    consent: dict[str, str] = {}
     started = time.monotonic()
     try:
         partitions = _partitions(consumer, settings, topics)
@@ -129,6 +131,7 @@ def record(
                         break
                 if skipped:
                     bar.set_postfix(skipped=skipped, refresh=False)
+            consent = dict(writer.sessions)
     except KeyboardInterrupt:
         stopped_by = "interrupt"  # the writer above has finished the file: it stays readable
     finally:
@@ -141,4 +144,5 @@ def record(
         stopped_by=stopped_by,
         elapsed_s=time.monotonic() - started,
         partitions=partitions,
+        consent=consent,
     )

@@ -54,6 +54,21 @@ def session_of(key: bytes | None, value: bytes | None) -> str | None:
     return _key_session(key)
 
 
+_SESSION_EVENT_KIND = 4
+
+
+def start_consent(value: bytes | None) -> tuple[str, bool] | None:
+    """(session, consent) when the value is a session start event, else None (read leniently,
+    like session_of; an event without a consent field recorded none)."""
+    parsed = _header_fields(value)
+    if not parsed or value is None or value[2] != _SESSION_EVENT_KIND:
+        return None
+    fields, _payload = parsed
+    if fields.get("kind") != "start" or not isinstance(fields.get("session"), str):
+        return None
+    return fields["session"], fields.get("consent") is True
+
+
 def belongs_to(session: str, key: bytes | None, value: bytes | None) -> bool:
     return _key_session(key) == session or session_of(key, value) == session
 
@@ -83,9 +98,12 @@ def rewrite_value(value: bytes | None, old: str, new: str) -> bytes | None:
     elif isinstance(message, DeadLetter):
         if message.key is not None:
             fields["key"] = (rewrite_key(message.key.encode(), old, new) or b"").decode("utf-8", "backslashreplace")
-        if not message.truncated:
-            fields["original"] = rewrite_value(message.original, old, new) or message.original
-            fields["original_size"] = len(fields["original"])
+        # The copy moves too when it is still a whole envelope (a Frame without its pixels is); one
+        # cut at the size limit stays as it was. The original's size changes by what the rename did.
+        moved = rewrite_value(message.original, old, new)
+        if moved is not None:
+            fields["original"] = moved
+            fields["original_size"] = message.original_size + len(moved) - len(message.original)
     else:
         return value
     return type(message).model_validate(fields).encode()

@@ -18,6 +18,11 @@ each is started as member i of N, reads every partition in a group of its own
 the session id, as Kafka's default partitioner), skipping the others by key before decoding.
 Each session is assembled by exactly one member; the price is that every member reads every
 record. A restarted member resumes from its own committed offsets.
+
+Privacy: a session's start records the visitor's consent in the store (``consent.json``, and in
+the manifest). A failed dataset of a session without consent keeps no frames (no video will be
+made). A purge event drops an open session without writing anything more, and a purged session
+(its marker in the store) is never taken up again, not even from a replay.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 from infra import deadletters, kafka
 from infra.consume import ConsumeLoop
 from infra.objectstore import ObjectStore
+from infra.retention import discard_unconsented
 from infra.settings import Settings
 from schemas import DatasetReady, Frame, SchemaError, SessionEvent, SmoothedPose, decode, layout, parse_frame_key
 from schemas.ids import InvalidId, validate_id
@@ -254,6 +260,10 @@ class Assembler:
             return self._reject_message(
                 rec, held, f"key {rec.key[:80]!r} does not name the event's session {event.session!r}"
             )
+        if event.kind == "purge":
+            self._purge(event.session)
+            self.tracker.release(held)
+            return
         state = self.sessions.get(event.session)
         if event.kind == "start":
             if state is not None or event.session in self.closed:
@@ -304,6 +314,13 @@ class Assembler:
         )
         state.held.append(held)
         self.sessions[event.session] = state
+        self._put(
+            layout.consent_key(event.session),
+            json.dumps(
+                {"session": event.session, "consent": event.consent, "recorded_at": event.wall_time}, sort_keys=True
+            ).encode(),
+            "application/json",
+        )
         if not self.config.quiet:
             from tqdm import tqdm
 
@@ -341,7 +358,8 @@ class Assembler:
         aborted): replays of its messages are then skipped."""
         known = self._store_closed.get(session)
         if known is None:
-            known = self.store.get(layout.dataset_ready_key(session)) is not None
+            known = self.store.exists(layout.purge_marker_key(session))
+            known = known or self.store.get(layout.dataset_ready_key(session)) is not None
             if not known:
                 manifest = self.store.get(layout.manifest_key(session))
                 known = manifest is not None and json.loads(manifest).get("status") == "aborted"
@@ -474,6 +492,7 @@ class Assembler:
             min_samples=cfg.min_samples,
             preview_key=preview,
             representation=cfg.representation,
+            consent=state.start.consent,
         )
         if preview:
             self._put(preview, picture, "image/jpeg")
@@ -498,6 +517,8 @@ class Assembler:
         )
         if state.ended_at is not None:
             DATASET_READY_SECONDS.observe(max(0.0, self.clock() - state.ended_at))
+        if status == "failed" and not state.start.consent:
+            discard_unconsented(self.store, state.session)  # no video will be made: keep no frames
         self._close(state, status)
         self.summary.ready.append(ready)
         log.info(
@@ -540,11 +561,24 @@ class Assembler:
             min_samples=self.config.min_samples,
             preview_key=None,
             representation=self.config.representation,
+            consent=state.start.consent,
         )
         self._put(layout.manifest_key(state.session), manifest_bytes(manifest), "application/json")
         self._store_closed[state.session] = True
         log.info("session %s aborted: %d stored objects removed", state.session, len(doomed))
         self._close(state, "aborted")
+
+    def _purge(self, session: str) -> None:
+        """Drop everything of a purged session held here, writing nothing (the purge deletes the rest)."""
+        state = self.sessions.get(session)
+        if state is not None:
+            self._close(state, "purged")
+        orphan = self.orphans.pop(session, None)
+        for _msg, _rec, held in orphan.items if orphan else ():
+            self.tracker.release(held)
+        self.closed[session] = "purged"  # later messages of it are skipped without a word
+        self._store_closed[session] = True
+        log.info("session %s purged%s", session, ": its open dataset was dropped" if state else "")
 
     def _close(self, state: SessionState, status: str) -> None:
         self.tracker.release(*state.open_held())

@@ -33,11 +33,13 @@ def build_manifest(
     min_samples: int,
     preview_key: str | None,
     representation: str = DEFAULT_REPRESENTATION,
+    consent: bool = False,
 ) -> dict:
     """The manifest of a session from the index records of all its shards.
 
     representation: what the pose maps show (trainer.assembler.representation); the trainer
-    renders the reference dance in the same one.
+    renders the reference dance in the same one. consent: the visitor's, from the start event
+    (without it the trainer keeps only the video once it is made).
     """
     check_representation(representation)
     members = {
@@ -74,6 +76,7 @@ def build_manifest(
         "status": status,
         "reason": reason,
         "closed_by": closed_by,
+        "consent": consent,
         "reference": start.reference if start else None,
         "announced_cameras": list(start.cameras) if start else [],
         "cameras": sorted(c for c, v in per_camera.items() if v["samples"]),

@@ -80,9 +80,16 @@ class SyntheticSession:
     no_person: set[tuple[str, int]] = field(default_factory=set)  # a pose with nobody in it
     no_pose: set[tuple[str, int]] = field(default_factory=set)  # the pose never comes
     start_wall: float = 1_700_000_000.0
+    consent: bool = True  # nobody's real data: kept like a consenting visitor's unless a test says not
 
     def start(self) -> SessionEvent:
-        return SessionEvent(session=self.session, kind="start", wall_time=self.start_wall, cameras=list(self.cameras))
+        return SessionEvent(
+            session=self.session,
+            kind="start",
+            wall_time=self.start_wall,
+            cameras=list(self.cameras),
+            consent=self.consent,
+        )
 
     def end(self, kind: str = "end") -> SessionEvent:
         return SessionEvent(session=self.session, kind=kind, wall_time=self.start_wall + self.frames / 30 + 1)
