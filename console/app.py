@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from console.preview import PreviewError, PreviewFeed
 from console.qr import qr_png, qr_svg
 from console.state import build_state
 from console.status import StatusFeed
+from infra.objectstore import TransientStoreError
 from infra.settings import Settings
 from schemas import InvalidId, validate_id
 
@@ -81,6 +83,23 @@ class Hub:
         self.settings = settings
         self.preview = preview
         self.status = status
+        self._producer = None
+        self._producer_lock = threading.Lock()
+
+    def producer(self):
+        """The console's one producer for session events, made on first use, closed by close()."""
+        with self._producer_lock:
+            if self._producer is None:
+                from infra import kafka
+
+                self._producer = kafka.producer(self.settings)
+            return self._producer
+
+    def close(self) -> None:
+        with self._producer_lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
 
     def _forget_purged(self) -> dict[str, Any] | None:
         snapshot = self.status.latest()
@@ -147,17 +166,31 @@ def _cameras(value: Any) -> list[str]:
     return cameras
 
 
-async def _publish(settings: Settings, session: str, kind: str, **fields):
+async def _publish(hub: Hub, session: str, kind: str, **fields):
     from kafka.errors import KafkaError
 
     from producers.session import publish
 
+    settings = hub.settings
     try:
-        return await run_in_threadpool(publish, settings, session, kind, **fields)
+        return await run_in_threadpool(lambda: publish(settings, session, kind, producer=hub.producer(), **fields))
     except (KafkaError, TimeoutError, OSError) as exc:
         raise ApiError(
             503, f"could not publish the {kind} event to {settings.topic_sessions}: {type(exc).__name__}: {exc}"
         ) from None
+
+
+async def _reference(settings: Settings, named: str | None) -> str:
+    """The session's reference dance (named or the default), which must exist: a visitor never
+    records a session that cannot become a video."""
+    from producers.session import NoReference, session_reference
+
+    try:
+        return await run_in_threadpool(session_reference, settings, named)
+    except NoReference as exc:
+        raise ApiError(400, str(exc)) from None
+    except TransientStoreError as exc:
+        raise ApiError(503, f"cannot check the reference dance: {exc}") from None
 
 
 # --- endpoints -------------------------------------------------------------------------------------
@@ -218,8 +251,9 @@ async def start_session(request: Request) -> Response:
     consent = body.get("consent", False)
     if not isinstance(consent, bool):
         raise ApiError(400, f"consent must be true or false, got {consent!r}")
+    reference = await _reference(request.app.state.hub.settings, reference)
     event = await _publish(
-        request.app.state.hub.settings,
+        request.app.state.hub,
         session,
         "start",
         cameras=cameras,
@@ -237,7 +271,7 @@ async def end_session(request: Request) -> Response:
     if not isinstance(abort, bool):
         raise ApiError(400, f"abort must be true or false, got {abort!r}")
     kind = "abort" if abort else "end"
-    event = await _publish(request.app.state.hub.settings, session, kind, note=_note(body))
+    event = await _publish(request.app.state.hub, session, kind, note=_note(body))
     return JSONResponse({"session": session, "event": event.model_dump(mode="json")})
 
 
@@ -334,6 +368,7 @@ def create_app(
         finally:
             await run_in_threadpool(hub.preview.stop)
             await run_in_threadpool(hub.status.stop)
+            await run_in_threadpool(hub.close)
 
     routes = [
         Route("/healthz", health),

@@ -47,7 +47,10 @@ def publish(
     reference: str | None = None,
     note: str = "",
     consent: bool = False,
+    producer=None,
 ) -> SessionEvent:
+    """Publish one session event and wait for the broker to have it. A long-lived process (the
+    console) passes its own producer; otherwise one is made for this event and closed."""
     validate_id(session, "session")
     event = SessionEvent(
         session=session,
@@ -58,9 +61,10 @@ def publish(
         note=note,
         consent=consent,
     )
-    p = kafka.producer(settings)
+    p = producer or kafka.producer(settings)
     try:
         p.send(settings.topic_sessions, key=session.encode(), value=event.encode()).get(timeout=30)
     finally:
-        p.close()
+        if producer is None:
+            p.close()
     return event

@@ -341,6 +341,16 @@ def pixel_marks(image: bytes, size: int = 24) -> tuple[bytes, str]:
     raise AssertionError("no quote-free piece in the image")
 
 
+def with_default_reference(settings, name: str = "dance"):
+    """The settings with a default reference dance that exists in the store (its latest.json, as
+    `booth reference add` leaves it): sessions may then start without naming one."""
+    from infra.objectstore import ObjectStore
+    from schemas import layout
+
+    ObjectStore(settings).put(layout.reference_latest_key(name), b'{"name": "%s", "version": 1}' % name.encode())
+    return settings.model_copy(update={"default_reference": name})
+
+
 # --- the console's login --------------------------------------------------------------------------
 CONSOLE_PASSWORD = "operator-test-password"  # test settings only
 

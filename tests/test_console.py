@@ -16,6 +16,7 @@ from console.overlay import IMPUTED_COLOUR, NOTE_COLOUR, OUTLIER_COLOUR, Preview
 from console.preview import PreviewFeed
 from console.qr import qr_png
 from infra import kafka
+from infra.objectstore import ObjectStore
 from infra.settings import Settings
 from schemas import (
     DatasetReady,
@@ -24,6 +25,7 @@ from schemas import (
     Rendition,
     SessionEvent,
     TrainingProgress,
+    layout,
 )
 from schemas.keypoints import IMPUTED, NUM_KEYPOINTS, OUTLIER, SMOOTHED
 
@@ -166,7 +168,10 @@ def test_qr_png_decodes_back_to_the_link():
 
 # --- the API on the real broker --------------------------------------------------------------------
 def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(settings):
-    with console(settings, targets={}) as client:
+    store = ObjectStore(settings)
+    for name in ("salsa", "house"):  # the reference dances in the store, as `booth reference add` leaves them
+        store.put(layout.reference_latest_key(name), b'{"version": 1}')
+    with console(settings.model_copy(update={"default_reference": "house"}), targets={}) as client:
         logged_in(client)
         r = client.post(
             "/api/sessions",
@@ -192,6 +197,7 @@ def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(
             "abort must be true or false": client.post("/api/sessions/visitor-1/end", json={"abort": "yes"}),
             "session 'a.b' has a forbidden": client.post("/api/sessions/a.b/end", json={}),
             "consent must be true or false": client.post("/api/sessions", json={"consent": "yes"}),
+            "reference dance 'tango' does not exist": client.post("/api/sessions", json={"reference": "tango"}),
         }
         for expected, response in bad.items():
             assert response.status_code == 400, (expected, response.text)
@@ -207,7 +213,16 @@ def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(
         ("visitor-1", "abort"),
     ]
     assert events[0].cameras == ["cam0", "cam1"] and events[0].reference == "salsa"
+    assert events[1].reference == "house"  # none named: the configured default, recorded at the start
     assert [e.consent for e in events] == [True, False, False, False]  # consent only when given
+
+
+def test_a_session_without_a_reference_is_refused_when_no_default_is_configured(settings):
+    with console(settings, targets={}) as client:
+        logged_in(client)
+        refused = client.post("/api/sessions", json={"cameras": ["cam0"]})
+    assert refused.status_code == 400 and "needs a reference dance" in refused.json()["error"]
+    assert [m for m in read_topic(settings, settings.topic_sessions) if isinstance(m, SessionEvent)] == []
 
 
 def test_preview_endpoint_serves_the_newest_posed_frame_and_follows_new_frames(settings):
@@ -367,7 +382,8 @@ def test_failed_and_inactive_sessions_show_as_such_and_metrics_targets_come_from
     now = time.time()
     with fake_metrics() as pose_metrics:
         configured = settings.model_copy(update={"metrics_targets": {"processors": pose_metrics}})
-        with TestClient(create_app(configured)) as client:
+        with console(configured) as client:
+            logged_in(client)
             start = [
                 (settings.topic_sessions, SessionEvent(session=s, kind="start", wall_time=now, cameras=["cam0"]))
                 for s in ("f-data", "f-train", "f-idle")

@@ -33,6 +33,7 @@ from helpers import (
     send,
     serve,
     wait_until,
+    with_default_reference,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -103,7 +104,11 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
     stop = threading.Event()
     with (
         fake_metrics() as pose_metrics,
-        serve(create_app(console_settings(settings), targets={"processors": pose_metrics})) as base,
+        serve(
+            create_app(
+                console_settings(with_default_reference(settings, "salsa")), targets={"processors": pose_metrics}
+            )
+        ) as base,
         chromium() as driver,
     ):
         # Not logged in: the page sends the browser to the login page; a wrong password is refused.

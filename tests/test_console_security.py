@@ -20,7 +20,22 @@ from console.app import create_app
 from console.auth import COOKIE, Logins, LoginThrottle, host_name
 from schemas import SessionEvent
 
-from helpers import CONSOLE_PASSWORD, console_settings, free_port, logged_in, read_topic, serve, wait_until
+from helpers import (
+    CONSOLE_PASSWORD,
+    console_settings,
+    free_port,
+    logged_in,
+    read_topic,
+    serve,
+    wait_until,
+    with_default_reference,
+)
+
+
+@pytest.fixture
+def settings(settings):
+    """Sessions start without naming a reference dance: a default one exists."""
+    return with_default_reference(settings)
 
 
 def session_events(settings) -> list[SessionEvent]:

@@ -78,6 +78,7 @@ from helpers import (
     start_worker,
     stop_worker,
     wait_until,
+    with_default_reference,
     worker_env,
 )
 
@@ -108,7 +109,7 @@ def test_session_events_carry_consent_and_version_1_events_are_still_read():
     assert decode(event.encode()) == event and event.encode()[3] == 2
     old = decode(envelope_v1({"session": "v", "kind": "start", "wall_time": 1.0, "cameras": ["c"]}))
     assert isinstance(old, SessionEvent) and old.consent is False and old.cameras == ["c"]  # no consent recorded
-    with pytest.raises(SchemaError, match="version 1 has no consent field"):
+    with pytest.raises(SchemaError, match="version 1 has no consent"):
         decode(envelope_v1({"session": "v", "kind": "start", "wall_time": 1.0, "consent": True}))
     with pytest.raises(SchemaError, match="version 1 has no purge kind"):
         decode(envelope_v1({"session": "v", "kind": "purge", "wall_time": 1.0}))
@@ -121,6 +122,7 @@ def test_session_events_carry_consent_and_version_1_events_are_still_read():
 
 def test_consent_is_recorded_from_the_command_line_to_the_store(settings):
     runner = CliRunner()
+    settings = with_default_reference(settings)  # sessions need a reference dance that exists
     obj = {"settings": settings}
     agreed = runner.invoke(session_cli, ["start", "--session", "agrees-1", "--consent"], obj=obj)
     declined = runner.invoke(session_cli, ["start", "--session", "declines-1"], obj=obj)
