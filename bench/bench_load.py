@@ -1,7 +1,12 @@
 """End-to-end load: cameras -> pose -> smoothing -> dataset, every frame accounted for.
 
     .venv/bin/python -m bench.bench_load [--quick] [--cameras 4] [--fps 30] [--seconds 60]
-                                          [--size 640x480] [--workers 1]
+                                          [--size 640x480] [--workers 1] [--fetch-wait 100]
+                                          [--assembler-nice 0]
+
+--cameras, --workers, --fetch-wait and --assembler-nice take comma lists (e.g. `--cameras 1,4
+--workers 1,2`): every combination runs in turn, in one invocation, and a summary table compares
+them at the end.
 
 Starts a private embedded stack (broker + S3 server) on free ports, `--workers` stream-processing
 workers (`booth process --backend movenet`, subprocesses) and an Assembler in this process. A short
@@ -18,12 +23,27 @@ Latencies are wall-clock, from a frame's capture time to: its pose published (Po
 pose_wall_time), its smoothed pose published (SmoothedPose.latency_ms) and its sample written to
 object storage (the shard holding it stored). Rates are compared with the target rate
 (cameras x fps) in the same run.
+
+Where the cores go: CPU seconds (user + system, bench/cpu.py) from capture start to the dataset
+being ready, per process (broker, object store, each worker) and per thread of this process
+(capture + JPEG encode, Kafka sends, the assembler, the console preview); each worker's share is
+split by its own booth_pose_cpu_seconds_total into decode, inference, tracking and smoothing, the
+rest being its event loop (Faust, Kafka client, message encoding). Core-ms per frame add up to
+what one frame costs the whole box, so `2000 / total` is the frames/s two idle cores could carry.
+
+A console preview (console.preview.PreviewFeed) reads frames and smoothed poses throughout, as the
+operator's page would: its age (capture to the frame it would show, sampled every 0.5 s during
+capture) and the records it skipped to stay fresh are reported. --assembler-nice runs the
+assembler's thread at that niceness, keeping its work (pose maps, shards) off the cores the live
+path needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -35,9 +55,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cpu import ThreadCpu, process_cpu, scrape_counter, wait_for_metrics
 from infra import kafka
 from infra.settings import REPO_ROOT, Settings
-from infra.stack import Stack, embedded_settings
+from infra.stack import Stack, embedded_settings, free_port
 from infra.waiting import wait_until
 from trainer.assembler import Assembler
 
@@ -91,7 +112,36 @@ def _percentiles(values: list[float]) -> tuple[str, str, str, str]:
     return tuple(f"{v:.3f}" for v in (np.percentile(a, 50), np.percentile(a, 95), a.max())) + (str(len(a)),)
 
 
-def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers: int) -> None:
+def _thread_group(name: str) -> str:
+    if name.startswith("capture-"):
+        return "capture + JPEG encode"
+    if name.startswith("send-") or name == "cameras-network-thread":
+        return "cameras' Kafka sends"
+    if name == "assembler" or "heartbeat" in name or name == "assembler-network-thread":
+        return "assembly (join, pose maps, shards)"
+    if name == "console-preview":
+        return "console preview"
+    return "benchmark harness"
+
+
+def _assemble(assembler: Assembler, stop: threading.Event, nice: int) -> None:
+    if nice:
+        import os
+
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)  # this thread only
+    assembler.run(stop_event=stop, serve_metrics=False)
+
+
+def run(
+    cameras: int,
+    fps: float,
+    seconds: float,
+    size: tuple[int, int],
+    workers: int,
+    fetch_wait_ms: int = 100,
+    assembler_nice: int = 0,
+) -> dict:
+    from console.preview import PreviewFeed
     from producers.camera import run_cameras
     from producers.session import publish
     from schemas import DeadLetter, PoseEstimate, SmoothedPose, decode
@@ -99,26 +149,35 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
 
     with tempfile.TemporaryDirectory(prefix="booth-load-") as tmp:
         state = Path(tmp)
-        settings = embedded_settings(state, app_id="load")
+        settings = embedded_settings(state, app_id="load", kafka_fetch_max_wait_ms=fetch_wait_ms)
         stack = Stack(settings, state_dir=state)
         stack.up(prometheus=False)
+        services = {row["service"]: row["pid"] for row in stack.status()}
         procs: list[subprocess.Popen] = []
+        ports: list[int] = []
         stop = threading.Event()
-        assembler = _TimedAssembler(settings, group_id=settings.group("assembler"), min_samples=1, quiet=True)
-        thread = threading.Thread(target=assembler.run, kwargs=dict(stop_event=stop, serve_metrics=False), daemon=True)
+        assembler = _TimedAssembler(
+            settings, group_id=settings.group("assembler"), min_samples=1, quiet=True, max_poll_records=500
+        )
+        thread = threading.Thread(
+            target=_assemble, args=(assembler, stop, assembler_nice), name="assembler", daemon=True
+        )
+        feed = PreviewFeed(settings)
         try:
             for i in range(workers):
                 log = open(state / f"worker{i}.log", "ab")
+                ports.append(free_port())
                 procs.append(
                     subprocess.Popen(
                         [sys.executable, "-m", "booth.cli", "process", "--backend", "movenet"],
-                        env=settings.to_env(metrics_port=-1),
+                        env=settings.to_env(metrics_port=ports[-1]),
                         stdout=log,
                         stderr=subprocess.STDOUT,
                     )
                 )
                 log.close()
             thread.start()
+            feed.start()
             # Warm-up: a short session through every stage, so nothing below waits on start-up.
             t0 = time.monotonic()
             warm = {"warm": _clip(size, seed=99)[:6]}
@@ -131,17 +190,44 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
             clips = {f"cam{i}": _clip(size, seed=i) for i in range(cameras)}
             n = int(round(fps * seconds))
             sources = {camera: [clip[k % len(clip)] for k in range(n)] for camera, clip in clips.items()}
+            for port in ports:
+                wait_for_metrics(port)
             publish(settings, SESSION, "start", list(sources))
+            cpu_threads = ThreadCpu().start()
+            watched = {**{f"worker{i}": p.pid for i, p in enumerate(procs)}, **services}
+            cpu0 = {name: process_cpu(pid) for name, pid in watched.items()}
+            steps0 = [scrape_counter(port, "booth_pose_cpu_seconds_total", "step") for port in ports]
+            ages: list[float] = []
+            sampling = threading.Event()
+
+            def sample_preview() -> None:
+                while not sampling.wait(0.5):
+                    now = time.time()
+                    ages.extend(now - row["wall_time"] for row in feed.cameras(now) if row["session"] == SESSION)
+
+            sampler = threading.Thread(target=sample_preview, name="preview-sampler", daemon=True)
+            sampler.start()
             t0 = time.monotonic()
-            summary = run_cameras(settings, SESSION, sources, fps=fps, size=size)
+            cams = kafka.producer(settings, client_id="cameras")
+            try:
+                summary = run_cameras(settings, SESSION, sources, fps=fps, size=size, producer=cams)
+            finally:
+                cams.close()
             capture_s = time.monotonic() - t0
+            sampling.set()
+            sampler.join()
             publish(settings, SESSION, "end")
             manifest = wait_until(lambda: read_manifest(settings, SESSION), max(180.0, 4 * seconds), 0.5, "the dataset")
             drain_s = time.monotonic() - t0
+            cpu = cpu_threads.stop(_thread_group)
+            for name, pid in watched.items():
+                cpu[name] = process_cpu(pid) - cpu0[name]
+            steps = [scrape_counter(port, "booth_pose_cpu_seconds_total", "step") for port in ports]
             poses = [decode(r.value) for r in _read_topic(settings, settings.topic_poses)]
             smoothed = [decode(r.value) for r in _read_topic(settings, settings.topic_smoothed)]
             letters = [decode(r.value) for r in _read_topic(settings, settings.topic_deadletter)]
         finally:
+            feed.stop()
             stop.set()
             thread.join(30)
             for proc in procs:
@@ -223,6 +309,64 @@ def run(cameras: int, fps: float, seconds: float, size: tuple[int, int], workers
         f"\n(a sample is stored with its shard of {assembler.config.shard_size} frames per camera; each camera's "
         f"last, partial shard when the session closes, {assembler.config.end_grace_s:g} s after its last message)"
     )
+    print(
+        f"\nconsole preview: age of the frame it shows (capture to now) p50 {_pct(ages, 50)} p95 {_pct(ages, 95)} "
+        f"max {_pct(ages, 100)}; records skipped to stay fresh: frames {feed.skipped['frames']}, "
+        f"poses {feed.skipped['poses']}"
+    )
+    profile = _profile(cpu, steps0, steps, workers)
+    total = sum(profile.values())
+    print(
+        f"\nwhere the cores went, capture start to dataset ready ({drain_s:.1f} s), per frame acknowledged "
+        f"({acked}); load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    )
+    print(f"{'component':<52} {'core-ms/frame':>13} {'share':>7} {'cores':>6}")
+    for name, seconds in profile.items():
+        print(f"{name:<52} {1000 * seconds / acked:>13.2f} {seconds / total:>7.1%} {seconds / drain_s:>6.2f}")
+    per_frame_ms = 1000 * total / acked
+    print(
+        f"{'total':<52} {per_frame_ms:>13.2f} {1:>7.0%} {total / drain_s:>6.2f}\n"
+        f"two idle cores could carry about {2000 / per_frame_ms:.0f} frames/s at this cost per frame "
+        f"(target {target:g})"
+    )
+    return {
+        "cameras": cameras,
+        "workers": workers,
+        "fetch_wait_ms": fetch_wait_ms,
+        "assembler_nice": assembler_nice,
+        "keep_up": len(first_smooth) / max(spans["smooth"], 1e-9) / target if first_smooth else 0.0,
+        "dropped": summary.total("dropped") + summary.total("failed"),
+        "accounted": accounted == acked,
+        "smoothed_p50": _pct([v for v in to_smoothed], 50),
+        "smoothed_p95": _pct([v for v in to_smoothed], 95),
+        "preview_p95": _pct(ages, 95),
+        "core_ms": per_frame_ms,
+    }
+
+
+def _pct(values: list[float], q: float) -> str:
+    return f"{np.percentile(values, q) * 1000:.0f} ms" if values else "-"
+
+
+def _profile(cpu: dict[str, float], before: list[dict], after: list[dict], workers: int) -> dict[str, float]:
+    """CPU seconds per component, the workers split into their steps and their event loop."""
+    out: dict[str, float] = {}
+    for group in ("capture + JPEG encode", "cameras' Kafka sends"):
+        out[group] = cpu.get(group, 0.0)
+    out["broker (Tansu)"] = cpu.get("kafka", 0.0)
+    names = {"decode": "decode (envelope, JPEG)", "inference": "inference (crop/resize + MoveNet)"}
+    for step in ("decode", "inference", "tracking", "smoothing"):
+        out[f"worker: {names.get(step, step)}"] = sum(
+            a.get(step, 0.0) - b.get(step, 0.0) for a, b in zip(after, before)
+        )
+    stepped = sum(v for k, v in out.items() if k.startswith("worker: "))
+    process = sum(cpu.get(f"worker{i}", 0.0) for i in range(workers))
+    out["worker: event loop (Faust, Kafka client, messages)"] = max(0.0, process - stepped)
+    out["assembly (join, pose maps, shards)"] = cpu.get("assembly (join, pose maps, shards)", 0.0)
+    out["object store (nanio)"] = cpu.get("s3", 0.0)
+    out["console preview"] = cpu.get("console preview", 0.0)
+    out["benchmark harness"] = cpu.get("benchmark harness", 0.0)
+    return out
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -230,19 +374,55 @@ def _size(text: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="5 seconds of capture instead of 60.")
-    parser.add_argument("--cameras", type=int, default=4)
+    parser.add_argument("--cameras", type=_ints, default=[4], help="Cameras (a comma list runs each).")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, help="Capture length (default 60; 5 with --quick).")
     parser.add_argument("--size", type=_size, default=(640, 480), help="Frame size, WIDTHxHEIGHT (default 640x480).")
-    parser.add_argument("--workers", type=int, default=1, help="Stream-processing worker processes.")
+    parser.add_argument("--workers", type=_ints, default=[1], help="Stream-processing worker processes (a list).")
+    parser.add_argument(
+        "--fetch-wait", type=_ints, default=[100], help="BOOTH_KAFKA_FETCH_MAX_WAIT_MS of every client (a list)."
+    )
+    parser.add_argument(
+        "--assembler-nice", type=_ints, default=[0], help="Niceness of the assembler's thread (a list; 0 = as is)."
+    )
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
         sys.exit(f"the shared photos are not at {SHARED}: the load test needs data/images/squat.png")
     logging.basicConfig(level=logging.ERROR)
-    run(args.cameras, args.fps, args.seconds or (5.0 if args.quick else 60.0), args.size, args.workers)
+    seconds = args.seconds or (5.0 if args.quick else 60.0)
+    results = [
+        run(cameras, args.fps, seconds, args.size, workers, fetch_wait, nice)
+        for cameras, workers, fetch_wait, nice in itertools.product(
+            args.cameras, args.workers, args.fetch_wait, args.assembler_nice
+        )
+    ]
+    if len(results) < 2:
+        return
+    print(f"\nsummary, {seconds:g} s of capture per run at {args.fps:g} fps ({args.size[0]}x{args.size[1]})")
+    head = ("cameras", "workers", "fetch wait", "assembler nice", "keep-up", "lost", "accounted", "smoothed p50")
+    print(" ".join(f"{h:>14}" for h in (*head, "smoothed p95", "preview p95", "core-ms/frame")))
+    for r in results:
+        row = (
+            r["cameras"],
+            r["workers"],
+            f"{r['fetch_wait_ms']} ms",
+            r["assembler_nice"],
+            f"{r['keep_up']:.2f}x",
+            r["dropped"],
+            "yes" if r["accounted"] else "NO",
+            r["smoothed_p50"],
+            r["smoothed_p95"],
+            r["preview_p95"],
+            f"{r['core_ms']:.1f}",
+        )
+        print(" ".join(f"{str(v):>14}" for v in row))
 
 
 if __name__ == "__main__":

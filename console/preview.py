@@ -5,6 +5,12 @@ embedded broker's end offsets cannot be trusted, so "latest" is whatever reading
 camera it keeps the last few frames and smoothed poses; a preview is the newest frame that has its
 smoothed pose, or the newest frame bare when the poses lag too far behind (or no processor runs).
 Images are decoded and drawn only when a preview is asked for, and the result is cached.
+
+The preview stays fresh when the machine cannot keep up: a partition the reader is more than
+`skip_behind` records behind (by the high watermark of its last fetch) is moved forward to its last
+`keep` records, and the records passed over are counted (booth_preview_skipped_total; the reader's
+lag is booth_consumer_lag of the group named by PREVIEW_GROUP). Skipping is the preview's alone: the
+dataset assembler reads every record in its own group. Session counts are of the records read.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from prometheus_client import Counter
+
 from console.overlay import PreviewError, flag_counts, render_preview
 from infra import kafka
 from infra.consume import ConsumeLoop
@@ -22,6 +30,15 @@ from infra.settings import Settings
 from schemas import Frame, SchemaError, SmoothedPose, decode
 
 log = logging.getLogger(__name__)
+
+SKIPPED = Counter(
+    "booth_preview_skipped_total", "Records the console preview passed over to show the newest", ["topic"]
+)
+
+
+def preview_group(settings: Settings) -> str:
+    """The name the preview reader's lag is reported under (it joins no consumer group)."""
+    return f"{settings.app_id}-console-preview"
 
 
 @dataclass(frozen=True)
@@ -86,12 +103,21 @@ class PreviewFeed:
         max_pose_lag_s: float = 2.0,
         max_width: int = 640,
         retry_s: float = 2.0,
+        skip_behind: int = 90,
+        keep: int = 8,
     ):
+        if not 0 < keep < skip_behind:
+            raise ValueError(f"need 0 < keep < skip_behind, got keep={keep}, skip_behind={skip_behind}")
         self.settings = settings
         self.history = history
         self.max_pose_lag_s = max_pose_lag_s
         self.max_width = max_width
         self.retry_s = retry_s
+        self.skip_behind = skip_behind
+        self.keep = keep
+        self.skipped = {"frames": 0, "poses": 0}
+        for kind in self.skipped:
+            SKIPPED.labels(kind)  # exported from the start, at 0
         self.invalid = 0
         self.last_error: str | None = None
         self._cameras: dict[str, _Camera] = {}
@@ -153,6 +179,19 @@ class PreviewFeed:
                     cam.cache = None
                 if not cam.frames and not cam.poses:
                     del self._cameras[name]
+
+    def _skip_ahead(self, consumer) -> None:
+        """Move every partition that is more than skip_behind records behind to its last `keep`."""
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            position = consumer.position(tp, timeout_ms=0) if end is not None else None
+            if position is None or end - position <= self.skip_behind:
+                continue
+            consumer.seek(tp, end - self.keep)
+            kind = "frames" if tp.topic == self.settings.topic_frames else "poses"
+            passed = end - self.keep - position
+            self.skipped[kind] += passed
+            SKIPPED.labels(kind).inc(passed)
 
     # --- reading -------------------------------------------------------------------------------
     def _pick(self, cam: _Camera) -> tuple[Frame, SmoothedPose | None] | None:
@@ -244,6 +283,21 @@ class PreviewFeed:
         self.last_error = None
         return True
 
+    def _read(self, consumer) -> None:
+        def tick(_now: float, _backlog: bool) -> bool:
+            self._skip_ahead(consumer)
+            return False  # nothing to commit: the reader has no group
+
+        ConsumeLoop(
+            consumer,
+            self._apply_all,
+            tick=tick,
+            lag_group=preview_group(self.settings),
+            poll_ms=200,
+            max_records=500,
+            stop=self._stop,
+        ).run()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             consumer = None
@@ -252,7 +306,7 @@ class PreviewFeed:
                 if not self._assign(consumer):
                     self._stop.wait(self.retry_s)
                     continue
-                ConsumeLoop(consumer, self._apply_all, poll_ms=200, max_records=500, stop=self._stop).run()
+                self._read(consumer)
             except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the previews
                 self.last_error = f"preview reader: {type(exc).__name__}: {exc}"
                 log.warning("%s; retrying in %.0fs", self.last_error, self.retry_s)

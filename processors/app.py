@@ -24,7 +24,6 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import faust
 import numpy as np
 from prometheus_client import Counter, Histogram
@@ -37,7 +36,7 @@ from infra.settings import Settings
 from processors import faust_fixes
 from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, parse_frame_key
 from schemas.ids import InvalidId
-from schemas.images import ImageError, decode_bgr
+from schemas.images import ImageError, decode_rgb, reduction_for
 from schemas.keypoints import IMPUTED, OUTLIER, empty_keypoints
 from schemas.messages import MAX_PERSONS
 from vision.smoothing import OnlineSmoother, SmoothingParams
@@ -66,14 +65,21 @@ PEOPLE_DROPPED = Counter(
 TRACKS_STARTED = Counter("booth_tracks_started_total", "Identity tracks started (a new person in a camera)")
 TRACKS_ENDED = Counter("booth_tracks_ended_total", "Identity tracks ended (a person gone longer than track_max_lost_s)")
 SMOOTHED_PEOPLE = Counter("booth_smooth_people_total", "People in smoothed poses (the main person and the others)")
+# Where a worker's CPU goes, per step (thread CPU time: what the step cost the cores, not how long
+# it waited for them). The rest of the process's CPU is the event loop: Kafka, Faust, messages.
+_CPU = Counter("booth_pose_cpu_seconds_total", "CPU seconds a pose worker spent per step", ["step"])
+CPU_SECONDS = {step: _CPU.labels(step) for step in ("decode", "inference", "tracking", "smoothing")}
+DECODED = Counter(
+    "booth_pose_decoded_frames_total", "Frames decoded by the pose stage, by DCT reduction (1 = whole)", ["reduction"]
+)
 
 
 class Rejected(Exception):
     """A message this stage cannot use; the text is the dead letter's reason."""
 
 
-def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarray]:
-    """Validate a frame message and decode its image to RGB, or raise Rejected with the reason."""
+def parse_frame(key: bytes | None, raw: bytes | None) -> Frame:
+    """Validate a frame message and its key, or raise Rejected with the reason."""
     try:
         frame = Frame.decode(raw)
     except SchemaError as exc:
@@ -83,11 +89,22 @@ def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarra
             raise Rejected(f"key {key!r} does not match the frame's {frame.session}/{frame.camera}")
     except InvalidId as exc:
         raise Rejected(f"bad key: {exc}") from None
+    return frame
+
+
+def decode_image(frame: Frame, reduce: int = 1) -> tuple[np.ndarray, int]:
+    """The frame's image as RGB, at 1/reduce of its size where the encoding allows (see
+    schemas.images.decode_rgb), and the factor used; or Rejected with the reason."""
     try:
-        bgr = decode_bgr(frame)
+        return decode_rgb(frame, reduce)
     except ImageError as exc:
         raise Rejected(str(exc)) from None
-    return frame, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarray]:
+    """Validate a frame message and decode its image to RGB at full size, or raise Rejected."""
+    frame = parse_frame(key, raw)
+    return frame, decode_image(frame)[0]
 
 
 class PoseStage:
@@ -95,22 +112,36 @@ class PoseStage:
 
     max_people: people kept per frame, strongest first; the rest are counted (``dropped`` and
     booth_pose_people_dropped_total).
+    reduced_decode: decode a JPEG only as large as the backend will look at it (Estimator.input_scale:
+    MoveNet sees 192 pixels across the frame or its tracking crop), straight to RGB. False decodes
+    every frame whole (the comparison the accuracy test and the benchmark make).
     """
 
-    def __init__(self, estimator, max_people: int = 8):
+    def __init__(self, estimator, max_people: int = 8, reduced_decode: bool = True):
         if not 1 <= max_people <= MAX_PERSONS:
             raise ValueError(f"max_people must be in 1..{MAX_PERSONS}, got {max_people}")
         self.estimator = estimator
         self.max_people = max_people
+        self.reduced_decode = reduced_decode
         self.backend = getattr(estimator, "name", type(estimator).__name__)
         self.device = getattr(estimator, "device", "cpu")
         PEOPLE_DROPPED.labels(self.backend)  # exported from the start, at 0: dashboards see no gap
 
     def __call__(self, key: bytes | None, raw: bytes | None) -> PoseEstimate:
-        frame, rgb = decode_frame(key, raw)
-        t0 = time.perf_counter()
-        persons = self.estimator.estimate(rgb, key=f"{frame.session}/{frame.camera}")
+        cpu0 = time.thread_time()
+        frame = parse_frame(key, raw)
+        stream = f"{frame.session}/{frame.camera}"
+        reduce = 1
+        if self.reduced_decode:
+            reduce = reduction_for(self.estimator.input_scale(stream, frame.width, frame.height))
+        rgb, reduce = decode_image(frame, reduce)
+        t0, cpu1 = time.perf_counter(), time.thread_time()
+        persons = self.estimator.estimate_scaled(rgb, stream, 1.0 / reduce)
         seconds = time.perf_counter() - t0
+        cpu2 = time.thread_time()
+        CPU_SECONDS["decode"].inc(cpu1 - cpu0)
+        CPU_SECONDS["inference"].inc(cpu2 - cpu1)
+        DECODED.labels(str(reduce)).inc()
         POSE_LATENCY.labels(self.backend).observe(seconds)
         persons = sorted(persons, key=lambda p: -p.score)  # backends promise it; the limit relies on it
         dropped = max(0, len(persons) - self.max_people)
@@ -310,11 +341,14 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
         """Track ids for an estimate, the camera's tracker state updated in its table. Runs in the
         frame's own context (Faust writes a table's changelog to the partition of the event in it)."""
         key = f"{result.session}/{result.camera}"
+        cpu0 = time.thread_time()
         try:
             state, tracked = track_stage(trackers.get(key), result)
         except Exception as exc:
             log.exception("tracking failed")
             return Rejected(f"tracking failed: {type(exc).__name__}: {exc}")
+        finally:
+            CPU_SECONDS["tracking"].inc(time.thread_time() - cpu0)
         if state is not None:
             trackers[key] = state
         return tracked
@@ -372,16 +406,18 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
             except SchemaError as exc:
                 await dead_letter("smooth", f"invalid PoseEstimate: {exc}", settings.topic_poses, event)
                 continue
+            cpu0 = time.thread_time()
+            problem = None
             try:
                 state, out = smooth_stage(states.get(key), pose)
             except Rejected as exc:
-                await dead_letter("smooth", str(exc), settings.topic_poses, event)
-                continue
+                problem = str(exc)
             except Exception as exc:
                 log.exception("smoothing failed")
-                await dead_letter(
-                    "smooth", f"smoothing failed: {type(exc).__name__}: {exc}", settings.topic_poses, event
-                )
+                problem = f"smoothing failed: {type(exc).__name__}: {exc}"
+            CPU_SECONDS["smoothing"].inc(time.thread_time() - cpu0)
+            if problem is not None:
+                await dead_letter("smooth", problem, settings.topic_poses, event)
                 continue
             if out is None:
                 continue

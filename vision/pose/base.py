@@ -42,6 +42,21 @@ class Estimator(ABC):
     def estimate(self, image_rgb: np.ndarray, key: str = "") -> list[Person]:
         """Poses found in one RGB uint8 image [H, W, 3], most confident first."""
 
+    def input_scale(self, key: str, width: int, height: int) -> float:
+        """The least fraction (per side, <= 1) of a width x height frame's resolution that the next
+        estimate on `key` loses nothing from: a caller may decode the frame that much smaller (a
+        JPEG's DCT scaling) and pass it to estimate_scaled. 1.0 (the whole frame) unless a backend
+        knows better."""
+        return 1.0
+
+    def estimate_scaled(self, image_rgb: np.ndarray, key: str = "", scale: float = 1.0) -> list[Person]:
+        """estimate() of a frame given at `scale` of its size (image pixel i covers frame pixels
+        [i / scale, (i + 1) / scale)); keypoints are in the frame's own pixels. Backends that
+        never ask for less than the whole frame accept only scale 1."""
+        if scale != 1.0:
+            raise ValueError(f"{self.name} estimates whole frames only, got one at scale {scale}")
+        return self.estimate(image_rgb, key)
+
     def reset(self, key: str | None = None) -> None:
         """Forget tracking state for one stream (or all); a no-op for stateless backends."""
         return None

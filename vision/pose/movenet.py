@@ -77,21 +77,38 @@ class MoveNetEstimator(Estimator):
             else:
                 self._crops.pop(key, None)
 
-    def estimate(self, image_rgb: np.ndarray, key: str = "") -> list[Person]:
-        image = check_image(image_rgb)
+    def input_scale(self, key: str, width: int, height: int) -> float:
+        """The model sees 192 pixels across the whole frame (or the tracking crop): a frame
+        decoded down to that loses nothing the model would have used."""
         with self._lock:
             crop = self._crops.get(key) if self.track else None
+        if crop is not None:
+            return min(1.0, INPUT_SIZE / crop.side)
+        fits = (INPUT_SIZE / width, INPUT_SIZE / height)
+        return min(1.0, min(fits) if self.resize == "letterbox" else max(fits))
+
+    def estimate(self, image_rgb: np.ndarray, key: str = "") -> list[Person]:
+        return self.estimate_scaled(image_rgb, key, 1.0)
+
+    def estimate_scaled(self, image_rgb: np.ndarray, key: str = "", scale: float = 1.0) -> list[Person]:
+        image = check_image(image_rgb)
+        if not 0 < scale <= 1:
+            raise ValueError(f"scale must be in (0, 1], got {scale}")
+        with self._lock:
+            crop = self._crops.get(key) if self.track else None
+        # Tracking crops are kept in the frame's own pixels, whatever size each frame comes at.
         if crop is None:
             tensor, fit = fit_image(image, INPUT_SIZE, INPUT_SIZE, self.resize)
         else:
-            tensor, fit = crop_square(image, crop.cx, crop.cy, crop.side, INPUT_SIZE)
+            tensor, fit = crop_square(image, crop.cx * scale, crop.cy * scale, crop.side * scale, INPUT_SIZE)
         (out,) = self._runners.get()(tensor[None])
         yxs = out.reshape(17, 3)
         x, y = fit.to_image(yxs[:, 1] * INPUT_SIZE, yxs[:, 0] * INPUT_SIZE)
-        keypoints = np.stack([x, y, yxs[:, 2]], axis=1).astype(np.float32)
+        keypoints = np.stack([x / scale, y / scale, yxs[:, 2]], axis=1).astype(np.float32)
         score = float(keypoints[:, 2].mean())
         if self.track:
-            self._update_crop(key, keypoints, image.shape)
+            frame_shape = (image.shape[0] / scale, image.shape[1] / scale)
+            self._update_crop(key, keypoints, frame_shape)
         if score < self.min_pose_score:
             return []
         return [Person(keypoints=keypoints, score=score)]
