@@ -61,7 +61,11 @@ def _run_interruptibly(work, on_interrupt) -> None:
     "rtsp:// or http(s):// stream; prefix CAMERA_ID= to name it (default cam0, cam1, ...).",
 )
 @click.option(
-    "--size", default="640x480", show_default=True, callback=_parse_size, help="Frame size sent, WIDTHxHEIGHT."
+    "--size",
+    default="640x480",
+    show_default=True,
+    callback=_parse_size,
+    help="Largest frame size sent, WIDTHxHEIGHT: larger frames are shrunk to fit inside, aspect kept.",
 )
 @click.option(
     "--fps", type=click.FloatRange(min=0, min_open=True), help="Rate cap; the frame rate of image folders (default 30)."
