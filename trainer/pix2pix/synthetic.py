@@ -72,14 +72,25 @@ class SyntheticPerson:
     limb_frac: float = 0.045
     head_frac: float = 0.055
 
+    def backdrop(self, out_size: int | tuple[int, int]) -> np.ndarray:
+        """The empty scene (uint8 [H, W, 3]): a vertical gradient, so it is not trivially flat."""
+        W, H = as_size(out_size)
+        ramp = np.linspace(0.75, 1.15, H)[:, None, None]
+        return np.repeat(np.clip(np.array(self.background)[None, None] * ramp, 0, 255).astype(np.uint8), W, axis=1)
+
+    def layers(
+        self, pose: np.ndarray, src_size: int | tuple[int, int], out_size: int | tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frame, plate, mask): the person over the backdrop, the backdrop alone, and the person's
+        pixels (float32 [H, W], 1 where the two differ) - a scene whose plate and mask are exact."""
+        frame, plate = self.render(pose, src_size, out_size), self.backdrop(out_size)
+        return frame, plate, (frame != plate).any(axis=2).astype(np.float32)
+
     def render(self, pose: np.ndarray, src_size: int | tuple[int, int], out_size: int | tuple[int, int]) -> np.ndarray:
         box = Letterbox.fit(src_size, out_size)
         W, H = box.out_size
         xy = box.to_output(np.asarray(pose, np.float32)[:, :2]) - 0.5
-        img = np.empty((H, W, 3), np.uint8)
-        # A vertical gradient so the background is not trivially flat.
-        ramp = np.linspace(0.75, 1.15, H)[:, None, None]
-        img[:] = np.clip(np.array(self.background)[None, None] * ramp, 0, 255).astype(np.uint8)
+        img = self.backdrop((W, H))
         m = min(W, H)
         lw = max(2, round(self.limb_frac * m))
         pt = {name: tuple(int(v) for v in np.round(xy[i] * 16)) for name, i in INDEX.items()}
