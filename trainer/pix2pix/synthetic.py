@@ -125,6 +125,78 @@ PERSON_B = SyntheticPerson(
 )
 
 
+# COCO-17 with left and right swapped: the same figure seen from behind.
+TURNED = np.array([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15])
+
+
+def shows_front(pose: np.ndarray) -> bool:
+    """Whether a figure shows its front: its left shoulder on the image's right."""
+    p = np.asarray(pose)
+    return bool(p[_I["left_shoulder"], 0] > p[_I["right_shoulder"], 0])
+
+
+@dataclass(frozen=True)
+class TwoSidedPerson(SyntheticPerson):
+    """A cartoon person whose front and back differ, for checking that a generator tells them apart
+    from the pose map: the front has a face under the hair and a white panel on the chest; the
+    back a head all hair and a darker shirt. A pose shows the front when its left shoulder is on
+    the image's right; TURNED turns a pose round."""
+
+    panel: tuple[int, int, int] = (245, 245, 245)
+    back_shirt: tuple[int, int, int] = (120, 20, 20)
+
+    def render(self, pose: np.ndarray, src_size: int | tuple[int, int], out_size: int | tuple[int, int]) -> np.ndarray:
+        pose = np.asarray(pose, np.float32)
+        front = shows_front(pose)
+        base = SyntheticPerson(
+            shirt=self.shirt if front else self.back_shirt,
+            trousers=self.trousers,
+            skin=self.skin,
+            hair=self.hair,
+            background=self.background,
+            limb_frac=self.limb_frac,
+            head_frac=self.head_frac,
+        )
+        img = base.render(pose, src_size, out_size)
+        box = Letterbox.fit(src_size, out_size)
+        xy = box.to_output(pose[:, :2]) - 0.5
+        m = min(box.out_size)
+        if front:
+            c, w, h = self.chest(xy)
+            cv2.rectangle(img, (int(c[0] - w), int(c[1] - h)), (int(c[0] + w), int(c[1] + h)), self.panel, -1)
+        else:
+            head_r = max(2, round(self.head_frac * m)) * 16
+            nose = tuple(int(v) for v in np.round(xy[_I["nose"]] * 16))
+            cv2.circle(img, nose, head_r, self.hair, -1, cv2.LINE_AA, 4)
+        return img
+
+    @staticmethod
+    def chest(xy: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """(centre, half width, half height) of the chest panel for keypoints xy in output pixels."""
+        sh = (xy[_I["left_shoulder"]] + xy[_I["right_shoulder"]]) / 2
+        hp = (xy[_I["left_hip"]] + xy[_I["right_hip"]]) / 2
+        w = 0.25 * float(np.linalg.norm(xy[_I["left_shoulder"]] - xy[_I["right_shoulder"]]))
+        return sh + 0.35 * (hp - sh), w, 0.18 * float(np.linalg.norm(hp - sh))
+
+    def facing_right(self, image: np.ndarray, pose: np.ndarray, size: tuple[int, int]) -> bool:
+        """Whether a generated image (of a pose in pixels of an image of `size`, rendered at that
+        size) shows the pose's true side on the chest: its colour there is nearer this person's
+        render of that side than of the other."""
+        pose = np.asarray(pose, np.float32)
+        c, w, h = self.chest(pose[:, :2] - 0.5)
+        x0, x1 = int(c[0] - 0.6 * w), int(c[0] + 0.6 * w) + 1
+        y0, y1 = int(c[1] - 0.6 * h), int(c[1] + 0.6 * h) + 1
+        # The labels swapped: the same figure in the same place, showing the other side.
+        this, other = self.render(pose, size, size), self.render(pose[TURNED], size, size)
+        region = (slice(max(0, y0), max(1, y1)), slice(max(0, x0), max(1, x1)))
+
+        def mean(img: np.ndarray) -> np.ndarray:
+            return img[region].reshape(-1, 3).astype(np.float32).mean(axis=0)
+
+        g = mean(image)
+        return bool(np.abs(g - mean(this)).sum() < np.abs(g - mean(other)).sum())
+
+
 def make_pairs(person: SyntheticPerson, poses: np.ndarray, src_size: int | tuple[int, int], size: int) -> PairDataset:
     """(pose map, rendered person) pairs at size x size, from the shared pose-map renderer."""
     maps = np.stack([render_pose_map(p, src_size, size) for p in poses])
