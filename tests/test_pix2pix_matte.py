@@ -38,8 +38,6 @@ def test_the_matte_learns_the_person_and_the_composite_the_frame():
     samples = _layered()
     trainer = Trainer(samples, TrainConfig(net=MATTE, batch_size=4, lr=1e-3, checkpoint_every_s=None))
     alpha0, comp0 = _errors(trainer.G, samples)
-    # Untrained, the matte is nearly transparent: the plate shows, not a grey square.
-    assert generate_layers(trainer.G, samples[0][0])[1].mean() < 0.1
     losses = [trainer.train_step() for _ in range(60)]
     alpha1, comp1 = _errors(trainer.G, samples)
     assert {"d", "g_gan", "g_l1", "g_alpha", "g_fg"} <= set(losses[-1])

@@ -137,13 +137,6 @@ class UNetGenerator(nn.Module):
             cfg.out_channels + int(cfg.matte), ch[0], in_ch=cfg.in_channels, sub=block, outermost=True, norm=cfg.norm
         )
         init_weights(self)
-        if cfg.matte:
-            # Start nearly transparent (alpha ~0.05): an untrained generator shows the plate, not a
-            # grey square, and the matte opens where the person is as it learns.
-            last = [m for m in self.model.modules() if isinstance(m, nn.ConvTranspose2d)][-1]
-            assert last.bias is not None
-            with torch.no_grad():
-                last.bias[-1] = MATTE_BIAS
 
     @property
     def size(self) -> int:
@@ -151,9 +144,6 @@ class UNetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
-
-
-MATTE_BIAS = -1.5  # tanh(-1.5) ~ -0.9: alpha ~0.05 before training
 
 
 def split_matte(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
