@@ -91,3 +91,11 @@ def test_the_booth_background_is_the_plate_when_it_fits_the_camera(settings, tmp
     assert plates["side"].source == "session" and any("64x48 but the session's frames are 40x30" in w for w in warnings)
     assert runner.invoke(background_command, ["delete", "side"], obj=obj).exit_code == 0
     assert not store.exists("backgrounds/side.png")
+
+
+def test_the_matte_fades_out_at_the_crop_edges():
+    from trainer.framing import edge_window
+
+    w = edge_window(100)
+    assert w[50, 50] == 1.0 and w[0, 50] < 0.2 and w[0, 0] < 0.05 and w[50, 99] < 0.2
+    assert (w[4:96, 4:96] == 1.0).all()  # only the outer 4% of each side

@@ -107,6 +107,12 @@ class WholeFrame:
                 yield unletterbox(f, src), unletterbox(m, src)
 
 
+def edge_window(size: int, feather: float = 0.04) -> np.ndarray:
+    """float32 [size, size]: 1 inside, falling to 0 over the outer `feather` of each side."""
+    ramp = np.clip((np.minimum(np.arange(size), size - 1 - np.arange(size)) + 0.5) / max(1.0, feather * size), 0, 1)
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
 class PersonCentred:
     """A `crop_size` crop following the person, composited back onto each camera's plate."""
 
@@ -114,6 +120,9 @@ class PersonCentred:
 
     def __init__(self, crop_size: int, style: str, plates: dict[str, np.ndarray], sides: dict[str, float]):
         self.size, self.style, self.plates, self.sides = crop_size, style, plates, sides
+        # The matte is faded out at the crop's edges, so a matte that has not learnt to be 0 there
+        # never draws the crop's square onto the frame (the person stays inside: see vision.crop).
+        self.window = edge_window(crop_size)
 
     def track(self, poses: np.ndarray, camera: str) -> CropTrack:
         return CropTrack.fit(poses, self.size, side=self.sides[camera])
@@ -163,5 +172,5 @@ class PersonCentred:
             inputs = np.stack([self.input_map(poses[t], a) for t, a in zip(batch, affines)])
             ((rgb, alpha),) = list(generate_layer_batches(generator, [inputs]))
             for t, a, layer, matte in zip(batch, affines, rgb, alpha):
-                person, al = uncrop_rgba(layer, matte, a, size)
+                person, al = uncrop_rgba(layer, matte * self.window, a, size)
                 yield composite(plate, person, al), render_pose_map(poses[t], size, size, style=self.style)

@@ -138,12 +138,12 @@ def shows_front(pose: np.ndarray) -> bool:
 @dataclass(frozen=True)
 class TwoSidedPerson(SyntheticPerson):
     """A cartoon person whose front and back differ, for checking that a generator tells them apart
-    from the pose map: the front has a face under the hair and a white panel on the chest; the
-    back a head all hair and a darker shirt. A pose shows the front when its left shoulder is on
-    the image's right; TURNED turns a pose round."""
+    from the pose map: the front has a face under the hair and a white panel on the shirt; the
+    back a head all hair and a shirt of another colour. A pose shows the front when its left
+    shoulder is on the image's right; TURNED turns a pose round."""
 
     panel: tuple[int, int, int] = (245, 245, 245)
-    back_shirt: tuple[int, int, int] = (120, 20, 20)
+    back_shirt: tuple[int, int, int] = (40, 150, 70)
 
     def render(self, pose: np.ndarray, src_size: int | tuple[int, int], out_size: int | tuple[int, int]) -> np.ndarray:
         pose = np.asarray(pose, np.float32)
