@@ -56,3 +56,11 @@ def test_without_any_free_pixel_the_plain_median_is_used_and_inputs_are_checked(
         estimate_plate(frames, masks[:2])
     with pytest.raises(ValueError, match="mask 0 is"):
         estimate_plate(frames, [m[:10] for m in masks])
+
+
+def test_uint8_masks_mean_the_same_as_float_ones():
+    _backdrop, frames, masks = _scene(n=6)
+    as_float = estimate_plate(frames, masks, dilate_px=1)
+    as_bytes = estimate_plate(frames, [np.round(m * 255).astype(np.uint8) for m in masks], dilate_px=1)
+    np.testing.assert_array_equal(as_float.image, as_bytes.image)
+    np.testing.assert_array_equal(as_float.coverage, as_bytes.coverage)

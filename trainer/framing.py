@@ -42,6 +42,12 @@ def unletterbox(image: np.ndarray, src_size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(inner, tuple(src_size), interpolation=cv2.INTER_CUBIC)
 
 
+def _unit(mask: np.ndarray) -> np.ndarray:
+    """A mask as float32 in 0..1 (uint8 masks hold 0..255)."""
+    m = mask.astype(np.float32) / 255.0 if mask.dtype == np.uint8 else mask.astype(np.float32)
+    return np.clip(m, 0.0, 1.0)
+
+
 def _batched(n: int, k: int) -> Iterator[range]:
     for i in range(0, n, k):
         yield range(i, min(n, i + k))
@@ -132,7 +138,7 @@ class PersonCentred:
 
     def training_samples(self, data: TrainingSet, idx: np.ndarray, masks: dict | None = None) -> Sequence:
         """(map, frame, plate, mask) crops of the samples idx (each camera's in seq order: the
-        crop's centre is smoothed along them)."""
+        crop's centre is smoothed along them); masks: index -> [H, W] float in 0..1 or uint8."""
         if masks is None:
             raise ValueError("person-centred samples need the person masks")
         idx = np.asarray(idx)
@@ -152,7 +158,7 @@ class PersonCentred:
                 self.input_map(data.poses[i], a),
                 crop_image(data.frames[i], a, self.size),
                 crop_image(plate, a, self.size),
-                np.clip(crop_image(masks[i], a, self.size, edge=False), 0.0, 1.0).astype(np.float32),
+                _unit(crop_image(masks[i], a, self.size, edge=False)),
             )
 
         return _Lazy(len(idx), make)

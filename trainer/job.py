@@ -271,10 +271,10 @@ class TrainingJob:
         masker = PersonMasker(cfg.person_masks, self.settings.models_dir)
         if masker.why:
             self.warnings.append(masker.why)
-        masks: dict[int, np.ndarray] = {}
+        masks: dict[int, np.ndarray] = {}  # uint8, 255 = person: a quarter of float32's memory
         last = time.monotonic()
         for k, i in enumerate(idx):
-            masks[int(i)] = masker.mask(data.frames[i], data.poses[i])
+            masks[int(i)] = np.round(masker.mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
             if time.monotonic() - last >= self.config.progress_every_s:
                 last = time.monotonic()
                 self.progress("loading", k, len(idx), message=f"person masks ({masker.name}) {k}/{len(idx)}")

@@ -60,7 +60,7 @@ def estimate_plate(
     rows_per_block: int = 48,
 ) -> Plate:
     """The plate of frames (uint8 [H, W, 3], one size) whose person masks (float or bool [H, W],
-    1 = person) are given; see the module docstring."""
+    1 = person; or uint8, 255 = person) are given; see the module docstring."""
     if len(frames) == 0 or len(frames) != len(masks):
         raise ValueError(f"need one mask per frame and at least one frame, got {len(frames)} and {len(masks)}")
     picks = spread(len(frames), max_frames)
@@ -75,7 +75,7 @@ def estimate_plate(
         m = np.asarray(masks[i])
         if m.shape != (h, w):
             raise ValueError(f"mask {i} is {m.shape[::-1]} but the frames are {(w, h)}")
-        person = np.asarray(m > MASK_THRESHOLD, np.uint8)
+        person = np.asarray(m > (MASK_THRESHOLD * 255 if m.dtype == np.uint8 else MASK_THRESHOLD), np.uint8)
         if kernel is not None:
             person = np.asarray(cv2.dilate(person, kernel), np.uint8)
         free[j] = person == 0
