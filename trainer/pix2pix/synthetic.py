@@ -180,12 +180,17 @@ class TwoSidedPerson(SyntheticPerson):
 
     def facing_right(self, image: np.ndarray, pose: np.ndarray, size: tuple[int, int]) -> bool:
         """Whether a generated image (of a pose in pixels of an image of `size`, rendered at that
-        size) shows the pose's true side on the chest: its colour there is nearer this person's
-        render of that side than of the other."""
+        size) shows the pose's true side: the shirt's colour below the panel (the front's shirt or
+        the back's) is nearer this person's render of that side than of the other."""
         pose = np.asarray(pose, np.float32)
-        c, w, h = self.chest(pose[:, :2] - 0.5)
-        x0, x1 = int(c[0] - 0.6 * w), int(c[0] + 0.6 * w) + 1
-        y0, y1 = int(c[1] - 0.6 * h), int(c[1] + 0.6 * h) + 1
+        xy = pose[:, :2] - 0.5
+        sh = (xy[_I["left_shoulder"]] + xy[_I["right_shoulder"]]) / 2
+        hp = (xy[_I["left_hip"]] + xy[_I["right_hip"]]) / 2
+        c = sh + 0.75 * (hp - sh)  # the panel ends at 0.53 of the way down
+        w = 0.25 * float(np.linalg.norm(xy[_I["left_shoulder"]] - xy[_I["right_shoulder"]]))
+        h = 0.08 * float(np.linalg.norm(hp - sh))
+        x0, x1 = int(c[0] - w), int(c[0] + w) + 1
+        y0, y1 = int(c[1] - h), int(c[1] + h) + 1
         # The labels swapped: the same figure in the same place, showing the other side.
         this, other = self.render(pose, size, size), self.render(pose[TURNED], size, size)
         region = (slice(max(0, y0), max(1, y1)), slice(max(0, x0), max(1, x1)))
