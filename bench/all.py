@@ -15,6 +15,7 @@ BENCHMARKS = (
     "bench_produce",
     "bench_assemble",
     "bench_train",
+    "bench_person",
     "bench_load",
 )
 

@@ -52,7 +52,7 @@ def bare_encode(frames: list[np.ndarray], quality: int) -> tuple[float, list[byt
     from producers.camera import encode_jpeg
 
     started = time.perf_counter()
-    jpegs = [encode_jpeg(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), SIZE, quality) for f in frames]
+    jpegs = [encode_jpeg(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), SIZE, quality)[0] for f in frames]
     return time.perf_counter() - started, jpegs
 
 

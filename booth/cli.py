@@ -275,11 +275,49 @@ def process(ctx, backend, threads, max_people, loglevel):
 @click.option("--checkpoint-every", default=180.0, show_default=True, help="Seconds between checkpoints.")
 @click.option("--reference", help="Reference dance for sessions that name none.")
 @click.option("--device", help="torch device (default: CUDA when present, else CPU).")
+@click.option(
+    "--framing",
+    type=click.Choice(["auto", "person", "whole"]),
+    default="auto",
+    show_default=True,
+    help="person: a crop following the person, composited onto the camera's background plate; whole: the "
+    "whole frame letterboxed; auto: person for pose maps, whole for part maps.",
+)
+@click.option(
+    "--crop-size",
+    type=click.IntRange(16, 2048),
+    help="Person framing's generator size, a power of two (default 512 where CUDA is, else 256).",
+)
+@click.option(
+    "--posemap-style",
+    type=click.Choice(["stick", "facing"]),
+    help="Pose maps the generator reads (default: facing for person framing, stick for whole).",
+)
+@click.option(
+    "--person-masks",
+    type=click.Choice(["auto", "blazepose", "silhouette"]),
+    default="auto",
+    show_default=True,
+    help="Where person masks come from (plates, mattes): BlazePose where the pose is, or drawn from the pose.",
+)
 @click.option("--max-sessions", type=int, help="Exit after this many renditions.")
 @click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def train(ctx, budget_s, checkpoint_every, reference, device, max_sessions, idle_exit, quiet):
+def train(
+    ctx,
+    budget_s,
+    checkpoint_every,
+    reference,
+    device,
+    framing,
+    crop_size,
+    posemap_style,
+    person_masks,
+    max_sessions,
+    idle_exit,
+    quiet,
+):
     """Consume DatasetReady events: fine-tune, evaluate, render, publish the link."""
     if ctx.invoked_subcommand is not None:
         return
@@ -291,13 +329,20 @@ def train(ctx, budget_s, checkpoint_every, reference, device, max_sessions, idle
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    config = TrainerConfig(
-        budget_s=budget_s,
-        checkpoint_every_s=checkpoint_every,
-        reference=reference,
-        device=device,
-        progress_bar=not quiet,
-    )
+    try:
+        config = TrainerConfig(
+            budget_s=budget_s,
+            checkpoint_every_s=checkpoint_every,
+            reference=reference,
+            device=device,
+            framing=framing,
+            crop_size=crop_size,
+            posemap_style=posemap_style,
+            person_masks=person_masks,
+            progress_bar=not quiet,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
     done = TrainingService(_settings(ctx), config).run(stop=stop, idle_exit=idle_exit, max_sessions=max_sessions)
     click.echo(f"{done} session(s) rendered")
 
@@ -357,7 +402,12 @@ def models(ctx, install, source):
 )
 @click.option("--frames", default=150, show_default=True, help="Frames of the built clip (30 fps).")
 @click.option("--budget", "budget_s", default=180.0, show_default=True, help="Fine-tuning budget, seconds.")
-@click.option("--resolution", default=128, show_default=True, help="Pose-map and generator size in pixels.")
+@click.option(
+    "--resolution",
+    default=128,
+    show_default=True,
+    help="Generator size in pixels: the crop around the person (and the dataset's pose maps).",
+)
 @click.option("--keep-stack", is_flag=True, help="Leave the broker and S3 server running afterwards.")
 @click.pass_context
 def demo(ctx, video, photo, frames, budget_s, resolution, keep_stack):
@@ -395,12 +445,12 @@ def config(ctx):
 def _register() -> None:
     """Commands that live with their stage."""
     from console.cli import console
-    from producers.cli import camera, publish_spool
+    from producers.cli import background, camera, publish_spool
     from tools.commands import record, replay, status
     from tools.parts import parts
     from trainer.cli import assemble, reference
 
-    for command in (camera, publish_spool, assemble, reference, record, replay, status, console, parts):
+    for command in (camera, publish_spool, background, assemble, reference, record, replay, status, console, parts):
         main.add_command(command)
 
 

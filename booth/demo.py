@@ -4,8 +4,11 @@
     -> camera clip -> session end -> dataset -> fine-tuning -> rendition link + summary
 
 The clip is a video you pass (--video) or, by default, one built from a real photo of a person:
-scikit-image's bundled "astronaut" photo (or --photo PATH), moved and scaled smoothly so the pose
-map changes from frame to frame. The reference dance is built the same way with another motion.
+scikit-image's bundled "astronaut" photo (or --photo PATH), the person cut out with BlazePose's
+mask and moved and scaled smoothly over a still backdrop (the photo with the person inpainted),
+as a booth camera sees a visitor; without the BlazePose models the whole photo moves instead.
+The camera is 16:9 (640x360), and the video comes back at that aspect. The reference dance is
+built the same way with another motion.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ class DemoOptions:
     video: Path | None = None
     photo: Path | None = None
     frames: int = 150
-    size: tuple[int, int] = (640, 480)
-    resolution: int = 128  # pose-map and generator size: small enough to learn in minutes on a CPU
+    size: tuple[int, int] = (640, 360)  # a 16:9 camera
+    resolution: int = 128  # generator (crop) size: small enough to learn in minutes on a CPU
     budget_s: float = 180.0
     reference_frames: int = 90
     timeout_s: float | None = None
@@ -64,10 +67,25 @@ def demo_photo(path: Path | None) -> np.ndarray:
     return data.astronaut()  # NASA's portrait of Eileen Collins, shipped inside scikit-image
 
 
-def build_clip(photo: np.ndarray, n: int, size: tuple[int, int], seed: int) -> list[np.ndarray]:
-    from vision.pose.synthetic import moving_photo_clip
+def person_mask(photo: np.ndarray) -> np.ndarray | None:
+    """BlazePose's mask of the photo's person, or None when the models or the person are missing."""
+    try:
+        from vision.pose import load_estimator
 
-    return [frame for frame, _ in moving_photo_clip(photo, n_frames=n, size=size, seed=seed)]
+        persons = load_estimator("blazepose", None, 1, track=False, with_mask=True).estimate(photo)
+    except Exception:  # noqa: BLE001 - the demo then moves the whole photo
+        return None
+    return persons[0].mask if persons and persons[0].mask is not None else None
+
+
+def build_clip(
+    photo: np.ndarray, n: int, size: tuple[int, int], seed: int, mask: np.ndarray | None = None
+) -> list[np.ndarray]:
+    from vision.pose.synthetic import moving_person_clip, moving_photo_clip
+
+    if mask is None:
+        return [frame for frame, _ in moving_photo_clip(photo, n_frames=n, size=size, seed=seed)]
+    return [frame for frame, _ in moving_person_clip(photo, mask, n_frames=n, size=size, seed=seed)]
 
 
 class Demo:
@@ -136,11 +154,22 @@ class Demo:
             "3",
             "-q",
         )
-        self._spawn("trainer", "train", "--budget", str(o.budget_s), "--checkpoint-every", "60", "-q")
+        self._spawn(
+            "trainer",
+            "train",
+            "--budget",
+            str(o.budget_s),
+            "--checkpoint-every",
+            "60",
+            "--crop-size",
+            str(o.resolution),
+            "-q",
+        )
 
         photo = demo_photo(o.photo)
+        mask = person_mask(photo)
         reference_video = self.state_dir / "reference.mp4"
-        write_mp4(reference_video, build_clip(photo, o.reference_frames, o.size, seed=7), 30)
+        write_mp4(reference_video, build_clip(photo, o.reference_frames, o.size, seed=7, mask=mask), 30)
         self.echo("extracting the reference dance's poses ...")
         add_reference(s, reference_video, "demo-dance", backend="movenet", replace=True)
 
@@ -149,7 +178,7 @@ class Demo:
             source = open_source(str(o.video))
         else:
             clip_path = self.state_dir / "clip.mp4"
-            write_mp4(clip_path, build_clip(photo, o.frames, o.size, seed=1), 30)
+            write_mp4(clip_path, build_clip(photo, o.frames, o.size, seed=1, mask=mask), 30)
             source = open_source(str(clip_path))
         # The demo's "visitor" is a photo the operator chose: kept like a consenting visitor's, so
         # the results folder gets the pictures too.
@@ -177,14 +206,27 @@ class Demo:
         store = ObjectStore(self.settings)
         out = self.state_dir / "results" / session
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("rendition.mp4", "samples.png", "loss.png", "metrics.json"):
+        for name in ("rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json"):
             data = store.get(layout.result_key(session, name))
             if data is not None:
                 (out / name).write_bytes(data)
         preview = store.get(layout.preview_key(session))
         if preview is not None:
             (out / "dataset-preview.jpg").write_bytes(preview)
+        plate = store.get(layout.plate_key(session, "cam0"))
+        if plate is not None:
+            (out / "plate.png").write_bytes(plate)
         return out
+
+    def _metrics(self, session: str) -> dict:
+        """The session's metrics.json (text and lists too, which Rendition.metrics leaves out)."""
+        import json
+
+        from infra.objectstore import ObjectStore
+        from schemas import layout
+
+        data = ObjectStore(self.settings).get(layout.result_key(session, "metrics.json"))
+        return json.loads(data) if data else {}
 
     def _follow(self, session: str) -> Rendition:
         """Watch the topics until the rendition arrives, showing training progress."""
@@ -247,6 +289,7 @@ class Demo:
 
         manifest = read_manifest(self.settings, session) or {}
         m, t = rendition.metrics, self.t
+        metrics = self._metrics(session)
         rows = {
             "session": session,
             "frames captured / sent": f"{camera.total('captured')} / {camera.total('acknowledged')}",
@@ -256,9 +299,14 @@ class Demo:
             "samples in the dataset": manifest.get("samples", self.ready.samples if self.ready else "?"),
             "training steps": int(m.get("steps", 0)),
             "warm start": "yes" if m.get("warm_start") else "no (no base model in the store)",
-            "SSIM / PSNR (held-out frames)": f"{_fmt(m.get('ssim'))} / {_fmt(m.get('psnr'))} dB",
+            "framing": framing(metrics),
+            "held-out frames (gap)": f"{int(m.get('held_out', 0))} ({int(m.get('holdout_gap', 0))} frames)",
+            "SSIM / PSNR (held out, whole frame)": f"{_fmt(m.get('ssim'))} / {_fmt(m.get('psnr'))} dB",
+            "SSIM / PSNR (held out, person box)": f"{_fmt(m.get('box_ssim'))} / {_fmt(m.get('box_psnr'))} dB",
+            "flicker (1 = as the real video)": _fmt(m.get("flicker")),
             "pose error (normalized)": _fmt(m.get("pose_error")),
-            "rendition frames": rendition.frames,
+            "rendition frames (size)": f"{rendition.frames} ({size(metrics)})",
+            "warnings": "; ".join(metrics.get("warnings") or []) or "none",
             "time: capture": _secs(t.span("capture", "captured")),
             "time: capture -> last pose": _secs(t.span("capture", "last_pose")),
             "time: session end -> dataset": _secs(t.span("captured", "dataset")),
@@ -267,6 +315,17 @@ class Demo:
             "rendition link": rendition.url,
         }
         return rows
+
+
+def framing(metrics: dict) -> str:
+    """How the generator saw the person, in words: 'person crop 128 px (facing pose maps)'."""
+    if metrics.get("framing") == "person":
+        return f"person crop {metrics.get('size')} px ({metrics.get('posemap_style')} pose maps)"
+    return f"whole frame {metrics.get('size')} px" if metrics.get("framing") else "-"
+
+
+def size(metrics: dict) -> str:
+    return f"{metrics['width']}x{metrics['height']}" if "width" in metrics else "?"
 
 
 def _fmt(value) -> str:

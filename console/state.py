@@ -22,12 +22,15 @@ def _session_row(name: str, control: dict | None, counts: dict | None) -> dict[s
             "fraction": min(1.0, step / total) if total else None,
             "eta_s": c.get("eta_s"),
             "losses": c.get("losses") or {},
+            "message": c.get("message"),
+            "warnings": c.get("warnings") or [],
         }
     rendition = None
     if c.get("rendition_url"):
         rendition = {
             "url": c["rendition_url"],
             "frames": c.get("frames"),
+            "quality": c.get("quality") or {},
             "qr_svg": f"/api/sessions/{name}/qr.svg",
             "qr_png": f"/api/sessions/{name}/qr.png",
         }

@@ -1,4 +1,4 @@
-"""Camera runs: capture -> resize -> JPEG -> bounded queue -> Kafka, one pair of threads per camera.
+"""Camera runs: capture -> fit inside --size -> JPEG -> bounded queue -> Kafka, one pair of threads per camera.
 
 The capture thread reads, stamps, resizes and encodes, then hands the message to a bounded
 FrameQueue; it never touches the network. The sender thread takes from the queue and calls the
@@ -84,16 +84,29 @@ def open_sources(sources: Mapping[str, object], size=None, fps=None) -> dict[str
     return opened
 
 
-def encode_jpeg(image, size: tuple[int, int], quality: int) -> bytes:
-    """Resize a BGR image to ``size`` (width, height) and JPEG-encode it."""
+def fit_size(source: tuple[int, int], bound: tuple[int, int]) -> tuple[int, int]:
+    """The size a frame of ``source`` (width, height) is sent at under the bound ``bound``: shrunk
+    to fit inside it (never enlarged: that adds bytes, not detail), aspect kept, both sides even
+    (the video encoders' 4:2:0 chroma needs it), so the aspect changes by at most a pixel's worth.
+
+    A 1280x720 camera under 640x480 is sent at 640x360, a 1024x512 clip at 640x320."""
+    width, height = int(source[0]), int(source[1])
+    if width < 16 or height < 16:
+        raise ValueError(f"a {width}x{height} frame is too small (at least 16 pixels a side)")
+    scale = min(1.0, bound[0] / width, bound[1] / height)
+    return max(16, int(width * scale + 0.5) // 2 * 2), max(16, int(height * scale + 0.5) // 2 * 2)
+
+
+def encode_jpeg(image, bound: tuple[int, int], quality: int) -> tuple[bytes, int, int]:
+    """JPEG-encode a BGR image at fit_size(its size, bound); returns (jpeg, width, height)."""
     height, width = image.shape[:2]
-    if (width, height) != size:
-        shrink = size[0] * size[1] < width * height
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    size = fit_size((width, height), bound)
+    if size != (width, height):
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("the JPEG encoder refused the frame")
-    return buffer.tobytes()
+    return buffer.tobytes(), size[0], size[1]
 
 
 class _RateLimitedWarning:
@@ -163,7 +176,7 @@ class CameraPipeline:
                 seq = frame.seq if frame.seq is not None else counter
                 counter = seq + 1
                 started = time.perf_counter()
-                jpeg = encode_jpeg(frame.image, self.size, self.quality)
+                jpeg, width, height = encode_jpeg(frame.image, self.size, self.quality)
                 self._encode_time.observe(time.perf_counter() - started)
                 value = Frame(
                     session=self.session,
@@ -171,8 +184,8 @@ class CameraPipeline:
                     seq=seq,
                     capture_ns=capture_ns,
                     wall_time=wall,
-                    width=self.size[0],
-                    height=self.size[1],
+                    width=width,
+                    height=height,
                     image=jpeg,
                 ).encode()
                 self.stats.count("captured")

@@ -61,7 +61,11 @@ def _run_interruptibly(work, on_interrupt) -> None:
     "rtsp:// or http(s):// stream; prefix CAMERA_ID= to name it (default cam0, cam1, ...).",
 )
 @click.option(
-    "--size", default="640x480", show_default=True, callback=_parse_size, help="Frame size sent, WIDTHxHEIGHT."
+    "--size",
+    default="640x480",
+    show_default=True,
+    callback=_parse_size,
+    help="Largest frame size sent, WIDTHxHEIGHT: larger frames are shrunk to fit inside, aspect kept.",
 )
 @click.option(
     "--fps", type=click.FloatRange(min=0, min_open=True), help="Rate cap; the frame rate of image folders (default 30)."
@@ -286,3 +290,77 @@ def publish_spool(ctx, session, follow, keep, speed, connect_timeout, metrics):
     if not summary.ok:
         raise click.ClickException("some recordings were not fully published (see the table and the log)")
     return summary
+
+
+@click.group("background")
+def background() -> None:
+    """The empty booth per camera: the background the visitor is composited onto."""
+
+
+@background.command("capture")
+@click.option("--camera", required=True, help="Camera id, as the sessions name it.")
+@click.option(
+    "--source", required=True, help="A camera index or /dev/videoN, a video file, an image folder or a stream."
+)
+@click.option(
+    "--frames", type=click.IntRange(1, 1000), default=30, show_default=True, help="Frames to take the median of."
+)
+@click.option(
+    "--size",
+    default="640x480",
+    show_default=True,
+    callback=_parse_size,
+    help="The same bound as `booth camera --size`.",
+)
+@click.option("--skip", type=click.IntRange(0), default=5, show_default=True, help="Frames dropped first (exposure).")
+@click.pass_context
+def background_capture(ctx, camera, source, frames, size, skip):
+    """Capture the empty booth from one camera; later sessions of that camera use it as their plate."""
+    from producers.background import capture_background
+    from producers.sources import SourceError
+    from schemas import InvalidId
+
+    try:
+        about = capture_background(_settings(ctx), camera, source, frames=frames, size=size, skip=skip)
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="--camera") from None
+    except (SourceError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"camera {camera}: background {about['width']}x{about['height']} from {about['frames']} frames stored")
+
+
+@background.command("list")
+@click.pass_context
+def background_list(ctx):
+    """The stored backgrounds."""
+    import time
+
+    from producers.background import list_backgrounds
+    from tools.terminal import print_table
+
+    rows = [
+        {
+            "camera": b["camera"],
+            "size": f"{b['width']}x{b['height']}",
+            "frames": b["frames"],
+            "captured": time.strftime("%Y-%m-%d %H:%M", time.localtime(b["wall_time"])),
+            "source": b["source"],
+        }
+        for b in list_backgrounds(_settings(ctx))
+    ]
+    print_table(rows, "backgrounds") if rows else click.echo("no backgrounds stored")
+
+
+@background.command("delete")
+@click.argument("camera")
+@click.pass_context
+def background_delete(ctx, camera):
+    """Forget a camera's background: its sessions estimate their own plate again."""
+    from producers.background import delete_background
+    from schemas import InvalidId
+
+    try:
+        existed = delete_background(_settings(ctx), camera)
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="CAMERA") from None
+    click.echo(f"camera {camera}: {'background deleted' if existed else 'had no background'}")

@@ -14,6 +14,10 @@ a component write outside its own session's prefix ("../", slashes, look-alike c
                                                          started.json: when the budget started)
     sessions/<session>/results/<name>                    rendition.mp4, side-by-side.mp4,
                                                          samples.png, loss.png, metrics.json
+    sessions/<session>/plates/<camera>.png               the background plate the trainer used
+    sessions/<session>/plates/<camera>.json              how it was made (source, masks, coverage)
+    backgrounds/<camera>.png                             the empty booth (`booth background capture`)
+    backgrounds/<camera>.json                            its size, frames and capture time
     references/<name>/latest.json                        which version is current
     references/<name>/v<version:04d>/<file>              one version of a reference dance
     references/<name>/source.<ext>                       the reference's original video
@@ -129,6 +133,21 @@ def kept_without_consent(session: str) -> frozenset[str]:
 
 REFERENCES_PREFIX = "references/"
 BASE_PREFIX = "models/base/"
+BACKGROUNDS_PREFIX = "backgrounds/"
+
+
+def plate_key(session: str, camera: str, suffix: str = "png") -> str:
+    """The session's background plate of a camera (suffix "png") or its description ("json")."""
+    if suffix not in ("png", "json"):
+        raise ValueError(f"a plate is stored as png or json, not {suffix!r}")
+    return f"{session_prefix(session)}plates/{validate_id(camera, 'camera')}.{suffix}"
+
+
+def background_key(camera: str, suffix: str = "png") -> str:
+    """The booth's empty background of a camera (suffix "png") or its description ("json")."""
+    if suffix not in ("png", "json"):
+        raise ValueError(f"a background is stored as png or json, not {suffix!r}")
+    return f"{BACKGROUNDS_PREFIX}{validate_id(camera, 'camera')}.{suffix}"
 
 
 def shard_name(camera: str, index: int) -> str:

@@ -55,39 +55,14 @@ def settings(stack, request):
 @pytest.fixture
 def dataset(settings, shared_dir, tmp_path):
     """A real assembled session and a real reference dance (poses estimated from a video)."""
-    import cv2
+    from trainer.assembler.synthetic import SyntheticSession
 
-    from trainer.assembler import Assembler, read_manifest
-    from trainer.assembler.synthetic import SyntheticSession, produce
+    from helpers import add_dance, assemble
 
     settings = settings.model_copy(update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500})
     syn = SyntheticSession(f"s-{uuid.uuid4().hex[:6]}", cameras=("cam0",), frames=24)
-    produce(
-        settings,
-        [syn.event_message(settings, syn.start())]
-        + syn.stream_messages(settings)
-        + [syn.event_message(settings, syn.end())],
-    )
-    fast = dict(
-        shard_size=8,
-        resolution=64,
-        end_grace_s=1.0,
-        unknown_session_grace_s=1.0,
-        commit_interval_s=0.2,
-        min_samples=5,
-        quiet=True,
-    )
-    Assembler(settings, group_id=settings.group("assembler"), **fast).run(idle_exit=1.5, serve_metrics=False)
-    assert read_manifest(settings, syn.session)["samples"] == 24
-
-    from trainer.references import add_reference
-    from trainer.references.video import write_mp4
-    from vision.pose.synthetic import moving_photo_clip
-
-    photo = cv2.cvtColor(cv2.imread(str(shared_dir / "data/images/squat.png")), cv2.COLOR_BGR2RGB)
-    clip = [f for f, _ in moving_photo_clip(photo, n_frames=60, size=(320, 240), seed=3)[:18]]
-    write_mp4(tmp_path / "dance.mp4", clip, 30)
-    add_reference(settings, tmp_path / "dance.mp4", "dance", backend="movenet")
+    assemble(settings, syn)
+    add_dance(settings, shared_dir, tmp_path)
     return settings, syn
 
 

@@ -405,3 +405,44 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+# --- assembled sessions and reference dances ---------------------------------------------------------
+
+
+def assemble(settings, syn) -> dict:
+    """Run a SyntheticSession's messages through a real assembler (64 px maps); returns its manifest."""
+    from trainer.assembler import Assembler, read_manifest
+    from trainer.assembler.synthetic import produce
+
+    produce(
+        settings,
+        [syn.event_message(settings, syn.start())]
+        + syn.stream_messages(settings)
+        + [syn.event_message(settings, syn.end())],
+    )
+    fast = dict(
+        shard_size=8,
+        resolution=64,
+        end_grace_s=1.0,
+        unknown_session_grace_s=1.0,
+        commit_interval_s=0.2,
+        min_samples=5,
+        quiet=True,
+    )
+    Assembler(settings, group_id=settings.group("assembler"), **fast).run(idle_exit=1.5, serve_metrics=False)
+    manifest = read_manifest(settings, syn.session)
+    assert manifest is not None and manifest["samples"] == len(syn.expected_samples())
+    return manifest
+
+
+def add_dance(settings, shared_dir: Path, tmp_path: Path, name: str = "dance", frames: int = 18) -> None:
+    """A reference dance of `frames` poses, estimated (MoveNet) from a clip of a real photo."""
+    from trainer.references import add_reference
+    from trainer.references.video import write_mp4
+    from vision.pose.synthetic import moving_photo_clip
+
+    photo = cv2.cvtColor(cv2.imread(str(shared_dir / "data/images/squat.png")), cv2.COLOR_BGR2RGB)
+    clip = [f for f, _ in moving_photo_clip(photo, n_frames=60, size=(320, 240), seed=3)[:frames]]
+    write_mp4(tmp_path / f"{name}.mp4", clip, 30)
+    add_reference(settings, tmp_path / f"{name}.mp4", name, backend="movenet")

@@ -118,6 +118,7 @@ def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
         ("cam1", 20, "undecodable"),
     }
     assert manifest["resolution"] == 64 and manifest["pose_backends"] == ["synthetic"]
+    assert manifest["posemap_style"] == "stick"  # what the stored maps show: part of the training contract
     evens = sum(1 for _, s in expected if s % 2 == 0)
     assert manifest["imputed_share"] == pytest.approx(evens / (17 * len(expected)), abs=1e-6)
     assert manifest["shards"] == sorted(layout.shard_key(syn.session, c, i) for c in ("cam0", "cam1") for i in range(5))

@@ -292,6 +292,17 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
                     settings.topic_training,
                     TrainingProgress(
                         session="done-1",
+                        phase="loading",
+                        step=0,
+                        total_steps=0,
+                        message="warning: the person is cut off by the frame's edge in 40% of the training frames",
+                        wall_time=now - 1,
+                    ),
+                ),
+                (
+                    settings.topic_training,
+                    TrainingProgress(
+                        session="done-1",
                         phase="training",
                         step=40,
                         total_steps=100,
@@ -328,6 +339,8 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
             "fraction": 0.4,
             "eta_s": 95,
             "losses": {"G_L1": 0.12},
+            "message": "warning: the person is cut off by the frame's edge in 40% of the training frames",
+            "warnings": ["the person is cut off by the frame's edge in 40% of the training frames"],
         }
         assert row["state"] == "start" and row["rendition"] is None
         assert client.get("/api/sessions/done-1/qr.svg").status_code == 404
@@ -345,6 +358,7 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
                         url=url,
                         expires_at=now + 600,
                         frames=48,
+                        metrics={"box_psnr": 24.5, "box_ssim": 0.81, "psnr": 29.0, "flicker": 0.9, "steps": 300},
                         wall_time=now + 1,
                     ),
                 )
@@ -356,6 +370,8 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
             what="the rendition in the state",
         )
         assert (row["rendition"]["url"], row["rendition"]["frames"]) == (url, 48)
+        # The held-out figures, for the operator to see: quality ones only.
+        assert row["rendition"]["quality"] == {"box_psnr": 24.5, "box_ssim": 0.81, "psnr": 29.0, "flicker": 0.9}
         svg = client.get(row["rendition"]["qr_svg"])
         assert svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content
         png = cv2.imdecode(

@@ -28,6 +28,11 @@ def test_demo_runs_a_whole_session(tmp_path):
     assert count_frames(results / "rendition.mp4") == 90  # one frame per reference pose
     metrics = json.loads((results / "metrics.json").read_text())
     assert metrics["samples"] >= 10 and metrics["steps"] >= 1 and 0 < metrics["ssim"] <= 1
+    # Person-centred, judged inside the person's box too, and the video at the 16:9 camera's size.
+    assert metrics["framing"] == "person" and 0 < metrics["box_ssim"] <= 1
+    assert (metrics["width"], metrics["height"]) == (640, 360)
+    assert "person box" in out and "640x360" in out
+    assert cv2.imread(str(results / "plate.png")).shape == (360, 640, 3)
     assert cv2.imread(str(results / "samples.png")) is not None
     # Everything the demo started is stopped again.
     assert not (tmp_path / "demo" / "stack.json").exists()

@@ -256,6 +256,7 @@ def test_assembler_and_trainer_serve_their_series_and_their_true_lag(settings, s
             reference="dance",
             side_by_side=False,
             max_render_frames=4,
+            crop_size=32,
         ),
     )
     stop, rendered, errors = threading.Event(), [], []

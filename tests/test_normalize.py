@@ -106,3 +106,21 @@ def test_unusable_sequences_are_rejected_clearly():
         fit_normalizer(good, no_ankles)
     with pytest.raises(ValueError, match="source_poses must have shape"):
         fit_normalizer(good[:, :10], good)
+
+
+def test_a_visitor_without_feet_is_matched_by_the_torso():
+    from trainer.normalize import fit_body_normalizer
+
+    rng = np.random.default_rng(3)
+    source = np.stack([random_pose((400, 400), rng) for _ in range(10)])
+    target = source.copy()
+    target[:, :, :2] = target[:, :, :2] * 1.5 + [30.0, -20.0]  # larger and elsewhere
+    target[:, [INDEX["left_ankle"], INDEX["right_ankle"]], 2] = 0.0  # the feet are below the frame
+    with pytest.raises(ValueError, match="ankle"):
+        fit_normalizer(source, target)
+    n = fit_body_normalizer(source, target)
+    assert n.scale == pytest.approx(1.5, rel=0.02)
+    moved = n.apply(source[0])
+    np.testing.assert_allclose(moved[:, :2], source[0, :, :2] * 1.5 + [30.0, -20.0], atol=3.0)
+    with pytest.raises(ValueError, match="two confident keypoints"):
+        fit_body_normalizer(source, np.zeros_like(target))

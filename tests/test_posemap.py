@@ -118,3 +118,46 @@ def test_bad_sizes_are_rejected():
         render_pose_map(np.zeros((17, 3)), (0, 100), 64)
     with pytest.raises(ValueError, match="uint8"):
         letterbox_image(np.zeros((10, 10, 3), np.float32), 32)
+
+
+# The person's left and right keypoints swapped: the same figure seen from behind.
+_TURNED = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
+
+
+def test_facing_is_told_from_the_shoulders_whatever_the_distance():
+    from vision.posemap import facing
+
+    front = random_pose((200, 200), np.random.default_rng(5))
+    assert facing(front) == 1.0 and facing(front[_TURNED]) == -1.0
+    far = front.copy()
+    far[:, :2] *= 0.3
+    assert facing(far) == 1.0
+    profile = front.copy()
+    profile[[5, 6, 11, 12], 0] = profile[[5, 6, 11, 12], 0].mean()
+    assert facing(profile) == 0.0
+    unknown = front.copy()
+    unknown[[5, 6, 11, 12], 2] = 0.0
+    assert facing(unknown) == 0.0
+
+
+def test_the_facing_style_fills_the_torso_front_warm_back_cold_and_keeps_the_stick_figure():
+    from vision.posemap import BACK_COLOUR, FRONT_COLOUR, LEFT_FACE, RIGHT_FACE
+
+    front = random_pose((128, 128), np.random.default_rng(5))
+    stick = render_pose_map(front, 128, 128)
+    assert np.array_equal(stick, render_pose_map(front, 128, 128, style="stick"))  # the original, unchanged
+    seen_front = render_pose_map(front, 128, 128, style="facing")
+    seen_back = render_pose_map(front[_TURNED], 128, 128, style="facing")
+    centre = np.round(front[[5, 6, 11, 12], :2].mean(0)).astype(int)
+    assert tuple(seen_front[centre[1], centre[0]]) == tuple(FRONT_COLOUR.astype(int))
+    assert tuple(seen_back[centre[1], centre[0]]) == tuple(BACK_COLOUR.astype(int))
+    assert stick[centre[1], centre[0]].sum() == 0
+    # Limbs are drawn as in the stick figure, over the fill; eyes carry their side's colour.
+    for limb in range(8, 16):  # arms and legs: the same colour at each bone's middle
+        a, b = SKELETON[limb]
+        mid = np.floor((front[a, :2] + front[b, :2]) / 2).astype(int)
+        assert tuple(seen_front[mid[1], mid[0]]) == tuple(stick[mid[1], mid[0]]) == LIMB_COLOURS[limb]
+    eye = np.round(front[1, :2] - 0.5).astype(int)
+    assert tuple(seen_front[eye[1], eye[0]]) == LEFT_FACE and tuple(seen_back[eye[1], eye[0]]) == RIGHT_FACE
+    with pytest.raises(ValueError, match="unknown pose-map style"):
+        render_pose_map(front, 128, 128, style="shaded")

@@ -642,7 +642,10 @@ def test_a_purge_during_training_stops_the_trainer_cleanly(dataset, tmp_path):
         time.sleep(3)
         assert running(trainer, log_path) and keys_of(settings, syn.session) == []
 
-        (ready,) = [r for r in TopicReader(settings, settings.topic_datasets).poll()]
+        reader = TopicReader(settings, settings.topic_datasets)
+        wait_until(lambda: reader.poll(), timeout=20, what="the DatasetReady to be read")
+        (ready,) = reader.records
+        reader.close()
         group = kafka.consumer(settings, group_id=settings.group("trainer"))
         tp = TopicPartition(ready.topic, ready.partition)
         wait_until(lambda: group.committed(tp) == ready.offset + 1, timeout=20, what="the offset to be committed")

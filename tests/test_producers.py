@@ -47,9 +47,10 @@ def unique(prefix: str) -> str:
 
 
 def test_file_source_arrives_complete_in_order_with_metadata(settings, tmp_path):
-    clip = write_counter_video(tmp_path / "clip.mp4", frames=30, size=(320, 240), fps=30)
+    # A 16:9 clip under a 4:3 bound: shrunk to fit, its aspect kept.
+    clip = write_counter_video(tmp_path / "clip.mp4", frames=30, size=(640, 360), fps=30)
     started = time.time()
-    summary = run_cameras(settings, "s-file", {"cam0": str(clip)}, speed=0, size=(640, 480), quality=85)
+    summary = run_cameras(settings, "s-file", {"cam0": str(clip)}, speed=0, size=(320, 240), quality=85)
 
     stats = summary.cameras["cam0"]
     assert (stats.captured, stats.sent, stats.acknowledged, stats.dropped, stats.failed) == (30, 30, 30, 0, 0)
@@ -60,9 +61,9 @@ def test_file_source_arrives_complete_in_order_with_metadata(settings, tmp_path)
     frames = [f for _, f in got]
     assert [f.seq for f in frames] == list(range(30))
     for f in frames:
-        assert (f.session, f.camera, f.width, f.height, f.encoding) == ("s-file", "cam0", 640, 480, "jpeg")
+        assert (f.session, f.camera, f.width, f.height, f.encoding) == ("s-file", "cam0", 320, 180, "jpeg")
         image = decode_jpeg(f.image)
-        assert image.shape == (480, 640, 3)
+        assert image.shape == (180, 320, 3)
         assert read_counter(image) == f.seq
     # Timestamps follow the clip's 30 fps timeline, anchored at the run's start.
     steps = [b.capture_ns - a.capture_ns for a, b in zip(frames, frames[1:])]
@@ -70,6 +71,19 @@ def test_file_source_arrives_complete_in_order_with_metadata(settings, tmp_path)
     assert started - 1 <= frames[0].wall_time <= time.time()
     assert frames[-1].wall_time - frames[0].wall_time == pytest.approx(29 / 30, abs=1e-3)
     assert stats.bytes_sent == sum(len(f.encode()) for f in frames)
+
+
+def test_a_wide_camera_keeps_its_aspect_and_a_small_one_its_size(settings):
+    wide = [counter_frame(i, (1024, 512)) for i in range(3)]  # 2:1
+    small = [counter_frame(i, (200, 150)) for i in range(3)]
+    summary = run_cameras(settings, "s-aspect", {"wide": wide, "small": small}, speed=0, size=(640, 480))
+    assert summary.ok
+    got = {}
+    for _, f in consume(settings, 6):
+        image = decode_jpeg(f.image)
+        got[f.camera] = (f.width, f.height, image.shape[1], image.shape[0])
+        assert read_counter(image) == f.seq
+    assert got == {"wide": (640, 320, 640, 320), "small": (200, 150, 200, 150)}
 
 
 def test_two_cameras_interleave_in_real_time(settings, tmp_path):
@@ -177,7 +191,7 @@ def test_frames_the_broker_cannot_take_in_time_are_discarded_and_counted(setting
 
 
 def test_record_first_then_publish_keeps_the_original_timestamps(settings, tmp_path):
-    clip = write_counter_video(tmp_path / "clip.mp4", frames=30, fps=30)
+    clip = write_counter_video(tmp_path / "clip.mp4", frames=30, size=(640, 360), fps=30)
     runner = CliRunner()
     obj = {"settings": settings}
     # Recorded in real time, as from a camera: the timeline is over before publishing starts.
@@ -190,6 +204,8 @@ def test_record_first_then_publish_keeps_the_original_timestamps(settings, tmp_p
             f"cam0={clip}",
             "--speed",
             "1",
+            "--size",
+            "320x240",
             "--record-first",
             "--no-publish",
             "--no-metrics",
@@ -214,7 +230,7 @@ def test_record_first_then_publish_keeps_the_original_timestamps(settings, tmp_p
     assert [[f.seq, f.capture_ns, f.wall_time] for f in frames] == meta["frames"]
     assert all(f.wall_time < publish_started for f in frames)  # stamped at capture, not at publishing
     assert [read_counter(decode_jpeg(f.image)) for f in frames] == list(range(30))
-    assert all((f.width, f.height) == (640, 480) for f in frames)
+    assert all((f.width, f.height) == (320, 180) for f in frames)  # the 16:9 recording, fitted at publishing
     assert not any(list(spool.dir(s).glob("s-rec.*")) for s in ("pending", "publishing", "done", "failed"))
     again = runner.invoke(publish_command, ["--session", "s-rec", "--no-metrics"], obj=obj)
     assert again.exit_code == 0 and "nothing to publish" in again.output

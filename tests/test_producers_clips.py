@@ -13,7 +13,9 @@ def test_counter_survives_jpeg_and_resizing():
 
     for number in (0, 1, 85, 170, 255):
         bgr = cv2.cvtColor(counter_frame(number), cv2.COLOR_RGB2BGR)
-        assert read_counter(decode_jpeg(encode_jpeg(bgr, (640, 480), quality=60))) == number
+        jpeg, width, height = encode_jpeg(bgr, (160, 120), quality=60)
+        assert (width, height) == (160, 120)
+        assert read_counter(decode_jpeg(jpeg)) == number
 
 
 def test_counter_video_holds_each_number_in_order(tmp_path):

@@ -231,3 +231,21 @@ def test_camera_exports_the_series_the_dashboard_expects():
         if "camera" in series.components:
             for sample in scraped_names(series):
                 assert any(name == sample and set(series.labels) <= set(labels) for name, labels in exported), sample
+
+
+def test_frames_fit_inside_the_size_bound_with_their_aspect_kept():
+    from producers.camera import fit_size
+
+    assert fit_size((1280, 720), (640, 480)) == (640, 360)  # 16:9
+    assert fit_size((1920, 1080), (640, 480)) == (640, 360)
+    assert fit_size((1024, 512), (640, 480)) == (640, 320)  # 2:1
+    assert fit_size((480, 640), (640, 480)) == (360, 480)  # portrait
+    assert fit_size((640, 480), (640, 480)) == (640, 480)
+    assert fit_size((320, 240), (640, 480)) == (320, 240)  # never enlarged
+    assert fit_size((321, 241), (640, 480)) == (320, 240)  # even sides
+    for src in ((1280, 720), (1024, 512), (777, 333), (3000, 1000)):
+        w, h = fit_size(src, (640, 480))
+        assert w <= 640 and h <= 480 and w % 2 == 0 and h % 2 == 0
+        assert abs(w / h - src[0] / src[1]) < 2.5 / h * (src[0] / src[1])  # within a pixel's rounding
+    with pytest.raises(ValueError, match="too small"):
+        fit_size((8, 100), (640, 480))

@@ -40,6 +40,8 @@ def test_trainer_killed_mid_training_resumes_from_its_checkpoint(dataset, tmp_pa
         "1",
         "--reference",
         "dance",
+        "--crop-size",
+        "32",
         "--max-sessions",
         "1",
         "-q",

@@ -253,6 +253,7 @@ def test_reference_part_maps_follow_the_normalized_pose():
 def test_parts_session_is_assembled_trained_and_rendered(settings, clip, tmp_path):
     from trainer.cli import assemble, reference
     from trainer.dance import ReferenceMaps
+    from trainer.framing import unletterbox
     from trainer.normalize import fit_normalizer
     from trainer.references import load_reference_parts, load_reference_version
     from trainer.references.video import write_mp4
@@ -380,13 +381,14 @@ def test_parts_session_is_assembled_trained_and_rendered(settings, clip, tmp_pat
     normalizer = fit_normalizer(ref.poses, np.stack([s.pose for s in samples]))
     moved = np.stack([normalizer.apply(p) for p in ref.poses])
     expected = ReferenceMaps("parts", parts, ref.poses, ref.src_size, moved, SIZE, 64)
+    # The strip is at the camera's size (320x240 panels): the 64 px maps un-letterboxed onto it.
     with av.open(str(side)) as video:
-        shown = [f.to_ndarray(format="rgb24")[:, 64:128] for f in video.decode(video=0)]
+        shown = [f.to_ndarray(format="rgb24")[:, 320:640] for f in video.decode(video=0)]
     for i in (0, 5, 9):
         panel = shown[i].astype(np.int16)
-        to_parts = np.abs(panel - expected[i]).mean()
+        to_parts = np.abs(panel - unletterbox(expected[i], SIZE)).mean()
         assert to_parts < 5  # video compression only
-        assert np.abs(panel - render_pose_map(moved[i], SIZE, 64)).mean() > 2 * to_parts
+        assert np.abs(panel - unletterbox(render_pose_map(moved[i], SIZE, 64), SIZE)).mean() > 2 * to_parts
 
     # A reference without part maps fails the session, with the reason, before any training time
     # is spent on it.

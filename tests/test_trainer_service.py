@@ -19,6 +19,14 @@ from trainer.service import TrainerConfig, TrainingService
 from helpers import read_topic
 
 
+def video_size(path) -> tuple[int, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return stream.codec_context.width, stream.codec_context.height
+
+
 def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset):
     settings, syn = dataset
     ready = DatasetReady(
@@ -26,7 +34,14 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     )
     service = TrainingService(
         settings,
-        TrainerConfig(budget_s=6, checkpoint_every_s=2, progress_bar=False, reference="dance", progress_every_s=0.0),
+        TrainerConfig(
+            budget_s=6,
+            checkpoint_every_s=2,
+            progress_bar=False,
+            reference="dance",
+            progress_every_s=0.0,
+            crop_size=32,
+        ),
     )
     t0 = time.monotonic()
     rendition = service.handle(ready)
@@ -39,11 +54,20 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     path = settings.state_dir / f"{syn.session}.mp4"
     path.write_bytes(video)
     assert count_frames(path) == 18
+    assert video_size(path) == syn.size  # the camera's own size and aspect, not the generator's square
 
     # The side-by-side video: reference dancer | pose map | result, as many frames.
     side = settings.state_dir / f"{syn.session}-side.mp4"
     side.write_bytes(ObjectStore(settings).get(f"sessions/{syn.session}/results/side-by-side.mp4"))
-    assert count_frames(side) == 18
+    assert count_frames(side) == 18 and video_size(side) == (3 * syn.size[0], syn.size[1])
+
+    # The background plate the person was composited onto is stored with the dataset.
+    plate = cv2.imdecode(
+        np.frombuffer(ObjectStore(settings).get(f"sessions/{syn.session}/plates/cam0.png"), np.uint8), 1
+    )
+    assert plate.shape == (syn.size[1], syn.size[0], 3)
+    about = json.loads(ObjectStore(settings).get(f"sessions/{syn.session}/plates/cam0.json"))
+    assert about["source"] == "session" and about["mask_source"] in ("blazepose", "silhouette")
 
     # Pictures and evaluation written next to it.
     prefix = f"sessions/{syn.session}/results/"
@@ -52,7 +76,14 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
         assert image is not None and image.shape[0] > 50 and image.shape[1] > 50
     results = json.loads(ObjectStore(settings).get(prefix + "metrics.json"))
     assert 0 < results["ssim"] <= 1 and results["psnr"] > 5
-    assert results["held_out"] >= 2 and results["warm_start"] is False
+    assert 0 < results["box_ssim"] <= 1 and results["box_psnr"] > 5 and results["flicker"] > 0
+    assert results["framing"] == "person" and results["posemap_style"] == "facing" and results["size"] == 32
+    assert (results["width"], results["height"]) == syn.size
+    # Held out: the last 4 of the 24 frames, 12 frames of gap, 8 trained on (a small session keeps 8).
+    assert (results["held_out"], results["holdout_gap"], results["trained_on"]) == (4, 12, 8)
+    assert any("gap of 12 frames" in w for w in results["warnings"])
+    assert results["warm_start"] is False
+    assert {"box_ssim", "box_psnr", "flicker"} <= set(rendition.metrics)
     assert results["train_seconds"] <= 6 + 3, "the budget was not honoured"
     assert took < 60
 
@@ -62,7 +93,7 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     assert phases[0] == "loading" and phases[-1] == "done"
     assert phases.index("training") < phases.index("evaluating") < phases.index("rendering")
     steps = [e.step for e in events if e.phase == "training"]
-    assert steps == sorted(steps) and steps[-1] >= 2, (steps, results)
+    assert steps == sorted(steps) and steps[-1] >= 2, (steps, results["steps"])
 
     # A second delivery (say, after a crash before the commit) resumes from the stored checkpoint.
     first_steps = results["steps"]

@@ -21,6 +21,9 @@ from infra.settings import Settings
 from schemas import DatasetReady, DeadLetter, Rendition, SchemaError, SessionEvent, TrainingProgress, decode
 
 CONTROL_TOPICS = ("sessions", "datasets", "training", "renditions", "deadletter")
+# The held-out figures a rendition carries (trainer.evaluation) that the views show.
+QUALITY_KEYS = ("box_ssim", "box_psnr", "ssim", "psnr", "flicker", "pose_error", "held_out")
+WARNING_PREFIX = "warning: "  # training progress messages that are warnings (trainer.job)
 _TRAINING_GAUGES = ("booth_training_step", "booth_training_loss", "booth_training_eta_seconds")
 
 
@@ -95,6 +98,9 @@ class ControlState:
                 "eta_s": None,
                 "rendition_url": None,
                 "frames": None,
+                "quality": {},
+                "message": None,
+                "warnings": [],
                 "updated_at": 0.0,
             },
         )
@@ -153,9 +159,15 @@ class ControlState:
                 total_steps=message.total_steps,
                 losses=dict(message.losses),
                 eta_s=message.eta_s,
+                message=message.message or row["message"],
             )
+            if message.message.startswith(WARNING_PREFIX):
+                text = message.message[len(WARNING_PREFIX) :]
+                if text not in row["warnings"]:
+                    row["warnings"] = [*row["warnings"], text]
         elif isinstance(message, Rendition):
-            row.update(rendition_url=message.url, frames=message.frames)
+            quality = {k: message.metrics[k] for k in QUALITY_KEYS if k in message.metrics}
+            row.update(rendition_url=message.url, frames=message.frames, quality=quality)
 
     def as_dict(self) -> dict[str, Any]:
         rows = sorted(self.sessions.values(), key=lambda r: r["updated_at"], reverse=True)
@@ -309,6 +321,9 @@ def render(snap: dict[str, Any]):
         losses = " ".join(f"{k}={v:.3g}" for k, v in sorted(r["losses"].items())[:4]) or "-"
         dataset = "-" if r["dataset"] is None else f"{r['dataset']} ({r['samples']} samples)"
         rendition = "-" if r["rendition_url"] is None else f"{r['frames']} frames"
+        q = r.get("quality") or {}
+        if "box_psnr" in q:
+            rendition += f", person {q['box_psnr']:.1f} dB"
         sessions.add_row(
             r["session"],
             r["state"] or "-",

@@ -26,6 +26,7 @@ class Dance:
     ref: object  # trainer.references.Reference
     poses: np.ndarray  # [T, 17, 3] normalized into the visitor's frame
     maps: object | None  # ReferenceMaps for part representations, else None (stick figures)
+    note: str = ""  # how the placement fell short, when it did
 
 
 def reference_name(settings: Settings, session: str, named: str | None, fallback: str | None = None) -> str:
@@ -67,17 +68,24 @@ def build_dance(
     max_frames: int | None = None,
 ) -> Dance:
     from trainer.assembler.representation import needs_parts
-    from trainer.normalize import fit_normalizer
+    from trainer.normalize import fit_body_normalizer, fit_normalizer
     from trainer.references import load_reference_parts
 
     ref_poses = ref.poses[:max_frames] if max_frames else ref.poses
-    normalizer = fit_normalizer(ref_poses, target_poses)
+    note = ""
+    try:
+        normalizer = fit_normalizer(ref_poses, target_poses)
+    except ValueError as exc:
+        # A visitor whose feet (or head) are never seen: place the dance by the body alone.
+        note = f"{exc}: the dance is placed and sized by the visitor's body, not by where they stand"
+        log.warning("%s", note)
+        normalizer = fit_body_normalizer(ref_poses, target_poses)  # type: ignore[assignment]
     poses = np.stack([normalizer.apply(p) for p in ref_poses])
     maps = None
     if needs_parts(representation):
         parts = load_reference_parts(settings, ref)[: len(ref_poses)]
         maps = ReferenceMaps(representation, parts, ref_poses, ref.src_size, poses, src_size, size)
-    return Dance(name, ref, poses, maps)
+    return Dance(name, ref, poses, maps, note)
 
 
 def reference_frames(store: ObjectStore, ref, n: int, tmp: Path) -> list | None:

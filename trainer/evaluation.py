@@ -1,19 +1,47 @@
-"""How good is a session's generator, on its held-out frames: SSIM/PSNR, pose consistency and the
-pictures a person looks at (sample grid, loss curves), stored with the session's results."""
+"""How good is a session's generator on its held-out frames, judged the way the visitor sees it:
+generated frames at the camera's own resolution (whatever the framing) against the real ones.
+
+Figures (trainer.pix2pix.evaluate): whole-frame SSIM/PSNR ("ssim", "psnr"), person-box SSIM/PSNR
+("box_ssim", "box_psnr": where the person is, so a perfect backdrop cannot hide a poor person),
+flicker, and pose consistency ("pose_error": MoveNet on the generated frames against the poses
+they were made for, in body sizes). Pictures stored with the results: samples.png (input | real |
+generated at the camera's aspect, then the person's box of each enlarged) and loss.png.
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from infra.objectstore import ObjectStore
 from infra.settings import Settings
 from schemas import layout
 from schemas.keypoints import empty_keypoints
+from trainer.dataset import TrainingSet
 
 log = logging.getLogger(__name__)
+
+SAMPLE_ROWS = 4
+CELL_HEIGHT = 180
+
+
+def held_out_frames(generator, framing, data: TrainingSet, test: np.ndarray) -> dict[str, tuple]:
+    """Per camera: (real frames, generated frames, input maps, poses) of its held-out samples in
+    seq order, all at the camera's size (samples of another size are left out)."""
+    out = {}
+    for camera in data.camera_names():
+        size = data.camera_size(camera)
+        idx = [i for i in np.flatnonzero(test & (data.cameras == camera)) if data.frame_size(i) == size]
+        if not idx:
+            continue
+        idx = sorted(idx, key=lambda i: data.seqs[i])
+        poses = data.poses[idx]
+        fakes, maps = zip(*framing.frames(generator, poses, camera, maps=data.maps[idx]))
+        out[camera] = (np.stack([data.frames[i] for i in idx]), np.stack(fakes), np.stack(maps), poses)
+    return out
 
 
 def evaluate(
@@ -21,25 +49,24 @@ def evaluate(
     store: ObjectStore,
     session: str,
     generator,
-    maps: np.ndarray,
-    reals: np.ndarray,
-    poses: np.ndarray,
-    src_size: tuple[int, int],
+    framing,
+    data: TrainingSet,
+    test: np.ndarray,
     history: list[dict],
-    representation: str = "pose",
 ) -> dict:
-    """Metrics of the generator on (maps, reals) with their poses; writes samples.png and loss.png."""
-    from trainer.pix2pix.evaluate import pose_consistency, reconstruction_metrics
-    from trainer.pix2pix.inference import generate
-    from trainer.pix2pix.samples import loss_curves, png_bytes, sample_grid
+    """The held-out figures (means over every camera's held-out frames); writes samples.png and
+    loss.png with the session's results."""
+    from trainer.pix2pix.evaluate import frames_pose_error, video_quality
+    from trainer.pix2pix.samples import loss_curves, png_bytes
 
-    fakes = generate(generator, maps[:4])
-    store.put(
-        layout.result_key(session, "samples.png"), png_bytes(sample_grid(maps[:4], reals[:4], fakes)), "image/png"
-    )
+    per_camera = held_out_frames(generator, framing, data, test)
+    if not per_camera:
+        raise ValueError("no held-out frames to evaluate")
+    figures = {c: video_quality(r, f, p) for c, (r, f, _m, p) in per_camera.items()}
+    out = _weighted(figures)
+    store.put(layout.result_key(session, "samples.png"), png_bytes(sample_sheet(per_camera)), "image/png")
     if history:
         store.put(layout.result_key(session, "loss.png"), png_bytes(loss_curves(history)), "image/png")
-    out = {k: float(v) for k, v in reconstruction_metrics(generator, list(zip(maps, reals))).items()}
     try:
         from vision.pose import load_estimator
 
@@ -49,24 +76,55 @@ def evaluate(
             persons = estimator.estimate(image, key="eval")
             return persons[0].keypoints if persons else empty_keypoints()
 
-        if representation == "pose":
-            consistency = pose_consistency(generator, poses, src_size, estimate)
-        else:  # pose_consistency draws stick figures: this generator reads the held-out part maps
-            consistency = map_consistency(generator, maps, poses, src_size, estimate)
-        out["pose_error"] = float(consistency["mean_error"])
+        fakes = np.concatenate([f for _r, f, _m, _p in per_camera.values()])
+        poses = np.concatenate([p for _r, _f, _m, p in per_camera.values()])
+        out["pose_error"] = frames_pose_error(fakes, poses, estimate)
     except Exception as exc:  # noqa: BLE001 - evaluation must not cost the visitor the video
         log.warning("pose consistency not measured: %s", exc)
     return out
 
 
-def map_consistency(generator, maps: np.ndarray, poses: np.ndarray, src_size: tuple[int, int], estimate) -> dict:
-    """trainer.pix2pix.evaluate.pose_consistency for ready-made input maps (e.g. part maps)."""
-    from trainer.pix2pix.evaluate import keypoint_error
-    from trainer.pix2pix.inference import generate
-    from vision.posemap import Letterbox
+def _weighted(figures: dict[str, dict]) -> dict:
+    """Frame-weighted means of the cameras' figures (NaN-aware for the person-box ones)."""
+    out: dict = {}
+    frames = {c: f["frames"] for c, f in figures.items()}
+    for key in ("ssim", "psnr", "box_ssim", "box_psnr", "flicker"):
+        vals = [(f[key], frames[c]) for c, f in figures.items() if np.isfinite(f[key])]
+        out[key] = float(sum(v * n for v, n in vals) / sum(n for _, n in vals)) if vals else float("nan")
+    out["held_out"] = int(sum(frames.values()))
+    return out
 
-    box = Letterbox.fit(src_size, generator.size)
-    fakes = generate(generator, maps)
-    errors = np.stack([keypoint_error(box.pose_to_output(p), estimate(f), 0.3) for p, f in zip(poses, fakes)])
-    seen = np.isfinite(errors)
-    return {"mean_error": float(np.nanmean(errors)) if seen.any() else float("nan")}
+
+def _cell(image: np.ndarray, height: int = CELL_HEIGHT) -> np.ndarray:
+    h, w = image.shape[:2]
+    width = max(1, round(w * height / h))
+    interp = cv2.INTER_AREA if height < h else cv2.INTER_NEAREST
+    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interp)
+
+
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    out = image.copy()
+    for colour, weight in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, colour, weight, cv2.LINE_AA)
+    return out
+
+
+def sample_sheet(per_camera: dict[str, tuple], rows: int = SAMPLE_ROWS) -> np.ndarray:
+    """Rows of held-out frames spread over the cameras' blocks: input | real | generated at the
+    camera's aspect, then the person's box of real and generated enlarged side by side."""
+    from vision.crop import person_box
+
+    picks = [(c, t) for c, (r, *_rest) in per_camera.items() for t in range(len(r))]
+    chosen = [picks[k] for k in np.unique(np.linspace(0, len(picks) - 1, min(rows, len(picks))).round().astype(int))]
+    lines = []
+    for camera, t in chosen:
+        real, fake, input_map, pose = (a[t] for a in per_camera[camera])
+        cells = [_label(_cell(input_map), "input"), _label(_cell(real), "real"), _label(_cell(fake), "generated")]
+        box = person_box(pose, (real.shape[1], real.shape[0]))
+        if box is not None:
+            x0, y0, x1, y1 = box
+            cells += [_label(_cell(real[y0:y1, x0:x1]), "real person"), _label(_cell(fake[y0:y1, x0:x1]), "generated")]
+        lines.append(np.concatenate(cells, axis=1))
+    width = max(line.shape[1] for line in lines)
+    padded = [np.pad(line, ((0, 4), (0, width - line.shape[1]), (0, 0)), constant_values=24) for line in lines]
+    return np.concatenate(padded, axis=0)

@@ -211,3 +211,68 @@ def fit_normalizer(
         degenerate=bool(degenerate),
         score_threshold=float(score_threshold),
     )
+
+
+_SHOULDERS = (INDEX["left_shoulder"], INDEX["right_shoulder"])
+
+
+@dataclass(frozen=True)
+class BodyNormalizer:
+    """The fallback when fit_normalizer cannot measure where a person stands (their feet or head
+    are never seen: a visitor cut off by the frame): one scale and shift for the whole sequence,
+    matching the median torso length (shoulders to hips; else the confident keypoints' height)
+    and the median body centre (the torso's middle; else the confident keypoints' mean) of the two
+    sequences. Depth is not followed."""
+
+    scale: float
+    source_centre: tuple[float, float]
+    target_centre: tuple[float, float]
+
+    def apply(self, pose: np.ndarray) -> np.ndarray:
+        pose = np.asarray(pose, dtype=np.float32)
+        if pose.shape != (NUM_KEYPOINTS, 3):
+            raise ValueError(f"pose must have shape ({NUM_KEYPOINTS}, 3), got {pose.shape}")
+        out = pose.copy()
+        out[:, :2] = np.asarray(self.target_centre, np.float32) + self.scale * (
+            pose[:, :2] - np.asarray(self.source_centre, np.float32)
+        )
+        return out
+
+
+def _body_stats(poses: np.ndarray, thr: float, name: str) -> tuple[np.ndarray, float, bool]:
+    """(median body centre, median size, whether the size is the torso's) of a sequence."""
+    ok = poses[:, :, 2] >= thr
+    torso_ok = ok[:, list(_SHOULDERS)].all(axis=1) & ok[:, list(_HIPS)].all(axis=1)
+    centres = [poses[i, ok[i], :2].mean(axis=0) for i in range(len(poses)) if ok[i].sum() >= 2]
+    if not centres:
+        raise ValueError(f"{name}: no frame has two confident keypoints")
+    if torso_ok.any():
+        sh = poses[torso_ok][:, list(_SHOULDERS), :2].mean(axis=1)
+        hp = poses[torso_ok][:, list(_HIPS), :2].mean(axis=1)
+        return np.median((sh + hp) / 2, axis=0), float(np.median(np.linalg.norm(sh - hp, axis=1))), True
+    heights = [np.ptp(poses[i, ok[i], 1]) for i in range(len(poses)) if ok[i].sum() >= 2]
+    return np.median(centres, axis=0), float(np.median(heights)), False
+
+
+def fit_body_normalizer(
+    source_poses: np.ndarray, target_poses: np.ndarray, score_threshold: float = 0.3
+) -> BodyNormalizer:
+    """See BodyNormalizer; ValueError when either sequence has no frame with two confident keypoints."""
+    src_c, src_size, src_torso = _body_stats(
+        _check_sequence(source_poses, "source_poses"), score_threshold, "source_poses"
+    )
+    tgt_c, tgt_size, tgt_torso = _body_stats(
+        _check_sequence(target_poses, "target_poses"), score_threshold, "target_poses"
+    )
+    if src_torso != tgt_torso:  # compare like with like: the keypoints' height on both sides
+        src_c, src_size, _ = _body_stats(_drop_torso(source_poses), score_threshold, "source_poses")
+        tgt_c, tgt_size, _ = _body_stats(_drop_torso(target_poses), score_threshold, "target_poses")
+    scale = tgt_size / src_size if src_size > 1e-6 else 1.0
+    return BodyNormalizer(float(scale), (float(src_c[0]), float(src_c[1])), (float(tgt_c[0]), float(tgt_c[1])))
+
+
+def _drop_torso(poses: np.ndarray) -> np.ndarray:
+    """The poses with their hips unscored, so _body_stats measures the keypoints' height."""
+    out = np.array(poses, np.float32, copy=True)
+    out[:, list(_HIPS), 2] = 0.0
+    return out

@@ -1,9 +1,13 @@
 """Rendition: a sequence of (already normalized) poses -> the visitor dancing, as an MP4.
 
-Pose maps come from the shared renderer (vision.posemap) at the generator's size (or are given
-ready-made, e.g. part maps: vision.partsmap), go through the generator in batches, and are
-encoded as they come (H.264 yuv420p via PyAV), so a long dance is never held in memory.
-Optionally each output frame is a side-by-side strip: reference frame | pose map | result.
+`write_video` encodes frames as they come (H.264 yuv420p via PyAV), so a long dance is never held
+in memory: the trainer feeds it its framing's frames (trainer.framing), at the camera's own size
+and aspect. Optionally each output frame is a side-by-side strip: reference frame (letterboxed to
+the frame's size) | pose map | result.
+
+`render_video` is the plain generator's square output: pose maps from the shared renderer
+(vision.posemap) at the generator's size (or given ready-made, e.g. part maps), generated in
+batches.
 """
 
 from __future__ import annotations
@@ -146,6 +150,61 @@ def render_video(
         writer.close()
         if bar is not None:
             bar.close()
+    return out_path
+
+
+def write_video(
+    frames: Iterable[tuple[np.ndarray, np.ndarray]],
+    total: int,
+    out_path: str | os.PathLike,
+    fps: float = 30,
+    side_by_side: Sequence[np.ndarray] | None = None,
+    side_path: str | os.PathLike | None = None,
+    progress: bool = True,
+    *,
+    crf: int = 18,
+) -> Path:
+    """Encode (frame, input picture) pairs, uint8 RGB of one size, into an MP4 at out_path; with
+    side_by_side (`total` reference frames of any size) and side_path, in the same pass a second
+    MP4 of strips: reference (letterboxed to the frame's size) | input | frame. An odd frame side
+    loses its last row or column (yuv420p needs even sides). Returns out_path; ValueError when the
+    frames do not number `total`."""
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if side_by_side is not None and len(side_by_side) != total:
+        raise ValueError(f"side_by_side has {len(side_by_side)} frames for {total} poses")
+    strips = side_by_side is not None and side_path is not None
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    writers: list[_Mp4Writer] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc="rendering", dynamic_ncols=True)
+    t = 0
+    try:
+        for frame, picture in frames:
+            h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
+            outs = [frame[:h, :w]]
+            if strips:
+                ref = letterbox_image(np.asarray(side_by_side[t]), (w, h))  # type: ignore[index]
+                outs.append(np.concatenate([ref, picture[:h, :w], frame[:h, :w]], axis=1))
+            if not writers:
+                paths = [out_path] + ([Path(side_path)] if strips else [])  # type: ignore[arg-type]
+                writers = [_Mp4Writer(p, o.shape[1], o.shape[0], fps, crf) for p, o in zip(paths, outs)]
+            for writer, out in zip(writers, outs):
+                writer.write(out)
+            t += 1
+            if bar is not None:
+                bar.update(1)
+    finally:
+        for writer in writers:
+            writer.close()
+        if bar is not None:
+            bar.close()
+    if t != total:
+        raise ValueError(f"{t} frames were rendered for {total} poses")
     return out_path
 
 

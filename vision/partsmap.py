@@ -217,7 +217,9 @@ def render_representation(
         W, H = as_size(out_size)
         out = np.zeros((H, W, 3), np.uint8)
         for pose in poses:  # later people are drawn over earlier ones
-            figure = render_pose_map(pose, src_size, (W, H), **style)
+            figure = render_pose_map(
+                pose, src_size, (W, H), score_threshold=score_threshold, line_frac=line_frac, dot_frac=dot_frac
+            )
             drawn = figure.any(axis=2)
             out[drawn] = figure[drawn]
         return out

@@ -208,7 +208,20 @@ function trainingBlock(t) {
       el("strong", {}, t.phase),
       ` · step ${num(t.step)} / ${num(t.total_steps)}`,
       t.phase === "done" || t.phase === "failed" ? null : ` · ETA ${duration(t.eta_s)}`),
-    losses ? el("div", { class: "muted small" }, losses) : null);
+    losses ? el("div", { class: "muted small" }, losses) : null,
+    ...(t.warnings || []).map((w) => el("p", { class: "warning small" }, `⚠ ${w}`)));
+}
+
+// Held-out figures of the rendition (trainer.evaluation): person box first, it is where the work is.
+function qualityBlock(q) {
+  if (!q || q.box_psnr === undefined) return null;
+  const f = (v, d) => (v === undefined || v === null ? "–" : Number(v).toFixed(d));
+  return el("div", { class: "tiles quality" },
+    tile("person box SSIM / PSNR", `${f(q.box_ssim, 3)} / ${f(q.box_psnr, 1)} dB`),
+    tile("whole frame SSIM / PSNR", `${f(q.ssim, 3)} / ${f(q.psnr, 1)} dB`),
+    tile("flicker (1 = real)", f(q.flicker, 2), q.flicker > 1.5 ? "warn" : ""),
+    tile("pose error", f(q.pose_error, 3)),
+    tile("held-out frames", f(q.held_out, 0)));
 }
 
 function renditionBlock(row) {
@@ -253,6 +266,7 @@ function renderDetail(row) {
     trainingBlock(row.training),
     row.rendition ? el("h3", {}, "Video") : null,
     row.rendition ? keep || renditionBlock(row) : null,
+    row.rendition ? qualityBlock(row.rendition.quality) : null,
     row.state === "start"
       ? el("div", { class: "actions" },
           el("button", { id: "end-session", class: "primary", onclick: () => endSession(row.session, false) }, "End session"),

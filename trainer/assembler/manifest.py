@@ -11,7 +11,7 @@ import numpy as np
 
 from schemas import SessionEvent
 from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation, needs_parts
-from vision.posemap import draw_pose_overlay, letterbox_image
+from vision.posemap import DEFAULT_STYLE, draw_pose_overlay, letterbox_image
 
 MANIFEST_VERSION = 1
 MAX_LISTED_REJECTIONS = 1000
@@ -85,6 +85,9 @@ def build_manifest(
         "format": "webdataset",
         "members": members,
         "representation": representation,
+        # The stored maps' style (vision.posemap STYLES). The person-centred trainer draws its own
+        # maps from the keypoints, in the style its checkpoints record.
+        "posemap_style": DEFAULT_STYLE,
         "resolution": resolution,
         "shard_size": shard_size,
         "min_samples": min_samples,

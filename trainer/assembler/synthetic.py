@@ -54,12 +54,18 @@ def jpeg(rgb: np.ndarray, quality: int = 85) -> bytes:
     return buf.tobytes()
 
 
-def synthetic_pose(seq: int, size: tuple[int, int]) -> np.ndarray:
-    """[17, 3] figure swaying with seq, in pixels of a frame of `size`."""
+def synthetic_pose(seq: int, size: tuple[int, int], scale: float = 1.0, drift: float = 0.0) -> np.ndarray:
+    """[17, 3] figure swaying with seq, in pixels of a frame of `size`; scale > 1 makes it larger
+    than the frame (cut off below), drift moves it right by that share of the width per frame.
+    Keypoints outside the frame score 0, as an estimator reports what it cannot see."""
     w, h = size
-    xy = _FIGURE * np.array([w, h], np.float32)
-    xy[:, 0] += np.float32(0.1 * w * np.sin(seq / 5.0))
+    fig = (_FIGURE - 0.5) * np.float32(scale) + 0.5
+    fig[:, 1] += np.float32(0.5 * (scale - 1))  # grow downwards from the head
+    xy = fig * np.array([w, h], np.float32)
+    xy[:, 0] += np.float32(0.1 * w * np.sin(seq / 5.0) + drift * w * seq)
     scores = np.full((NUM_KEYPOINTS, 1), 0.9, np.float32)
+    outside = (xy[:, 0] < 0) | (xy[:, 0] > w) | (xy[:, 1] < 0) | (xy[:, 1] > h)
+    scores[outside] = 0.0
     return np.concatenate([xy, scores], axis=1)
 
 
@@ -81,6 +87,8 @@ class SyntheticSession:
     no_pose: set[tuple[str, int]] = field(default_factory=set)  # the pose never comes
     start_wall: float = 1_700_000_000.0
     consent: bool = True  # nobody's real data: kept like a consenting visitor's unless a test says not
+    scale: float = 1.0  # the figure's size (> 1: cut off by the frame's bottom edge)
+    drift: float = 0.0  # share of the width the figure walks right per frame (it may leave)
 
     def start(self) -> SessionEvent:
         return SessionEvent(
@@ -109,7 +117,8 @@ class SyntheticSession:
 
     def pose(self, camera: str, seq: int) -> SmoothedPose:
         w, h = self.size
-        persons = [] if (camera, seq) in self.no_person else [Person.from_array(synthetic_pose(seq, self.size), 0.9)]
+        pose = synthetic_pose(seq, self.size, self.scale, self.drift)
+        persons = [] if (camera, seq) in self.no_person else [Person.from_array(pose, 0.9)]
         return SmoothedPose(
             session=self.session,
             camera=camera,

@@ -2,6 +2,12 @@
 
 * SSIM and PSNR (scikit-image) between held-out target frames and the generator's frames for
   their pose maps.
+* On frames at the camera's resolution (`video_quality`): SSIM/PSNR over the whole frame and
+  inside the person's box (body_box of the real frame's pose, grown by 10% of its height, clipped
+  to the frame: where the generator's work is, whatever the backdrop's share of the picture), and
+  flicker: the mean frame-to-frame change of the generated video inside the person's box over
+  the real video's (1 = as lively as the real one; well above 1 = flicker; below 1 = too still,
+  e.g. a blurred average person).
 * Pose consistency: estimate the pose on each generated frame with any `estimate(image) ->
   [17, 3]` callable and measure how far the keypoints land from the pose that was rendered,
   normalized by the body's size (the diagonal of the input pose's bounding box), over keypoints
@@ -18,6 +24,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from schemas.keypoints import NUM_KEYPOINTS
 from trainer.pix2pix.data import PairSource
 from trainer.pix2pix.inference import generate
+from vision.crop import person_box
 from vision.posemap import Letterbox, render_pose_map
 
 PoseEstimator = Callable[[np.ndarray], np.ndarray]
@@ -25,12 +32,15 @@ MAX_PSNR = 100.0
 
 
 def image_metrics(real: np.ndarray, fake: np.ndarray) -> tuple[float, float]:
-    """(SSIM, PSNR in dB) of two uint8 RGB images of one shape."""
+    """(SSIM, PSNR in dB) of two uint8 RGB images of one shape (at least 3 pixels a side)."""
     if real.shape != fake.shape or real.dtype != np.uint8 or fake.dtype != np.uint8:
         raise ValueError(
             f"need two uint8 images of one shape, got {real.dtype} {real.shape} and {fake.dtype} {fake.shape}"
         )
-    ssim = structural_similarity(real, fake, channel_axis=2, data_range=255)
+    win = min(7, (min(real.shape[:2]) - 1) // 2 * 2 + 1)  # SSIM's window must fit a small box
+    if win < 3:
+        raise ValueError(f"images of {real.shape[1]}x{real.shape[0]} are too small for SSIM")
+    ssim = structural_similarity(real, fake, channel_axis=2, data_range=255, win_size=win)
     if np.array_equal(real, fake):
         return float(ssim), MAX_PSNR  # PSNR is infinite; a finite cap keeps means usable
     psnr = peak_signal_noise_ratio(real, fake, data_range=255)
@@ -107,3 +117,58 @@ def pose_consistency(
         "frames": int(seen.any(1).sum()),
         "keypoints": int(seen.sum()),
     }
+
+
+def flicker(reals: np.ndarray, fakes: np.ndarray, boxes: list) -> float:
+    """Mean |fake[t+1] - fake[t]| over mean |real[t+1] - real[t]|, each inside the union of the two
+    frames' person boxes (None boxes skip the pair); NaN with fewer than two frames."""
+    num = den = 0.0
+    pairs = 0
+    for t in range(len(reals) - 1):
+        b0, b1 = boxes[t], boxes[t + 1]
+        if b0 is None or b1 is None:
+            continue
+        x0, y0, x1, y1 = min(b0[0], b1[0]), min(b0[1], b1[1]), max(b0[2], b1[2]), max(b0[3], b1[3])
+        g = np.abs(fakes[t + 1, y0:y1, x0:x1].astype(np.float32) - fakes[t, y0:y1, x0:x1])
+        r = np.abs(reals[t + 1, y0:y1, x0:x1].astype(np.float32) - reals[t, y0:y1, x0:x1])
+        num, den, pairs = num + float(g.mean()), den + float(r.mean()), pairs + 1
+    return num / den if pairs and den > 0 else float("nan")
+
+
+def video_quality(reals: np.ndarray, fakes: np.ndarray, poses: np.ndarray) -> dict[str, float]:
+    """Whole-frame and person-box SSIM/PSNR (means over frames) and flicker of generated frames
+    against the real ones, all uint8 [T, H, W, 3] at the camera's resolution; poses [T, 17, 3] are
+    the real frames' (they place the person boxes). Frames whose pose gives no box count in the
+    whole-frame figures only."""
+    reals, fakes = np.asarray(reals), np.asarray(fakes)
+    if reals.shape != fakes.shape or reals.ndim != 4 or len(reals) == 0:
+        raise ValueError(
+            f"need real and generated frames [T, H, W, 3] of one shape, got {reals.shape} and {fakes.shape}"
+        )
+    h, w = reals.shape[1:3]
+    boxes = [person_box(p, (w, h)) for p in poses]
+    whole = np.array([image_metrics(r, f) for r, f in zip(reals, fakes)])
+    inbox = [
+        image_metrics(r[b[1] : b[3], b[0] : b[2]], f[b[1] : b[3], b[0] : b[2]])
+        for r, f, b in zip(reals, fakes, boxes)
+        if b is not None and min(b[2] - b[0], b[3] - b[1]) >= 3
+    ]
+    box = np.array(inbox) if inbox else np.full((1, 2), np.nan)
+    return {
+        "ssim": float(whole[:, 0].mean()),
+        "psnr": float(whole[:, 1].mean()),
+        "box_ssim": float(box[:, 0].mean()),
+        "box_psnr": float(box[:, 1].mean()),
+        "flicker": flicker(reals, fakes, boxes),
+        "frames": len(reals),
+        "box_frames": len(inbox),
+    }
+
+
+def frames_pose_error(
+    fakes: np.ndarray, poses: np.ndarray, estimate: PoseEstimator, *, score_threshold: float = 0.3
+) -> float:
+    """Mean normalized keypoint error (keypoint_error) of the poses estimated on generated frames
+    against the poses they were generated for, both in the frames' pixels; NaN if nothing compared."""
+    errors = np.stack([keypoint_error(p, estimate(f), score_threshold) for p, f in zip(poses, fakes)])
+    return float(np.nanmean(errors)) if np.isfinite(errors).any() else float("nan")

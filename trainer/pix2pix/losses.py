@@ -1,4 +1,6 @@
-"""pix2pix objective: lambda * L1(fake, real) + an adversarial term on PatchGAN logits.
+"""pix2pix objective: lambda * L1(fake, real) + an adversarial term on PatchGAN logits; with an
+alpha matte (matte_losses) the L1 is taken on the composite over the plate, plus a term tying the
+matte to the person mask and one making the person layer right under the mask.
 
 The adversarial term defaults to LSGAN (least squares on the raw logits, targets 1 for real and
 0 for fake), as pix2pixHD and "Everybody Dance Now" use: it gives the generator useful gradients
@@ -48,3 +50,22 @@ def generator_loss(
     gan = adversarial_loss(fake_logits, True, mode)
     l1 = reconstruction_loss(fake, real)
     return gan + lambda_l1 * l1, {"g_gan": gan.detach(), "g_l1": l1.detach()}
+
+
+DEFAULT_LAMBDA_ALPHA = 20.0
+DEFAULT_LAMBDA_FG = 50.0
+
+
+def matte_losses(
+    image: torch.Tensor, alpha: torch.Tensor, mask: torch.Tensor, real: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The matte's two extra terms (floats in [0, 2]):
+
+    * "g_alpha": L1(alpha, mask): the matte follows the person mask. With a small weight the
+      composite's L1 can still lend alpha to what the mask leaves out (a shadow).
+    * "g_fg": L1 of the person layer against the frame under the mask, so the layer is right
+      wherever the person is, even before the matte has become opaque there.
+    """
+    la = F.l1_loss(alpha.float(), mask.float())
+    lfg = (mask.float() * (image.float() - real.float()).abs()).sum() / (image.shape[1] * mask.float().sum() + 1.0)
+    return {"g_alpha": la, "g_fg": lfg}

@@ -28,6 +28,7 @@ class NetConfig:
     size: int = 256  # input/output side in pixels, a power of two
     in_channels: int = 3  # pose map
     out_channels: int = 3  # frame
+    matte: bool = False  # the generator also predicts an alpha matte (a last channel); see split_matte
     ngf: int = 64
     n_down: int | None = None  # U-Net levels; None = down to 1x1 (log2(size))
     max_channels: int = 512
@@ -120,7 +121,8 @@ class _UNetBlock(nn.Module):
 
 
 class UNetGenerator(nn.Module):
-    """Pose map [B, in_channels, S, S] in [-1, 1] -> frame [B, out_channels, S, S] in [-1, 1]."""
+    """Pose map [B, in_channels, S, S] in [-1, 1] -> frame [B, out_channels, S, S] in [-1, 1]
+    (with matte, one more channel: the alpha matte, see split_matte)."""
 
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()
@@ -132,7 +134,7 @@ class UNetGenerator(nn.Module):
             drop = cfg.dropout if (cfg.levels - 2 - depth) < cfg.n_dropout else 0.0
             block = _UNetBlock(ch[depth - 1], ch[depth], sub=block, norm=cfg.norm, dropout=drop)
         self.model = _UNetBlock(
-            cfg.out_channels, ch[0], in_ch=cfg.in_channels, sub=block, outermost=True, norm=cfg.norm
+            cfg.out_channels + int(cfg.matte), ch[0], in_ch=cfg.in_channels, sub=block, outermost=True, norm=cfg.norm
         )
         init_weights(self)
 
@@ -144,8 +146,19 @@ class UNetGenerator(nn.Module):
         return self.model(x)
 
 
+def split_matte(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A matte generator's output -> (image [B, C, S, S] in [-1, 1], alpha [B, 1, S, S] in [0, 1])."""
+    return output[:, :-1], (output[:, -1:] + 1.0) * 0.5
+
+
+def composite(image: torch.Tensor, alpha: torch.Tensor, plate: torch.Tensor) -> torch.Tensor:
+    """The generated person over the background plate: alpha * image + (1 - alpha) * plate."""
+    return alpha * image + (1.0 - alpha) * plate
+
+
 class PatchDiscriminator(nn.Module):
-    """concat(pose map, frame) -> a grid of real/fake logits, one per overlapping patch."""
+    """concat(pose map, frame) -> a grid of real/fake logits, one per overlapping patch (a matte
+    generator's frame is its composite over the plate)."""
 
     def __init__(self, cfg: NetConfig) -> None:
         super().__init__()

@@ -25,9 +25,16 @@ import numpy as np
 import torch
 
 from trainer.pix2pix import checkpoint as ckpt
-from trainer.pix2pix.data import PairSource, SampleOrder, augment, check_pair, to_tensor
-from trainer.pix2pix.losses import GAN_MODES, discriminator_loss, generator_loss
-from trainer.pix2pix.networks import NetConfig, build_networks
+from trainer.pix2pix.data import PairSource, SampleOrder, augment_layers, check_sample, mask_tensor, to_tensor
+from trainer.pix2pix.losses import (
+    DEFAULT_LAMBDA_ALPHA,
+    DEFAULT_LAMBDA_FG,
+    GAN_MODES,
+    discriminator_loss,
+    generator_loss,
+    matte_losses,
+)
+from trainer.pix2pix.networks import NetConfig, build_networks, composite, split_matte
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,8 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     lambda_l1: float = 100.0
+    lambda_alpha: float = DEFAULT_LAMBDA_ALPHA  # matte generators (losses.matte_losses)
+    lambda_fg: float = DEFAULT_LAMBDA_FG
     gan_mode: str = "lsgan"  # or "bce" (see losses.py)
     seed: int = 0
     jitter: int = 0  # random shift in px, the same for map and frame
@@ -55,6 +64,10 @@ class TrainConfig:
     device: str | None = None  # None: CUDA when available, else CPU
     amp: bool = True  # float16 autocast + GradScaler; CUDA only
     step_margin: float = 1.15  # safety factor on the step-time estimate
+    # What the inputs are, recorded in every checkpoint (the loop does not read it): e.g.
+    # {"framing": "person", "posemap_style": "facing", "crop_size": 256}. A generator must be fed
+    # what it learnt from, and a warm start must come from a model that learnt the same.
+    data: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.gan_mode not in GAN_MODES:
@@ -100,7 +113,8 @@ class Trainer:
         self.size = config.net.size
         if len(dataset) == 0:
             raise ValueError("the dataset is empty")
-        check_pair(dataset[0], self.size, 0)
+        self.matte = config.net.matte
+        self._check(0)
         self.device = pick_device(config.device)
         self.amp = config.amp and self.device.type == "cuda"
         # Seed everything so two fresh runs with one config match; a resume overwrites it all.
@@ -124,25 +138,40 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        maps, frames = [], []
+    def _check(self, i: int) -> tuple[np.ndarray, ...]:
+        return check_sample(self.dataset[i], self.size, i, layered=self.matte, in_channels=self.config.net.in_channels)
+
+    def _batch(self) -> list[torch.Tensor]:
+        """(maps, frames) or, for a matte generator, (maps, frames, plates, masks) as tensors."""
+        edges = (False, True, True, False)
+        layers: list[list[np.ndarray]] = []
         for i in self.order.take(self.config.batch_size):
-            m, f = check_pair(self.dataset[i], self.size, i)
-            m, f = augment(m, f, self.aug_rng, jitter=self.config.jitter, flip=self.config.flip)
-            maps.append(m)
-            frames.append(f)
-        return to_tensor(np.stack(maps), self.device), to_tensor(np.stack(frames), self.device)
+            sample = augment_layers(
+                self._check(i), edges, self.aug_rng, jitter=self.config.jitter, flip=self.config.flip
+            )
+            layers.append(list(sample))
+        stacked = [np.stack(column) for column in zip(*layers)]
+        out = [to_tensor(a, self.device) for a in stacked[:3]]
+        if self.matte:
+            out.append(mask_tensor(stacked[3], self.device))
+        return out
 
     def train_step(self) -> dict[str, float]:
         """One D update then one G update on the next batch; returns the step's losses."""
         cfg = self.config
-        pose, real = self._batch()
+        batch = self._batch()
+        pose, real = batch[0], batch[1]
 
         def autocast() -> torch.autocast:
             return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
 
         with autocast():
-            fake = self.G(pose)
+            out = self.G(pose)
+            if self.matte:
+                image, alpha = split_matte(out)
+                fake = composite(image, alpha, batch[2])
+            else:
+                fake = out
 
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
@@ -155,12 +184,16 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         with autocast():
             loss_g, parts = generator_loss(self.D(pose, fake), fake, real, lambda_l1=cfg.lambda_l1, mode=cfg.gan_mode)
+            if self.matte:
+                extra = matte_losses(image, alpha, batch[3], real)
+                loss_g = loss_g + cfg.lambda_alpha * extra["g_alpha"] + cfg.lambda_fg * extra["g_fg"]
+                parts.update({k: v.detach() for k, v in extra.items()})
         self.scaler.scale(loss_g).backward()
         self.scaler.step(self.opt_g)
         self.scaler.update()
         self.D.requires_grad_(True)
         self.step += 1
-        return {"d": float(loss_d.detach()), "g_gan": float(parts["g_gan"]), "g_l1": float(parts["g_l1"])}
+        return {"d": float(loss_d.detach()), **{k: float(v) for k, v in parts.items()}}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -369,7 +402,7 @@ def fine_tune(
     init_checkpoint: bytes | str | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Fine-tune on one person's (pose map, frame) pairs within budget_s seconds of wall clock.
+    """Fine-tune on one person's samples (data.py) within budget_s seconds of wall clock.
 
     If the store already holds a checkpoint (an earlier attempt crashed) training resumes from
     it exactly and init_checkpoint is ignored; otherwise init_checkpoint (bytes or a path of a base

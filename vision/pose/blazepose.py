@@ -92,6 +92,28 @@ class Roi:
         rotation = (rotation + math.pi) % (2 * math.pi) - math.pi
         return cls(float(centre[0]), float(centre[1]), size, rotation)
 
+    @classmethod
+    def from_keypoints(cls, keypoints: np.ndarray, score_threshold: float = 0.2) -> Roi | None:
+        """The region BlazePose would track for a COCO-17 pose from any estimator, or None when
+        fewer than four keypoints are confident: centred on the hips (else on the keypoints' box),
+        upright along hips -> shoulders, its circle reaching the farthest keypoint plus a head's
+        worth (the nose is not the top of the head)."""
+        kp = np.asarray(keypoints, np.float64)
+        ok = np.isfinite(kp).all(axis=1) & (kp[:, 2] >= score_threshold)
+        if ok.sum() < 4:
+            return None
+        xy = kp[ok, :2]
+        hips, shoulders = [11, 12], [5, 6]
+        centre = kp[hips, :2].mean(0) if ok[hips].all() else (xy.min(0) + xy.max(0)) / 2
+        up = np.array([0.0, -1.0])
+        if ok[hips].all() and ok[shoulders].all():
+            v = kp[shoulders, :2].mean(0) - kp[hips, :2].mean(0)
+            if np.hypot(*v) > 1e-6:
+                up = v / np.hypot(*v)
+        extent = float(np.hypot(*(xy.max(0) - xy.min(0))))
+        radius = float(np.max(np.hypot(*(xy - centre).T))) + 0.08 * extent
+        return cls.from_alignment(centre, centre + radius * up)
+
     def crop_to_image(self, crop_size: int = LANDMARK_SIZE) -> np.ndarray:
         """2x3 affine from crop pixels to image pixels."""
         k = self.size / crop_size
@@ -217,6 +239,13 @@ class BlazePoseEstimator(Estimator):
                 borderValue=0,
             )
         return _Landmarks(presence, points, mask)
+
+    def estimate_at(self, image_rgb: np.ndarray, roi: Roi) -> Person | None:
+        """The person in a given region (e.g. Roi.from_keypoints of another estimator's pose), with
+        its mask when with_mask; None when the landmark model finds nobody there. No tracking state
+        is read or changed."""
+        result = self._landmarks(check_image(image_rgb), roi)
+        return self._person(result) if result.presence >= self.min_presence else None
 
     def estimate(self, image_rgb: np.ndarray, key: str = "") -> list[Person]:
         image = check_image(image_rgb)

@@ -68,3 +68,41 @@ def moving_photo_clip(
         )
         clip.append((frame, affine))
     return clip
+
+
+def cutout_backdrop(photo_rgb: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The photo without its person, as a still backdrop of `size` (width, height): the person's
+    pixels (mask above 0.5, grown a little) inpainted, the photo scaled to cover the canvas and
+    cropped to its aspect, softened so the inpainting does not show."""
+    hole = cv2.dilate((np.asarray(mask) > 0.5).astype(np.uint8), np.ones((15, 15), np.uint8))
+    filled = cv2.inpaint(np.ascontiguousarray(photo_rgb), hole * 255, 9, cv2.INPAINT_TELEA)
+    width, height = size
+    ph, pw = filled.shape[:2]
+    k = max(width / pw, height / ph)
+    scaled = cv2.resize(filled, (max(width, round(pw * k)), max(height, round(ph * k))), interpolation=cv2.INTER_AREA)
+    y0, x0 = (scaled.shape[0] - height) // 2, (scaled.shape[1] - width) // 2
+    return cv2.GaussianBlur(scaled[y0 : y0 + height, x0 : x0 + width], (0, 0), 2.0)
+
+
+def moving_person_clip(
+    photo_rgb: np.ndarray,
+    mask: np.ndarray,
+    n_frames: int = 60,
+    size: tuple[int, int] = (640, 480),
+    seed: int = 0,
+    backdrop: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The person of a photo (mask: float [h, w] in 0..1, e.g. BlazePose's) moving as in
+    moving_photo_clip, over a still backdrop (default: cutout_backdrop of the same photo), as a
+    booth camera sees a visitor. Returns [(frame_rgb, affine photo -> frame)]."""
+    mask = np.asarray(mask, np.float32)
+    if mask.shape != photo_rgb.shape[:2]:
+        raise ValueError(f"mask is {mask.shape} but the photo {photo_rgb.shape[:2]}")
+    if backdrop is None:
+        backdrop = cutout_backdrop(photo_rgb, mask, size)
+    out = []
+    for frame, affine in moving_photo_clip(photo_rgb, n_frames, size, seed):
+        alpha = cv2.warpAffine(mask, affine, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)[..., None]
+        composite = frame.astype(np.float32) * alpha + backdrop.astype(np.float32) * (1.0 - alpha)
+        out.append((np.clip(composite.round(), 0, 255).astype(np.uint8), affine))
+    return out
