@@ -1,0 +1,186 @@
+"""Temporal coherence and the face residual against today's frame-by-frame person path.
+
+    .venv/bin/python -m bench.bench_temporal            # 80 s of training per arm and session (~11 min)
+    .venv/bin/python -m bench.bench_temporal --quick    # 25 s per arm and session (~4 min)
+
+Per session (bench.footage: a pedestrian of ../shared/data/videos/vtest.avi, the squat photo's
+person moved over its backdrop), on the same frames and the same split (the last 15% held out
+after a gap), three arms of the person-centred path (128 px crop, facing pose maps, matte over
+the plate, the pix2pix fast networks, batch 1) train for the same seconds of training steps, in
+alternating slices (bench.bench_person.train_alternately):
+
+* plain: today's generator, frame by frame;
+* temporal: conditioned on the previous frame and pose map, trained on pairs, rendered
+  sequentially (trainer.coherent, trainer.pix2pix.sequence);
+* temporal+face: the same plus the face residual generator (trainer.pix2pix.face), trained in
+  the same seconds.
+
+Figures on the held-out frames at the camera's resolution: flicker (the generated video's mean
+frame-to-frame change in the person's box over the real video's; target <= 1.3), face-box
+SSIM/PSNR (a square of a quarter of the person crop's side on the head keypoints: about two head
+heights; its size in camera pixels is printed, it is small for the video's pedestrians), person-box
+SSIM/PSNR, steps/s. Pictures: <state dir>/bench/temporal/<session>-strip.png (held-out frames:
+face boxes and person boxes of real | plain | temporal | temporal+face) and one video per arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from bench.bench_person import SHARED, Prepared, _table, _write_video, estimator, prepare, train_alternately
+from bench.footage import footage_session, photo_session
+from infra.settings import Settings
+from trainer.coherent import CoherentPersonCentred
+from trainer.evaluation import held_out_frames
+from trainer.pix2pix.evaluate import frames_pose_error, video_quality
+from trainer.pix2pix.face import face_box, face_quality
+from trainer.pix2pix.networks import NetConfig
+from trainer.pix2pix.train import TrainConfig, make_trainer
+from vision.crop import person_box
+
+SIZE = 128  # the person crop; 256 trains ~4x slower, too few steps for three arms in one run
+CAMERA = "cam0"
+ARMS = {"plain": (False, False), "temporal": (True, False), "temporal+face": (True, True)}
+FLICKER_TARGET = 1.3
+
+
+def framing_for(p: Prepared, temporal: bool, face: bool) -> CoherentPersonCentred:
+    return CoherentPersonCentred(
+        p.person.size, p.person.style, p.person.plates, p.person.sides, temporal=temporal, face=face
+    )
+
+
+def compare(p: Prepared, budget_s: float, out_dir: Path, estimate) -> list[dict]:
+    framings = {k: framing_for(p, *opts) for k, opts in ARMS.items()}
+    trainers = {}
+    for k, f in framings.items():
+        net = NetConfig.fast(f.size, matte=True, in_channels=f.in_channels)
+        cfg = TrainConfig(net=net, checkpoint_every_s=None, temporal=f.temporal, face=f.face)
+        trainers[k] = make_trainer(f.training_samples(p.data, np.flatnonzero(p.train), p.masks), cfg)
+    train_alternately(trainers, budget_s)
+    rows, shown = [], {}
+    # The face residual on and off on one model: the same body generator, so only the face differs.
+    arms = [*((k, f, trainers[k]) for k, f in framings.items()), ("t+f, face off", framings["temporal"], None)]
+    for k, f, t in arms:
+        t = t or trainers["temporal+face"]
+        generator = t.G.eval() if k == "t+f, face off" or not hasattr(t, "generator") else t.generator()
+        real, fake, _maps, poses = held_out_frames(generator, f, p.data, p.test)[CAMERA]
+        q = video_quality(real, fake, poses)
+        fq = face_quality(real, fake, poses, f.face_side_px(CAMERA))
+        rows.append(
+            {
+                "session": p.session.name,
+                "arm": k,
+                "steps": t.step,
+                "steps_s": t.step / max(t.elapsed_s, 1e-9),
+                **q,
+                **fq,
+                "pose_error": frames_pose_error(fake, poses, estimate),
+            }
+        )
+        if k == "t+f, face off":
+            continue
+        shown[k] = fake
+        _write_video(out_dir / f"{p.session.name}-{k}.mp4", fake)
+    strip = comparison_strip(real, shown, poses, framings["plain"].face_side_px(CAMERA))
+    cv2.imwrite(str(out_dir / f"{p.session.name}-strip.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+    return rows
+
+
+def comparison_strip(real: np.ndarray, fakes: dict[str, np.ndarray], poses: np.ndarray, face_side: float) -> np.ndarray:
+    """Three held-out frames, one row each: the face box of real and of each arm (enlarged), then
+    their person boxes."""
+    rows = []
+    h, w = real.shape[1:3]
+    for t in np.linspace(0, len(real) - 1, 3).round().astype(int):
+        cells = []
+        for box, cell in ((face_box(poses[t], face_side, (w, h)), (120, 120)), (person_box(poses[t], (w, h)), (80, 120))):
+            x0, y0, x1, y1 = box if box is not None else (0, 0, w, h)
+            for name, img in (("real", real[t]), *((k, v[t]) for k, v in fakes.items())):
+                zoom = cv2.resize(np.ascontiguousarray(img[y0:y1, x0:x1]), cell, interpolation=cv2.INTER_NEAREST)
+                cv2.putText(zoom, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+                cells.append(np.pad(zoom, ((0, 0), (0, 2), (0, 0))))
+        rows.append(np.concatenate(cells, axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+COLUMNS = [
+    ("session  ", "session", ""),
+    ("arm          ", "arm", ""),
+    ("steps", "steps", "d"),
+    ("steps/s", "steps_s", ".2f"),
+    ("flicker", "flicker", ".2f"),
+    ("face SSIM", "face_ssim", ".3f"),
+    ("face PSNR", "face_psnr", ".2f"),
+    ("face px", "face_px", ".0f"),
+    ("box SSIM", "box_ssim", ".3f"),
+    ("box PSNR", "box_psnr", ".2f"),
+    ("pose err", "pose_error", ".3f"),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="25 s per arm and session instead of 80")
+    ap.add_argument("--budget", type=float, help="seconds of training per arm and session")
+    ap.add_argument("--sessions", nargs="+", default=["squat", "footage"])
+    args = ap.parse_args()
+    budget = args.budget or (25.0 if args.quick else 80.0)
+    torch.manual_seed(0)
+    models_dir = SHARED / "models" if (SHARED / "models").is_dir() else None
+    out_dir = Path(Settings().state_dir) / "bench" / "temporal"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    estimate = estimator(models_dir)
+    print(f"{budget:.0f} s of training per arm and session, {SIZE} px crop; torch threads {torch.get_num_threads()}")
+    rows: list[dict] = []
+    for name in args.sessions:
+        t0 = time.perf_counter()
+        if name == "footage":
+            cache = out_dir.parent / "person" / "cache"  # bench_person's: the track is the same
+            session = footage_session(SHARED / "data/videos/vtest.avi", models_dir, cache)
+        else:
+            session = photo_session(SHARED / f"data/images/{name}.png", models_dir)
+        p = prepare(session, models_dir, size=SIZE)
+        w, h = session.size
+        print(
+            f"\n{name}: {session.source}; {len(session.frames)} frames {w}x{h}, {int(p.train.sum())} trained on, "
+            f"{int(p.test.sum())} held out after a gap of {p.gap}; crop side {p.person.sides[CAMERA]:.0f} px",
+            flush=True,
+        )
+        rows += compare(p, budget, out_dir, estimate)
+        _table(rows[-len(ARMS) - 1 :], COLUMNS)
+        print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    print("\nheld-out frames, at the camera's resolution:")
+    _table(rows, COLUMNS)
+    mean = {
+        arm: {
+            k: float(np.nanmean([r[k] for r in rows if r["arm"] == arm]))
+            for k in ("flicker", "face_ssim", "face_psnr", "box_ssim", "box_psnr", "pose_error", "steps_s")
+        }
+        for arm in (*ARMS, "t+f, face off")
+    }
+    _table([{"session": "mean", "arm": k, **v} for k, v in mean.items()], [c for c in COLUMNS if c[1] != "face_px"])
+    for arm in ("temporal", "temporal+face"):
+        m = mean[arm]
+        print(
+            f"{arm}: flicker {m['flicker']:.2f} vs plain {mean['plain']['flicker']:.2f} (target <= {FLICKER_TARGET}: "
+            f"{'met' if m['flicker'] <= FLICKER_TARGET else 'NOT met'}); face box {m['face_psnr'] - mean['plain']['face_psnr']:+.2f} dB, "
+            f"SSIM {m['face_ssim'] - mean['plain']['face_ssim']:+.3f} vs plain; steps/s ratio to plain "
+            f"{m['steps_s'] / mean['plain']['steps_s']:.2f}"
+        )
+    tf, off = mean["temporal+face"], mean["t+f, face off"]
+    print(
+        f"face residual on vs off (one temporal+face model): face box {tf['face_psnr'] - off['face_psnr']:+.2f} dB, "
+        f"SSIM {tf['face_ssim'] - off['face_ssim']:+.3f}"
+    )
+    print(f"\npictures and held-out videos: {out_dir}")
+
+
+if __name__ == "__main__":
+    main()
