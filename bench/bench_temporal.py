@@ -36,13 +36,13 @@ import torch
 from bench.bench_person import SHARED, Prepared, _table, _write_video, estimator, prepare, train_alternately
 from bench.footage import footage_session, photo_session
 from infra.settings import Settings
+from trainer.coherence_figures import comparison_strip
 from trainer.coherent import CoherentPersonCentred
 from trainer.evaluation import held_out_frames
 from trainer.pix2pix.evaluate import frames_pose_error, video_quality
-from trainer.pix2pix.face import face_box, face_quality
+from trainer.pix2pix.face import face_quality
 from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.train import TrainConfig, make_trainer
-from vision.crop import person_box
 
 SIZE = 128  # the person crop; 256 trains ~4x slower, too few steps for three arms in one run
 CAMERA = "cam0"
@@ -91,23 +91,6 @@ def compare(p: Prepared, budget_s: float, out_dir: Path, estimate) -> list[dict]
     strip = comparison_strip(real, shown, poses, framings["plain"].face_side_px(CAMERA))
     cv2.imwrite(str(out_dir / f"{p.session.name}-strip.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
     return rows
-
-
-def comparison_strip(real: np.ndarray, fakes: dict[str, np.ndarray], poses: np.ndarray, face_side: float) -> np.ndarray:
-    """Three held-out frames, one row each: the face box of real and of each arm (enlarged), then
-    their person boxes."""
-    rows = []
-    h, w = real.shape[1:3]
-    for t in np.linspace(0, len(real) - 1, 3).round().astype(int):
-        cells = []
-        for box, cell in ((face_box(poses[t], face_side, (w, h)), (120, 120)), (person_box(poses[t], (w, h)), (80, 120))):
-            x0, y0, x1, y1 = box if box is not None else (0, 0, w, h)
-            for name, img in (("real", real[t]), *((k, v[t]) for k, v in fakes.items())):
-                zoom = cv2.resize(np.ascontiguousarray(img[y0:y1, x0:x1]), cell, interpolation=cv2.INTER_NEAREST)
-                cv2.putText(zoom, name, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
-                cells.append(np.pad(zoom, ((0, 0), (0, 2), (0, 0))))
-        rows.append(np.concatenate(cells, axis=1))
-    return np.concatenate(rows, axis=0)
 
 
 COLUMNS = [
@@ -166,13 +149,14 @@ def main() -> None:
         for arm in (*ARMS, "t+f, face off")
     }
     _table([{"session": "mean", "arm": k, **v} for k, v in mean.items()], [c for c in COLUMNS if c[1] != "face_px"])
+    plain = mean["plain"]
     for arm in ("temporal", "temporal+face"):
         m = mean[arm]
+        met = "met" if m["flicker"] <= FLICKER_TARGET else "NOT met"
         print(
-            f"{arm}: flicker {m['flicker']:.2f} vs plain {mean['plain']['flicker']:.2f} (target <= {FLICKER_TARGET}: "
-            f"{'met' if m['flicker'] <= FLICKER_TARGET else 'NOT met'}); face box {m['face_psnr'] - mean['plain']['face_psnr']:+.2f} dB, "
-            f"SSIM {m['face_ssim'] - mean['plain']['face_ssim']:+.3f} vs plain; steps/s ratio to plain "
-            f"{m['steps_s'] / mean['plain']['steps_s']:.2f}"
+            f"{arm}: flicker {m['flicker']:.2f} vs plain {plain['flicker']:.2f} (target <= {FLICKER_TARGET}: {met}); "
+            f"face box {m['face_psnr'] - plain['face_psnr']:+.2f} dB, SSIM {m['face_ssim'] - plain['face_ssim']:+.3f} "
+            f"vs plain; steps/s ratio to plain {m['steps_s'] / plain['steps_s']:.2f}"
         )
     tf, off = mean["temporal+face"], mean["t+f, face off"]
     print(

@@ -16,6 +16,7 @@ Without either option this is trainer.framing.PersonCentred.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -51,6 +52,14 @@ class CoherentPersonCentred(PersonCentred):
         if face:
             facemod.face_side(crop_size)  # a clear error now for a crop too small for a face box
         self.in_channels = in_channels(temporal)
+        self.sequential = True  # False: a temporal model run frame by frame, each from a blank previous
+
+    def frame_by_frame(self) -> CoherentPersonCentred:
+        """This framing rendering a temporal model without its previous frames (each frame as the
+        first of a video): the same weights without temporal coherence, for comparisons."""
+        other = copy.copy(self)
+        other.sequential = False
+        return other
 
     def face_side_px(self, camera: str) -> float:
         """The face box's side in the camera's pixels (where the face figures are measured)."""
@@ -120,7 +129,8 @@ class CoherentPersonCentred(PersonCentred):
         track = self.track(poses, camera)
         face_g = getattr(generator, "face", None)
         device = next(generator.parameters()).device
-        step = 1 if self.temporal else batch_size
+        sequential = self.temporal and self.sequential
+        step = 1 if sequential else batch_size
         was_training = generator.training
         generator.eval()
         prev_pose = prev_frame = None
@@ -133,13 +143,17 @@ class CoherentPersonCentred(PersonCentred):
                     x = to_tensor(inputs, device)
                     image, alpha = split_matte(generator(x))
                     if face_g is not None:
-                        origins = [facemod.crop_face_origin(pose_to_crop(poses[t], a), self.size) for t, a in zip(batch, affines)]
+                        origins = [
+                            facemod.crop_face_origin(pose_to_crop(poses[t], a), self.size)
+                            for t, a in zip(batch, affines)
+                        ]
                         image = facemod.refine(face_g, x[:, :3], image, origins)
                     layers, mattes = to_uint8(image), alpha[:, 0].float().clamp(0, 1).cpu().numpy()
                 for t, a, layer, matte in zip(batch, affines, layers, mattes):
                     person, al = uncrop_rgba(layer, matte * self.window, a, size)
                     frame = composite(plate, person, al)
-                    prev_pose, prev_frame = poses[t], frame
+                    if sequential:
+                        prev_pose, prev_frame = poses[t], frame
                     yield frame, render_pose_map(poses[t], size, size, style=self.style)
         finally:
             generator.train(was_training)

@@ -75,7 +75,9 @@ def face_nets(crop_size: int) -> tuple[NetConfig, UNetGenerator, PatchDiscrimina
     """(config, generator, discriminator) of the face pair for a person crop: input = the pose map
     and the body's person layer in the box (6 channels), output = a residual (3 channels)."""
     side = face_side(crop_size)
-    cfg = NetConfig.fast(side, in_channels=6, out_channels=3, n_layers_d=2 if side <= 32 else 3)
+    # PatchGAN layers that fit the box: 1 for 8 px, 2 up to 32 px, 3 (70x70 patches) above.
+    layers = 1 if side <= 8 else 2 if side <= 32 else 3
+    cfg = NetConfig.fast(side, in_channels=6, out_channels=3, n_layers_d=layers)
     return cfg, UNetGenerator(cfg), PatchDiscriminator(cfg)
 
 

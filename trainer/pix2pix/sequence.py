@@ -46,7 +46,7 @@ def in_channels(temporal: bool) -> int:
 class SequenceTrainer(Trainer):
     """Trainer for a matte generator with the temporal and/or face options (see the module)."""
 
-    def __init__(self, dataset: PairSource, config: TrainConfig = TrainConfig()) -> None:
+    def __init__(self, dataset: PairSource, config: TrainConfig) -> None:
         if not config.net.matte:
             raise ValueError("temporal and face training are for the person framing's matte generator")
         if config.jitter or config.flip:
@@ -71,7 +71,11 @@ class SequenceTrainer(Trainer):
         if len(sample) != 6:
             raise ValueError(f"sample {i} is not an (inputs, frame, plate, mask, previous mask, face box) sample")
         inputs, frame, plate, mask, prev_mask, origin = (np.asarray(a) for a in sample)
-        for name, img, shape in (("inputs", inputs, (s, s, c)), ("frame", frame, (s, s, 3)), ("plate", plate, (s, s, 3))):
+        for name, img, shape in (
+            ("inputs", inputs, (s, s, c)),
+            ("frame", frame, (s, s, 3)),
+            ("plate", plate, (s, s, 3)),
+        ):
             if img.dtype != np.uint8 or img.shape != shape:
                 raise ValueError(f"sample {i}: {name} must be uint8 {shape}, got {img.dtype} {img.shape}")
         masks = (mask, prev_mask) if self.config.temporal else (mask,)
@@ -123,7 +127,9 @@ class SequenceTrainer(Trainer):
         self.D.requires_grad_(True)
         self.opt_d.zero_grad(set_to_none=True)
         with autocast():
-            loss_d = discriminator_loss(self.D(cond_real, reals), self.D(cond_fake.detach(), fakes.detach()), cfg.gan_mode)
+            loss_d = discriminator_loss(
+                self.D(cond_real, reals), self.D(cond_fake.detach(), fakes.detach()), cfg.gan_mode
+            )
         self.scaler.scale(loss_d).backward()
         self.scaler.step(self.opt_d)
 
