@@ -4,7 +4,10 @@ Both comparisons use the session's one model, so they cost a few renders, not an
 
 * temporal: the model rendered as it is (each frame continuing the last generated one) against the
   same model frame by frame (each frame from a blank previous, as the first of a video):
-  "flicker" of each (trainer.pix2pix.evaluate.flicker: 1 = as lively as the real video).
+  "flicker" of each (trainer.pix2pix.evaluate.flicker: 1 = as lively as the real video) and
+  "motion error" of each (`motion_error`: how much the video changes otherwise than the real one
+  does; 0 = exactly as it does). Flicker alone cannot tell shimmer from motion: a blurred video
+  that shimmers can change as much from frame to frame as the real one.
 * face: the frames with the face generator's residual against the body generator's alone:
   SSIM/PSNR inside the face box (trainer.pix2pix.face.face_quality).
 
@@ -20,6 +23,23 @@ import numpy as np
 from trainer.pix2pix.evaluate import flicker
 from trainer.pix2pix.face import face_box, face_quality
 from vision.crop import person_box
+
+
+def motion_error(reals: np.ndarray, fakes: np.ndarray, boxes: list) -> float:
+    """Mean |(fake[t+1] - fake[t]) - (real[t+1] - real[t])| over mean |real[t+1] - real[t]|, each
+    inside the union of the two frames' person boxes (None boxes skip the pair): the generated
+    video's change from frame to frame that the real video does not have (shimmer, wobble, lag),
+    relative to the real change; NaN with fewer than two boxed frames."""
+    num = den = 0.0
+    for t in range(len(reals) - 1):
+        b0, b1 = boxes[t], boxes[t + 1]
+        if b0 is None or b1 is None:
+            continue
+        x0, y0, x1, y1 = min(b0[0], b1[0]), min(b0[1], b1[1]), max(b0[2], b1[2]), max(b0[3], b1[3])
+        r = reals[t + 1, y0:y1, x0:x1].astype(np.float32) - reals[t, y0:y1, x0:x1]
+        g = fakes[t + 1, y0:y1, x0:x1].astype(np.float32) - fakes[t, y0:y1, x0:x1]
+        num, den = num + float(np.abs(g - r).mean()), den + float(np.abs(r).mean())
+    return num / den if den > 0 else float("nan")
 
 
 def comparison_strip(real: np.ndarray, fakes: dict[str, np.ndarray], poses: np.ndarray, face_side: float) -> np.ndarray:
@@ -61,6 +81,8 @@ def with_and_without(generator, framing, data, test: np.ndarray) -> tuple[dict, 
         shown["frame by frame"] = alone[camera][1]
         out["flicker_sequential"] = flicker(real, fake, boxes)
         out["flicker_frame_by_frame"] = flicker(real, shown["frame by frame"], boxes)
+        out["motion_error_sequential"] = motion_error(real, fake, boxes)
+        out["motion_error_frame_by_frame"] = motion_error(real, shown["frame by frame"], boxes)
     if framing.face:
         side = framing.face_side_px(camera)
         body = getattr(generator, "body", generator)
