@@ -300,6 +300,19 @@ def process(ctx, backend, threads, max_people, loglevel):
     show_default=True,
     help="Where person masks come from (plates, mattes): BlazePose where the pose is, or drawn from the pose.",
 )
+@click.option(
+    "--temporal/--no-temporal",
+    default=None,
+    envvar="BOOTH_TRAIN_TEMPORAL",
+    help="Person framing: each frame conditioned on the previous generated one, so the video does not "
+    "shimmer (default: the trainer's, see README).",
+)
+@click.option(
+    "--face/--no-face",
+    default=None,
+    envvar="BOOTH_TRAIN_FACE",
+    help="Person framing: a small face generator adds detail on a box around the head (default: the trainer's).",
+)
 @click.option("--max-sessions", type=int, help="Exit after this many renditions.")
 @click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -314,6 +327,8 @@ def train(
     crop_size,
     posemap_style,
     person_masks,
+    temporal,
+    face,
     max_sessions,
     idle_exit,
     quiet,
@@ -340,6 +355,7 @@ def train(
             posemap_style=posemap_style,
             person_masks=person_masks,
             progress_bar=not quiet,
+            **{k: v for k, v in (("temporal", temporal), ("face", face)) if v is not None},
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
@@ -409,8 +425,10 @@ def models(ctx, install, source):
     help="Generator size in pixels: the crop around the person (and the dataset's pose maps).",
 )
 @click.option("--keep-stack", is_flag=True, help="Leave the broker and S3 server running afterwards.")
+@click.option("--temporal/--no-temporal", default=None, help="The trainer's temporal option (default: its default).")
+@click.option("--face/--no-face", default=None, help="The trainer's face residual option (default: its default).")
 @click.pass_context
-def demo(ctx, video, photo, frames, budget_s, resolution, keep_stack):
+def demo(ctx, video, photo, frames, budget_s, resolution, keep_stack, temporal, face):
     """Run one whole booth session end to end on the embedded stack and print the rendition link."""
     from booth.demo import Demo, DemoOptions
 
@@ -418,7 +436,14 @@ def demo(ctx, video, photo, frames, budget_s, resolution, keep_stack):
     state.mkdir(parents=True, exist_ok=True)
     d = Demo(
         DemoOptions(
-            video=video, photo=photo, frames=frames, budget_s=budget_s, resolution=resolution, keep_stack=keep_stack
+            video=video,
+            photo=photo,
+            frames=frames,
+            budget_s=budget_s,
+            resolution=resolution,
+            keep_stack=keep_stack,
+            temporal=temporal,
+            face=face,
         ),
         state,
         echo=click.echo,

@@ -39,6 +39,8 @@ class DemoOptions:
     reference_frames: int = 90
     timeout_s: float | None = None
     keep_stack: bool = False
+    temporal: bool | None = None  # the trainer's options (None: its defaults)
+    face: bool | None = None
 
 
 @dataclass
@@ -163,6 +165,11 @@ class Demo:
             "60",
             "--crop-size",
             str(o.resolution),
+            *(
+                f"--{'' if on else 'no-'}{name}"
+                for name, on in (("temporal", o.temporal), ("face", o.face))
+                if on is not None
+            ),
             "-q",
         )
 
@@ -206,7 +213,7 @@ class Demo:
         store = ObjectStore(self.settings)
         out = self.state_dir / "results" / session
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json"):
+        for name in ("rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json", "coherence.png"):
             data = store.get(layout.result_key(session, name))
             if data is not None:
                 (out / name).write_bytes(data)
@@ -305,6 +312,7 @@ class Demo:
             "SSIM / PSNR (held out, person box)": f"{_fmt(m.get('box_ssim'))} / {_fmt(m.get('box_psnr'))} dB",
             "flicker (1 = as the real video)": _fmt(m.get("flicker")),
             "pose error (normalized)": _fmt(m.get("pose_error")),
+            **coherence_rows(metrics),
             "rendition frames (size)": f"{rendition.frames} ({size(metrics)})",
             "warnings": "; ".join(metrics.get("warnings") or []) or "none",
             "time: capture": _secs(t.span("capture", "captured")),
@@ -315,6 +323,22 @@ class Demo:
             "rendition link": rendition.url,
         }
         return rows
+
+
+def coherence_rows(metrics: dict) -> dict:
+    """The temporal and face options, with their figures with and without (coherence.png shows them)."""
+    on = {k: "on" if metrics.get(k) else "off" for k in ("temporal", "face")}
+    rows = {"temporal / face options": f"{on['temporal']} / {on['face']}"}
+    if metrics.get("temporal"):
+        rows["flicker: in sequence / frame by frame"] = (
+            f"{_fmt(metrics.get('flicker_sequential'))} / {_fmt(metrics.get('flicker_frame_by_frame'))}"
+        )
+    if metrics.get("face"):
+        rows["face box SSIM / PSNR: with / without"] = (
+            f"{_fmt(metrics.get('face_ssim'))} / {_fmt(metrics.get('face_psnr'))} dB with, "
+            f"{_fmt(metrics.get('face_ssim_without'))} / {_fmt(metrics.get('face_psnr_without'))} dB without"
+        )
+    return rows
 
 
 def framing(metrics: dict) -> str:

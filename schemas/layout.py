@@ -11,9 +11,11 @@ a component write outside its own session's prefix ("../", slashes, look-alike c
     sessions/<session>/dataset_ready.json                the DatasetReady that went out (assembler)
     sessions/<session>/consent.json                      the visitor's consent as the start recorded it
     sessions/<session>/checkpoints/<name>                training state (ckpt-*.pt, generator.pt,
-                                                         started.json: when the budget started)
+                                                         face_generator.pt, started.json: when the
+                                                         budget started)
     sessions/<session>/results/<name>                    rendition.mp4, side-by-side.mp4,
-                                                         samples.png, loss.png, metrics.json
+                                                         samples.png, loss.png, coherence.png,
+                                                         metrics.json
     sessions/<session>/plates/<camera>.png               the background plate the trainer used
     sessions/<session>/plates/<camera>.json              how it was made (source, masks, coverage)
     backgrounds/<camera>.png                             the empty booth (`booth background capture`)
@@ -63,7 +65,9 @@ def results_prefix(session: str) -> str:
     return f"{session_prefix(session)}results/"
 
 
-RESULT_FILES = frozenset({"rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json"})
+RESULT_FILES = frozenset(
+    {"rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json", "coherence.png"}
+)
 
 
 def result_key(session: str, filename: str) -> str:

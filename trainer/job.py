@@ -48,7 +48,7 @@ from trainer.dataset import (
     holdout_split,
     load_training_set,
 )
-from trainer.framing import DEFAULT_STYLES, FRAMINGS, PersonCentred, WholeFrame
+from trainer.framing import DEFAULT_STYLES, FRAMINGS, WholeFrame
 
 WARNING_PREFIX = "warning: "  # progress messages that are warnings (the status view and console list them)
 
@@ -68,6 +68,9 @@ class TrainerConfig:
     crop_size: int | None = None  # person framing's generator size: None = 512 where CUDA is, else 256
     posemap_style: str | None = None  # None: the framing's default (vision.posemap STYLES)
     person_masks: str = "auto"  # vision.personmask: "auto", "blazepose" or "silhouette"
+    # Person framing only (trainer.coherent): frames conditioned on the previous one; a face residual.
+    temporal: bool = False
+    face: bool = False
     reference: str | None = None  # used when the session names none (else settings.default_reference)
     side_by_side: bool = True
     max_render_frames: int | None = None
@@ -119,8 +122,13 @@ def base_checkpoint(store: ObjectStore, net, data: dict) -> tuple[bytes | None, 
         theirs = NetConfig.from_dict(state["net"])
     except Exception as exc:  # noqa: BLE001 - an unreadable base costs a warm start, never the session
         return None, None, f"base model {name} is unreadable ({type(exc).__name__}: {exc})"
-    learnt = {"framing": "whole", "posemap_style": "stick", **(state.get("train") or {}).get("data", {})}
-    wanted = {k: data[k] for k in ("framing", "posemap_style") if k in data}
+    learnt = {
+        "framing": "whole",
+        "posemap_style": "stick",
+        "temporal": False,
+        **(state.get("train") or {}).get("data", {}),
+    }
+    wanted = {k: data[k] for k in ("framing", "posemap_style", "temporal") if k in data}
     if theirs.size != net.size or theirs.matte != net.matte:
         why = f"base model {name} is a {theirs.size}px {learnt['framing']}-frame model"
         return None, None, f"{why}; this session needs {net.size}px {data.get('framing')}"
@@ -179,6 +187,7 @@ class TrainingJob:
         from trainer.assembler import read_manifest
         from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation
         from trainer.pix2pix.networks import NetConfig
+        from trainer.pix2pix.sequence import in_channels
         from trainer.pix2pix.train import TrainConfig, fine_tune, pick_device
 
         s, cfg, session = self.settings, self.config, self.session
@@ -206,8 +215,15 @@ class TrainingJob:
         train_idx = np.flatnonzero(split.train)
 
         framing, masks, info = self._framing(data, split.train, representation, pick_device(cfg.device).type)
-        net = NetConfig.fast(framing.size, matte=framing.name == "person")
-        data_info = {"framing": framing.name, "posemap_style": framing.style, "size": framing.size}
+        temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
+        net = NetConfig.fast(framing.size, matte=framing.name == "person", in_channels=in_channels(temporal))
+        data_info = {
+            "framing": framing.name,
+            "posemap_style": framing.style,
+            "size": framing.size,
+            "temporal": temporal,
+            "face": face,
+        }
         base, base_name, why = base_checkpoint(self.store, net, data_info)
         if base is None:
             log.warning("session %s: %s; fine-tuning starts from scratch", session, why)
@@ -220,6 +236,8 @@ class TrainingJob:
             device=cfg.device,
             progress_bar=cfg.progress_bar,
             data=data_info,
+            temporal=temporal,
+            face=face,
         )
         store = StoreCheckpoints(self.store, layout.checkpoints_prefix(session))
         budget = self._remaining_budget()
@@ -257,6 +275,7 @@ class TrainingJob:
         from trainer.evaluation import evaluate
 
         results = evaluate(s, self.store, session, generator, framing, data, test, result.history)
+        results.update(self._with_and_without(generator, framing, data, test))
         camera = data.main_camera()
         results.update(
             warm_start=base is not None,
@@ -334,8 +353,11 @@ class TrainingJob:
                 "draws pose maps in the crop, so it needs the 'pose' representation (or train with framing whole)"
             )
         sizes = {c: data.camera_size(c) for c in data.camera_names()}
+        if kind == "whole" and (cfg.temporal or cfg.face):
+            self.warnings.append("the temporal and face options are for the person framing: this session has neither")
         if kind == "whole":
             return WholeFrame(data.size, cfg.posemap_style or DEFAULT_STYLES["whole"], representation, sizes), None, {}
+        from trainer.coherent import CoherentPersonCentred
         from trainer.plates import camera_plates
         from vision.crop import crop_side
         from vision.personmask import PersonMasker
@@ -347,6 +369,8 @@ class TrainingJob:
                 sides[camera] = crop_side(data.poses[idx[data.cameras[idx] == camera]])
         except ValueError as exc:
             self.warnings.append(f"{exc}: the whole frame is used instead of a crop around the person")
+            if cfg.temporal or cfg.face:
+                self.warnings.append("the temporal and face options are for the person framing: not used")
             return WholeFrame(data.size, cfg.posemap_style or DEFAULT_STYLES["whole"], representation, sizes), None, {}
         masker = PersonMasker(cfg.person_masks, self.settings.models_dir)
         if masker.why:
@@ -372,8 +396,13 @@ class TrainingJob:
         self.progress("loading", message="background plates")
         plates = camera_plates(self.store, self.session, data, train, masks, masker.name, self.warnings)
         crop = cfg.crop_size or (512 if device == "cuda" else 256)
-        framing = PersonCentred(
-            crop, cfg.posemap_style or DEFAULT_STYLES["person"], {c: p.plate.image for c, p in plates.items()}, sides
+        framing = CoherentPersonCentred(
+            crop,
+            cfg.posemap_style or DEFAULT_STYLES["person"],
+            {c: p.plate.image for c, p in plates.items()},
+            sides,
+            temporal=cfg.temporal,
+            face=cfg.face,
         )
         info = {
             "person_masks": masker.name,
@@ -382,6 +411,16 @@ class TrainingJob:
             "crop_side_px": round(sides[data.main_camera()], 1),
         }
         return framing, masks, info
+
+    def _with_and_without(self, generator, framing, data, test: np.ndarray) -> dict:
+        """The temporal and face options' figures with and without; coherence.png with the results."""
+        from trainer.coherence_figures import with_and_without
+        from trainer.pix2pix.samples import png_bytes
+
+        figures, picture = with_and_without(generator, framing, data, test)
+        if picture is not None:
+            self.store.put(layout.result_key(self.session, "coherence.png"), png_bytes(picture), "image/png")
+        return figures
 
     def _remaining_budget(self) -> float:
         """The budget counts from the first attempt: a resumed session gets what is left of it."""

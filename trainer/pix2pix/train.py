@@ -64,6 +64,10 @@ class TrainConfig:
     device: str | None = None  # None: CUDA when available, else CPU
     amp: bool = True  # float16 autocast + GradScaler; CUDA only
     step_margin: float = 1.15  # safety factor on the step-time estimate
+    # Everybody Dance Now's additions (trainer.pix2pix.sequence): frames conditioned on the previous
+    # one, trained on pairs (net.in_channels 9); a face residual generator on the head's box.
+    temporal: bool = False
+    face: bool = False
     # What the inputs are, recorded in every checkpoint (the loop does not read it): e.g.
     # {"framing": "person", "posemap_style": "facing", "crop_size": 256}. A generator must be fed
     # what it learnt from, and a warm start must come from a model that learnt the same.
@@ -393,6 +397,15 @@ class Trainer:
         return bool(cfg.checkpoint_every_s) and time.monotonic() - last_t >= cfg.checkpoint_every_s
 
 
+def make_trainer(dataset: PairSource, config: TrainConfig) -> Trainer:
+    """The trainer for the config: trainer.pix2pix.sequence's for the temporal or face options."""
+    if config.temporal or config.face:
+        from trainer.pix2pix.sequence import SequenceTrainer
+
+        return SequenceTrainer(dataset, config)
+    return Trainer(dataset, config)
+
+
 def fine_tune(
     dataset: PairSource,
     config: TrainConfig,
@@ -410,7 +423,7 @@ def fine_tune(
     `generator.pt` (weights only, for rendition).
     """
     started = time.monotonic()
-    trainer = Trainer(dataset, config)
+    trainer = make_trainer(dataset, config)
     resumed = trainer.restore(checkpoint_store)
     if resumed:
         log.info("resuming from %s (step %d)", resumed, trainer.step)
@@ -435,6 +448,6 @@ def train_base(
     started = time.monotonic()
     if max_steps is not None:
         config = replace(config, max_steps=max_steps)
-    trainer = Trainer(dataset, config)
+    trainer = make_trainer(dataset, config)
     trainer.restore(checkpoint_store)
     return trainer.run(budget_s=budget_s, store=checkpoint_store, progress_cb=progress_cb, started=started)
