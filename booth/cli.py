@@ -448,9 +448,21 @@ def _register() -> None:
     from producers.cli import background, camera, publish_spool
     from tools.commands import record, replay, status
     from tools.parts import parts
-    from trainer.cli import assemble, reference
+    from trainer.cli import assemble, oneshot, reference
 
-    for command in (camera, publish_spool, background, assemble, reference, record, replay, status, console, parts):
+    for command in (
+        camera,
+        publish_spool,
+        background,
+        assemble,
+        oneshot,
+        reference,
+        record,
+        replay,
+        status,
+        console,
+        parts,
+    ):
         main.add_command(command)
 
 

@@ -63,7 +63,9 @@ def results_prefix(session: str) -> str:
     return f"{session_prefix(session)}results/"
 
 
-RESULT_FILES = frozenset({"rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json"})
+RESULT_FILES = frozenset(
+    {"rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json", "oneshot.mp4"}
+)
 
 
 def result_key(session: str, filename: str) -> str:

@@ -206,6 +206,7 @@ class TrainingJob:
         train_idx = np.flatnonzero(split.train)
 
         framing, masks, info = self._framing(data, split.train, representation, pick_device(cfg.device).type)
+        self._publish_oneshot(ref, name, data, split.train, masks, getattr(framing, "plates", {}))
         net = NetConfig.fast(framing.size, matte=framing.name == "person")
         data_info = {"framing": framing.name, "posemap_style": framing.style, "size": framing.size}
         base, base_name, why = base_checkpoint(self.store, net, data_info)
@@ -382,6 +383,40 @@ class TrainingJob:
             "crop_side_px": round(sides[data.main_camera()], 1),
         }
         return framing, masks, info
+
+    def _publish_oneshot(self, ref, name: str, data, train: np.ndarray, masks: dict | None, plates: dict) -> None:
+        """The first video of the session, before fine-tuning: the visitor's pixels warped part by
+        part through the dance (trainer.oneshot). Its failure never costs the session its video."""
+        from trainer.oneshot import render_oneshot
+        from vision.personmask import PersonMasker
+
+        s, cfg = self.settings, self.config
+        self.progress("loading", message="one-shot video: the visitor's own pixels moved through the dance")
+        maskers: list[PersonMasker] = []
+
+        def mask_of(i: int) -> np.ndarray:
+            if masks is not None and i in masks:
+                return masks[i]
+            if not maskers:
+                maskers.append(PersonMasker(cfg.person_masks, s.models_dir))
+            return maskers[0].mask(data.frames[i], data.poses[i])
+
+        try:
+            camera = data.main_camera()
+            main = np.flatnonzero(data.cameras == camera)
+            size = data.camera_size(camera)
+            dance = build_dance(s, ref, name, data.poses[main], size, data.size, "pose", cfg.max_render_frames)
+            shot = render_oneshot(
+                self.store, self.session, data, train, dance.poses, plates.get(camera), mask_of=mask_of, camera=camera
+            )
+        except Exception as exc:  # noqa: BLE001 - the fine-tuned video still comes
+            self.warnings.append(f"no one-shot video: {type(exc).__name__}: {exc}")
+            return
+        self.warnings += shot.warnings  # shown with the others before training starts
+        if self.purged(now=True):
+            raise self._stop_purged("before its one-shot video was published")
+        self.publish(self._rendition(shot.video_key, shot.written_at, name, shot.frames, shot.metrics()))
+        log.info("session %s: one-shot video in %.1f s", self.session, shot.seconds)
 
     def _remaining_budget(self) -> float:
         """The budget counts from the first attempt: a resumed session gets what is left of it."""

@@ -21,6 +21,9 @@ Transforms, source -> target, in pixels of one camera (so sizes are comparable):
   foreshortened towards the camera gets shorter, not thinner) and across it by the body scale.
 The body scale is the ratio of torso lengths (else shoulder widths).
 
+Where an arm covers the torso in the source, the torso's hidden pixels are filled in from the
+torso around them (inpainting), so moving the arm away shows a plausible chest, not a hole.
+
 Composition: far to near. Facing the camera (vision.posemap.facing >= 0): legs, torso, head,
 arms; facing away: arms, legs, torso, head. Seams: each part's matte is grown by SEAM_GROW px
 (neighbours overlap at the joints, so no crack opens when they rotate) and feathered by a
@@ -265,25 +268,52 @@ class SourceView:
         pad = SEAM_GROW + int(np.ceil(3 * SEAM_SIGMA)) + 1
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SEAM_GROW + 1,) * 2)
         layers = {}
+        torso_hidden, image = _torso_behind_arms(frame, labels, p)
         for k, name in enumerate(PARTS):
-            ys, xs = np.nonzero(labels == k)
+            part_of = labels == k
+            if name == "torso" and torso_hidden is not None:
+                part_of = part_of | torso_hidden
+            ys, xs = np.nonzero(part_of)
             if ys.size < 4:
                 continue
             x0, y0 = max(0, int(xs.min()) - pad), max(0, int(ys.min()) - pad)
             x1, y1 = min(w, int(xs.max()) + pad + 1), min(h, int(ys.max()) + pad + 1)
-            part = (labels[y0:y1, x0:x1] == k).astype(np.uint8)
+            part = part_of[y0:y1, x0:x1].astype(np.uint8)
             grown = cv2.dilate(part, kernel)
             # The soft mask gives the outline; inside the part (its grown seam included) it is
             # at least half, so a seam never turns transparent where the mask is unsure.
             alpha = grown * np.maximum(soft[y0:y1, x0:x1], 0.5 * grown)
             alpha = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), SEAM_SIGMA)
-            rgb = frame[y0:y1, x0:x1].astype(np.float32) * alpha[..., None]
+            source = image if name == "torso" else frame
+            rgb = source[y0:y1, x0:x1].astype(np.float32) * alpha[..., None]
             layers[name] = _Layer(np.dstack([rgb, alpha]).astype(np.float32), x0, y0)
         return cls(p, layers, facing(p))
 
     @property
     def parts(self) -> tuple[str, ...]:
         return tuple(n for n in PARTS if n in self.layers)
+
+
+def _torso_behind_arms(frame: np.ndarray, labels: np.ndarray, pose: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """(the torso's pixels an arm hides in the source, the frame with them filled in from the torso
+    around them), so an arm moved away does not leave a hole in the chest; (None, frame) when no
+    arm crosses the torso."""
+    quad = _torso_quad(pose)
+    if quad is None:
+        return None, frame
+    inside = np.zeros(labels.shape, np.uint8)
+    cv2.fillConvexPoly(inside, np.round(quad - 0.5).astype(np.int32), 1)
+    arms = np.isin(labels, [PARTS.index(n) for n in _ARMS])
+    hidden = inside.astype(bool) & arms
+    if not hidden.any():
+        return None, frame
+    ys, xs = np.nonzero(inside)
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    filled = frame.copy()
+    hole = hidden[y0:y1, x0:x1].astype(np.uint8) * 255
+    radius = max(3, round(0.05 * float(y1 - y0)))
+    filled[y0:y1, x0:x1] = cv2.inpaint(np.ascontiguousarray(frame[y0:y1, x0:x1]), hole, radius, cv2.INPAINT_TELEA)
+    return hidden, filled
 
 
 def _warp_layer(layer: _Layer, a: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, int, int] | None:
