@@ -327,7 +327,7 @@ class Demo:
             "time: dataset -> one-shot video": _secs(t.span("dataset", "oneshot")),
             "time: dataset -> trained": _secs(t.span("dataset", "evaluating")),
             "time: evaluate + render": _secs(t.span("evaluating", "rendition")),
-            "one-shot link (no training)": self.oneshot.url if self.oneshot is not None else "-",
+            "one-shot link": self.oneshot.url if self.oneshot is not None else "-",
             "rendition link": rendition.url,
         }
         return rows
