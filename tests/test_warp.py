@@ -18,6 +18,7 @@ from vision.warp import (
     SourceView,
     draw_order,
     part_transforms,
+    pose_distance,
     segment_parts,
     select_views,
 )
@@ -151,3 +152,12 @@ def test_bad_shapes_are_named():
         SourceView.build(frame, mask[:10], pose)
     with pytest.raises(ValueError, match="at least one source view"):
         PartWarper([])
+
+
+def test_pose_distance_ignores_where_and_how_large():
+    a, b = random_poses(2, SIZE, seed=12)
+    assert pose_distance(a, similarity(a, 0.0, 1.7, (30.0, 5.0))) < 1e-6
+    assert pose_distance(a, b) > 0.05
+    nobody = a.copy()
+    nobody[:, 2] = 0
+    assert pose_distance(a, nobody) == float("inf")
