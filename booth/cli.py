@@ -300,6 +300,14 @@ def process(ctx, backend, threads, max_people, loglevel):
     show_default=True,
     help="Where person masks come from (plates, mattes): BlazePose where the pose is, or drawn from the pose.",
 )
+@click.option(
+    "--conditioning",
+    type=click.Choice(["pose", "warp"]),
+    default="pose",
+    show_default=True,
+    help="What the person-centred generator reads: the pose map, or also the visitor's own pixels warped part by "
+    "part to the pose (trainer/warp_framing.py).",
+)
 @click.option("--max-sessions", type=int, help="Exit after this many renditions.")
 @click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -314,6 +322,7 @@ def train(
     crop_size,
     posemap_style,
     person_masks,
+    conditioning,
     max_sessions,
     idle_exit,
     quiet,
@@ -339,6 +348,7 @@ def train(
             crop_size=crop_size,
             posemap_style=posemap_style,
             person_masks=person_masks,
+            conditioning=conditioning,
             progress_bar=not quiet,
         )
     except ValueError as exc:

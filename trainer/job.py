@@ -68,6 +68,7 @@ class TrainerConfig:
     crop_size: int | None = None  # person framing's generator size: None = 512 where CUDA is, else 256
     posemap_style: str | None = None  # None: the framing's default (vision.posemap STYLES)
     person_masks: str = "auto"  # vision.personmask: "auto", "blazepose" or "silhouette"
+    conditioning: str = "pose"  # the generator reads the pose map ("pose") or also the warped visitor ("warp")
     reference: str | None = None  # used when the session names none (else settings.default_reference)
     side_by_side: bool = True
     max_render_frames: int | None = None
@@ -85,6 +86,12 @@ class TrainerConfig:
             raise ValueError(f"the crop size must be a power of two of at least 16, got {self.crop_size}")
         if self.posemap_style is not None:
             check_style(self.posemap_style)
+        from trainer.warp_framing import CONDITIONINGS
+
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
+        if self.conditioning == "warp" and self.framing == "whole":
+            raise ValueError("warp conditioning moves the visitor's pixels into the person's crop: use framing person")
         if self.person_masks not in KINDS:
             raise ValueError(f"unknown person mask source {self.person_masks!r}; choose one of {', '.join(KINDS)}")
 
@@ -119,8 +126,14 @@ def base_checkpoint(store: ObjectStore, net, data: dict) -> tuple[bytes | None, 
         theirs = NetConfig.from_dict(state["net"])
     except Exception as exc:  # noqa: BLE001 - an unreadable base costs a warm start, never the session
         return None, None, f"base model {name} is unreadable ({type(exc).__name__}: {exc})"
-    learnt = {"framing": "whole", "posemap_style": "stick", **(state.get("train") or {}).get("data", {})}
+    learnt = {
+        "framing": "whole",
+        "posemap_style": "stick",
+        "conditioning": "pose",
+        **(state.get("train") or {}).get("data", {}),
+    }
     wanted = {k: data[k] for k in ("framing", "posemap_style") if k in data}
+    wanted["conditioning"] = data.get("conditioning", "pose")
     if theirs.size != net.size or theirs.matte != net.matte:
         why = f"base model {name} is a {theirs.size}px {learnt['framing']}-frame model"
         return None, None, f"{why}; this session needs {net.size}px {data.get('framing')}"
@@ -207,8 +220,16 @@ class TrainingJob:
 
         framing, masks, info = self._framing(data, split.train, representation, pick_device(cfg.device).type)
         self._publish_oneshot(ref, name, data, split.train, masks, getattr(framing, "plates", {}))
-        net = NetConfig.fast(framing.size, matte=framing.name == "person")
+        conditioning = getattr(framing, "conditioning", "pose")
+        net = NetConfig.fast(
+            framing.size,
+            matte=framing.name == "person",
+            in_channels=getattr(framing, "channels", 3),
+            residual=getattr(framing, "residual", None),
+        )
         data_info = {"framing": framing.name, "posemap_style": framing.style, "size": framing.size}
+        if conditioning != "pose":
+            data_info["conditioning"] = conditioning
         base, base_name, why = base_checkpoint(self.store, net, data_info)
         if base is None:
             log.warning("session %s: %s; fine-tuning starts from scratch", session, why)
@@ -376,6 +397,13 @@ class TrainingJob:
         framing = PersonCentred(
             crop, cfg.posemap_style or DEFAULT_STYLES["person"], {c: p.plate.image for c, p in plates.items()}, sides
         )
+        if cfg.conditioning == "warp":
+            from trainer.warp_framing import WarpConditioned
+
+            try:
+                framing = WarpConditioned.from_person(framing, data, train, masks)
+            except ValueError as exc:  # no view of the person to warp: the pose map alone
+                self.warnings.append(f"{exc}: the generator reads the pose map alone")
         info = {
             "person_masks": masker.name,
             "plate_source": ",".join(sorted({p.source for p in plates.values()})),

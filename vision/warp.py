@@ -425,3 +425,20 @@ def select_views(
     if back is not None and back not in chosen and len(chosen) < k:
         chosen.append(back)
     return chosen
+
+
+def pose_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean distance of the keypoints both poses have, each pose relative to its hip centre (its
+    shoulder centre unless both show their hips) in its own body scale; inf without shoulders."""
+    pa, pb = _check(a), _check(b)
+    hips = _ok(pa, _L_HIP, _R_HIP) and _ok(pb, _L_HIP, _R_HIP)
+    rel = []
+    for p in (pa, pb):
+        scale = body_scale(p)
+        if scale is None or not _ok(p, _L_SH, _R_SH):
+            return float("inf")
+        centre = _mid(p, _L_HIP, _R_HIP) if hips else _mid(p, _L_SH, _R_SH)
+        rel.append((p[:, :2] - centre) / scale)
+    ok = (pa[:, 2] >= SCORE_THRESHOLD) & (pb[:, 2] >= SCORE_THRESHOLD)
+    ok &= np.isfinite(rel[0]).all(axis=1) & np.isfinite(rel[1]).all(axis=1)
+    return float(np.linalg.norm(rel[0][ok] - rel[1][ok], axis=1).mean()) if ok.any() else float("inf")
