@@ -303,10 +303,10 @@ def process(ctx, backend, threads, max_people, loglevel):
 @click.option(
     "--conditioning",
     type=click.Choice(["pose", "warp"]),
-    default="pose",
-    show_default=True,
+    default=None,
     help="What the person-centred generator reads: the pose map, or also the visitor's own pixels warped part by "
-    "part to the pose (trainer/warp_framing.py).",
+    "part to the pose (trainer/warp_framing.py). Default: the session's manifest (booth assemble --conditioning), "
+    "else pose.",
 )
 @click.option("--max-sessions", type=int, help="Exit after this many renditions.")
 @click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")

@@ -11,9 +11,14 @@ import pytest
 import torch
 
 from infra.objectstore import ObjectStore
-from schemas import DatasetReady
+from schemas import DatasetReady, layout
+from trainer.assembler import read_manifest
+from trainer.assembler.consumer import AssemblerConfig
+from trainer.assembler.manifest import build_manifest
+from trainer.checkpoints import StoreCheckpoints
 from trainer.dataset import TrainingSet, holdout_split
 from trainer.framing import PersonCentred
+from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix.evaluate import image_metrics
 from trainer.pix2pix.networks import NetConfig, UNetGenerator
 from trainer.pix2pix.synthetic import PERSON_A
@@ -96,19 +101,46 @@ def test_untrained_it_renders_the_one_shot_frame_and_trains_from_there():
     assert all(np.isfinite(h["g_l1"]) and np.isfinite(h["d"]) for h in trainer.history)
 
 
-def test_the_trainer_option_is_recorded_with_the_model(dataset):
+def test_the_assemblers_choice_reaches_the_trainer_and_is_recorded_with_the_model(dataset):
     settings, syn = dataset
+    store = ObjectStore(settings)
+    # What `booth assemble --conditioning warp` records; the trainer, told nothing, follows it.
+    manifest = read_manifest(settings, syn.session)
+    store.put(layout.manifest_key(syn.session), json.dumps({**manifest, "conditioning": "warp"}).encode())
     ready = DatasetReady(
         session=syn.session, status="ready", samples=24, cameras=["cam0"], reference="dance", wall_time=time.time()
     )
-    config = TrainerConfig(
-        budget_s=3, progress_bar=False, reference="dance", crop_size=32, side_by_side=False, conditioning="warp"
-    )
+    config = TrainerConfig(budget_s=3, progress_bar=False, reference="dance", crop_size=32, side_by_side=False)
     rendition = TrainingService(settings, config).handle(ready)
     assert rendition is not None and rendition.frames == 18
-    results = json.loads(ObjectStore(settings).get(f"sessions/{syn.session}/results/metrics.json"))
+    results = json.loads(store.get(f"sessions/{syn.session}/results/metrics.json"))
     assert results["conditioning"] == "warp" and results["framing"] == "person"
+    checkpoints = StoreCheckpoints(store, layout.checkpoints_prefix(syn.session))
+    state = ckpt.from_bytes(checkpoints.load(ckpt.latest_checkpoint(checkpoints)))
+    assert state["net"]["in_channels"] == CHANNELS and state["net"]["residual"] == RESIDUAL
+    assert state["train"]["data"]["conditioning"] == "warp"
+
     with pytest.raises(ValueError, match="framing person"):
         TrainerConfig(framing="whole", conditioning="warp")
     with pytest.raises(ValueError, match="conditioning"):
         TrainerConfig(conditioning="painting")
+    with pytest.raises(ValueError, match="conditioning"):
+        AssemblerConfig(conditioning="painting")
+
+
+def test_the_manifest_names_the_conditioning_only_when_asked():
+    common = dict(
+        session="s1",
+        status="ready",
+        reason="",
+        closed_by="end",
+        start=None,
+        end=None,
+        records=[],
+        resolution=64,
+        shard_size=8,
+        min_samples=1,
+        preview_key=None,
+    )
+    assert "conditioning" not in build_manifest(**common)
+    assert build_manifest(**common, conditioning="warp")["conditioning"] == "warp"

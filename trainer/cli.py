@@ -82,6 +82,13 @@ _table = print_table
     "or part map with the face keypoints. The trainer follows the manifest.",
 )
 @click.option(
+    "--conditioning",
+    type=click.Choice(["pose", "warp"]),
+    default=None,
+    help="Recorded in the manifest: what the session's generator reads besides the pose map (warp: the visitor "
+    "warped part by part to the pose). The trainer follows it unless given --conditioning itself.",
+)
+@click.option(
     "--member",
     default="0/1",
     show_default=True,
@@ -100,6 +107,7 @@ def assemble(
     unknown_session_grace,
     idle_exit,
     representation,
+    conditioning,
     member,
     quiet,
 ):
@@ -121,6 +129,7 @@ def assemble(
             inactivity_timeout_s=inactivity_timeout,
             unknown_session_grace_s=unknown_session_grace,
             representation=representation,
+            conditioning=conditioning,
             member=index,
             members=members,
             quiet=quiet,

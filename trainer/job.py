@@ -68,7 +68,9 @@ class TrainerConfig:
     crop_size: int | None = None  # person framing's generator size: None = 512 where CUDA is, else 256
     posemap_style: str | None = None  # None: the framing's default (vision.posemap STYLES)
     person_masks: str = "auto"  # vision.personmask: "auto", "blazepose" or "silhouette"
-    conditioning: str = "pose"  # the generator reads the pose map ("pose") or also the warped visitor ("warp")
+    # The generator reads the pose map ("pose") or also the visitor warped to the pose ("warp");
+    # None: what the session's manifest asks for (the assembler's --conditioning), else "pose".
+    conditioning: str | None = None
     reference: str | None = None  # used when the session names none (else settings.default_reference)
     side_by_side: bool = True
     max_render_frames: int | None = None
@@ -88,7 +90,7 @@ class TrainerConfig:
             check_style(self.posemap_style)
         from trainer.warp_framing import CONDITIONINGS
 
-        if self.conditioning not in CONDITIONINGS:
+        if self.conditioning is not None and self.conditioning not in CONDITIONINGS:
             raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
         if self.conditioning == "warp" and self.framing == "whole":
             raise ValueError("warp conditioning moves the visitor's pixels into the person's crop: use framing person")
@@ -218,9 +220,11 @@ class TrainingJob:
             self.warnings.append("too few frames to hold any out: the quality figures are on training frames")
         train_idx = np.flatnonzero(split.train)
 
-        framing, masks, info = self._framing(data, split.train, representation, pick_device(cfg.device).type)
+        conditioning = cfg.conditioning or manifest.get("conditioning") or "pose"
+        framing, masks, info = self._framing(
+            data, split.train, representation, pick_device(cfg.device).type, conditioning
+        )
         self._publish_oneshot(ref, name, data, split.train, masks, getattr(framing, "plates", {}))
-        conditioning = getattr(framing, "conditioning", "pose")
         net = NetConfig.fast(
             framing.size,
             matte=framing.name == "person",
@@ -228,8 +232,12 @@ class TrainingJob:
             residual=getattr(framing, "residual", None),
         )
         data_info = {"framing": framing.name, "posemap_style": framing.style, "size": framing.size}
-        if conditioning != "pose":
-            data_info["conditioning"] = conditioning
+        if getattr(framing, "conditioning", "pose") != "pose":
+            data_info["conditioning"] = framing.conditioning
+        elif conditioning != "pose" and framing.name != "person":
+            self.warnings.append(
+                f"{conditioning} conditioning needs the person framing: the generator reads the pose map"
+            )
         base, base_name, why = base_checkpoint(self.store, net, data_info)
         if base is None:
             log.warning("session %s: %s; fine-tuning starts from scratch", session, why)
@@ -344,7 +352,7 @@ class TrainingJob:
             wall_time=time.time(),
         )
 
-    def _framing(self, data, train: np.ndarray, representation: str, device: str):
+    def _framing(self, data, train: np.ndarray, representation: str, device: str, conditioning: str = "pose"):
         """(framing, person masks of the training samples or None, what to record about them)."""
         cfg = self.config
         kind = cfg.framing
@@ -397,7 +405,7 @@ class TrainingJob:
         framing = PersonCentred(
             crop, cfg.posemap_style or DEFAULT_STYLES["person"], {c: p.plate.image for c, p in plates.items()}, sides
         )
-        if cfg.conditioning == "warp":
+        if conditioning == "warp":
             from trainer.warp_framing import WarpConditioned
 
             try:
