@@ -220,11 +220,14 @@ class TrainingJob:
             self.warnings.append("too few frames to hold any out: the quality figures are on training frames")
         train_idx = np.flatnonzero(split.train)
 
+        # The one-shot video first: it needs the person masks of a few frames only (kept for the
+        # framing's), so the visitor has a video seconds after the dataset, before the slow part.
+        mask_cache: dict[int, np.ndarray] = {}
+        self._publish_oneshot(ref, name, data, split.train, mask_cache)
         conditioning = cfg.conditioning or manifest.get("conditioning") or "pose"
         framing, masks, info = self._framing(
-            data, split.train, representation, pick_device(cfg.device).type, conditioning
+            data, split.train, representation, pick_device(cfg.device).type, conditioning, mask_cache
         )
-        self._publish_oneshot(ref, name, data, split.train, masks, getattr(framing, "plates", {}))
         net = NetConfig.fast(
             framing.size,
             matte=framing.name == "person",
@@ -352,8 +355,17 @@ class TrainingJob:
             wall_time=time.time(),
         )
 
-    def _framing(self, data, train: np.ndarray, representation: str, device: str, conditioning: str = "pose"):
-        """(framing, person masks of the training samples or None, what to record about them)."""
+    def _framing(
+        self,
+        data,
+        train: np.ndarray,
+        representation: str,
+        device: str,
+        conditioning: str = "pose",
+        masks: dict[int, np.ndarray] | None = None,
+    ):
+        """(framing, person masks of the training samples or None, what to record about them);
+        masks: those already made (index -> uint8 mask), kept and completed."""
         cfg = self.config
         kind = cfg.framing
         if kind == "auto":
@@ -381,10 +393,11 @@ class TrainingJob:
         masker = PersonMasker(cfg.person_masks, self.settings.models_dir)
         if masker.why:
             self.warnings.append(masker.why)
-        masks: dict[int, np.ndarray] = {}  # uint8, 255 = person: a quarter of float32's memory
+        masks = {} if masks is None else masks  # uint8, 255 = person: a quarter of float32's memory
         last = time.monotonic()
         for k, i in enumerate(idx):
-            masks[int(i)] = np.round(masker.mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
+            if int(i) not in masks:
+                masks[int(i)] = np.round(masker.mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
             if time.monotonic() - last >= self.config.progress_every_s:
                 last = time.monotonic()
                 self.progress("loading", k, len(idx), message=f"person masks ({masker.name}) {k}/{len(idx)}")
@@ -420,10 +433,12 @@ class TrainingJob:
         }
         return framing, masks, info
 
-    def _publish_oneshot(self, ref, name: str, data, train: np.ndarray, masks: dict | None, plates: dict) -> None:
+    def _publish_oneshot(self, ref, name: str, data, train: np.ndarray, masks: dict[int, np.ndarray]) -> None:
         """The first video of the session, before fine-tuning: the visitor's pixels warped part by
-        part through the dance (trainer.oneshot). Its failure never costs the session its video."""
-        from trainer.oneshot import render_oneshot
+        part through the dance (trainer.oneshot), over the booth's background or a plate estimated
+        from a spread of frames. The person masks it makes are left in `masks` (uint8, as the
+        framing keeps them). Its failure never costs the session its video."""
+        from trainer.oneshot import render_oneshot, stored_plate
         from vision.personmask import PersonMasker
 
         s, cfg = self.settings, self.config
@@ -431,19 +446,20 @@ class TrainingJob:
         maskers: list[PersonMasker] = []
 
         def mask_of(i: int) -> np.ndarray:
-            if masks is not None and i in masks:
-                return masks[i]
-            if not maskers:
-                maskers.append(PersonMasker(cfg.person_masks, s.models_dir))
-            return maskers[0].mask(data.frames[i], data.poses[i])
+            if i not in masks:
+                if not maskers:
+                    maskers.append(PersonMasker(cfg.person_masks, s.models_dir))
+                masks[i] = np.round(maskers[0].mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
+            return masks[i]
 
         try:
             camera = data.main_camera()
             main = np.flatnonzero(data.cameras == camera)
             size = data.camera_size(camera)
             dance = build_dance(s, ref, name, data.poses[main], size, data.size, "pose", cfg.max_render_frames)
+            plate = stored_plate(self.store, self.session, camera, size)
             shot = render_oneshot(
-                self.store, self.session, data, train, dance.poses, plates.get(camera), mask_of=mask_of, camera=camera
+                self.store, self.session, data, train, dance.poses, plate, mask_of=mask_of, camera=camera
             )
         except Exception as exc:  # noqa: BLE001 - the fine-tuned video still comes
             self.warnings.append(f"no one-shot video: {type(exc).__name__}: {exc}")
