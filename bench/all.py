@@ -17,6 +17,7 @@ BENCHMARKS = (
     "bench_train",
     "bench_person",
     "bench_oneshot",
+    "bench_warpcond",
     "bench_load",
 )
 
