@@ -1,8 +1,9 @@
-"""One session's training job: dataset -> fine-tuning (warm-started when a base fits) ->
-evaluation -> rendition of the reference dance -> results and a presigned link in the store.
+"""One session's training job: dataset -> one-shot video (trainer.oneshot, published at once) ->
+fine-tuning (warm-started when a base fits) -> evaluation -> rendition of the reference dance ->
+results and a presigned link in the store.
 
 Objects per session (schemas.layout): checkpoints/ (resumable training state, started.json),
-plates/ (the background plate per camera, person framing), results/ (rendition.mp4,
+plates/ (the background plate per camera, person framing), results/ (oneshot.mp4, rendition.mp4,
 side-by-side.mp4, samples.png, loss.png, metrics.json).
 
 Framing (trainer.framing): person-centred by default for pose maps (a crop following the person,
