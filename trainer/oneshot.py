@@ -1,14 +1,15 @@
 """The one-shot rendition: the visitor's own pixels moved part by part through the reference dance
 (vision.warp), no training, seconds after the session's dataset is ready.
 
-    shot = render_oneshot(store, session, data, train, dance, plate, masks=masks)
+    shot = render_oneshot(store, session, data, train, dance.poses, plate, mask_of=mask_of)
 
 Source views are picked among the session's training frames of the main camera (vision.warp.
 select_views: the most confident, whole, front-facing ones, plus the best back view when the
-visitor turned round); their person masks are the trainer's (vision.personmask), computed here
-for the few candidates when not given. The background is the camera's plate (trainer.plates; the
-caller passes it) or, when none is at hand, `session_plate` estimates one from a spread of
-frames. The video is stored at layout.result_key(session, "oneshot.mp4").
+visitor turned round); `mask_of(i)` gives a frame's person mask (vision.personmask, as the
+trainer makes them), asked only for a dozen candidates and, without a plate, for the frames one
+is estimated from. The background is the plate the caller passes (the booth's empty background,
+or the trainer's stored plate) or, when none is at hand, `session_plate` estimates one from a
+spread of frames. The video is stored at layout.result_key(session, "oneshot.mp4").
 
 Bad input never raises here for lack of the person: a visitor never seen whole gets the best
 partial rendition, and `OneShot.missing` names the parts the dance needed that no view showed
