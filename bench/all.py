@@ -17,6 +17,8 @@ BENCHMARKS = (
     "bench_train",
     "bench_person",
     "bench_temporal",
+    "bench_oneshot",
+    "bench_warpcond",
     "bench_load",
 )
 

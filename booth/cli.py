@@ -313,6 +313,14 @@ def process(ctx, backend, threads, max_people, loglevel):
     envvar="BOOTH_TRAIN_FACE",
     help="Person framing: a small face generator adds detail on a box around the head (default: the trainer's).",
 )
+@click.option(
+    "--conditioning",
+    type=click.Choice(["pose", "warp"]),
+    default=None,
+    help="What the person-centred generator reads: the pose map, or also the visitor's own pixels warped part by "
+    "part to the pose (trainer/warp_framing.py). Default: the session's manifest (booth assemble --conditioning), "
+    "else pose.",
+)
 @click.option("--max-sessions", type=int, help="Exit after this many renditions.")
 @click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -329,6 +337,7 @@ def train(
     person_masks,
     temporal,
     face,
+    conditioning,
     max_sessions,
     idle_exit,
     quiet,
@@ -354,6 +363,7 @@ def train(
             crop_size=crop_size,
             posemap_style=posemap_style,
             person_masks=person_masks,
+            conditioning=conditioning,
             progress_bar=not quiet,
             **{k: v for k, v in (("temporal", temporal), ("face", face)) if v is not None},
         )
@@ -473,9 +483,21 @@ def _register() -> None:
     from producers.cli import background, camera, publish_spool
     from tools.commands import record, replay, status
     from tools.parts import parts
-    from trainer.cli import assemble, reference
+    from trainer.cli import assemble, oneshot, reference
 
-    for command in (camera, publish_spool, background, assemble, reference, record, replay, status, console, parts):
+    for command in (
+        camera,
+        publish_spool,
+        background,
+        assemble,
+        oneshot,
+        reference,
+        record,
+        replay,
+        status,
+        console,
+        parts,
+    ):
         main.add_command(command)
 
 

@@ -4,11 +4,13 @@
     -> camera clip -> session end -> dataset -> fine-tuning -> rendition link + summary
 
 The clip is a video you pass (--video) or, by default, one built from a real photo of a person:
-scikit-image's bundled "astronaut" photo (or --photo PATH), the person cut out with BlazePose's
-mask and moved and scaled smoothly over a still backdrop (the photo with the person inpainted),
-as a booth camera sees a visitor; without the BlazePose models the whole photo moves instead.
-The camera is 16:9 (640x360), and the video comes back at that aspect. The reference dance is
-built the same way with another motion.
+scikit-image's bundled "astronaut" photo (or --photo PATH), the person found by BlazePose (mask
+and keypoints) and made to dance by the part warper (vision.dance_clip: arms raised and bent,
+head tilted, body swaying, over the photo with the person inpainted), as a booth camera sees a
+visitor whose limbs move; without the BlazePose models the whole photo slides across the frame
+instead. The camera is 16:9 (640x360), and the video comes back at that aspect. The reference
+dance is built the same way with another rhythm. The one-shot video (trainer.oneshot) arrives
+first; the summary shows when, and the fine-tuned one after it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from infra import kafka
 from infra.stack import Stack, embedded_settings
 from schemas import DatasetReady, PoseEstimate, Rendition, SmoothedPose, TrainingProgress, decode
+from trainer.oneshot import is_oneshot
 
 
 @dataclass
@@ -69,25 +72,31 @@ def demo_photo(path: Path | None) -> np.ndarray:
     return data.astronaut()  # NASA's portrait of Eileen Collins, shipped inside scikit-image
 
 
-def person_mask(photo: np.ndarray) -> np.ndarray | None:
-    """BlazePose's mask of the photo's person, or None when the models or the person are missing."""
+def photo_person(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(BlazePose's mask, keypoints [17, 3]) of the photo's person, or None when the models or the
+    person are missing."""
     try:
         from vision.pose import load_estimator
 
         persons = load_estimator("blazepose", None, 1, track=False, with_mask=True).estimate(photo)
     except Exception:  # noqa: BLE001 - the demo then moves the whole photo
         return None
-    return persons[0].mask if persons and persons[0].mask is not None else None
+    if not persons or persons[0].mask is None:
+        return None
+    return persons[0].mask, persons[0].keypoints
 
 
 def build_clip(
-    photo: np.ndarray, n: int, size: tuple[int, int], seed: int, mask: np.ndarray | None = None
+    photo: np.ndarray, n: int, size: tuple[int, int], seed: int, person: tuple[np.ndarray, np.ndarray] | None = None
 ) -> list[np.ndarray]:
-    from vision.pose.synthetic import moving_person_clip, moving_photo_clip
+    """The photo's person dancing (vision.dance_clip), or without a person, the photo sliding."""
+    from vision.dance_clip import dancing_person_clip
+    from vision.pose.synthetic import moving_photo_clip
 
-    if mask is None:
+    if person is None:
         return [frame for frame, _ in moving_photo_clip(photo, n_frames=n, size=size, seed=seed)]
-    return [frame for frame, _ in moving_person_clip(photo, mask, n_frames=n, size=size, seed=seed)]
+    mask, pose = person
+    return [frame for frame, _ in dancing_person_clip(photo, mask, pose, n_frames=n, size=size, seed=seed)]
 
 
 class Demo:
@@ -174,9 +183,9 @@ class Demo:
         )
 
         photo = demo_photo(o.photo)
-        mask = person_mask(photo)
+        person = photo_person(photo)
         reference_video = self.state_dir / "reference.mp4"
-        write_mp4(reference_video, build_clip(photo, o.reference_frames, o.size, seed=7, mask=mask), 30)
+        write_mp4(reference_video, build_clip(photo, o.reference_frames, o.size, seed=7, person=person), 30)
         self.echo("extracting the reference dance's poses ...")
         add_reference(s, reference_video, "demo-dance", backend="movenet", replace=True)
 
@@ -185,7 +194,7 @@ class Demo:
             source = open_source(str(o.video))
         else:
             clip_path = self.state_dir / "clip.mp4"
-            write_mp4(clip_path, build_clip(photo, o.frames, o.size, seed=1, mask=mask), 30)
+            write_mp4(clip_path, build_clip(photo, o.frames, o.size, seed=1, person=person), 30)
             source = open_source(str(clip_path))
         # The demo's "visitor" is a photo the operator chose: kept like a consenting visitor's, so
         # the results folder gets the pictures too.
@@ -213,7 +222,15 @@ class Demo:
         store = ObjectStore(self.settings)
         out = self.state_dir / "results" / session
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json", "coherence.png"):
+        for name in (
+            "rendition.mp4",
+            "oneshot.mp4",
+            "side-by-side.mp4",
+            "samples.png",
+            "loss.png",
+            "metrics.json",
+            "coherence.png",
+        ):
             data = store.get(layout.result_key(session, name))
             if data is not None:
                 (out / name).write_bytes(data)
@@ -245,6 +262,7 @@ class Demo:
         self.counts = {"poses": 0, "smoothed": 0, "with_person": 0}
         self.progress_last: TrainingProgress | None = None
         self.ready: DatasetReady | None = None
+        self.oneshot: Rendition | None = None
         deadline = time.monotonic() + (o.timeout_s or o.budget_s * 2 + 300)
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn()
@@ -284,6 +302,10 @@ class Demo:
                                 )
                                 if message.phase == "failed":
                                     raise RuntimeError(f"training failed: {message.message}")
+                            elif isinstance(message, Rendition) and is_oneshot(message):
+                                self.t.mark("oneshot")  # the first video; the fine-tuned one follows
+                                self.oneshot = message
+                                bar.update(task, description="one-shot video ready; fine-tuning")
                             elif isinstance(message, Rendition):
                                 self.t.mark("rendition")
                                 return message
@@ -318,8 +340,10 @@ class Demo:
             "time: capture": _secs(t.span("capture", "captured")),
             "time: capture -> last pose": _secs(t.span("capture", "last_pose")),
             "time: session end -> dataset": _secs(t.span("captured", "dataset")),
+            "time: dataset -> one-shot video": _secs(t.span("dataset", "oneshot")),
             "time: dataset -> trained": _secs(t.span("dataset", "evaluating")),
             "time: evaluate + render": _secs(t.span("evaluating", "rendition")),
+            "one-shot link": self.oneshot.url if self.oneshot is not None else "-",
             "rendition link": rendition.url,
         }
         return rows

@@ -66,7 +66,7 @@ def results_prefix(session: str) -> str:
 
 
 RESULT_FILES = frozenset(
-    {"rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json", "coherence.png"}
+    {"rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json", "coherence.png", "oneshot.mp4"}
 )
 
 

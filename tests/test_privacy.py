@@ -61,6 +61,7 @@ from tools.replay import read_info, record
 from tools.status_view import ControlState
 from trainer.assembler import Assembler, read_manifest
 from trainer.assembler.synthetic import SyntheticSession, produce
+from trainer.oneshot import is_oneshot
 from trainer.service import TrainerConfig, TrainingService
 
 from helpers import (
@@ -191,7 +192,9 @@ def test_without_consent_only_the_video_is_kept_and_its_link_dies_with_it(datase
     assert urllib.request.urlopen(again.url, timeout=30).read() == store.get(rendition.video_key)
     assert set(keys_of(settings, syn.session)) == kept
     renditions = [m for m in read_topic(settings, settings.topic_renditions) if isinstance(m, Rendition)]
-    assert len(renditions) == 2
+    assert len([m for m in renditions if not is_oneshot(m)]) == 2
+    # The one-shot video came first, and without consent is not kept once the video is made.
+    assert is_oneshot(renditions[0]) and renditions[0].video_key not in kept
 
 
 def test_base_models_learn_only_from_sessions_with_consent(settings):
@@ -657,7 +660,9 @@ def test_a_purge_during_training_stops_the_trainer_cleanly(dataset, tmp_path):
     assert stopped_after < 20
     phases = [m.phase for m in read_topic(settings, settings.topic_training) if isinstance(m, TrainingProgress)]
     assert "training" in phases and not {"evaluating", "rendering", "done", "failed"} & set(phases)
-    assert not [m for m in read_topic(settings, settings.topic_renditions) if isinstance(m, Rendition)]
+    # Only the one-shot video, published before training began (and deleted with the rest).
+    renditions = [m for m in read_topic(settings, settings.topic_renditions) if isinstance(m, Rendition)]
+    assert all(is_oneshot(m) for m in renditions)
     assert not [m for m in read_topic(settings, settings.topic_deadletter)]  # a purge is not a failure
 
 

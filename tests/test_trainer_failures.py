@@ -15,6 +15,7 @@ from kafka.partitioner.default import murmur2
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, DeadLetter, Rendition, TrainingProgress, layout
 from trainer.assembler.synthetic import produce
+from trainer.oneshot import is_oneshot
 from trainer.service import TrainerConfig, TrainingService
 
 from helpers import kill_service, read_topic, wait_until
@@ -92,7 +93,11 @@ def run_until(settings, sessions: set[str], **service_options) -> TrainingServic
 
 
 def finished(settings) -> set[str]:
-    done = {m.session for m in read_topic(settings, settings.topic_renditions, idle_s=0.3) if isinstance(m, Rendition)}
+    done = {
+        m.session
+        for m in read_topic(settings, settings.topic_renditions, idle_s=0.3)
+        if isinstance(m, Rendition) and not is_oneshot(m)
+    }
     failed = {
         m.session
         for m in read_topic(settings, settings.topic_training, idle_s=0.3)
@@ -103,7 +108,9 @@ def finished(settings) -> set[str]:
 
 def outcome(settings, session: str) -> tuple[list[Rendition], list[TrainingProgress], list[DeadLetter]]:
     renditions = [
-        m for m in read_topic(settings, settings.topic_renditions) if isinstance(m, Rendition) and m.session == session
+        m
+        for m in read_topic(settings, settings.topic_renditions)
+        if isinstance(m, Rendition) and m.session == session and not is_oneshot(m)
     ]
     failures = [
         m

@@ -36,6 +36,10 @@ def test_a_person_cut_off_and_walking_out_of_the_frame_still_gets_a_video_and_a_
     assert any("cut off by the frame's edge" in w for w in results["warnings"]), results["warnings"]
     # The visitor's feet are never seen: the dance is placed by the body, and the trainer says so.
     assert any("placed and sized by the visitor's body" in w for w in results["warnings"]), results["warnings"]
+    # The one-shot video still came, without the shins it never saw, and says so.
+    assert ObjectStore(settings).get(f"sessions/{syn.session}/results/oneshot.mp4") is not None
+    (note,) = [w for w in results["warnings"] if w.startswith("one-shot video")]
+    assert "left shin" in note and "right shin" in note
 
 
 def _still_scene(n: int, size=(64, 48)) -> tuple[list[np.ndarray], np.ndarray]:

@@ -13,6 +13,7 @@ import numpy as np
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, Rendition, TrainingProgress
 from trainer.assembler.synthetic import produce
+from trainer.oneshot import is_oneshot
 from trainer.rendition import count_frames
 from trainer.service import TrainerConfig, TrainingService
 
@@ -95,6 +96,17 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     steps = [e.step for e in events if e.phase == "training"]
     assert steps == sorted(steps) and steps[-1] >= 2, (steps, results["steps"])
 
+    # The one-shot video (the visitor's pixels warped through the dance) came first, before any
+    # training step, and is stored beside the fine-tuned one.
+    first, last = [e for e in read_topic(settings, settings.topic_renditions) if isinstance(e, Rendition)]
+    assert is_oneshot(first) and not is_oneshot(last) and last.video_key == rendition.video_key
+    assert first.video_key == prefix + "oneshot.mp4" and first.frames == 18 and first.reference == "dance"
+    assert first.wall_time < min(e.wall_time for e in events if e.phase == "training")
+    shot = settings.state_dir / f"{syn.session}-oneshot.mp4"
+    shot.write_bytes(urllib.request.urlopen(first.url, timeout=30).read())
+    assert count_frames(shot) == 18 and video_size(shot) == syn.size
+    assert first.metrics["oneshot_missing_parts"] == 0
+
     # A second delivery (say, after a crash before the commit) resumes from the stored checkpoint.
     first_steps = results["steps"]
     produce(settings, [(settings.topic_datasets, syn.session.encode(), ready.encode())])
@@ -103,7 +115,7 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     again = json.loads(ObjectStore(settings).get(prefix + "metrics.json"))
     assert again["steps"] > first_steps  # continued, not restarted
     renditions = [e for e in read_topic(settings, settings.topic_renditions) if isinstance(e, Rendition)]
-    assert len(renditions) == 2
+    assert [is_oneshot(r) for r in renditions] == [True, False, True, False]
 
 
 def test_failed_datasets_are_not_trained(settings):

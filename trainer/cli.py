@@ -1,4 +1,4 @@
-"""`booth assemble` and `booth reference ...`: registered on the main `booth` command group.
+"""`booth assemble`, `booth oneshot` and `booth reference ...`: registered on the main `booth` command group.
 
 Heavy imports happen inside each command, so `booth --help` stays fast.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 
 import click
 
@@ -81,6 +82,13 @@ _table = print_table
     "or part map with the face keypoints. The trainer follows the manifest.",
 )
 @click.option(
+    "--conditioning",
+    type=click.Choice(["pose", "warp"]),
+    default=None,
+    help="Recorded in the manifest: what the session's generator reads besides the pose map (warp: the visitor "
+    "warped part by part to the pose). The trainer follows it unless given --conditioning itself.",
+)
+@click.option(
     "--member",
     default="0/1",
     show_default=True,
@@ -99,6 +107,7 @@ def assemble(
     unknown_session_grace,
     idle_exit,
     representation,
+    conditioning,
     member,
     quiet,
 ):
@@ -120,6 +129,7 @@ def assemble(
             inactivity_timeout_s=inactivity_timeout,
             unknown_session_grace_s=unknown_session_grace,
             representation=representation,
+            conditioning=conditioning,
             member=index,
             members=members,
             quiet=quiet,
@@ -254,4 +264,56 @@ def _report(meta: dict) -> None:
         f"{meta['name']} v{meta['version']}: {meta['frames']} frames, {meta['usable_frames']} usable, "
         f"{meta['glitches']} glitches, {meta['corrections']} corrections; "
         f"preview {meta['files']['preview.mp4']}"
+    )
+
+
+@click.command("oneshot")
+@click.option("--session", required=True, help="The session to render (its dataset must be assembled).")
+@click.option("--reference", help="Reference dance (default: the session's, else BOOTH_DEFAULT_REFERENCE).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the MP4 here.")
+@click.option(
+    "--person-masks",
+    type=click.Choice(["auto", "blazepose", "silhouette"]),
+    default="auto",
+    show_default=True,
+    help="Where the source views' person masks come from.",
+)
+@click.option("--max-frames", type=int, help="Render only the dance's first frames.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def oneshot(ctx, session, reference, out, person_masks, max_frames, quiet):
+    """Render the one-shot video: the visitor's own pixels warped part by part through the dance, no training."""
+    from schemas import InvalidId, layout, validate_id
+    from trainer.dance import ReferenceUnavailable
+    from trainer.dataset import DatasetError
+    from trainer.oneshot import OneShotError, run_oneshot
+
+    try:
+        validate_id(session, "session")
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="--session") from exc
+    try:
+        shot = run_oneshot(
+            _settings(ctx),
+            session,
+            reference,
+            out_path=out,
+            person_masks=person_masks,
+            max_frames=max_frames,
+            progress=not quiet,
+        )
+    except (DatasetError, ReferenceUnavailable, OneShotError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for warning in shot.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    _table(
+        [
+            {"": "video", "value": shot.video_key},
+            {"": "frames", "value": shot.frames},
+            {"": "source views (samples)", "value": ", ".join(map(str, shot.views))},
+            {"": "parts never seen", "value": ", ".join(shot.missing) or "none"},
+            {"": "seconds", "value": f"{shot.seconds:.1f}"},
+            *([{"": "written to", "value": str(out)}] if out else []),
+        ],
+        f"one-shot video of {session} ({layout.result_key(session, 'oneshot.mp4')})",
     )

@@ -1,8 +1,9 @@
-"""One session's training job: dataset -> fine-tuning (warm-started when a base fits) ->
-evaluation -> rendition of the reference dance -> results and a presigned link in the store.
+"""One session's training job: dataset -> one-shot video (trainer.oneshot, published at once) ->
+fine-tuning (warm-started when a base fits) -> evaluation -> rendition of the reference dance ->
+results and a presigned link in the store.
 
 Objects per session (schemas.layout): checkpoints/ (resumable training state, started.json),
-plates/ (the background plate per camera, person framing), results/ (rendition.mp4,
+plates/ (the background plate per camera, person framing), results/ (oneshot.mp4, rendition.mp4,
 side-by-side.mp4, samples.png, loss.png, metrics.json).
 
 Framing (trainer.framing): person-centred by default for pose maps (a crop following the person,
@@ -71,6 +72,9 @@ class TrainerConfig:
     # Person framing only (trainer.coherent): frames conditioned on the previous one; a face residual.
     temporal: bool = False
     face: bool = False
+    # The generator reads the pose map ("pose") or also the visitor warped to the pose ("warp");
+    # None: what the session's manifest asks for (the assembler's --conditioning), else "pose".
+    conditioning: str | None = None
     reference: str | None = None  # used when the session names none (else settings.default_reference)
     side_by_side: bool = True
     max_render_frames: int | None = None
@@ -88,6 +92,12 @@ class TrainerConfig:
             raise ValueError(f"the crop size must be a power of two of at least 16, got {self.crop_size}")
         if self.posemap_style is not None:
             check_style(self.posemap_style)
+        from trainer.warp_framing import CONDITIONINGS
+
+        if self.conditioning is not None and self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
+        if self.conditioning == "warp" and self.framing == "whole":
+            raise ValueError("warp conditioning moves the visitor's pixels into the person's crop: use framing person")
         if self.person_masks not in KINDS:
             raise ValueError(f"unknown person mask source {self.person_masks!r}; choose one of {', '.join(KINDS)}")
 
@@ -126,9 +136,11 @@ def base_checkpoint(store: ObjectStore, net, data: dict) -> tuple[bytes | None, 
         "framing": "whole",
         "posemap_style": "stick",
         "temporal": False,
+        "conditioning": "pose",
         **(state.get("train") or {}).get("data", {}),
     }
     wanted = {k: data[k] for k in ("framing", "posemap_style", "temporal") if k in data}
+    wanted["conditioning"] = data.get("conditioning", "pose")
     if theirs.size != net.size or theirs.matte != net.matte:
         why = f"base model {name} is a {theirs.size}px {learnt['framing']}-frame model"
         return None, None, f"{why}; this session needs {net.size}px {data.get('framing')}"
@@ -214,9 +226,21 @@ class TrainingJob:
             self.warnings.append("too few frames to hold any out: the quality figures are on training frames")
         train_idx = np.flatnonzero(split.train)
 
-        framing, masks, info = self._framing(data, split.train, representation, pick_device(cfg.device).type)
+        # The one-shot video first: it needs the person masks of a few frames only (kept for the
+        # framing's), so the visitor has a video seconds after the dataset, before the slow part.
+        mask_cache: dict[int, np.ndarray] = {}
+        self._publish_oneshot(ref, name, data, split.train, mask_cache)
+        conditioning = cfg.conditioning or manifest.get("conditioning") or "pose"
+        framing, masks, info = self._framing(
+            data, split.train, representation, pick_device(cfg.device).type, conditioning, mask_cache
+        )
         temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
-        net = NetConfig.fast(framing.size, matte=framing.name == "person", in_channels=in_channels(temporal))
+        net = NetConfig.fast(
+            framing.size,
+            matte=framing.name == "person",
+            in_channels=getattr(framing, "channels", in_channels(temporal)),
+            residual=getattr(framing, "residual", None),
+        )
         data_info = {
             "framing": framing.name,
             "posemap_style": framing.style,
@@ -224,6 +248,12 @@ class TrainingJob:
             "temporal": temporal,
             "face": face,
         }
+        if getattr(framing, "conditioning", "pose") != "pose":
+            data_info["conditioning"] = framing.conditioning
+        elif conditioning != "pose" and framing.name != "person":
+            self.warnings.append(
+                f"{conditioning} conditioning needs the person framing: the generator reads the pose map"
+            )
         base, base_name, why = base_checkpoint(self.store, net, data_info)
         if base is None:
             log.warning("session %s: %s; fine-tuning starts from scratch", session, why)
@@ -341,8 +371,17 @@ class TrainingJob:
             wall_time=time.time(),
         )
 
-    def _framing(self, data, train: np.ndarray, representation: str, device: str):
-        """(framing, person masks of the training samples or None, what to record about them)."""
+    def _framing(
+        self,
+        data,
+        train: np.ndarray,
+        representation: str,
+        device: str,
+        conditioning: str = "pose",
+        masks: dict[int, np.ndarray] | None = None,
+    ):
+        """(framing, person masks of the training samples or None, what to record about them);
+        masks: those already made (index -> uint8 mask), kept and completed."""
         cfg = self.config
         kind = cfg.framing
         if kind == "auto":
@@ -375,10 +414,11 @@ class TrainingJob:
         masker = PersonMasker(cfg.person_masks, self.settings.models_dir)
         if masker.why:
             self.warnings.append(masker.why)
-        masks: dict[int, np.ndarray] = {}  # uint8, 255 = person: a quarter of float32's memory
+        masks = {} if masks is None else masks  # uint8, 255 = person: a quarter of float32's memory
         last = time.monotonic()
         for k, i in enumerate(idx):
-            masks[int(i)] = np.round(masker.mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
+            if int(i) not in masks:
+                masks[int(i)] = np.round(masker.mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
             if time.monotonic() - last >= self.config.progress_every_s:
                 last = time.monotonic()
                 self.progress("loading", k, len(idx), message=f"person masks ({masker.name}) {k}/{len(idx)}")
@@ -404,6 +444,17 @@ class TrainingJob:
             temporal=cfg.temporal,
             face=cfg.face,
         )
+        if conditioning == "warp":
+            from trainer.warp_framing import WarpConditioned
+
+            if cfg.temporal or cfg.face:
+                # Not combined yet: the warped view already fixes the appearance frame to frame.
+                self.warnings.append("the temporal and face options are not combined with warp conditioning: not used")
+
+            try:
+                framing = WarpConditioned.from_person(framing, data, train, masks)
+            except ValueError as exc:  # no view of the person to warp: the pose map alone
+                self.warnings.append(f"{exc}: the generator reads the pose map alone")
         info = {
             "person_masks": masker.name,
             "plate_source": ",".join(sorted({p.source for p in plates.values()})),
@@ -421,6 +472,43 @@ class TrainingJob:
         if picture is not None:
             self.store.put(layout.result_key(self.session, "coherence.png"), png_bytes(picture), "image/png")
         return figures
+
+    def _publish_oneshot(self, ref, name: str, data, train: np.ndarray, masks: dict[int, np.ndarray]) -> None:
+        """The first video of the session, before fine-tuning: the visitor's pixels warped part by
+        part through the dance (trainer.oneshot), over the booth's background or a plate estimated
+        from a spread of frames. The person masks it makes are left in `masks` (uint8, as the
+        framing keeps them). Its failure never costs the session its video."""
+        from trainer.oneshot import render_oneshot, stored_plate
+        from vision.personmask import PersonMasker
+
+        s, cfg = self.settings, self.config
+        self.progress("loading", message="one-shot video: the visitor's own pixels moved through the dance")
+        maskers: list[PersonMasker] = []
+
+        def mask_of(i: int) -> np.ndarray:
+            if i not in masks:
+                if not maskers:
+                    maskers.append(PersonMasker(cfg.person_masks, s.models_dir))
+                masks[i] = np.round(maskers[0].mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
+            return masks[i]
+
+        try:
+            camera = data.main_camera()
+            main = np.flatnonzero(data.cameras == camera)
+            size = data.camera_size(camera)
+            dance = build_dance(s, ref, name, data.poses[main], size, data.size, "pose", cfg.max_render_frames)
+            plate = stored_plate(self.store, self.session, camera, size)
+            shot = render_oneshot(
+                self.store, self.session, data, train, dance.poses, plate, mask_of=mask_of, camera=camera
+            )
+        except Exception as exc:  # noqa: BLE001 - the fine-tuned video still comes
+            self.warnings.append(f"no one-shot video: {type(exc).__name__}: {exc}")
+            return
+        self.warnings += shot.warnings  # shown with the others before training starts
+        if self.purged(now=True):
+            raise self._stop_purged("before its one-shot video was published")
+        self.publish(self._rendition(shot.video_key, shot.written_at, name, shot.frames, shot.metrics()))
+        log.info("session %s: one-shot video in %.1f s", self.session, shot.seconds)
 
     def _remaining_budget(self) -> float:
         """The budget counts from the first attempt: a resumed session gets what is left of it."""

@@ -71,6 +71,9 @@ class AssemblerConfig:
     quiet: bool = False  # no progress lines
     representation: str = DEFAULT_REPRESENTATION  # generator input: "pose", "parts" or "pose+parts"
     segmenter: str = "auto"  # part segmenter for the parts representations (vision.parts)
+    # What the session's generator should read besides the pose map (trainer.warp_framing), recorded
+    # in the manifest for the trainer; None: the trainer's own choice.
+    conditioning: str | None = None
     members: int = 1  # assemblers sharing the sessions (see the module docstring)
     member: int = 0  # this one's index, 0 .. members - 1
 
@@ -90,6 +93,8 @@ class AssemblerConfig:
         if not self.group_id:
             raise ValueError("group_id is empty")
         check_representation(self.representation)
+        if self.conditioning not in (None, "pose", "warp"):
+            raise ValueError(f"unknown conditioning {self.conditioning!r}; choose pose or warp")
         from vision.parts import KINDS as SEGMENTERS
 
         if self.segmenter not in SEGMENTERS:
@@ -493,6 +498,7 @@ class Assembler:
             preview_key=preview,
             representation=cfg.representation,
             consent=state.start.consent,
+            conditioning=cfg.conditioning,
         )
         if preview:
             self._put(preview, picture, "image/jpeg")

@@ -34,12 +34,15 @@ def build_manifest(
     preview_key: str | None,
     representation: str = DEFAULT_REPRESENTATION,
     consent: bool = False,
+    conditioning: str | None = None,
 ) -> dict:
     """The manifest of a session from the index records of all its shards.
 
     representation: what the pose maps show (trainer.assembler.representation); the trainer
     renders the reference dance in the same one. consent: the visitor's, from the start event
-    (without it the trainer keeps only the video once it is made).
+    (without it the trainer keeps only the video once it is made). conditioning: what the
+    session's generator should read besides the pose map (trainer.warp_framing), when the
+    assembler was told; the trainer follows it unless told otherwise itself.
     """
     check_representation(representation)
     members = {
@@ -70,7 +73,7 @@ def build_manifest(
         backends.update(r["backends"])
     listed.sort(key=lambda x: (x["camera"], x["seq"]))
     samples = sum(c["samples"] for c in per_camera.values())
-    return {
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
         "session": session,
         "status": status,
@@ -106,6 +109,9 @@ def build_manifest(
         "bytes": total_bytes,
         "preview_key": preview_key,
     }
+    if conditioning is not None:
+        manifest["conditioning"] = conditioning
+    return manifest
 
 
 def manifest_bytes(manifest: dict) -> bytes:

@@ -29,6 +29,9 @@ class NetConfig:
     in_channels: int = 3  # pose map
     out_channels: int = 3  # frame
     matte: bool = False  # the generator also predicts an alpha matte (a last channel); see split_matte
+    # The input channel where a first guess of the output starts (e.g. the visitor warped to the
+    # pose, then its matte: trainer.warp_framing): the generator adds a correction to it.
+    residual: int | None = None
     ngf: int = 64
     n_down: int | None = None  # U-Net levels; None = down to 1x1 (log2(size))
     max_channels: int = 512
@@ -48,6 +51,12 @@ class NetConfig:
             raise ValueError(f"n_down must be in 2..{int(math.log2(self.size))} for size {self.size}, got {n}")
         if min(self.ngf, self.ndf, self.max_channels) < 1 or self.n_layers_d < 1:
             raise ValueError("ngf, ndf, max_channels and n_layers_d must be positive")
+        outputs = self.out_channels + int(self.matte)
+        if self.residual is not None and not 0 <= self.residual <= self.in_channels - outputs:
+            raise ValueError(
+                f"residual: the first guess needs {outputs} input channels from channel {self.residual}, "
+                f"the input has {self.in_channels}"
+            )
 
     @property
     def levels(self) -> int:
@@ -137,13 +146,24 @@ class UNetGenerator(nn.Module):
             cfg.out_channels + int(cfg.matte), ch[0], in_ch=cfg.in_channels, sub=block, outermost=True, norm=cfg.norm
         )
         init_weights(self)
+        if cfg.residual is not None:
+            # The last layer starts at zero: untrained, the output is the first guess exactly (no
+            # noise over it); its weights get gradients at once, the layers below follow.
+            last = [m for m in self.model.modules() if isinstance(m, nn.ConvTranspose2d)][-1]
+            nn.init.zeros_(last.weight)
 
     @property
     def size(self) -> int:
         return self.cfg.size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        y = self.model(x)
+        if self.cfg.residual is None:
+            return y
+        # A correction of up to the whole range either way; at initialisation (weights near 0)
+        # the output is the first guess itself.
+        guess = x[:, self.cfg.residual : self.cfg.residual + y.shape[1]]
+        return torch.clamp(guess + 2.0 * y, -1.0, 1.0)
 
 
 def split_matte(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

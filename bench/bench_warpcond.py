@@ -1,0 +1,139 @@
+"""Warp-conditioned generation against the pose-map-only generator, at equal wall-clock budget.
+
+    .venv/bin/python -m bench.bench_warpcond                # 240 s of training per arm, the footage; ~11 minutes
+    .venv/bin/python -m bench.bench_warpcond --budget 300   # the 5 CPU minutes of the target; ~13 minutes
+    .venv/bin/python -m bench.bench_warpcond --quick        # 40 s per arm, footage and squat: a smoke run
+
+Both arms are the trainer's person path on a CPU (a 256 px crop following the person, facing pose
+maps, RGB + matte over the session's plate), on the same frames, split, masks and plate
+(bench.bench_person.prepare), trained alternately in 10 s slices (bench.bench_person.
+train_alternately) so that other load hits both alike:
+
+* pose: the generator reads the pose map (today's default);
+* warp: it also reads the visitor's pixels warped part by part to the pose, and their matte
+  (trainer.warp_framing: training targets warped from pool views at least 8 frames away; held-out
+  poses from the pool of training frames).
+
+Figures on the held-out block (poses never trained on) at the camera's resolution: person-box
+SSIM/PSNR, whole-frame SSIM/PSNR, flicker, pose error, steps/s. Target: person-box SSIM >= 0.85
+after 5 CPU minutes. Pictures (real | pose | warp, boxes enlarged, then the frames) and held-out
+videos go to <state dir>/bench/warpcond/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.bench_oneshot import load
+from bench.bench_person import (
+    CAMERA,
+    SHARED,
+    _sheet,
+    _table,
+    _write_video,
+    estimator,
+    prepare,
+    train_alternately,
+    trainer_for,
+)
+from infra.settings import Settings
+from trainer.evaluation import held_out_frames
+from trainer.pix2pix.evaluate import frames_pose_error, video_quality
+from trainer.pix2pix.networks import NetConfig
+from trainer.pix2pix.train import TrainConfig, Trainer
+from trainer.warp_framing import CHANNELS, RESIDUAL, WarpConditioned
+
+COLUMNS = [
+    ("session           ", "session", ""),
+    ("arm", "arm", ""),
+    ("steps", "steps", "d"),
+    ("steps/s", "steps_s", ".2f"),
+    ("box SSIM", "box_ssim", ".3f"),
+    ("box PSNR", "box_psnr", ".2f"),
+    ("SSIM", "ssim", ".3f"),
+    ("PSNR", "psnr", ".2f"),
+    ("flicker", "flicker", ".2f"),
+    ("pose err", "pose_error", ".3f"),
+]
+
+
+def run_session(name: str, budget: float, models_dir: Path | None, out_dir: Path, estimate) -> list[dict]:
+    t0 = time.perf_counter()
+    session = load(name, models_dir, Path(Settings().state_dir) / "bench" / "oneshot")
+    p = prepare(session, models_dir)
+    w, h = session.size
+    warp = WarpConditioned.from_person(p.person, p.data, p.train, p.masks)
+    print(
+        f"\n{name}: {session.source}; {len(session.frames)} frames {w}x{h}, {int(p.train.sum())} trained on, "
+        f"{int(p.test.sum())} held out after a gap of {p.gap}; masks {p.mask_source}; "
+        f"source pool: seqs {[s for s, _ in warp.views[CAMERA]]}",
+        flush=True,
+    )
+    net = NetConfig.fast(warp.size, matte=True, in_channels=CHANNELS, residual=RESIDUAL)
+    samples = warp.training_samples(p.data, np.flatnonzero(p.train), p.masks)
+    arms = {"pose": p.person, "warp": warp}
+    trainers = {
+        "pose": trainer_for(p.person, p),
+        "warp": Trainer(samples, TrainConfig(net=net, checkpoint_every_s=None, seed=0)),
+    }
+    train_alternately(trainers, budget)
+    rows, shown = [], {}
+    for arm, framing in arms.items():
+        t = trainers[arm]
+        real, fake, _maps, poses = held_out_frames(t.G, framing, p.data, p.test)[CAMERA]
+        rows.append(
+            {
+                "session": name,
+                "arm": arm,
+                "steps": t.step,
+                "steps_s": t.step / max(t.elapsed_s, 1e-9),
+                **video_quality(real, fake, poses),
+                "pose_error": frames_pose_error(fake, poses, estimate),
+            }
+        )
+        shown[arm] = fake
+        _write_video(out_dir / f"{name}-{arm}.mp4", fake)
+    _sheet(out_dir / f"{name}-held-out.png", real, shown, poses)
+    _table(rows, COLUMNS)
+    print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="40 s per arm, footage and squat")
+    ap.add_argument("--budget", type=float, help="seconds of training per arm and session (default 240)")
+    ap.add_argument("--sessions", nargs="+", help="default: footage (--quick: footage squat)")
+    args = ap.parse_args()
+    budget = args.budget or (40.0 if args.quick else 240.0)
+    sessions = args.sessions or (["footage", "squat"] if args.quick else ["footage"])
+    torch.manual_seed(0)
+    models_dir = SHARED / "models" if (SHARED / "models").is_dir() else None
+    out_dir = Path(Settings().state_dir) / "bench" / "warpcond"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    estimate = estimator(models_dir)
+    print(f"{budget:.0f} s of training per arm and session; torch threads {torch.get_num_threads()}")
+    rows: list[dict] = []
+    for name in sessions:
+        rows += run_session(name, budget, models_dir, out_dir, estimate)
+    print("\nheld-out frames, at the camera's resolution:")
+    _table(rows, COLUMNS)
+    for name in sessions:
+        arm = {r["arm"]: r for r in rows if r["session"] == name}
+        print(
+            f"{name}: person-box SSIM pose {arm['pose']['box_ssim']:.3f} -> warp {arm['warp']['box_ssim']:.3f} "
+            f"(target >= 0.85 after 300 s: {'met' if arm['warp']['box_ssim'] >= 0.85 else 'NOT met'}"
+            f"{'' if budget >= 300 else f', run for {budget:.0f} s'}), PSNR {arm['pose']['box_psnr']:.2f} -> "
+            f"{arm['warp']['box_psnr']:.2f} dB; steps/s ratio warp/pose "
+            f"{arm['warp']['steps_s'] / max(arm['pose']['steps_s'], 1e-9):.2f}"
+        )
+    print(f"\npictures and held-out videos: {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Warp-conditioned generation: the person-centred generator reads, besides the pose map, the
+visitor's own pixels moved part by part to the pose (vision.warp) and their matte, so it corrects
+and completes real appearance instead of painting it from a stick figure.
+
+    framing = WarpConditioned.from_person(person_framing, data, train, masks)
+
+Input, per sample, in the crop (trainer.framing.PersonCentred): 7 channels, uint8 -
+the pose map (3), the warped source view (3, straight colour, black where it is absent) and its
+matte (1, x255). The generator (NetConfig.residual = 3) predicts a correction of the warped view
+and matte, so before any training it renders the one-shot frame (trainer.oneshot), and training
+spends its steps on what the warp gets wrong: seams, folds, parts never seen.
+
+Sources: a pool of the best views among each camera's TRAINING frames (vision.warp.select_views).
+A training target is warped from the pool view nearest its pose that is at least GAP frames away
+from it (never its own neighbours: the generator must learn to fix imperfect warps, not to copy);
+other pool views fill the parts that one lacks. Held-out and dance poses use the whole pool, so
+no held-out frame ever serves as a source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from trainer.dataset import TrainingSet
+from trainer.framing import PersonCentred, _batched, _Lazy, _unit
+from vision.crop import composite, crop_image, uncrop_rgba
+from vision.posemap import render_pose_map
+from vision.warp import PartWarper, SourceView, pose_distance, select_views
+
+CONDITIONINGS = ("pose", "warp")
+CHANNELS = 7
+RESIDUAL = 3  # the warped view and its matte: the generator's first guess (NetConfig.residual)
+POOL = 6  # source views per camera
+GAP = 8  # frames between a training target and its source
+
+
+class WarpConditioned(PersonCentred):
+    """PersonCentred whose generator input is the pose map + the warped source view + its matte."""
+
+    conditioning = "warp"
+    channels = CHANNELS
+    residual = RESIDUAL
+
+    def __init__(
+        self,
+        crop_size: int,
+        style: str,
+        plates: dict[str, np.ndarray],
+        sides: dict[str, float],
+        views: dict[str, list[tuple[int, SourceView]]],
+    ):
+        super().__init__(crop_size, style, plates, sides)
+        missing = [c for c in plates if not views.get(c)]
+        if missing:
+            raise ValueError(f"no source view of the person for camera(s) {', '.join(missing)}")
+        self.views = views  # camera -> [(seq, view)], best first
+
+    @classmethod
+    def from_person(
+        cls, base: PersonCentred, data: TrainingSet, train: np.ndarray, masks: dict, pool: int = POOL
+    ) -> WarpConditioned:
+        """The same crop, style and plates as `base`, with each camera's pool of source views
+        chosen among its training frames (masks: index -> person mask, as the trainer has them)."""
+        views: dict[str, list[tuple[int, SourceView]]] = {}
+        for camera in base.plates:
+            size = data.camera_size(camera)
+            idx = [int(i) for i in np.flatnonzero(train & (data.cameras == camera)) if data.frame_size(int(i)) == size]
+            areas = [float(_unit(masks[i]).sum()) for i in idx]
+            chosen = [idx[j] for j in select_views(data.poses[idx], areas, size, k=pool, spacing=GAP)]
+            views[camera] = [
+                (int(data.seqs[i]), SourceView.build(data.frames[i], masks[i], data.poses[i])) for i in chosen
+            ]
+        return cls(base.size, base.style, base.plates, base.sides, views)
+
+    def warper(self, pose: np.ndarray, camera: str, seq: int | None = None) -> PartWarper:
+        """The pool's views, nearest the pose first, those within GAP frames of `seq` left out
+        (unless nothing else is left)."""
+        pool = self.views[camera]
+        allowed = [(s, v) for s, v in pool if seq is None or abs(s - seq) >= GAP] or pool
+        ranked = sorted(allowed, key=lambda sv: pose_distance(sv[1].pose, pose))
+        return PartWarper([v for _s, v in ranked])
+
+    def warp_input(self, pose: np.ndarray, a: np.ndarray, camera: str, seq: int | None = None) -> np.ndarray:
+        """uint8 [S, S, 7]: pose map, warped source view, its matte."""
+        plate = self.plates[camera]
+        rgb, alpha, _missing = self.warper(pose, camera, seq).warp(pose, (plate.shape[1], plate.shape[0]))
+        warped = crop_image(rgb, a, self.size, edge=False)
+        matte = crop_image(alpha, a, self.size, edge=False)
+        # Straight (not premultiplied) colour: with its matte over the plate it is the one-shot
+        # frame, the first guess a residual generator (NetConfig.residual) starts from.
+        warped = np.where(matte[..., None] > 1e-3, warped / np.maximum(matte, 1e-3)[..., None], 0.0)
+        return np.dstack(
+            [
+                self.input_map(pose, a),
+                np.clip(np.round(warped), 0, 255).astype(np.uint8),
+                np.clip(np.round(matte * 255), 0, 255).astype(np.uint8),
+            ]
+        )
+
+    def training_samples(self, data: TrainingSet, idx: np.ndarray, masks: dict | None = None) -> Sequence:
+        """(input, frame, plate, mask) crops as PersonCentred's, the input warped from a pool view
+        at least GAP frames from the target."""
+        base = super().training_samples(data, idx, masks)
+        idx = np.asarray(idx)
+        affine: dict[int, np.ndarray] = {}  # the crops PersonCentred takes: the same track per camera
+        for camera in sorted(set(data.cameras[idx].tolist())):
+            mine = idx[data.cameras[idx] == camera]
+            mine = mine[np.argsort(data.seqs[mine], kind="stable")]
+            track = self.track(data.poses[mine], camera)
+            for t, i in enumerate(mine):
+                affine[int(i)] = track.affine(t)
+
+        def make(j: int) -> tuple[np.ndarray, ...]:
+            i = int(idx[j])
+            _map, frame, plate, mask = base[j]
+            warped = self.warp_input(data.poses[i], affine[i], str(data.cameras[i]), int(data.seqs[i]))
+            return warped, frame, plate, mask
+
+        return _Lazy(len(idx), make)
+
+    def frames(
+        self, generator, poses: np.ndarray, camera: str, maps: Sequence[np.ndarray] | None = None, batch_size: int = 8
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """As PersonCentred.frames, the input warped from the whole pool (training frames only)."""
+        from trainer.pix2pix.inference import generate_layer_batches
+
+        plate = self.plates[camera]
+        size = plate.shape[1], plate.shape[0]
+        track = self.track(poses, camera)
+        for batch in _batched(len(poses), batch_size):
+            affines = [track.affine(t) for t in batch]
+            inputs = np.stack([self.warp_input(poses[t], a, camera) for t, a in zip(batch, affines)])
+            ((rgb, alpha),) = list(generate_layer_batches(generator, [inputs]))
+            for t, a, layer, matte in zip(batch, affines, rgb, alpha):
+                person, al = uncrop_rgba(layer, matte * self.window, a, size)
+                yield composite(plate, person, al), render_pose_map(poses[t], size, size, style=self.style)
