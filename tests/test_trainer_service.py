@@ -36,7 +36,7 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     service = TrainingService(
         settings,
         TrainerConfig(
-            budget_s=6,
+            budget_s=10,  # a few steps even when a loaded machine makes the first one slow
             checkpoint_every_s=2,
             progress_bar=False,
             reference="dance",
@@ -85,7 +85,7 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     assert any("gap of 12 frames" in w for w in results["warnings"])
     assert results["warm_start"] is False
     assert {"box_ssim", "box_psnr", "flicker"} <= set(rendition.metrics)
-    assert results["train_seconds"] <= 6 + 3, "the budget was not honoured"
+    assert results["train_seconds"] <= 10 + 3, "the budget was not honoured"
     assert took < 60
 
     # Progress events, in order, with growing steps.
