@@ -69,8 +69,10 @@ class TrainerConfig:
     posemap_style: str | None = None  # None: the framing's default (vision.posemap STYLES)
     person_masks: str = "auto"  # vision.personmask: "auto", "blazepose" or "silhouette"
     # Person framing only (trainer.coherent): frames conditioned on the previous one; a face residual.
+    # Defaults from bench.bench_temporal (README): on a CPU budget temporal training halves the steps
+    # and loses on every figure; the face residual costs ~4% of a step and sharpens the face box.
     temporal: bool = False
-    face: bool = False
+    face: bool = True
     reference: str | None = None  # used when the session names none (else settings.default_reference)
     side_by_side: bool = True
     max_render_frames: int | None = None
@@ -358,6 +360,7 @@ class TrainingJob:
         if kind == "whole":
             return WholeFrame(data.size, cfg.posemap_style or DEFAULT_STYLES["whole"], representation, sizes), None, {}
         from trainer.coherent import CoherentPersonCentred
+        from trainer.pix2pix.face import MIN_FACE_CROP
         from trainer.plates import camera_plates
         from vision.crop import crop_side
         from vision.personmask import PersonMasker
@@ -396,13 +399,19 @@ class TrainingJob:
         self.progress("loading", message="background plates")
         plates = camera_plates(self.store, self.session, data, train, masks, masker.name, self.warnings)
         crop = cfg.crop_size or (512 if device == "cuda" else 256)
+        face = cfg.face
+        if face and crop < MIN_FACE_CROP:
+            face = False
+            self.warnings.append(
+                f"a {crop} px crop is too small for a face box (at least {MIN_FACE_CROP}): no face residual"
+            )
         framing = CoherentPersonCentred(
             crop,
             cfg.posemap_style or DEFAULT_STYLES["person"],
             {c: p.plate.image for c, p in plates.items()},
             sides,
             temporal=cfg.temporal,
-            face=cfg.face,
+            face=face,
         )
         info = {
             "person_masks": masker.name,
