@@ -37,5 +37,9 @@ def test_demo_runs_a_whole_session(tmp_path):
     assert "person box" in out and "640x360" in out
     assert cv2.imread(str(results / "plate.png")).shape == (360, 640, 3)
     assert cv2.imread(str(results / "samples.png")) is not None
+    # The face residual (on by default) with its figures with and without, and their picture.
+    assert metrics["face"] is True and metrics["temporal"] is False
+    assert "face box SSIM / PSNR: with / without" in out
+    assert cv2.imread(str(results / "coherence.png")) is not None
     # Everything the demo started is stopped again.
     assert not (tmp_path / "demo" / "stack.json").exists()

@@ -70,8 +70,10 @@ class TrainerConfig:
     posemap_style: str | None = None  # None: the framing's default (vision.posemap STYLES)
     person_masks: str = "auto"  # vision.personmask: "auto", "blazepose" or "silhouette"
     # Person framing only (trainer.coherent): frames conditioned on the previous one; a face residual.
+    # Defaults from bench.bench_temporal (README): on a CPU budget temporal training halves the steps
+    # and loses on every figure; the face residual costs ~4% of a step and sharpens the face box.
     temporal: bool = False
-    face: bool = False
+    face: bool = True
     # The generator reads the pose map ("pose") or also the visitor warped to the pose ("warp");
     # None: what the session's manifest asks for (the assembler's --conditioning), else "pose".
     conditioning: str | None = None
@@ -397,6 +399,7 @@ class TrainingJob:
         if kind == "whole":
             return WholeFrame(data.size, cfg.posemap_style or DEFAULT_STYLES["whole"], representation, sizes), None, {}
         from trainer.coherent import CoherentPersonCentred
+        from trainer.pix2pix.face import MIN_FACE_CROP
         from trainer.plates import camera_plates
         from vision.crop import crop_side
         from vision.personmask import PersonMasker
@@ -436,25 +439,32 @@ class TrainingJob:
         self.progress("loading", message="background plates")
         plates = camera_plates(self.store, self.session, data, train, masks, masker.name, self.warnings)
         crop = cfg.crop_size or (512 if device == "cuda" else 256)
+        face = cfg.face
+        if face and crop < MIN_FACE_CROP:
+            face = False
+            self.warnings.append(
+                f"a {crop} px crop is too small for a face box (at least {MIN_FACE_CROP}): no face residual"
+            )
         framing = CoherentPersonCentred(
             crop,
             cfg.posemap_style or DEFAULT_STYLES["person"],
             {c: p.plate.image for c, p in plates.items()},
             sides,
             temporal=cfg.temporal,
-            face=cfg.face,
+            face=face,
         )
         if conditioning == "warp":
             from trainer.warp_framing import WarpConditioned
-
-            if cfg.temporal or cfg.face:
-                # Not combined yet: the warped view already fixes the appearance frame to frame.
-                self.warnings.append("the temporal and face options are not combined with warp conditioning: not used")
 
             try:
                 framing = WarpConditioned.from_person(framing, data, train, masks)
             except ValueError as exc:  # no view of the person to warp: the pose map alone
                 self.warnings.append(f"{exc}: the generator reads the pose map alone")
+            else:
+                # Not combined yet: the warped view carries the visitor's own face and appearance
+                # frame to frame; metrics.json records temporal and face as off.
+                if cfg.temporal:
+                    self.warnings.append("the temporal option is not combined with warp conditioning: not used")
         info = {
             "person_masks": masker.name,
             "plate_source": ",".join(sorted({p.source for p in plates.values()})),

@@ -29,14 +29,15 @@ HEAD_KEYPOINTS = (0, 1, 2, 3, 4)  # COCO-17 nose, eyes, ears
 FACE_FRACTION = 0.25  # the face box's side as a share of the person crop's
 SCORE_THRESHOLD = 0.3
 NO_BOX = (-1, -1)
+MIN_FACE_CROP = 32  # the smallest person crop with a face box (8 px)
 FEATHER = 0.2  # the residual fades to 0 over this share of each side of the box
 
 
 def face_side(crop_size: int) -> int:
     """The face box's side in crop pixels (a power of two, as the face networks need)."""
     side = crop_size * FACE_FRACTION
-    if side < 8 or crop_size & (crop_size - 1):
-        raise ValueError(f"a face box needs a power-of-two person crop of at least 32 px, got {crop_size}")
+    if crop_size < MIN_FACE_CROP or crop_size & (crop_size - 1):
+        raise ValueError(f"a face box needs a power-of-two person crop of at least {MIN_FACE_CROP} px, got {crop_size}")
     return int(side)
 
 
