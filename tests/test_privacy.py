@@ -190,18 +190,18 @@ def test_without_consent_only_the_video_is_kept_and_its_link_dies_with_it(datase
     assert isinstance(again, Rendition) and (again.video_key, again.frames) == (rendition.video_key, 18)
     assert urllib.request.urlopen(again.url, timeout=30).read() == store.get(rendition.video_key)
     assert set(keys_of(settings, syn.session)) == kept
-    renditions = [m for m in read_topic(settings, settings.topic_renditions) if isinstance(m, Rendition)]
+    renditions = [m for m in read_topic(settings, settings.topic_renditions) if isinstance(m, Rendition) and m.final]
     assert len(renditions) == 2
 
 
 def test_base_models_learn_only_from_sessions_with_consent(settings):
-    from trainer.base import train_base
+    from trainer.base import build_base
 
     store = ObjectStore(settings)
     store.put(layout.manifest_key("agreed-b"), json.dumps({"consent": True, "representation": "pose"}).encode())
     store.put(layout.manifest_key("declined-b"), json.dumps({"consent": False}).encode())
     with pytest.raises(ValueError, match=r"sessions \['declined-b', 'unknown-b'\] have no recorded consent"):
-        train_base(settings, ["agreed-b", "declined-b", "unknown-b"], budget_s=1)
+        build_base(settings, ["agreed-b", "declined-b", "unknown-b"], budget_s=1)
 
 
 # --- what leaves the booth --------------------------------------------------------------------------
