@@ -99,6 +99,8 @@ class ControlState:
                 "rendition_url": None,
                 "frames": None,
                 "quality": {},
+                "version": None,
+                "versions": [],
                 "message": None,
                 "warnings": [],
                 "updated_at": 0.0,
@@ -167,7 +169,18 @@ class ControlState:
                     row["warnings"] = [*row["warnings"], text]
         elif isinstance(message, Rendition):
             quality = {k: message.metrics[k] for k in QUALITY_KEYS if k in message.metrics}
-            row.update(rendition_url=message.url, frames=message.frames, quality=quality)
+            # Versions come in order, but a replay or a redelivery may repeat one: the newest wins.
+            curve = {v["version"]: v for v in row["versions"]}
+            curve[message.version] = {
+                "version": message.version,
+                "kind": message.kind,
+                "final": message.final,
+                "train_seconds": message.metrics.get("train_seconds"),
+                **quality,
+            }
+            row["versions"] = [curve[v] for v in sorted(curve)]
+            if message.version >= (row["version"] or 0):
+                row.update(rendition_url=message.url, frames=message.frames, quality=quality, version=message.version)
 
     def as_dict(self) -> dict[str, Any]:
         rows = sorted(self.sessions.values(), key=lambda r: r["updated_at"], reverse=True)
