@@ -173,3 +173,43 @@ def test_an_unreadable_promoted_base_means_scratch_with_the_reason(dataset):
     assert any("base v0003 is unreadable" in m and "gone.pt is missing" in m for _, m in said), said
     progress = [m for m in read_topic(settings, settings.topic_training) if isinstance(m, TrainingProgress)]
     assert progress == []  # the job alone: nothing went through the service's topic
+
+
+def test_the_base_commands_list_show_promote_and_refuse_what_they_cannot_do(settings):
+    from click.testing import CliRunner
+
+    from booth.cli import base as base_cli
+
+    store = ObjectStore(settings)
+    manifest = {
+        "version": 1,
+        "label": "person-facing-256",
+        "net": {},
+        "data": {},
+        "sessions": ["a", "b"],
+        "steps": 900,
+        "samples": 300,
+        "train_seconds": 240.0,
+        "checkpoint": "ckpt-000000900.pt",
+        "quality": {"box_psnr": 14.68, "box_ssim": 0.51, "psnr": 20.0, "ssim": 0.8},
+    }
+    store.put(layout.base_manifest_key(1), json.dumps(manifest).encode())
+    store.put(layout.base_version_prefix(2) + "ckpt-000000010.pt", b"a build that never finished")
+
+    def run(*args: str):
+        return CliRunner().invoke(base_cli, list(args), obj={"settings": settings})
+
+    listed = run("list")
+    assert listed.exit_code == 0, listed.output
+    assert "v0001" in listed.output and "14.68" in listed.output and "unfinished" in listed.output
+    refused = run("promote", "2")
+    assert refused.exit_code != 0 and "v0002 has no manifest" in refused.output
+    promoted = run("promote", "1")
+    assert promoted.exit_code == 0 and "base v0001 promoted for person-facing-256" in promoted.output
+    assert bases.promoted(store) == {"person-facing-256": 1}
+    shown = run("show", "1")
+    assert shown.exit_code == 0 and "(promoted)" in shown.output and "a, b" in shown.output
+    store.put(layout.manifest_key("no-consent"), json.dumps({"consent": False}).encode())
+    build = run("build", "--session", "no-consent", "--budget", "1")
+    assert build.exit_code != 0 and "have no recorded consent" in build.output
+    assert bases.versions(store) == [1, 2]  # the refused build stored nothing
