@@ -333,7 +333,7 @@ def render(snap: dict[str, Any]):
         training = "-" if r["phase"] is None else f"{r['phase']} {r['step']}/{r['total_steps']}"
         losses = " ".join(f"{k}={v:.3g}" for k, v in sorted(r["losses"].items())[:4]) or "-"
         dataset = "-" if r["dataset"] is None else f"{r['dataset']} ({r['samples']} samples)"
-        rendition = "-" if r["rendition_url"] is None else f"{r['frames']} frames"
+        rendition = "-" if r["rendition_url"] is None else f"v{r.get('version') or 1}, {r['frames']} frames"
         q = r.get("quality") or {}
         if "box_psnr" in q:
             rendition += f", person {q['box_psnr']:.1f} dB"

@@ -409,7 +409,8 @@ class TrainingJob:
         figures["base_version"] = int(self.base_name.split("v")[-1]) if self.base_name else 0
         with tempfile.TemporaryDirectory(prefix="booth-version-") as tmp:
             out = Path(tmp) / "rendition.mp4"
-            write_video(framing.frames(generator, dance.poses, camera, maps=dance.maps), len(dance.poses), out, 30)
+            frames = framing.frames(generator, dance.poses, camera, maps=dance.maps)
+            write_video(frames, len(dance.poses), out, 30, progress=self.config.progress_bar)
             return self._publish_version(out, "gan", figures)
 
     def _framing(self, data, train: np.ndarray, representation: str, device: str):
