@@ -19,6 +19,7 @@ BENCHMARKS = (
     "bench_temporal",
     "bench_oneshot",
     "bench_warpcond",
+    "bench_warmstart",
     "bench_load",
 )
 

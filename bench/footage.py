@@ -201,3 +201,73 @@ def describe(session: Session) -> dict:
 
 def dumps(sessions: list[Session]) -> str:
     return json.dumps([describe(s) for s in sessions])
+
+
+def _same_person(a: tuple[int, np.ndarray], b: tuple[int, np.ndarray]) -> bool:
+    """Whether two tracks (first frame, poses) follow one person: on some frame they share, their
+    body boxes' centres lie within half a body height of each other."""
+    (fa, pa), (fb, pb) = a, b
+    for t in range(max(fa, fb), min(fa + len(pa), fb + len(pb))):
+        ba, bb = body_box(pa[t - fa]), body_box(pb[t - fb])
+        if ba is None or bb is None:
+            continue
+        near = np.hypot(*((ba[:2] + ba[2:]) / 2 - (bb[:2] + bb[2:]) / 2)) < 0.5 * (ba[3] - ba[1])
+        if near:
+            return True
+    return False
+
+
+def footage_people(
+    video: Path,
+    models_dir: Path | None,
+    cache: Path,
+    *,
+    count: int = 5,
+    window: int = 480,
+    min_len: int = 60,
+    max_len: int = 140,
+    starts: int = 10,
+) -> list[Session]:
+    """Up to `count` different pedestrians of the video's first `window` frames (one scene, one
+    camera), each followed as in footage_session for min_len..max_len frames, longest first. Two
+    tracks that ever lie on one body are one person: only the longer is kept."""
+    key = hashlib.sha1(
+        f"people:{video.resolve()}:{video.stat().st_size}:{count}:{window}:{min_len}:{max_len}:{starts}".encode()
+    ).hexdigest()[:12]
+    cached = cache / f"footage-people-{key}.npz"
+    frames, fps = read_video(video, 0, window)
+    if cached.exists():
+        z = np.load(cached)
+        tracks = [(int(f), z[f"poses{i}"]) for i, f in enumerate(z["firsts"])]
+    else:
+        from vision.pose import load_estimator
+
+        estimator = load_estimator("blazepose", models_dir, 2, track=False, with_mask=False, min_presence=0.5)
+        scene = np.median(frames[::5], axis=0).astype(np.uint8)
+        found: list[tuple[int, np.ndarray]] = []
+        for f0 in np.linspace(0, max(0, len(frames) - min_len), starts).astype(int):
+            for blob in _blobs(frames[f0], scene):
+                for person in _detections(estimator, frames[f0], blob):
+                    track = _follow(estimator, frames[: f0 + max_len], int(f0), person.keypoints)
+                    if len(track) >= min_len:
+                        found.append((int(f0), track))
+        tracks = []
+        for track in sorted(found, key=lambda t: -len(t[1])):
+            if len(tracks) < count and not any(_same_person(track, kept) for kept in tracks):
+                tracks.append(track)
+        if not tracks:
+            raise RuntimeError(f"no pedestrian could be followed for {min_len} frames in {video}")
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(
+            cached, firsts=np.array([f for f, _ in tracks]), **{f"poses{i}": p for i, (_, p) in enumerate(tracks)}
+        )
+    return [
+        Session(
+            f"pedestrian{i + 1}",
+            frames[first : first + len(poses)],
+            poses.astype(np.float32),
+            fps,
+            f"{video.name} frames {first}-{first + len(poses) - 1}",
+        )
+        for i, (first, poses) in enumerate(tracks)
+    ]

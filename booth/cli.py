@@ -321,6 +321,27 @@ def process(ctx, backend, threads, max_people, loglevel):
     "part to the pose (trainer/warp_framing.py). Default: the session's manifest (booth assemble --conditioning), "
     "else pose.",
 )
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 256),
+    help="Samples per training step (default 8 where CUDA is, with float16 autocast; else 1).",
+)
+@click.option(
+    "--rendition-points",
+    default="0.1,0.3,1",
+    show_default=True,
+    envvar="BOOTH_RENDITION_POINTS",
+    help="Shares of the budget at which a better version of the video is published (the end always is).",
+)
+@click.option(
+    "--first-rendition",
+    "first_rendition_s",
+    type=float,
+    default=20.0,
+    show_default=True,
+    envvar="BOOTH_FIRST_RENDITION_S",
+    help="Seconds of training before a first version of the video (0: none before the points).",
+)
 @click.option("--max-sessions", type=int, help="Exit after this many renditions.")
 @click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -338,6 +359,9 @@ def train(
     temporal,
     face,
     conditioning,
+    batch_size,
+    rendition_points,
+    first_rendition_s,
     max_sessions,
     idle_exit,
     quiet,
@@ -348,6 +372,7 @@ def train(
     import signal
     import threading
 
+    from trainer.progressive import parse_points
     from trainer.service import TrainerConfig, TrainingService
 
     stop = threading.Event()
@@ -366,6 +391,9 @@ def train(
             conditioning=conditioning,
             progress_bar=not quiet,
             **{k: v for k, v in (("temporal", temporal), ("face", face)) if v is not None},
+            batch_size=batch_size,
+            rendition_points=parse_points(rendition_points),
+            first_rendition_s=first_rendition_s or None,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
@@ -373,15 +401,26 @@ def train(
     click.echo(f"{done} session(s) rendered")
 
 
-@train.command("base")
+@main.group("base")
+def base() -> None:
+    """Base models of the booth scene that fine-tuning warm-starts from (versioned, one promoted per configuration)."""
+
+
+@base.command("build")
 @click.option("--session", "sessions", multiple=True, required=True, help="Sessions of the booth scene to train on.")
-@click.option("--budget", "budget_s", default=3600.0, show_default=True, help="Seconds.")
+@click.option("--budget", "budget_s", default=3600.0, show_default=True, help="Seconds of training.")
 @click.option("--steps", type=int, help="Stop after this many steps.")
+@click.option("--crop-size", type=click.IntRange(16, 2048), help="As `booth train --crop-size`: what sessions use.")
+@click.option("--framing", type=click.Choice(["auto", "person", "whole"]), default="auto", show_default=True)
+@click.option("--device", help="torch device (default: CUDA when present, else CPU).")
+@click.option("--promote", "promote_it", is_flag=True, help="Promote the new version once built.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train_base_command(ctx, sessions, budget_s, steps):
-    """Train the base model (models/base/ in the store) that fine-tuning warm-starts from."""
+def base_build(ctx, sessions, budget_s, steps, crop_size, framing, device, promote_it, quiet):
+    """Train a new base version on earlier sessions (with consent) and evaluate it on their held-out frames."""
     from schemas import InvalidId, validate_id
-    from trainer.base import train_base
+    from trainer.base import build_base, promote
+    from trainer.job import TrainerConfig
 
     try:
         for s in sessions:
@@ -389,10 +428,89 @@ def train_base_command(ctx, sessions, budget_s, steps):
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--session") from exc
     try:
-        result = train_base(_settings(ctx), list(sessions), budget_s, steps)
+        config = TrainerConfig(framing=framing, crop_size=crop_size, device=device, progress_bar=not quiet)
+        manifest = build_base(_settings(ctx), list(sessions), budget_s, config, max_steps=steps, echo=click.echo)
+        if promote_it:
+            promote(_store(ctx), manifest["version"])
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"base model: {result.step} steps, stopped by {result.stop_reason}; checkpoint {result.checkpoint}")
+    _show_base(manifest, promoted=promote_it)
+
+
+@base.command("list")
+@click.pass_context
+def base_list(ctx):
+    """Every base version: configuration, sessions, steps, held-out quality, promoted or not."""
+    from trainer.base import list_bases
+
+    rows = [
+        {
+            "version": f"v{m['version']:04d}",
+            "configuration": m.get("label", m.get("state", "?")),
+            "sessions": len(m.get("sessions", [])),
+            "steps": m.get("steps", "-"),
+            "box PSNR": _fmt_num((m.get("quality") or {}).get("box_psnr")),
+            "box SSIM": _fmt_num((m.get("quality") or {}).get("box_ssim"), 3),
+            "promoted": "yes" if m["promoted"] else "",
+        }
+        for m in list_bases(_store(ctx))
+    ]
+    _table(rows, "base models")
+
+
+@base.command("promote")
+@click.argument("version", type=click.IntRange(1))
+@click.pass_context
+def base_promote(ctx, version):
+    """Make VERSION the base its configuration's sessions warm-start from."""
+    from trainer.base import promote
+
+    try:
+        manifest = promote(_store(ctx), version)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"base v{version:04d} promoted for {manifest['label']}")
+
+
+@base.command("show")
+@click.argument("version", type=click.IntRange(1))
+@click.pass_context
+def base_show(ctx, version):
+    """One base version's manifest."""
+    from trainer.base import promoted, read_manifest
+
+    store = _store(ctx)
+    manifest = read_manifest(store, version)
+    if manifest is None:
+        raise click.ClickException(
+            f"base v{version:04d} has no manifest (no such version, or its build did not finish)"
+        )
+    _show_base(manifest, promoted=version in promoted(store).values())
+
+
+def _show_base(m: dict, promoted: bool) -> None:
+    q = m.get("quality") or {}
+    rows = {
+        "version": f"v{m['version']:04d}" + (" (promoted)" if promoted else ""),
+        "configuration": m["label"],
+        "representation": m.get("representation"),
+        "sessions": ", ".join(m.get("sessions", [])),
+        "training frames / steps / seconds": f"{m.get('samples')} / {m.get('steps')} / {m.get('train_seconds')}",
+        "held-out person box PSNR / SSIM": f"{_fmt_num(q.get('box_psnr'))} dB / {_fmt_num(q.get('box_ssim'), 3)}",
+        "held-out whole frame PSNR / SSIM": f"{_fmt_num(q.get('psnr'))} dB / {_fmt_num(q.get('ssim'), 3)}",
+        "notes": "; ".join(m.get("notes") or []) or "none",
+    }
+    _table([{"": k, "value": v} for k, v in rows.items()], "base model")
+
+
+def _store(ctx):
+    from infra.objectstore import ObjectStore
+
+    return ObjectStore(_settings(ctx))
+
+
+def _fmt_num(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"
 
 
 @main.command("models")
@@ -435,10 +553,27 @@ def models(ctx, install, source):
     help="Generator size in pixels: the crop around the person (and the dataset's pose maps).",
 )
 @click.option("--keep-stack", is_flag=True, help="Leave the broker and S3 server running afterwards.")
+@click.option(
+    "--base-budget",
+    "base_budget_s",
+    default=90.0,
+    show_default=True,
+    help="Seconds to train the scene's base model (once: it is kept under the state folder).",
+)
+@click.option(
+    "--base-photo",
+    "base_photos",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Photos of other people for the base model (default: scikit-image's camera photo).",
+)
+@click.option("--no-base", is_flag=True, help="Train the session from scratch, without a base model.")
 @click.option("--temporal/--no-temporal", default=None, help="The trainer's temporal option (default: its default).")
 @click.option("--face/--no-face", default=None, help="The trainer's face residual option (default: its default).")
 @click.pass_context
-def demo(ctx, video, photo, frames, budget_s, resolution, keep_stack, temporal, face):
+def demo(
+    ctx, video, photo, frames, budget_s, resolution, keep_stack, base_budget_s, base_photos, no_base, temporal, face
+):
     """Run one whole booth session end to end on the embedded stack and print the rendition link."""
     from booth.demo import Demo, DemoOptions
 
@@ -454,6 +589,9 @@ def demo(ctx, video, photo, frames, budget_s, resolution, keep_stack, temporal, 
             keep_stack=keep_stack,
             temporal=temporal,
             face=face,
+            base=not no_base,
+            base_budget_s=base_budget_s,
+            base_photos=tuple(base_photos),
         ),
         state,
         echo=click.echo,

@@ -11,6 +11,14 @@ visitor whose limbs move; without the BlazePose models the whole photo slides ac
 instead. The camera is 16:9 (640x360), and the video comes back at that aspect. The reference
 dance is built the same way with another rhythm. The one-shot video (trainer.oneshot) arrives
 first; the summary shows when, and the fine-tuned one after it.
+
+Warm start: before the session, a small base model of the same scene is built (trainer.base):
+other people (scikit-image's "camera" photo, or --base-photo) moved over the visitor's own
+backdrop, trained for --base-budget seconds, promoted in the store, and kept under the state
+folder so that the next demo imports it instead of training it again. The session fine-tunes from
+it; versions of the video arrive while the budget runs; at the end the demo trains the same
+session from scratch for as long as the warm model had trained for its last version before the
+final one, and prints both models' held-out quality at that equal time.
 """
 
 from __future__ import annotations
@@ -44,6 +52,10 @@ class DemoOptions:
     keep_stack: bool = False
     temporal: bool | None = None  # the trainer's options (None: its defaults)
     face: bool | None = None
+    base: bool = True
+    base_budget_s: float = 90.0
+    base_photos: tuple[Path, ...] = ()
+    base_frames: int = 90
 
 
 @dataclass
@@ -84,6 +96,35 @@ def photo_person(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if not persons or persons[0].mask is None:
         return None
     return persons[0].mask, persons[0].keypoints
+
+
+def base_people(paths: tuple[Path, ...]) -> list[tuple[str, np.ndarray]]:
+    """(name, RGB photo) of the base model's people: the given photos, else scikit-image's
+    "camera" (a photographer, grey), which is not the visitor."""
+    if paths:
+        return [(p.stem, demo_photo(p)) for p in paths]
+    from skimage import data
+
+    grey = data.camera()
+    return [("camera", np.repeat(grey[..., None], 3, axis=2))]
+
+
+def scene_session(photo: np.ndarray, person, backdrop: np.ndarray, n: int, size: tuple[int, int], seed: int):
+    """A TrainingSet of the photo's person moving over the scene's backdrop; its poses are the
+    photo's keypoints carried by each frame's affine (exact)."""
+    from trainer.dataset import TrainingSet
+    from vision.pose.synthetic import apply_affine, moving_person_clip
+
+    mask, keypoints = person
+    clip = moving_person_clip(photo, mask, n_frames=n, size=size, seed=seed, backdrop=backdrop)
+    poses = []
+    for _frame, affine in clip:
+        p = np.array(keypoints, np.float32)
+        p[:, :2] = apply_affine(affine, p[:, :2])
+        poses.append(p)
+    return TrainingSet(
+        [f for f, _ in clip], np.zeros((n, 1, 1, 3), np.uint8), np.stack(poses), np.array(["cam0"] * n), np.arange(n)
+    )
 
 
 def build_clip(
@@ -184,6 +225,9 @@ class Demo:
 
         photo = demo_photo(o.photo)
         person = photo_person(photo)
+        self.base_note = (
+            self._ensure_base(photo, None if person is None else person[0]) if o.base else "off (--no-base)"
+        )
         reference_video = self.state_dir / "reference.mp4"
         write_mp4(reference_video, build_clip(photo, o.reference_frames, o.size, seed=7, person=person), 30)
         self.echo("extracting the reference dance's poses ...")
@@ -210,9 +254,100 @@ class Demo:
             f"{summary.total('acknowledged')} acknowledged"
         )
         rendition = self._follow(session)
+        self.equal_time = (
+            self._warm_against_scratch(session) if o.base and rendition.metrics.get("base_version") else None
+        )
         rows = self._summary(session, summary, rendition)
         rows["files"] = str(self._download(session))
         return rows
+
+    # --- the base model -----------------------------------------------------------------------
+    def _ensure_base(self, photo: np.ndarray, mask: np.ndarray | None) -> str:
+        """Promote a base model of this scene in the store: the cached one, or one built now."""
+        import hashlib
+        import json
+
+        from infra.objectstore import ObjectStore
+        from trainer import base as bases
+        from trainer.job import TrainerConfig
+        from vision.pose.synthetic import cutout_backdrop
+
+        o, store = self.o, ObjectStore(self.settings)
+        if mask is None:
+            return "none: without the BlazePose models the demo has no person to cut out"
+        backdrop = cutout_backdrop(photo, mask, o.size)
+        people = base_people(o.base_photos)
+        recipe = (
+            f"{o.resolution}:{o.base_budget_s}:{o.base_frames}:{o.size}:{[n for n, _ in people]}:{o.temporal}:{o.face}"
+        )
+        key = hashlib.sha1(recipe.encode() + backdrop.tobytes()[::997]).hexdigest()[:12]
+        cache = self.state_dir / "base-cache"
+        manifest_path, checkpoint_path = cache / f"base-{key}.json", cache / f"base-{key}.pt"
+        if manifest_path.exists() and checkpoint_path.exists():
+            manifest = json.loads(manifest_path.read_text())
+            version = bases.import_base(store, manifest, checkpoint_path.read_bytes())
+            bases.promote(store, version)
+            return f"reused {manifest['label']} from {cache} ({manifest['steps']} steps)"
+        sets = {}
+        for k, (name, picture) in enumerate(people):
+            person = photo_person(picture)
+            if person is None:
+                self.echo(f"no person found in the base photo {name}: left out")
+                continue
+            for seed in (3, 4):  # two takes of each person
+                sets[f"demo-base-{k}-{seed}"] = scene_session(picture, person, backdrop, o.base_frames, o.size, seed)
+        if not sets:
+            return "none: no person found in the base photos"
+        self.echo(
+            f"building a base model of this scene: {len(sets)} takes of {len(people)} other people, "
+            f"{o.base_budget_s:.0f} s (kept in {cache} for the next demo) ..."
+        )
+        # The session's own options, so that the base fits it (trainer.base: same inputs).
+        options = {k: v for k, v in (("temporal", o.temporal), ("face", o.face)) if v is not None}
+        config = TrainerConfig(crop_size=o.resolution, checkpoint_every_s=60.0, **options)
+        manifest = bases.build_base_on(self.settings, sets, "pose", o.base_budget_s, config, echo=self.echo)
+        bases.promote(store, manifest["version"])
+        manifest, raw = bases.export_base(store, manifest["version"])
+        cache.mkdir(parents=True, exist_ok=True)
+        checkpoint_path.write_bytes(raw)
+        manifest_path.write_text(json.dumps(manifest, indent=2))
+        return f"built {manifest['label']} ({manifest['steps']} steps in {manifest['train_seconds']:.0f} s)"
+
+    def _warm_against_scratch(self, session: str) -> dict | None:
+        """Train the session from scratch for as long as the warm model trained for its last
+        version before the final one; both models' held-out figures at that equal time."""
+        import json
+
+        from infra.objectstore import ObjectStore
+        from schemas import layout
+        from trainer import base as bases
+        from trainer.dataset import holdout_split, load_training_set
+        from trainer.evaluation import held_out_frames
+        from trainer.job import TrainerConfig
+        from trainer.pix2pix.evaluate import video_quality
+        from trainer.pix2pix.networks import NetConfig
+        from trainer.pix2pix.train import TrainConfig, Trainer
+
+        store = ObjectStore(self.settings)
+        raw = store.get(layout.result_key(session, "versions.json"))
+        versions = json.loads(raw)["versions"] if raw else []
+        earlier = [v for v in versions if not v["final"] and v.get("box_psnr") is not None]
+        warm = earlier[-1] if earlier else (versions[-1] if versions else None)
+        if warm is None or not warm.get("train_seconds"):
+            return None
+        seconds = float(warm["train_seconds"])
+        self.echo(f"training the same session from scratch for {seconds:.0f} s, to compare at equal time ...")
+        data = load_training_set(self.settings, session, store=store)
+        split = holdout_split(data.cameras, data.seqs)
+        job = bases._job_for(self.settings, TrainerConfig(crop_size=self.o.resolution), session)
+        framing, masks, _ = job._framing(data, split.train, "pose", "cpu")
+        samples = framing.training_samples(data, np.flatnonzero(split.train), masks)
+        net = NetConfig.fast(framing.size, matte=framing.name == "person")
+        trainer = Trainer(samples, TrainConfig(net=net, checkpoint_every_s=None, progress_bar=True))
+        trainer.run(budget_s=seconds, export=False)
+        real, fake, _maps, poses = held_out_frames(trainer.G, framing, data, split.test)["cam0"]
+        scratch = video_quality(real, fake, poses)
+        return {"seconds": seconds, "warm": warm, "scratch": scratch, "scratch_steps": trainer.step}
 
     def _download(self, session: str) -> Path:
         """Keep the results on disk too: the link dies with the embedded stack."""
@@ -263,6 +398,7 @@ class Demo:
         self.progress_last: TrainingProgress | None = None
         self.ready: DatasetReady | None = None
         self.oneshot: Rendition | None = None
+        self.versions: list[tuple[Rendition, float]] = []
         deadline = time.monotonic() + (o.timeout_s or o.budget_s * 2 + 300)
         with Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn()
@@ -307,8 +443,17 @@ class Demo:
                                 self.oneshot = message
                                 bar.update(task, description="one-shot video ready; fine-tuning")
                             elif isinstance(message, Rendition):
-                                self.t.mark("rendition")
-                                return message
+                                self.versions.append((message, time.monotonic()))
+                                psnr = message.metrics.get("box_psnr")
+                                after = time.monotonic() - self.t.marks.get("dataset", time.monotonic())
+                                bar.console.print(
+                                    f"version {message.version} of the video{' (final)' if message.final else ''}: "
+                                    f"{after:.0f} s after the dataset, {int(message.metrics.get('steps', 0))} steps"
+                                    + (f", held-out person-box PSNR {psnr:.2f} dB" if psnr is not None else "")
+                                )
+                                if message.final:
+                                    self.t.mark("rendition")
+                                    return message
             finally:
                 consumer.close()
         raise TimeoutError("no rendition arrived in time; see the worker logs in " + str(self.state_dir / "logs"))
@@ -327,7 +472,14 @@ class Demo:
             "imputed keypoint share": _fmt(manifest.get("imputed_share")),
             "samples in the dataset": manifest.get("samples", self.ready.samples if self.ready else "?"),
             "training steps": int(m.get("steps", 0)),
-            "warm start": "yes" if m.get("warm_start") else "no (no base model in the store)",
+            "base model": self.base_note,
+            "warm start": f"yes, from {metrics.get('base_model')}" if metrics.get("warm_start") else "no",
+            "versions (after the dataset)": "; ".join(
+                f"v{r.version} at {at - t.marks['dataset']:.0f} s: box PSNR {_fmt(r.metrics.get('box_psnr'))} dB"
+                for r, at in self.versions
+                if "dataset" in t.marks
+            ),
+            **self._equal_time_row(),
             "framing": framing(metrics),
             "held-out frames (gap)": f"{int(m.get('held_out', 0))} ({int(m.get('holdout_gap', 0))} frames)",
             "SSIM / PSNR (held out, whole frame)": f"{_fmt(m.get('ssim'))} / {_fmt(m.get('psnr'))} dB",
@@ -347,6 +499,17 @@ class Demo:
             "rendition link": rendition.url,
         }
         return rows
+
+    def _equal_time_row(self) -> dict:
+        e = getattr(self, "equal_time", None)
+        if not e:
+            return {}
+        w, s = e["warm"], e["scratch"]
+        key = f"warm vs scratch after {e['seconds']:.0f} s (person box PSNR / SSIM)"
+        return {
+            key: f"warm {_fmt(w.get('box_psnr'))} dB / {_fmt(w.get('box_ssim'))} ({int(w.get('steps', 0))} steps) "
+            f"vs scratch {_fmt(s['box_psnr'])} dB / {_fmt(s['box_ssim'])} ({e['scratch_steps']} steps)"
+        }
 
 
 def coherence_rows(metrics: dict) -> dict:

@@ -31,6 +31,8 @@ def _session_row(name: str, control: dict | None, counts: dict | None) -> dict[s
             "url": c["rendition_url"],
             "frames": c.get("frames"),
             "quality": c.get("quality") or {},
+            "version": c.get("version"),
+            "versions": c.get("versions") or [],  # the quality curve: one point per version, oldest first
             "qr_svg": f"/api/sessions/{name}/qr.svg",
             "qr_png": f"/api/sessions/{name}/qr.png",
         }

@@ -13,9 +13,12 @@ a component write outside its own session's prefix ("../", slashes, look-alike c
     sessions/<session>/checkpoints/<name>                training state (ckpt-*.pt, generator.pt,
                                                          face_generator.pt, started.json: when the
                                                          budget started)
-    sessions/<session>/results/<name>                    rendition.mp4, side-by-side.mp4,
-                                                         samples.png, loss.png, coherence.png,
-                                                         metrics.json
+    sessions/<session>/results/<name>                    rendition.mp4 (the newest version: the
+                                                         visitor's link), rendition-v<n:03d>.mp4 (each
+                                                         published version), versions.json (their
+                                                         kinds and figures), oneshot.mp4,
+                                                         side-by-side.mp4, samples.png, loss.png,
+                                                         coherence.png, metrics.json
     sessions/<session>/plates/<camera>.png               the background plate the trainer used
     sessions/<session>/plates/<camera>.json              how it was made (source, masks, coverage)
     backgrounds/<camera>.png                             the empty booth (`booth background capture`)
@@ -23,7 +26,9 @@ a component write outside its own session's prefix ("../", slashes, look-alike c
     references/<name>/latest.json                        which version is current
     references/<name>/v<version:04d>/<file>              one version of a reference dance
     references/<name>/source.<ext>                       the reference's original video
-    models/base/<name>                                   the base model fine-tuning starts from
+    models/base/v<version:04d>/<name>                    one base model: training state (ckpt-*.pt,
+                                                         generator.pt) and manifest.json (written last)
+    models/base/promoted.json                            the promoted version per configuration
     purged/<session>.json                                this session was purged (when): what stops
                                                          a trainer mid-job and keeps replays out
 
@@ -66,14 +71,31 @@ def results_prefix(session: str) -> str:
 
 
 RESULT_FILES = frozenset(
-    {"rendition.mp4", "side-by-side.mp4", "samples.png", "loss.png", "metrics.json", "coherence.png", "oneshot.mp4"}
+    {
+        "rendition.mp4",
+        "side-by-side.mp4",
+        "samples.png",
+        "loss.png",
+        "metrics.json",
+        "coherence.png",
+        "oneshot.mp4",
+        "versions.json",
+    }
 )
+RENDITION_VERSION_PREFIX = "rendition-v"
 
 
 def result_key(session: str, filename: str) -> str:
     if filename not in RESULT_FILES:
         raise ValueError(f"{filename!r} is not a result file ({', '.join(sorted(RESULT_FILES))})")
     return f"{results_prefix(session)}{filename}"
+
+
+def rendition_version_key(session: str, version: int) -> str:
+    """One published version of the session's video (1, 2, ...); rendition.mp4 holds a copy of the newest."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"a rendition version is an integer >= 1, got {version!r}")
+    return f"{results_prefix(session)}{RENDITION_VERSION_PREFIX}{version:03d}.mp4"
 
 
 def dataset_ready_key(session: str) -> str:
@@ -128,6 +150,7 @@ def kept_without_consent(session: str) -> frozenset[str]:
         {
             result_key(session, "rendition.mp4"),
             result_key(session, "metrics.json"),
+            result_key(session, "versions.json"),
             manifest_key(session),
             dataset_ready_key(session),
             consent_key(session),
@@ -137,6 +160,20 @@ def kept_without_consent(session: str) -> frozenset[str]:
 
 REFERENCES_PREFIX = "references/"
 BASE_PREFIX = "models/base/"
+BASE_PROMOTED_KEY = f"{BASE_PREFIX}promoted.json"
+
+
+def base_version_prefix(version: int) -> str:
+    """Where one base model version lives (its checkpoints and manifest.json)."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"a base model version is an integer >= 1, got {version!r}")
+    return f"{BASE_PREFIX}v{version:04d}/"
+
+
+def base_manifest_key(version: int) -> str:
+    return base_version_prefix(version) + "manifest.json"
+
+
 BACKGROUNDS_PREFIX = "backgrounds/"
 
 

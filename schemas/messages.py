@@ -309,7 +309,15 @@ class TrainingProgress(Message):
 
 
 class Rendition(Message):
+    """A video of the session for the visitor. Versions are published as training goes on (1, 2,
+    ...; kind "gan" from the fine-tuned generator, "preview" from a training-free one): each its
+    own object (video_key), while `url` plays the session's stable key, which always holds the
+    newest; `final` marks the last one. Version 1 of the schema had one video per session: it is
+    still read, as version 1 of kind "gan", final."""
+
     KIND: ClassVar[int] = 7
+    VERSION: ClassVar[int] = 2
+    READS: ClassVar[dict[int, frozenset[str]]] = {1: frozenset({"version", "kind", "final"})}
 
     session: SafeId
     reference: SafeId
@@ -319,6 +327,9 @@ class Rendition(Message):
     frames: int = Field(ge=0)
     metrics: dict[str, float] = Field(default_factory=dict)
     wall_time: NonNeg
+    version: int = Field(default=1, ge=1)
+    kind: Literal["gan", "preview"] = "gan"
+    final: bool = True
 
 
 class DeadLetter(Message):

@@ -360,6 +360,7 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
                         frames=48,
                         metrics={"box_psnr": 24.5, "box_ssim": 0.81, "psnr": 29.0, "flicker": 0.9, "steps": 300},
                         wall_time=now + 1,
+                        final=False,
                     ),
                 )
             ],
@@ -378,6 +379,29 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
             np.frombuffer(client.get(row["rendition"]["qr_png"]).content, np.uint8), cv2.IMREAD_GRAYSCALE
         )
         assert cv2.QRCodeDetector().detectAndDecode(png)[0] == url
+
+        # A better version follows: the console shows the newest, with the curve of all of them.
+        newer = url.replace("abc", "def")
+        v2 = Rendition(
+            session="done-1",
+            reference="salsa",
+            video_key="k2.mp4",
+            url=newer,
+            expires_at=now + 600,
+            frames=48,
+            metrics={"box_psnr": 26.0, "box_ssim": 0.85, "train_seconds": 120.0},
+            wall_time=now + 2,
+            version=2,
+        )
+        send(settings, [(settings.topic_renditions, v2)])
+        row = wait_until(
+            lambda: (r := session_row(client, "done-1")) and r["rendition"]["version"] == 2 and r,
+            timeout=15,
+            what="the second version in the state",
+        )
+        assert row["rendition"]["url"] == newer and row["rendition"]["quality"] == {"box_psnr": 26.0, "box_ssim": 0.85}
+        curve = [(v["version"], v["final"], v["box_psnr"]) for v in row["rendition"]["versions"]]
+        assert curve == [(1, False, 24.5), (2, True, 26.0)]
 
         def pipeline_ready():
             pipe = client.get("/api/state").json()["pipeline"]

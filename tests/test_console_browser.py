@@ -225,6 +225,7 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         assert link.get_attribute("href") == url
         video = driver.find_element(By.CSS_SELECTOR, "#detail video")
         assert video.get_attribute("src") == url
+        assert driver.find_element(By.CSS_SELECTOR, "#detail .versions").text == "version 1 (gan, final)"
         qr = driver.find_element(By.CSS_SELECTOR, "#detail img.qr")
         wait_until(
             lambda: driver.execute_script("return arguments[0].complete && arguments[0].naturalWidth", qr),

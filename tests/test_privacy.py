@@ -192,19 +192,19 @@ def test_without_consent_only_the_video_is_kept_and_its_link_dies_with_it(datase
     assert urllib.request.urlopen(again.url, timeout=30).read() == store.get(rendition.video_key)
     assert set(keys_of(settings, syn.session)) == kept
     renditions = [m for m in read_topic(settings, settings.topic_renditions) if isinstance(m, Rendition)]
-    assert len([m for m in renditions if not is_oneshot(m)]) == 2
+    assert len([m for m in renditions if m.final]) == 2
     # The one-shot video came first, and without consent is not kept once the video is made.
-    assert is_oneshot(renditions[0]) and renditions[0].video_key not in kept
+    assert is_oneshot(renditions[0]) and not renditions[0].final and renditions[0].video_key not in kept
 
 
 def test_base_models_learn_only_from_sessions_with_consent(settings):
-    from trainer.base import train_base
+    from trainer.base import build_base
 
     store = ObjectStore(settings)
     store.put(layout.manifest_key("agreed-b"), json.dumps({"consent": True, "representation": "pose"}).encode())
     store.put(layout.manifest_key("declined-b"), json.dumps({"consent": False}).encode())
     with pytest.raises(ValueError, match=r"sessions \['declined-b', 'unknown-b'\] have no recorded consent"):
-        train_base(settings, ["agreed-b", "declined-b", "unknown-b"], budget_s=1)
+        build_base(settings, ["agreed-b", "declined-b", "unknown-b"], budget_s=1)
 
 
 # --- what leaves the booth --------------------------------------------------------------------------

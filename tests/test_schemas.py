@@ -172,6 +172,25 @@ def test_version_1_smoothed_poses_are_still_read_as_the_main_person_alone():
         decode(_envelope(3, 1, {**V1_SMOOTHED, "persons": [person]}))
 
 
+def test_version_1_renditions_are_read_as_the_one_final_version():
+    v1 = {
+        "session": "s",
+        "reference": "salsa",
+        "video_key": "k",
+        "url": "http://x",
+        "expires_at": 9.0,
+        "frames": 3,
+        "metrics": {"ssim": 0.5},
+        "wall_time": 5.0,
+    }
+    old = decode(_envelope(Rendition.KIND, 1, v1))
+    assert isinstance(old, Rendition) and (old.version, old.kind, old.final) == (1, "gan", True)
+    with pytest.raises(SchemaError, match="Rendition version 1 has no version"):
+        decode(_envelope(Rendition.KIND, 1, {**v1, "version": 2}))
+    newer = Rendition(**{**v1, "version": 2, "kind": "preview", "final": False})
+    assert decode(newer.encode()) == newer
+
+
 def test_version_1_pose_estimates_without_identities_are_refused():
     header = {k: v for k, v in V1_SMOOTHED.items() if k not in ("flags", "mode", "latency_ms")}
     with pytest.raises(SchemaError, match="PoseEstimate schema version 1 is not supported \\(this build reads 2\\)"):

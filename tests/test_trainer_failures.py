@@ -15,7 +15,6 @@ from kafka.partitioner.default import murmur2
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, DeadLetter, Rendition, TrainingProgress, layout
 from trainer.assembler.synthetic import produce
-from trainer.oneshot import is_oneshot
 from trainer.service import TrainerConfig, TrainingService
 
 from helpers import kill_service, read_topic, wait_until
@@ -93,11 +92,8 @@ def run_until(settings, sessions: set[str], **service_options) -> TrainingServic
 
 
 def finished(settings) -> set[str]:
-    done = {
-        m.session
-        for m in read_topic(settings, settings.topic_renditions, idle_s=0.3)
-        if isinstance(m, Rendition) and not is_oneshot(m)
-    }
+    renditions = read_topic(settings, settings.topic_renditions, idle_s=0.3)
+    done = {m.session for m in renditions if isinstance(m, Rendition) and m.final}
     failed = {
         m.session
         for m in read_topic(settings, settings.topic_training, idle_s=0.3)
@@ -110,7 +106,7 @@ def outcome(settings, session: str) -> tuple[list[Rendition], list[TrainingProgr
     renditions = [
         m
         for m in read_topic(settings, settings.topic_renditions)
-        if isinstance(m, Rendition) and m.session == session and not is_oneshot(m)
+        if isinstance(m, Rendition) and m.session == session and m.final
     ]
     failures = [
         m
@@ -187,7 +183,15 @@ def test_a_missing_reference_fails_fast_and_the_next_session_is_served(dataset):
 def test_an_unreadable_base_model_means_training_from_scratch_not_a_failure(dataset):
     settings, syn = dataset
     store = ObjectStore(settings)
-    store.put(layout.BASE_PREFIX + "ckpt-000000100.pt", b"this is not a checkpoint")
+    # A promoted base whose manifest fits every session but whose checkpoint is garbage.
+    from trainer.pix2pix.networks import NetConfig
+
+    net = NetConfig.fast(256, matte=True).to_dict()  # the CPU default crop, as FAST has no crop size
+    data = {"framing": "person", "posemap_style": "facing", "size": 256}
+    manifest = {"version": 1, "label": "person-facing-256", "net": net, "data": data, "checkpoint": "ckpt-000000100.pt"}
+    store.put(layout.base_manifest_key(1), json.dumps(manifest).encode())
+    store.put(layout.base_version_prefix(1) + "ckpt-000000100.pt", b"this is not a checkpoint")
+    store.put(layout.BASE_PROMOTED_KEY, json.dumps({"promoted": {"person-facing-256": 1}}).encode())
     first, second = f"one-{uuid.uuid4().hex[:6]}", f"two-{uuid.uuid4().hex[:6]}"
     for session in (first, second):
         copy_session(store, syn.session, session)

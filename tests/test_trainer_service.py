@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from infra.objectstore import ObjectStore
-from schemas import DatasetReady, Rendition, TrainingProgress
+from schemas import DatasetReady, Rendition, TrainingProgress, layout
 from trainer.assembler.synthetic import produce
 from trainer.oneshot import is_oneshot
 from trainer.rendition import count_frames
@@ -100,10 +100,14 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     # training step, and is stored beside the fine-tuned one.
     first, last = [e for e in read_topic(settings, settings.topic_renditions) if isinstance(e, Rendition)]
     assert is_oneshot(first) and not is_oneshot(last) and last.video_key == rendition.video_key
-    assert first.video_key == prefix + "oneshot.mp4" and first.frames == 18 and first.reference == "dance"
+    assert first.video_key == layout.rendition_version_key(syn.session, 1) and first.reference == "dance"
+    assert (first.version, first.kind, first.final, first.frames) == (1, "preview", False, 18)
     assert first.wall_time < min(e.wall_time for e in events if e.phase == "training")
     shot = settings.state_dir / f"{syn.session}-oneshot.mp4"
-    shot.write_bytes(urllib.request.urlopen(first.url, timeout=30).read())
+    shot.write_bytes(ObjectStore(settings).get(first.video_key))
+    assert ObjectStore(settings).get(prefix + "oneshot.mp4") == shot.read_bytes()
+    # Every version's link plays the newest: by now the fine-tuned video.
+    assert urllib.request.urlopen(first.url, timeout=30).read() == video
     assert count_frames(shot) == 18 and video_size(shot) == syn.size
     assert first.metrics["oneshot_missing_parts"] == 0
 
@@ -115,7 +119,12 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     again = json.loads(ObjectStore(settings).get(prefix + "metrics.json"))
     assert again["steps"] > first_steps  # continued, not restarted
     renditions = [e for e in read_topic(settings, settings.topic_renditions) if isinstance(e, Rendition)]
-    assert [is_oneshot(r) for r in renditions] == [True, False, True, False]
+    # No second one-shot video: the visitor already has a better one behind the link.
+    assert [(r.version, r.final, is_oneshot(r)) for r in renditions] == [
+        (1, False, True),
+        (2, True, False),
+        (3, True, False),
+    ]
 
 
 def test_failed_datasets_are_not_trained(settings):

@@ -99,6 +99,8 @@ class ControlState:
                 "rendition_url": None,
                 "frames": None,
                 "quality": {},
+                "version": None,
+                "versions": [],
                 "message": None,
                 "warnings": [],
                 "updated_at": 0.0,
@@ -167,7 +169,18 @@ class ControlState:
                     row["warnings"] = [*row["warnings"], text]
         elif isinstance(message, Rendition):
             quality = {k: message.metrics[k] for k in QUALITY_KEYS if k in message.metrics}
-            row.update(rendition_url=message.url, frames=message.frames, quality=quality)
+            # Versions come in order, but a replay or a redelivery may repeat one: the newest wins.
+            curve = {v["version"]: v for v in row["versions"]}
+            curve[message.version] = {
+                "version": message.version,
+                "kind": message.kind,
+                "final": message.final,
+                "train_seconds": message.metrics.get("train_seconds"),
+                **quality,
+            }
+            row["versions"] = [curve[v] for v in sorted(curve)]
+            if message.version >= (row["version"] or 0):
+                row.update(rendition_url=message.url, frames=message.frames, quality=quality, version=message.version)
 
     def as_dict(self) -> dict[str, Any]:
         rows = sorted(self.sessions.values(), key=lambda r: r["updated_at"], reverse=True)
@@ -320,7 +333,7 @@ def render(snap: dict[str, Any]):
         training = "-" if r["phase"] is None else f"{r['phase']} {r['step']}/{r['total_steps']}"
         losses = " ".join(f"{k}={v:.3g}" for k, v in sorted(r["losses"].items())[:4]) or "-"
         dataset = "-" if r["dataset"] is None else f"{r['dataset']} ({r['samples']} samples)"
-        rendition = "-" if r["rendition_url"] is None else f"{r['frames']} frames"
+        rendition = "-" if r["rendition_url"] is None else f"v{r.get('version') or 1}, {r['frames']} frames"
         q = r.get("quality") or {}
         if "box_psnr" in q:
             rendition += f", person {q['box_psnr']:.1f} dB"

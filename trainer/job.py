@@ -3,8 +3,13 @@ fine-tuning (warm-started when a base fits) -> evaluation -> rendition of the re
 results and a presigned link in the store.
 
 Objects per session (schemas.layout): checkpoints/ (resumable training state, started.json),
-plates/ (the background plate per camera, person framing), results/ (oneshot.mp4, rendition.mp4,
-side-by-side.mp4, samples.png, loss.png, metrics.json).
+plates/ (the background plate per camera, person framing), results/ (oneshot.mp4, rendition.mp4: the newest
+version, rendition-v<n>.mp4: each version, versions.json, side-by-side.mp4, samples.png,
+loss.png, metrics.json).
+
+Versions (trainer.progressive): a first video shortly after training starts, better ones at
+points of the budget, the final one at its end; each a Rendition with its version, kind and
+figures, published through `_publish_version`; the visitor's link plays rendition.mp4, the newest.
 
 Framing (trainer.framing): person-centred by default for pose maps (a crop following the person,
 composited onto the camera's background plate), the whole frame for part maps. Either way the
@@ -50,7 +55,9 @@ from trainer.dataset import (
     load_training_set,
 )
 from trainer.framing import DEFAULT_STYLES, FRAMINGS, WholeFrame
+from trainer.progressive import DEFAULT_FIRST_S, DEFAULT_POINTS, check_points
 
+CUDA_BATCH = 8  # samples per step on a GPU: a 512 crop's fast networks use a few GiB (not yet measured on a card)
 WARNING_PREFIX = "warning: "  # progress messages that are warnings (the status view and console list them)
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,7 @@ class TrainerConfig:
     holdout_gap: int = DEFAULT_HOLDOUT_GAP  # frames between training and held-out ones, used for neither
     framing: str = "auto"  # "person", "whole", or "auto" (person for pose maps, whole for part maps)
     crop_size: int | None = None  # person framing's generator size: None = 512 where CUDA is, else 256
+    batch_size: int | None = None  # None: CUDA_BATCH where CUDA is (float16 autocast there), else 1
     posemap_style: str | None = None  # None: the framing's default (vision.posemap STYLES)
     person_masks: str = "auto"  # vision.personmask: "auto", "blazepose" or "silhouette"
     # Person framing only (trainer.coherent): frames conditioned on the previous one; a face residual.
@@ -83,8 +91,11 @@ class TrainerConfig:
     progress_every_s: float = 1.0
     device: str | None = None
     progress_bar: bool = True
+    rendition_points: tuple[float, ...] = DEFAULT_POINTS  # shares of the budget with a version (trainer.progressive)
+    first_rendition_s: float | None = DEFAULT_FIRST_S  # a first version after this much training; None: none
 
     def __post_init__(self) -> None:
+        check_points(self.rendition_points)
         from vision.personmask import KINDS
         from vision.posemap import check_style
 
@@ -110,48 +121,6 @@ class Cancelled(Exception):
 
 class Purged(Exception):
     """The session was purged: the job stopped and deleted what it had written; nothing published."""
-
-
-def base_checkpoint(store: ObjectStore, net, data: dict) -> tuple[bytes | None, str | None, str]:
-    """(checkpoint bytes, name, why) of the base model to warm-start from, or (None, None, why not).
-
-    The base must have the session's architecture (net: NetConfig) and have learnt from the same
-    inputs (data: framing, pose-map style and size, as TrainConfig.data records). A base that
-    cannot be read or does not fit is never fatal: the session trains from scratch and `why`
-    says so."""
-    from trainer.pix2pix import checkpoint as ckpt
-    from trainer.pix2pix.networks import NetConfig
-
-    base_store = StoreCheckpoints(store, layout.BASE_PREFIX)
-    name = ckpt.latest_checkpoint(base_store)
-    if name is None:
-        return None, None, f"no base model in {layout.BASE_PREFIX}"
-    raw = base_store.load(name)
-    try:
-        if raw is None:
-            raise ValueError("listed but missing")
-        state = ckpt.from_bytes(raw)
-        theirs = NetConfig.from_dict(state["net"])
-    except Exception as exc:  # noqa: BLE001 - an unreadable base costs a warm start, never the session
-        return None, None, f"base model {name} is unreadable ({type(exc).__name__}: {exc})"
-    learnt = {
-        "framing": "whole",
-        "posemap_style": "stick",
-        "temporal": False,
-        "conditioning": "pose",
-        **(state.get("train") or {}).get("data", {}),
-    }
-    wanted = {k: data[k] for k in ("framing", "posemap_style", "temporal") if k in data}
-    wanted["conditioning"] = data.get("conditioning", "pose")
-    if theirs.size != net.size or theirs.matte != net.matte:
-        why = f"base model {name} is a {theirs.size}px {learnt['framing']}-frame model"
-        return None, None, f"{why}; this session needs {net.size}px {data.get('framing')}"
-    if theirs != net:
-        return None, None, f"base model {name} has another architecture than this session's"
-    if any(learnt.get(k) != v for k, v in wanted.items()):
-        why = f"base model {name} learnt {learnt.get('framing')} frames, {learnt.get('posemap_style')} pose maps"
-        return None, None, f"{why}; this session needs {wanted}"
-    return raw, name, f"warm start from {name}"
 
 
 class TrainingJob:
@@ -200,9 +169,11 @@ class TrainingJob:
     def run(self) -> Rendition:
         from trainer.assembler import read_manifest
         from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation
+        from trainer.base import pick_base
         from trainer.pix2pix.networks import NetConfig
         from trainer.pix2pix.sequence import in_channels
-        from trainer.pix2pix.train import TrainConfig, fine_tune, pick_device
+        from trainer.pix2pix.train import TrainConfig, pick_device
+        from trainer.progressive import fine_tune_in_stages, stops
 
         s, cfg, session = self.settings, self.config, self.session
         if self.purged(now=True):
@@ -217,6 +188,7 @@ class TrainingJob:
         if made is not None:
             return made
         ref = load_reference(s, session, name, representation)
+        self._reference_name, self.base_name = name, None
         data = load_training_set(s, session, store=self.store, expected=manifest.get("samples"))
         split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap)
         self.warnings: list[str] = [split.note] if split.note else []
@@ -256,14 +228,17 @@ class TrainingJob:
             self.warnings.append(
                 f"{conditioning} conditioning needs the person framing: the generator reads the pose map"
             )
-        base, base_name, why = base_checkpoint(self.store, net, data_info)
+        base, base_name, why = pick_base(self.store, net, data_info)
         if base is None:
             log.warning("session %s: %s; fine-tuning starts from scratch", session, why)
         for warning in self.warnings:
             log.warning("session %s: %s", session, warning)
             self.progress("loading", message=f"{WARNING_PREFIX}{warning}")
+        device = pick_device(cfg.device).type
         train_cfg = TrainConfig(
             net=net,
+            batch_size=cfg.batch_size or (CUDA_BATCH if device == "cuda" else 1),
+            amp=True,  # float16 autocast and a gradient scaler, on CUDA only (trainer.pix2pix.train)
             checkpoint_every_s=cfg.checkpoint_every_s,
             device=cfg.device,
             progress_bar=cfg.progress_bar,
@@ -274,6 +249,31 @@ class TrainingJob:
         store = StoreCheckpoints(self.store, layout.checkpoints_prefix(session))
         budget = self._remaining_budget()
         self.progress("training", message=why)
+        self.base_name = base_name
+        camera = data.main_camera()
+        main = np.flatnonzero(data.cameras == camera)
+        dance_box: list = []
+
+        def the_dance():
+            if not dance_box:
+                dance_box.append(
+                    build_dance(
+                        s,
+                        ref,
+                        name,
+                        data.poses[main],
+                        data.camera_size(camera),
+                        data.size,
+                        representation,
+                        cfg.max_render_frames,
+                    )
+                )
+            return dance_box[0]
+
+        def on_stage(stage) -> None:
+            self.progress("training", stage.step, stage.step, message=f"rendering a version at step {stage.step}")
+            self._stage_version(stage, framing, data, test, camera, the_dance())
+
         last = {"t": 0.0}
 
         def on_progress(step: int, total: int, losses: dict, eta: float) -> None:
@@ -289,11 +289,15 @@ class TrainingJob:
                     eta=eta,
                 )
 
-        result = fine_tune(
+        spent = max(0.0, cfg.budget_s - budget)
+        at = stops(cfg.budget_s, cfg.rendition_points, cfg.first_rendition_s, spent, len(self._versions()))
+        result, start_step = fine_tune_in_stages(
             framing.training_samples(data, train_idx, masks),
             train_cfg,
             budget,
             store,
+            at,
+            on_stage,
             progress_cb=on_progress,
             init_checkpoint=base,
             should_stop=lambda: self.cancel.is_set() or self.purged(),
@@ -308,12 +312,12 @@ class TrainingJob:
 
         results = evaluate(s, self.store, session, generator, framing, data, test, result.history)
         results.update(self._with_and_without(generator, framing, data, test))
-        camera = data.main_camera()
         results.update(
             warm_start=base is not None,
-            base_checkpoint=base_name,
+            base_model=base_name,
+            base_version=int(base_name.split("v")[-1]) if base_name else 0,
             steps=result.step,
-            start_step=result.step - result.steps_this_run,
+            start_step=start_step,
             train_seconds=result.elapsed_s,
             samples=len(data),
             trained_on=int(split.train.sum()),
@@ -327,10 +331,7 @@ class TrainingJob:
             **info,
         )
         self.progress("rendering", result.step, result.step, message="rendering the reference dance")
-        main = np.flatnonzero(data.cameras == camera)
-        dance = build_dance(
-            s, ref, name, data.poses[main], data.camera_size(camera), data.size, representation, cfg.max_render_frames
-        )
+        dance = the_dance()
         if dance.note:
             self.warnings.append(dance.note)
             self.progress("rendering", result.step, result.step, message=f"{WARNING_PREFIX}{dance.note}")
@@ -350,19 +351,25 @@ class TrainingJob:
         raw = self.store.get(layout.result_key(self.session, "metrics.json"))
         results = json.loads(raw) if raw else {}
         frames = int(results.get("rendition_frames") or 0)
-        rendition = self._rendition(video_key, listed[0].written_at, name, frames, results)
+        last = (self._versions() or [{}])[-1]
+        rendition = self._rendition(
+            video_key, listed[0].written_at, name, frames, results, version=last.get("version", 1), final=True
+        )
         self.publish(rendition)
         discard_unconsented(self.store, self.session)
         log.info("session %s: its video was made earlier; published again", self.session)
         return rendition
 
-    def _rendition(self, video_key: str, written_at: float, name: str, frames: int, results: dict) -> Rendition:
+    def _rendition(
+        self, video_key: str, written_at: float, name: str, frames: int, results: dict, **version
+    ) -> Rendition:
+        """The Rendition of a video; its link plays the session's rendition.mp4 (the newest version)."""
         expiry = video_link_expiry_s(self.settings, written_at)
         return Rendition(
             session=self.session,
             reference=name,
             video_key=video_key,
-            url=self.store.presign(video_key, expiry),
+            url=self.store.presign(layout.result_key(self.session, "rendition.mp4"), expiry),
             expires_at=time.time() + expiry,
             frames=frames,
             metrics={
@@ -371,7 +378,84 @@ class TrainingJob:
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
             },
             wall_time=time.time(),
+            **version,
         )
+
+    # --- versions --------------------------------------------------------------------------------
+    def _versions(self) -> list[dict]:
+        """The versions published so far (versions.json), oldest first."""
+        raw = self.store.get(layout.result_key(self.session, "versions.json"))
+        return list(json.loads(raw)["versions"]) if raw else []
+
+    def _publish_version(
+        self, video_path: Path, kind: str, metrics: dict, *, final: bool = False, frames: int | None = None
+    ) -> Rendition:
+        """Publish a video of the session as its next version: stored under its own key, copied to
+        rendition.mp4 (the visitor's link plays the newest), recorded with its figures in
+        versions.json, then announced. A published version is never overwritten: a resumed job
+        numbers on from versions.json. kind: "gan" (the generator) or "preview" (training-free)."""
+        from trainer.rendition import count_frames
+
+        versions = self._versions()
+        n = max((v["version"] for v in versions), default=0) + 1
+        video = video_path.read_bytes()
+        own_key = layout.rendition_version_key(self.session, n)
+        stable = layout.result_key(self.session, "rendition.mp4")
+        frames = count_frames(video_path) if frames is None else frames
+        self.store.put(own_key, video, "video/mp4")
+        written_at = time.time()  # no later than the store's own time for it: the link expires first
+        self.store.put(stable, video, "video/mp4")
+        figures = {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+        }
+        figures.pop("version", None)
+        versions.append(
+            {**figures, "version": n, "kind": kind, "final": final, "key": own_key, "wall_time": written_at}
+        )
+        self.store.put(
+            layout.result_key(self.session, "versions.json"),
+            json.dumps({"versions": versions}, indent=2).encode(),
+            "application/json",
+        )
+        if self.purged(now=True):
+            raise self._stop_purged(f"before version {n} of its video was published")
+        # The final version's key is the stable one: it is what a session without consent keeps.
+        rendition = self._rendition(
+            stable if final else own_key,
+            written_at,
+            self._reference_name,
+            frames,
+            {**figures, "version": n},
+            version=n,
+            kind=kind,
+            final=final,
+        )
+        self.publish(rendition)
+        log.info("session %s: version %d (%s%s) %s", self.session, n, kind, ", final" if final else "", rendition.url)
+        return rendition
+
+    def _stage_version(self, stage, framing, data: TrainingSet, test: np.ndarray, camera: str, dance) -> Rendition:
+        """A version from the generator as training stands (trainer.progressive): the dance rendered,
+        its held-out figures measured (no pose check: that waits for the final evaluation)."""
+        from trainer.evaluation import held_out_frames
+        from trainer.pix2pix.evaluate import video_quality
+        from trainer.rendition import write_video
+
+        generator = stage.generator
+        figures: dict = {"steps": stage.step, "train_seconds": stage.elapsed_s}
+        cams = held_out_frames(generator, framing, data, test)
+        if camera in cams:
+            real, fake, _maps, poses = cams[camera]
+            q = video_quality(real, fake, poses)
+            figures.update({k: q[k] for k in ("box_psnr", "box_ssim", "psnr", "ssim")})
+        figures["base_version"] = int(self.base_name.split("v")[-1]) if self.base_name else 0
+        with tempfile.TemporaryDirectory(prefix="booth-version-") as tmp:
+            out = Path(tmp) / "rendition.mp4"
+            frames = framing.frames(generator, dance.poses, camera, maps=dance.maps)
+            write_video(frames, len(dance.poses), out, 30, progress=self.config.progress_bar)
+            return self._publish_version(out, "gan", figures)
 
     def _framing(
         self,
@@ -502,22 +586,36 @@ class TrainingJob:
                 masks[i] = np.round(maskers[0].mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
             return masks[i]
 
+        if self._versions():
+            # A resumed session: its visitor already has a video at least this good; a preview
+            # published now would replace a better version behind their link.
+            return
         try:
             camera = data.main_camera()
             main = np.flatnonzero(data.cameras == camera)
             size = data.camera_size(camera)
             dance = build_dance(s, ref, name, data.poses[main], size, data.size, "pose", cfg.max_render_frames)
             plate = stored_plate(self.store, self.session, camera, size)
-            shot = render_oneshot(
-                self.store, self.session, data, train, dance.poses, plate, mask_of=mask_of, camera=camera
-            )
+            with tempfile.TemporaryDirectory(prefix="booth-oneshot-") as tmp:
+                out = Path(tmp) / "oneshot.mp4"
+                shot = render_oneshot(
+                    self.store,
+                    self.session,
+                    data,
+                    train,
+                    dance.poses,
+                    plate,
+                    mask_of=mask_of,
+                    camera=camera,
+                    out_path=out,
+                )
+                self.warnings += shot.warnings  # shown with the others before training starts
+                self._publish_version(out, "preview", shot.metrics(), frames=shot.frames)
+        except Purged:
+            raise
         except Exception as exc:  # noqa: BLE001 - the fine-tuned video still comes
             self.warnings.append(f"no one-shot video: {type(exc).__name__}: {exc}")
             return
-        self.warnings += shot.warnings  # shown with the others before training starts
-        if self.purged(now=True):
-            raise self._stop_purged("before its one-shot video was published")
-        self.publish(self._rendition(shot.video_key, shot.written_at, name, shot.frames, shot.metrics()))
         log.info("session %s: one-shot video in %.1f s", self.session, shot.seconds)
 
     def _remaining_budget(self) -> float:
@@ -534,7 +632,6 @@ class TrainingJob:
         from trainer.rendition import count_frames, write_video
 
         cfg, session, store = self.config, self.session, self.store
-        video_key = layout.result_key(session, "rendition.mp4")
         n = len(dance.poses)
         with tempfile.TemporaryDirectory(prefix="booth-render-") as tmp:
             out, side = Path(tmp) / "rendition.mp4", Path(tmp) / "side.mp4"
@@ -549,23 +646,19 @@ class TrainingJob:
                 progress=cfg.progress_bar,
             )
             frames = count_frames(out)
-            written_at = time.time()  # no later than the store's own time for it: the link expires first
-            store.put(video_key, out.read_bytes(), "video/mp4")
             if dancer is not None:
                 store.put(layout.result_key(session, "side-by-side.mp4"), side.read_bytes(), "video/mp4")
                 results["side_by_side_frames"] = count_frames(side)
-        results["rendition_frames"] = frames
-        # NaN (e.g. no keypoint comparable) is written as null: JSON and the schemas have no NaN.
-        results = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in results.items()}
-        store.put(
-            layout.result_key(session, "metrics.json"), json.dumps(results, indent=2).encode(), "application/json"
-        )
-        if self.purged(now=True):
-            raise self._stop_purged("before its video was published")
-        rendition = self._rendition(video_key, written_at, dance.name, frames, results)
-        self.publish(rendition)
-        log.info("session %s: rendition %s", session, rendition.url)
-        return rendition
+            results["rendition_frames"] = frames
+            results["version"] = max((v["version"] for v in self._versions()), default=0) + 1
+            # NaN (e.g. no keypoint comparable) is written as null: JSON and the schemas have no NaN.
+            results = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in results.items()}
+            store.put(
+                layout.result_key(session, "metrics.json"), json.dumps(results, indent=2).encode(), "application/json"
+            )
+            if self.purged(now=True):
+                raise self._stop_purged("before its video was published")
+            return self._publish_version(out, "gan", results, final=True, frames=frames)
 
 
 def _cut_off_share(data: TrainingSet, idx: np.ndarray) -> float:

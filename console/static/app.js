@@ -224,6 +224,39 @@ function qualityBlock(q) {
     tile("held-out frames", f(q.held_out, 0)));
 }
 
+// The quality curve: person-box PSNR of each version of the video, oldest first (an inline SVG).
+function versionsBlock(r) {
+  const points = (r.versions || []).filter((v) => v.box_psnr !== undefined && v.box_psnr !== null);
+  const latest = (r.versions || [])[r.versions.length - 1];
+  const said = latest ? `version ${latest.version} (${latest.kind}${latest.final ? ", final" : ", better ones follow"})` : "";
+  if (points.length < 2) return el("p", { class: "muted small versions" }, said);
+  const w = 240, h = 60, pad = 6;
+  const ys = points.map((v) => v.box_psnr);
+  const lo = Math.min(...ys), hi = Math.max(...ys) > lo ? Math.max(...ys) : lo + 1;
+  const xy = points.map((v, i) => [pad + (i * (w - 2 * pad)) / (points.length - 1), h - pad - ((v.box_psnr - lo) * (h - 2 * pad)) / (hi - lo)]);
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "curve");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  const line = document.createElementNS(ns, "polyline");
+  line.setAttribute("points", xy.map((p) => p.map((c) => c.toFixed(1)).join(",")).join(" "));
+  line.setAttribute("fill", "none");
+  line.setAttribute("stroke", "currentColor");
+  line.setAttribute("stroke-width", "2");
+  svg.appendChild(line);
+  for (const [x, y] of xy) {
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", x.toFixed(1));
+    dot.setAttribute("cy", y.toFixed(1));
+    dot.setAttribute("r", "3");
+    svg.appendChild(dot);
+  }
+  const range = `person-box PSNR ${ys[0].toFixed(1)} → ${ys[ys.length - 1].toFixed(1)} dB over ${points.length} versions`;
+  return el("div", { class: "versions" }, el("p", { class: "muted small" }, said), svg, el("p", { class: "muted small" }, range));
+}
+
 function renditionBlock(row) {
   const r = row.rendition;
   const video = el("video", { src: r.url, controls: true, autoplay: true, muted: true, loop: true, playsinline: true });
@@ -266,6 +299,7 @@ function renderDetail(row) {
     trainingBlock(row.training),
     row.rendition ? el("h3", {}, "Video") : null,
     row.rendition ? keep || renditionBlock(row) : null,
+    row.rendition ? versionsBlock(row.rendition) : null,
     row.rendition ? qualityBlock(row.rendition.quality) : null,
     row.state === "start"
       ? el("div", { class: "actions" },
