@@ -12,10 +12,10 @@ import torch
 
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, layout
+from trainer import base as bases
 from trainer.checkpoints import StoreCheckpoints
 from trainer.coherent import CoherentPersonCentred
 from trainer.dataset import TrainingSet
-from trainer.job import base_checkpoint
 from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix import face as facemod
 from trainer.pix2pix.networks import NetConfig
@@ -139,39 +139,51 @@ def test_temporal_and_face_training_resumes_exactly(tmp_path):
             assert torch.equal(p, q), name
 
 
+def _promote(store: ObjectStore, trainer, data_info: dict) -> int:
+    """Store a trained model as a base version that learnt `data_info`, promoted for its configuration."""
+    net = trainer.config.net.to_dict()
+    manifest = {
+        "label": bases.config_label(net, data_info),
+        "net": net,
+        "data": data_info,
+        "checkpoint": ckpt.checkpoint_name(trainer.step),
+        "steps": trainer.step,
+        "sessions": [],
+    }
+    version = bases.import_base(store, manifest, ckpt.to_bytes(trainer.state_dict()))
+    bases.promote(store, version)
+    return version
+
+
 def test_a_base_warm_starts_only_a_model_that_learnt_the_same_way(settings):
     data, masks, plates, sides = _session()
     store = ObjectStore(settings)
-    bases = StoreCheckpoints(store, layout.BASE_PREFIX)
-    for name in bases.list():
-        bases.delete(name)
+    store.delete_prefix(layout.BASE_PREFIX)
+    temporal_net = NetConfig.fast(CROP, matte=True, in_channels=9)
+    wanted = {"framing": "person", "posemap_style": "facing", "size": CROP, "temporal": True, "face": True}
     plain = CoherentPersonCentred(CROP, "facing", plates, sides)
     trainer = _trainer(plain.training_samples(data, np.arange(len(data)), masks), plain)
     trainer.run(max_steps=1, export=False)
-    bases.save(ckpt.checkpoint_name(1), ckpt.to_bytes(trainer.state_dict()))
-    temporal_net = NetConfig.fast(CROP, matte=True, in_channels=9)
-    wanted = {"framing": "person", "posemap_style": "facing", "temporal": True, "face": True}
-    raw, _name, why = base_checkpoint(store, temporal_net, wanted)
+    # A frame-by-frame base is another configuration than a temporal session's.
+    _promote(store, trainer, {**wanted, "temporal": False})
+    raw, _name, why = bases.pick_base(store, temporal_net, wanted)
+    assert raw is None and "no promoted base model for person-facing-32-temporal" in why
+    # Recorded as temporal, a 3-channel network still does not fit a 9-channel session.
+    _promote(store, trainer, wanted)
+    raw, _name, why = bases.pick_base(store, temporal_net, wanted)
     assert raw is None and "architecture" in why
     # A temporal + face base: warm-starts a temporal + face session, face networks included.
     both = CoherentPersonCentred(CROP, "facing", plates, sides, temporal=True, face=True)
     samples = both.training_samples(data, np.arange(len(data)), masks)
     base = _trainer(samples, both, seed=1)
     base.run(max_steps=1, export=False)
-    base.config = TrainConfig(**{**base.config.__dict__, "data": wanted})
-    bases.save(ckpt.checkpoint_name(2), ckpt.to_bytes(base.state_dict()))
-    raw, name, why = base_checkpoint(store, temporal_net, wanted)
-    assert raw is not None and name == ckpt.checkpoint_name(2), why
+    version = _promote(store, base, wanted)
+    raw, name, why = bases.pick_base(store, temporal_net, wanted)
+    assert raw is not None and name == f"base v{version:04d}", why
     fresh = _trainer(samples, both, seed=2)
     fresh.warm_start(raw)
     assert torch.equal(next(iter(fresh.face_g.parameters())), next(iter(base.face_g.parameters())))
-    # Recorded as learnt frame by frame, it is refused for a temporal session even at 9 channels.
-    base.config = TrainConfig(**{**base.config.__dict__, "data": {**wanted, "temporal": False}})
-    bases.save(ckpt.checkpoint_name(3), ckpt.to_bytes(base.state_dict()))
-    raw, _name, why = base_checkpoint(store, temporal_net, wanted)
-    assert raw is None and "temporal" in why
-    for name in bases.list():
-        bases.delete(name)
+    store.delete_prefix(layout.BASE_PREFIX)
 
 
 def test_a_session_with_both_options_records_and_shows_them(dataset):

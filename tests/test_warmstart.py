@@ -68,13 +68,16 @@ def test_versions_are_published_as_training_goes_and_the_link_plays_the_newest(d
     config = dict(budget_s=16, first_rendition_s=5, rendition_points=(0.65, 1.0))  # stops at 5 and 10.4 s
     final = job(settings, syn.session, published, **config).run()
 
-    assert [r.version for r in published] == list(range(1, len(published) + 1)) and len(published) >= 2
+    assert [r.version for r in published] == list(range(1, len(published) + 1)) and len(published) >= 3
     assert [r.final for r in published] == [False] * (len(published) - 1) + [True] and final is published[-1]
-    steps = [r.metrics["steps"] for r in published[:-1]]
+    # The one-shot video is the first version (a training-free preview); the generator's follow.
+    assert published[0].kind == "preview" and [r.kind for r in published[1:]] == ["gan"] * (len(published) - 1)
+    steps = [r.metrics["steps"] for r in published[1:-1]]
     assert steps == sorted(steps) and steps[0] >= 1
-    for r in published[:-1]:  # each version's own object, with its generator's held-out figures
+    for r in published[:-1]:  # each version's own object
         assert r.video_key == layout.rendition_version_key(syn.session, r.version) and store.exists(r.video_key)
-        assert r.kind == "gan" and 0 < r.metrics["box_ssim"] <= 1 and r.metrics["box_psnr"] > 5
+    for r in published[1:-1]:  # with its generator's held-out figures
+        assert 0 < r.metrics["box_ssim"] <= 1 and r.metrics["box_psnr"] > 5
     newest = store.get(layout.rendition_version_key(syn.session, final.version))
     # Every link handed out plays the newest version: the first one the visitor got included.
     assert urllib.request.urlopen(published[0].url, timeout=30).read() == newest
@@ -88,25 +91,27 @@ def test_a_crash_between_versions_resumes_and_keeps_every_published_version(data
     store = ObjectStore(settings)
     published: list[Rendition] = []
 
-    def crash_at_the_second(rendition: Rendition) -> None:
-        if rendition.version == 2:
+    def crash_at_the_third(rendition: Rendition) -> None:
+        if rendition.version == 3:
             raise ConnectionError("the broker went away")
         published.append(rendition)
 
-    config = dict(budget_s=20, first_rendition_s=5, rendition_points=(0.5, 1.0))  # stops at 5 and 10 s
+    # Versions: 1 the one-shot preview, 2 and 3 at 6 and 12 s of training, then the final one.
+    config = dict(budget_s=20, first_rendition_s=5, rendition_points=(0.3, 0.6, 1.0))
     first = TrainingJob(
-        settings, TrainerConfig(**{**SMALL, **config}), ready(syn.session), lambda *a, **k: None, crash_at_the_second
+        settings, TrainerConfig(**{**SMALL, **config}), ready(syn.session), lambda *a, **k: None, crash_at_the_third
     )
     with pytest.raises(ConnectionError):
         first.run()
-    v1 = store.get(layout.rendition_version_key(syn.session, 1))
-    assert [r.version for r in published] == [1] and v1
+    v1, v2 = (store.get(layout.rendition_version_key(syn.session, n)) for n in (1, 2))
+    assert [(r.version, r.kind) for r in published] == [(1, "preview"), (2, "gan")] and v1 and v2
 
     again: list[Rendition] = []
     final = job(settings, syn.session, again, **config).run()
-    assert store.get(layout.rendition_version_key(syn.session, 1)) == v1  # not overwritten
-    assert min(r.version for r in again) >= 3 and final.final  # numbering goes on (2 was stored, then lost)
-    assert final.metrics["start_step"] >= published[0].metrics["steps"]  # resumed, not restarted
+    # Not overwritten, no second preview, numbering goes on (3 was stored, then lost).
+    assert [store.get(layout.rendition_version_key(syn.session, n)) for n in (1, 2)] == [v1, v2]
+    assert min(r.version for r in again) >= 4 and final.final and {r.kind for r in again} == {"gan"}
+    assert final.metrics["start_step"] >= published[1].metrics["steps"]  # resumed, not restarted
     record = json.loads(store.get(layout.result_key(syn.session, "versions.json")))["versions"]
     assert [v["version"] for v in record] == list(range(1, final.version + 1))
 

@@ -84,10 +84,10 @@ def fine_tune_in_stages(
     """trainer.pix2pix.train.fine_tune, stopping at each of `at` (seconds from the call, within
     budget_s) for on_stage(result) with a checkpoint saved; returns (the final result, the step
     this call started from)."""
-    from trainer.pix2pix.train import Trainer
+    from trainer.pix2pix.train import make_trainer
 
     started = time.monotonic()
-    trainer = Trainer(dataset, config)
+    trainer = make_trainer(dataset, config)  # the temporal and face options' trainer where asked
     if trainer.restore(store) is None and init_checkpoint is not None:
         trainer.warm_start(init_checkpoint)
     first_step = trainer.step
