@@ -17,8 +17,9 @@ other people (scikit-image's "camera" photo, or --base-photo) moved over the vis
 backdrop, trained for --base-budget seconds, promoted in the store, and kept under the state
 folder so that the next demo imports it instead of training it again. The session fine-tunes from
 it; versions of the video arrive while the budget runs; at the end the demo trains the same
-session from scratch for as long as the warm model had trained for its last version before the
-final one, and prints both models' held-out quality at that equal time.
+session from scratch for as long as the warm model had spent in training steps for its last
+version before the final one (or the final one, when the budget had room for no other), and
+prints both models' held-out quality at that equal time.
 """
 
 from __future__ import annotations
@@ -314,8 +315,9 @@ class Demo:
         return f"built {manifest['label']} ({manifest['steps']} steps in {manifest['train_seconds']:.0f} s)"
 
     def _warm_against_scratch(self, session: str) -> dict | None:
-        """Train the session from scratch for as long as the warm model trained for its last
-        version before the final one; both models' held-out figures at that equal time."""
+        """Train the session from scratch for as long as the warm model spent in training steps for
+        its last version before the final one (else the final one); both models' held-out figures
+        at that equal time."""
         import json
 
         from infra.objectstore import ObjectStore
@@ -333,10 +335,10 @@ class Demo:
         versions = json.loads(raw)["versions"] if raw else []
         earlier = [v for v in versions if not v["final"] and v.get("box_psnr") is not None]
         warm = earlier[-1] if earlier else (versions[-1] if versions else None)
-        if warm is None or not warm.get("train_seconds"):
+        if warm is None or not warm.get("step_seconds"):
             return None
-        seconds = float(warm["train_seconds"])
-        self.echo(f"training the same session from scratch for {seconds:.0f} s, to compare at equal time ...")
+        seconds = float(warm["step_seconds"])  # time in training steps, as the scratch arm below counts it
+        self.echo(f"training the same session from scratch for {seconds:.0f} s of steps, to compare at equal time ...")
         data = load_training_set(self.settings, session, store=store)
         split = holdout_split(data.cameras, data.seqs)
         job = bases._job_for(self.settings, TrainerConfig(crop_size=self.o.resolution), session)
@@ -344,7 +346,8 @@ class Demo:
         samples = framing.training_samples(data, np.flatnonzero(split.train), masks)
         net = NetConfig.fast(framing.size, matte=framing.name == "person")
         trainer = Trainer(samples, TrainConfig(net=net, checkpoint_every_s=None, progress_bar=True))
-        trainer.run(budget_s=seconds, export=False)
+        while trainer.elapsed_s < seconds:
+            trainer.run(budget_s=seconds - trainer.elapsed_s, export=False)
         real, fake, _maps, poses = held_out_frames(trainer.G, framing, data, split.test)["cam0"]
         scratch = video_quality(real, fake, poses)
         return {"seconds": seconds, "warm": warm, "scratch": scratch, "scratch_steps": trainer.step}
@@ -505,7 +508,7 @@ class Demo:
         if not e:
             return {}
         w, s = e["warm"], e["scratch"]
-        key = f"warm vs scratch after {e['seconds']:.0f} s (person box PSNR / SSIM)"
+        key = f"warm vs scratch after {e['seconds']:.0f} s of steps (person box PSNR / SSIM)"
         return {
             key: f"warm {_fmt(w.get('box_psnr'))} dB / {_fmt(w.get('box_ssim'))} ({int(w.get('steps', 0))} steps) "
             f"vs scratch {_fmt(s['box_psnr'])} dB / {_fmt(s['box_ssim'])} ({e['scratch_steps']} steps)"

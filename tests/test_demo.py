@@ -12,17 +12,33 @@ import cv2
 from trainer.rendition import count_frames
 
 
-def test_demo_runs_a_whole_session(tmp_path):
+def demo(tmp_path, *args: str) -> str:
     env = {**os.environ, "BOOTH_STATE_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "booth.cli", "demo", "--frames", "60", "--budget", "15", "--resolution", "64"],
+        [
+            sys.executable,
+            "-m",
+            "booth.cli",
+            "demo",
+            "--frames",
+            "60",
+            "--resolution",
+            "64",
+            "--base-budget",
+            "6",
+            *args,
+        ],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = proc.stdout
+    return proc.stdout
+
+
+def test_demo_runs_a_whole_session_warm_started_and_a_second_run_reuses_the_base(tmp_path):
+    out = demo(tmp_path, "--budget", "15")
     assert "Your video: http://127.0.0.1:" in out and "rendition.mp4" in out
     results = next((tmp_path / "demo" / "results").iterdir())
     assert count_frames(results / "rendition.mp4") == 90  # one frame per reference pose
@@ -43,3 +59,15 @@ def test_demo_runs_a_whole_session(tmp_path):
     assert cv2.imread(str(results / "coherence.png")) is not None
     # Everything the demo started is stopped again.
     assert not (tmp_path / "demo" / "stack.json").exists()
+
+    # Warm-started from the base it built, which it keeps for the next run; each version shown.
+    assert metrics["warm_start"] is True and metrics["base_model"] == "base v0001"
+    assert "built person-facing-64" in out and "version 1 of the video (final)" in out
+    assert "warm vs scratch after" in out
+    cached = sorted(p.suffix for p in (tmp_path / "demo" / "base-cache").iterdir())
+    assert cached == [".json", ".pt"]
+
+    again = demo(tmp_path, "--budget", "5")
+    assert "reused person-facing-64" in again and "building a base model" not in again
+    metrics = json.loads((sorted((tmp_path / "demo" / "results").iterdir())[-1] / "metrics.json").read_text())
+    assert metrics["warm_start"] is True

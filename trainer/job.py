@@ -319,6 +319,7 @@ class TrainingJob:
             steps=result.step,
             start_step=start_step,
             train_seconds=result.elapsed_s,
+            step_seconds=sum(h.get("step_s", 0.0) for h in result.history),
             samples=len(data),
             trained_on=int(split.train.sum()),
             holdout_gap=split.gap,
@@ -444,7 +445,9 @@ class TrainingJob:
         from trainer.rendition import write_video
 
         generator = stage.generator
-        figures: dict = {"steps": stage.step, "train_seconds": stage.elapsed_s}
+        # step_seconds: time in training steps alone (train_seconds also holds set-up and earlier versions).
+        step_seconds = sum(h.get("step_s", 0.0) for h in stage.history)
+        figures: dict = {"steps": stage.step, "train_seconds": stage.elapsed_s, "step_seconds": step_seconds}
         cams = held_out_frames(generator, framing, data, test)
         if camera in cams:
             real, fake, _maps, poses = cams[camera]
