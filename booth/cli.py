@@ -300,6 +300,11 @@ def process(ctx, backend, threads, max_people, loglevel):
     show_default=True,
     help="Where person masks come from (plates, mattes): BlazePose where the pose is, or drawn from the pose.",
 )
+@click.option(
+    "--match",
+    help="Several visitors: which reference dancer each visitor dances, as dancer:visitor pairs (e.g. 1:0,0:1); "
+    "default left to right at the start.",
+)
 @click.option("--max-sessions", type=int, help="Exit after this many renditions.")
 @click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -314,6 +319,7 @@ def train(
     crop_size,
     posemap_style,
     person_masks,
+    match,
     max_sessions,
     idle_exit,
     quiet,
@@ -340,6 +346,7 @@ def train(
             posemap_style=posemap_style,
             person_masks=person_masks,
             progress_bar=not quiet,
+            match=match,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc

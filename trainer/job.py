@@ -49,6 +49,7 @@ from trainer.dataset import (
     load_training_set,
 )
 from trainer.framing import DEFAULT_STYLES, FRAMINGS, PersonCentred, WholeFrame
+from trainer.people import build_group_dance, group_framing, parse_match
 
 WARNING_PREFIX = "warning: "  # progress messages that are warnings (the status view and console list them)
 
@@ -74,11 +75,14 @@ class TrainerConfig:
     progress_every_s: float = 1.0
     device: str | None = None
     progress_bar: bool = True
+    match: str | None = None  # several visitors: "dancer:visitor,..." instead of left to right (trainer.people)
 
     def __post_init__(self) -> None:
         from vision.personmask import KINDS
         from vision.posemap import check_style
 
+        if self.match is not None:
+            parse_match(self.match)
         if self.framing not in ("auto", *FRAMINGS):
             raise ValueError(f"unknown framing {self.framing!r}; choose auto, {', '.join(FRAMINGS)}")
         if self.crop_size is not None and (self.crop_size < 16 or self.crop_size & (self.crop_size - 1)):
@@ -205,7 +209,8 @@ class TrainingJob:
             self.warnings.append("too few frames to hold any out: the quality figures are on training frames")
         train_idx = np.flatnonzero(split.train)
 
-        framing, masks, info = self._framing(data, split.train, representation, pick_device(cfg.device).type)
+        group = group_framing(manifest, data, representation, cfg.framing, cfg.posemap_style)  # several visitors
+        framing, masks, info = group or self._framing(data, split.train, representation, pick_device(cfg.device).type)
         net = NetConfig.fast(framing.size, matte=framing.name == "person")
         data_info = {"framing": framing.name, "posemap_style": framing.style, "size": framing.size}
         base, base_name, why = base_checkpoint(self.store, net, data_info)
@@ -277,9 +282,13 @@ class TrainingJob:
         )
         self.progress("rendering", result.step, result.step, message="rendering the reference dance")
         main = np.flatnonzero(data.cameras == camera)
-        dance = build_dance(
-            s, ref, name, data.poses[main], data.camera_size(camera), data.size, representation, cfg.max_render_frames
-        )
+        if group is not None:
+            match = parse_match(cfg.match) if cfg.match else None
+            dance = build_group_dance(ref, name, data, camera, match, cfg.max_render_frames, framing.slots)
+            results["dancers"] = {str(d): v for d, v in sorted(dance.match.items())}
+        else:
+            size = data.camera_size(camera)
+            dance = build_dance(s, ref, name, data.poses[main], size, data.size, representation, cfg.max_render_frames)
         if dance.note:
             self.warnings.append(dance.note)
             self.progress("rendering", result.step, result.step, message=f"{WARNING_PREFIX}{dance.note}")
