@@ -264,6 +264,10 @@ def test_dancers_are_matched_to_visitors_left_to_right_unless_told():
             parse_match(bad)
     with pytest.raises(ValueError, match="visitors \\[5\\]"):
         match_dancers([1.0], {0: 1.0}, {0: 5})
+    from trainer.service import TrainerConfig
+
+    with pytest.raises(ValueError, match="dancer:visitor"):  # booth train --match is checked up front
+        TrainerConfig(match="left:right")
 
 
 def test_a_group_dance_puts_each_dancer_where_their_visitor_stands(shared_dir):
