@@ -16,6 +16,7 @@ BENCHMARKS = (
     "bench_assemble",
     "bench_train",
     "bench_person",
+    "bench_group",
     "bench_load",
 )
 
