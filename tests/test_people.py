@@ -224,6 +224,33 @@ def test_real_footage_people_leaving_coming_back_and_empty_frames_keep_their_pal
     assert any(tuple(px) in dark for px in smp.posemap.reshape(-1, 3))
 
 
+def test_a_crowd_on_real_footage_keeps_each_tracks_slot_and_counts_who_has_no_palette(posenet_pipeline, shared_dir):
+    """vtest.avi frames 660-689: five or more pedestrians at once, more than the four palettes."""
+    from helpers import video_frames
+
+    syn = SyntheticSession("crowd", cameras=("cam0",))
+    state = SessionState(syn.start(), shard_size=64, resolution=128, now=0.0)
+    for frame in video_frames(shared_dir, "crowd", "cam0", 660, 30):
+        _tracked, smoothed = posenet_pipeline(frame)
+        state.add_pose(smoothed, Held("p", 0, frame.seq), 0.0)
+        state.add_frame(frame, Held("f", 0, frame.seq), 0.0)
+    (buf,) = state.all_shards()
+    record = buf.record("crowd", 0)
+    assert record["slots"]["left_out"] > 0  # the people beyond the palettes, counted
+    samples = _samples([buf])
+    assert len(samples) >= 25
+    for smp in samples.values():
+        assert len(set(smp.slots.tolist())) == len(smp.slots) <= MAX_SLOTS
+        assert np.array_equal(smp.posemap, render_people_map(smp.people, smp.slots, (768, 576), 128))
+    slot_of_track: dict[int, set[int]] = {}
+    for sample in buf.samples.values():
+        for person in json.loads(sample.pose_json)["people"]:
+            slot_of_track.setdefault(person["track"], set()).add(person["slot"])
+    assert all(len(s) == 1 for s in slot_of_track.values()), slot_of_track  # a track keeps its slot
+    assert len(slot_of_track) > MAX_SLOTS  # more people came and went than there are palettes
+    assert sum(record["people"].values()) > 2 * len(samples)  # most frames show three or more
+
+
 @pytest.fixture(scope="module")
 def posenet_pipeline(tmp_path_factory, shared_dir):
     from infra.settings import Settings
