@@ -252,17 +252,23 @@ def test_a_crowd_on_real_footage_keeps_each_tracks_slot_and_counts_who_has_no_pa
 
 
 @pytest.fixture(scope="module")
-def posenet_pipeline(tmp_path_factory, shared_dir):
+def posenet(tmp_path_factory, shared_dir):
+    from vision.pose import load_estimator
+
+    return load_estimator(
+        "posenet", shared_dir / "models", decoder_lib="", device="cpu", cache_dir=tmp_path_factory.mktemp("m")
+    )
+
+
+@pytest.fixture
+def posenet_pipeline(posenet):
+    """The worker's pose, tracking and smoothing steps with fresh per-camera state."""
     from infra.settings import Settings
     from processors.app import PoseStage, SmoothStage, TrackStage, tracking_params
     from schemas import frame_key
-    from vision.pose import load_estimator
     from vision.smoothing import SmoothingParams
 
-    estimator = load_estimator(
-        "posenet", shared_dir / "models", decoder_lib="", device="cpu", cache_dir=tmp_path_factory.mktemp("m")
-    )
-    pose, track, smooth = PoseStage(estimator, 4), TrackStage(tracking_params(Settings(), SmoothingParams())), None
+    pose, track = PoseStage(posenet, 4), TrackStage(tracking_params(Settings(), SmoothingParams()))
     smooth = SmoothStage(SmoothingParams())
     state = {"track": None, "smooth": None}
 
