@@ -3,7 +3,8 @@
 A sample is three tar members sharing one key: ``<key>.jpg`` (the camera's JPEG exactly as
 received; ``.png`` if the camera sent PNG), ``<key>.posemap.png`` (the generator's input in the
 session's representation: vision.posemap's stick figure by default, else vision.partsmap's part
-map) and ``<key>.pose.json`` (keypoints, flags and where they come from); representations drawn
+map) and ``<key>.pose.json`` (keypoints, flags and where they come from; with several people in
+the camera also ``people``, each person's track, slot and keypoints: trainer.people); representations drawn
 from part maps add ``<key>.parts.png``, the part ids (0..24) at the frame's size as an 8-bit grey
 PNG, so a reader can redraw the map at any size. The same samples always give
 the same tar bytes: members in sample order, fixed mtime, owner and mode, and the USTAR format
