@@ -1,8 +1,8 @@
 """Two people in one session: colour-coded pose maps against one palette for everyone, at equal
 wall-clock budget.
 
-    .venv/bin/python -m bench.bench_group            # 180 s of training per arm (about 10 minutes)
-    .venv/bin/python -m bench.bench_group --quick    # 50 s per arm (about 3 minutes)
+    .venv/bin/python -m bench.bench_group            # 180 s of training per arm (about 11 minutes)
+    .venv/bin/python -m bench.bench_group --quick    # 50 s per arm (about 4 minutes)
 
 The session: two synthetic people (trainer.pix2pix.synthetic PERSON_A in a red shirt, PERSON_B
 in a green one) in one room, each in a new random pose every frame, walking to and fro so that
