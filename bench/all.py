@@ -20,6 +20,7 @@ BENCHMARKS = (
     "bench_oneshot",
     "bench_warpcond",
     "bench_warmstart",
+    "bench_group",
     "bench_load",
 )
 

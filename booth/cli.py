@@ -342,6 +342,11 @@ def process(ctx, backend, threads, max_people, loglevel):
     envvar="BOOTH_FIRST_RENDITION_S",
     help="Seconds of training before a first version of the video (0: none before the points).",
 )
+@click.option(
+    "--match",
+    help="Several visitors: which reference dancer each visitor dances, as dancer:visitor pairs (e.g. 1:0,0:1); "
+    "default left to right at the start.",
+)
 @click.option("--max-sessions", type=int, help="Exit after this many renditions.")
 @click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
@@ -362,6 +367,7 @@ def train(
     batch_size,
     rendition_points,
     first_rendition_s,
+    match,
     max_sessions,
     idle_exit,
     quiet,
@@ -394,6 +400,7 @@ def train(
             batch_size=batch_size,
             rendition_points=parse_points(rendition_points),
             first_rendition_s=first_rendition_s or None,
+            match=match,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc

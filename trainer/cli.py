@@ -195,8 +195,15 @@ def reference() -> None:
     help="parts / pose+parts: also store each frame's body-part map, which sessions assembled "
     "in those representations need.",
 )
+@click.option(
+    "--people",
+    type=click.IntRange(1, 4),
+    default=1,
+    show_default=True,
+    help="Dancers to keep (several: PoseNet and the identity tracker, numbered left to right at the start).",
+)
 @click.pass_context
-def reference_add(ctx, video, name, backend, mode, resolution, replace, representation):
+def reference_add(ctx, video, name, backend, mode, resolution, replace, representation, people):
     """Extract a reference dance's poses from VIDEO."""
     from tqdm import tqdm
 
@@ -218,6 +225,7 @@ def reference_add(ctx, video, name, backend, mode, resolution, replace, represen
                 replace=replace,
                 progress=bar.update,
                 representation=representation,
+                people=people,
             )
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from exc

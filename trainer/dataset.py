@@ -45,6 +45,9 @@ class TrainingSet:
     poses: np.ndarray
     cameras: np.ndarray
     seqs: np.ndarray
+    # Every drawn person per sample ([P, 17, 3]) and their slots ([P]): trainer.people.
+    people: list[np.ndarray] | None = None
+    slots: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -85,9 +88,11 @@ def load_training_set(
     that reads as fewer samples than were written is damaged, not a smaller dataset."""
     from trainer.assembler import iter_session_samples
 
-    frames, maps, poses, cameras, seqs = [], [], [], [], []
+    frames, maps, poses, cameras, seqs, people, slots = [], [], [], [], [], [], []
     try:
         for smp in iter_session_samples(settings, session, store=store):
+            people.append(smp.people)
+            slots.append(smp.slots)
             frames.append(smp.frame)
             maps.append(smp.posemap)
             poses.append(smp.pose)
@@ -111,6 +116,8 @@ def load_training_set(
         np.stack([poses[i] for i in order]),
         np.array([cameras[i] for i in order]),
         np.array([seqs[i] for i in order], np.int64),
+        [people[i] for i in order],
+        [slots[i] for i in order],
     )
     for camera in data.camera_names():
         sizes = {data.frame_size(i) for i in np.flatnonzero(data.cameras == camera)}

@@ -55,6 +55,7 @@ from trainer.dataset import (
     load_training_set,
 )
 from trainer.framing import DEFAULT_STYLES, FRAMINGS, WholeFrame
+from trainer.people import build_group_dance, group_framing, parse_match
 from trainer.progressive import DEFAULT_FIRST_S, DEFAULT_POINTS, check_points
 
 CUDA_BATCH = 8  # samples per step on a GPU: a 512 crop's fast networks use a few GiB (not yet measured on a card)
@@ -93,12 +94,15 @@ class TrainerConfig:
     progress_bar: bool = True
     rendition_points: tuple[float, ...] = DEFAULT_POINTS  # shares of the budget with a version (trainer.progressive)
     first_rendition_s: float | None = DEFAULT_FIRST_S  # a first version after this much training; None: none
+    match: str | None = None  # several visitors: "dancer:visitor,..." instead of left to right (trainer.people)
 
     def __post_init__(self) -> None:
         check_points(self.rendition_points)
         from vision.personmask import KINDS
         from vision.posemap import check_style
 
+        if self.match is not None:
+            parse_match(self.match)
         if self.framing not in ("auto", *FRAMINGS):
             raise ValueError(f"unknown framing {self.framing!r}; choose auto, {', '.join(FRAMINGS)}")
         if self.crop_size is not None and (self.crop_size < 16 or self.crop_size & (self.crop_size - 1)):
@@ -202,10 +206,12 @@ class TrainingJob:
 
         # The one-shot video first: it needs the person masks of a few frames only (kept for the
         # framing's), so the visitor has a video seconds after the dataset, before the slow part.
+        group = group_framing(manifest, data, representation, cfg.framing, cfg.posemap_style)  # several visitors
         mask_cache: dict[int, np.ndarray] = {}
-        self._publish_oneshot(ref, name, data, split.train, mask_cache)
+        if group is None:  # the part warper moves one person: a group gets its first video from training
+            self._publish_oneshot(ref, name, data, split.train, mask_cache)
         conditioning = cfg.conditioning or manifest.get("conditioning") or "pose"
-        framing, masks, info = self._framing(
+        framing, masks, info = group or self._framing(
             data, split.train, representation, pick_device(cfg.device).type, conditioning, mask_cache
         )
         temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
@@ -255,6 +261,11 @@ class TrainingJob:
         dance_box: list = []
 
         def the_dance():
+            if not dance_box and group is not None:
+                match = parse_match(cfg.match) if cfg.match else None
+                dance_box.append(
+                    build_group_dance(ref, name, data, camera, match, cfg.max_render_frames, framing.slots)
+                )
             if not dance_box:
                 dance_box.append(
                     build_dance(
@@ -333,6 +344,8 @@ class TrainingJob:
         )
         self.progress("rendering", result.step, result.step, message="rendering the reference dance")
         dance = the_dance()
+        if group is not None:
+            results["dancers"] = {str(d): v for d, v in sorted(dance.match.items())}
         if dance.note:
             self.warnings.append(dance.note)
             self.progress("rendering", result.step, result.step, message=f"{WARNING_PREFIX}{dance.note}")

@@ -24,6 +24,13 @@ the style it learnt):
   In a plain stick figure "front or back" is only a relation between distant strokes, which a
   generator fine-tuned on a few hundred frames does not pick up reliably: it renders a back
   when the dancer faces the camera. The fill says it locally, where the clothes differ.
+
+Several people (`render_people_map`): each person is drawn in the palette of their slot in the
+session (PALETTES; slot 0 is the one-person palette, so a lone person's map is exactly what
+`render_pose_map` draws). A slot is fixed for the whole session (trainer.people assigns them), so
+the generator learns which palette is which visitor. Palettes differ in brightness and dot
+colour, not in hue order: every limb keeps its hue in every palette, so what a limb is stays
+learnt across people, and who it belongs to is read from how bright it is.
 """
 
 from __future__ import annotations
@@ -57,6 +64,21 @@ LIMB_COLOURS: tuple[tuple[int, int, int], ...] = (
 )
 KEYPOINT_COLOUR: tuple[int, int, int] = (255, 255, 255)
 assert len(LIMB_COLOURS) == len(SKELETON)
+
+
+def _palette(limbs, dot) -> tuple[tuple[tuple[int, int, int], ...], tuple[int, int, int]]:
+    return tuple((int(r), int(g), int(b)) for r, g, b in limbs), dot
+
+
+_LIMBS = np.asarray(LIMB_COLOURS, np.float64)
+# (limb colours, keypoint colour) per slot. Part of the training contract like LIMB_COLOURS.
+PALETTES: tuple[tuple[tuple[tuple[int, int, int], ...], tuple[int, int, int]], ...] = (
+    (LIMB_COLOURS, KEYPOINT_COLOUR),  # slot 0: full colours, white dots (the one-person map)
+    _palette(np.round(_LIMBS * 0.45), (255, 60, 60)),  # slot 1: dark limbs, red dots
+    _palette(np.round(_LIMBS * 0.5 + 127.5), (60, 60, 255)),  # slot 2: pastel limbs, blue dots
+    _palette(np.round(_LIMBS * 0.3 + 90), (60, 255, 60)),  # slot 3: greyed limbs, green dots
+)
+MAX_SLOTS = len(PALETTES)
 
 STYLES = ("stick", "facing")
 DEFAULT_STYLE = "stick"
@@ -196,6 +218,7 @@ def _draw(
     radius: int,
     style: str = DEFAULT_STYLE,
     facing_value: float = 0.0,
+    slot: int = 0,
 ) -> None:
     # cv2 pixel centres sit at integer coordinates; ours at +0.5 (see module docstring).
     fixed = np.round((xy - 0.5) * _ONE).astype(np.int64)
@@ -204,7 +227,8 @@ def _draw(
     lim = (4 * max(canvas.shape[:2]) + 16) * _ONE
     fixed = np.clip(fixed, -lim, lim)
     pts = [tuple(int(v) for v in p) for p in fixed]
-    dots = [KEYPOINT_COLOUR] * NUM_KEYPOINTS
+    limbs, dot = PALETTES[slot]
+    dots = [dot] * NUM_KEYPOINTS
     if style == "facing":
         torso = [_L_SHOULDER, _R_SHOULDER, _R_HIP, _L_HIP]
         if visible[torso].all():
@@ -213,7 +237,7 @@ def _draw(
             dots[i] = LEFT_FACE
         for i in _RIGHT_FACE_POINTS:
             dots[i] = RIGHT_FACE
-    for (a, b), colour in zip(SKELETON, LIMB_COLOURS):
+    for (a, b), colour in zip(SKELETON, limbs):
         if visible[a] and visible[b]:
             cv2.line(canvas, pts[a], pts[b], colour, line, cv2.LINE_AA, _SHIFT)
     for k in np.flatnonzero(visible):
@@ -244,6 +268,48 @@ def render_pose_map(
     line, radius = _thickness((W, H), line_frac, dot_frac)
     f = facing(pose, score_threshold) if style == "facing" else 0.0
     _draw(canvas, np.nan_to_num(box.to_output(pose[:, :2])), visible, line, radius, style, f)
+    return canvas
+
+
+def check_slot(slot: int) -> int:
+    if not 0 <= int(slot) < MAX_SLOTS:
+        raise ValueError(f"a person's slot must be in 0..{MAX_SLOTS - 1} (one palette each), got {slot}")
+    return int(slot)
+
+
+def render_people_map(
+    people: np.ndarray,
+    slots: np.ndarray | list[int],
+    src_size: int | tuple[int, int],
+    out_size: int | tuple[int, int] = 256,
+    *,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    line_frac: float = DEFAULT_LINE_FRAC,
+    dot_frac: float = DEFAULT_DOT_FRAC,
+    style: str = DEFAULT_STYLE,
+) -> np.ndarray:
+    """Draw several people, person i in PALETTES[slots[i]], on one black map (uint8 RGB [H, W, 3]).
+
+    people: [P, 17, 3] in pixels of the source image (P may be 0: an empty map). People are drawn
+    in descending slot order, so where figures overlap the lower slot is on top. One person in
+    slot 0 gives exactly render_pose_map's picture.
+    """
+    people = np.asarray(people, dtype=np.float32).reshape(-1, NUM_KEYPOINTS, 3)
+    slots = [check_slot(int(k)) for k in np.asarray(slots, dtype=np.int64).reshape(-1)]
+    if len(slots) != len(people):
+        raise ValueError(f"{len(people)} people but {len(slots)} slots: one slot per person")
+    if len(set(slots)) != len(slots):
+        raise ValueError(f"two people share a slot (slots {slots}); each needs its own palette")
+    check_style(style)
+    box = Letterbox.fit(src_size, out_size)
+    W, H = box.out_size
+    canvas = np.zeros((H, W, 3), np.uint8)
+    line, radius = _thickness((W, H), line_frac, dot_frac)
+    for i in sorted(range(len(people)), key=lambda i: -slots[i]):
+        pose = people[i]
+        visible = np.isfinite(pose).all(axis=1) & (pose[:, 2] >= score_threshold)
+        f = facing(pose, score_threshold) if style == "facing" else 0.0
+        _draw(canvas, np.nan_to_num(box.to_output(pose[:, :2])), visible, line, radius, style, f, slots[i])
     return canvas
 
 

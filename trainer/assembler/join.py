@@ -20,6 +20,7 @@ from schemas.keypoints import NUM_KEYPOINTS
 from trainer.assembler.offsets import Held
 from trainer.assembler.representation import DEFAULT_REPRESENTATION, main_person_parts, needs_parts
 from trainer.assembler.shards import Sample, decode_rgb, encode_sample, image_problem
+from trainer.people import SlotBook, restore_books
 
 # Rejection reasons: the label values of booth_assembler_rejected_total and the manifest's keys.
 NO_PERSON = "no_person"  # the pose stage found nobody in the frame
@@ -39,19 +40,41 @@ def join_sample(
     resolution: int,
     representation: str = DEFAULT_REPRESENTATION,
     segment: Callable[[np.ndarray], object] | None = None,
+    slots: list[int | None] | None = None,
 ) -> Sample | str:
     """The training sample of a frame and its pose, or the reason there is none.
 
     segment: image_rgb -> vision.parts.PartsResult, for representations drawn from part maps.
+    slots: the slot of each person (pose.persons + pose.others, trainer.people), for a camera
+    with several people; without it (or with the main person alone in slot 0) the sample is a
+    one-person sample, byte for byte as before.
     """
     if not pose.persons:
         return NO_PERSON
-    keypoints = pose.persons[0].array()
-    if (pose.width, pose.height) != (frame.width, frame.height):
-        # The pose was estimated on a resized copy: bring it to the stored frame's pixels.
-        keypoints = keypoints.copy()
-        keypoints[:, 0] *= frame.width / pose.width
-        keypoints[:, 1] *= frame.height / pose.height
+
+    def in_frame(person) -> np.ndarray:
+        kp = person.array()
+        if (pose.width, pose.height) != (frame.width, frame.height):
+            # The pose was estimated on a resized copy: bring it to the stored frame's pixels.
+            kp = kp.copy()
+            kp[:, 0] *= frame.width / pose.width
+            kp[:, 1] *= frame.height / pose.height
+        return kp
+
+    keypoints = in_frame(pose.persons[0])
+    people = None
+    if slots is not None and (len(slots) > 1 or slots[0] not in (0, None)):
+        everyone = list(pose.persons) + list(pose.others)
+        people = [
+            {
+                "track": p.track,
+                "slot": k,
+                "keypoints": in_frame(p),
+                "flags": list(p.flags) if p.flags else (list(pose.flags) if i == 0 else []),
+            }
+            for i, (p, k) in enumerate(zip(everyone, slots))
+            if k is not None
+        ]
     part_ids = None
     if needs_parts(representation):
         if segment is None:
@@ -77,6 +100,7 @@ def join_sample(
         resolution=resolution,
         representation=representation,
         part_ids=part_ids,
+        people=people,
     )
 
 
@@ -92,6 +116,9 @@ class ShardBuffer:
     rejected: dict[int, str] = field(default_factory=dict)
     backends: set[str] = field(default_factory=set)
     held: list[Held] = field(default_factory=list)
+    slots: dict[int, list[int | None]] = field(default_factory=dict)  # seq -> each person's slot
+    book_state: dict | None = None  # the camera's SlotBook after this shard's last pose (several people)
+    per_slot: dict[int, int] = field(default_factory=dict)  # slot -> samples showing that person
 
     def settled(self, seq: int) -> bool:
         return seq in self.samples or seq in self.rejected
@@ -124,6 +151,9 @@ class ShardBuffer:
         }
         if representation != DEFAULT_REPRESENTATION:
             record["representation"] = representation
+        if self.book_state is not None:  # named only with several people: one-person records keep their bytes
+            record["slots"] = self.book_state
+            record["people"] = {str(k): n for k, n in sorted(self.per_slot.items())}
         return record
 
 
@@ -137,6 +167,7 @@ class CameraStream:
     max_frame_seq: int = -1
     max_pose_seq: int = -1
     shards: dict[int, ShardBuffer] = field(default_factory=dict)
+    book: SlotBook = field(default_factory=SlotBook)
 
     def shard(self, index: int) -> ShardBuffer:
         buf = self.shards.get(index)
@@ -202,6 +233,8 @@ class SessionState:
         # Shards already written (index records), from this run or found in the store on start.
         self.done: dict[tuple[str, int], dict] = dict(done or {})
         self.joined = 0
+        for camera, book in restore_books(self.done).items():
+            self.stream(camera).book = book
 
     def stream(self, camera: str) -> CameraStream:
         s = self.streams.get(camera)
@@ -248,6 +281,12 @@ class SessionState:
         if buf.settled(seq) or seq in buf.poses:
             return Outcome(replay=True)
         buf.held.append(held)
+        people = list(pose.persons) + list(pose.others)
+        if people:
+            slots = stream.book.assign(seq, [p.track for p in people], [p.array() for p in people])
+            if stream.book.multi:
+                buf.slots[seq] = slots
+                buf.book_state = stream.book.to_state()
         frame = buf.frames.pop(seq, None)
         if frame is None:
             buf.poses[seq] = pose
@@ -256,7 +295,8 @@ class SessionState:
 
     def _join(self, buf: ShardBuffer, frame: Frame, pose: SmoothedPose) -> Outcome:
         try:
-            result = join_sample(frame, pose, self.resolution, self.representation, self.segment)
+            slots = buf.slots.pop(frame.seq, None)
+            result = join_sample(frame, pose, self.resolution, self.representation, self.segment, slots)
         except Exception as exc:  # noqa: BLE001 - one bad pair must not stop the session (or loop forever)
             buf.rejected[frame.seq] = INVALID
             return Outcome(rejected=INVALID, problem=f"no sample could be built: {type(exc).__name__}: {exc}")
@@ -264,6 +304,9 @@ class SessionState:
             buf.rejected[frame.seq] = result
             return Outcome(rejected=result)
         buf.samples[frame.seq] = result
+        for k in slots or ([0] if buf.book_state is not None else []):
+            if k is not None:
+                buf.per_slot[k] = buf.per_slot.get(k, 0) + 1
         buf.backends.add(pose.backend)
         self.joined += 1
         return Outcome(sample=result)

@@ -11,6 +11,7 @@ import numpy as np
 
 from schemas import SessionEvent
 from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation, needs_parts
+from trainer.people import session_people
 from vision.posemap import DEFAULT_STYLE, draw_pose_overlay, letterbox_image
 
 MANIFEST_VERSION = 1
@@ -59,7 +60,12 @@ def build_manifest(
     listed = []
     backends: set[str] = set()
     imputed = keypoints = total_bytes = 0
+    per_slot: Counter = Counter()
+    left_out: dict[str, tuple[int, int]] = {}  # camera -> (newest shard, people left out so far)
     for r in records:
+        per_slot.update({int(k): n for k, n in r.get("people", {}).items()})
+        if "slots" in r and r["index"] >= left_out.get(r["camera"], (-1, 0))[0]:
+            left_out[r["camera"]] = (r["index"], int(r["slots"].get("left_out", 0)))
         cam = per_camera.setdefault(r["camera"], {"samples": 0, "shards": 0, "rejected": Counter()})
         cam["samples"] += len(r["samples"])
         cam["shards"] += r["shard_key"] is not None
@@ -73,7 +79,17 @@ def build_manifest(
         backends.update(r["backends"])
     listed.sort(key=lambda x: (x["camera"], x["seq"]))
     samples = sum(c["samples"] for c in per_camera.values())
+    if per_slot:  # shards from before a second person appeared hold the main person alone, in slot 0
+        per_slot[0] += sum(len(r["samples"]) for r in records if "people" not in r)
+    people = {
+        # How many visitors (trainer.people): 1 unless several people were drawn in enough samples.
+        "people": session_people(dict(per_slot), samples),
+    }
+    if per_slot:
+        people["people_samples"] = {str(k): n for k, n in sorted(per_slot.items())}
+        people["people_left_out"] = sum(n for _, n in left_out.values())
     manifest = {
+        **people,
         "manifest_version": MANIFEST_VERSION,
         "session": session,
         "status": status,

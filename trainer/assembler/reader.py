@@ -21,6 +21,7 @@ from trainer.assembler.shards import (
     decode_rgb,
     iter_tar_samples,
 )
+from trainer.people import people_of
 from vision.posemap import letterbox_image
 
 
@@ -36,6 +37,9 @@ class SessionSample:
     flags: np.ndarray  # uint8 [17], schemas.keypoints bits
     src_size: tuple[int, int]
     part_ids: np.ndarray | None = None  # uint8 [h, w] in the frame's pixels (parts representations)
+    people: np.ndarray | None = None  # float32 [P, 17, 3]: every drawn person (trainer.people), the
+    #                                    main one alone in slot 0 for one-person samples
+    slots: np.ndarray | None = None  # int64 [P]: each person's slot (palette, visitor)
 
 
 def read_manifest(settings: Settings, session: str, store: ObjectStore | None = None) -> dict | None:
@@ -50,6 +54,7 @@ def shard_samples(data: bytes, what: str = "shard") -> Iterator[SessionSample]:
         if image is None or POSEMAP_SUFFIX not in parts or POSE_SUFFIX not in parts:
             raise ValueError(f"{what}: sample {key!r} lacks an image, pose map or pose ({sorted(parts)})")
         record = json.loads(parts[POSE_SUFFIX])
+        people, slots = people_of(record)
         yield SessionSample(
             key=key,
             camera=record["camera"],
@@ -60,6 +65,8 @@ def shard_samples(data: bytes, what: str = "shard") -> Iterator[SessionSample]:
             flags=np.asarray(record["flags"], np.uint8),
             src_size=(int(record["width"]), int(record["height"])),
             part_ids=decode_ids(parts[PARTS_SUFFIX], f"{what}: {key} part ids") if PARTS_SUFFIX in parts else None,
+            people=people,
+            slots=slots,
         )
 
 

@@ -3,7 +3,8 @@
 A sample is three tar members sharing one key: ``<key>.jpg`` (the camera's JPEG exactly as
 received; ``.png`` if the camera sent PNG), ``<key>.posemap.png`` (the generator's input in the
 session's representation: vision.posemap's stick figure by default, else vision.partsmap's part
-map) and ``<key>.pose.json`` (keypoints, flags and where they come from); representations drawn
+map) and ``<key>.pose.json`` (keypoints, flags and where they come from; with several people in
+the camera also ``people``, each person's track, slot and keypoints: trainer.people); representations drawn
 from part maps add ``<key>.parts.png``, the part ids (0..24) at the frame's size as an 8-bit grey
 PNG, so a reader can redraw the map at any size. The same samples always give
 the same tar bytes: members in sample order, fixed mtime, owner and mode, and the USTAR format
@@ -25,7 +26,7 @@ from schemas.images import ImageError, header_size
 from schemas.keypoints import IMPUTED, NUM_KEYPOINTS
 from trainer.assembler.representation import DEFAULT_REPRESENTATION, needs_parts
 from vision.partsmap import render_representation
-from vision.posemap import render_pose_map
+from vision.posemap import render_people_map, render_pose_map
 
 POSEMAP_SUFFIX = "posemap.png"
 POSE_SUFFIX = "pose.json"
@@ -107,11 +108,16 @@ def encode_sample(
     resolution: int,
     representation: str = DEFAULT_REPRESENTATION,
     part_ids: np.ndarray | None = None,
+    people: list[dict] | None = None,
 ) -> Sample:
     """Render the input map and serialise one sample; pose is [17, 3] in pixels of the frame.
 
     representation: "pose", "parts" or "pose+parts" (trainer.assembler.representation); the
     last two need part_ids, uint8 [height, width] in the frame's pixels.
+    people: every person of the frame with a slot (dicts of track, slot, keypoints [17, 3] in
+    the frame's pixels, flags), for a camera with several people: they are stored in the record's
+    "people" and the stick figure shows each in its slot's palette (vision.posemap). Part maps
+    keep the main person alone (trainer.assembler.representation).
     """
     pose = np.asarray(pose, dtype=np.float32)
     if pose.shape != (NUM_KEYPOINTS, 3):
@@ -130,6 +136,9 @@ def encode_sample(
             representation, poses=pose, src_size=(width, height), out_size=resolution, part_ids=part_ids
         )
         parts_png = ids_png_bytes(part_ids.astype(np.uint8))
+    elif people:
+        stored = [np.asarray([_round(row) for row in p["keypoints"]], np.float32) for p in people]
+        posemap = render_people_map(np.stack(stored), [p["slot"] for p in people], (width, height), resolution)
     else:
         posemap = render_pose_map(pose, (width, height), resolution)
     record = {
@@ -146,6 +155,16 @@ def encode_sample(
         "keypoints": [_round(row) for row in pose],
         "flags": flags,
     }
+    if people:
+        record["people"] = [
+            {
+                "track": p["track"],
+                "slot": int(p["slot"]),
+                "keypoints": [_round(row) for row in p["keypoints"]],
+                "flags": [int(f) for f in p["flags"]],
+            }
+            for p in people
+        ]
     return Sample(
         key=key,
         seq=seq,

@@ -89,6 +89,8 @@ class SyntheticSession:
     consent: bool = True  # nobody's real data: kept like a consenting visitor's unless a test says not
     scale: float = 1.0  # the figure's size (> 1: cut off by the frame's bottom edge)
     drift: float = 0.0  # share of the width the figure walks right per frame (it may leave)
+    people: int = 1  # > 1: that many figures side by side, tracked (track k+1 the k-th from the left);
+    #                  the main person is the rightmost, so slots (left to right) differ from tracks
 
     def start(self) -> SessionEvent:
         return SessionEvent(
@@ -119,6 +121,15 @@ class SyntheticSession:
         w, h = self.size
         pose = synthetic_pose(seq, self.size, self.scale, self.drift)
         persons = [] if (camera, seq) in self.no_person else [Person.from_array(pose, 0.9)]
+        others: list[Person] = []
+        if self.people > 1 and persons:
+            n, flags = self.people, synthetic_flags(seq)
+            figures = []
+            for k in range(n):
+                p = pose.copy()
+                p[:, 0] = p[:, 0] / n + w * k / n
+                figures.append(Person.from_array(p, 0.9, track=k + 1, flags=flags))
+            persons, others = [figures[-1]], figures[:-1]
         return SmoothedPose(
             session=self.session,
             camera=camera,
@@ -130,6 +141,7 @@ class SyntheticSession:
             backend="synthetic",
             persons=persons,
             flags=synthetic_flags(seq) if persons else [],
+            others=others,
             mode="online",
         )
 

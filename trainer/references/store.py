@@ -44,6 +44,7 @@ from trainer.assembler.representation import (
     needs_parts,
 )
 from trainer.references.corrections import Corrections, apply_to_raw, merge, parse_corrections, to_csv
+from trainer.references.dancers import DANCERS_FILE, read_dancers
 from trainer.references.video import encode_mp4, probe, read_frames
 from vision.partsmap import render_representation
 from vision.posemap import draw_pose_overlay, letterbox_image, render_pose_map
@@ -70,6 +71,7 @@ class Reference:
     src_size: tuple[int, int]
     usable: np.ndarray  # [T] bool
     meta: dict
+    dancers: np.ndarray | None = None  # [T, D, 17, 3] every dancer of a multi-person reference (dancers.py)
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ def _store_version(
     meta: dict,
     corrections_text: str | None,
     parts_npz: bytes | None = None,
+    dancers_npz: bytes | None = None,
 ) -> dict:
     files = {
         "poses.npz": _npz(
@@ -237,6 +240,8 @@ def _store_version(
         files["corrections.csv"] = corrections_text.encode()
     if parts_npz is not None:
         files[PARTS_FILE] = parts_npz
+    if dancers_npz is not None:
+        files[DANCERS_FILE] = dancers_npz
     meta = {
         **meta,
         "name": name,
@@ -283,12 +288,15 @@ def add_reference(
     progress: Callable[[int], None] | None = None,
     representation: str = DEFAULT_REPRESENTATION,
     segmenter=None,
+    people: int = 1,
 ) -> dict:
     """Extract, smooth and store a reference dance from a video file; returns its meta.json.
 
     representation "parts" or "pose+parts" also segments every frame (segmenter: anything with
     segment(rgb) -> vision.parts.PartsResult; default the settings' models) and stores the
     main person's part maps (parts.npz), which sessions assembled in those representations need.
+    people > 1 keeps up to that many dancers (trainer.references.dancers; the PoseNet backend
+    unless another is named), dancer 0 (the leftmost at the start) in poses.npz.
     """
     validate_id(name, "reference name")
     check_representation(representation)
@@ -302,12 +310,14 @@ def add_reference(
     current = latest_version(settings, name, store=store)
     if current is not None and not replace:
         raise FileExistsError(f"reference {name} exists (version {current}); correct it, or add with replace")
+    if people > 1 and needs_parts(representation):
+        raise ValueError("part maps keep one dancer: add a multi-person reference in the 'pose' representation")
     if estimator is None:
         from vision.pose import load_estimator
 
-        estimator = load_estimator(
-            backend or settings.pose_backend, settings.models_dir, num_threads=settings.pose_threads
-        )
+        chosen = backend or ("posenet" if people > 1 else settings.pose_backend)
+        options = {"max_detections": max(people, 2)} if chosen == "posenet" else {}
+        estimator = load_estimator(chosen, settings.models_dir, num_threads=settings.pose_threads, **options)
     parts: list[np.ndarray] | None = None
     on_frame = None
     if needs_parts(representation):
@@ -318,7 +328,16 @@ def add_reference(
             ids = main_person_parts(segmenter.segment(rgb), pose)
             parts.append(parts_at(ids, parts_size((rgb.shape[1], rgb.shape[0]))))
 
-    raw, times, src_size = estimate_video(video, estimator, key=name, progress=progress, on_frame=on_frame)
+    dancers_file, dancers_info = None, None
+    if people > 1:
+        from trainer.references.dancers import dancers_npz, smooth_dancers, track_dancers
+
+        raw_all, times, src_size, dancers_info = track_dancers(video, estimator, people, key=name, progress=progress)
+        raw = raw_all[:, 0]
+        dancer_poses, dancer_flags = smooth_dancers(raw_all, times, lambda r, t: smooth_reference(r, t, mode, params))
+        dancers_file = dancers_npz(dancer_poses, dancer_flags)
+    else:
+        raw, times, src_size = estimate_video(video, estimator, key=name, progress=progress, on_frame=on_frame)
     smoothed = smooth_reference(raw, times, mode, params)
     parts_array = np.stack(parts) if parts is not None else None
     preview = encode_mp4(
@@ -345,6 +364,7 @@ def add_reference(
         "corrected_keypoints": 0,
         "preview_resolution": resolution,
         "representation": representation,
+        "dancers": dancers_info,
         "parts": None
         if parts_array is None
         else {
@@ -367,6 +387,7 @@ def add_reference(
         meta=meta,
         corrections_text=None,
         parts_npz=None if parts_array is None else _npz(part_ids=parts_array),
+        dancers_npz=dancers_file,
     )
     log.info("reference %s v%d: %d frames, %d glitches", name, version, meta["frames"], meta["glitches"])
     return meta
@@ -448,6 +469,8 @@ def correct_reference(
         meta=new_meta,
         corrections_text=to_csv(corrections),
         parts_npz=parts_npz,
+        # Corrections edit dancer 0's poses.npz; the other dancers are carried over as they were.
+        dancers_npz=_get(store, meta["files"][DANCERS_FILE]) if DANCERS_FILE in meta["files"] else None,
     )
     log.info("reference %s v%d: %d corrections in all, on top of v%d", name, version, len(corrections), current)
     return new_meta
@@ -469,6 +492,7 @@ def load_reference_version(settings: Settings, name: str, version: int | None = 
             (int(npz["src_size"][0]), int(npz["src_size"][1])),
             npz["usable"],
             meta,
+            read_dancers(_get(store, meta["files"][DANCERS_FILE])) if DANCERS_FILE in meta["files"] else None,
         )
 
 
