@@ -328,7 +328,8 @@ class Demo:
         from trainer.job import TrainerConfig
         from trainer.pix2pix.evaluate import video_quality
         from trainer.pix2pix.networks import NetConfig
-        from trainer.pix2pix.train import TrainConfig, Trainer
+        from trainer.pix2pix.sequence import in_channels
+        from trainer.pix2pix.train import TrainConfig, make_trainer
 
         store = ObjectStore(self.settings)
         raw = store.get(layout.result_key(session, "versions.json"))
@@ -341,14 +342,19 @@ class Demo:
         self.echo(f"training the same session from scratch for {seconds:.0f} s of steps, to compare at equal time ...")
         data = load_training_set(self.settings, session, store=store)
         split = holdout_split(data.cameras, data.seqs)
-        job = bases._job_for(self.settings, TrainerConfig(crop_size=self.o.resolution), session)
+        # The session's own recipe (its options), so that only the start differs.
+        options = {k: v for k, v in (("temporal", self.o.temporal), ("face", self.o.face)) if v is not None}
+        job = bases._job_for(self.settings, TrainerConfig(crop_size=self.o.resolution, **options), session)
         framing, masks, _ = job._framing(data, split.train, "pose", "cpu")
         samples = framing.training_samples(data, np.flatnonzero(split.train), masks)
-        net = NetConfig.fast(framing.size, matte=framing.name == "person")
-        trainer = Trainer(samples, TrainConfig(net=net, checkpoint_every_s=None, progress_bar=True))
+        temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
+        net = NetConfig.fast(framing.size, matte=framing.name == "person", in_channels=in_channels(temporal))
+        config = TrainConfig(net=net, checkpoint_every_s=None, progress_bar=True, temporal=temporal, face=face)
+        trainer = make_trainer(samples, config)
+        generator = trainer.G
         while trainer.elapsed_s < seconds:
-            trainer.run(budget_s=seconds - trainer.elapsed_s, export=False)
-        real, fake, _maps, poses = held_out_frames(trainer.G, framing, data, split.test)["cam0"]
+            generator = trainer.run(budget_s=seconds - trainer.elapsed_s, export=False).generator
+        real, fake, _maps, poses = held_out_frames(generator, framing, data, split.test)["cam0"]
         scratch = video_quality(real, fake, poses)
         return {"seconds": seconds, "warm": warm, "scratch": scratch, "scratch_steps": trainer.step}
 

@@ -62,7 +62,8 @@ def test_demo_runs_a_whole_session_warm_started_and_a_second_run_reuses_the_base
 
     # Warm-started from the base it built, which it keeps for the next run; each version shown.
     assert metrics["warm_start"] is True and metrics["base_model"] == "base v0001"
-    assert "built person-facing-64" in out and "version 1 of the video (final)" in out
+    # Version 1 is the one-shot video; the fine-tuned one follows it.
+    assert "built person-facing-64" in out and "version 2 of the video (final)" in out
     assert "warm vs scratch after" in out
     cached = sorted(p.suffix for p in (tmp_path / "demo" / "base-cache").iterdir())
     assert cached == [".json", ".pt"]

@@ -63,7 +63,8 @@ def test_trainer_killed_mid_training_resumes_from_its_checkpoint(dataset, tmp_pa
         first.wait(10)
     saved = checkpoints()[-1]
     saved_step = int(saved.rsplit("ckpt-", 1)[1].split(".")[0])
-    assert saved_step > 0 and ObjectStore(settings).get(f"sessions/{syn.session}/results/rendition.mp4") is None
+    # Killed before the end: earlier versions of the video may be out, the final one (and its figures) not.
+    assert saved_step > 0 and ObjectStore(settings).get(f"sessions/{syn.session}/results/metrics.json") is None
 
     second = start("t2.log")
     try:
