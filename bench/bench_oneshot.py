@@ -35,7 +35,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.bench_person import CAMERA, SHARED, Prepared, _sheet, _table, _write_video, estimator, prepare, trainer_for
+from bench.bench_person import (
+    CAMERA,
+    QUALITY_COLUMNS,
+    SHARED,
+    Prepared,
+    _sheet,
+    _table,
+    _write_video,
+    estimator,
+    prepare,
+    trainer_for,
+)
 from bench.footage import Session, footage_session, photo_session, synthetic_session
 from infra.settings import Settings
 from trainer.evaluation import held_out_frames
@@ -154,12 +165,7 @@ COLUMNS = [
     ("session           ", "session", ""),
     ("path", "path", ""),
     ("steps", "steps", "d"),
-    ("box SSIM", "box_ssim", ".3f"),
-    ("box PSNR", "box_psnr", ".2f"),
-    ("SSIM", "ssim", ".3f"),
-    ("PSNR", "psnr", ".2f"),
-    ("flicker", "flicker", ".2f"),
-    ("pose err", "pose_error", ".3f"),
+    *QUALITY_COLUMNS,
     ("oneshot s/300", "oneshot_s", ".1f"),
     ("note", "note", ""),
 ]

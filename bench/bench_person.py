@@ -313,17 +313,22 @@ def _nanmean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-COLUMNS = [
-    ("session           ", "session", ""),
-    ("path", "path", ""),
-    ("steps", "steps", "d"),
-    ("steps/s", "steps_s", ".2f"),
+# The held-out figures every quality benchmark prints (title, key, format).
+QUALITY_COLUMNS = [
     ("box SSIM", "box_ssim", ".3f"),
     ("box PSNR", "box_psnr", ".2f"),
     ("SSIM", "ssim", ".3f"),
     ("PSNR", "psnr", ".2f"),
     ("flicker", "flicker", ".2f"),
     ("pose err", "pose_error", ".3f"),
+]
+
+COLUMNS = [
+    ("session           ", "session", ""),
+    ("path", "path", ""),
+    ("steps", "steps", "d"),
+    ("steps/s", "steps_s", ".2f"),
+    *QUALITY_COLUMNS,
     ("output", "output", ""),
 ]
 

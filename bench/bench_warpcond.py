@@ -32,6 +32,7 @@ import torch
 from bench.bench_oneshot import load
 from bench.bench_person import (
     CAMERA,
+    QUALITY_COLUMNS,
     SHARED,
     _sheet,
     _table,
@@ -53,12 +54,7 @@ COLUMNS = [
     ("arm", "arm", ""),
     ("steps", "steps", "d"),
     ("steps/s", "steps_s", ".2f"),
-    ("box SSIM", "box_ssim", ".3f"),
-    ("box PSNR", "box_psnr", ".2f"),
-    ("SSIM", "ssim", ".3f"),
-    ("PSNR", "psnr", ".2f"),
-    ("flicker", "flicker", ".2f"),
-    ("pose err", "pose_error", ".3f"),
+    *QUALITY_COLUMNS,
 ]
 
 

@@ -183,7 +183,7 @@ class Spool:
                     "spool: %s was left in publishing/ by a publisher that stopped; it is pending again", recording.name
                 )
             except FileNotFoundError:
-                pass
+                pass  # another run reclaimed or removed it between the lock and the move
             finally:
                 os.close(fd)
         return back

@@ -104,6 +104,18 @@ class TopicReader:
         self.consumer.close()
 
 
+# Assembler settings that close and write a small test session in about a second.
+FAST_ASSEMBLER = dict(
+    shard_size=4,
+    resolution=64,
+    end_grace_s=1.0,
+    unknown_session_grace_s=1.0,
+    commit_interval_s=0.2,
+    min_samples=5,
+    quiet=True,
+)
+
+
 # --- frames, clips and images ---------------------------------------------------------------------
 W, H = 320, 240
 
@@ -421,15 +433,7 @@ def assemble(settings, syn) -> dict:
         + syn.stream_messages(settings)
         + [syn.event_message(settings, syn.end())],
     )
-    fast = dict(
-        shard_size=8,
-        resolution=64,
-        end_grace_s=1.0,
-        unknown_session_grace_s=1.0,
-        commit_interval_s=0.2,
-        min_samples=5,
-        quiet=True,
-    )
+    fast = {**FAST_ASSEMBLER, "shard_size": 8}
     Assembler(settings, group_id=settings.group("assembler"), **fast).run(idle_exit=1.5, serve_metrics=False)
     manifest = read_manifest(settings, syn.session)
     assert manifest is not None and manifest["samples"] == len(syn.expected_samples())

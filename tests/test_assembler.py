@@ -18,17 +18,9 @@ from trainer.assembler.reader import iter_session_samples
 from trainer.assembler.synthetic import SyntheticSession, produce, synthetic_pose
 from vision.posemap import letterbox_image, render_pose_map
 
-from helpers import wait_until
+from helpers import FAST_ASSEMBLER, wait_until
 
-FAST = dict(
-    shard_size=4,
-    resolution=64,
-    end_grace_s=1.0,
-    unknown_session_grace_s=1.0,
-    commit_interval_s=0.2,
-    min_samples=5,
-    quiet=True,
-)
+FAST = FAST_ASSEMBLER
 
 
 @pytest.fixture

@@ -65,6 +65,7 @@ from trainer.oneshot import is_oneshot
 from trainer.service import TrainerConfig, TrainingService
 
 from helpers import (
+    FAST_ASSEMBLER,
     TopicReader,
     clip_frames,
     console_settings,
@@ -83,15 +84,7 @@ from helpers import (
     worker_env,
 )
 
-FAST = dict(
-    shard_size=4,
-    resolution=64,
-    end_grace_s=1.0,
-    unknown_session_grace_s=1.0,
-    commit_interval_s=0.2,
-    min_samples=5,
-    quiet=True,
-)
+FAST = FAST_ASSEMBLER
 
 
 def keys_of(settings, session: str) -> list[str]:

@@ -19,6 +19,7 @@ from schemas.messages import KINDS
 from schemas.redaction import without_pixels
 
 from helpers import (
+    FAST_ASSEMBLER,
     TopicReader,
     clip_frames,
     pixel_marks,
@@ -231,15 +232,7 @@ def decode_any(value: bytes):
     return decode(value)
 
 
-FAST = dict(
-    shard_size=4,
-    resolution=64,
-    end_grace_s=1.0,
-    unknown_session_grace_s=1.0,
-    commit_interval_s=0.2,
-    min_samples=3,
-    quiet=True,
-)
+FAST = {**FAST_ASSEMBLER, "min_samples": 3}
 
 
 def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings):

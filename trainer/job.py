@@ -211,8 +211,9 @@ class TrainingJob:
         if group is None:  # the part warper moves one person: a group gets its first video from training
             self._publish_oneshot(ref, name, data, split.train, mask_cache)
         conditioning = cfg.conditioning or manifest.get("conditioning") or "pose"
+        device = pick_device(cfg.device).type
         framing, masks, info = group or self._framing(
-            data, split.train, representation, pick_device(cfg.device).type, conditioning, mask_cache
+            data, split.train, representation, device, conditioning, mask_cache
         )
         temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
         net = NetConfig.fast(
@@ -240,7 +241,6 @@ class TrainingJob:
         for warning in self.warnings:
             log.warning("session %s: %s", session, warning)
             self.progress("loading", message=f"{WARNING_PREFIX}{warning}")
-        device = pick_device(cfg.device).type
         train_cfg = TrainConfig(
             net=net,
             batch_size=cfg.batch_size or (CUDA_BATCH if device == "cuda" else 1),
