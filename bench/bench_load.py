@@ -140,6 +140,7 @@ def run(
     workers: int,
     fetch_wait_ms: int = 100,
     assembler_nice: int = 0,
+    live_fetch_wait_ms: int = 20,
 ) -> dict:
     from console.preview import PreviewFeed
     from producers.camera import run_cameras
@@ -149,7 +150,12 @@ def run(
 
     with tempfile.TemporaryDirectory(prefix="booth-load-") as tmp:
         state = Path(tmp)
-        settings = embedded_settings(state, app_id="load", kafka_fetch_max_wait_ms=fetch_wait_ms)
+        settings = embedded_settings(
+            state,
+            app_id="load",
+            kafka_fetch_max_wait_ms=fetch_wait_ms,
+            kafka_live_fetch_max_wait_ms=live_fetch_wait_ms,
+        )
         stack = Stack(settings, state_dir=state)
         stack.up(prometheus=False)
         services = {row["service"]: row["pid"] for row in stack.status()}
@@ -333,6 +339,7 @@ def run(
         "cameras": cameras,
         "workers": workers,
         "fetch_wait_ms": fetch_wait_ms,
+        "live_fetch_wait_ms": live_fetch_wait_ms,
         "assembler_nice": assembler_nice,
         "keep_up": len(first_smooth) / max(spans["smooth"], 1e-9) / target if first_smooth else 0.0,
         "dropped": summary.total("dropped") + summary.total("failed"),
@@ -387,7 +394,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=_size, default=(640, 480), help="Frame size, WIDTHxHEIGHT (default 640x480).")
     parser.add_argument("--workers", type=_ints, default=[1], help="Stream-processing worker processes (a list).")
     parser.add_argument(
-        "--fetch-wait", type=_ints, default=[100], help="BOOTH_KAFKA_FETCH_MAX_WAIT_MS of every client (a list)."
+        "--fetch-wait", type=_ints, default=[100], help="BOOTH_KAFKA_FETCH_MAX_WAIT_MS: the batch clients' (a list)."
+    )
+    parser.add_argument(
+        "--live-fetch-wait",
+        type=_ints,
+        default=[20],
+        help="BOOTH_KAFKA_LIVE_FETCH_MAX_WAIT_MS: the pose workers' (a list).",
     )
     parser.add_argument(
         "--assembler-nice", type=_ints, default=[0], help="Niceness of the assembler's thread (a list; 0 = as is)."
@@ -398,21 +411,32 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.ERROR)
     seconds = args.seconds or (5.0 if args.quick else 60.0)
     results = [
-        run(cameras, args.fps, seconds, args.size, workers, fetch_wait, nice)
-        for cameras, workers, fetch_wait, nice in itertools.product(
-            args.cameras, args.workers, args.fetch_wait, args.assembler_nice
+        run(cameras, args.fps, seconds, args.size, workers, fetch_wait, nice, live)
+        for cameras, workers, fetch_wait, nice, live in itertools.product(
+            args.cameras, args.workers, args.fetch_wait, args.assembler_nice, args.live_fetch_wait
         )
     ]
     if len(results) < 2:
         return
     print(f"\nsummary, {seconds:g} s of capture per run at {args.fps:g} fps ({args.size[0]}x{args.size[1]})")
-    head = ("cameras", "workers", "fetch wait", "assembler nice", "keep-up", "lost", "accounted", "smoothed p50")
+    head = (
+        "cameras",
+        "workers",
+        "fetch wait",
+        "live wait",
+        "assembler nice",
+        "keep-up",
+        "lost",
+        "accounted",
+        "smoothed p50",
+    )
     print(" ".join(f"{h:>14}" for h in (*head, "smoothed p95", "preview p95", "core-ms/frame")))
     for r in results:
         row = (
             r["cameras"],
             r["workers"],
             f"{r['fetch_wait_ms']} ms",
+            f"{r['live_fetch_wait_ms']} ms",
             r["assembler_nice"],
             f"{r['keep_up']:.2f}x",
             r["dropped"],

@@ -454,11 +454,19 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     return app
 
 
+def service_worker(app: faust.App, loglevel: str = "warning") -> faust.Worker:
+    """A Faust worker for a service: without the terminal spinner, which sets the root logger to
+    DEBUG so as to spin on every record (each debug call of the Kafka client would then build its
+    record and run the payload filter over whole fetch responses: a few core-ms a frame)."""
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.spinner = None
+    return worker
+
+
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """`booth process`: run one worker; several workers split the partitions between them."""
     metrics.serve(settings, "processors")
-    app = build_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = service_worker(build_app(settings), loglevel)
     # Faust's startup leaves a large heap that every full collection would walk again, holding the
     # GIL the inference thread needs: freeze it, and collect the young generation less often.
     gc.freeze()

@@ -150,6 +150,6 @@ def exact_recovery_highwaters(settings) -> None:
 
 def apply(settings) -> None:
     check_targets()
-    limit_fetch_wait(settings.kafka_fetch_max_wait_ms)
+    limit_fetch_wait(settings.kafka_live_fetch_max_wait_ms)
     seek_before_resuming_streams()
     exact_recovery_highwaters(settings)

@@ -59,3 +59,41 @@ def test_apply_wraps_each_method_once():
     assert Recovery._resume_streams.__wrapped__ is first[0].__wrapped__
     assert driver.AIOKafkaConsumerThread._highwaters.__wrapped__ is first[1].__wrapped__
     faust_fixes.check_targets()  # and the check still sees the originals' shape through the wrappers
+
+
+def test_the_live_paths_fetch_wait_reaches_the_consumer_faust_builds():
+    import asyncio
+
+    import faust
+
+    from infra.settings import Settings
+
+    async def built_wait() -> int:
+        app = faust.App("fetch-wait-test", broker="kafka://127.0.0.1:1")
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    faust_fixes.apply(Settings(kafka_live_fetch_max_wait_ms=37, kafka_fetch_max_wait_ms=400))
+    assert asyncio.run(built_wait()) == 37  # the live path's, not the batch clients'
+    faust_fixes.apply(Settings())
+    assert asyncio.run(built_wait()) == Settings().kafka_live_fetch_max_wait_ms == 20
+
+
+def test_a_service_worker_leaves_the_log_level_alone():
+    import logging
+
+    import faust
+
+    from processors.app import service_worker
+
+    app = faust.App("log-level-test", broker="kafka://127.0.0.1:1")
+    logger = logging.Logger("root-like", logging.WARNING)
+    logger.addHandler(logging.NullHandler())
+    service_worker(app).on_setup_root_logger(logger, logging.WARNING)
+    assert logger.level == logging.WARNING  # no spinner: debug records are not even built
+    spinning = faust.Worker(app, loglevel="warning", quiet=True)
+    spinning.on_setup_root_logger(logger, logging.WARNING)
+    assert logger.level == logging.DEBUG  # what Faust's own worker does, and why it is not used
