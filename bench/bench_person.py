@@ -45,7 +45,6 @@ from trainer.dataset import TrainingSet, holdout_split
 from trainer.evaluation import held_out_frames
 from trainer.framing import PersonCentred, WholeFrame
 from trainer.pix2pix.evaluate import frames_pose_error, video_quality
-from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.train import TrainConfig, Trainer
 from vision.crop import crop_side, person_box
 from vision.personmask import PersonMasker
@@ -105,7 +104,9 @@ def train_alternately(trainers: dict[str, Trainer], budget_s: float) -> None:
 
 
 def trainer_for(framing, p: Prepared, seed: int = 0) -> Trainer:
-    net = NetConfig.fast(framing.size, matte=framing.name == "person")
+    from trainer.job import recipe
+
+    net, _data = recipe(framing)  # the trainer's network for this framing (and its conditioning)
     samples = framing.training_samples(p.data, np.flatnonzero(p.train), p.masks)
     return Trainer(samples, TrainConfig(net=net, checkpoint_every_s=None, seed=seed))
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.bench_warmstart            # base 240 s, then 150 s per arm (~12 min)
     .venv/bin/python -m bench.bench_warmstart --quick    # base 60 s, then 40 s per arm (~4 min)
+    .venv/bin/python -m bench.bench_warmstart --conditioning warp   # base and arms read the warped visitor
 
 One scene, different people (bench.footage.footage_people: pedestrians of
 ../shared/data/videos/vtest.avi, one fixed camera, 768x576, 10 fps). The newcomer is the longest
@@ -15,6 +16,10 @@ seconds of training steps, in alternating slices so that other load hits both al
 starts from random weights, "warm" from the base (both networks; fresh optimizers). Both are
 evaluated on the held-out block at the camera's resolution at 0, 1/16, 1/8, 1/4, 1/2 and all of
 the budget: person-box PSNR and SSIM (trainer.pix2pix.evaluate.video_quality).
+
+With --conditioning warp the base and both arms are warp-conditioned (trainer.warp_framing): each
+reads its own person's pixels warped to the pose, so what a base learns is how to correct a warp,
+not what its people look like; step 0 of the warm arm shows how far that carries to a newcomer.
 
 Printed: both curves side by side, and the training time the warm arm needs to reach the scratch
 arm's end-of-budget person-box PSNR (and SSIM), linearly interpolated between evaluation points,
@@ -41,10 +46,11 @@ from bench.footage import footage_people
 from infra.settings import REPO_ROOT, Settings
 from trainer.base import ConcatSamples
 from trainer.evaluation import held_out_frames
+from trainer.job import recipe
 from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix.evaluate import video_quality
-from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.train import TrainConfig, Trainer
+from trainer.warp_framing import WarpConditioned
 
 SHARED = REPO_ROOT.parent / "shared"
 SIZE = 128
@@ -52,15 +58,22 @@ POINTS = (0.0, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)  # shares of the budget where b
 TARGET = 1 / 8
 
 
-def quality(trainer: Trainer, p: Prepared) -> dict:
-    real, fake, _maps, poses = held_out_frames(trainer.G, p.person, p.data, p.test)[CAMERA]
+def framing_of(p: Prepared, conditioning: str):
+    """The person's framing as the trainer makes it for this conditioning (trainer.job)."""
+    if conditioning == "warp":
+        return WarpConditioned.from_person(p.person, p.data, p.train, p.masks)
+    return p.person
+
+
+def quality(trainer: Trainer, p: Prepared, framing) -> dict:
+    real, fake, _maps, poses = held_out_frames(trainer.G, framing, p.data, p.test)[CAMERA]
     return {**video_quality(real, fake, poses), "fake": fake, "real": real, "poses": poses}
 
 
-def train_base(people: Sequence[Prepared], budget_s: float) -> Trainer:
-    samples = ConcatSamples([p.person.training_samples(p.data, np.flatnonzero(p.train), p.masks) for p in people])
-    net = NetConfig.fast(SIZE, matte=True)
-    trainer = Trainer(samples, TrainConfig(net=net, checkpoint_every_s=None, progress_bar=True))
+def train_base(people: Sequence[Prepared], framings: Sequence, budget_s: float) -> Trainer:
+    parts = [f.training_samples(p.data, np.flatnonzero(p.train), p.masks) for p, f in zip(people, framings)]
+    net, _data = recipe(framings[0])
+    trainer = Trainer(ConcatSamples(parts), TrainConfig(net=net, checkpoint_every_s=None, progress_bar=True))
     trainer.run(budget_s=budget_s, export=False)
     return trainer
 
@@ -112,12 +125,18 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="base 60 s, 40 s per arm")
     ap.add_argument("--base-budget", type=float, help="seconds of training for the base")
     ap.add_argument("--budget", type=float, help="seconds of training per arm on the newcomer")
+    ap.add_argument(
+        "--conditioning",
+        choices=("pose", "warp"),
+        default="pose",
+        help="what the generators read (booth train --conditioning): base and both arms alike",
+    )
     args = ap.parse_args()
     base_s = args.base_budget or (60.0 if args.quick else 240.0)
     budget = args.budget or (40.0 if args.quick else 150.0)
     torch.manual_seed(0)
     models_dir = SHARED / "models" if (SHARED / "models").is_dir() else None
-    out_dir = Path(Settings().state_dir) / "bench" / "warmstart"
+    out_dir = Path(Settings().state_dir) / "bench" / ("warmstart" + ("-warp" if args.conditioning == "warp" else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     people = footage_people(SHARED / "data/videos/vtest.avi", models_dir, out_dir / "cache")
@@ -126,8 +145,11 @@ def main() -> None:
     new = people[0]
     prepared = [prepare(s, models_dir, size=SIZE) for s in people]
     p_new, p_base = prepared[0], prepared[1:]
+    framings = [framing_of(p, args.conditioning) for p in prepared]
+    f_new, f_base = framings[0], framings[1:]
     print(
-        f"one scene: {new.source.split()[0]} {new.size[0]}x{new.size[1]}; crop {SIZE} px; torch threads "
+        f"one scene: {new.source.split()[0]} {new.size[0]}x{new.size[1]}; crop {SIZE} px; "
+        f"conditioning {args.conditioning}; torch threads "
         f"{torch.get_num_threads()}; people found and prepared in {time.perf_counter() - t0:.0f} s"
     )
     for p in prepared:
@@ -139,12 +161,12 @@ def main() -> None:
 
     frames = sum(int(p.train.sum()) for p in p_base)
     print(f"\nbase: {frames} frames of {len(p_base)} people, {base_s:.0f} s", flush=True)
-    base = train_base(p_base, base_s)
-    base_q = [quality(base, p)["box_psnr"] for p in p_base]
+    base = train_base(p_base, f_base, base_s)
+    base_q = [quality(base, p, f)["box_psnr"] for p, f in zip(p_base, f_base)]
     print(f"base: {base.step} steps; held-out box PSNR on its own people {np.mean(base_q):.2f} dB")
     base_bytes = ckpt.to_bytes(base.state_dict())
 
-    arms = {"scratch": trainer_for(p_new.person, p_new), "warm": trainer_for(p_new.person, p_new)}
+    arms = {"scratch": trainer_for(f_new, p_new), "warm": trainer_for(f_new, p_new)}
     arms["warm"].warm_start(base_bytes)
     curves: dict[str, list[dict]] = {k: [] for k in arms}
     shown: dict[str, dict[float, np.ndarray]] = {k: {} for k in arms}
@@ -157,7 +179,7 @@ def main() -> None:
         train_alternately(arms, share * budget)
         row = []
         for k, t in arms.items():
-            q = quality(t, p_new)
+            q = quality(t, p_new, f_new)
             curves[k].append({"share": share, "t": t.elapsed_s, "steps": t.step, **q})
             shown[k][share] = q["fake"]
             row.append(f"{t.step:>{13 if k == 'scratch' else 10}d} {q['box_psnr']:8.2f} {q['box_ssim']:8.3f}")

@@ -419,11 +419,18 @@ def base() -> None:
 @click.option("--steps", type=int, help="Stop after this many steps.")
 @click.option("--crop-size", type=click.IntRange(16, 2048), help="As `booth train --crop-size`: what sessions use.")
 @click.option("--framing", type=click.Choice(["auto", "person", "whole"]), default="auto", show_default=True)
+@click.option(
+    "--conditioning",
+    type=click.Choice(["pose", "warp"]),
+    default="pose",
+    show_default=True,
+    help="As `booth train --conditioning`: a base warm-starts only sessions that read the same inputs.",
+)
 @click.option("--device", help="torch device (default: CUDA when present, else CPU).")
 @click.option("--promote", "promote_it", is_flag=True, help="Promote the new version once built.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def base_build(ctx, sessions, budget_s, steps, crop_size, framing, device, promote_it, quiet):
+def base_build(ctx, sessions, budget_s, steps, crop_size, framing, conditioning, device, promote_it, quiet):
     """Train a new base version on earlier sessions (with consent) and evaluate it on their held-out frames."""
     from schemas import InvalidId, validate_id
     from trainer.base import build_base, promote
@@ -435,7 +442,9 @@ def base_build(ctx, sessions, budget_s, steps, crop_size, framing, device, promo
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--session") from exc
     try:
-        config = TrainerConfig(framing=framing, crop_size=crop_size, device=device, progress_bar=not quiet)
+        config = TrainerConfig(
+            framing=framing, crop_size=crop_size, conditioning=conditioning, device=device, progress_bar=not quiet
+        )
         manifest = build_base(_settings(ctx), list(sessions), budget_s, config, max_steps=steps, echo=click.echo)
         if promote_it:
             promote(_store(ctx), manifest["version"])

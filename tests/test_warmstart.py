@@ -218,3 +218,34 @@ def test_the_base_commands_list_show_promote_and_refuse_what_they_cannot_do(sett
     build = run("build", "--session", "no-consent", "--budget", "1")
     assert build.exit_code != 0 and "have no recorded consent" in build.output
     assert bases.versions(store) == [1, 2]  # the refused build stored nothing
+
+
+def test_a_warp_conditioned_base_warm_starts_warp_conditioned_sessions_only(dataset):
+    from trainer.warp_framing import CHANNELS, RESIDUAL
+
+    settings, syn = dataset
+    store = ObjectStore(settings)
+    other = f"{syn.session}-w"
+    copy_session(store, syn.session, other)
+    manifest = json.loads(store.get(layout.manifest_key(other)))
+    store.put(layout.manifest_key(other), json.dumps({**manifest, "consent": True}).encode())
+
+    built = bases.build_base(settings, [other], budget_s=3, config=TrainerConfig(**SMALL, conditioning="warp"))
+    # The network and inputs a warp-conditioned session trains: the base fits it exactly.
+    assert built["label"] == "person-facing-32-warp" and built["data"]["conditioning"] == "warp"
+    assert built["net"]["in_channels"] == CHANNELS and built["net"]["residual"] == RESIDUAL
+    assert built["steps"] >= 1 and built["quality"]["box_psnr"] > 5
+    bases.promote(store, built["version"])
+
+    once = dict(budget_s=3, first_rendition_s=None, rendition_points=(1.0,))
+    said: list = []
+    warm = job(settings, syn.session, [], said, conditioning="warp", **once).run()
+    assert warm.metrics["base_version"] == built["version"]
+    assert any(m.startswith(f"warm start from base v{built['version']:04d} (person-facing-32-warp") for _, m in said)
+
+    session = f"{syn.session}-p"  # reads the pose map alone: another configuration
+    copy_session(store, syn.session, session)
+    said = []
+    cold = job(settings, session, [], said, **once).run()
+    assert cold.metrics["base_version"] == 0
+    assert any("no promoted base model for person-facing-32 (promoted: person-facing-32-warp)" in m for _, m in said)

@@ -200,10 +200,8 @@ def build_base_on(
     plates are stored under those ids). The caller answers for the visitors' consent."""
     from trainer.dataset import holdout_split
     from trainer.evaluation import held_out_frames
-    from trainer.job import CUDA_BATCH, TrainerConfig
+    from trainer.job import CUDA_BATCH, TrainerConfig, recipe
     from trainer.pix2pix.evaluate import video_quality
-    from trainer.pix2pix.networks import NetConfig
-    from trainer.pix2pix.sequence import in_channels
     from trainer.pix2pix.train import TrainConfig, pick_device
     from trainer.pix2pix.train import train_base as run
 
@@ -216,25 +214,22 @@ def build_base_on(
         echo(f"{s}: person masks and plate")
         split = holdout_split(data.cameras, data.seqs, config.holdout_fraction, config.holdout_gap)
         job = _job_for(settings, config, s)
-        framing, masks, _info = job._framing(data, split.train, representation, device)
+        framing, masks, _info = job._framing(data, split.train, representation, device, config.conditioning or "pose")
         notes += [f"{s}: {w}" for w in job.warnings]
         framings[s] = framing
         parts.append(framing.training_samples(data, np.flatnonzero(split.train), masks))
         held[s] = (data, split.test)
-    kinds_seen = {(f.name, f.style, f.size) for f in framings.values()}
+    recipes = {s: recipe(f) for s, f in framings.items()}
+    kinds_seen = {json.dumps(info, sort_keys=True) for _net, info in recipes.values()}
     if len(kinds_seen) > 1:
-        raise ValueError(f"the sessions were framed differently {sorted(kinds_seen)}: give --framing and --crop-size")
-    framing = next(iter(framings.values()))
+        raise ValueError(
+            f"the sessions were framed differently {sorted(kinds_seen)}: give --framing and --crop-size "
+            "(a session without a view to warp reads the pose map alone)"
+        )
     # The session's own recipe (trainer.job): the same network and inputs, so the base fits it.
-    temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
-    net = NetConfig.fast(framing.size, matte=framing.name == "person", in_channels=in_channels(temporal))
-    data_info = {
-        "framing": framing.name,
-        "posemap_style": framing.style,
-        "size": framing.size,
-        "temporal": temporal,
-        "face": face,
-    }
+    framing = next(iter(framings.values()))
+    net, data_info = recipes[sessions[0]]
+    temporal, face = data_info["temporal"], data_info["face"]
     version = (versions(store) or [0])[-1] + 1
     prefix = layout.base_version_prefix(version)
     samples = ConcatSamples(parts)

@@ -119,6 +119,32 @@ class TrainerConfig:
             raise ValueError(f"unknown person mask source {self.person_masks!r}; choose one of {', '.join(KINDS)}")
 
 
+def recipe(framing) -> tuple:
+    """(NetConfig, what the model learnt from) for a framing: the generator's inputs and outputs
+    follow it. One place, so a base model built on earlier sessions (trainer.base) has exactly the
+    network and the recorded inputs of a session that would warm-start from it."""
+    from trainer.pix2pix.networks import NetConfig
+    from trainer.pix2pix.sequence import in_channels
+
+    temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
+    net = NetConfig.fast(
+        framing.size,
+        matte=framing.name == "person",
+        in_channels=getattr(framing, "channels", in_channels(temporal)),
+        residual=getattr(framing, "residual", None),
+    )
+    data_info = {
+        "framing": framing.name,
+        "posemap_style": framing.style,
+        "size": framing.size,
+        "temporal": temporal,
+        "face": face,
+    }
+    if getattr(framing, "conditioning", "pose") != "pose":
+        data_info["conditioning"] = framing.conditioning
+    return net, data_info
+
+
 class Cancelled(Exception):
     """The job was asked to stop (its partition went to another trainer); its checkpoint stays."""
 
@@ -174,8 +200,6 @@ class TrainingJob:
         from trainer.assembler import read_manifest
         from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation
         from trainer.base import pick_base
-        from trainer.pix2pix.networks import NetConfig
-        from trainer.pix2pix.sequence import in_channels
         from trainer.pix2pix.train import TrainConfig, pick_device
         from trainer.progressive import fine_tune_in_stages, stops
 
@@ -215,23 +239,9 @@ class TrainingJob:
         framing, masks, info = group or self._framing(
             data, split.train, representation, device, conditioning, mask_cache
         )
-        temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
-        net = NetConfig.fast(
-            framing.size,
-            matte=framing.name == "person",
-            in_channels=getattr(framing, "channels", in_channels(temporal)),
-            residual=getattr(framing, "residual", None),
-        )
-        data_info = {
-            "framing": framing.name,
-            "posemap_style": framing.style,
-            "size": framing.size,
-            "temporal": temporal,
-            "face": face,
-        }
-        if getattr(framing, "conditioning", "pose") != "pose":
-            data_info["conditioning"] = framing.conditioning
-        elif conditioning != "pose" and framing.name != "person":
+        net, data_info = recipe(framing)
+        temporal, face = data_info["temporal"], data_info["face"]
+        if conditioning != "pose" and data_info.get("conditioning", "pose") == "pose" and framing.name != "person":
             self.warnings.append(
                 f"{conditioning} conditioning needs the person framing: the generator reads the pose map"
             )
