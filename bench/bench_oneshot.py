@@ -58,9 +58,18 @@ from vision.warp import PartWarper
 DANCE_FRAMES = 300
 
 
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
+
+
 def load(name: str, models_dir: Path | None, out_dir: Path) -> Session:
+    """A named session (footage, synthetic, a shared photo's name) or any video file: its longest
+    clean person track (bench.footage), e.g. a booth recording of one visitor."""
     if name == "footage":
         return footage_session(SHARED / "data/videos/vtest.avi", models_dir, out_dir / "cache")
+    if Path(name).suffix.lower() in VIDEO_SUFFIXES:
+        if not Path(name).is_file():
+            raise SystemExit(f"no video at {name}")
+        return footage_session(Path(name), models_dir, out_dir / "cache")
     if name == "synthetic":
         return synthetic_session()
     return photo_session(SHARED / f"data/images/{name}.png", models_dir)

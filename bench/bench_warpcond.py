@@ -112,9 +112,9 @@ def run_session(name: str, budget: float, models_dir: Path | None, out_dir: Path
             }
         )
         shown[arm] = fake
-        _write_video(out_dir / f"{name}-{arm}.mp4", fake)
+        _write_video(out_dir / f"{Path(name).stem}-{arm}.mp4", fake)
     rows += bounds(name, real, poses, p.person.plates[CAMERA], models_dir, estimate)
-    _sheet(out_dir / f"{name}-held-out.png", real, shown, poses)
+    _sheet(out_dir / f"{Path(name).stem}-held-out.png", real, shown, poses)
     _table(rows, COLUMNS)
     print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
     return rows
@@ -124,7 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="40 s per arm, footage and squat")
     ap.add_argument("--budget", type=float, help="seconds of training per arm and session (default 240)")
-    ap.add_argument("--sessions", nargs="+", help="default: footage (--quick: footage squat)")
+    ap.add_argument("--sessions", nargs="+", help="names or video files (default: footage; --quick: footage squat)")
     args = ap.parse_args()
     budget = args.budget or (40.0 if args.quick else 240.0)
     sessions = args.sessions or (["footage", "squat"] if args.quick else ["footage"])

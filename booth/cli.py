@@ -319,7 +319,7 @@ def process(ctx, backend, threads, max_people, loglevel):
     default=None,
     help="What the person-centred generator reads: the pose map, or also the visitor's own pixels warped part by "
     "part to the pose (trainer/warp_framing.py). Default: the session's manifest (booth assemble --conditioning), "
-    "else pose.",
+    "else warp (pose with --temporal, which only the pose map combines with).",
 )
 @click.option(
     "--batch-size",
@@ -422,9 +422,9 @@ def base() -> None:
 @click.option(
     "--conditioning",
     type=click.Choice(["pose", "warp"]),
-    default="pose",
-    show_default=True,
-    help="As `booth train --conditioning`: a base warm-starts only sessions that read the same inputs.",
+    default=None,
+    help="As `booth train --conditioning` (default: the trainer's, warp): a base warm-starts only sessions "
+    "that read the same inputs.",
 )
 @click.option("--device", help="torch device (default: CUDA when present, else CPU).")
 @click.option("--promote", "promote_it", is_flag=True, help="Promote the new version once built.")
@@ -586,9 +586,27 @@ def models(ctx, install, source):
 @click.option("--no-base", is_flag=True, help="Train the session from scratch, without a base model.")
 @click.option("--temporal/--no-temporal", default=None, help="The trainer's temporal option (default: its default).")
 @click.option("--face/--no-face", default=None, help="The trainer's face residual option (default: its default).")
+@click.option(
+    "--conditioning",
+    type=click.Choice(["pose", "warp"]),
+    default=None,
+    help="The trainer's conditioning (default: its default, warp; the face residual needs pose).",
+)
 @click.pass_context
 def demo(
-    ctx, video, photo, frames, budget_s, resolution, keep_stack, base_budget_s, base_photos, no_base, temporal, face
+    ctx,
+    video,
+    photo,
+    frames,
+    budget_s,
+    resolution,
+    keep_stack,
+    base_budget_s,
+    base_photos,
+    no_base,
+    temporal,
+    face,
+    conditioning,
 ):
     """Run one whole booth session end to end on the embedded stack and print the rendition link."""
     from booth.demo import Demo, DemoOptions
@@ -605,6 +623,7 @@ def demo(
             keep_stack=keep_stack,
             temporal=temporal,
             face=face,
+            conditioning=conditioning,
             base=not no_base,
             base_budget_s=base_budget_s,
             base_photos=tuple(base_photos),

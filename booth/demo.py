@@ -53,6 +53,7 @@ class DemoOptions:
     keep_stack: bool = False
     temporal: bool | None = None  # the trainer's options (None: its defaults)
     face: bool | None = None
+    conditioning: str | None = None  # "pose" or "warp" (None: the trainer's choice)
     base: bool = True
     base_budget_s: float = 90.0
     base_photos: tuple[Path, ...] = ()
@@ -221,6 +222,7 @@ class Demo:
                 for name, on in (("temporal", o.temporal), ("face", o.face))
                 if on is not None
             ),
+            *(("--conditioning", o.conditioning) if o.conditioning else ()),
             "-q",
         )
 
@@ -263,6 +265,12 @@ class Demo:
         return rows
 
     # --- the base model -----------------------------------------------------------------------
+    def _options(self) -> dict:
+        """The trainer options the demo was given (the rest: the trainer's defaults)."""
+        o = self.o
+        given = (("temporal", o.temporal), ("face", o.face), ("conditioning", o.conditioning))
+        return {k: v for k, v in given if v is not None}
+
     def _ensure_base(self, photo: np.ndarray, mask: np.ndarray | None) -> str:
         """Promote a base model of this scene in the store: the cached one, or one built now."""
         import hashlib
@@ -271,6 +279,7 @@ class Demo:
         from infra.objectstore import ObjectStore
         from trainer import base as bases
         from trainer.job import TrainerConfig
+        from trainer.warp_framing import chosen_conditioning
         from vision.pose.synthetic import cutout_backdrop
 
         o, store = self.o, ObjectStore(self.settings)
@@ -278,8 +287,10 @@ class Demo:
             return "none: without the BlazePose models the demo has no person to cut out"
         backdrop = cutout_backdrop(photo, mask, o.size)
         people = base_people(o.base_photos)
+        conditioning = chosen_conditioning(o.conditioning, bool(o.temporal))  # what the session will read
         recipe = (
             f"{o.resolution}:{o.base_budget_s}:{o.base_frames}:{o.size}:{[n for n, _ in people]}:{o.temporal}:{o.face}"
+            f":{conditioning}"
         )
         key = hashlib.sha1(recipe.encode() + backdrop.tobytes()[::997]).hexdigest()[:12]
         cache = self.state_dir / "base-cache"
@@ -304,8 +315,7 @@ class Demo:
             f"{o.base_budget_s:.0f} s (kept in {cache} for the next demo) ..."
         )
         # The session's own options, so that the base fits it (trainer.base: same inputs).
-        options = {k: v for k, v in (("temporal", o.temporal), ("face", o.face)) if v is not None}
-        config = TrainerConfig(crop_size=o.resolution, checkpoint_every_s=60.0, **options)
+        config = TrainerConfig(crop_size=o.resolution, checkpoint_every_s=60.0, **self._options())
         manifest = bases.build_base_on(self.settings, sets, "pose", o.base_budget_s, config, echo=self.echo)
         bases.promote(store, manifest["version"])
         manifest, raw = bases.export_base(store, manifest["version"])
@@ -325,11 +335,10 @@ class Demo:
         from trainer import base as bases
         from trainer.dataset import holdout_split, load_training_set
         from trainer.evaluation import held_out_frames
-        from trainer.job import TrainerConfig
+        from trainer.job import TrainerConfig, recipe
         from trainer.pix2pix.evaluate import video_quality
-        from trainer.pix2pix.networks import NetConfig
-        from trainer.pix2pix.sequence import in_channels
         from trainer.pix2pix.train import TrainConfig, make_trainer
+        from trainer.warp_framing import chosen_conditioning
 
         store = ObjectStore(self.settings)
         raw = store.get(layout.result_key(session, "versions.json"))
@@ -343,13 +352,15 @@ class Demo:
         data = load_training_set(self.settings, session, store=store)
         split = holdout_split(data.cameras, data.seqs)
         # The session's own recipe (its options), so that only the start differs.
-        options = {k: v for k, v in (("temporal", self.o.temporal), ("face", self.o.face)) if v is not None}
-        job = bases._job_for(self.settings, TrainerConfig(crop_size=self.o.resolution, **options), session)
-        framing, masks, _ = job._framing(data, split.train, "pose", "cpu")
+        config = TrainerConfig(crop_size=self.o.resolution, **self._options())
+        job = bases._job_for(self.settings, config, session)
+        conditioning = chosen_conditioning(config.conditioning, config.temporal)
+        framing, masks, _ = job._framing(data, split.train, "pose", "cpu", conditioning)
         samples = framing.training_samples(data, np.flatnonzero(split.train), masks)
-        temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
-        net = NetConfig.fast(framing.size, matte=framing.name == "person", in_channels=in_channels(temporal))
-        config = TrainConfig(net=net, checkpoint_every_s=None, progress_bar=True, temporal=temporal, face=face)
+        net, inputs = recipe(framing)
+        config = TrainConfig(
+            net=net, checkpoint_every_s=None, progress_bar=True, temporal=inputs["temporal"], face=inputs["face"]
+        )
         trainer = make_trainer(samples, config)
         generator = trainer.G
         while trainer.elapsed_s < seconds:
@@ -522,9 +533,13 @@ class Demo:
 
 
 def coherence_rows(metrics: dict) -> dict:
-    """The temporal and face options, with their figures with and without (coherence.png shows them)."""
+    """What the generator read, the temporal and face options, with their figures with and without
+    (coherence.png shows them)."""
     on = {k: "on" if metrics.get(k) else "off" for k in ("temporal", "face")}
-    rows = {"temporal / face options": f"{on['temporal']} / {on['face']}"}
+    rows = {
+        "conditioning": metrics.get("conditioning", "pose"),
+        "temporal / face options": f"{on['temporal']} / {on['face']}",
+    }
     if metrics.get("temporal"):
         rows["flicker: in sequence / frame by frame"] = (
             f"{_fmt(metrics.get('flicker_sequential'))} / {_fmt(metrics.get('flicker_frame_by_frame'))}"

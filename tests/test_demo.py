@@ -53,22 +53,21 @@ def test_demo_runs_a_whole_session_warm_started_and_a_second_run_reuses_the_base
     assert "person box" in out and "640x360" in out
     assert cv2.imread(str(results / "plate.png")).shape == (360, 640, 3)
     assert cv2.imread(str(results / "samples.png")) is not None
-    # The face residual (on by default) with its figures with and without, and their picture.
-    assert metrics["face"] is True and metrics["temporal"] is False
-    assert "face box SSIM / PSNR: with / without" in out
-    assert cv2.imread(str(results / "coherence.png")) is not None
+    # The default generator reads the visitor's own pixels warped to each pose (their face with
+    # them: no face residual, which is the pose-map generator's).
+    assert metrics["conditioning"] == "warp" and metrics["face"] is False and metrics["temporal"] is False
     # Everything the demo started is stopped again.
     assert not (tmp_path / "demo" / "stack.json").exists()
 
     # Warm-started from the base it built, which it keeps for the next run; each version shown.
     assert metrics["warm_start"] is True and metrics["base_model"] == "base v0001"
     # Version 1 is the one-shot video; the fine-tuned one follows it.
-    assert "built person-facing-64" in out and "version 2 of the video (final)" in out
+    assert "built person-facing-64-warp" in out and "version 2 of the video (final)" in out
     assert "warm vs scratch after" in out
     cached = sorted(p.suffix for p in (tmp_path / "demo" / "base-cache").iterdir())
     assert cached == [".json", ".pt"]
 
     again = demo(tmp_path, "--budget", "5")
-    assert "reused person-facing-64" in again and "building a base model" not in again
+    assert "reused person-facing-64-warp" in again and "building a base model" not in again
     metrics = json.loads((sorted((tmp_path / "demo" / "results").iterdir())[-1] / "metrics.json").read_text())
     assert metrics["warm_start"] is True

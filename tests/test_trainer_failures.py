@@ -185,13 +185,16 @@ def test_an_unreadable_base_model_means_training_from_scratch_not_a_failure(data
     store = ObjectStore(settings)
     # A promoted base whose manifest fits every session but whose checkpoint is garbage.
     from trainer.pix2pix.networks import NetConfig
+    from trainer.warp_framing import CHANNELS, RESIDUAL
 
-    net = NetConfig.fast(256, matte=True).to_dict()  # the CPU default crop, as FAST has no crop size
-    data = {"framing": "person", "posemap_style": "facing", "size": 256}
-    manifest = {"version": 1, "label": "person-facing-256", "net": net, "data": data, "checkpoint": "ckpt-000000100.pt"}
+    # The CPU default crop (FAST has no crop size) and the default, warp-conditioned generator.
+    net = NetConfig.fast(256, matte=True, in_channels=CHANNELS, residual=RESIDUAL).to_dict()
+    data = {"framing": "person", "posemap_style": "facing", "size": 256, "conditioning": "warp"}
+    label = "person-facing-256-warp"
+    manifest = {"version": 1, "label": label, "net": net, "data": data, "checkpoint": "ckpt-000000100.pt"}
     store.put(layout.base_manifest_key(1), json.dumps(manifest).encode())
     store.put(layout.base_version_prefix(1) + "ckpt-000000100.pt", b"this is not a checkpoint")
-    store.put(layout.BASE_PROMOTED_KEY, json.dumps({"promoted": {"person-facing-256": 1}}).encode())
+    store.put(layout.BASE_PROMOTED_KEY, json.dumps({"promoted": {label: 1}}).encode())
     first, second = f"one-{uuid.uuid4().hex[:6]}", f"two-{uuid.uuid4().hex[:6]}"
     for session in (first, second):
         copy_session(store, syn.session, session)

@@ -124,14 +124,15 @@ def test_a_promoted_base_warm_starts_sessions_of_its_configuration_only(dataset)
     for s in (syn.session, other):  # a base learns only from visitors who agreed
         manifest = json.loads(store.get(layout.manifest_key(s)))
         store.put(layout.manifest_key(s), json.dumps({**manifest, "consent": True}).encode())
-    once = dict(budget_s=3, first_rendition_s=None, rendition_points=(1.0,))
+    # The stick figure alone (the default reads the warped visitor too: the test below).
+    once = dict(budget_s=3, first_rendition_s=None, rendition_points=(1.0,), conditioning="pose")
 
     # No base yet: from scratch, saying why.
     said: list = []
     job(settings, syn.session, [], said, **once).run()
     assert any("no promoted base model" in m for _, m in said)
 
-    manifest = bases.build_base(settings, [other], budget_s=3, config=TrainerConfig(**SMALL))
+    manifest = bases.build_base(settings, [other], budget_s=3, config=TrainerConfig(**SMALL, conditioning="pose"))
     assert manifest["version"] == 1 and manifest["label"] == "person-facing-32" and manifest["sessions"] == [other]
     assert manifest["steps"] >= 1 and manifest["quality"]["box_psnr"] > 5
     assert [(m["version"], m["promoted"]) for m in bases.list_bases(store)] == [(1, False)]
@@ -173,7 +174,8 @@ def test_an_unreadable_promoted_base_means_scratch_with_the_reason(dataset):
     )
     bases.promote(store, 3)
     said: list = []
-    final = job(settings, syn.session, [], said, budget_s=3, first_rendition_s=None, rendition_points=(1.0,)).run()
+    once = dict(budget_s=3, first_rendition_s=None, rendition_points=(1.0,), conditioning="pose")
+    final = job(settings, syn.session, [], said, **once).run()
     assert final.metrics["base_version"] == 0
     assert any("base v0003 is unreadable" in m and "gone.pt is missing" in m for _, m in said), said
     progress = [m for m in read_topic(settings, settings.topic_training) if isinstance(m, TrainingProgress)]
@@ -230,7 +232,7 @@ def test_a_warp_conditioned_base_warm_starts_warp_conditioned_sessions_only(data
     manifest = json.loads(store.get(layout.manifest_key(other)))
     store.put(layout.manifest_key(other), json.dumps({**manifest, "consent": True}).encode())
 
-    built = bases.build_base(settings, [other], budget_s=3, config=TrainerConfig(**SMALL, conditioning="warp"))
+    built = bases.build_base(settings, [other], budget_s=3, config=TrainerConfig(**SMALL))  # the default: warp
     # The network and inputs a warp-conditioned session trains: the base fits it exactly.
     assert built["label"] == "person-facing-32-warp" and built["data"]["conditioning"] == "warp"
     assert built["net"]["in_channels"] == CHANNELS and built["net"]["residual"] == RESIDUAL
@@ -239,13 +241,13 @@ def test_a_warp_conditioned_base_warm_starts_warp_conditioned_sessions_only(data
 
     once = dict(budget_s=3, first_rendition_s=None, rendition_points=(1.0,))
     said: list = []
-    warm = job(settings, syn.session, [], said, conditioning="warp", **once).run()
+    warm = job(settings, syn.session, [], said, **once).run()
     assert warm.metrics["base_version"] == built["version"]
     assert any(m.startswith(f"warm start from base v{built['version']:04d} (person-facing-32-warp") for _, m in said)
 
     session = f"{syn.session}-p"  # reads the pose map alone: another configuration
     copy_session(store, syn.session, session)
     said = []
-    cold = job(settings, session, [], said, **once).run()
+    cold = job(settings, session, [], said, **once, conditioning="pose").run()
     assert cold.metrics["base_version"] == 0
     assert any("no promoted base model for person-facing-32 (promoted: person-facing-32-warp)" in m for _, m in said)

@@ -234,14 +234,17 @@ class TrainingJob:
         mask_cache: dict[int, np.ndarray] = {}
         if group is None:  # the part warper moves one person: a group gets its first video from training
             self._publish_oneshot(ref, name, data, split.train, mask_cache)
-        conditioning = cfg.conditioning or manifest.get("conditioning") or "pose"
+        from trainer.warp_framing import chosen_conditioning
+
+        asked = cfg.conditioning or manifest.get("conditioning")
+        conditioning = chosen_conditioning(asked, cfg.temporal)
         device = pick_device(cfg.device).type
         framing, masks, info = group or self._framing(
             data, split.train, representation, device, conditioning, mask_cache
         )
         net, data_info = recipe(framing)
         temporal, face = data_info["temporal"], data_info["face"]
-        if conditioning != "pose" and data_info.get("conditioning", "pose") == "pose" and framing.name != "person":
+        if asked not in (None, "pose") and data_info.get("conditioning", "pose") == "pose" and framing.name != "person":
             self.warnings.append(
                 f"{conditioning} conditioning needs the person framing: the generator reads the pose map"
             )
