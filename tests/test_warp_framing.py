@@ -80,6 +80,25 @@ def test_sources_are_training_frames_away_from_the_target():
     assert x[..., 6].max() > 200 and (x[..., 3:6].sum(axis=2)[x[..., 6] > 200] > 0).all()  # the person, warped
 
 
+def test_each_training_input_is_warped_once(monkeypatch):
+    data, masks, plate = session()
+    split = holdout_split(data.cameras, data.seqs, gap=4)
+    warp = framing(data, masks, plate, split.train)
+    idx = np.flatnonzero(split.train)
+    fresh = [
+        warp.warp_input(data.poses[i], warp.track(data.poses[idx], "cam0").affine(t), "cam0", int(data.seqs[i]))
+        for t, i in enumerate(idx[:3])
+    ]
+    calls = []
+    real = WarpConditioned.warp_input
+    monkeypatch.setattr(WarpConditioned, "warp_input", lambda self, *a: calls.append(a) or real(self, *a))
+    samples = warp.training_samples(data, idx, masks)
+    for _epoch in range(3):
+        for j in range(3):
+            assert np.array_equal(samples[j][0], fresh[j])  # what a warp of its own gives
+    assert len(calls) == 3
+
+
 def test_untrained_it_renders_the_one_shot_frame_and_trains_from_there():
     data, masks, plate = session()
     split = holdout_split(data.cameras, data.seqs, gap=4)
