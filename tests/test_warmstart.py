@@ -251,3 +251,31 @@ def test_a_warp_conditioned_base_warm_starts_warp_conditioned_sessions_only(data
     cold = job(settings, session, [], said, **once, conditioning="pose").run()
     assert cold.metrics["base_version"] == 0
     assert any("no promoted base model for person-facing-32 (promoted: person-facing-32-warp)" in m for _, m in said)
+
+
+def test_a_resumed_session_keeps_the_conditioning_it_started_with(dataset):
+    settings, syn = dataset
+    store = ObjectStore(settings)
+
+    def crash_at_the_second(rendition: Rendition) -> None:
+        if rendition.version == 2:
+            raise ConnectionError("the broker went away")
+
+    # Started reading the pose map (e.g. before an upgrade made warp the default), then crashed.
+    config = dict(budget_s=12, first_rendition_s=4, rendition_points=(1.0,))
+    first = TrainingJob(
+        settings,
+        TrainerConfig(**{**SMALL, **config, "conditioning": "pose"}),
+        ready(syn.session),
+        lambda *a, **k: None,
+        crash_at_the_second,
+    )
+    with pytest.raises(ConnectionError):
+        first.run()
+
+    said: list = []
+    final = job(settings, syn.session, [], said, **config).run()  # the default now: warp
+    assert final.metrics["start_step"] > 0  # resumed, not restarted
+    results = json.loads(store.get(layout.result_key(syn.session, "metrics.json")))
+    assert "conditioning" not in results and results["face"] is True  # the pose-map generator, face and all
+    assert any("started with pose conditioning: it keeps it" in m for _, m in said), said

@@ -237,6 +237,11 @@ class TrainingJob:
         from trainer.warp_framing import chosen_conditioning
 
         asked = cfg.conditioning or manifest.get("conditioning")
+        started = self._started_conditioning()
+        if started is not None and started != chosen_conditioning(asked, cfg.temporal):
+            # A resumed session keeps the generator it started (an upgrade may have changed the default).
+            self.warnings.append(f"resuming a session that started with {started} conditioning: it keeps it")
+            asked = started
         conditioning = chosen_conditioning(asked, cfg.temporal)
         device = pick_device(cfg.device).type
         framing, masks, info = group or self._framing(
@@ -485,6 +490,20 @@ class TrainingJob:
             frames = framing.frames(generator, dance.poses, camera, maps=dance.maps)
             write_video(frames, len(dance.poses), out, 30, progress=self.config.progress_bar)
             return self._publish_version(out, "gan", figures)
+
+    def _started_conditioning(self) -> str | None:
+        """What an earlier attempt of this session's generator read (its latest checkpoint), or None."""
+        from trainer.pix2pix import checkpoint as ckpt
+
+        store = StoreCheckpoints(self.store, layout.checkpoints_prefix(self.session))
+        name = ckpt.latest_checkpoint(store)
+        if name is None:
+            return None
+        try:
+            state = ckpt.from_bytes(store.load(name))
+        except Exception:  # noqa: BLE001 - unreadable: the resume itself reports it
+            return None
+        return str(state.get("train", {}).get("data", {}).get("conditioning", "pose"))
 
     def _framing(
         self,
