@@ -338,7 +338,6 @@ class Demo:
         from trainer.job import TrainerConfig, recipe
         from trainer.pix2pix.evaluate import video_quality
         from trainer.pix2pix.train import TrainConfig, make_trainer
-        from trainer.warp_framing import chosen_conditioning
 
         store = ObjectStore(self.settings)
         raw = store.get(layout.result_key(session, "versions.json"))
@@ -354,8 +353,7 @@ class Demo:
         # The session's own recipe (its options), so that only the start differs.
         config = TrainerConfig(crop_size=self.o.resolution, **self._options())
         job = bases._job_for(self.settings, config, session)
-        conditioning = chosen_conditioning(config.conditioning, config.temporal)
-        framing, masks, _ = job._framing(data, split.train, "pose", "cpu", conditioning)
+        framing, masks, _ = job._framing(data, split.train, "pose", "cpu")
         samples = framing.training_samples(data, np.flatnonzero(split.train), masks)
         net, inputs = recipe(framing)
         config = TrainConfig(

@@ -204,7 +204,6 @@ def build_base_on(
     from trainer.pix2pix.evaluate import video_quality
     from trainer.pix2pix.train import TrainConfig, pick_device
     from trainer.pix2pix.train import train_base as run
-    from trainer.warp_framing import chosen_conditioning
 
     config = config or TrainerConfig()
     store = ObjectStore(settings)
@@ -215,8 +214,7 @@ def build_base_on(
         echo(f"{s}: person masks and plate")
         split = holdout_split(data.cameras, data.seqs, config.holdout_fraction, config.holdout_gap)
         job = _job_for(settings, config, s)
-        conditioning = chosen_conditioning(config.conditioning, config.temporal)  # as the trainer chooses it
-        framing, masks, _info = job._framing(data, split.train, representation, device, conditioning)
+        framing, masks, _info = job._framing(data, split.train, representation, device)  # as the trainer frames it
         notes += [f"{s}: {w}" for w in job.warnings]
         framings[s] = framing
         parts.append(framing.training_samples(data, np.flatnonzero(split.train), masks))

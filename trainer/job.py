@@ -237,12 +237,11 @@ class TrainingJob:
         from trainer.warp_framing import chosen_conditioning
 
         asked = cfg.conditioning or manifest.get("conditioning")
-        started = self._started_conditioning()
-        if started is not None and started != chosen_conditioning(asked, cfg.temporal):
+        conditioning, started = chosen_conditioning(asked, cfg.temporal), self._started_conditioning()
+        if started not in (None, conditioning):
             # A resumed session keeps the generator it started (an upgrade may have changed the default).
             self.warnings.append(f"resuming a session that started with {started} conditioning: it keeps it")
-            asked = started
-        conditioning = chosen_conditioning(asked, cfg.temporal)
+            conditioning = started
         device = pick_device(cfg.device).type
         framing, masks, info = group or self._framing(
             data, split.train, representation, device, conditioning, mask_cache
@@ -511,12 +510,16 @@ class TrainingJob:
         train: np.ndarray,
         representation: str,
         device: str,
-        conditioning: str = "pose",
+        conditioning: str | None = None,
         masks: dict[int, np.ndarray] | None = None,
     ):
         """(framing, person masks of the training samples or None, what to record about them);
-        masks: those already made (index -> uint8 mask), kept and completed."""
+        conditioning: None for the trainer's choice from its config (trainer.warp_framing); masks:
+        those already made (index -> uint8 mask), kept and completed."""
+        from trainer.warp_framing import chosen_conditioning
+
         cfg = self.config
+        conditioning = conditioning or chosen_conditioning(cfg.conditioning, cfg.temporal)
         kind = cfg.framing
         if kind == "auto":
             kind = "person" if representation == "pose" else "whole"
