@@ -40,7 +40,7 @@ class PurgeReport:
     session: str
     marker: str  # the purge marker's key
     event_topic: str  # where the purge event went
-    objects: list[str] = field(default_factory=list)  # deleted by the first sweep
+    objects: list[str] = field(default_factory=list)  # there when it began or deleted by the first sweep
     late_objects: list[str] = field(default_factory=list)  # written meanwhile, deleted by the second
     changelogs: list[str] = field(default_factory=list)  # those that exist (none: no worker ever ran)
     tombstones: list[KeyState] = field(default_factory=list)
@@ -60,6 +60,9 @@ def purge(
     store = store or ObjectStore(settings)
     now = time.time()
     report = PurgeReport(session, layout.purge_marker_key(session), settings.topic_sessions)
+    # What exists now is what this purge deletes, even where a job that sees the marker first
+    # deletes its own part before the sweep below lists it (a trainer looks every purge_check_s).
+    existing = store.list(layout.session_prefix(session))
     store.put(report.marker, json.dumps({"session": session, "purged_at": now}).encode(), "application/json")
 
     event = SessionEvent(session=session, kind="purge", wall_time=now)
@@ -69,7 +72,7 @@ def purge(
     finally:
         producer.close()
 
-    report.objects = store.delete_prefix(layout.session_prefix(session))
+    report.objects = sorted(set(existing) | set(store.delete_prefix(layout.session_prefix(session))))
     for topic in changelog_topics(settings):
         keys = latest_keys(settings, topic)
         if keys is not None:
