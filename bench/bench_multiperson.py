@@ -33,7 +33,8 @@ import cv2
 import numpy as np
 
 from infra.settings import REPO_ROOT, Settings
-from processors.app import PoseStage, SmoothStage, TrackStage, tracking_params
+from processors.app import SmoothStage, TrackStage, tracking_params
+from processors.estimate import PoseStage
 from schemas import Frame, PoseEstimate, frame_key
 from vision import models
 from vision.pose import load_estimator

@@ -32,6 +32,27 @@ def process_cpu(pid: int) -> float:
     return value
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes `pid` started, and theirs (a worker's inference process)."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(k) for k in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            out += [kid, *descendants(kid)]
+    return out
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of the process and of its live descendants."""
+    total = process_cpu(pid)
+    for kid in descendants(pid):
+        total += _stat_cpu(f"/proc/{kid}/stat") or 0.0
+    return total
+
+
 class ThreadCpu:
     """CPU seconds per thread of this process, grouped by thread name, from start() to stop().
 

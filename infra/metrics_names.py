@@ -56,6 +56,12 @@ _ALL = (
         "frames the pose stage decoded, by JPEG DCT reduction (1 = whole)",
         ("reduction",),
     ),
+    Series(
+        "booth_pose_inference_restarts_total",
+        "counter",
+        ("processors",),
+        "times a pose worker's inference process died and was started again",
+    ),
     Series("booth_tracks_started_total", "counter", ("processors",), "identity tracks started (a new person)"),
     Series("booth_tracks_ended_total", "counter", ("processors",), "identity tracks ended (a person gone)"),
     Series(

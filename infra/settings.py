@@ -110,7 +110,10 @@ class Settings(BaseSettings):
     # Parallelism: TFLite threads within one frame, and worker processes (`booth process`, several
     # split the partitions); each worker estimates its frames one at a time, in order.
     pose_threads: int = Field(1, ge=1, description="TFLite threads per interpreter")
-    # Frames handed to the inference thread ahead of the one being published, so it never waits on
+    # Where each worker runs its pose backend: a child process of its own (the step's Python then
+    # never waits for the event loop's, see processors/estimate.py) or a thread of the worker.
+    pose_inference: Literal["process", "thread"] = "process"
+    # Frames handed to the inference process ahead of the one being published, so it never waits on
     # the event loop between frames (their offsets are committed only once their poses are sent).
     pose_prefetch: int = Field(4, ge=1, le=64, description="frames queued for inference ahead of publishing")
     # Several people (the posenet backend): at most this many per frame, the strongest; the rest are

@@ -6,8 +6,8 @@
 
 Topics carry raw envelopes (schemas/) and are decoded by the agents themselves, so a bad message
 becomes a dead letter with its reason instead of crashing the agent. Pose inference is CPU-bound
-and runs in a one-thread executor (TFLite and OpenCV release the GIL), never on the event loop;
-frames are estimated one at a time, in order, since backends track the person from frame to frame.
+and runs off the event loop, in a child process by default (processors/estimate.py); frames are
+estimated one at a time, in order, since backends track the person from frame to frame.
 The pose agent keeps at most ``pose_max_people`` people a frame (the strongest; the rest are
 counted) and gives each a track id from the camera's identity tracker (vision.tracking). The
 smoother imputes and smooths each track on its own and names one the camera's main person. Both
@@ -22,7 +22,6 @@ import contextvars
 import gc
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import faust
 import numpy as np
@@ -34,23 +33,15 @@ from infra.kafka import faust_broker_options
 from infra.metrics_names import set_consumer_lag
 from infra.settings import Settings
 from processors import faust_fixes
-from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, parse_frame_key
-from schemas.ids import InvalidId
-from schemas.images import ImageError, decode_rgb, reduction_for
+from processors.estimate import CPU_SECONDS, Inference, InferenceUnavailable, Rejected
+from schemas import Person, PoseEstimate, SchemaError, SmoothedPose
 from schemas.keypoints import IMPUTED, OUTLIER, empty_keypoints
-from schemas.messages import MAX_PERSONS
 from vision.smoothing import OnlineSmoother, SmoothingParams
 from vision.tracking import PoseTracker, TrackingParams
 
 log = logging.getLogger(__name__)
 
 POSE_FRAMES = Counter("booth_pose_frames_total", "Frames with a pose estimate published", ["backend", "device"])
-POSE_LATENCY = Histogram(
-    "booth_pose_latency_seconds",
-    "Pose inference time per frame",
-    ["backend"],
-    buckets=(0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0),
-)
 CAPTURE_TO_POSE = Histogram(
     "booth_capture_to_pose_seconds",
     "Wall time from capture to pose published",
@@ -59,109 +50,9 @@ CAPTURE_TO_POSE = Histogram(
 SMOOTHED = Counter("booth_smooth_poses_total", "Smoothed poses published", ["mode"])
 KEYPOINT_FLAGS = Counter("booth_smooth_keypoints_total", "Smoothed keypoints by flag", ["flag"])
 NO_PERSON = Counter("booth_smooth_no_person_total", "Frames where the main person was not present after imputation")
-PEOPLE_DROPPED = Counter(
-    "booth_pose_people_dropped_total", "People found beyond pose_max_people and not carried", ["backend"]
-)
 TRACKS_STARTED = Counter("booth_tracks_started_total", "Identity tracks started (a new person in a camera)")
 TRACKS_ENDED = Counter("booth_tracks_ended_total", "Identity tracks ended (a person gone longer than track_max_lost_s)")
 SMOOTHED_PEOPLE = Counter("booth_smooth_people_total", "People in smoothed poses (the main person and the others)")
-# Where a worker's CPU goes, per step (thread CPU time: what the step cost the cores, not how long
-# it waited for them). The rest of the process's CPU is the event loop: Kafka, Faust, messages.
-_CPU = Counter("booth_pose_cpu_seconds_total", "CPU seconds a pose worker spent per step", ["step"])
-CPU_SECONDS = {step: _CPU.labels(step) for step in ("decode", "inference", "tracking", "smoothing")}
-DECODED = Counter(
-    "booth_pose_decoded_frames_total", "Frames decoded by the pose stage, by DCT reduction (1 = whole)", ["reduction"]
-)
-
-
-class Rejected(Exception):
-    """A message this stage cannot use; the text is the dead letter's reason."""
-
-
-def parse_frame(key: bytes | None, raw: bytes | None) -> Frame:
-    """Validate a frame message and its key, or raise Rejected with the reason."""
-    try:
-        frame = Frame.decode(raw)
-    except SchemaError as exc:
-        raise Rejected(f"invalid Frame: {exc}") from None
-    try:
-        if key is None or parse_frame_key(key) != (frame.session, frame.camera):
-            raise Rejected(f"key {key!r} does not match the frame's {frame.session}/{frame.camera}")
-    except InvalidId as exc:
-        raise Rejected(f"bad key: {exc}") from None
-    return frame
-
-
-def decode_image(frame: Frame, reduce: int = 1) -> tuple[np.ndarray, int]:
-    """The frame's image as RGB, at 1/reduce of its size where the encoding allows (see
-    schemas.images.decode_rgb), and the factor used; or Rejected with the reason."""
-    try:
-        return decode_rgb(frame, reduce)
-    except ImageError as exc:
-        raise Rejected(str(exc)) from None
-
-
-def decode_frame(key: bytes | None, raw: bytes | None) -> tuple[Frame, np.ndarray]:
-    """Validate a frame message and decode its image to RGB at full size, or raise Rejected."""
-    frame = parse_frame(key, raw)
-    return frame, decode_image(frame)[0]
-
-
-class PoseStage:
-    """The synchronous part of the pose agent: decode, estimate, build the PoseEstimate (untracked).
-
-    max_people: people kept per frame, strongest first; the rest are counted (``dropped`` and
-    booth_pose_people_dropped_total).
-    reduced_decode: decode a JPEG only as large as the backend will look at it (Estimator.input_scale:
-    MoveNet sees 192 pixels across the frame or its tracking crop), straight to RGB. False decodes
-    every frame whole (the comparison the accuracy test and the benchmark make).
-    """
-
-    def __init__(self, estimator, max_people: int = 8, reduced_decode: bool = True):
-        if not 1 <= max_people <= MAX_PERSONS:
-            raise ValueError(f"max_people must be in 1..{MAX_PERSONS}, got {max_people}")
-        self.estimator = estimator
-        self.max_people = max_people
-        self.reduced_decode = reduced_decode
-        self.backend = getattr(estimator, "name", type(estimator).__name__)
-        self.device = getattr(estimator, "device", "cpu")
-        PEOPLE_DROPPED.labels(self.backend)  # exported from the start, at 0: dashboards see no gap
-
-    def __call__(self, key: bytes | None, raw: bytes | None) -> PoseEstimate:
-        cpu0 = time.thread_time()
-        frame = parse_frame(key, raw)
-        stream = f"{frame.session}/{frame.camera}"
-        reduce = 1
-        if self.reduced_decode:
-            reduce = reduction_for(self.estimator.input_scale(stream, frame.width, frame.height))
-        rgb, reduce = decode_image(frame, reduce)
-        t0, cpu1 = time.perf_counter(), time.thread_time()
-        persons = self.estimator.estimate_scaled(rgb, stream, 1.0 / reduce)
-        seconds = time.perf_counter() - t0
-        cpu2 = time.thread_time()
-        CPU_SECONDS["decode"].inc(cpu1 - cpu0)
-        CPU_SECONDS["inference"].inc(cpu2 - cpu1)
-        DECODED.labels(str(reduce)).inc()
-        POSE_LATENCY.labels(self.backend).observe(seconds)
-        persons = sorted(persons, key=lambda p: -p.score)  # backends promise it; the limit relies on it
-        dropped = max(0, len(persons) - self.max_people)
-        if dropped:
-            PEOPLE_DROPPED.labels(self.backend).inc(dropped)
-        return PoseEstimate(
-            session=frame.session,
-            camera=frame.camera,
-            seq=frame.seq,
-            capture_ns=frame.capture_ns,
-            wall_time=frame.wall_time,
-            width=frame.width,
-            height=frame.height,
-            backend=self.backend,
-            device=self.device if self.device in ("edgetpu", "cpu", "cuda") else "cpu",
-            inference_ms=seconds * 1000,
-            pose_wall_time=time.time(),
-            persons=[Person.from_array(p.keypoints, p.score) for p in persons[: self.max_people]],
-            dropped=dropped,
-        )
 
 
 class TrackStage:
@@ -309,33 +200,19 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     trackers = app.Table(TRACKER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str)
     smoothing = smoothing or SmoothingParams()
     track_stage = TrackStage(tracking_params(settings, smoothing))
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pose")  # one frame at a time, in order
-    holder: dict = {"stage": None}
-
-    def pose_stage() -> PoseStage:
-        if holder["stage"] is None:
-            est = estimator
-            if est is None:
-                from vision.pose import load_estimator
-
-                est = load_estimator(settings.pose_backend, settings.models_dir, num_threads=settings.pose_threads)
-            log.info("pose backend %s on %s", getattr(est, "name", "?"), getattr(est, "device", "?"))
-            holder["stage"] = PoseStage(est, settings.pose_max_people)
-        return holder["stage"]
+    inference = Inference(
+        settings.pose_backend,
+        settings.models_dir,
+        settings.pose_threads,
+        settings.pose_max_people,
+        where=settings.pose_inference,
+        estimator=estimator,
+    )
 
     async def dead_letter(stage: str, reason: str, topic: str, event) -> None:
         msg = event.message
         letter = deadletters.build(stage, reason, topic, msg.key, msg.value, msg.partition, msg.offset)
         await deadletter.send(key=msg.key, value=letter.encode())
-
-    def estimate(stage: PoseStage, key: bytes | None, value: bytes | None):
-        try:
-            return stage(key, value)
-        except Rejected as exc:
-            return exc
-        except Exception as exc:
-            log.exception("pose estimation failed")
-            return Rejected(f"pose estimation failed: {type(exc).__name__}: {exc}")
 
     def track(result: PoseEstimate) -> PoseEstimate | Rejected:
         """Track ids for an estimate, the camera's tracker state updated in its table. Runs in the
@@ -365,28 +242,36 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
 
     @app.agent(frames, name="estimate_poses")
     async def estimate_poses(stream):
-        # One frame at a time, in order, on one inference thread (backends track the person from
-        # frame to frame). The loop below hands frames to that thread up to `pose_prefetch` ahead;
-        # a second task publishes their poses in the same order and only then acknowledges each
-        # frame, so a crash redelivers what was not published and never skips it. The thread never
-        # waits for the event loop between frames. Tracking needs each frame's people and the
+        # One frame at a time, in order, by one inference process (backends track the person from
+        # frame to frame). The loop below hands frames to it up to `pose_prefetch` ahead; a second
+        # task publishes their poses in the same order and only then acknowledges each frame, so a
+        # crash redelivers what was not published and never skips it. Inference never waits for
+        # the event loop between frames. Tracking needs each frame's people and the
         # previous frame's tracks, so it runs in the publishing task, in order, in the context the
         # frame's event was received in (a copy: it names the event the tracker table's writes
         # belong to).
-        loop = asyncio.get_running_loop()
+        try:
+            log.info("pose backend %s (inference in a %s)", await inference.start(), inference.where)
+        except InferenceUnavailable as exc:
+            # Nothing this worker could do without it: stop the worker (a non-zero exit the service
+            # manager sees) rather than keep its partitions and estimate nothing.
+            log.critical("%s", exc)
+            await app.crash(exc)
+            return
         manual = stream.noack()
         queued: asyncio.Queue = asyncio.Queue(maxsize=settings.pose_prefetch)
 
         async def publish_in_order():
             while True:
                 event, future, context = await queued.get()
-                await publish(event, await future, context)
+                result = await inference.result(future, event.message.key, event.message.value)
+                await publish(event, result, context)
                 await manual.ack(event)
 
         publisher = asyncio.ensure_future(publish_in_order())
         try:
             async for event in manual.events():
-                future = loop.run_in_executor(executor, estimate, pose_stage(), event.message.key, event.message.value)
+                future = inference.submit(event.message.key, event.message.value)
                 put = asyncio.ensure_future(queued.put((event, future, contextvars.copy_context())))
                 await asyncio.wait({put, publisher}, return_when=asyncio.FIRST_COMPLETED)
                 if publisher.done():  # it only stops by failing: let the agent fail with it

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from processors.app import PoseStage, SmoothStage, TrackStage, tracking_params
+from processors.app import SmoothStage, TrackStage, tracking_params
+from processors.estimate import PoseStage
 from schemas import Frame, frame_key
 from schemas.images import decode_bgr
 from vision.pose import load_estimator

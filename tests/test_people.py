@@ -264,7 +264,8 @@ def posenet(tmp_path_factory, shared_dir):
 def posenet_pipeline(posenet):
     """The worker's pose, tracking and smoothing steps with fresh per-camera state."""
     from infra.settings import Settings
-    from processors.app import PoseStage, SmoothStage, TrackStage, tracking_params
+    from processors.app import SmoothStage, TrackStage, tracking_params
+    from processors.estimate import PoseStage
     from schemas import frame_key
     from vision.smoothing import SmoothingParams
 

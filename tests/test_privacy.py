@@ -664,7 +664,8 @@ def test_a_restarted_worker_forgets_the_state_of_a_purged_session(settings, shar
     """The smoother's state for a purged camera stream is gone from the table: a worker that
     recovers the table smooths that stream's frames afresh, while another stream's state is there
     (its frames up to the recorded seq are taken as redeliveries)."""
-    from processors.app import PoseStage, SmoothStage
+    from processors.app import SmoothStage
+    from processors.estimate import PoseStage
     from vision.pose import load_estimator
     from vision.smoothing import SmoothingParams
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.app import Rejected, SmoothStage, TrackStage
+from processors.app import SmoothStage, TrackStage
+from processors.estimate import Rejected
 from schemas import Person, PoseEstimate
 from vision.smoothing import OnlineSmoother, SmoothingParams
 from vision.smoothing.synthetic import corrupt, stick_figure

@@ -16,7 +16,8 @@ from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 
 from infra import kafka
-from processors.app import PoseStage, SmoothStage, TrackStage, tracking_params
+from processors.app import SmoothStage, TrackStage, tracking_params
+from processors.estimate import PoseStage
 from schemas import decode, frame_key
 from vision.pose import load_estimator
 from vision.smoothing import SmoothingParams

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
-from processors.app import PoseStage
+from processors.estimate import PoseStage
 from schemas import Frame, frame_key
 from schemas.images import ImageError, decode_bgr, decode_rgb, reduction_for
 from vision.pose import load_estimator

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from processors.app import Rejected, SmoothStage, decode_frame
+from processors.app import SmoothStage
+from processors.estimate import Rejected, decode_frame
 from schemas import Frame, Person, PoseEstimate, SchemaError, SmoothedPose, decode, frame_key
 from schemas.messages import _PREFIX, KINDS, MAGIC
 from vision.smoothing import SmoothingParams
