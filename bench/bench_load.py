@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cpu import ThreadCpu, process_cpu, scrape_counter, wait_for_metrics
+from bench.cpu import ThreadCpu, scrape_counter, tree_cpu, wait_for_metrics
 from infra import kafka
 from infra.settings import REPO_ROOT, Settings
 from infra.stack import Stack, embedded_settings, free_port
@@ -201,7 +201,7 @@ def run(
             publish(settings, SESSION, "start", list(sources))
             cpu_threads = ThreadCpu().start()
             watched = {**{f"worker{i}": p.pid for i, p in enumerate(procs)}, **services}
-            cpu0 = {name: process_cpu(pid) for name, pid in watched.items()}
+            cpu0 = {name: tree_cpu(pid) for name, pid in watched.items()}  # a worker with its inference process
             steps0 = [scrape_counter(port, "booth_pose_cpu_seconds_total", "step") for port in ports]
             ages: list[float] = []
             sampling = threading.Event()
@@ -227,7 +227,7 @@ def run(
             drain_s = time.monotonic() - t0
             cpu = cpu_threads.stop(_thread_group)
             for name, pid in watched.items():
-                cpu[name] = process_cpu(pid) - cpu0[name]
+                cpu[name] = tree_cpu(pid) - cpu0[name]
             steps = [scrape_counter(port, "booth_pose_cpu_seconds_total", "step") for port in ports]
             poses = [decode(r.value) for r in _read_topic(settings, settings.topic_poses)]
             smoothed = [decode(r.value) for r in _read_topic(settings, settings.topic_smoothed)]
