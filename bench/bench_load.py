@@ -141,6 +141,7 @@ def run(
     fetch_wait_ms: int = 100,
     assembler_nice: int = 0,
     live_fetch_wait_ms: int = 20,
+    inference: str = "process",
 ) -> dict:
     from console.preview import PreviewFeed
     from producers.camera import run_cameras
@@ -155,6 +156,7 @@ def run(
             app_id="load",
             kafka_fetch_max_wait_ms=fetch_wait_ms,
             kafka_live_fetch_max_wait_ms=live_fetch_wait_ms,
+            pose_inference=inference,
         )
         stack = Stack(settings, state_dir=state)
         stack.up(prometheus=False)
@@ -341,6 +343,7 @@ def run(
         "fetch_wait_ms": fetch_wait_ms,
         "live_fetch_wait_ms": live_fetch_wait_ms,
         "assembler_nice": assembler_nice,
+        "inference": inference,
         "keep_up": len(first_smooth) / max(spans["smooth"], 1e-9) / target if first_smooth else 0.0,
         "dropped": summary.total("dropped") + summary.total("failed"),
         "accounted": accounted == acked,
@@ -405,15 +408,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--assembler-nice", type=_ints, default=[0], help="Niceness of the assembler's thread (a list; 0 = as is)."
     )
+    parser.add_argument(
+        "--inference",
+        type=lambda text: text.split(","),
+        default=["process"],
+        help="Where each worker runs its pose backend: process, thread (a list).",
+    )
     args = parser.parse_args(argv)
     if not SHARED.is_dir():
         sys.exit(f"the shared photos are not at {SHARED}: the load test needs data/images/squat.png")
     logging.basicConfig(level=logging.ERROR)
     seconds = args.seconds or (5.0 if args.quick else 60.0)
     results = [
-        run(cameras, args.fps, seconds, args.size, workers, fetch_wait, nice, live)
-        for cameras, workers, fetch_wait, nice, live in itertools.product(
-            args.cameras, args.workers, args.fetch_wait, args.assembler_nice, args.live_fetch_wait
+        run(cameras, args.fps, seconds, args.size, workers, fetch_wait, nice, live, where)
+        for cameras, workers, fetch_wait, nice, live, where in itertools.product(
+            args.cameras, args.workers, args.fetch_wait, args.assembler_nice, args.live_fetch_wait, args.inference
         )
     ]
     if len(results) < 2:
@@ -425,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         "fetch wait",
         "live wait",
         "assembler nice",
+        "inference",
         "keep-up",
         "lost",
         "accounted",
@@ -438,6 +448,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['fetch_wait_ms']} ms",
             f"{r['live_fetch_wait_ms']} ms",
             r["assembler_nice"],
+            r["inference"],
             f"{r['keep_up']:.2f}x",
             r["dropped"],
             "yes" if r["accounted"] else "NO",

@@ -33,7 +33,7 @@ from infra.kafka import faust_broker_options
 from infra.metrics_names import set_consumer_lag
 from infra.settings import Settings
 from processors import faust_fixes
-from processors.estimate import CPU_SECONDS, Inference, InferenceUnavailable, Rejected
+from processors.estimate import CPU_SECONDS, Inference, InferenceUnavailable, Rejected, keep_buffers_on_heap
 from schemas import Person, PoseEstimate, SchemaError, SmoothedPose
 from schemas.keypoints import IMPUTED, OUTLIER, empty_keypoints
 from vision.smoothing import OnlineSmoother, SmoothingParams
@@ -351,6 +351,7 @@ def service_worker(app: faust.App, loglevel: str = "warning") -> faust.Worker:
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """`booth process`: run one worker; several workers split the partitions between them."""
     metrics.serve(settings, "processors")
+    keep_buffers_on_heap()
     worker = service_worker(build_app(settings), loglevel)
     # Faust's startup leaves a large heap that every full collection would walk again, holding the
     # GIL the inference thread needs: freeze it, and collect the young generation less often.

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -110,3 +112,32 @@ def test_a_worker_whose_backend_cannot_load_exits_naming_what_is_missing(setting
         stop_worker(worker)
     assert code != 0
     assert f"pose backend 'movenet' could not be loaded: model file not found: {empty}" in log.read_text()
+
+
+def test_keep_buffers_on_heap_stops_frame_sized_buffers_being_mapped_and_unmapped():
+    """What the worker and its inference process ask of the allocator: a 3 MB buffer (a decoded
+    1280x720 frame) is mapped by default, and comes from the heap afterwards."""
+    code = """
+import ctypes, ctypes.util
+import numpy as np
+from processors.estimate import keep_buffers_on_heap
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+if not hasattr(libc, "mallinfo2"):
+    print("no mallinfo2"); raise SystemExit
+libc.mallinfo2.restype = Info
+def mapped_by(allocate):
+    before = libc.mallinfo2().hblks
+    kept = allocate()
+    return libc.mallinfo2().hblks - before
+by_default = mapped_by(lambda: np.ones(3_000_000, np.uint8))
+keep_buffers_on_heap()
+print(by_default, mapped_by(lambda: np.ones(3_000_000, np.uint8)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    if out == ["no", "mallinfo2"]:
+        pytest.skip("the C library is not glibc 2.33 or later")
+    mapped_before, mapped_after = map(int, out)
+    assert mapped_before >= 1 and mapped_after == 0
