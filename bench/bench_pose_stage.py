@@ -6,9 +6,11 @@ One run, side by side on the same JPEG frames (the squat photo drifting, as a tr
 it): bare loops in this process, decoding the way the stage used to (whole image to BGR, then an
 RGB copy), whole straight to RGB, and at reduced size in the DCT domain straight to RGB (the
 stage's way: Estimator.input_scale); then the frames produced to the embedded broker and consumed
-by a `booth process` worker, timed by the worker's own pose timestamps. The worker's CPU per frame
-is split by its booth_pose_cpu_seconds_total into decode, inference, tracking and smoothing, the
-rest being its event loop (Faust, the Kafka client, message encoding). Also the capture-to-pose
+by a `booth process` worker, timed by the worker's own pose timestamps, once with its inference in
+a child process (the default) and once in a thread; the reference loop runs again at the end and
+the ratio is taken against the mean of its two runs. The worker's CPU per frame (its inference
+process included) is split by its booth_pose_cpu_seconds_total into decode, inference, tracking
+and smoothing, the rest being its event loop (Faust, the Kafka client, message encoding). Also the capture-to-pose
 latency p50/p95 of the stage at a paced 30 fps, and whether MoveNet takes several cameras' frames
 in one inference call. Target: stage / bare (the stage's own decode) >= 0.90.
 """

@@ -354,7 +354,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     keep_buffers_on_heap()
     worker = service_worker(build_app(settings), loglevel)
     # Faust's startup leaves a large heap that every full collection would walk again, holding the
-    # GIL the inference thread needs: freeze it, and collect the young generation less often.
+    # GIL (the event loop's; inference too with BOOTH_POSE_INFERENCE=thread): freeze it, and collect
+    # the young generation less often.
     gc.freeze()
     gc.set_threshold(10_000, 50, 100)
     worker.execute_from_commandline()
