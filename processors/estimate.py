@@ -219,19 +219,27 @@ def keep_buffers_on_heap() -> None:
     mallopt(m_trim_threshold, 128 << 20)
 
 
-def _child_main(args: str) -> None:
-    """The inference process: load the backend, say so, then estimate frames until stdin ends."""
-    keep_buffers_on_heap()
-    backend, models_dir, threads, max_people = json.loads(args)
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
-    frames = sys.stdin.buffer
+def _load_stage(backend: str, models_dir: str | None, threads: int, max_people: int) -> PoseStage:
+    """The stage with its backend loaded where it will run, or InferenceUnavailable saying why."""
     from vision.pose import load_estimator
 
     try:
-        stage = PoseStage(load_estimator(backend, models_dir and Path(models_dir), num_threads=threads), max_people)
-    except Exception as exc:  # noqa: BLE001 - told to the worker, which stops with it
-        answers.write(_pack(("unavailable", f"pose backend {backend!r} could not be loaded: {exc}", "")))
+        estimator = load_estimator(backend, models_dir and Path(models_dir), num_threads=threads)
+    except Exception as exc:
+        raise InferenceUnavailable(f"pose backend {backend!r} could not be loaded: {exc}") from exc
+    return PoseStage(estimator, max_people)
+
+
+def _child_main(args: str) -> None:
+    """The inference process: load the backend, say so, then estimate frames until stdin ends."""
+    keep_buffers_on_heap()
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the answers
+    frames = sys.stdin.buffer
+    try:
+        stage = _load_stage(*json.loads(args))
+    except InferenceUnavailable as exc:  # told to the worker, which stops with it
+        answers.write(_pack(("unavailable", str(exc), "")))
         answers.flush()
         return
     answers.write(_pack(("ready", stage.backend, stage.device)))
@@ -259,7 +267,7 @@ class Inference:
         self.where = "thread" if estimator is not None else where
         if self.where not in ("process", "thread"):
             raise ValueError(f"inference runs in a 'process' or a 'thread', not {where!r}")
-        self._args = json.dumps([backend, models_dir and str(models_dir), threads, max_people])
+        self._load = (backend, models_dir and str(models_dir), threads, max_people)
         self._estimator = estimator
         self._stage: PoseStage | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pose")
@@ -278,7 +286,7 @@ class Inference:
                 sys.executable,
                 "-c",
                 _CHILD_CODE,
-                self._args,
+                json.dumps(self._load),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 cwd=str(Path(__file__).resolve().parent.parent),
@@ -296,16 +304,10 @@ class Inference:
 
     def _thread_stage(self) -> PoseStage:
         if self._stage is None:
-            estimator = self._estimator
-            if estimator is None:
-                from vision.pose import load_estimator
-
-                backend, models_dir, threads, _ = json.loads(self._args)
-                try:
-                    estimator = load_estimator(backend, models_dir and Path(models_dir), num_threads=threads)
-                except Exception as exc:
-                    raise InferenceUnavailable(f"pose backend {backend!r} could not be loaded: {exc}") from exc
-            self._stage = PoseStage(estimator, json.loads(self._args)[3])
+            if self._estimator is not None:
+                self._stage = PoseStage(self._estimator, self._load[3])
+            else:
+                self._stage = _load_stage(*self._load)
         return self._stage
 
     @staticmethod
