@@ -63,7 +63,7 @@ def _client(settings: Settings) -> Any:
     return Minio(
         settings.s3_endpoint,
         access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key.get_secret_value(),
+        secret_key=settings.s3_secret(),
         secure=settings.s3_secure,
         region=settings.s3_region,
     )

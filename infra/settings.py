@@ -8,11 +8,12 @@ the embedded stack.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,6 +23,12 @@ from pydantic_settings import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The embedded stack's S3 secret, drawn on its first start, in the state folder.
+LOCAL_S3_SECRET = "s3_secret_key"
+
+
+class MissingSecretError(ValueError):
+    """A credential the component needs is not configured."""
 
 
 def _default_models_dir() -> Path:
@@ -74,7 +81,9 @@ class Settings(BaseSettings):
     # --- object storage ---
     s3_endpoint: str = "127.0.0.1:9000"
     s3_access_key: str = "booth"
-    s3_secret_key: SecretStr = SecretStr("booth-local-secret")
+    # No default: production sets it (environment or BOOTH_SECRETS_DIR); the embedded stack draws one
+    # on its first start and keeps it in <state_dir>/s3_secret_key (mode 0600), read from there.
+    s3_secret_key: SecretStr | None = None
     s3_secure: bool = False
     s3_bucket: str = "booth"
     s3_region: str = "us-east-1"
@@ -91,6 +100,11 @@ class Settings(BaseSettings):
     purge_check_s: float = Field(5.0, gt=0, le=300)
 
     # --- operator console ---
+    # Addresses (IPs or networks, comma-separated) of reverse proxies whose X-Forwarded-For is
+    # believed; from anyone else the header is ignored and the peer address is the client.
+    trusted_proxies: str = ""
+    # Largest request body the console reads from a logged-in client (before login: LOGIN_MAX_BODY).
+    console_max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # The login: a password or token of at least 12 characters (a secret: environment or
     # BOOTH_SECRETS_DIR only). The console does not start without one.
     console_password: SecretStr | None = None
@@ -131,6 +145,35 @@ class Settings(BaseSettings):
 
     # --- embedded stack (its broker and S3 ports are those of kafka_bootstrap and s3_endpoint) ---
     stack_prometheus_port: int = 9090
+
+    @model_validator(mode="after")
+    def _local_s3_secret(self) -> Settings:
+        if self.s3_secret_key is None:
+            path = self.state_dir / LOCAL_S3_SECRET
+            if path.is_file():
+                self.s3_secret_key = SecretStr(path.read_text().strip())
+        return self
+
+    def s3_secret(self) -> str:
+        """The S3 secret key, or a clear error when none is configured."""
+        if self.s3_secret_key is None:
+            raise MissingSecretError(
+                "no S3 secret key: set BOOTH_S3_SECRET_KEY or put a file named s3_secret_key in BOOTH_SECRETS_DIR "
+                f"(only the embedded stack, `booth stack up`, makes one itself, in {self.state_dir / LOCAL_S3_SECRET})"
+            )
+        return self.s3_secret_key.get_secret_value()
+
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        out = []
+        for entry in (e.strip() for e in self.trusted_proxies.split(",")):
+            if entry:
+                try:
+                    out.append(ipaddress.ip_network(entry, strict=False))
+                except ValueError:
+                    raise ValueError(
+                        f"BOOTH_TRUSTED_PROXIES: {entry!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+                    ) from None
+        return out
 
     @classmethod
     def settings_customise_sources(

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +22,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from infra.settings import REPO_ROOT, Settings
+from pydantic import SecretStr
+
+from infra.settings import LOCAL_S3_SECRET, REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,24 @@ def _alive(entry: Running) -> bool:
     return int(stat[19]) == entry.boot_ticks
 
 
+def local_s3_secret(state_dir: Path) -> str:
+    """The embedded store's secret: drawn at random on first use and kept in the state folder,
+    readable by this user only (there is no default secret anyone could look up)."""
+    path = Path(state_dir) / LOCAL_S3_SECRET
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process drew it first: use theirs
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 class Stack:
     def __init__(self, settings: Settings, state_dir: Path | None = None, storage: str = "memory"):
         self.settings = settings
@@ -104,6 +125,9 @@ class Stack:
 
     # --- lifecycle --------------------------------------------------------------------------
     def up(self, prometheus: bool | None = None, timeout: float = 30.0) -> list[dict]:
+        if self.settings.s3_secret_key is None:
+            secret = SecretStr(local_s3_secret(self.state_dir))
+            self.settings = self.settings.model_copy(update={"s3_secret_key": secret})
         running = {k: v for k, v in self._load().items() if _alive(v)}
         s = self.settings
         kafka_port = int(s.kafka_bootstrap.rsplit(":", 1)[1])
@@ -211,7 +235,7 @@ class Stack:
         c = Minio(
             s.s3_endpoint,
             access_key=s.s3_access_key,
-            secret_key=s.s3_secret_key.get_secret_value(),
+            secret_key=s.s3_secret(),
             secure=False,
             region=s.s3_region,
         )
@@ -219,7 +243,7 @@ class Stack:
             c.make_bucket("tansu")
         return {
             "AWS_ACCESS_KEY_ID": s.s3_access_key,
-            "AWS_SECRET_ACCESS_KEY": s.s3_secret_key.get_secret_value(),
+            "AWS_SECRET_ACCESS_KEY": s.s3_secret(),
             "AWS_DEFAULT_REGION": s.s3_region,
             "AWS_ENDPOINT": f"http://127.0.0.1:{s3_port}",
             "AWS_ALLOW_HTTP": "true",
@@ -248,7 +272,7 @@ class Stack:
     def _nanio_env(self) -> dict[str, str]:
         return {
             "NANIO_ACCESS_KEY": self.settings.s3_access_key,
-            "NANIO_SECRET_KEY": self.settings.s3_secret_key.get_secret_value(),
+            "NANIO_SECRET_KEY": self.settings.s3_secret(),
         }
 
     def _prometheus_argv(self, port: int) -> list[str]:
@@ -331,6 +355,7 @@ def _zombie(pid: int) -> bool:
 def embedded_settings(state_dir: Path, **overrides) -> Settings:
     """Settings for a private stack on free ports (used by tests and `booth demo`)."""
     kafka, s3, prom = free_port(), free_port(), free_port()
+    overrides.setdefault("s3_secret_key", SecretStr(local_s3_secret(state_dir)))
     return Settings(
         kafka_bootstrap=f"127.0.0.1:{kafka}",
         s3_endpoint=f"127.0.0.1:{s3}",

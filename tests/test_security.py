@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from infra.objectstore import ObjectStore
 from infra.settings import Settings
@@ -288,11 +289,41 @@ def test_faust_app_hands_sasl_and_tls_to_aiokafka(tls_files, protocol, mechanism
         assert "sasl_mechanism" not in auth
 
 
+def test_no_s3_secret_has_a_default_the_embedded_store_draws_its_own(stack, settings, tmp_path, monkeypatch):
+    """No secret in code: without one configured, a clear error; the embedded stack draws a random
+    one on first start, kept in its state folder for this user only, and the store refuses the
+    secret that used to be everyone's default."""
+    from minio.error import S3Error
+
+    from infra.settings import MissingSecretError
+    from infra.stack import local_s3_secret
+
+    for name in ("BOOTH_S3_SECRET_KEY", "BOOTH_SECRETS_DIR", "BOOTH_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    bare = Settings(state_dir=tmp_path / "production")
+    assert bare.s3_secret_key is None
+    with pytest.raises(MissingSecretError, match="BOOTH_S3_SECRET_KEY"):
+        ObjectStore(bare).presign("sessions/s/manifest.json", 60)
+
+    kept = stack.state_dir / "s3_secret_key"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    secret = kept.read_text().strip()
+    assert len(secret) >= 32 and secret == stack.settings.s3_secret()
+    assert Settings(state_dir=stack.state_dir).s3_secret() == secret  # other commands find it there
+    assert local_s3_secret(tmp_path / "another") != secret  # drawn, not derived
+
+    ObjectStore(settings).put("probe/x", b"x")
+    for guess in ("booth-local-secret", local_s3_secret(tmp_path / "another")):
+        outsider = ObjectStore(settings.model_copy(update={"s3_secret_key": SecretStr(guess)}), attempts=1)
+        with pytest.raises(S3Error):
+            outsider.list("probe/")
+
+
 def test_object_store_client_uses_tls_when_configured():
     from infra.objectstore import ObjectStore
 
     for secure, scheme in ((True, "https://"), (False, "http://")):
-        settings = Settings(s3_endpoint="store.example:9000", s3_secure=secure)
+        settings = Settings(s3_endpoint="store.example:9000", s3_secure=secure, s3_secret_key="configured-secret")
         # Presigning is offline (the region is configured): the link shows the scheme the client uses.
         url = ObjectStore(settings).presign("sessions/s/manifest.json", 60)
         assert url.startswith(scheme + "store.example:9000/"), url
