@@ -287,17 +287,19 @@ async def login_page(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
+    # The Guard has checked this client's throttle and the body's size; every failure counts,
+    # an unreadable body included (else a flood of broken bodies would be free guesses).
     state = request.app.state
     client = request.client.host if request.client else "unknown"
-    wait = state.login_throttle.retry_after(client)
-    if wait:
-        raise ApiError(
-            429, f"too many failed logins; try again in {math.ceil(wait)} s", {"Retry-After": str(math.ceil(wait))}
-        )
-    body = await _body(request, {"password"})
+    try:
+        body = await _body(request, {"password"})
+    except ApiError:
+        state.login_throttle.failed(client)
+        raise
     if not password_matches(body.get("password"), state.console_password):
         state.login_throttle.failed(client)
         raise ApiError(401, "wrong password")
+    state.login_throttle.succeeded(client)
     settings: Settings = state.hub.settings
     response = JSONResponse({"ok": True, "expires_in_s": settings.console_login_ttl_s})
     response.set_cookie(
@@ -345,6 +347,17 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
 
 
 # --- the app ---------------------------------------------------------------------------------------
+# How `booth console` runs uvicorn. Its proxy headers stay off: uvicorn would otherwise take the
+# client's address from X-Forwarded-For sent by 127.0.0.1 (every local proxy and every local
+# process); the Guard believes them only from settings trusted_proxies.
+SERVER_OPTIONS: dict[str, Any] = {
+    "proxy_headers": False,
+    "forwarded_allow_ips": "",
+    "log_level": "warning",
+    "timeout_graceful_shutdown": 2,  # open event streams never end by themselves
+}
+
+
 def create_app(
     settings: Settings,
     *,
@@ -386,15 +399,24 @@ def create_app(
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     logins = Logins(settings.console_login_ttl_s)
+    throttle = LoginThrottle()
+    guard: dict[str, Any] = {
+        "password": password,
+        "hosts": settings.console_host_names(),
+        "logins": logins,
+        "throttle": throttle,
+        "trusted_proxies": settings.trusted_proxy_networks(),
+        "max_body": settings.console_max_body_bytes,
+    }
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(Guard, password=password, hosts=settings.console_host_names(), logins=logins)],
+        middleware=[Middleware(Guard, **guard)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},  # type: ignore[dict-item]
     )
     app.state.hub = hub
     app.state.console_password = password
     app.state.guard_logins = logins
-    app.state.login_throttle = LoginThrottle()
+    app.state.login_throttle = throttle
     app.state.event_interval_s = event_interval_s
     return app

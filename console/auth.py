@@ -27,11 +27,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
+import math
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +43,10 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reachable without a login: a health check for load balancers, and the login page itself.
 PUBLIC = frozenset({("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")})
 PUBLIC_STATIC = frozenset({"/static/login.js", "/static/style.css"})
+LOGIN = ("POST", "/login")
+# Request bodies: before login only a password fits; after it, settings console_max_body_bytes.
+LOGIN_MAX_BODY = 4096
+MAX_BODY = 64 * 1024
 SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -119,33 +124,82 @@ class Logins:
 
 
 class LoginThrottle:
-    """At most `failures` failed logins per client address within `window_s`."""
+    """Failed password checks per client, with a backoff that slows a flood without locking out.
 
-    def __init__(self, failures: int = 5, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        self.failures, self.window_s, self._clock = failures, window_s, clock
-        self._seen: dict[str, deque[float]] = {}
+    The first `free` failures cost nothing; after that the client waits before its next check,
+    `base_s` doubling with each further failure up to `max_s` (a minute): a guesser gets about one
+    try a minute, and the right password works again at most `max_s` after the last wrong one that
+    was checked (attempts refused while waiting are not checked, so they do not extend the wait).
+    A client quiet for `forget_s` starts afresh; a correct password clears its count.
+    """
+
+    def __init__(
+        self,
+        free: int = 5,
+        base_s: float = 1.0,
+        max_s: float = 60.0,
+        forget_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.free, self.base_s, self.max_s, self.forget_s, self._clock = free, base_s, max_s, forget_s, clock
+        self._seen: dict[str, tuple[int, float]] = {}  # client -> (failures, time of the last one)
         self._lock = threading.Lock()
 
-    def _recent(self, client: str) -> deque[float]:
-        now = self._clock()
-        seen = self._seen.setdefault(client, deque())
-        while seen and seen[0] <= now - self.window_s:
-            seen.popleft()
-        return seen
+    def _failures(self, client: str, now: float) -> tuple[int, float]:
+        count, last = self._seen.get(client, (0, 0.0))
+        if count and now - last >= self.forget_s:
+            del self._seen[client]
+            return 0, 0.0
+        return count, last
 
     def retry_after(self, client: str) -> float:
-        """Seconds until this client may try again (0: now)."""
+        """Seconds until this client's password may be checked again (0: now)."""
         with self._lock:
-            seen = self._recent(client)
-            if len(seen) < self.failures:
+            now = self._clock()
+            count, last = self._failures(client, now)
+            if count < self.free:
                 return 0.0
-            return max(1.0, seen[0] + self.window_s - self._clock())
+            wait = min(self.max_s, self.base_s * 2 ** (count - self.free))
+            return min(wait, max(0.0, last + wait - now))
 
     def failed(self, client: str) -> None:
         with self._lock:
-            self._recent(client).append(self._clock())
-            if len(self._seen) > 10_000:  # forget the quiet ones rather than grow without bound
-                self._seen = {c: d for c, d in self._seen.items() if d}
+            now = self._clock()
+            count, _ = self._failures(client, now)
+            self._seen[client] = (count + 1, now)
+            if len(self._seen) > 10_000:  # forget the quiet ones, then the oldest, rather than grow
+                recent = sorted(self._seen.items(), key=lambda kv: kv[1][1])[-5_000:]
+                self._seen = {c: v for c, v in recent if now - v[1] < self.forget_s}
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._seen.pop(client, None)
+
+
+def real_client(scope: Scope, headers: dict[str, str], trusted: list[Any]) -> str:
+    """The address a request comes from: its peer's, or, when the peer is one of the `trusted`
+    proxies (ip_network objects), the last address in X-Forwarded-For that is not a trusted proxy.
+    From anyone else forwarded headers count for nothing: they are the sender's to write."""
+    peer = str((scope.get("client") or ("unknown", 0))[0])
+    forwarded = headers.get("x-forwarded-for")
+    if not trusted or not forwarded or not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # a proxy we trust would not write that: do not let it pick a key
+    return hops[0] if hops else peer
+
+
+def _trusted(address: str, trusted: list[Any]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
 
 
 def password_matches(given: object, password: str) -> bool:
@@ -163,7 +217,11 @@ def host_name(host: str) -> str:
 def _headers(scope: Scope) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in scope.get("headers") or ():
-        out.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        if key == "x-forwarded-for" and key in out:  # several lines are one list, in order
+            out[key] += "," + text
+        else:
+            out.setdefault(key, text)
     return out
 
 
@@ -175,14 +233,31 @@ def _cookie(headers: dict[str, str], name: str) -> str | None:
     return None
 
 
+class BodyTooLarge(Exception):
+    """A request body past the limit, found while reading it."""
+
+
 class Guard:
     """The middleware described in the module doc."""
 
-    def __init__(self, app: ASGIApp, *, password: str, hosts: list[str], logins: Logins):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        password: str,
+        hosts: list[str],
+        logins: Logins,
+        throttle: LoginThrottle | None = None,
+        trusted_proxies: list[Any] | None = None,
+        max_body: int = MAX_BODY,
+    ):
         self.app = app
         self.password = check_password(password)
         self.hosts = frozenset(hosts)
         self.logins = logins
+        self.throttle = throttle or LoginThrottle()
+        self.trusted = list(trusted_proxies or [])
+        self.max_body = max_body
 
     async def _refuse(self, send, status: int, message: str, headers: list[tuple[bytes, bytes]]) -> None:
         body = json.dumps({"error": message}).encode()
@@ -201,27 +276,57 @@ class Guard:
         )
         await send({"type": "http.response.body", "body": body})
 
-    def authenticated(self, headers: dict[str, str]) -> str | None:
-        """'cookie' or 'bearer' when the request is logged in, else None."""
+    def _throttled(self, client: str) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        wait = self.throttle.retry_after(client)
+        if not wait:
+            return None
+        seconds = str(math.ceil(wait))
+        return 429, f"too many failed logins; try again in {seconds} s", [(b"retry-after", seconds.encode())]
+
+    def authenticate(self, headers: dict[str, str], client: str) -> str | tuple[int, str, list[tuple[bytes, bytes]]]:
+        """'cookie', 'bearer' or '' (no login presented), or the refusal of a password presented in
+        an Authorization header: every password check goes through the client's throttle."""
         if self.logins.valid(_cookie(headers, COOKIE)):
             return "cookie"
         scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and password_matches(token.strip(), self.password):
+        if scheme.lower() != "bearer":
+            return ""
+        throttled = self._throttled(client)
+        if throttled:
+            return throttled
+        if password_matches(token.strip(), self.password):
+            self.throttle.succeeded(client)
             return "bearer"
-        return None
+        self.throttle.failed(client)
+        return 401, "wrong password (Authorization: Bearer)", [(b"www-authenticate", b"Bearer")]
 
-    def refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+    def refusal(
+        self, scope: Scope, headers: dict[str, str], client: str
+    ) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         """(status, message, headers) when the request must be refused, else None."""
         host = headers.get("host", "")
         if host_name(host) not in self.hosts:
             return 400, f"this console does not answer to the host {host[:100]!r} (console_hosts)", []
         method, path = scope["method"], scope["path"]
         public = (method, path) in PUBLIC or (method in SAFE_METHODS and path in PUBLIC_STATIC)
-        how = self.authenticated(headers)
-        if how is None and not public:
+        how = self.authenticate(headers, client)
+        if isinstance(how, tuple):
+            return how
+        scope["booth.login"] = how
+        if not how and not public:
             if method in SAFE_METHODS and path == "/":
                 return 303, "log in first", [(b"location", b"/login")]
             return 401, "log in first (POST /login, or Authorization: Bearer)", [(b"www-authenticate", b"Bearer")]
+        if (method, path) == LOGIN and not how:
+            throttled = self._throttled(client)
+            if throttled:
+                return throttled
+        length = headers.get("content-length", "0").strip()
+        limit = self.max_body if how else LOGIN_MAX_BODY
+        if not length.isdigit() or int(length) > limit:
+            if (method, path) == LOGIN:
+                self.throttle.failed(client)  # an unreadable login is a failed one
+            return 413, f"the request body is larger than this console reads ({limit} bytes)", []
         if method in SAFE_METHODS:
             return None
         media = headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -242,16 +347,39 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
-        refused = self.refusal(scope, headers)
+        client = real_client(scope, headers, self.trusted)
+        # The routes, logs and throttle see the real client, never a header anyone can write.
+        scope["client"] = (client, (scope.get("client") or ("", 0))[1])
+        refused = self.refusal(scope, headers, client)
         if refused is not None:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
             await self._refuse(send, *refused)
             return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        limit = self.max_body if scope.get("booth.login") else LOGIN_MAX_BODY
+        received = 0
+        started = False
+
+        async def limited_receive():
+            # Counted as it arrives (a body without Content-Length, or longer than it said): the
+            # console stops reading at the limit instead of holding whatever a client sends.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
 
         async def send_with_headers(message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 message = {
                     **message,
@@ -259,4 +387,10 @@ class Guard:
                 }
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except BodyTooLarge:
+            if (scope["method"], scope["path"]) == LOGIN:
+                self.throttle.failed(client)
+            if not started:
+                await self._refuse(send, 413, f"the request body is larger than this console reads ({limit} bytes)", [])

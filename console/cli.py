@@ -37,13 +37,13 @@ def console(ctx, host, port, metrics):
     BOOTH_SECRETS_DIR) and answers only to the host names in BOOTH_CONSOLE_HOSTS."""
     import uvicorn
 
-    from console.app import create_app
+    from console.app import SERVER_OPTIONS, create_app
     from console.auth import ConsoleConfigError
 
     settings = _settings(ctx)
     try:
         app = create_app(settings)
-    except ConsoleConfigError as exc:
+    except (ConsoleConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if not _is_loopback(host):
         if not settings.console_secure_cookie:
@@ -63,5 +63,4 @@ def console(ctx, host, port, metrics):
 
         serve(settings, "console")
     click.echo(f"console on http://{host}:{port}/")
-    # A short graceful shutdown: open event streams never end by themselves.
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    uvicorn.run(app, host=host, port=port, **SERVER_OPTIONS)

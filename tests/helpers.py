@@ -328,10 +328,11 @@ def serve(app):
     """uvicorn on a free loopback port in a thread, as `booth console` runs it."""
     import uvicorn
 
+    from console.app import SERVER_OPTIONS
+
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1)
-    )
+    options = {**SERVER_OPTIONS, "timeout_graceful_shutdown": 1}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started, timeout=15, what="uvicorn to start")

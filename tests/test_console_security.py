@@ -4,6 +4,7 @@ without a login are refused with a clear status, and nothing reaches the session
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -194,13 +195,132 @@ def test_failed_logins_are_throttled_per_client(settings):
         assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
         assert "too many failed logins" in throttled.json()["error"]
 
+
+def test_the_backoff_slows_a_flood_but_never_locks_the_password_out_for_more_than_a_minute():
     now = [0.0]
-    throttle = LoginThrottle(failures=2, window_s=10, clock=lambda: now[0])
-    throttle.failed("a")
-    throttle.failed("a")
-    assert throttle.retry_after("a") == 10 and throttle.retry_after("b") == 0  # per client
-    now[0] = 10.5
-    assert throttle.retry_after("a") == 0
+    throttle = LoginThrottle(clock=lambda: now[0])
+    checked = 0
+    for tick in range(36_000):  # an hour of guesses, one every 0.1 s, each checked only when allowed
+        now[0] = tick / 10
+        if throttle.retry_after("guesser") == 0:
+            throttle.failed("guesser")
+            checked += 1
+        assert throttle.retry_after("guesser") <= 60
+    assert checked < 5 + 70  # five free, then about one a minute
+    assert throttle.retry_after("operator") == 0  # another client is not slowed at all
+    last = now[0]
+    while throttle.retry_after("guesser"):  # the same client: back within a minute of its last failure
+        now[0] += 0.5
+    assert now[0] - last <= 60
+    throttle.succeeded("guesser")
+    assert throttle.retry_after("guesser") == 0
+    throttle.failed("guesser")
+    assert throttle.retry_after("guesser") == 0  # a correct password starts the count afresh
+
+
+def test_bearer_guesses_and_broken_login_bodies_share_the_login_throttle(settings):
+    with serve(create_app(console_settings(settings), targets={})) as base, httpx.Client(timeout=10) as http:
+        codes = [
+            http.get(f"{base}/api/state", headers={"Authorization": f"Bearer guess-{i:08d}"}).status_code
+            for i in range(40)
+        ]
+        assert codes[:5] == [401] * 5 and codes.count(401) <= 7 and codes[-1] == 429, codes
+        # The same client's correct password, by any way, waits its turn too.
+        login = http.post(f"{base}/login", json={"password": CONSOLE_PASSWORD}, headers={"Origin": base})
+        assert login.status_code == 429 and "too many failed logins" in login.json()["error"]
+        bearer = http.get(f"{base}/api/state", headers={"Authorization": f"Bearer {CONSOLE_PASSWORD}"})
+        assert bearer.status_code == 429
+
+    with serve(create_app(console_settings(settings), targets={})) as base, httpx.Client(timeout=10) as http:
+        http.headers.update({"Origin": base, "Content-Type": "application/json"})
+        broken = [b"{not json", b"[]", b'{"password": 12}', b'{"other": "x"}', b"\xff\xfe"]
+        assert [http.post(f"{base}/login", content=b).status_code for b in broken] == [400, 400, 401, 400, 400]
+        assert http.post(f"{base}/login", json={"password": CONSOLE_PASSWORD}).status_code == 429
+
+
+def test_forwarded_addresses_count_only_from_trusted_proxies(settings):
+    # Straight to the console: X-Forwarded-For is the sender's own writing, so every guess is one client's.
+    with serve(create_app(console_settings(settings), targets={})) as base, httpx.Client(timeout=10) as http:
+        http.headers["Origin"] = base
+        codes = [
+            http.post(
+                f"{base}/login", json={"password": "guess-guess"}, headers={"X-Forwarded-For": f"10.0.0.{i}"}
+            ).status_code
+            for i in range(30)
+        ]
+        assert codes[:5] == [401] * 5 and codes[-1] == 429 and codes.count(401) <= 7, codes
+
+    # Behind a proxy it trusts: each visitor is the address the proxy saw, so a guesser locks only itself.
+    behind = console_settings(settings, trusted_proxies="127.0.0.1/32, 192.0.2.7")
+    with serve(create_app(behind, targets={})) as base, httpx.Client(timeout=10) as http:
+        http.headers["Origin"] = base
+
+        def login(password: str, forwarded: str) -> int:
+            return http.post(
+                f"{base}/login", json={"password": password}, headers={"X-Forwarded-For": forwarded}
+            ).status_code
+
+        guesses = [login("guess-guess", "10.0.0.66") for _ in range(10)]
+        assert guesses[-1] == 429, guesses
+        # The guesser cannot borrow the operator's address by writing it first: the proxy appends.
+        assert login("guess-guess", "10.0.0.99, 10.0.0.66") == 429
+        assert login(CONSOLE_PASSWORD, "10.0.0.66, 192.0.2.7") == 429  # chains through trusted hops
+        assert login(CONSOLE_PASSWORD, "10.0.0.99") == 200  # the operator is not locked out
+
+
+def test_request_bodies_are_limited_before_they_are_read(settings):
+    with serve(create_app(console_settings(settings), targets={})) as base, httpx.Client(timeout=10) as http:
+        http.headers.update({"Origin": base, "Content-Type": "application/json"})
+        big = b'{"password": "' + b"x" * (1 << 20) + b'"}'
+        refused = http.post(f"{base}/login", content=big)
+        assert refused.status_code == 413 and "larger than" in refused.json()["error"]
+        auth = {"Authorization": f"Bearer {CONSOLE_PASSWORD}"}
+        note = {"session": "big-1", "note": "n" * (200 * 1024)}
+        assert http.post(f"{base}/api/sessions", json=note, headers=auth).status_code == 413
+        fits = http.post(f"{base}/api/sessions", json={"session": "small-1", "note": "n" * 900}, headers=auth)
+        assert fits.status_code == 201, fits.text
+
+    # Without a Content-Length (chunked) the console stops reading at the limit, and such a login fails.
+    app = create_app(console_settings(settings), targets={})
+    pulled = [0]
+
+    async def receive():
+        pulled[0] += 1
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": pulled[0] < 300_000}  # 300 MB
+
+    def request(body_chunks) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/login",
+            "raw_path": b"/login",
+            "query_string": b"",
+            "headers": [
+                (b"host", b"localhost"),
+                (b"origin", b"http://localhost"),
+                (b"content-type", b"application/json"),
+            ],
+            "client": ("198.51.100.1", 5000),
+            "server": ("localhost", 80),
+            "scheme": "http",
+            "http_version": "1.1",
+            "root_path": "",
+        }
+        asyncio.run(app(scope, body_chunks, send))
+        return sent
+
+    for _ in range(5):
+        pulled[0] = 0
+        sent = request(receive)
+        assert sent[0]["status"] == 413 and pulled[0] <= 5, pulled
+    with TestClient(app, base_url="http://localhost", client=("198.51.100.1", 5000)) as client:
+        ok = client.post("/login", json={"password": CONSOLE_PASSWORD}, headers={"Origin": "http://localhost"})
+        assert ok.status_code == 429  # the five unreadable logins were five failures
 
 
 def test_login_cookies_expire_and_only_this_console_signs_them():
