@@ -24,7 +24,7 @@ def build(
 ) -> DeadLetter:
     DEADLETTERS.labels(stage).inc()
     log.warning(
-        "dead letter from %s (%s[%s]@%s key=%r): %s", stage, topic, partition, offset, key[:80] if key else key, reason
+        "dead letter from %s (%s[%s]@%s key=%r): %s", stage, topic, partition, offset, DeadLetter.key_text(key), reason
     )
     return DeadLetter.wrap(
         stage=stage,
@@ -51,4 +51,9 @@ def send_dead_letter(
 ):
     """Send with a kafka-python producer; returns the send future."""
     letter = build(stage, reason, topic, key, value, partition, offset)
-    return producer.send(settings.topic_deadletter, key=key, value=letter.encode())
+    return producer.send(settings.topic_deadletter, key=record_key(letter), value=letter.encode())
+
+
+def record_key(letter: DeadLetter) -> bytes | None:
+    """The dead letter's own record key: the original's, as the letter keeps it (printable text)."""
+    return None if letter.key is None else letter.key.encode("utf-8")

@@ -15,6 +15,7 @@ Decoding validates every field and raises SchemaError naming the field and the p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import struct
@@ -25,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from schemas.ids import InvalidId, validate_id
 from schemas.keypoints import NUM_KEYPOINTS
-from schemas.redaction import without_pixels
+from schemas.redaction import text_excerpt, without_pixels
 
 MAGIC = b"MB"
 _PREFIX = struct.Struct(">2sBBI")
@@ -333,15 +334,18 @@ class Rendition(Message):
 
 
 class DeadLetter(Message):
-    """A message a stage could not process, with why; a copy of the original rides as the payload.
-
-    The copy never holds an image's pixels (schemas.redaction: a Frame keeps its header and its
-    image's headers) and is cut at MAX_ORIGINAL bytes; `truncated` says it is shorter than the
-    original, whose length is `original_size`."""
+    """A message a stage could not process, with why, where it was, its size and SHA-256, and a
+    pixel-free excerpt as the payload (schemas.redaction: a Frame keeps its header and its image's
+    headers, anything else unreadable its leading printable text only), cut at MAX_ORIGINAL bytes;
+    `truncated` says the excerpt is shorter than the original, whose length is `original_size`.
+    Version 1 had no digest (read with `sha256` null)."""
 
     KIND: ClassVar[int] = 8
+    VERSION: ClassVar[int] = 2
+    READS: ClassVar[dict[int, frozenset[str]]] = {1: frozenset({"sha256"})}
     PAYLOAD: ClassVar[str | None] = "original"
     MAX_ORIGINAL: ClassVar[int] = 900_000  # keep dead letters under the broker's default 1 MB
+    MAX_KEY: ClassVar[int] = 300
 
     stage: str
     reason: str
@@ -350,9 +354,15 @@ class DeadLetter(Message):
     offset: int = -1
     key: str | None = None
     original_size: int = Field(ge=0)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     truncated: bool = False
     wall_time: NonNeg
     original: bytes = Field(default=b"", repr=False)
+
+    @classmethod
+    def key_text(cls, key: bytes | None) -> str | None:
+        """What a dead letter keeps of a record key: its printable text, cut like an excerpt."""
+        return None if key is None else text_excerpt(key, cls.MAX_KEY).decode("utf-8")
 
     @classmethod
     def wrap(
@@ -375,8 +385,9 @@ class DeadLetter(Message):
             source_topic=topic,
             partition=partition,
             offset=offset,
-            key=None if key is None else key.decode("utf-8", "backslashreplace")[:300],
+            key=cls.key_text(key),
             original_size=len(value),
+            sha256=hashlib.sha256(value).hexdigest(),
             truncated=len(kept) < len(value),
             wall_time=wall_time,
             original=kept,

@@ -227,10 +227,12 @@ def test_empty_frame_image_is_rejected():
 
 
 def test_dead_letter_truncates_huge_originals():
-    big = b"x" * (DeadLetter.MAX_ORIGINAL + 10)
+    header = json.dumps({"reason": "x " * DeadLetter.MAX_ORIGINAL}).encode()  # a readable envelope, kept
+    big = b"MB\x05\x01" + struct.pack(">I", len(header)) + header
     d = DeadLetter.wrap(stage="pose", reason="too big", topic="t", value=big, key=None, wall_time=0)
     back = decode(d.encode())
     assert back.truncated and back.original_size == len(big) and len(back.original) == DeadLetter.MAX_ORIGINAL
+    assert back.original == big[: DeadLetter.MAX_ORIGINAL]
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", "a.b", "x" * 65, "caf\u00e9", "\u0430dmin", "a b", "-x", None, 5])

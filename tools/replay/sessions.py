@@ -104,6 +104,7 @@ def rewrite_value(value: bytes | None, old: str, new: str) -> bytes | None:
         if moved is not None:
             fields["original"] = moved
             fields["original_size"] = message.original_size + len(moved) - len(message.original)
+            fields["sha256"] = None  # the digest was of the value before the rename, which no copy holds
     else:
         return value
     return type(message).model_validate(fields).encode()
