@@ -165,6 +165,9 @@ def session_purge(ctx, session_id, settle, as_json):
             "recordings": [str(p) for p in report.recordings],
             "marker": report.marker,
             "event_topic": report.event_topic,
+            "broker": [
+                {"topic": c.topic, "holds": c.holds, "policy": c.policy, "gone_by": c.until} for c in report.broker
+            ],
         }
         click.echo(json.dumps(data, indent=2))
         return
@@ -180,6 +183,24 @@ def session_purge(ctx, session_id, settle, as_json):
     rows.append({"what": f"console rows (purge event on {report.event_topic})", "deleted": "yes"})
     rows.append({"what": f"training (purge marker {report.marker})", "deleted": "stops at its next check"})
     _table(rows, f"purged {report.session}: {len(report.objects) + len(report.late_objects)} objects")
+    _table(
+        [
+            {
+                "topic": c.topic,
+                "the session's records there": c.holds,
+                "policy": c.policy,
+                "gone by": _when(c.until) if c.until else "never (until the broker stops)",
+            }
+            for c in report.broker
+        ],
+        "still on the broker (Kafka cannot delete by key; docs/guarantees.md)",
+    )
+
+
+def _when(epoch_s: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(epoch_s, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # --- retention ---------------------------------------------------------------------------------

@@ -145,12 +145,44 @@ def admin(settings: Settings):
     return KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **_security(settings))
 
 
+HOUR_MS = 3_600_000
+# Apache Kafka checks retention every log.retention.check.interval.ms (5 minutes by default).
+RETENTION_CHECK_MS = 5 * 60_000
+
+
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """Standard topic configs per topic: the visitor topics are deleted by time. A segment is
+    deleted once its newest record is older than retention.ms, and a segment takes records for
+    segment.ms, so a record goes at most retention.ms + segment.ms (+ the broker's check interval)
+    after it was written; other topics keep the broker's default."""
+    retention_ms = round(settings.broker_retention_hours * HOUR_MS)
+    segment_ms = min(retention_ms, HOUR_MS)
+    visitor = {"cleanup.policy": "delete", "retention.ms": str(retention_ms), "segment.ms": str(segment_ms)}
+    return {topic: dict(visitor) for topic in settings.visitor_topics()}
+
+
+def changelog_configs(settings: Settings) -> dict[str, str]:
+    """The stream workers' keyed state (infra.changelog): compacted, and compacted within the
+    visitor topics' retention, so a value overwritten or tombstoned by a purge is gone by then."""
+    retention_ms = round(settings.broker_retention_hours * HOUR_MS)
+    return {
+        "cleanup.policy": "compact",
+        "segment.ms": str(min(retention_ms, HOUR_MS)),
+        "max.compaction.lag.ms": str(retention_ms),
+    }
+
+
 def ensure_topics(settings: Settings, recreate: bool = False) -> dict[str, int]:
-    """Create the project's topics with explicit partition counts (never rely on auto-create)."""
-    from kafka.admin import NewTopic
+    """Create the project's topics with explicit partition counts (never rely on auto-create) and
+    their configs (topic_configs), and set those configs on topics that exist already, the
+    workers' changelogs included."""
+    from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
     from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
+    from infra.changelog import changelog_topics
+
     wanted = settings.topic_partitions()
+    configs = topic_configs(settings)
     client = admin(settings)
     try:
         existing = set(client.list_topics())
@@ -163,14 +195,58 @@ def ensure_topics(settings: Settings, recreate: bool = False) -> dict[str, int]:
                     pass
                 wait_until(lambda: not (set(client.list_topics()) & set(doomed)), 20, what="topics to be deleted")
             existing -= set(doomed)
-        new = [NewTopic(name, count, 1) for name, count in wanted.items() if name not in existing]
+        new = [
+            NewTopic(name, count, 1, topic_configs=configs.get(name) or {})
+            for name, count in wanted.items()
+            if name not in existing
+        ]
         if new:
             try:
                 client.create_topics(new)
             except TopicAlreadyExistsError:
                 pass
             wait_until(lambda: set(wanted) <= set(client.list_topics()), 20, what="topics to be created")
+        altered = {name: configs[name] for name in configs if name in existing}
+        altered.update({name: changelog_configs(settings) for name in changelog_topics(settings) if name in existing})
+        if altered:
+            resources = [ConfigResource(ConfigResourceType.TOPIC, n, configs=c) for n, c in altered.items()]
+            _check_altered(client.alter_configs(resources, raise_on_unknown=False))
         return wanted
+    finally:
+        client.close()
+
+
+def _check_altered(response: dict) -> None:
+    """Raise naming the topic when the broker refused a config."""
+    for name, result in (response.get("topic") or {}).items():
+        if result != "OK":
+            raise RuntimeError(f"the broker refused the configs of topic {name}: {result}")
+
+
+def topic_settings(settings: Settings, topics: list[str]) -> dict[str, dict[str, str]]:
+    """Each topic's configs as the broker reports them (name -> value, defaults included)."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    client = admin(settings)
+    try:
+        # Every key (a key list makes the embedded broker drop the connection), filtered here.
+        described = client.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics], config_filter="all"
+        )
+    finally:
+        client.close()
+    found = described.get("topic") or {}
+    return {
+        t: {k: str(v["value"]) for k, v in (found.get(t) or {}).items() if v.get("value") is not None} for t in topics
+    }
+
+
+def embedded_broker(settings: Settings) -> bool:
+    """Whether the broker is the embedded one (Tansu), which keeps topic configs but applies
+    neither retention nor compaction: its records stay until it stops (memory storage)."""
+    client = admin(settings)
+    try:
+        return "tansu" in str(client.describe_cluster().get("cluster_id") or "").lower()
     finally:
         client.close()
 

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     retention_frames_days: int = Field(14, ge=1, le=3650, description="frames, shards and the dataset preview")
     retention_checkpoints_days: int = Field(2, ge=1, le=3650, description="training checkpoints")
     retention_videos_days: int = Field(7, ge=1, le=3650, description="the rendition and its pictures")
+    # How long the broker keeps a visitor's frames, poses, smoothed poses and dead letters (hours
+    # after each was written): the pipeline needs them only until the session is assembled. Set
+    # on those topics (retention.ms) when they are created, and on existing ones by `booth stack
+    # up` and the compose set-up; the workers' keyed state is compacted within the same time.
+    broker_retention_hours: float = Field(24.0, ge=0.1, le=24 * 365)
     # How often a training job looks for a purge of its session (a marker in the store).
     purge_check_s: float = Field(5.0, gt=0, le=300)
 
@@ -222,6 +227,10 @@ class Settings(BaseSettings):
             self.topic_renditions: control,
             self.topic_deadletter: control,
         }
+
+    def visitor_topics(self) -> list[str]:
+        """The topics that hold a visitor's pictures or body (time-limited by broker_retention_hours)."""
+        return [self.topic_frames, self.topic_poses, self.topic_smoothed, self.topic_deadletter]
 
     def to_env(self, **overrides: object) -> dict[str, str]:
         """This process's environment plus BOOTH_* variables that give a child process exactly these

@@ -29,7 +29,7 @@ from prometheus_client import Counter, Histogram
 
 from infra import deadletters, metrics
 from infra.changelog import SMOOTHER_TABLE, TRACKER_TABLE
-from infra.kafka import faust_broker_options
+from infra.kafka import changelog_configs, faust_broker_options
 from infra.metrics_names import set_consumer_lag
 from infra.settings import Settings
 from processors import faust_fixes
@@ -196,8 +196,10 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     deadletter = app.topic(settings.topic_deadletter, partitions=settings.partitions_control, **raw)
     # Values: JSON-able dicts (the app's default json serializer), one per session/camera; their
     # changelogs: infra.changelog (purge and retention tombstone them).
-    states = app.Table(SMOOTHER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str)
-    trackers = app.Table(TRACKER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str)
+    # Compacted within broker_retention_hours (infra.kafka.changelog_configs): tombstoned state goes.
+    changelog = {"extra_topic_configs": changelog_configs(settings)}
+    states = app.Table(SMOOTHER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str, **changelog)
+    trackers = app.Table(TRACKER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str, **changelog)
     smoothing = smoothing or SmoothingParams()
     track_stage = TrackStage(tracking_params(settings, smoothing))
     inference = Inference(
@@ -212,7 +214,7 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     async def dead_letter(stage: str, reason: str, topic: str, event) -> None:
         msg = event.message
         letter = deadletters.build(stage, reason, topic, msg.key, msg.value, msg.partition, msg.offset)
-        await deadletter.send(key=msg.key, value=letter.encode())
+        await deadletter.send(key=deadletters.record_key(letter), value=letter.encode())
 
     def track(result: PoseEstimate) -> PoseEstimate | Rejected:
         """Track ids for an estimate, the camera's tracker state updated in its table. Runs in the

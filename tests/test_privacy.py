@@ -3,9 +3,12 @@ object store, console, assembler, trainer and stream worker."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -54,7 +57,7 @@ from schemas import (
     layout,
 )
 from schemas.images import header_size
-from schemas.redaction import MALFORMED_FRAME_BYTES, without_pixels
+from schemas.redaction import EXCERPT_BYTES, without_pixels
 from tools.commands import record as record_cli
 from tools.purge import purge
 from tools.replay import read_info, record
@@ -252,10 +255,140 @@ def test_dead_letters_keep_a_frames_headers_but_never_its_pixels():
     assert header_size(kept_png, "png") == (320, 240) and len(kept_png) == 8 + 25 + 8  # signature, IHDR, IDAT's head
     assert without_pixels(b"garbage that is no image") == b"garbage that is no image"
     bogus = b"MB\x01\x01\xff\xff\xff\xff" + jpeg  # a frame header that runs past the message
-    assert without_pixels(bogus) == bogus[:MALFORMED_FRAME_BYTES]
-    huge = b"x" * (DeadLetter.MAX_ORIGINAL + 5)
+    assert without_pixels(bogus) == b"MB"  # printable text only
+    huge = b"not an envelope " * 100_000
     cut = DeadLetter.wrap(stage="s", reason="r", topic="t", value=huge, key=None, wall_time=0)
-    assert cut.truncated and len(cut.original) == DeadLetter.MAX_ORIGINAL
+    assert cut.truncated and cut.original == huge[:EXCERPT_BYTES]
+    assert without_pixels(b"x" * 5000) == b""  # a long run like base64 is data, not text to show
+
+
+def _pixel_data(image: bytes, kind: str) -> bytes:
+    """The part of an encoded image that is its picture: a JPEG's scan, a PNG's IDAT data, a BMP's
+    pixel array."""
+    if kind == "jpeg":
+        at = 2
+        while image[at + 1] != 0xDA:
+            at += 2 + struct.unpack(">H", image[at + 2 : at + 4])[0]
+        return image[at + 2 + struct.unpack(">H", image[at + 2 : at + 4])[0] : -2]
+    if kind == "png":
+        at = image.index(b"IDAT")
+        return image[at + 4 : at + 4 + struct.unpack(">I", image[at - 4 : at])[0]]
+    return image[struct.unpack("<I", image[10:14])[0] :]
+
+
+def _forms_of(image: bytes) -> dict[str, bytes]:
+    return {
+        "raw": b"X" + image,
+        "base64": b'{"image": "' + base64.b64encode(image[1:]),
+        "hex": image.hex().encode(),
+        "escaped": repr(image).encode(),
+    }
+
+
+def _readings(record: bytes) -> dict[str, bytes]:
+    """The bytes `record` holds in each form that can carry binary: as is, and decoded from its
+    base64 runs (every alignment), hex runs, and escapes (\\xff, \\u00ff) as a repr or JSON writes them."""
+    text = record.decode("latin-1")
+    forms = {"raw": record, "base64": b"", "hex": b"", "escaped": b""}
+    for run in re.findall(r"[A-Za-z0-9+/]{12,}", text):
+        for shift in range(4):
+            part = run[shift:]
+            forms["base64"] += b"|" + base64.b64decode(part[: len(part) // 4 * 4])
+    for run in re.findall(r"(?:[0-9a-f]{2}){6,}", text):
+        forms["hex"] += b"|" + bytes.fromhex(run)
+    for run in re.findall(r"(?:\\(?:x|u00)[0-9a-fA-F]{2}|[ -\[\]-~])+", text):
+        pieces = re.findall(r"\\(?:x|u00)([0-9a-fA-F]{2})|([ -\[\]-~])", run)
+        forms["escaped"] += b"|" + bytes(int(h, 16) if h else ord(c) for h, c in pieces)
+    return forms
+
+
+def _traces(record: bytes, pixel_windows: set[bytes]) -> list[str]:
+    """The forms in which any 8 bytes of a picture (`pixel_windows`: all its 8-byte pieces) are in `record`."""
+    return [
+        form
+        for form, data in _readings(record).items()
+        if any(data[i : i + 8] in pixel_windows for i in range(len(data) - 7))
+    ]
+
+
+def test_dead_letters_never_keep_image_bytes_in_any_malformed_shape(settings):
+    """Every way a picture can reach a stage malformed, through the dead-letter writer onto the
+    broker: what is stored (the record's key and value) holds size, digest and at most structure,
+    never a byte of the picture, in any encoding."""
+    from infra.deadletters import send_dead_letter
+
+    rgb = cv2.GaussianBlur(np.random.default_rng(5).integers(0, 255, (240, 320, 3), dtype=np.uint8), (5, 5), 0)
+    images = {kind: cv2.imencode("." + kind, rgb)[1].tobytes() for kind in ("jpeg", "png", "bmp")}
+    assert len(images["bmp"]) > 200_000
+    windows = {}
+    for kind, image in images.items():
+        pixels = _pixel_data(image, kind)
+        windows[kind] = {pixels[i : i + 8] for i in range(len(pixels) - 7)}
+    # The check itself sees pictures: it finds the pixels of each shape kept whole.
+    assert all(name in _traces(form, windows["png"]) for name, form in _forms_of(images["png"]).items())
+
+    def envelope(kind: int, header: bytes, payload: bytes = b"") -> bytes:
+        return b"MB" + bytes([kind, 1]) + struct.pack(">I", len(header)) + header + payload
+
+    frame_header = json.dumps(
+        {"session": "s", "camera": "c", "seq": 1, "capture_ns": 1, "wall_time": 1.0, "width": 320, "height": 240}
+    ).encode()
+    shapes = []
+    for kind, image in images.items():
+        b64 = base64.b64encode(image)
+        shapes += [
+            (kind, "raw", image),
+            (kind, "prefixed", b"X" + image),
+            (kind, "truncated", image[: len(image) // 2]),
+            (kind, "tail only", image[len(image) // 3 :]),
+            (kind, "inside broken JSON", b'{"image": "' + image),
+            (kind, "base64 inside broken JSON", b'{"image": "' + b64),
+            (kind, "base64 alone", b64),
+            (kind, "escaped in JSON", json.dumps({"image": image.decode("latin-1")}).encode()),
+            (kind, "as a repr", repr(image).encode()),
+            (kind, "as hex", image.hex().encode()),
+            (kind, "frame header running past the value", b"MB\x01\x01\xff\xff\xff\xff" + image),
+            (kind, "frame with a stray byte before its image", envelope(1, frame_header, b"X" + image)),
+            (kind, "frame with a cut image", envelope(1, frame_header, image[: len(image) // 2])),
+            (kind, "frame with the image in its header", envelope(1, json.dumps({"image": b64.decode()}).encode())),
+            (kind, "frame whose header is broken JSON", envelope(1, b'{"session": "' + image)),
+            (kind, "pose envelope carrying an image", envelope(2, b'{"session": "s"}', image)),
+            (kind, "forged dead letter carrying an image", envelope(8, b'{"stage": "x"}', b"X" + image)),
+        ]
+    producer = kafka.producer(settings)
+    try:
+        for i, (_, what, value) in enumerate(shapes):
+            key = b"s/c" if i % 2 else b"k" + value[:2000]  # a key can be the carrier too
+            send_dead_letter(producer, settings, "pose", what, settings.topic_frames, key, value, 0, 1000 + i)
+        producer.flush(10)
+    finally:
+        producer.close()
+    consumer = kafka.consumer(settings, settings.topic_deadletter, group_id=None, auto_offset_reset="earliest")
+    records = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(records) < len(shapes) and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records += batch
+    finally:
+        consumer.close()
+    assert len(records) == len(shapes)
+    for stored_record in records:
+        letter = decode(stored_record.value)
+        kind, what, value = shapes[letter.offset - 1000]
+        assert letter.reason == what and letter.source_topic == settings.topic_frames and letter.partition == 0
+        assert letter.original_size == len(value) and letter.sha256 == hashlib.sha256(value).hexdigest(), what
+        assert letter.truncated and len(letter.original) <= 1024, (what, len(letter.original))
+        stored = (stored_record.key or b"") + stored_record.value
+        assert _traces(stored, windows[kind]) == [], (kind, what)
+    # What can be kept is: a bare image's structure, a readable envelope's header, leading text.
+    by_what = {(k, w): decode(r.value) for r in records for k, w, _ in [shapes[decode(r.value).offset - 1000]]}
+    assert header_size(by_what[("jpeg", "raw")].original, "jpeg") == (320, 240)
+    assert header_size(by_what[("png", "truncated")].original, "png") == (320, 240)
+    assert by_what[("bmp", "raw")].original == images["bmp"][:54]  # file and info headers
+    assert by_what[("jpeg", "prefixed")].original == b"X"
+    assert by_what[("png", "inside broken JSON")].original == b'{"image": "'
+    assert by_what[("bmp", "frame with a stray byte before its image")].original == envelope(1, frame_header)
 
 
 def test_client_debug_logs_show_a_frames_size_not_its_bytes(settings, caplog):
@@ -558,8 +691,61 @@ def test_purge_deletes_everything_of_one_visitor_and_the_console_forgets_them(se
     again = CliRunner().invoke(session_cli, ["purge", visitor, "--settle", "0", "--json"], obj={"settings": settings})
     report = json.loads(again.output)
     assert report["objects"] == [] and report["tombstones"] == []  # nothing left to delete
+    # What the broker keeps is said, topic by topic: the embedded broker deletes nothing.
+    assert "still on the broker" in result.output and "never (until the broker stops)" in result.output
+    left = {c["topic"]: c for c in report["broker"]}
+    assert {settings.topic_frames, settings.topic_smoothed, settings.topic_sessions, topic} <= set(left)
+    assert left[settings.topic_frames]["gone_by"] is None and "embedded" in left[settings.topic_frames]["policy"]
     bad = CliRunner().invoke(session_cli, ["purge", "../x"], obj={"settings": settings})
     assert bad.exit_code != 0 and "forbidden character" in bad.output
+
+
+def test_the_visitor_topics_are_kept_only_broker_retention_hours_and_a_purge_says_until_when(settings):
+    """The frame, pose and dead-letter topics carry a time retention (standard Kafka configs) from
+    their creation, and get it on a rerun when they exist already; the workers' keyed state is
+    compacted within the same time; a purge computes from those configs when the rest goes."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from infra.kafka import changelog_configs, ensure_topics, topic_settings
+    from processors.app import build_app
+    from tools.purge import copy_left
+
+    short = settings.model_copy(update={"broker_retention_hours": 2.0})
+    ensure_topics(short)
+    configs = topic_settings(short, short.visitor_topics() + [short.topic_sessions])
+    for topic in short.visitor_topics():
+        assert configs[topic]["retention.ms"] == str(2 * 3_600_000), topic
+        assert configs[topic]["segment.ms"] == str(3_600_000) and configs[topic]["cleanup.policy"] == "delete"
+    assert configs[short.topic_sessions].get("retention.ms") != str(2 * 3_600_000)  # control topics: the default
+
+    # Topics made before (an older set-up): the next `booth stack up` / compose `setup` sets them.
+    admin = kafka.admin(short)
+    try:
+        admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, short.topic_frames, configs={"retention.ms": "999999999"})],
+            raise_on_unknown=False,
+        )
+    finally:
+        admin.close()
+    assert topic_settings(short, [short.topic_frames])[short.topic_frames]["retention.ms"] == "999999999"
+    ensure_topics(short.model_copy(update={"broker_retention_hours": 3.0}))
+    assert topic_settings(short, [short.topic_frames])[short.topic_frames]["retention.ms"] == str(3 * 3_600_000)
+
+    app = build_app(short)
+    for table in app.tables.values():
+        config = table.changelog_topic.config
+        assert config["max.compaction.lag.ms"] == str(2 * 3_600_000) and config["cleanup.policy"] == "compact"
+    assert changelog_configs(short)["segment.ms"] == str(3_600_000)
+
+    # On Apache Kafka, from what it reports: retention + a segment's span + its 5-minute check.
+    now = 1_000_000.0
+    frames = copy_left("f", "frames", {"retention.ms": "7200000", "segment.ms": "3600000"}, False, False, now)
+    assert frames.until == now + 2 * 3600 + 3600 + 300 and "2 h" in frames.policy
+    state = copy_left("c", "state", {"max.compaction.lag.ms": "7200000", "segment.ms": "3600000"}, True, False, now)
+    assert state.until == now + 2 * 3600 + 3600 + 300 and "compacted within 2 h" in state.policy
+    control = copy_left("s", "events", {"retention.ms": "259200000"}, False, False, now)
+    assert control.until == now + 72 * 3600 + 7 * 24 * 3600 + 300  # the broker's default 7-day segments
+    assert copy_left("f", "frames", {"retention.ms": "7200000"}, False, True, now).until is None  # embedded
 
 
 def test_status_views_drop_a_purged_session_for_good():

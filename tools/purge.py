@@ -14,9 +14,11 @@ In this order:
 6. after ``settle_s`` (long enough for a running job to notice the marker), a second sweep of
    the session's objects, for anything written meanwhile.
 
-What it cannot reach: the session's messages on the stream and control topics, which are not
-compacted and go when the broker's time retention says (docs/guarantees.md), and copies made
-outside the booth (recordings say whose sessions they hold).
+What it cannot reach, and reports with when it goes (``BrokerCopy``): the session's messages on
+the stream and control topics, which Kafka cannot delete by key and which go when the topic's time
+retention says (the visitor topics: ``broker_retention_hours``), and the values its tombstones
+replace, gone at the changelog's next compaction; and copies made outside the booth (recordings
+say whose sessions they hold). docs/guarantees.md lists what is deleted when.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ from schemas import SessionEvent, layout, validate_id
 
 
 @dataclass
+class BrokerCopy:
+    """The session's records that stay on one topic after the purge, and when they go at the latest."""
+
+    topic: str
+    holds: str
+    policy: str  # "delete after <h> h", "compacted", or what the broker says
+    until: float | None  # epoch seconds; None: the broker never deletes them (the embedded one)
+
+
+@dataclass
 class PurgeReport:
     session: str
     marker: str  # the purge marker's key
@@ -45,6 +57,7 @@ class PurgeReport:
     changelogs: list[str] = field(default_factory=list)  # those that exist (none: no worker ever ran)
     tombstones: list[KeyState] = field(default_factory=list)
     recordings: list[Path] = field(default_factory=list)  # this host's spool files of the session
+    broker: list[BrokerCopy] = field(default_factory=list)  # what stays on the broker, and until when
 
     def by_class(self) -> dict[str, int]:
         """Objects deleted per retention class."""
@@ -79,6 +92,7 @@ def purge(
             report.changelogs.append(topic)
             report.tombstones += [k for k in keys if k.session == session and not k.deleted]
     write_tombstones(settings, report.tombstones)
+    report.broker = broker_copies(settings, report.changelogs, time.time())
     report.recordings = spool_recordings(settings, session=session)
     for path in report.recordings:
         remove_recording(path)
@@ -86,3 +100,45 @@ def purge(
         time.sleep(settle_s)
         report.late_objects = store.delete_prefix(layout.session_prefix(session))
     return report
+
+
+def broker_copies(settings: Settings, changelogs: list[str], now: float) -> list[BrokerCopy]:
+    """When the session's records on each topic go, from the configs the broker reports. Kafka
+    deletes a segment once its newest record is older than retention.ms, and rolls a segment after
+    segment.ms, checking every few minutes: a record written before `now` is gone by now +
+    retention.ms + segment.ms + the check interval. A compacted changelog drops a replaced value
+    within max.compaction.lag.ms (+ segment.ms and the check interval)."""
+    holds = {
+        settings.topic_frames: "frames (pictures)",
+        settings.topic_poses: "poses",
+        settings.topic_smoothed: "smoothed poses",
+        settings.topic_deadletter: "dead letters (no pixels)",
+        settings.topic_sessions: "session events (ids, times, consent)",
+        settings.topic_datasets: "dataset notices (ids, counts)",
+        settings.topic_training: "training progress (ids, losses)",
+        settings.topic_renditions: "renditions (links that expire)",
+    }
+    holds.update({topic: "keyed state: values replaced by tombstones" for topic in changelogs})
+    embedded = kafka.embedded_broker(settings)
+    configs = kafka.topic_settings(settings, list(holds))
+    return [copy_left(t, what, configs.get(t) or {}, t in changelogs, embedded, now) for t, what in holds.items()]
+
+
+def copy_left(
+    topic: str, holds: str, config: dict[str, str], compacted: bool, embedded: bool, now: float
+) -> BrokerCopy:
+    """When a record of `topic` written before `now` is gone, from the topic's configs (see broker_copies)."""
+    if embedded:
+        return BrokerCopy(topic, holds, "none: the embedded broker deletes nothing", None)
+    slack_s = int(config.get("segment.ms", 7 * 24 * kafka.HOUR_MS)) / 1000 + kafka.RETENTION_CHECK_MS / 1000
+    if compacted:
+        lag = int(config.get("max.compaction.lag.ms", -1))
+        if lag <= 0 or lag >= 2**62:
+            return BrokerCopy(topic, holds, "compacted, with no bound on when", None)
+        return BrokerCopy(topic, holds, f"compacted within {lag / kafka.HOUR_MS:g} h", now + lag / 1000 + slack_s)
+    retention = int(config.get("retention.ms", -1))
+    if retention < 0:
+        return BrokerCopy(topic, holds, "kept for ever (retention.ms -1)", None)
+    return BrokerCopy(
+        topic, holds, f"deleted {retention / kafka.HOUR_MS:g} h after writing", now + retention / 1000 + slack_s
+    )
