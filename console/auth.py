@@ -18,8 +18,13 @@ Every response carries headers that keep the page out of frames and other sites'
 
 The cookie is ``<issued>.<nonce>.<HMAC-SHA256>``, signed with a key drawn when the app starts (a
 restart logs everyone out), HttpOnly, SameSite=Strict, Secure when ``console_secure_cookie`` is
-on, valid ``console_login_ttl_s``; logging out revokes its nonce. Failed logins are limited per
-client address. The password is compared in constant time and never logged.
+on, valid ``console_login_ttl_s``; logging out revokes its nonce. The password is compared in
+constant time and never logged.
+
+Every password check, form login or Bearer header, goes through one `LoginThrottle` keyed on the
+real client (`real_client`: the peer, or X-Forwarded-For from ``trusted_proxies`` only). Request
+bodies are counted while read and refused with 413 past LOGIN_MAX_BODY before login and
+``console_max_body_bytes`` after; an unreadable login counts as a failed one.
 """
 
 from __future__ import annotations
