@@ -35,11 +35,12 @@ class Outcome:
     detail: str
 
 
-def _rss_mb(pid: int | None) -> float | None:
+def _peak_mb(pid: int | None) -> float | None:
+    """The process's peak resident memory (a body read whole and freed again shows here)."""
     if not pid:
         return None
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return None
 
@@ -57,12 +58,13 @@ class Probe:
             self.local = host == "localhost"
         self._next_address = 2
 
-    def client(self) -> httpx.Client:
+    def client(self, address: str | None = None) -> httpx.Client:
         """A client with an address of its own when the console is on loopback."""
         if not self.local:
             return httpx.Client(timeout=30, headers={"Origin": self.url})
-        address = f"127.0.0.{self._next_address}"
-        self._next_address += 1
+        if address is None:
+            address = f"127.0.0.{self._next_address}"
+            self._next_address += 1
         transport = httpx.HTTPTransport(local_address=address)
         return httpx.Client(timeout=30, transport=transport, headers={"Origin": self.url})
 
@@ -98,7 +100,8 @@ class Probe:
         return "; the right password from the same address was still refused after 75 s"
 
     def forwarded_rotation(self) -> Outcome:
-        with self.client() as http:
+        # From 127.0.0.1, the address uvicorn believes forwarded headers from by default.
+        with self.client("127.0.0.1") as http:
             if not self.local:
                 self.wait_unlocked(http)
             codes = [
@@ -113,7 +116,7 @@ class Probe:
         return Outcome("X-Forwarded-For does not pick the throttle's key", 429 in codes, detail)
 
     def huge_login_body(self, megabytes: int) -> Outcome:
-        before = _rss_mb(self.pid)
+        before = _peak_mb(self.pid)
         status: int | str
         with self.client() as http:
 
@@ -134,8 +137,8 @@ class Probe:
                 content=b"x" * (1 << 20),
                 headers={"Content-Type": "application/json"},
             ).status_code
-        after = _rss_mb(self.pid)
-        grew = f"; console memory {before:.0f} -> {after:.0f} MB" if before and after else ""
+        after = _peak_mb(self.pid)
+        grew = f"; console peak memory {before:.0f} -> {after:.0f} MB" if before and after else ""
         refused = sized == 413 and status != 200 and (after is None or before is None or after - before < 100)
         detail = f"{megabytes} MB streamed login body: {status}; 1 MB with Content-Length: {sized}{grew}"
         return Outcome("a huge body before login is not read", refused, detail)
@@ -230,9 +233,9 @@ class Probe:
 
         s = self.settings
         configs = kafka.topic_settings(s, s.visitor_topics())
-        hours = {t: int(c.get("retention.ms", -1)) / 3_600_000 for t, c in configs.items()}
-        limited = all(0 < h <= s.broker_retention_hours for h in hours.values())
-        detail = ", ".join(f"{t} {h:g} h" for t, h in hours.items())
+        kept_ms = {t: int(c.get("retention.ms", -1)) for t, c in configs.items()}
+        limited = all(0 < ms <= s.broker_retention_hours * 3_600_000 for ms in kept_ms.values())
+        detail = ", ".join(f"{t} {ms / 3_600_000:g} h" if ms >= 0 else f"{t} not set" for t, ms in kept_ms.items())
         if kafka.embedded_broker(s):
             return Outcome(
                 "the broker forgets a visitor's frames",
