@@ -185,15 +185,10 @@ def session_purge(ctx, session_id, settle, as_json):
     _table(rows, f"purged {report.session}: {len(report.objects) + len(report.late_objects)} objects")
     _table(
         [
-            {
-                "topic": c.topic,
-                "the session's records there": c.holds,
-                "policy": c.policy,
-                "gone by": _when(c.until) if c.until else "never (until the broker stops)",
-            }
+            {"topic": c.topic, "holds": c.holds, "policy": c.policy, "gone by": _when(c.until) if c.until else "never"}
             for c in report.broker
         ],
-        "still on the broker (Kafka cannot delete by key; docs/guarantees.md)",
+        "left on the broker (docs/guarantees.md)",
     )
 
 
