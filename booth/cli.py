@@ -18,7 +18,17 @@ _settings = settings_from
 _table = print_table
 
 
-@click.group()
+class _Booth(click.Group):
+    def invoke(self, ctx: click.Context):
+        from infra.settings import MissingSecretError
+
+        try:
+            return super().invoke(ctx)
+        except MissingSecretError as exc:  # a setting to make, not a failure to debug
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Booth)
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:

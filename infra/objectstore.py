@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from infra.settings import Settings
+from infra.settings import MissingSecretError, Settings
 from schemas import layout
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ def retrying(what: str, fn: Callable[[], T], attempts: int = 8, first_delay: flo
     for attempt in range(1, attempts + 1):
         try:
             return fn()
-        except S3Error:
-            raise  # the server answered: retrying will not change its mind
+        except (S3Error, MissingSecretError):
+            raise  # the server answered, or there is nothing to sign with: retrying changes neither
         except Exception as exc:
             if attempt == attempts:
                 raise TransientStoreError(f"object store: {what} failed {attempts} times: {exc}") from exc

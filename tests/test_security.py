@@ -305,6 +305,13 @@ def test_no_s3_secret_has_a_default_the_embedded_store_draws_its_own(stack, sett
     with pytest.raises(MissingSecretError, match="BOOTH_S3_SECRET_KEY"):
         ObjectStore(bare).presign("sessions/s/manifest.json", 60)
 
+    # On the command line: one clear line, not retried as if the store were away.
+    refused = booth(
+        "session", "purge", "x-1", "--settle", "0", env={"BOOTH_STATE_DIR": str(tmp_path / "p")}, cwd=tmp_path
+    )
+    assert refused.returncode != 0 and "no S3 secret key: set BOOTH_S3_SECRET_KEY" in refused.stderr
+    assert "Traceback" not in refused.stderr and "failed 8 times" not in refused.stderr
+
     kept = stack.state_dir / "s3_secret_key"
     assert kept.stat().st_mode & 0o777 == 0o600
     secret = kept.read_text().strip()
