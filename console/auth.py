@@ -164,7 +164,7 @@ class LoginThrottle:
             count, last = self._failures(client, now)
             if count < self.free:
                 return 0.0
-            wait = min(self.max_s, self.base_s * 2 ** (count - self.free))
+            wait = min(self.max_s, self.base_s * 2 ** min(count - self.free, 30))  # a day of guesses: no overflow
             return min(wait, max(0.0, last + wait - now))
 
     def failed(self, client: str) -> None:
