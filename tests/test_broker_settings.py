@@ -85,3 +85,31 @@ def test_topics_are_created_with_the_partitions_each_topic_sets(settings):
         a.close()
     assert described[names["topic_datasets"]] == 6 == wanted[names["topic_datasets"]]
     assert described[s.topic_frames] == s.partitions_streams
+
+
+def test_booth_setup_creates_the_topics_and_the_bucket_from_the_settings(settings):
+    from click.testing import CliRunner
+
+    from booth.cli import main
+    from infra.objectstore import ObjectStore
+
+    s = settings.model_copy(
+        update={
+            "topic_datasets": settings.topic_datasets + ".setup",
+            "kafka_topics": {settings.topic_datasets + ".setup": {"partitions": 5}},
+            "s3_bucket": settings.s3_bucket + "-setup",
+        }
+    )
+    env = {k: v for k, v in s.to_env().items() if k.startswith("BOOTH_")}
+    result = CliRunner().invoke(main, ["setup"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert s.topic_datasets in result.output and "min.insync.replicas" in result.output
+    a = kafka.admin(s)
+    try:
+        described = {t["name"]: len(t["partitions"]) for t in a.describe_topics([s.topic_datasets])}
+    finally:
+        a.close()
+    assert described == {s.topic_datasets: 5}
+    assert ObjectStore(s).client.bucket_exists(s.s3_bucket)
+    # Again: nothing to do, no error.
+    assert CliRunner().invoke(main, ["setup"], env=env).exit_code == 0
