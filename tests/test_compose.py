@@ -203,3 +203,27 @@ def test_the_image_leaves_local_state_out_and_picks_torch_by_build_argument(serv
     assert pinned and set(pinned) == set(re.findall(r"torch==([\d.]+)", (REPO_ROOT / "Makefile").read_text()))
     args = booth_services(services)["setup"]["build"]["args"]
     assert set(args) == {"TORCH", "TORCH_CPU_INDEX_URL"}
+
+
+def test_the_console_health_check_passes_on_a_running_console_and_fails_on_a_stopped_one(services, settings):
+    """The health check's own command, run against a console answering to the public name only."""
+    import subprocess
+    import sys
+
+    from console.app import create_app
+
+    from helpers import console_settings, serve
+
+    check = services["console"]["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "python", "-c"]
+    env = {"BOOTH_CONSOLE_HOSTS": "booth.example.org", "PATH": "/usr/bin:/bin"}
+    app = create_app(console_settings(settings, console_hosts="booth.example.org"), targets={})
+
+    def run(port: int) -> int:
+        code = check[3].replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=30).returncode
+
+    with serve(app) as base:
+        port = int(base.rsplit(":", 1)[1])
+        assert run(port) == 0
+    assert run(port) != 0
