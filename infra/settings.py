@@ -91,10 +91,13 @@ class Settings(BaseSettings):
     topic_training: str = "booth.training"
     topic_renditions: str = "booth.renditions"
     topic_deadletter: str = "booth.deadletter"
+    # The trainers' shared queue: who trains which dataset (schemas.Claim); one partition, one order.
+    topic_claims: str = "booth.claims"
     partitions_streams: int = Field(4, ge=1, description="frames, poses and smoothed poses")
     partitions_control: int = Field(1, ge=1, description="sessions, training, renditions, dead letters")
-    # DatasetReady is keyed by session: several trainers (one per GPU machine) each take a share.
-    partitions_datasets: int = Field(4, ge=1, description="datasets: the most trainers that can share the work")
+    # DatasetReady is keyed by session; every trainer reads every partition (trainer.claims): the
+    # count only spreads the topic, it does not limit the trainers.
+    partitions_datasets: int = Field(4, ge=1, description="datasets topic partitions")
     # Copies of each partition, and how many must hold a write before the broker acknowledges it
     # (every producer sends with acks=all). A production cluster: 3 and 2, so one broker can be away
     # without losing a write or stopping one (infra/compose.yaml). The embedded broker is a single
@@ -134,6 +137,12 @@ class Settings(BaseSettings):
     # Tries per object-store call before it counts as away (backoff 0.5 s doubling to 10 s: 8 tries
     # ride out about 35 s); the trainer then retries the whole session with its own backoff.
     s3_attempts: int = Field(8, ge=1, le=20)
+
+    # --- trainers ---
+    # A trainer holds the session it trains by a lease on the claims topic, renewed every third of
+    # this; one that stops renewing (crashed, cut off) stops itself before the lease ends, and
+    # another takes the session over (from its checkpoint) a sixth of it after the end.
+    trainer_lease_s: float = Field(30.0, ge=1.0, le=3600)
 
     # --- privacy: how long a visitor's data is kept, in days after each object was written ---
     retention_frames_days: int = Field(14, ge=1, le=3650, description="frames, shards and the dataset preview")
@@ -211,6 +220,8 @@ class Settings(BaseSettings):
         if unknown:
             known = ", ".join(sorted(names))
             raise ValueError(f"kafka_topics names {', '.join(unknown)}, which are not this project's topics ({known})")
+        if (self.kafka_topics.get(self.topic_claims) or TopicOverride()).partitions not in (None, 1):
+            raise ValueError(f"kafka_topics sets partitions for {self.topic_claims}: it has one, so one order")
         for name in self.stream_topics():
             if (self.kafka_topics.get(name) or TopicOverride()).partitions is not None:
                 raise ValueError(
@@ -255,6 +266,7 @@ class Settings(BaseSettings):
             self.topic_training: control,
             self.topic_renditions: control,
             self.topic_deadletter: control,
+            self.topic_claims: 1,
         }
         return {name: (self.kafka_topics.get(name) or TopicOverride()).partitions or n for name, n in groups.items()}
 
