@@ -339,10 +339,7 @@ def test_the_production_set_up_serves_the_console_over_tls_only_under_its_domain
     secrets = tmp_path / "run-secrets"
     secrets.mkdir()
     (secrets / "console_password").write_text(CONSOLE_PASSWORD)
-    env = {
-        k: re.sub(r"\$\{DOMAIN[^}]*\}", "booth.example.org", str(v))
-        for k, v in console["environment"].items()
-    }
+    env = {k: re.sub(r"\$\{DOMAIN[^}]*\}", "booth.example.org", str(v)) for k, v in console["environment"].items()}
     env["BOOTH_SECRETS_DIR"] = str(secrets)
     for name, value in env.items():
         if name.startswith("BOOTH_") and not name.startswith(
