@@ -16,7 +16,7 @@ of each other's words (schemas.Claim). Every trainer applies the same rules to t
 A trainer writes its word and reads the claims log up to it before acting on it. Two records of
 one session are served one after the other (the later waits for the earlier to be done). Each
 trainer commits, for the group `<app_id>-trainer`, every partition's offset below which all work is
-done: a restart reads from there, and the group's lag is the work still to do.
+done: a restart reads from there. The group's booth_consumer_lag is the work not yet done.
 """
 
 from __future__ import annotations
@@ -224,6 +224,21 @@ class SessionQueue:
         """Work every trainer judges alike as nothing to do (a dataset that failed): no word needed."""
         self.ledger.done.add(work.id)
         self.pending.pop(work.id, None)
+
+    def report_lag(self) -> None:
+        """booth_consumer_lag for the trainers' group: per partition, the work not yet done (held
+        or waiting, this trainer's own job included) plus the records not read yet."""
+        from infra.metrics_names import set_consumer_lag
+
+        self.forget_done()
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self.partitions:
+            end = self.datasets.highwater(tp)
+            position = self.datasets.position(tp, timeout_ms=0) if end is not None else None
+            unread = max(0, end - position) if end is not None and position is not None else 0
+            open_work = sum(1 for w in self.pending.values() if w.record.partition == tp.partition)
+            lags[(tp.topic, tp.partition)] = unread + open_work
+        set_consumer_lag(self.group, lags)
 
     # --- offsets -----------------------------------------------------------------------------
     def commit(self) -> None:

@@ -220,8 +220,6 @@ class TrainingService:
 
         idle_exit: stop after this many seconds with no job and nothing waiting; max_sessions: stop
         once this many sessions are rendered."""
-        from infra.consume import report_consumer_lag
-
         s = self.settings
         metrics.serve(s, STAGE)
         me = trainer_id()
@@ -233,7 +231,8 @@ class TrainingService:
         try:
             while stop is None or not stop.is_set():
                 queue.poll(200 if state["running"] is not None else 100)
-                report_consumer_lag(queue.datasets, queue.group)
+                self._sweep(queue)
+                queue.report_lag()
                 now = time.time()
                 if state["running"] is not None:
                     self._keep_lease(queue, state["running"], now)
@@ -289,25 +288,47 @@ class TrainingService:
         running.thread = threading.Thread(target=work, name=f"train-{running.ready.session}", daemon=True)
         running.thread.start()
 
-    def _take_next(self, queue: SessionQueue, state: dict[str, Any]) -> None:
-        """Claim the oldest waiting work this trainer can win, and start it."""
+    def _sweep(self, queue: SessionQueue) -> None:
+        """Work with nothing to train, done at once whatever this trainer is doing: a failed dataset
+        (every trainer judges it alike: no claim), and a record that does not decode (the trainer
+        that claims it sends its dead letter)."""
         from kafka.errors import KafkaError
 
         for work in queue.waiting(time.time()):
+            if work.ready is not None and work.ready.status != "ready":
+                queue.report_lag()
+                self.handle(work.ready)  # logged
+                queue.mark_done_locally(work)
+            elif work.ready is None:
+                try:
+                    if queue.claim(work):
+                        r = work.record
+                        send_dead_letter(
+                            self.producer,
+                            self.settings,
+                            STAGE,
+                            work.error,
+                            r.topic,
+                            r.key,
+                            r.value,
+                            r.partition,
+                            r.offset,
+                        ).get(30)
+                        queue.finish(work)
+                except (KafkaError, TimeoutError) as exc:
+                    log.warning("work %s: claiming failed (%s); trying again shortly", work.id, exc)
+                    return
+
+    def _take_next(self, queue: SessionQueue, state: dict[str, Any]) -> None:
+        """Claim the oldest waiting session this trainer can win, and start it."""
+        from kafka.errors import KafkaError
+
+        for work in queue.waiting(time.time()):
+            if work.ready is None or work.ready.status != "ready":
+                continue  # _sweep's
             try:
-                if work.ready is not None and work.ready.status != "ready":
-                    self.handle(work.ready)  # nothing to train (logged); every trainer judges it alike
-                    queue.mark_done_locally(work)
-                    continue
                 if not queue.claim(work):
                     continue  # another trainer's claim came first
-                if work.ready is None:
-                    r = work.record
-                    send_dead_letter(
-                        self.producer, self.settings, STAGE, work.error, r.topic, r.key, r.value, r.partition, r.offset
-                    ).get(30)
-                    queue.finish(work)
-                    continue
             except (KafkaError, TimeoutError) as exc:
                 log.warning("work %s: claiming failed (%s); trying again shortly", work.id, exc)
                 return
@@ -316,6 +337,7 @@ class TrainingService:
             running = _Running(work.record, work.ready, work=work, lease_until=held.lease_until if held else 0.0)
             running.renew_at = time.time() + self.settings.trainer_lease_s / 3
             state["running"] = running
+            queue.report_lag()
             self._start(running)
             return
 
