@@ -97,6 +97,35 @@ def stack_reset(ctx):
     _table([{"topic": k, "partitions": v} for k, v in Stack(_settings(ctx)).reset_topics().items()], "topics")
 
 
+@main.command("setup")
+@click.pass_context
+def setup(ctx):
+    """Create the topics (partitions, replication factor, min.insync.replicas from the settings), check
+    the bucket (made when missing) and set its lifecycle rules, on the configured broker and store: a
+    deployment's one-shot set-up (infra/compose.yaml). Running it again changes nothing that exists."""
+    from infra.kafka import ensure_topics
+    from infra.objectstore import ObjectStore
+    from infra.retention import LifecycleError, apply_lifecycle
+
+    settings = _settings(ctx)
+    ensure_topics(settings)
+    ObjectStore(settings).ensure_bucket()
+    try:
+        apply_lifecycle(settings)
+    except LifecycleError as exc:  # a store without lifecycle rules: `booth retention apply` still deletes
+        click.echo(f"warning: {exc}", err=True)
+    rows = [
+        {
+            "topic": name,
+            "partitions": spec.partitions,
+            "replicas": spec.replication_factor,
+            "min.insync.replicas": spec.min_insync_replicas,
+        }
+        for name, spec in settings.topic_specs().items()
+    ]
+    _table(rows, f"topics on {settings.kafka_bootstrap}; bucket {settings.s3_bucket} with its lifecycle rules")
+
+
 # --- session -----------------------------------------------------------------------------------
 @main.group()
 def session() -> None:

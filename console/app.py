@@ -11,9 +11,11 @@
     POST /api/sessions                   start a session:
                                          {"session"?, "cameras": [...], "reference"?, "note"?, "consent"?: bool}
     POST /api/sessions/<session>/end     end it: {"abort"?: bool, "note"?}
-    GET  /api/sessions/<session>/qr.svg  the rendition link as a QR code (also qr.png)
+    GET  /api/sessions/<session>/qr.svg  the visitor's short link (infra.links) as a QR code (also qr.png)
+    GET  /v/<token>                      a visitor's short link: 302 to a fresh presigned link to the
+                                         video while it is kept, 404 once it is gone (no login)
 
-Everything but the health check and the login page needs the operator's login, every POST is
+Everything but the health check, the login page and the short links needs the operator's login, every POST is
 application/json from this console's own origin, and only the allowed Host names are answered
 (console.auth). Errors are JSON objects {"error": "..."} naming the problem. Purged sessions
 (their purge event on the sessions topic) disappear from the state and the previews.
@@ -26,6 +28,7 @@ import contextlib
 import json
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +46,11 @@ from console.preview import PreviewError, PreviewFeed
 from console.qr import qr_png, qr_svg
 from console.state import build_state
 from console.status import StatusFeed
-from infra.objectstore import TransientStoreError
+from infra.links import session_of, share_url
+from infra.objectstore import ObjectStore, TransientStoreError
+from infra.retention import DAY_S, video_link_expiry_s
 from infra.settings import Settings
-from schemas import InvalidId, validate_id
+from schemas import InvalidId, layout, validate_id
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_CAMERAS = 64
@@ -198,9 +203,20 @@ async def index(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+def _with_links(state: dict[str, Any], request: Request) -> dict[str, Any]:
+    """Each rendition's short link for the visitor, on the public address (or this console's)."""
+    settings: Settings = request.app.state.hub.settings
+    for row in state.get("sessions") or ():
+        if row.get("rendition"):
+            row["rendition"]["link"] = share_url(settings, row["session"], str(request.base_url))
+    return state
+
+
 async def state(request: Request) -> Response:
     return Response(
-        dumps(request.app.state.hub.state()), media_type="application/json", headers={"Cache-Control": "no-store"}
+        dumps(_with_links(request.app.state.hub.state(), request)),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -212,7 +228,7 @@ async def events(request: Request) -> Response:
         yield "retry: 2000\n\n"
         # Runs until the client goes: Starlette then cancels it (or the next send fails).
         while True:
-            yield f"data: {dumps(hub.state())}\n\n"
+            yield f"data: {dumps(_with_links(hub.state(), request))}\n\n"
             await asyncio.sleep(interval)
 
     return StreamingResponse(
@@ -323,11 +339,36 @@ async def logout(request: Request) -> Response:
 
 
 def _rendition_url(request: Request) -> str:
+    """The short link of a session with a rendition: what the visitor scans."""
     session = _id(request.path_params["session"], "session")
     for row in request.app.state.hub.state()["sessions"]:
         if row["session"] == session and row["rendition"]:
-            return row["rendition"]["url"]
+            return share_url(request.app.state.hub.settings, session, str(request.base_url))
     raise ApiError(404, f"session {session} has no rendition yet")
+
+
+def shared_video(request: Request) -> Response:
+    """A visitor's short link: a redirect to a fresh presigned link to the session's newest video,
+    valid until the video's deletion (retention_videos_days after it was written). A wrong mac and a
+    video that is gone look alike (404), so a link reveals nothing about other sessions."""
+    settings: Settings = request.app.state.hub.settings
+    session = session_of(settings, request.path_params["token"])
+    gone = ApiError(404, "this video is not available (the link is wrong, or the video was deleted)")
+    if session is None:
+        raise gone
+    key = layout.result_key(session, "rendition.mp4")
+    store = request.app.state.store
+    try:
+        found = [o for o in store.list_info(key) if o.key == key]
+    except TransientStoreError as exc:
+        raise ApiError(503, f"the video store is not answering: {exc}") from None
+    if not found:
+        raise gone
+    now = time.time()
+    if found[0].written_at + settings.retention_videos_days * DAY_S <= now:
+        raise gone  # due for deletion: the retention job has not come round yet
+    url = store.presign(key, video_link_expiry_s(settings, found[0].written_at, now))
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
 
 
 def qr_code_svg(request: Request) -> Response:
@@ -396,6 +437,7 @@ def create_app(
         Route("/api/sessions/{session}/end", end_session, methods=["POST"]),
         Route("/api/sessions/{session}/qr.svg", qr_code_svg),
         Route("/api/sessions/{session}/qr.png", qr_code_png),
+        Route("/v/{token}", shared_video),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     logins = Logins(settings.console_login_ttl_s)
@@ -415,6 +457,7 @@ def create_app(
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},  # type: ignore[dict-item]
     )
     app.state.hub = hub
+    app.state.store = ObjectStore(settings)
     app.state.console_password = password
     app.state.guard_logins = logins
     app.state.login_throttle = throttle

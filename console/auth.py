@@ -48,6 +48,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Reachable without a login: a health check for load balancers, and the login page itself.
 PUBLIC = frozenset({("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")})
 PUBLIC_STATIC = frozenset({"/static/login.js", "/static/style.css"})
+# The visitors' short links (infra.links): a link is its own credential, checked by its handler.
+PUBLIC_PREFIXES = ("/v/",)
 LOGIN = ("POST", "/login")
 # Request bodies: before login only a password fits; after it, settings console_max_body_bytes.
 LOGIN_MAX_BODY = 4096
@@ -313,7 +315,9 @@ class Guard:
         if host_name(host) not in self.hosts:
             return 400, f"this console does not answer to the host {host[:100]!r} (console_hosts)", []
         method, path = scope["method"], scope["path"]
-        public = (method, path) in PUBLIC or (method in SAFE_METHODS and path in PUBLIC_STATIC)
+        public = (method, path) in PUBLIC or (
+            method in SAFE_METHODS and (path in PUBLIC_STATIC or path.startswith(PUBLIC_PREFIXES))
+        )
         how = self.authenticate(headers, client)
         if isinstance(how, tuple):
             return how

@@ -18,6 +18,11 @@ def _code(url: str) -> qrcode.QRCode:
     return code
 
 
+def qr_version(url: str) -> int:
+    """The code's version: 1 is 21 modules a side, each step 4 more (a denser code)."""
+    return int(_code(url).version)
+
+
 def qr_svg(url: str) -> bytes:
     return _code(url).make_image(image_factory=qrcode.image.svg.SvgPathImage).to_string()
 

@@ -65,6 +65,16 @@ def _security(settings: Settings) -> dict:
     return opts
 
 
+def _delivery(settings: Settings) -> dict:
+    """Idempotent sends where the broker keeps producer ids (settings.kafka_idempotence). Without:
+    after a restart of a broker that forgot producer ids (the embedded one) InitProducerId fails,
+    which kafka-python treats as fatal, so plain retries with one request in flight keep each key's
+    order and a retried duplicate is dropped downstream by seq."""
+    if settings.kafka_idempotence:
+        return dict(enable_idempotence=True, max_in_flight_requests_per_connection=5)
+    return dict(enable_idempotence=False, max_in_flight_requests_per_connection=1)
+
+
 def producer(settings: Settings, **overrides):
     from kafka import KafkaProducer
 
@@ -75,12 +85,7 @@ def producer(settings: Settings, **overrides):
         acks="all",
         linger_ms=5,
         retries=5,
-        # Not the idempotent producer (kafka-python's default): after a broker restart that forgot
-        # producer ids (the embedded in-memory broker) its InitProducerId fails, which kafka-python
-        # treats as fatal: every later send fails until the process restarts. Plain retries with one
-        # request in flight keep each key's order; a retried duplicate is dropped downstream by seq.
-        enable_idempotence=False,
-        max_in_flight_requests_per_connection=1,
+        **_delivery(settings),
         **_security(settings),
     )
     opts.update(overrides)
@@ -181,7 +186,8 @@ def ensure_topics(settings: Settings, recreate: bool = False) -> dict[str, int]:
 
     from infra.changelog import changelog_topics
 
-    wanted = settings.topic_partitions()
+    specs = settings.topic_specs()
+    wanted = {name: spec.partitions for name, spec in specs.items()}
     configs = topic_configs(settings)
     client = admin(settings)
     try:
@@ -196,8 +202,13 @@ def ensure_topics(settings: Settings, recreate: bool = False) -> dict[str, int]:
                 wait_until(lambda: not (set(client.list_topics()) & set(doomed)), 20, what="topics to be deleted")
             existing -= set(doomed)
         new = [
-            NewTopic(name, count, 1, topic_configs=configs.get(name) or {})
-            for name, count in wanted.items()
+            NewTopic(
+                name,
+                spec.partitions,
+                spec.replication_factor,
+                topic_configs={**spec.configs(), **configs.get(name, {})},
+            )
+            for name, spec in specs.items()
             if name not in existing
         ]
         if new:
@@ -274,7 +285,8 @@ def faust_broker_options(settings: Settings) -> dict:
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
         producer_max_request_size=settings.kafka_max_message_bytes,
         consumer_max_fetch_size=settings.kafka_max_message_bytes,
-        topic_replication_factor=1,
+        # Faust's own topics (table changelogs, its leader topic) as replicated as the project's.
+        topic_replication_factor=settings.kafka_replication_factor,
     )
     context = aiokafka_ssl_context(settings)
     if settings.kafka_sasl_mechanism:

@@ -57,15 +57,15 @@ def retrying(what: str, fn: Callable[[], T], attempts: int = 8, first_delay: flo
     raise AssertionError("unreachable")
 
 
-def _client(settings: Settings) -> Any:
+def _client(settings: Settings, endpoint: str | None = None, secure: bool | None = None) -> Any:
     from minio import Minio
 
     return Minio(
-        settings.s3_endpoint,
+        endpoint or settings.s3_endpoint,
         access_key=settings.s3_access_key,
         secret_key=settings.s3_secret(),
-        secure=settings.s3_secure,
-        region=settings.s3_region,
+        secure=settings.s3_secure if secure is None else secure,
+        region=settings.s3_region,  # known, so presigning asks the server nothing
     )
 
 
@@ -77,6 +77,7 @@ class ObjectStore:
         self.bucket = settings.s3_bucket
         self.attempts = attempts or settings.s3_attempts
         self._client: Any = None
+        self._link_client: Any = None
 
     @property
     def client(self) -> Any:
@@ -177,6 +178,13 @@ class ObjectStore:
         return doomed
 
     def presign(self, key: str, expires_s: float) -> str:
-        """A GET link to key valid for expires_s seconds (at most 7 days, S3's limit)."""
+        """A GET link to key valid for expires_s seconds (at most 7 days, S3's limit), on the public
+        store address when there is one (infra.links.public_store_address): links leave the
+        deployment. The signature covers the host, so a proxy in front must pass Host unchanged."""
+        from infra.links import public_store_address
+
+        if self._link_client is None:
+            public = public_store_address(self.settings)
+            self._link_client = _client(self.settings, *public) if public else self.client
         seconds = int(min(max(1.0, expires_s), MAX_LINK_S))
-        return self.client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=seconds))
+        return self._link_client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=seconds))

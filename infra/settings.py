@@ -9,11 +9,13 @@ the embedded stack.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +36,29 @@ class MissingSecretError(ValueError):
 def _default_models_dir() -> Path:
     shared = REPO_ROOT.parent / "shared" / "models"
     return shared if shared.is_dir() else REPO_ROOT / ".booth" / "models"
+
+
+class TopicOverride(BaseModel):
+    """What one topic sets for itself (Settings.kafka_topics); None keeps the general value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partitions: int | None = Field(None, ge=1)
+    replication_factor: int | None = Field(None, ge=1, le=32)
+    min_insync_replicas: int | None = Field(None, ge=1, le=32)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """How a topic is created: partitions, replicas and the write quorum (min.insync.replicas)."""
+
+    partitions: int
+    replication_factor: int
+    min_insync_replicas: int
+
+    def configs(self) -> dict[str, str]:
+        """The topic-level configuration it is created with."""
+        return {"min.insync.replicas": str(self.min_insync_replicas)}
 
 
 class Settings(BaseSettings):
@@ -73,10 +98,28 @@ class Settings(BaseSettings):
     topic_training: str = "booth.training"
     topic_renditions: str = "booth.renditions"
     topic_deadletter: str = "booth.deadletter"
+    # The trainers' shared queue: who trains which dataset (schemas.Claim); one partition, one order.
+    topic_claims: str = "booth.claims"
     partitions_streams: int = Field(4, ge=1, description="frames, poses and smoothed poses")
     partitions_control: int = Field(1, ge=1, description="sessions, training, renditions, dead letters")
-    # DatasetReady is keyed by session: several trainers (one per GPU machine) each take a share.
-    partitions_datasets: int = Field(4, ge=1, description="datasets: the most trainers that can share the work")
+    # DatasetReady is keyed by session; every trainer reads every partition (trainer.claims): the
+    # count only spreads the topic, it does not limit the trainers.
+    partitions_datasets: int = Field(4, ge=1, description="datasets topic partitions")
+    # Copies of each partition, and how many must hold a write before the broker acknowledges it
+    # (every producer sends with acks=all). A production cluster: 3 and 2, so one broker can be away
+    # without losing a write or stopping one (infra/compose.yaml). The embedded broker is a single
+    # node: 1 and 1. Faust's changelogs and its internal topics take the same values.
+    kafka_replication_factor: int = Field(1, ge=1, le=32)
+    kafka_min_insync_replicas: int = Field(1, ge=1, le=32)
+    # Per topic, over the values above and the partitions_* groups, by topic name:
+    # {"booth.datasets": {"partitions": 16}, "booth.deadletter": {"replication_factor": 5}} (JSON in
+    # the environment).
+    kafka_topics: dict[str, TopicOverride] = Field(default_factory=dict)
+    # The idempotent producer: a retried send is written once and in order with several requests in
+    # flight. Every Apache Kafka cluster supports it: on in production. Off by default because the
+    # embedded broker forgets producer ids when it restarts, which the client treats as fatal; then
+    # one request in flight keeps each key's order and the stages drop a retried duplicate by seq.
+    kafka_idempotence: bool = False
 
     # --- object storage ---
     s3_endpoint: str = "127.0.0.1:9000"
@@ -88,9 +131,27 @@ class Settings(BaseSettings):
     s3_bucket: str = "booth"
     s3_region: str = "us-east-1"
     link_expiry_s: int = Field(7 * 24 * 3600, ge=60, le=7 * 24 * 3600)
+    # The address visitors reach the booth on (scheme://host[:port], no path), e.g.
+    # https://booth.example.org: the visitor's short link and its QR code point there
+    # (<public_url>/v/<token>, the console redirects it to a fresh presigned link). Unset: the
+    # console's own address as the browser reached it.
+    public_url: str | None = Field(None, pattern=r"^https?://[A-Za-z0-9.\[\]:-]+$")
+    # Where presigned links point (scheme://host[:port]): an address outside the deployment can
+    # reach the bucket on, path-style (/<bucket>/<key>). Unset: public_url when that is set (a proxy
+    # there passes /<bucket>/ to the object store, as infra/Caddyfile does), else s3_endpoint.
+    s3_public_url: str | None = Field(None, pattern=r"^https?://[A-Za-z0-9.\[\]:-]+$")
+    # The key short links are signed with (a secret). Unset: derived from s3_secret_key; set it to
+    # keep links working when the storage credentials change (a new value ends every link given).
+    link_secret: SecretStr | None = None
     # Tries per object-store call before it counts as away (backoff 0.5 s doubling to 10 s: 8 tries
     # ride out about 35 s); the trainer then retries the whole session with its own backoff.
     s3_attempts: int = Field(8, ge=1, le=20)
+
+    # --- trainers ---
+    # A trainer holds the session it trains by a lease on the claims topic, renewed every third of
+    # this; one that stops renewing (crashed, cut off) stops itself before the lease ends, and
+    # another takes the session over (from its checkpoint) a sixth of it after the end.
+    trainer_lease_s: float = Field(30.0, ge=1.0, le=3600)
 
     # --- privacy: how long a visitor's data is kept, in days after each object was written ---
     retention_frames_days: int = Field(14, ge=1, le=3650, description="frames, shards and the dataset preview")
@@ -200,6 +261,29 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
         return tuple(sources)
 
+    @model_validator(mode="after")
+    def _check_topics(self) -> Settings:
+        names = set(self.topic_partitions())
+        unknown = sorted(set(self.kafka_topics) - names)
+        if unknown:
+            known = ", ".join(sorted(names))
+            raise ValueError(f"kafka_topics names {', '.join(unknown)}, which are not this project's topics ({known})")
+        if (self.kafka_topics.get(self.topic_claims) or TopicOverride()).partitions not in (None, 1):
+            raise ValueError(f"kafka_topics sets partitions for {self.topic_claims}: it has one, so one order")
+        for name in self.stream_topics():
+            if (self.kafka_topics.get(name) or TopicOverride()).partitions is not None:
+                raise ValueError(
+                    f"kafka_topics sets partitions for {name}: the stream topics and the workers' tables "
+                    "share one partition count, set partitions_streams instead"
+                )
+        for name, spec in self.topic_specs().items():
+            if spec.min_insync_replicas > spec.replication_factor:
+                raise ValueError(
+                    f"topic {name}: min_insync_replicas {spec.min_insync_replicas} is more than its "
+                    f"replication factor {spec.replication_factor}: no write could ever be acknowledged"
+                )
+        return self
+
     def retention_days(self) -> dict[str, int]:
         """Days each retention class (schemas.layout) is kept; records as long as the longest."""
         days = {
@@ -215,9 +299,13 @@ class Settings(BaseSettings):
     def group(self, component: str) -> str:
         return f"{self.app_id}-{component}"
 
+    def stream_topics(self) -> tuple[str, str, str]:
+        """The topics the stream workers read and write with their tables: one partition count."""
+        return (self.topic_frames, self.topic_poses, self.topic_smoothed)
+
     def topic_partitions(self) -> dict[str, int]:
         streams, control = self.partitions_streams, self.partitions_control
-        return {
+        groups = {
             self.topic_frames: streams,
             self.topic_poses: streams,
             self.topic_smoothed: streams,
@@ -226,7 +314,21 @@ class Settings(BaseSettings):
             self.topic_training: control,
             self.topic_renditions: control,
             self.topic_deadletter: control,
+            self.topic_claims: 1,
         }
+        return {name: (self.kafka_topics.get(name) or TopicOverride()).partitions or n for name, n in groups.items()}
+
+    def topic_specs(self) -> dict[str, TopicSpec]:
+        """Every project topic with its partitions, replication factor and min.insync.replicas."""
+        specs = {}
+        for name, partitions in self.topic_partitions().items():
+            over = self.kafka_topics.get(name) or TopicOverride()
+            specs[name] = TopicSpec(
+                partitions=partitions,
+                replication_factor=over.replication_factor or self.kafka_replication_factor,
+                min_insync_replicas=over.min_insync_replicas or self.kafka_min_insync_replicas,
+            )
+        return specs
 
     def visitor_topics(self) -> list[str]:
         """The topics that hold a visitor's pictures or body (time-limited by broker_retention_hours)."""
@@ -239,6 +341,8 @@ class Settings(BaseSettings):
         for name, value in {**self.model_dump(), **overrides}.items():
             if hasattr(value, "get_secret_value"):
                 value = value.get_secret_value()
+            if isinstance(value, (dict, list)):
+                value = json.dumps(value)  # how the environment spells a structured setting
             if value is not None:
                 env[f"BOOTH_{name.upper()}"] = str(value)
         return env
@@ -249,7 +353,7 @@ class Settings(BaseSettings):
 
 
 # Credentials come from the environment or secret files only: config files get copied and committed.
-SECRET_FIELDS = ("kafka_sasl_password", "s3_secret_key", "console_password")
+SECRET_FIELDS = ("kafka_sasl_password", "s3_secret_key", "console_password", "link_secret")
 
 
 def _refuse_secrets(config: Path) -> None:

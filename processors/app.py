@@ -193,13 +193,17 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     frames = app.topic(settings.topic_frames, partitions=settings.partitions_streams, **raw)
     poses = app.topic(settings.topic_poses, partitions=settings.partitions_streams, **raw)
     smoothed = app.topic(settings.topic_smoothed, partitions=settings.partitions_streams, **raw)
-    deadletter = app.topic(settings.topic_deadletter, partitions=settings.partitions_control, **raw)
+    deadletter = app.topic(
+        settings.topic_deadletter, partitions=settings.topic_partitions()[settings.topic_deadletter], **raw
+    )
     # Values: JSON-able dicts (the app's default json serializer), one per session/camera; their
-    # changelogs: infra.changelog (purge and retention tombstone them).
-    # Compacted within broker_retention_hours (infra.kafka.changelog_configs): tombstoned state goes.
-    changelog = {"extra_topic_configs": changelog_configs(settings)}
-    states = app.Table(SMOOTHER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str, **changelog)
-    trackers = app.Table(TRACKER_TABLE, default=None, partitions=settings.partitions_streams, key_type=str, **changelog)
+    # changelogs: infra.changelog (purge and retention tombstone them). Compacted within
+    # broker_retention_hours (infra.kafka.changelog_configs), so tombstoned state goes; with the write
+    # quorum of the project's topics (their replication factor is the app's topic_replication_factor).
+    configs = {**changelog_configs(settings), "min.insync.replicas": str(settings.kafka_min_insync_replicas)}
+    table = dict(default=None, partitions=settings.partitions_streams, key_type=str, extra_topic_configs=configs)
+    states = app.Table(SMOOTHER_TABLE, **table)
+    trackers = app.Table(TRACKER_TABLE, **table)
     smoothing = smoothing or SmoothingParams()
     track_stage = TrackStage(tracking_params(settings, smoothing))
     inference = Inference(

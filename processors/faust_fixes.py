@@ -1,4 +1,5 @@
-"""Three corrections to Faust's consumer, applied before the app is built (`apply`).
+"""Three corrections to Faust's consumer and one producer option, applied before the app is built
+(`apply`).
 
 They patch classes at run time, so they are written against faust-streaming 0.15 and aiokafka
 0.14 (both pinned in pyproject.toml), and each wraps Faust's own method rather than replacing it.
@@ -51,6 +52,7 @@ def check_targets() -> list[str]:
         ),
         ("faust Recovery._resume_streams", getattr(Recovery, "_resume_streams", None), ["self", "generation_id"], True),
         ("faust Consumer.stop_flow", getattr(faust_consumer.Consumer, "stop_flow", None), ["self"], False),
+        ("faust aiokafka Producer._settings_extra", getattr(driver.Producer, "_settings_extra", None), ["self"], False),
     ]
     problems, checked = [], []
     for name, fn, params, coroutine in expected:
@@ -148,8 +150,28 @@ def exact_recovery_highwaters(settings) -> None:
     driver.AIOKafkaConsumerThread._highwaters = highwaters
 
 
+def idempotent_producer(enabled: bool) -> None:
+    """Faust offers the idempotent producer only inside transactions (exactly-once processing); the
+    workers run at least once, with idempotent sends where the broker keeps producer ids
+    (settings.kafka_idempotence, infra.kafka._delivery). Faust's producer sends with acks=all."""
+    from faust.transport.drivers import aiokafka as driver
+
+    original = driver.Producer._settings_extra
+    original = getattr(original, "__wrapped__", original)
+
+    def extra(self):
+        opts = dict(original(self))
+        if enabled:
+            opts.setdefault("enable_idempotence", True)
+        return opts
+
+    extra.__wrapped__ = original
+    driver.Producer._settings_extra = extra
+
+
 def apply(settings) -> None:
     check_targets()
+    idempotent_producer(settings.kafka_idempotence)
     limit_fetch_wait(settings.kafka_live_fetch_max_wait_ms)
     seek_before_resuming_streams()
     exact_recovery_highwaters(settings)

@@ -3,7 +3,7 @@
 Every message on the bus is one envelope (documented for other languages in schemas/README.md):
 
     bytes 0-1   magic b"MB"
-    byte  2     kind code (Frame=1 ... DeadLetter=8)
+    byte  2     kind code (Frame=1 ... Claim=9)
     byte  3     schema version of that kind
     bytes 4-7   header length N, unsigned 32-bit big-endian
     bytes 8..   N bytes of UTF-8 JSON: the message's fields
@@ -394,9 +394,36 @@ class DeadLetter(Message):
         )
 
 
+class Claim(Message):
+    """A trainer's word on one piece of work (a DatasetReady record, `work` = "<partition>-<offset>")
+    on the claims topic, whose one partition orders every trainer's words: `claim` (take it, held
+    until `lease_until`), `renew` (hold it longer), `release` (give it back unfinished), `done`.
+    Every trainer reads them in log order with the same rules (trainer.claims.Ledger), so all agree
+    on who trains what."""
+
+    KIND: ClassVar[int] = 9
+
+    work: SafeId
+    session: SafeId
+    trainer: SafeId
+    kind: Literal["claim", "renew", "release", "done"]
+    lease_until: NonNeg
+    wall_time: NonNeg
+
+
 KINDS: dict[int, type[Message]] = {
     cls.KIND: cls
-    for cls in (Frame, PoseEstimate, SmoothedPose, SessionEvent, DatasetReady, TrainingProgress, Rendition, DeadLetter)
+    for cls in (
+        Frame,
+        PoseEstimate,
+        SmoothedPose,
+        SessionEvent,
+        DatasetReady,
+        TrainingProgress,
+        Rendition,
+        DeadLetter,
+        Claim,
+    )
 }
 
 

@@ -39,10 +39,26 @@ def settings(stack, request):
     suffix = uuid.uuid4().hex[:8]
     names = {
         f"topic_{t}": f"t.{suffix}.{t}"
-        for t in ("frames", "poses", "smoothed", "sessions", "datasets", "training", "renditions", "deadletter")
+        for t in (
+            "frames",
+            "poses",
+            "smoothed",
+            "sessions",
+            "datasets",
+            "training",
+            "renditions",
+            "deadletter",
+            "claims",
+        )
     }
     s = stack.settings.model_copy(
-        update={**names, "s3_bucket": f"b-{suffix}", "partitions_streams": 2, "app_id": f"test-{suffix}"}
+        update={
+            **names,
+            "s3_bucket": f"b-{suffix}",
+            "partitions_streams": 2,
+            "app_id": f"test-{suffix}",
+            "trainer_lease_s": 6.0,  # a killed trainer's session is taken over within 7 s
+        }
     )
     from infra.kafka import ensure_topics
     from infra.objectstore import ObjectStore

@@ -16,6 +16,7 @@ from console.overlay import IMPUTED_COLOUR, NOTE_COLOUR, OUTLIER_COLOUR, Preview
 from console.preview import PreviewFeed
 from console.qr import qr_png
 from infra import kafka
+from infra.links import share_url
 from infra.objectstore import ObjectStore
 from infra.settings import Settings
 from schemas import (
@@ -378,7 +379,10 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
         png = cv2.imdecode(
             np.frombuffer(client.get(row["rendition"]["qr_png"]).content, np.uint8), cv2.IMREAD_GRAYSCALE
         )
-        assert cv2.QRCodeDetector().detectAndDecode(png)[0] == url
+        # The code holds the visitor's short link on the console's address (no public_url here), not
+        # the long presigned one.
+        assert row["rendition"]["link"] == share_url(settings, "done-1", BASE + "/")
+        assert cv2.QRCodeDetector().detectAndDecode(png)[0] == row["rendition"]["link"]
 
         # A better version follows: the console shows the newest, with the curve of all of them.
         newer = url.replace("abc", "def")

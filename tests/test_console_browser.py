@@ -14,13 +14,15 @@ import time
 from pathlib import Path
 
 import av
+import httpx2 as httpx
 import numpy as np
 import pytest
 
 from console.app import create_app
+from infra.links import share_url
 from infra.objectstore import ObjectStore
 from infra.settings import REPO_ROOT
-from schemas import Rendition, SessionEvent, TrainingProgress
+from schemas import Rendition, SessionEvent, TrainingProgress, layout
 from schemas.keypoints import IMPUTED, SMOOTHED
 
 from helpers import (
@@ -193,8 +195,9 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         )
         assert driver.execute_script("return document.querySelector('#detail .bar .fill').style.width") == "40%"
 
-        key = f"sessions/{session}/rendition.mp4"
-        ObjectStore(settings).put(key, tiny_mp4(), content_type="video/mp4")
+        key = layout.result_key(session, "rendition.mp4")
+        clip = tiny_mp4()
+        ObjectStore(settings).put(key, clip, content_type="video/mp4")
         url = ObjectStore(settings).presign(key, 3600)
         send(
             settings,
@@ -222,7 +225,10 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
             timeout=15,
             what="the rendition link",
         )[0]
-        assert link.get_attribute("href") == url
+        # The visitor's short link (on the console's own address: no public_url here) leads, without
+        # a login, to the same video.
+        assert link.get_attribute("href") == share_url(settings, session, base + "/")
+        assert httpx.get(link.get_attribute("href"), follow_redirects=True).content == clip
         video = driver.find_element(By.CSS_SELECTOR, "#detail video")
         assert video.get_attribute("src") == url
         assert driver.find_element(By.CSS_SELECTOR, "#detail .versions").text == "version 1 (gan, final)"

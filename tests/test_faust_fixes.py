@@ -10,7 +10,7 @@ from processors import faust_fixes
 
 def test_the_installed_releases_have_every_patched_target():
     checked = faust_fixes.check_targets()
-    assert len(checked) == 6
+    assert len(checked) == 7
     assert "aiokafka AIOKafkaConsumer._fetch_max_wait_ms" in checked
 
 
@@ -97,3 +97,26 @@ def test_a_service_worker_leaves_the_log_level_alone():
     spinning = faust.Worker(app, loglevel="warning", quiet=True)
     spinning.on_setup_root_logger(logger, logging.WARNING)
     assert logger.level == logging.DEBUG  # what Faust's own worker does, and why it is not used
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_workers_producer_is_idempotent_when_the_settings_say_so(enabled):
+    """Faust offers idempotent sends only in transactions: the patch gives its producer them with
+    settings.kafka_idempotence (and leaves them off without, for the embedded broker)."""
+    import asyncio
+
+    import faust
+
+    from infra.kafka import faust_broker_options
+    from infra.settings import Settings
+
+    settings = Settings(kafka_bootstrap="127.0.0.1:1", kafka_idempotence=enabled)
+    faust_fixes.idempotent_producer(settings.kafka_idempotence)
+    app = faust.App("idempotence-test", **faust_broker_options(settings))
+
+    async def build():
+        return app.producer._new_producer()
+
+    producer = asyncio.run(build())
+    assert (producer._txn_manager is not None) is enabled
+    assert app.conf.producer_acks == -1  # acks=all, which idempotent sends need

@@ -10,7 +10,6 @@ import time
 import uuid
 
 import pytest
-from kafka.partitioner.default import murmur2
 
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, DeadLetter, Rendition, TrainingProgress, layout
@@ -216,13 +215,11 @@ def test_an_unreadable_base_model_means_training_from_scratch_not_a_failure(data
 
 
 def test_two_trainers_share_the_sessions_and_each_is_trained_once(dataset):
+    """Two sessions on one partition: the second trainer takes the second session while the first
+    trains the first (partitions do not decide who trains what: trainer.claims)."""
     settings, syn = dataset
     store = ObjectStore(settings)
-    n = settings.partitions_datasets
-    # Two visitors whose sessions land on different partitions.
-    names = (f"v-{uuid.uuid4().hex[:6]}" for _ in range(400))
-    a = next(names)
-    b = next(s for s in names if murmur2(s.encode()) % n != murmur2(a.encode()) % n)
+    a, b = (f"v-{uuid.uuid4().hex[:6]}" for _ in range(2))
     for session in (a, b):
         copy_session(store, syn.session, session)
     trainers = [TrainingService(settings, TrainerConfig(**FAST)) for _ in range(2)]
@@ -238,18 +235,8 @@ def test_two_trainers_share_the_sessions_and_each_is_trained_once(dataset):
     for t in threads:
         t.start()
     try:
-        # Both members in the group, the partitions split between them, before the work arrives.
-        wait_until(
-            lambda: (
-                not errors
-                and all(t.assigned for t in trainers)
-                and len(trainers[0].assigned | trainers[1].assigned) == n
-            ),
-            timeout=60,
-            what="two members",
-        )
-        owners = [next(i for i, t in enumerate(trainers) if murmur2(s.encode()) % n in t.assigned) for s in (a, b)]
-        publish_each(settings, ready(a), ready(b))
+        wait_until(lambda: not errors and all(t.trainer for t in trainers), timeout=60, what="two trainers")
+        publish(settings, ready(a), ready(b))  # one partition, one after the other
         wait_until(lambda: not errors and {a, b} <= finished(settings), timeout=180, what="both sessions")
     finally:
         stop.set()
@@ -261,8 +248,8 @@ def test_two_trainers_share_the_sessions_and_each_is_trained_once(dataset):
         assert len(renditions) == 1 and failures == []
         metrics = json.loads(store.get(layout.result_key(session, "metrics.json")))
         assert metrics["start_step"] == 0  # trained from its start, once: no second trainer resumed it
-    expected = [owners.count(0), owners.count(1)]
-    assert done == expected, (done, owners)  # each trainer rendered the sessions of its partitions
+    assert done == [1, 1]  # each trainer rendered one: the second did not wait behind the first
+    assert committed_all(settings)
 
 
 @pytest.mark.slow

@@ -1,12 +1,14 @@
-"""The trainer service: a consumer group over DatasetReady that runs one TrainingJob at a time.
+"""The trainer service: serves the shared queue of DatasetReady, one TrainingJob at a time.
 
     datasets --[TrainingService]--> training (progress), renditions, deadletter
+                  ^ claims (who trains what: trainer.claims)
 
-Several trainers (one per GPU machine) share the datasets topic's partitions, keyed by session,
-so each session goes to exactly one of them. A job runs on a worker thread while the consumer
-keeps polling with its partitions paused: the group can rebalance at any time, and a trainer
-whose partition moves away stops its job at the next step (its checkpoint stays in the store)
-so the new owner resumes it.
+Any number of trainers (one per GPU) serve every session in arrival order: each reads every
+partition of the datasets topic, and an idle trainer claims the oldest session nobody holds
+(trainer.claims). A job runs on a worker thread while the loop keeps reading and renews the
+job's lease; a trainer that dies stops renewing, and another takes its session over from the
+last checkpoint once the lease has ended. A trainer that cannot renew in time (or sees another
+holding its session) stops its job at the next step, so no session is trained by two at once.
 
 Failures end one session, never the service:
 * permanent ones (a corrupt or missing dataset, a missing reference, anything unexpected): a
@@ -14,7 +16,8 @@ Failures end one session, never the service:
   session served;
 * the object store or the broker being away: the job is retried with backoff (it resumes from
   its checkpoint); if they stay away the service exits without committing, so nothing is lost.
-The offset of a DatasetReady is committed only after its Rendition (or its failure) is published.
+A DatasetReady is `done` on the claims topic only after its Rendition (or its failure) is published,
+and the group's committed offsets only ever pass work that is done.
 
 A session purged while it trains (trainer.job: a marker in the store, seen by whichever trainer
 has it) stops at the next step; nothing is published for it and its offset is committed.
@@ -31,11 +34,11 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from infra import kafka, metrics
-from infra.consume import ConsumeLoop
 from infra.deadletters import send_dead_letter
 from infra.objectstore import TransientStoreError
 from infra.settings import Settings
-from schemas import DatasetReady, Rendition, SchemaError, TrainingProgress
+from schemas import DatasetReady, Rendition, TrainingProgress
+from trainer.claims import LostLease, SessionQueue, trainer_id
 from trainer.job import Cancelled, Purged, TrainerConfig, TrainingJob
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,10 @@ class _Running:
     error: BaseException | None = None  # Cancelled, or transient: anything else fails the session
     attempt: int = 1
     retry_at: float | None = None
+    work: Any = None  # trainer.claims.Work
+    lease_until: float = 0.0
+    renew_at: float = 0.0
+    lost: bool = False  # another trainer holds it now (or will): stop, say nothing
 
 
 class TrainingService:
@@ -99,7 +106,7 @@ class TrainingService:
     ):
         self.settings, self.config = settings, config
         self.transient_retries, self.retry_delay_s = transient_retries, retry_delay_s
-        self.assigned: set[int] = set()  # partitions of the datasets topic this trainer owns now
+        self.trainer: str | None = None  # this trainer's id on the claims topic, while run() runs
         self._producer = None
 
     # --- events ---------------------------------------------------------------------------
@@ -205,165 +212,199 @@ class TrainingService:
         SESSION_SECONDS.observe(time.monotonic() - t0)
         return rendition
 
-    # --- the consumer ---------------------------------------------------------------------
+    # --- the queue ------------------------------------------------------------------------------
     def run(
         self, stop: threading.Event | None = None, idle_exit: float | None = None, max_sessions: int | None = None
     ) -> int:
-        """Consume DatasetReady until stopped; returns the number of sessions rendered."""
-        from kafka import ConsumerRebalanceListener, TopicPartition
-        from kafka.structs import OffsetAndMetadata
+        """Serve the shared queue (trainer.claims) until stopped; returns the number of sessions rendered.
 
+        idle_exit: stop after this many seconds with no job and nothing waiting; max_sessions: stop
+        once this many sessions are rendered."""
         s = self.settings
         metrics.serve(s, STAGE)
-        group = s.group(STAGE)
-        consumer = kafka.consumer(s, group_id=group, max_poll_records=1, max_poll_interval_ms=3600 * 1000)
-        state: dict[str, Any] = {"running": None, "done": 0, "closing": False}
-        committable: dict[TopicPartition, int] = {}
-        service = self
-
-        def tp_of(record: Any) -> TopicPartition:
-            return TopicPartition(record.topic, record.partition)
-
-        def finish(record: Any) -> None:
-            committable[tp_of(record)] = record.offset + 1
-            state["running"] = None
-            consumer.resume(*consumer.assignment())
-
-        class _Rebalance(ConsumerRebalanceListener):
-            def on_partitions_revoked(self, revoked):
-                if state["closing"]:
-                    return  # leaving the group on stop: stop_running() ends the job
-                running: _Running | None = state["running"]
-                if running is not None and tp_of(running.record) in set(revoked):
-                    log.warning(
-                        "session %s: its partition moved to another trainer; stopping at the next step",
-                        running.ready.session,
-                    )
-                    running.cancel.set()
-                    if running.thread is not None:
-                        running.thread.join()
-                    state["running"] = None
-                for tp in revoked:
-                    committable.pop(tp, None)
-                service.assigned -= {tp.partition for tp in revoked}
-
-            def on_partitions_assigned(self, assigned):
-                service.assigned = {tp.partition for tp in assigned}
-                if state["running"] is not None:
-                    consumer.pause(*assigned)  # one job at a time per trainer
-
-        def start(running: _Running) -> None:
-            def work() -> None:
-                try:
-                    running.result = service.handle(running.ready, cancel=running.cancel, record=running.record)
-                except BaseException as exc:  # noqa: BLE001 - judged by tick() in the consumer thread
-                    running.error = exc
-
-            running.error = running.result = None
-            running.thread = threading.Thread(target=work, name=f"train-{running.ready.session}", daemon=True)
-            running.thread.start()
-
-        def handle(records: list, now: float) -> None:
-            for record in records:
-                try:
-                    ready = DatasetReady.decode(record.value)
-                except SchemaError as exc:
-                    send_dead_letter(
-                        self.producer,
-                        s,
-                        STAGE,
-                        str(exc),
-                        record.topic,
-                        record.key,
-                        record.value,
-                        record.partition,
-                        record.offset,
-                    ).get(30)
-                    committable[tp_of(record)] = record.offset + 1
-                    continue
-                if ready.status != "ready":
-                    self.handle(ready)  # nothing to train: logged
-                    committable[tp_of(record)] = record.offset + 1
-                    continue
-                consumer.pause(*consumer.assignment())
-                running = _Running(record, ready)
-                state["running"] = running
-                start(running)
-
-        def tick(now: float, backlog: bool) -> bool:
-            running: _Running | None = state["running"]
-            if running is None:
-                return False
-            if running.retry_at is not None:
-                if now >= running.retry_at:
-                    running.retry_at = None
-                    running.attempt += 1
-                    start(running)
-                return False
-            if running.thread is None or running.thread.is_alive():
-                return False
-            session = running.ready.session
-            if isinstance(running.error, Cancelled):
-                state["running"] = None  # stopped on request: the next owner (or run) resumes it
-                return False
-            if running.error is not None:  # the object store or broker is away: handle() fails the rest
-                if running.attempt > self.transient_retries:
-                    raise RuntimeError(
-                        f"session {session}: the object store or broker stayed away through "
-                        f"{self.transient_retries} retries; exiting without committing"
-                    ) from running.error
-                delay = min(self.retry_delay_s * 2 ** (running.attempt - 1), 120.0)
-                log.warning(
-                    "session %s: %s; retrying in %.0f s (attempt %d of %d)",
-                    session,
-                    running.error,
-                    delay,
-                    running.attempt + 1,
-                    self.transient_retries + 1,
-                )
-                running.retry_at = now + delay
-                return False
-            state["done"] += running.result is not None
-            finish(running.record)
-            return True
-
-        def commit() -> None:
-            assigned = consumer.assignment()
-            offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in committable.items() if tp in assigned}
-            if offsets:
-                consumer.commit(offsets)
-                for tp in offsets:
-                    committable.pop(tp, None)
-
-        def stop_running() -> None:
-            running: _Running | None = state["running"]
-            if running is not None and running.thread is not None and running.thread.is_alive():
-                running.cancel.set()
-                running.thread.join()
-
-        consumer.subscribe([s.topic_datasets], listener=_Rebalance())
+        me = trainer_id()
+        queue = SessionQueue(s, me, self.producer)
+        self.trainer = me
+        state: dict[str, Any] = {"running": None, "done": 0}
+        last_busy = last_commit = time.monotonic()
+        log.info("trainer %s: serving %s (lease %.0f s)", me, s.topic_datasets, s.trainer_lease_s)
         try:
-            ConsumeLoop(
-                consumer,
-                handle,
-                tick=tick,
-                commit=commit,
-                commit_every_s=5.0,
-                lag_group=group,
-                poll_ms=500,
-                max_records=1,
-                idle_exit_s=idle_exit,
-                busy=lambda: state["running"] is not None,
-                done=lambda: max_sessions is not None and state["done"] >= max_sessions and state["running"] is None,
-                stop=stop,
-            ).run()
+            while stop is None or not stop.is_set():
+                queue.poll(200 if state["running"] is not None else 100)
+                self._sweep(queue)
+                queue.report_lag()
+                now = time.time()
+                if state["running"] is not None:
+                    self._keep_lease(queue, state["running"], now)
+                    if self._tick(queue, state, now):
+                        last_busy = time.monotonic()
+                if state["running"] is None:
+                    self._take_next(queue, state)
+                mono = time.monotonic()
+                if state["running"] is not None or queue.waiting(time.time()):
+                    last_busy = mono
+                if mono - last_commit >= 5.0:
+                    self._commit(queue)
+                    last_commit = mono
+                if max_sessions is not None and state["done"] >= max_sessions and state["running"] is None:
+                    break
+                if idle_exit is not None and state["running"] is None and mono - last_busy >= idle_exit:
+                    break
         finally:
-            state["closing"] = True
-            stop_running()
-            consumer.close(autocommit=False)
-            self.assigned = set()
+            running: _Running | None = state["running"]
+            if running is not None:
+                if running.thread is not None and running.thread.is_alive():
+                    running.cancel.set()
+                    running.thread.join()
+                if not running.lost:  # stopped unfinished: another trainer takes it over at once
+                    try:
+                        queue.finish(running.work, "release")
+                    except Exception:  # noqa: BLE001 - on the way out; the lease ends by itself
+                        log.warning("session %s: could not release it; its lease ends by itself", running.ready.session)
+            self._commit(queue)
+            queue.close()
             if self._producer is not None:
                 self._producer.flush()
                 self._producer.close()
                 self._producer = None
         return state["done"]
+
+    def _commit(self, queue: SessionQueue) -> None:
+        from kafka.errors import KafkaError
+
+        try:
+            queue.commit()
+        except KafkaError as exc:  # the next commit covers it
+            log.warning("committing the datasets' done-watermark failed: %s", exc)
+
+    def _start(self, running: _Running) -> None:
+        def work() -> None:
+            try:
+                running.result = self.handle(running.ready, cancel=running.cancel, record=running.record)
+            except BaseException as exc:  # noqa: BLE001 - judged by _tick() in the loop's thread
+                running.error = exc
+
+        running.error = running.result = None
+        running.thread = threading.Thread(target=work, name=f"train-{running.ready.session}", daemon=True)
+        running.thread.start()
+
+    def _sweep(self, queue: SessionQueue) -> None:
+        """Work with nothing to train, done at once whatever this trainer is doing: a failed dataset
+        (every trainer judges it alike: no claim), and a record that does not decode (the trainer
+        that claims it sends its dead letter)."""
+        from kafka.errors import KafkaError
+
+        for work in queue.waiting(time.time()):
+            if work.ready is not None and work.ready.status != "ready":
+                queue.report_lag()
+                self.handle(work.ready)  # logged
+                queue.mark_done_locally(work)
+            elif work.ready is None:
+                try:
+                    if queue.claim(work):
+                        r = work.record
+                        send_dead_letter(
+                            self.producer,
+                            self.settings,
+                            STAGE,
+                            work.error,
+                            r.topic,
+                            r.key,
+                            r.value,
+                            r.partition,
+                            r.offset,
+                        ).get(30)
+                        queue.finish(work)
+                except (KafkaError, TimeoutError) as exc:
+                    log.warning("work %s: claiming failed (%s); trying again shortly", work.id, exc)
+                    return
+
+    def _take_next(self, queue: SessionQueue, state: dict[str, Any]) -> None:
+        """Claim the oldest waiting session this trainer can win, and start it."""
+        from kafka.errors import KafkaError
+
+        for work in queue.waiting(time.time()):
+            if work.ready is None or work.ready.status != "ready":
+                continue  # _sweep's
+            try:
+                if not queue.claim(work):
+                    continue  # another trainer's claim came first
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("work %s: claiming failed (%s); trying again shortly", work.id, exc)
+                return
+            held = queue.holds(work)
+            log.info("trainer %s: took session %s (work %s)", queue.trainer, work.session, work.id)
+            running = _Running(work.record, work.ready, work=work, lease_until=held.lease_until if held else 0.0)
+            running.renew_at = time.time() + self.settings.trainer_lease_s / 3
+            state["running"] = running
+            queue.report_lag()
+            self._start(running)
+            return
+
+    def _keep_lease(self, queue: SessionQueue, running: _Running, now: float) -> None:
+        """Renew the lease on time; a trainer that lost it, or cannot renew before it ends, stops the
+        job at its next step (the checkpoint stays for whoever takes it over)."""
+        from kafka.errors import KafkaError
+
+        if running.lost:
+            return
+        lease = self.settings.trainer_lease_s
+        if now >= running.renew_at:
+            try:
+                running.lease_until = queue.renew(running.work)
+                running.renew_at = now + lease / 3
+            except LostLease as exc:
+                self._lose(running, str(exc))
+                return
+            except (KafkaError, TimeoutError) as exc:
+                log.warning("session %s: renewing its lease failed (%s)", running.ready.session, exc)
+                running.renew_at = now + 1.0
+        if not running.lost and time.time() > running.lease_until - lease / 6:
+            self._lose(running, "its lease is about to end without a renewal")
+
+    def _lose(self, running: _Running, why: str) -> None:
+        log.warning("session %s: %s; stopping it for another trainer to take over", running.ready.session, why)
+        running.lost = True
+        running.cancel.set()
+
+    def _tick(self, queue: SessionQueue, state: dict[str, Any], now: float) -> bool:
+        """Judge the running job once it ends; True when it is over (done, failed or handed over)."""
+        running: _Running = state["running"]
+        if running.lost and (running.thread is None or not running.thread.is_alive()):
+            state["running"] = None  # handed over: no word, the holder has it now
+            return True
+        if running.retry_at is not None:
+            if now >= running.retry_at:
+                running.retry_at = None
+                running.attempt += 1
+                self._start(running)
+            return False
+        if running.thread is None or running.thread.is_alive():
+            return False
+        session = running.ready.session
+        if isinstance(running.error, Cancelled):  # not by this loop: give the work back
+            queue.finish(running.work, "release")
+            state["running"] = None
+            return True
+        if running.error is not None:  # the object store or broker is away: handle() fails the rest
+            if running.attempt > self.transient_retries:
+                raise RuntimeError(
+                    f"session {session}: the object store or broker stayed away through "
+                    f"{self.transient_retries} retries; exiting (another trainer takes it over)"
+                ) from running.error
+            delay = min(self.retry_delay_s * 2 ** (running.attempt - 1), 120.0)
+            log.warning(
+                "session %s: %s; retrying in %.0f s (attempt %d of %d)",
+                session,
+                running.error,
+                delay,
+                running.attempt + 1,
+                self.transient_retries + 1,
+            )
+            running.retry_at = now + delay
+            return False
+        queue.finish(running.work)
+        log.info("trainer %s: finished session %s (work %s)", queue.trainer, session, running.work.id)
+        state["done"] += running.result is not None
+        state["running"] = None
+        return True

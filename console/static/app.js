@@ -266,7 +266,8 @@ function renditionBlock(row) {
     el("div", { class: "share" },
       el("img", { class: "qr", src: r.qr_svg, alt: "QR code of the video link" }),
       el("p", { class: "small" }, "Scan to take the video home"),
-      el("a", { class: "rendition-link", href: r.url, target: "_blank", rel: "noopener" }, "Open the video"),
+      el("a", { class: "rendition-link", href: r.link, target: "_blank", rel: "noopener" }, "Open the video"),
+      el("p", { class: "muted small" }, el("code", { class: "share-link" }, r.link)),
       el("p", { class: "muted small" }, `${num(r.frames)} frames`)));
 }
 
@@ -328,7 +329,7 @@ function renderSessions(rows) {
     el("td", { class: "num" }, pct(r.imputed_share)),
     el("td", {}, r.dataset ? `${r.dataset.status} (${num(r.dataset.samples)})` : "–"),
     el("td", {}, r.training ? `${r.training.phase} ${num(r.training.step)}/${num(r.training.total_steps)}` : "–"),
-    el("td", {}, r.rendition ? el("a", { href: r.rendition.url, target: "_blank", rel: "noopener" }, "video") : "–"))));
+    el("td", {}, r.rendition ? el("a", { href: r.rendition.link, target: "_blank", rel: "noopener" }, "video") : "–"))));
 }
 
 function renderPipeline(pipeline, errors) {
