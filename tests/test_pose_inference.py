@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -141,3 +143,71 @@ print(by_default, mapped_by(lambda: np.ones(3_000_000, np.uint8)))
         pytest.skip("the C library is not glibc 2.33 or later")
     mapped_before, mapped_after = map(int, out)
     assert mapped_before >= 1 and mapped_after == 0
+
+
+def _children_running(code: str) -> set[int]:
+    """This process's children whose command line holds `code`."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and code.encode() in cmdline:
+            found.add(int(entry))
+    return found
+
+
+class _KillNewChildren(threading.Thread):
+    """SIGKILLs the next `count` inference processes started, each `after_s` after it appears."""
+
+    def __init__(self, known: set[int], count: int, after_s: float = 0.05):
+        super().__init__(daemon=True)
+        self.known, self.count, self.after_s, self.killed = set(known), count, after_s, []
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 60
+        while len(self.killed) < self.count and time.monotonic() < deadline:
+            for pid in _children_running("_child_main") - self.known:
+                self.known.add(pid)
+                time.sleep(self.after_s)
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(pid)
+            time.sleep(0.005)
+
+
+@pytest.mark.parametrize("replacements_killed", [1, 3])
+def test_a_replacement_killed_while_it_loads_loses_no_frame(shared_dir, replacements_killed):
+    """The inference process is killed, then its replacement about 50 ms after it starts (and, in
+    the second case, every replacement the runner tries for that frame): the agent's `result` never
+    raises, and every frame comes back estimated or rejected with the reason."""
+    raws = _clip(shared_dir, 10)
+    inference = Inference("movenet", None, 1, 8)
+    restarts0 = _counter("booth_pose_inference_restarts_total")
+    killers = []
+
+    def kill_after_the_third(i: int) -> None:
+        if i == 2:
+            killer = _KillNewChildren({inference._child.pid}, replacements_killed)
+            killer.start()
+            killers.append(killer)
+            os.kill(inference._child.pid, signal.SIGKILL)
+
+    got = _through(inference, raws, kill_after_the_third)
+    killers[0].join(5)
+    assert len(killers[0].killed) == replacements_killed
+    assert len(got) == 10
+    rejected = [i for i, p in enumerate(got) if isinstance(p, Rejected)]
+    assert all(isinstance(p, PoseEstimate) and p.persons and p.seq == i for i, p in enumerate(got) if i not in rejected)
+    if replacements_killed < Inference.START_ATTEMPTS:
+        assert rejected == []  # a new process took the frames up again
+        assert _counter("booth_pose_inference_restarts_total") - restarts0 == 1 + replacements_killed
+    else:  # no process could be started for the fourth frame: it alone is a dead letter, with why
+        assert rejected == [3]
+        assert "could not be started again (3 tries): it died while loading" in str(got[3])
+        assert _counter("booth_pose_inference_restarts_total") - restarts0 == 4
