@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from processors.estimate import Inference, InferenceUnavailable, PoseStage, Reje
 from schemas import Frame, PoseEstimate, frame_key
 from vision.pose import load_estimator
 
-from helpers import clip_frames, start_worker, stop_worker
+from helpers import KillNewChildren, clip_frames, start_worker, stop_worker
 
 KEY = frame_key("s", "c")
 
@@ -145,42 +143,6 @@ print(by_default, mapped_by(lambda: np.ones(3_000_000, np.uint8)))
     assert mapped_before >= 1 and mapped_after == 0
 
 
-def _children_running(code: str) -> set[int]:
-    """This process's children whose command line holds `code`."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == os.getpid() and code.encode() in cmdline:
-            found.add(int(entry))
-    return found
-
-
-class _KillNewChildren(threading.Thread):
-    """SIGKILLs the next `count` inference processes started, each `after_s` after it appears."""
-
-    def __init__(self, known: set[int], count: int, after_s: float = 0.05):
-        super().__init__(daemon=True)
-        self.known, self.count, self.after_s, self.killed = set(known), count, after_s, []
-
-    def run(self) -> None:
-        deadline = time.monotonic() + 60
-        while len(self.killed) < self.count and time.monotonic() < deadline:
-            for pid in _children_running("_child_main") - self.known:
-                self.known.add(pid)
-                time.sleep(self.after_s)
-                os.kill(pid, signal.SIGKILL)
-                self.killed.append(pid)
-            time.sleep(0.005)
-
-
 @pytest.mark.parametrize("replacements_killed", [1, 3])
 def test_a_replacement_killed_while_it_loads_loses_no_frame(shared_dir, replacements_killed):
     """The inference process is killed, then its replacement about 50 ms after it starts (and, in
@@ -193,7 +155,7 @@ def test_a_replacement_killed_while_it_loads_loses_no_frame(shared_dir, replacem
 
     def kill_after_the_third(i: int) -> None:
         if i == 2:
-            killer = _KillNewChildren({inference._child.pid}, replacements_killed)
+            killer = KillNewChildren(os.getpid(), {inference._child.pid}, replacements_killed)
             killer.start()
             killers.append(killer)
             os.kill(inference._child.pid, signal.SIGKILL)

@@ -1,0 +1,145 @@
+"""Kills at the edges of a session, on real processes: the inference process and its replacement
+killed in a row, the worker killed just before the cameras stop and started again only after the
+session's end. Every acknowledged frame must end as one sample, a counted rejection, or a dead
+letter with its reason, and the worker's committed offsets must move past every frame."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import cv2
+import pytest
+
+from infra import kafka
+from schemas import DeadLetter, decode
+
+from helpers import KillNewChildren, TopicReader, children_running, running, start_worker, stop_worker, wait_until
+
+
+def _committed(settings, group: str, topic: str, partition: int) -> int:
+    """The group's committed offset of one partition (-1: none), asked without joining the group."""
+    from kafka.structs import TopicPartition
+
+    consumer = kafka.consumer(settings, group_id=group)
+    try:
+        offset = consumer.committed(TopicPartition(topic, partition))
+    finally:
+        consumer.close(autocommit=False)
+    return -1 if offset is None else offset
+
+
+@pytest.mark.slow
+def test_kills_at_the_edges_of_a_session_lose_no_frame(settings, shared_dir, tmp_path):
+    from producers.camera import run_cameras
+    from producers.session import publish
+    from trainer.assembler import Assembler, read_manifest
+    from trainer.assembler.reader import iter_session_samples
+    from vision.pose.synthetic import moving_photo_clip
+
+    settings = settings.model_copy(update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500})
+    session, total = "edges", 48
+    photo = cv2.cvtColor(cv2.imread(str(shared_dir / "data/images/squat.png")), cv2.COLOR_BGR2RGB)
+    clip = [rgb for rgb, _ in moving_photo_clip(photo, n_frames=total, size=(320, 240), seed=3)]
+    publish(settings, session, "start", ["cam0"])
+    assembler = Assembler(
+        settings,
+        group_id=settings.group("assembler"),
+        shard_size=8,
+        resolution=64,
+        end_grace_s=1.0,
+        end_timeout_s=120.0,
+        min_samples=10,
+        commit_interval_s=0.5,
+        quiet=True,
+    )
+    stop_assembler = threading.Event()
+    assembling = threading.Thread(target=assembler.run, kwargs=dict(stop_event=stop_assembler, serve_metrics=False))
+    assembling.start()
+    smoothed = TopicReader(settings, settings.topic_smoothed)
+    logs = tmp_path / "w1.log", tmp_path / "w2.log"
+    first = start_worker(settings, logs[0])
+    second = None
+    summary: dict = {}
+    try:
+        wait_until(
+            lambda: running(first, logs[0]) and children_running(first.pid, "_child_main"),
+            timeout=90,
+            what="the worker's inference process",
+        )
+
+        def cameras():
+            summary["run"] = run_cameras(settings, session, {"cam0": clip}, fps=12, size=(320, 240))
+
+        capture = threading.Thread(target=cameras)
+        capture.start()
+        seen = lambda: {decode(r.value).seq for r in smoothed.poll()}  # noqa: E731
+        wait_until(lambda: running(first, logs[0]) and len(seen()) >= 8, timeout=90, what="the first poses")
+        # The inference process, then its replacement 50 ms after it starts.
+        child = children_running(first.pid, "_child_main")
+        killer = KillNewChildren(first.pid, child, 1)
+        killer.start()
+        for pid in child:
+            os.kill(pid, signal.SIGKILL)
+        killer.join(30)
+        assert len(killer.killed) == 1, "the replacement inference process was not seen"
+        wait_until(lambda: running(first, logs[0]) and len(seen()) >= 24, timeout=90, what="poses after the kills")
+        # The worker dies about 1 s before the cameras stop; it comes back only after the session's end.
+        wait_until(lambda: running(first, logs[0]) and len(seen()) >= total - 16, timeout=60, what="near the end")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        capture.join(60)
+        publish(settings, session, "end")
+        time.sleep(4.0)  # well past the end grace: a timer would have closed the session by now
+        assert read_manifest(settings, session) is None, "the session closed before its last poses came"
+        second = start_worker(settings, logs[1])
+        manifest = wait_until(
+            lambda: running(second, logs[1]) and read_manifest(settings, session), timeout=120, what="the dataset"
+        )
+        frames = TopicReader(settings, settings.topic_frames)
+        letters = TopicReader(settings, settings.topic_deadletter)
+        try:
+            wait_until(lambda: len([r for r in frames.poll() if r.key == b"edges/cam0"]) >= total, 30, what="frames")
+            mine = [r for r in frames.records if r.key == b"edges/cam0"]
+            partition, end = mine[0].partition, mine[-1].offset + 1
+            wait_until(
+                lambda: _committed(settings, settings.group("processors"), settings.topic_frames, partition) >= end,
+                timeout=30,
+                what="the worker's commit past the last frame",
+            )
+            letters.poll()
+            time.sleep(1)
+            letters.poll()
+        finally:
+            frames.close()
+            letters.close()
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                stop_worker(worker)
+        smoothed.close()
+        stop_assembler.set()
+        assembling.join(30)
+
+    run = summary["run"].cameras["cam0"]
+    assert run.acknowledged == total and run.failed == 0
+    seq_at = {r.offset: decode(r.value).seq for r in mine}
+    dead = {}
+    for r in letters.records:
+        letter = decode(r.value)
+        if isinstance(letter, DeadLetter) and letter.stage == "pose" and letter.source_topic == settings.topic_frames:
+            if letter.partition == partition and letter.offset in seq_at:
+                dead[seq_at[letter.offset]] = letter.reason
+    samples = [s.seq for s in iter_session_samples(settings, session)]
+    rejected = {r["seq"]: r["reason"] for r in manifest["rejected_frames"]}
+    assert len(samples) == len(set(samples)), "a frame became two samples"
+    assert manifest["status"] == "ready" and manifest["closed_by"] == "end" and manifest["last_seq"] == {"cam0": 47}
+    # Every frame: one sample, or a rejection the manifest counts (a dead-lettered frame has no pose).
+    assert set(samples) | set(rejected) == set(range(total)) and not set(samples) & set(rejected)
+    assert set(dead) <= {seq for seq, why in rejected.items() if why == "no_pose"}
+    assert all("inference process" in why for why in dead.values()), dead
+    assert {seq for seq, why in rejected.items() if why == "no_pose"} <= set(dead), "a frame lost its pose silently"
+    assert len(samples) >= total - 6
+    print(f"{len(samples)} samples, rejections {manifest['rejected']}, dead letters {dead}")
