@@ -10,7 +10,7 @@ from processors import faust_fixes
 
 def test_the_installed_releases_have_every_patched_target():
     checked = faust_fixes.check_targets()
-    assert len(checked) == 6
+    assert len(checked) == 8
     assert "aiokafka AIOKafkaConsumer._fetch_max_wait_ms" in checked
 
 
@@ -97,3 +97,48 @@ def test_a_service_worker_leaves_the_log_level_alone():
     spinning = faust.Worker(app, loglevel="warning", quiet=True)
     spinning.on_setup_root_logger(logger, logging.WARNING)
     assert logger.level == logging.DEBUG  # what Faust's own worker does, and why it is not used
+
+
+def test_a_changelog_that_ends_before_the_offset_read_is_read_again_from_its_start():
+    """After the broker lost its log, a changelog ends (highwater -1) before the offset this worker
+    last read from it (599): Faust would stop with ConsistencyError and skip every new record up
+    to 599. The patched recovery forgets that offset (read again from 0), counts it and re-seeks a
+    standby partition; a changelog that did not shrink is left as it was."""
+    import asyncio
+    from collections import Counter
+
+    from faust.tables.recovery import Recovery
+    from faust.types import TP
+    from prometheus_client import REGISTRY
+
+    from infra.settings import Settings
+
+    settings = Settings()
+    faust_fixes.apply(settings)
+    lost, kept = TP("booth-changelog", 0), TP("booth-changelog", 1)
+
+    class Consumer:
+        sought: dict = {}
+
+        async def highwaters(self, *tps):
+            return {lost: 0, kept: 40}  # the next offsets: lost is empty, kept holds 0..39
+
+        async def seek_wait(self, offsets):
+            self.sought.update(offsets)
+
+    recovery = Recovery.__new__(Recovery)
+    recovery.active_offsets, recovery.standby_offsets = Counter({lost: 599, kept: 20}), Counter({lost: 599, kept: 39})
+    recovery.active_highwaters, recovery.standby_highwaters = Counter(), Counter()
+    recovery.log = type("Log", (), {"info": lambda *a, **k: None})()
+
+    def counted() -> float:
+        labels = {"group": settings.group("processors"), "topic": "booth-changelog"}
+        return REGISTRY.get_sample_value("booth_consumer_log_resets_total", labels) or 0.0
+
+    before, consumer = counted(), Consumer()
+    asyncio.run(recovery._build_highwaters(consumer, {lost, kept}, recovery.active_highwaters, "active"))
+    assert recovery.active_highwaters == {lost: -1, kept: 39}
+    assert recovery.active_offsets == {lost: None, kept: 20} and consumer.sought == {}  # sought by Faust next
+    asyncio.run(recovery._build_highwaters(consumer, {lost, kept}, recovery.standby_highwaters, "standby"))
+    assert recovery.standby_offsets == {lost: None, kept: 39} and consumer.sought == {lost: 0}
+    assert counted() - before == 2

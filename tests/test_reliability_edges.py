@@ -143,3 +143,94 @@ def test_kills_at_the_edges_of_a_session_lose_no_frame(settings, shared_dir, tmp
     assert {seq for seq, why in rejected.items() if why == "no_pose"} <= set(dead), "a frame lost its pose silently"
     assert len(samples) >= total - 6
     print(f"{len(samples)} samples, rejections {manifest['rejected']}, dead letters {dead}")
+
+
+def restart(stack) -> None:
+    """Start the stopped broker again on its port. A client reconnecting to a closed loopback port
+    in the ephemeral range can connect to itself (TCP simultaneous open) and hold the port for a
+    moment: the start is tried again until that connection is dropped."""
+    from infra.stack import StackError
+
+    for attempt in range(20):
+        try:
+            stack.up(prometheus=False)
+            return
+        except StackError:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_sessions_after_a_broker_restart_are_complete_without_restarting_anything(shared_dir, tmp_path):
+    """The embedded broker is killed and started again (empty: the in-memory engine) under a running
+    worker and assembler. The assembler's read positions are then past the recreated topics' ends
+    and the worker's changelog offsets past the new changelog's end: both notice, say so, count
+    it, and read the new logs from their start, so the next session is complete with no restart."""
+    from prometheus_client import REGISTRY
+
+    from infra.stack import Stack, embedded_settings
+    from producers.camera import run_cameras
+    from producers.session import publish
+    from trainer.assembler import Assembler, read_manifest
+    from vision.pose.synthetic import moving_photo_clip
+
+    from helpers import kill_service
+
+    settings = embedded_settings(tmp_path, kafka_session_timeout_ms=3000, kafka_heartbeat_interval_ms=500)
+    photo = cv2.cvtColor(cv2.imread(str(shared_dir / "data/images/squat.png")), cv2.COLOR_BGR2RGB)
+    clip = [rgb for rgb, _ in moving_photo_clip(photo, n_frames=16, size=(320, 240), seed=3)]
+    group = settings.group("assembler")
+    resets = lambda: sum(  # noqa: E731
+        REGISTRY.get_sample_value("booth_consumer_log_resets_total", {"group": group, "topic": t}) or 0.0
+        for t in (settings.topic_sessions, settings.topic_frames, settings.topic_smoothed)
+    )
+    stack = Stack(settings, state_dir=tmp_path)
+    stack.up(prometheus=False)
+    logs = [tmp_path / "worker1.log", tmp_path / "worker2.log"]
+    workers = [start_worker(settings, logs[0], loglevel="info")]
+    assembler = Assembler(
+        settings, group_id=group, shard_size=8, resolution=64, end_grace_s=1.0, min_samples=5, quiet=True
+    )
+    stop = threading.Event()
+    assembling = threading.Thread(target=assembler.run, kwargs=dict(stop_event=stop, serve_metrics=False))
+    assembling.start()
+
+    def session(name: str) -> dict:
+        publish(settings, name, "start", ["cam0"])
+        run_cameras(settings, name, {"cam0": clip}, fps=15, size=(320, 240))
+        publish(settings, name, "end")
+        return wait_until(
+            lambda: running(workers[-1], logs[-1]) and assembling.is_alive() and read_manifest(settings, name),
+            timeout=120,
+            what=f"the dataset of {name}",
+        )
+
+    try:
+        before = session("before-restart")
+        # A worker that recovered its tables from the changelogs (and so knows their offsets)...
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait(10)
+        workers.append(start_worker(settings, logs[1], loglevel="info"))
+        wait_until(lambda: running(workers[1], logs[1]) and "Worker ready" in logs[1].read_text(), 90, what="ready")
+        resets0 = resets()
+        kill_service(stack, "kafka")  # ...then the broker forgets every message, offset and group
+        restart(stack)
+        wait_until(
+            lambda: running(workers[1], logs[1]) and "lost its log" in logs[1].read_text() and resets() > resets0,
+            timeout=60,
+            what="the worker and the assembler to notice the lost logs",
+        )
+        after = session("after-restart")
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+        stop.set()
+        assembling.join(30)
+        stack.down()
+    print({m["session"]: (m["samples"], m["rejected"]) for m in (before, after)})
+    for manifest in (before, after):  # every frame a sample or a counted rejection (nobody found)
+        assert manifest["status"] == "ready" and manifest["closed_by"] == "end" and manifest["frames"] == 16
+        assert set(manifest["rejected"]) <= {"no_person"}
+    assert after["samples"] == before["samples"] >= 8  # the same clip gives the same dataset
+    assert "ConsistencyError" not in logs[1].read_text()

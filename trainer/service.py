@@ -224,8 +224,13 @@ class TrainingService:
         def tp_of(record: Any) -> TopicPartition:
             return TopicPartition(record.topic, record.partition)
 
+        lost: set[TopicPartition] = set()  # partitions whose log the broker lost while a job ran
+
         def finish(record: Any) -> None:
-            committable[tp_of(record)] = record.offset + 1
+            if tp_of(record) in lost:
+                lost.discard(tp_of(record))  # its offset was in the old log: nothing of the new one to commit
+            else:
+                committable[tp_of(record)] = record.offset + 1
             state["running"] = None
             consumer.resume(*consumer.assignment())
 
@@ -341,6 +346,13 @@ class TrainingService:
                 running.cancel.set()
                 running.thread.join()
 
+        def log_lost(partitions: list) -> None:
+            for tp in partitions:  # read again from the new log's start (infra.consume.reset_lost_logs)
+                committable.pop(tp, None)
+                running: _Running | None = state["running"]
+                if running is not None and tp_of(running.record) == tp:
+                    lost.add(tp)
+
         consumer.subscribe([s.topic_datasets], listener=_Rebalance())
         try:
             ConsumeLoop(
@@ -350,6 +362,7 @@ class TrainingService:
                 commit=commit,
                 commit_every_s=5.0,
                 lag_group=group,
+                on_log_lost=log_lost,
                 poll_ms=500,
                 max_records=1,
                 idle_exit_s=idle_exit,

@@ -690,6 +690,14 @@ class Assembler:
         consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
         self._committed.update(offsets)
 
+    def _log_lost(self, partitions) -> None:
+        """The broker lost these partitions' logs (reset_lost_logs sought them to their new start):
+        what is held of the old ones can never be read again; commit from the new logs on."""
+        tps = {(tp.topic, tp.partition) for tp in partitions}
+        self.tracker.forget(tps, lost=True)
+        for tp in tps:
+            self._committed.pop(tp, None)
+
     def _reset(self) -> None:
         """Forget all in-memory state: what it held was not committed and will be read again."""
         for bar in self._progress.values():
@@ -746,6 +754,7 @@ class Assembler:
                 commit=lambda: self._commit(consumer),
                 commit_every_s=self.config.commit_interval_s,
                 lag_group=self.config.consumer_group,
+                on_log_lost=self._log_lost,
                 max_records=self.config.max_poll_records,
                 idle_exit_s=idle_exit,
                 busy=self.busy,
