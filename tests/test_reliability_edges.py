@@ -234,3 +234,47 @@ def test_sessions_after_a_broker_restart_are_complete_without_restarting_anythin
         assert set(manifest["rejected"]) <= {"no_person"}
     assert after["samples"] == before["samples"] >= 8  # the same clip gives the same dataset
     assert "ConsistencyError" not in logs[1].read_text()
+
+
+@pytest.mark.slow
+def test_a_session_on_the_broker_with_s3_storage_loses_no_frame(shared_dir, tmp_path):
+    """`booth stack up --storage s3`: the broker's fetches used to fail a second into a session
+    (the S3 server listed an upload's temporary file; infra/nanio_serve.py) and the worker stalled
+    with most frames unread. Now every frame of a session is a sample or a counted rejection."""
+    from infra.stack import Stack, embedded_settings
+    from producers.camera import run_cameras
+    from producers.session import publish
+    from trainer.assembler import Assembler, read_manifest
+    from vision.pose.synthetic import moving_photo_clip
+
+    settings = embedded_settings(tmp_path, kafka_session_timeout_ms=3000, kafka_heartbeat_interval_ms=500)
+    photo = cv2.cvtColor(cv2.imread(str(shared_dir / "data/images/squat.png")), cv2.COLOR_BGR2RGB)
+    clip = [rgb for rgb, _ in moving_photo_clip(photo, n_frames=48, size=(320, 240), seed=3)]
+    stack = Stack(settings, state_dir=tmp_path, storage="s3")
+    stack.up(prometheus=False)
+    log = tmp_path / "worker.log"
+    worker = start_worker(settings, log)
+    assembler = Assembler(
+        settings, group_id="s3-assembler", shard_size=8, resolution=64, end_grace_s=1.0, min_samples=5, quiet=True
+    )
+    stop = threading.Event()
+    assembling = threading.Thread(target=assembler.run, kwargs=dict(stop_event=stop, serve_metrics=False))
+    assembling.start()
+    try:
+        publish(settings, "on-s3", "start", ["cam0"])
+        run = run_cameras(settings, "on-s3", {"cam0": clip}, fps=15, size=(320, 240)).cameras["cam0"]
+        publish(settings, "on-s3", "end")
+        manifest = wait_until(
+            lambda: running(worker, log) and assembling.is_alive() and read_manifest(settings, "on-s3"),
+            timeout=150,
+            what="the dataset",
+        )
+    finally:
+        stop_worker(worker)
+        stop.set()
+        assembling.join(30)
+        stack.down()
+    assert run.acknowledged == 48 and run.failed == 0
+    assert manifest["status"] == "ready" and manifest["closed_by"] == "end" and manifest["frames"] == 48
+    assert set(manifest["rejected"]) <= {"no_person"} and manifest["samples"] >= 40
+    assert "ParseInt" not in (tmp_path / "logs" / "kafka.log").read_text()
