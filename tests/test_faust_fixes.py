@@ -142,3 +142,54 @@ def test_a_changelog_that_ends_before_the_offset_read_is_read_again_from_its_sta
     asyncio.run(recovery._build_highwaters(consumer, {lost, kept}, recovery.standby_highwaters, "standby"))
     assert recovery.standby_offsets == {lost: None, kept: 39} and consumer.sought == {lost: 0}
     assert counted() - before == 2
+
+
+def test_a_stream_partition_past_its_logs_end_after_the_seek_is_read_from_its_start():
+    """After a rebalance Faust seeks the stream partitions to their committed offsets; one whose
+    position is then past the log's end (the broker lost the log, a stale offset was committed to
+    the new one) is sought to 0 with Faust's bookkeeping of it forgotten, and counted; a partition
+    within its log is left where it was."""
+    import asyncio
+    from collections import defaultdict
+
+    from faust.transport import consumer as faust_consumer
+    from faust.types import TP
+    from prometheus_client import REGISTRY
+
+    from infra.settings import Settings
+
+    settings = Settings()
+    faust_fixes.apply(settings)
+    lost, kept = TP("booth.frames", 1), TP("booth.frames", 2)
+
+    class Consumer:
+        def __init__(self):
+            self.positions = {lost: 16, kept: 5}
+            self._read_offset, self._committed_offset = defaultdict(lambda: None), defaultdict(lambda: None)
+            self._gap, self._acked, self._acked_index = {lost: "gap"}, {lost: [14, 15]}, {lost: {14, 15}}
+
+        async def seek_to_committed(self):
+            return {lost: 16, kept: 5}
+
+        def assignment(self):
+            return {lost, kept}
+
+        async def highwaters(self, *tps):
+            return {lost: 0, kept: 9}
+
+        async def position(self, tp):
+            return self.positions[tp]
+
+        async def seek(self, tp, offset):
+            self.positions[tp] = offset
+            self._read_offset[tp] = offset or None
+
+    def counted() -> float:
+        labels = {"group": settings.group("processors"), "topic": "booth.frames"}
+        return REGISTRY.get_sample_value("booth_consumer_log_resets_total", labels) or 0.0
+
+    before, consumer = counted(), Consumer()
+    asyncio.run(faust_consumer.Consumer.perform_seek(consumer))
+    assert consumer.positions == {lost: 0, kept: 5} and counted() - before == 1
+    assert lost not in consumer._acked and lost not in consumer._gap and consumer._committed_offset[lost] is None
+    assert consumer._committed_offset[kept] == 5 and consumer._read_offset[lost] is None
