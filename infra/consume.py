@@ -53,6 +53,7 @@ def reset_lost_logs(consumer: Any, group: str) -> list:
     """
     lost = []
     for tp in consumer.assignment():
+        resets = LOG_RESETS.labels(group, tp.topic)  # exported from the start, at 0
         end = consumer.highwater(tp)
         position = consumer.position(tp, timeout_ms=0) if end is not None else None
         if position is not None and position > end:
@@ -64,7 +65,7 @@ def reset_lost_logs(consumer: Any, group: str) -> list:
                 position,
                 end,
             )
-            LOG_RESETS.labels(group, tp.topic).inc()
+            resets.inc()
             lost.append(tp)
     if lost:
         consumer.seek_to_beginning(*lost)
