@@ -1,7 +1,7 @@
 """The one consume loop of the kafka-python services (assembler, trainer, console preview).
 
-    poll -> handle(records) -> tick(now, backlog) -> commit (periodic, or when tick asks)
-         -> booth_consumer_lag -> stop / done / idle exit
+    poll -> a log the broker lost? -> handle(records) -> tick(now, backlog)
+         -> commit (periodic, or when tick asks) -> booth_consumer_lag -> stop / done / idle exit
 
 What differs between services is passed in; what they share (the order of those steps, the
 commit on the way out, the idle clock that starts only once the group has assigned partitions)
@@ -10,13 +10,16 @@ lives here once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from infra.metrics_names import set_consumer_lag
+from infra.metrics_names import LOG_RESETS, set_consumer_lag
+
+log = logging.getLogger(__name__)
 
 
 def report_consumer_lag(consumer: Any, group: str) -> None:
@@ -37,6 +40,38 @@ def report_consumer_lag(consumer: Any, group: str) -> None:
     set_consumer_lag(group, lags)
 
 
+def reset_lost_logs(consumer: Any, group: str) -> list:
+    """Partitions whose read position is beyond the end of the broker's log, sought to its start.
+
+    A broker that lost its log (the embedded in-memory broker restarted) recreates its topics
+    empty; it then answers a fetch beyond their end with an empty result instead of an
+    out-of-range error, so a consumer would wait there for ever while new records pile up below
+    it. Everything now in such a log came after the loss: it is read from its start, with a warning
+    and booth_consumer_log_resets_total. The end is the high watermark of the last fetch (as in
+    report_consumer_lag); a log that has already grown past the old position again cannot be told
+    from one that did not lose anything.
+    """
+    lost = []
+    for tp in consumer.assignment():
+        resets = LOG_RESETS.labels(group, tp.topic)  # exported from the start, at 0
+        end = consumer.highwater(tp)
+        position = consumer.position(tp, timeout_ms=0) if end is not None else None
+        if position is not None and position > end:
+            log.warning(
+                "%s[%d]: read position %d is beyond the broker's log end %d: the broker lost its log; "
+                "reading it again from its start",
+                tp.topic,
+                tp.partition,
+                position,
+                end,
+            )
+            resets.inc()
+            lost.append(tp)
+    if lost:
+        consumer.seek_to_beginning(*lost)
+    return lost
+
+
 @dataclass
 class ConsumeLoop:
     """Run `handle` on every polled batch until stopped.
@@ -51,6 +86,8 @@ class ConsumeLoop:
     idle_exit_s: stop after this long without records while `busy()` is False; the clock starts
         once the consumer has partitions (a group join takes seconds and is not idleness).
     done(): checked after each batch; True stops the loop (e.g. "served N sessions").
+    on_log_lost(partitions): after partitions were found beyond the broker's log end and sought
+        to its start (reset_lost_logs, with lag_group as the group): forget what is held of them.
     """
 
     consumer: Any
@@ -67,6 +104,7 @@ class ConsumeLoop:
     stop: threading.Event | None = None
     handle_empty: bool = False
     clock: Callable[[], float] = time.monotonic
+    on_log_lost: Callable[[list], None] | None = None
 
     def run(self) -> None:
         last_record = last_commit = self.clock()
@@ -74,6 +112,9 @@ class ConsumeLoop:
             kwargs = {"max_records": self.max_records} if self.max_records else {}
             polled = self.consumer.poll(timeout_ms=self.poll_ms, **kwargs)
             if self.lag_group is not None:
+                lost = reset_lost_logs(self.consumer, self.lag_group)
+                if lost and self.on_log_lost is not None:
+                    self.on_log_lost(lost)
                 report_consumer_lag(self.consumer, self.lag_group)
             records = [r for batch in polled.values() for r in batch]
             now = self.clock()
@@ -84,11 +125,22 @@ class ConsumeLoop:
             full = self.max_records is not None and len(records) >= self.max_records
             wants_commit = self.tick(now, full) if self.tick is not None else False
             if self.commit is not None and (wants_commit or now - last_commit >= self.commit_every_s):
-                self.commit()
+                self._commit()
                 last_commit = now
             if self.done():
                 break
             if self.idle_exit_s is not None and not self.busy() and now - last_record >= self.idle_exit_s:
                 break
         if self.commit is not None:
+            self._commit()
+
+    def _commit(self) -> None:
+        """Commit; a commit the group refuses (it rebalanced: a broker restart forgets every member)
+        is skipped with a warning: the next poll joins again, and what was not committed is read again."""
+        from kafka.errors import CommitFailedError
+
+        assert self.commit is not None
+        try:
             self.commit()
+        except CommitFailedError as exc:
+            log.warning("offsets not committed (%s); the group is being joined again", exc)

@@ -117,7 +117,10 @@ def fetched_end_offsets(settings: Settings, ends: dict, timeout_s: float = 10.0)
 
     The embedded broker answers ListOffsets "latest" with the first offset of the partition's last
     batch + 1, short by the rest of that batch; a fetch response's high watermark is right on it and
-    on Apache Kafka alike. `ends` maps (topic, partition) tuples to offsets; the same keys come back.
+    on Apache Kafka alike, and is taken whenever a fetch answers: after a restart that lost its log
+    the embedded broker may list an end past an empty partition (a write it refused still counted),
+    which recovery would wait for in vain. `ends` maps (topic, partition) tuples to offsets; the
+    same keys come back.
     """
     from kafka import TopicPartition
 
@@ -135,7 +138,7 @@ def fetched_end_offsets(settings: Settings, ends: dict, timeout_s: float = 10.0)
             c.poll(timeout_ms=200, max_records=1)
             for ktp in [k for k in todo if c.highwater(k) is not None]:
                 tp = todo.pop(ktp)
-                out[tp] = max(ends[tp], c.highwater(ktp))
+                out[tp] = c.highwater(ktp)
         if todo:
             log.warning("no fetch answered for %s within %.0f s: kept the listed end offsets", sorted(todo), timeout_s)
     finally:

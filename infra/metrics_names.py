@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,13 @@ _ALL = (
         ("stage",),
     ),
     Series(
+        "booth_consumer_log_resets_total",
+        "counter",
+        ("processors", "assembler", "trainer", "console"),
+        "partitions found beyond the broker's log end (it lost its log) and read again from its start",
+        ("group", "topic"),
+    ),
+    Series(
         "booth_preview_skipped_total",
         "counter",
         ("console",),
@@ -125,6 +132,8 @@ def known_sample_names() -> set[str]:
 # it is registered once here: a process that runs two of them (tests, a demo) must not register it twice.
 _LAG = EXPECTED_SERIES["booth_consumer_lag"]
 CONSUMER_LAG = Gauge(_LAG.name, _LAG.help, list(_LAG.labels))
+_RESETS = EXPECTED_SERIES["booth_consumer_log_resets_total"]
+LOG_RESETS = Counter(_RESETS.name.removesuffix("_total"), _RESETS.help, list(_RESETS.labels))
 _lag_reported: dict[str, set[tuple[str, int]]] = {}
 
 

@@ -250,11 +250,14 @@ class Stack:
         }
 
     def _nanio_argv(self, port: int) -> list[str]:
-        nanio = shutil.which("nanio") or str(Path(sys.executable).with_name("nanio"))
         data = self.state_dir / "s3-data"
         data.mkdir(parents=True, exist_ok=True)
+        # nanio with the objects still being written left out of its listings (the broker's S3
+        # engine fails on them): infra/nanio_serve.py
         return [
-            nanio,
+            sys.executable,
+            "-m",
+            "infra.nanio_serve",
             "serve",
             "--data-dir",
             str(data),

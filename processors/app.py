@@ -30,7 +30,7 @@ from prometheus_client import Counter, Histogram
 from infra import deadletters, metrics
 from infra.changelog import SMOOTHER_TABLE, TRACKER_TABLE
 from infra.kafka import changelog_configs, faust_broker_options
-from infra.metrics_names import set_consumer_lag
+from infra.metrics_names import LOG_RESETS, set_consumer_lag
 from infra.settings import Settings
 from processors import faust_fixes
 from processors.estimate import CPU_SECONDS, Inference, InferenceUnavailable, Rejected, keep_buffers_on_heap
@@ -180,6 +180,8 @@ def build_app(settings: Settings, estimator=None, smoothing: SmoothingParams | N
     datadir = settings.state_dir / "faust" / settings.app_id
     datadir.mkdir(parents=True, exist_ok=True)
     faust_fixes.apply(settings)
+    for topic in (settings.topic_frames, settings.topic_poses):  # exported from the start, at 0
+        LOG_RESETS.labels(settings.group("processors"), topic)
     app = faust.App(
         settings.group("processors"),
         **faust_broker_options(settings),

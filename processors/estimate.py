@@ -8,7 +8,9 @@ for the event loop's Python, which on two cores held the stage to about 0.6x of 
 back with each result and the worker's metrics count it.
 
 A child that dies (a crash in a native library) is started again and the frame tried once more; a
-frame that kills it twice is rejected (a dead letter) instead of taking the worker down with it.
+frame that kills it twice is rejected (a dead letter) instead of taking the worker down with it. A
+replacement that dies while loading is started again too; if none starts, each frame it held is
+rejected with that reason: the agent never stops on it and its offsets move on.
 """
 
 from __future__ import annotations
@@ -263,6 +265,8 @@ class Inference:
     await `result` for each, in the same order.
     """
 
+    START_ATTEMPTS = 3
+
     def __init__(self, backend: str, models_dir, threads: int, max_people: int, where: str = "process", estimator=None):
         self.where = "thread" if estimator is not None else where
         if self.where not in ("process", "thread"):
@@ -274,6 +278,7 @@ class Inference:
         self._child: asyncio.subprocess.Process | None = None
         self._waiting: deque[asyncio.Future] = deque()  # the child's frames, oldest first
         self._reader: asyncio.Task | None = None
+        self._restarting = asyncio.Lock()
         self.backend = self.device = ""
 
     async def start(self) -> str:
@@ -292,7 +297,11 @@ class Inference:
                 cwd=str(Path(__file__).resolve().parent.parent),
                 limit=2**24,
             )
-            kind, backend, device = await self._answer(child)
+            try:
+                kind, backend, device = await self._answer(child)
+            except _ChildDied:
+                await child.wait()
+                raise
             if kind != "ready":
                 await child.wait()
                 raise InferenceUnavailable(backend)
@@ -348,16 +357,18 @@ class Inference:
         return future
 
     async def result(self, future: asyncio.Future, key: bytes | None, raw: bytes | None) -> PoseEstimate | Rejected:
-        """The frame's estimate (its cost counted in this process's metrics), or Rejected. A frame
-        whose process died is tried again in a fresh one; one that kills it twice is Rejected."""
+        """The frame's estimate (its cost counted in this process's metrics), or Rejected. Never
+        raises: a frame whose process died is tried again in a fresh one; one that dies with it
+        twice, or that no new process could be started for, is Rejected with the reason."""
         for attempt in (1, 2):
             try:
                 pose, cost = await future
             except _ChildDied:
-                if future.child is self._child:  # type: ignore[attr-defined]
-                    await self._restart()
                 if attempt == 2:
-                    return Rejected("pose estimation killed the inference process twice on this frame")
+                    return Rejected("the inference process died twice while estimating this frame")
+                problem = await self._replace(future.child)  # type: ignore[attr-defined]
+                if problem is not None:
+                    return Rejected(problem)
                 future = self.submit(key, raw)
                 continue
             if cost is not None:
@@ -365,12 +376,30 @@ class Inference:
             return pose
         raise AssertionError("unreachable")
 
-    async def _restart(self) -> None:
-        RESTARTS.inc()
-        code = await self._child.wait() if self._child is not None else None
-        log.error("the pose inference process ended (exit code %s); starting another", code)
-        self._child = None
-        await self.start()
+    async def _replace(self, dead) -> str | None:
+        """A live process in place of `dead` (already done if another frame saw it die first), or
+        the reason none could be started. A replacement that dies while loading (killed with the
+        first, out of memory) is tried again, `START_ATTEMPTS` times in all."""
+        async with self._restarting:
+            child = self._child
+            if child is not None and child is not dead and child.returncode is None:
+                return None
+            problem = ""
+            for attempt in range(1, self.START_ATTEMPTS + 1):
+                RESTARTS.inc()
+                code = await self._child.wait() if self._child is not None else None
+                log.error("the pose inference process ended (exit code %s); starting another", code)
+                self._child = None
+                try:
+                    await self.start()
+                    return None
+                except _ChildDied:
+                    problem = "it died while loading"
+                except (InferenceUnavailable, OSError) as exc:
+                    problem = str(exc)
+                log.error("pose inference process %d of %d failed to start: %s", attempt, self.START_ATTEMPTS, problem)
+                await asyncio.sleep(0.2 * attempt)
+            return f"the inference process could not be started again ({self.START_ATTEMPTS} tries): {problem}"
 
     async def close(self) -> None:
         """End the child (it stops at the end of its input) and the thread."""

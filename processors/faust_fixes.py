@@ -1,5 +1,5 @@
-"""Three corrections to Faust's consumer and one producer option, applied before the app is built
-(`apply`).
+"""Five corrections to Faust's consumer and table recovery, and one producer option, applied before
+the app is built (`apply`).
 
 They patch classes at run time, so they are written against faust-streaming 0.15 and aiokafka
 0.14 (both pinned in pyproject.toml), and each wraps Faust's own method rather than replacing it.
@@ -12,6 +12,7 @@ tests/test_processors_stream.py and tests/test_processors_recovery.py fail.
 from __future__ import annotations
 
 import inspect
+import logging
 
 
 class IncompatibleRelease(RuntimeError):
@@ -51,8 +52,15 @@ def check_targets() -> list[str]:
             True,
         ),
         ("faust Recovery._resume_streams", getattr(Recovery, "_resume_streams", None), ["self", "generation_id"], True),
+        (
+            "faust Recovery._build_highwaters",
+            getattr(Recovery, "_build_highwaters", None),
+            ["self", "consumer", "tps", "destination", "title"],
+            True,
+        ),
         ("faust Consumer.stop_flow", getattr(faust_consumer.Consumer, "stop_flow", None), ["self"], False),
         ("faust aiokafka Producer._settings_extra", getattr(driver.Producer, "_settings_extra", None), ["self"], False),
+        ("faust Consumer.perform_seek", getattr(faust_consumer.Consumer, "perform_seek", None), ["self"], True),
     ]
     problems, checked = [], []
     for name, fn, params, coroutine in expected:
@@ -169,9 +177,106 @@ def idempotent_producer(enabled: bool) -> None:
     driver.Producer._settings_extra = extra
 
 
+def recover_changelogs_behind_checkpoint(group: str) -> None:
+    """Read a changelog again from its start when the broker's log of it ends before the offset
+    this worker last read from it.
+
+    The worker keeps, per changelog partition, the offset of the last record it applied. A broker
+    that lost its log (the embedded in-memory broker restarted) recreates the changelog empty; at
+    the next rebalance Faust finds that offset past the new end and stops the worker with
+    ConsistencyError ("offset 599 > highwater -1"), and even without that check it would skip
+    every new record up to the old offset. The table's values in memory are kept (they are still
+    the latest this worker knows); the offset is forgotten, so the new changelog is read from its
+    start, with a warning and booth_consumer_log_resets_total. Runs where Faust compares the two,
+    right after building the ends: before the active partitions are sought (their seek then uses
+    the forgotten offset) and after the standby ones were (they are sought again here).
+    """
+    from faust.tables.recovery import Recovery
+
+    from infra.metrics_names import LOG_RESETS
+
+    log = logging.getLogger(__name__)
+    original = Recovery._build_highwaters
+    original = getattr(original, "__wrapped__", original)
+
+    async def build_highwaters(self, consumer, tps, destination, title):
+        await original(self, consumer, tps, destination, title)
+        offsets = self.active_offsets if destination is self.active_highwaters else self.standby_offsets
+        behind = {}
+        for tp in tps:
+            offset, end = offsets.get(tp), destination.get(tp)
+            if offset is not None and end is not None and offset > end:
+                log.warning(
+                    "changelog %s[%d] ends at %d, before offset %d this worker read: the broker lost its log; "
+                    "reading it again from its start",
+                    tp.topic,
+                    tp.partition,
+                    end,
+                    offset,
+                )
+                LOG_RESETS.labels(group, tp.topic).inc()
+                offsets[tp] = None
+                behind[tp] = 0
+        if behind and destination is not self.active_highwaters:
+            await consumer.seek_wait(behind)
+
+    build_highwaters.__wrapped__ = original  # type: ignore[attr-defined]
+    Recovery._build_highwaters = build_highwaters
+
+
+def read_lost_streams_again(group: str) -> None:
+    """After a rebalance's seek to the committed offsets, seek a partition whose position is past
+    its log's end to that log's start.
+
+    A broker that lost its log (the embedded in-memory broker restarted) forgets the group too, so
+    every worker rebalances; its fetch positions and Faust's own bookkeeping still point into the
+    old logs, past the ends of the recreated ones, and the broker answers such a fetch with nothing
+    rather than an out-of-range error: the worker would never see a new frame. Everything in such a
+    log came after the loss; Faust's read, acknowledged and committed offsets of the partition are
+    forgotten with the seek, with a warning and booth_consumer_log_resets_total. A new log that has
+    already grown past the old position by then cannot be told from an old one (not promised).
+    """
+    from faust.transport import consumer as faust_consumer
+
+    from infra.metrics_names import LOG_RESETS
+
+    log = logging.getLogger(__name__)
+    original = faust_consumer.Consumer.perform_seek
+    original = getattr(original, "__wrapped__", original)
+
+    async def perform_seek(self) -> None:
+        await original(self)
+        tps = set(self.assignment())
+        if not tps:
+            return
+        ends = await self.highwaters(*tps)
+        for tp in sorted(tps):
+            end = ends.get(tp)
+            position = await self.position(tp) if end is not None else None
+            if position is None or end is None or position <= end:
+                continue
+            log.warning(
+                "%s[%d]: read position %d is beyond the broker's log end %d: the broker lost its log; "
+                "reading it again from its start",
+                tp.topic,
+                tp.partition,
+                position,
+                end,
+            )
+            LOG_RESETS.labels(group, tp.topic).inc()
+            for book in (self._gap, self._acked, self._acked_index, self._committed_offset):
+                book.pop(tp, None)
+            await self.seek(tp, 0)
+
+    perform_seek.__wrapped__ = original  # type: ignore[attr-defined]
+    faust_consumer.Consumer.perform_seek = perform_seek
+
+
 def apply(settings) -> None:
     check_targets()
     idempotent_producer(settings.kafka_idempotence)
     limit_fetch_wait(settings.kafka_live_fetch_max_wait_ms)
     seek_before_resuming_streams()
     exact_recovery_highwaters(settings)
+    recover_changelogs_behind_checkpoint(settings.group("processors"))
+    read_lost_streams_again(settings.group("processors"))

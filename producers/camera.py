@@ -24,7 +24,7 @@ from producers.sources import Source, SourceError, open_source
 from producers.summary import CameraStats, Summary
 from producers.timeline import Anchor, Timeline
 from producers.workers import Worker
-from schemas import Frame, frame_key, validate_id
+from schemas import Frame, SessionEvent, frame_key, validate_id
 from schemas.messages import MAX_FRAME_PIXELS, MAX_FRAME_SIDE
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,8 @@ class CameraPipeline:
         self.stop = stop or threading.Event()
         self.abandon = threading.Event()  # set when a stopped run cannot drain: the queue is discarded
         self.stats = CameraStats(camera, source=source.description)
+        self.last_acknowledged = -1  # the seq of the last frame the broker took (for the end marker)
+        self._last_lock = threading.Lock()
         depth = metrics.QUEUE_DEPTH.labels(camera=camera)
         self.queue = FrameQueue(
             queue_size, cast(Policy, policy), on_drop=lambda n: self.stats.count("dropped", n), on_depth=depth.set
@@ -189,7 +191,7 @@ class CameraPipeline:
                     image=jpeg,
                 ).encode()
                 self.stats.count("captured")
-                self.queue.put(value)
+                self.queue.put((seq, value))
                 if self.max_frames is not None and self.stats.captured >= self.max_frames:
                     break
         except SourceError as exc:
@@ -205,9 +207,10 @@ class CameraPipeline:
     def _send(self) -> None:
         backoff = 0.0
         while True:
-            value = self.queue.get()
-            if value is None:
+            item = self.queue.get()
+            if item is None:
                 return
+            seq, value = item
             if self.abandon.is_set():
                 self.stats.count("dropped")
                 self.queue.discard()  # counts what it discards
@@ -229,11 +232,13 @@ class CameraPipeline:
                 self.abandon.wait(backoff)
                 continue
             backoff = 0.0
-            future.add_callback(self._acknowledged)
+            future.add_callback(self._acknowledged, seq)
             future.add_errback(self._failed)
 
-    def _acknowledged(self, _metadata) -> None:
-        self.stats.count("acknowledged")
+    def _acknowledged(self, seq: int, _metadata) -> None:
+        if self.stats.count("acknowledged"):
+            with self._last_lock:
+                self.last_acknowledged = max(self.last_acknowledged, seq)
 
     def _failed(self, exc) -> None:
         if self.stats.count("failed"):
@@ -312,12 +317,34 @@ def run_cameras(
             if pending:
                 log.warning("camera %s: %d frames were never acknowledged", pipeline.camera, pending)
             summary.cameras[pipeline.camera] = pipeline.stats
+        announce_end(settings, session, pipelines, producer)
         return summary
     finally:
         if owned and producer is not None:
             producer.close(timeout=5)
         for source in opened.values():
             source.close()
+
+
+def announce_end(settings: Settings, session: str, pipelines: list[CameraPipeline], producer) -> None:
+    """Tell the assembler this run is over and the seq of each camera's last acknowledged frame (a
+    `camera-end` event): it then closes the session once those frames' poses are in, however late,
+    instead of a fixed time after the session's end. Without it (a camera killed, a broker away)
+    the assembler falls back to its end grace, which the log says."""
+    event = SessionEvent(
+        session=session,
+        kind="camera-end",
+        wall_time=time.time(),
+        cameras=[p.camera for p in pipelines],
+        last_seq={p.camera: p.last_acknowledged for p in pipelines},
+    )
+    try:
+        producer.send(settings.topic_sessions, key=session.encode(), value=event.encode()).get(timeout=30)
+    except Exception as exc:  # noqa: BLE001 - the frames are delivered; only the early close is lost
+        log.warning(
+            "the end of this camera run could not be announced (%s): the assembler closes the session by its end grace",
+            exc,
+        )
 
 
 def wait_pipelines(

@@ -255,30 +255,37 @@ class SmoothedPose(_PoseBase):
 
 
 class SessionEvent(Message):
-    """A session's lifecycle: start (with the visitor's consent or not), end, abort, purge.
+    """A session's lifecycle: start (with the visitor's consent or not), end, abort, purge, and a
+    camera run's end.
 
     consent: the visitor agreed that their recording may be kept (per the retention policy) after
     their video is made; without it nothing of theirs is kept beyond the video. purge: delete
-    everything of the session (`booth session purge`). Version 1 had neither; it is still read,
-    as a session without consent.
+    everything of the session (`booth session purge`). camera-end: a camera run is over; last_seq
+    holds, for each of its cameras, the sequence number of its last frame the broker acknowledged
+    (-1: none), so the assembler knows which poses it still waits for. Version 1 had neither consent
+    nor purge, version 2 neither camera-end nor last_seq; both are still read (version 1 as a
+    session without consent).
     """
 
     KIND: ClassVar[int] = 4
-    VERSION: ClassVar[int] = 2
-    READS: ClassVar[dict[int, frozenset[str]]] = {1: frozenset({"consent"})}
+    VERSION: ClassVar[int] = 3
+    READS: ClassVar[dict[int, frozenset[str]]] = {1: frozenset({"consent", "last_seq"}), 2: frozenset({"last_seq"})}
 
     session: SafeId
-    kind: Literal["start", "end", "abort", "purge"]
+    kind: Literal["start", "end", "abort", "purge", "camera-end"]
     wall_time: NonNeg
     cameras: list[SafeId] = Field(default_factory=list, max_length=64)
     reference: SafeId | None = None
     note: str = Field(default="", max_length=1000)
     consent: bool = Field(default=False, strict=True)
+    last_seq: dict[SafeId, Annotated[int, Field(ge=-1, strict=True)]] = Field(default_factory=dict, max_length=64)
 
     @classmethod
     def upgrade(cls, version: int, fields: dict[str, Any]) -> dict[str, Any]:
         if version == 1 and fields.get("kind") == "purge":
             raise SchemaError("SessionEvent version 1 has no purge kind (purge came with version 2)")
+        if version < 3 and fields.get("kind") == "camera-end":
+            raise SchemaError(f"SessionEvent version {version} has no camera-end kind (it came with version 3)")
         return fields
 
 

@@ -67,6 +67,42 @@ def running(worker: subprocess.Popen, log_path: Path | None = None) -> bool:
     return True
 
 
+def children_running(parent: int, code: str) -> set[int]:
+    """Pids of `parent`'s children whose command line holds `code` (an inference process: "_child_main")."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and code.encode() in cmdline:
+            found.add(int(entry))
+    return found
+
+
+class KillNewChildren(threading.Thread):
+    """SIGKILLs the next `count` inference processes `parent` starts, each `after_s` after it appears."""
+
+    def __init__(self, parent: int, known: set[int], count: int, after_s: float = 0.05, timeout_s: float = 60):
+        super().__init__(daemon=True)
+        self.parent, self.known, self.count, self.after_s = parent, set(known), count, after_s
+        self.deadline, self.killed = time.monotonic() + timeout_s, []
+
+    def run(self) -> None:
+        while len(self.killed) < self.count and time.monotonic() < self.deadline:
+            for pid in sorted(children_running(self.parent, "_child_main") - self.known):
+                self.known.add(pid)
+                time.sleep(self.after_s)
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(pid)
+            time.sleep(0.005)
+
+
 def kill_service(stack, name: str, sig: int = signal.SIGKILL) -> None:
     """Stop one embedded service the way a crash (SIGKILL) or an operator (SIGTERM) would."""
     entry = stack._load()[name]

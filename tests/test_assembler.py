@@ -11,7 +11,7 @@ import pytest
 
 from infra import kafka
 from infra.objectstore import ObjectStore
-from schemas import DatasetReady, DeadLetter, decode, frame_key, layout
+from schemas import DatasetReady, DeadLetter, SessionEvent, decode, frame_key, layout
 from schemas.redaction import without_pixels
 from trainer.assembler import Assembler, load_session_samples, read_manifest
 from trainer.assembler.reader import iter_session_samples
@@ -404,5 +404,76 @@ def test_messages_before_their_start_wait_for_it_and_commits_follow_persistence(
     clock[0] += FAST["unknown_session_grace_s"]
     asm.tick()
     assert asm.committable()[(settings.topic_frames, 1)] == 1 and asm.summary.dead_letters == 1
+    asm.producer.flush()
+    asm.producer.close()
+
+
+def test_an_ended_session_waits_for_the_poses_of_its_cameras_last_frames_or_gives_up_counted(settings):
+    """With the cameras' end marker (camera-end, last_seq), a session closes when the poses of
+    those frames are in, however long after the end event; after --end-timeout without messages
+    it gives up, and the manifest counts what is missing by cause. Without a marker the end grace
+    closes it, as before."""
+    from collections import namedtuple
+
+    Record = namedtuple("Record", "topic partition offset key value")
+    offsets: dict[str, int] = {}
+
+    def records(syn, messages):
+        out = []
+        for topic, key, value in messages:
+            offsets[topic] = offsets.get(topic, -1) + 1
+            out.append(Record(topic, 0, offsets[topic], key, value))
+        return out
+
+    def event(syn, kind, **fields):
+        return syn.event_message(settings, SessionEvent(session=syn.session, kind=kind, wall_time=1.0, **fields))
+
+    late, lost, old = (SyntheticSession(f"{n}-{uuid.uuid4().hex[:4]}", cameras=("cam0",), frames=12) for n in "abc")
+    clock = [0.0]
+    asm = Assembler(settings, clock=lambda: clock[0], **{**FAST, "end_grace_s": 3.0, "end_timeout_s": 60.0})
+    frames = {
+        s.session: [m for m in s.stream_messages(settings) if m[0] == settings.topic_frames] for s in (late, lost)
+    }
+    poses = {
+        s.session: [m for m in s.stream_messages(settings) if m[0] == settings.topic_smoothed] for s in (late, lost)
+    }
+    for syn, last in ((late, 11), (lost, 13)):  # `lost`'s camera says 13: frames 12 and 13 never come
+        asm.process_batch(
+            records(
+                syn,
+                [syn.event_message(settings, syn.start())]
+                + frames[syn.session]
+                + poses[syn.session][:6]
+                + [event(syn, "camera-end", cameras=["cam0"], last_seq={"cam0": last}), event(syn, "end")],
+            )
+        )
+    asm.process_batch(records(old, [old.event_message(settings, old.start())] + old.stream_messages(settings)))
+    asm.process_batch(records(old, [event(old, "end")]))  # an end without the cameras' marker
+
+    clock[0] = 10.0  # the end grace is long over: only the session without a marker closes
+    assert asm.tick() == [old.session]
+    assert read_manifest(settings, old.session)["samples"] == 12 and "last_seq" not in read_manifest(
+        settings, old.session
+    )
+    clock[0] = 50.0  # the pose stage catches up (a worker restarted after the end)
+    asm.process_batch(records(late, poses[late.session][6:]) + records(lost, poses[lost.session][6:8]))
+    assert asm.tick() == [late.session]  # its last pose is in: closed at once
+    m = read_manifest(settings, late.session)
+    assert (m["status"], m["closed_by"], m["samples"], m["rejected"]) == ("ready", "end", 12, {})
+    assert m["last_seq"] == {"cam0": 11}
+
+    clock[0] = 50.0 + 59.0
+    assert asm.tick() == []  # still within the end timeout of its last message
+    clock[0] = 50.0 + 60.0
+    assert asm.tick() == [lost.session]
+    m = read_manifest(settings, lost.session)
+    assert (m["status"], m["closed_by"], m["samples"]) == ("ready", "end-timeout", 8)
+    assert m["rejected"] == {"no_pose": 4, "not_received": 2} and m["frames"] == 14
+    assert m["gave_up_waiting"] == {
+        "cam0": {"last_seq": 13, "frames_to": 11, "poses_to": 7, "no_pose": 4, "not_received": 2}
+    }
+    assert "gave up waiting for the last poses after 60 s" in m["reason"] and "2 never received" in m["reason"]
+    ready = {r.session: r for r in _read_topic(settings, settings.topic_datasets) if isinstance(r, DatasetReady)}
+    assert ready[lost.session].status == "ready" and ready[lost.session].reason == m["reason"]
     asm.producer.flush()
     asm.producer.close()

@@ -125,3 +125,42 @@ def test_done_stops_the_loop_and_an_error_leaves_without_committing():
     with pytest.raises(RuntimeError):
         ConsumeLoop(ScriptedConsumer([[Record("t", 0, 0)]]), boom, commit=lambda: commits.append(1)).run()
     assert commits == []  # what was being handled is read again after a restart
+
+
+def test_a_position_past_the_logs_end_is_read_again_from_its_start_and_counted():
+    """A broker that lost its log answers a fetch past the new end with nothing: the loop notices
+    (position > the fetch's high watermark), seeks those partitions to their start, counts them and
+    tells the service; a partition at its end is left alone."""
+    from collections import namedtuple
+
+    from prometheus_client import REGISTRY
+
+    TP = namedtuple("TP", "topic partition")
+    lost, fine = TP("t", 0), TP("t", 1)
+
+    class Broker(ScriptedConsumer):
+        positions = {lost: 40, fine: 3}
+        sought: list = []
+
+        def assignment(self):
+            return {lost, fine}
+
+        def highwater(self, tp):
+            return 3
+
+        def position(self, tp, timeout_ms=None):
+            return self.positions[tp]
+
+        def seek_to_beginning(self, *tps):
+            self.sought.extend(tps)
+            self.positions.update({tp: 0 for tp in tps})
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("booth_consumer_log_resets_total", {"group": "g-lost", "topic": "t"}) or 0.0
+
+    before, told = counted(), []
+    consumer = Broker([[Record("t", 1, 2)]])
+    ConsumeLoop(
+        consumer, lambda r, n: None, lag_group="g-lost", on_log_lost=told.append, idle_exit_s=2.0, clock=consumer.clock
+    ).run()
+    assert consumer.sought == [lost] and told == [[lost]] and counted() - before == 1

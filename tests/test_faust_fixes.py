@@ -10,7 +10,7 @@ from processors import faust_fixes
 
 def test_the_installed_releases_have_every_patched_target():
     checked = faust_fixes.check_targets()
-    assert len(checked) == 7
+    assert len(checked) == 9
     assert "aiokafka AIOKafkaConsumer._fetch_max_wait_ms" in checked
 
 
@@ -120,3 +120,99 @@ def test_the_workers_producer_is_idempotent_when_the_settings_say_so(enabled):
     producer = asyncio.run(build())
     assert (producer._txn_manager is not None) is enabled
     assert app.conf.producer_acks == -1  # acks=all, which idempotent sends need
+
+
+def test_a_changelog_that_ends_before_the_offset_read_is_read_again_from_its_start():
+    """After the broker lost its log, a changelog ends (highwater -1) before the offset this worker
+    last read from it (599): Faust would stop with ConsistencyError and skip every new record up
+    to 599. The patched recovery forgets that offset (read again from 0), counts it and re-seeks a
+    standby partition; a changelog that did not shrink is left as it was."""
+    import asyncio
+    from collections import Counter
+
+    from faust.tables.recovery import Recovery
+    from faust.types import TP
+    from prometheus_client import REGISTRY
+
+    from infra.settings import Settings
+
+    settings = Settings()
+    faust_fixes.apply(settings)
+    lost, kept = TP("booth-changelog", 0), TP("booth-changelog", 1)
+
+    class Consumer:
+        sought: dict = {}
+
+        async def highwaters(self, *tps):
+            return {lost: 0, kept: 40}  # the next offsets: lost is empty, kept holds 0..39
+
+        async def seek_wait(self, offsets):
+            self.sought.update(offsets)
+
+    recovery = Recovery.__new__(Recovery)
+    recovery.active_offsets, recovery.standby_offsets = Counter({lost: 599, kept: 20}), Counter({lost: 599, kept: 39})
+    recovery.active_highwaters, recovery.standby_highwaters = Counter(), Counter()
+    recovery.log = type("Log", (), {"info": lambda *a, **k: None})()
+
+    def counted() -> float:
+        labels = {"group": settings.group("processors"), "topic": "booth-changelog"}
+        return REGISTRY.get_sample_value("booth_consumer_log_resets_total", labels) or 0.0
+
+    before, consumer = counted(), Consumer()
+    asyncio.run(recovery._build_highwaters(consumer, {lost, kept}, recovery.active_highwaters, "active"))
+    assert recovery.active_highwaters == {lost: -1, kept: 39}
+    assert recovery.active_offsets == {lost: None, kept: 20} and consumer.sought == {}  # sought by Faust next
+    asyncio.run(recovery._build_highwaters(consumer, {lost, kept}, recovery.standby_highwaters, "standby"))
+    assert recovery.standby_offsets == {lost: None, kept: 39} and consumer.sought == {lost: 0}
+    assert counted() - before == 2
+
+
+def test_a_stream_partition_past_its_logs_end_after_the_seek_is_read_from_its_start():
+    """After a rebalance Faust seeks the stream partitions to their committed offsets; one whose
+    position is then past the log's end (the broker lost the log, a stale offset was committed to
+    the new one) is sought to 0 with Faust's bookkeeping of it forgotten, and counted; a partition
+    within its log is left where it was."""
+    import asyncio
+    from collections import defaultdict
+
+    from faust.transport import consumer as faust_consumer
+    from faust.types import TP
+    from prometheus_client import REGISTRY
+
+    from infra.settings import Settings
+
+    settings = Settings()
+    faust_fixes.apply(settings)
+    lost, kept = TP("booth.frames", 1), TP("booth.frames", 2)
+
+    class Consumer:
+        def __init__(self):
+            self.positions = {lost: 16, kept: 5}
+            self._read_offset, self._committed_offset = defaultdict(lambda: None), defaultdict(lambda: None)
+            self._gap, self._acked, self._acked_index = {lost: "gap"}, {lost: [14, 15]}, {lost: {14, 15}}
+
+        async def seek_to_committed(self):
+            return {lost: 16, kept: 5}
+
+        def assignment(self):
+            return {lost, kept}
+
+        async def highwaters(self, *tps):
+            return {lost: 0, kept: 9}
+
+        async def position(self, tp):
+            return self.positions[tp]
+
+        async def seek(self, tp, offset):
+            self.positions[tp] = offset
+            self._read_offset[tp] = offset or None
+
+    def counted() -> float:
+        labels = {"group": settings.group("processors"), "topic": "booth.frames"}
+        return REGISTRY.get_sample_value("booth_consumer_log_resets_total", labels) or 0.0
+
+    before, consumer = counted(), Consumer()
+    asyncio.run(faust_consumer.Consumer.perform_seek(consumer))
+    assert consumer.positions == {lost: 0, kept: 5} and counted() - before == 1
+    assert lost not in consumer._acked and lost not in consumer._gap and consumer._committed_offset[lost] is None
+    assert consumer._committed_offset[kept] == 5 and consumer._read_offset[lost] is None

@@ -18,7 +18,7 @@ from processors.estimate import Inference, InferenceUnavailable, PoseStage, Reje
 from schemas import Frame, PoseEstimate, frame_key
 from vision.pose import load_estimator
 
-from helpers import clip_frames, start_worker, stop_worker
+from helpers import KillNewChildren, clip_frames, start_worker, stop_worker
 
 KEY = frame_key("s", "c")
 
@@ -141,3 +141,35 @@ print(by_default, mapped_by(lambda: np.ones(3_000_000, np.uint8)))
         pytest.skip("the C library is not glibc 2.33 or later")
     mapped_before, mapped_after = map(int, out)
     assert mapped_before >= 1 and mapped_after == 0
+
+
+@pytest.mark.parametrize("replacements_killed", [1, 3])
+def test_a_replacement_killed_while_it_loads_loses_no_frame(shared_dir, replacements_killed):
+    """The inference process is killed, then its replacement about 50 ms after it starts (and, in
+    the second case, every replacement the runner tries for that frame): the agent's `result` never
+    raises, and every frame comes back estimated or rejected with the reason."""
+    raws = _clip(shared_dir, 10)
+    inference = Inference("movenet", None, 1, 8)
+    restarts0 = _counter("booth_pose_inference_restarts_total")
+    killers = []
+
+    def kill_after_the_third(i: int) -> None:
+        if i == 2:
+            killer = KillNewChildren(os.getpid(), {inference._child.pid}, replacements_killed)
+            killer.start()
+            killers.append(killer)
+            os.kill(inference._child.pid, signal.SIGKILL)
+
+    got = _through(inference, raws, kill_after_the_third)
+    killers[0].join(5)
+    assert len(killers[0].killed) == replacements_killed
+    assert len(got) == 10
+    rejected = [i for i, p in enumerate(got) if isinstance(p, Rejected)]
+    assert all(isinstance(p, PoseEstimate) and p.persons and p.seq == i for i, p in enumerate(got) if i not in rejected)
+    if replacements_killed < Inference.START_ATTEMPTS:
+        assert rejected == []  # a new process took the frames up again
+        assert _counter("booth_pose_inference_restarts_total") - restarts0 == 1 + replacements_killed
+    else:  # no process could be started for the fourth frame: it alone is a dead letter, with why
+        assert rejected == [3]
+        assert "could not be started again (3 tries): it died while loading" in str(got[3])
+        assert _counter("booth_pose_inference_restarts_total") - restarts0 == 4

@@ -103,7 +103,7 @@ def envelope_v1(fields: dict) -> bytes:
 # --- consent ----------------------------------------------------------------------------------------
 def test_session_events_carry_consent_and_version_1_events_are_still_read():
     event = SessionEvent(session="v", kind="start", wall_time=1.0, consent=True)
-    assert decode(event.encode()) == event and event.encode()[3] == 2
+    assert decode(event.encode()) == event and event.encode()[3] == 3
     old = decode(envelope_v1({"session": "v", "kind": "start", "wall_time": 1.0, "cameras": ["c"]}))
     assert isinstance(old, SessionEvent) and old.consent is False and old.cameras == ["c"]  # no consent recorded
     with pytest.raises(SchemaError, match="version 1 has no consent"):
@@ -113,8 +113,8 @@ def test_session_events_carry_consent_and_version_1_events_are_still_read():
     header = json.dumps({"session": "v", "kind": "start", "wall_time": 1.0, "consent": "yes"}).encode()
     with pytest.raises(SchemaError, match="consent: Input should be a valid boolean"):
         decode(b"MB" + bytes([4, 2]) + struct.pack(">I", len(header)) + header)
-    with pytest.raises(SchemaError, match="SessionEvent schema version 3 is not supported .this build reads 1, 2."):
-        decode(b"MB" + bytes([4, 3]) + event.encode()[4:])
+    with pytest.raises(SchemaError, match="SessionEvent schema version 4 is not supported .this build reads 1, 2, 3."):
+        decode(b"MB" + bytes([4, 4]) + event.encode()[4:])
 
 
 def test_consent_is_recorded_from_the_command_line_to_the_store(settings):

@@ -151,6 +151,13 @@ def test_drops_are_counted_when_the_sender_stalls(settings, policy):
         assert seqs[-queue_size:] == list(range(total - queue_size, total))  # the freshest frames survive
     else:
         assert seqs[:queue_size] == list(range(queue_size))  # queued frames are never displaced
+    # The run's end marker names the camera's last frame the broker took, not the last captured.
+    marker = kafka.consumer(settings, settings.topic_sessions, group_id=None, consumer_timeout_ms=1500)
+    try:
+        ends = [e for e in (decode(r.value) for r in marker) if e.kind == "camera-end" and camera in e.cameras]
+    finally:
+        marker.close()
+    assert [(e.session, e.last_seq) for e in ends] == [("s-drop", {camera: seqs[-1]})]
 
 
 class SlowProducer:

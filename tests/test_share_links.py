@@ -50,7 +50,8 @@ def test_the_short_link_makes_a_sparse_qr_code_a_phone_reads():
     link = share_url(s, session)
     assert link.startswith(f"{PUBLIC}/v/{session}.") and len(link) <= 80
     # A presigned link as the trainer makes one: 300+ characters.
-    presigned = ObjectStore(Settings(s3_public_url=PUBLIC, s3_secret_key=SecretStr("a-storage-secret"))).presign(layout.result_key(session, "rendition.mp4"), 3600)
+    store = ObjectStore(Settings(s3_public_url=PUBLIC, s3_secret_key=SecretStr("a-storage-secret")))
+    presigned = store.presign(layout.result_key(session, "rendition.mp4"), 3600)
     assert len(presigned) > 300
     short_v, long_v = qr_version(link), qr_version(presigned)
     assert short_v <= 5 < 10 <= long_v  # 37 modules a side or fewer, against 57 or more

@@ -160,3 +160,47 @@ def test_s3_storage_engine_keeps_messages_across_a_restart(tmp_path):
         c.close()
     finally:
         again.down()
+
+
+def test_the_s3_server_never_lists_an_object_still_being_written(tmp_path):
+    """The broker's S3 engine reads every name in a records folder as an offset; an upload's
+    temporary file in a listing made its fetches fail (ParseInt(InvalidDigit)) and it dropped the
+    connection. Listings taken while 3 MB objects are written show whole objects only."""
+    import io
+    import threading
+    import time
+
+    from minio import Minio
+
+    settings = embedded_settings(tmp_path)
+    s = Stack(settings, state_dir=tmp_path)
+    s.up(prometheus=False)
+    try:
+        c = Minio(
+            settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            secure=False,
+            region=settings.s3_region,
+        )
+        c.make_bucket("listing")
+        stop, data, written = threading.Event(), b"x" * 3_000_000, []
+
+        def put() -> None:
+            while not stop.is_set():
+                name = f"records/{len(written):020d}.batch"
+                c.put_object("listing", name, io.BytesIO(data), len(data))
+                written.append(name)
+
+        writer = threading.Thread(target=put)
+        writer.start()
+        listed, deadline = set(), time.monotonic() + 3
+        try:
+            while time.monotonic() < deadline:
+                listed.update(o.object_name for o in c.list_objects("listing", prefix="records/", recursive=True))
+        finally:
+            stop.set()
+            writer.join(30)
+    finally:
+        s.down()
+    assert len(written) >= 5 and listed and listed <= set(written), sorted(listed - set(written))[:3]

@@ -134,6 +134,8 @@ class ControlState:
             return
         row = self._row(session)
         row["updated_at"] = max(row["updated_at"], getattr(message, "wall_time", 0.0))
+        if isinstance(message, SessionEvent) and message.kind == "camera-end":
+            return  # a camera run is over; the session goes on until its end event
         if isinstance(message, SessionEvent):
             if row["state"] != "closed" or message.kind != "start":  # a replayed start does not reopen it
                 row["state"] = message.kind

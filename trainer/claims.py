@@ -140,6 +140,18 @@ class SessionQueue:
         for batch in self.datasets.poll(timeout_ms=timeout_ms).values():
             for record in batch:
                 self._add(record)
+        self._notice_lost_logs()
+
+    def _notice_lost_logs(self) -> None:
+        """A broker that lost its log (the embedded broker restarted) recreates both topics empty:
+        work ids name offsets of the old logs, so the queue starts over from the new ones' starts
+        (counted and warned by reset_lost_logs). A job running for old work loses its lease."""
+        from infra.consume import reset_lost_logs
+
+        if reset_lost_logs(self.datasets, self.group) + reset_lost_logs(self.claims, self.group):
+            self.ledger, self.pending, self._committed = Ledger(), {}, {}
+            self.datasets.seek_to_beginning(*self.partitions)
+            self.claims.seek_to_beginning(self.claims_tp)
 
     def _read_claims(self, timeout_ms: int) -> None:
         for batch in self.claims.poll(timeout_ms=timeout_ms).values():

@@ -51,7 +51,16 @@ _table = print_table
     default=3.0,
     show_default=True,
     type=click.FloatRange(0),
-    help="Seconds without messages after a session's end before it is closed (poses lag frames).",
+    help="Seconds without messages after a session's end before it is closed, for cameras that did not "
+    "announce their last frame (a camera run announces it: the session then closes once those poses are in).",
+)
+@click.option(
+    "--end-timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds without messages after a session's end before the assembler gives up waiting for the poses of "
+    "the cameras' announced last frames; what is missing is counted in the manifest by cause.",
 )
 @click.option(
     "--inactivity-timeout",
@@ -103,6 +112,7 @@ def assemble(
     resolution,
     min_samples,
     end_grace,
+    end_timeout,
     inactivity_timeout,
     unknown_session_grace,
     idle_exit,
@@ -126,6 +136,7 @@ def assemble(
             resolution=resolution,
             min_samples=min_samples,
             end_grace_s=end_grace,
+            end_timeout_s=end_timeout,
             inactivity_timeout_s=inactivity_timeout,
             unknown_session_grace_s=unknown_session_grace,
             representation=representation,

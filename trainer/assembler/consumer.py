@@ -43,9 +43,19 @@ from infra.retention import discard_unconsented
 from infra.settings import Settings
 from schemas import DatasetReady, Frame, SchemaError, SessionEvent, SmoothedPose, decode, layout, parse_frame_key
 from schemas.ids import InvalidId, validate_id
-from trainer.assembler.join import INVALID, LATE, UNKNOWN_SESSION, Outcome, SessionState, ShardBuffer, record_bytes
+from trainer.assembler.join import (
+    INVALID,
+    LATE,
+    NO_POSE,
+    NOT_RECEIVED,
+    UNKNOWN_SESSION,
+    Outcome,
+    SessionState,
+    ShardBuffer,
+    record_bytes,
+)
 from trainer.assembler.manifest import build_manifest, failure_reason, manifest_bytes, preview_choice, render_preview
-from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, REJECTED, SAMPLES
+from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, GAVE_UP, REJECTED, SAMPLES
 from trainer.assembler.offsets import Held, OffsetTracker
 from trainer.assembler.reader import shard_samples
 from trainer.assembler.representation import DEFAULT_REPRESENTATION, LazySegmenter, check_representation, needs_parts
@@ -63,7 +73,11 @@ class AssemblerConfig:
     shard_size: int = 32  # samples per camera per tar shard
     resolution: int = 256  # pose map size (square)
     min_samples: int = 20  # fewer usable frames: the dataset is failed
-    end_grace_s: float = 3.0  # after the end event, wait this long without messages
+    # After the end event: cameras that announced their last frame (camera-end) are waited for
+    # until those frames' poses are in, or end_timeout_s without messages (a counted give-up);
+    # cameras that did not are given end_grace_s without messages (poses lag frames).
+    end_grace_s: float = 3.0
+    end_timeout_s: float = 300.0
     inactivity_timeout_s: float = 300.0  # a session without an end is closed after this silence
     unknown_session_grace_s: float = 10.0  # messages of an unknown session wait this long for its start
     commit_interval_s: float = 1.0
@@ -87,7 +101,13 @@ class AssemblerConfig:
             raise ValueError(f"resolution {self.resolution} is too large (max 4096)")
         if self.min_samples < 0:
             raise ValueError(f"min_samples must be >= 0, got {self.min_samples}")
-        for name in ("end_grace_s", "inactivity_timeout_s", "unknown_session_grace_s", "commit_interval_s"):
+        for name in (
+            "end_grace_s",
+            "end_timeout_s",
+            "inactivity_timeout_s",
+            "unknown_session_grace_s",
+            "commit_interval_s",
+        ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0 seconds, got {getattr(self, name)}")
         if not self.group_id:
@@ -243,13 +263,23 @@ class Assembler:
         closed = []
         for state in list(self.sessions.values()):
             quiet = now - state.last_activity
-            if state.end is not None and quiet >= cfg.end_grace_s:
-                self._finalize(state, "end", now)
-                closed.append(state.session)
-            elif state.end is None and quiet >= cfg.inactivity_timeout_s:
+            if state.end is not None:
+                why = self._may_close(state, quiet)
+                if why is not None:
+                    self._finalize(state, why, now)
+                    closed.append(state.session)
+            elif quiet >= cfg.inactivity_timeout_s:
                 self._finalize(state, "inactivity", now)
                 closed.append(state.session)
         return closed
+
+    def _may_close(self, state: SessionState, quiet: float) -> str | None:
+        """How an ended session closes now ("end", or "end-timeout": a give-up), or None to wait."""
+        if state.waiting_for():
+            return "end-timeout" if quiet >= self.config.end_timeout_s else None
+        if state.last_seq and not state.unannounced():
+            return "end"  # every camera's announced last frame has its pose
+        return "end" if quiet >= self.config.end_grace_s else None
 
     def busy(self) -> bool:
         """Whether anything is still open (sessions or messages waiting for their session)."""
@@ -282,7 +312,14 @@ class Assembler:
         elif state is not None:
             state.held.append(held)
             state.last_activity = now
-            if event.kind == "end":
+            state.announce(event.last_seq)
+            if event.kind == "camera-end":
+                log.info(
+                    "session %s: cameras announced their last frames %s",
+                    event.session,
+                    ", ".join(f"{c}={q}" for c, q in sorted(event.last_seq.items())),
+                )
+            elif event.kind == "end":
                 if state.end is None:
                     state.end, state.ended_at = event, now
             else:
@@ -473,17 +510,22 @@ class Assembler:
 
     def _finalize(self, state: SessionState, closed_by: str, now: float) -> DatasetReady:
         cfg = self.config
+        waited = state.waiting_for() if closed_by == "end-timeout" else {}
         self._flush(state, state.all_shards())
         records = list(state.done.values())
         samples = sum(len(r["samples"]) for r in records)
         picture = self._preview(records) if samples else None
         preview = layout.preview_key(state.session) if picture else None
         status, reason = "ready", ""
+        missing = self._gave_up(state, waited, records)
         if samples < cfg.min_samples:
             rejected = Counter(why for r in records for why in r["rejected"].values())
-            status, reason = "failed", failure_reason(samples, cfg.min_samples, dict(rejected))
+            rejected.update({NOT_RECEIVED: sum(w[NOT_RECEIVED] for w in waited.values())} if waited else {})
+            status, reason = "failed", failure_reason(samples, cfg.min_samples, dict(+rejected))
         elif closed_by == "inactivity":
             reason = f"closed after {cfg.inactivity_timeout_s:g} s without messages (no end event)"
+        elif waited:
+            reason = missing
         manifest = build_manifest(
             session=state.session,
             status=status,
@@ -499,6 +541,8 @@ class Assembler:
             representation=cfg.representation,
             consent=state.start.consent,
             conditioning=cfg.conditioning,
+            waited=waited,
+            last_seq=state.last_seq,
         )
         if preview:
             self._put(preview, picture, "image/jpeg")
@@ -536,6 +580,31 @@ class Assembler:
             f" ({reason})" if reason else "",
         )
         return ready
+
+    def _gave_up(self, state: SessionState, waited: dict[str, dict[str, int]], records: list[dict]) -> str:
+        """On a give-up, count per camera what its end marker announced and never became a sample:
+        frames read without a pose (no_pose, already in the shards' rejections) and frames never
+        read at all (not_received); returns the reason the manifest and DatasetReady give."""
+        if not waited:
+            return ""
+        parts = []
+        for camera, w in waited.items():
+            w[NO_POSE] = sum(
+                1 for r in records if r["camera"] == camera for why in r["rejected"].values() if why == NO_POSE
+            )
+            w[NOT_RECEIVED] = max(0, w["last_seq"] - w["frames_to"])
+            REJECTED.labels(NOT_RECEIVED).inc(w[NOT_RECEIVED])
+            self.summary.rejected[NOT_RECEIVED] += w[NOT_RECEIVED]
+            parts.append(
+                f"{camera}: last frame {w['last_seq']}, frames read to {w['frames_to']}, poses to {w['poses_to']}"
+                f" ({w[NO_POSE]} without a pose, {w[NOT_RECEIVED]} never received)"
+            )
+        GAVE_UP.inc()
+        log.warning("session %s: gave up waiting for its last poses: %s", state.session, "; ".join(parts))
+        return (
+            f"gave up waiting for the last poses after {self.config.end_timeout_s:g} s without messages: "
+            + "; ".join(parts)
+        )
 
     def _preview(self, records: list[dict]) -> bytes | None:
         chosen = preview_choice(records)
@@ -621,6 +690,14 @@ class Assembler:
         consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
         self._committed.update(offsets)
 
+    def _log_lost(self, partitions) -> None:
+        """The broker lost these partitions' logs (reset_lost_logs sought them to their new start):
+        what is held of the old ones can never be read again; commit from the new logs on."""
+        tps = {(tp.topic, tp.partition) for tp in partitions}
+        self.tracker.forget(tps, lost=True)
+        for tp in tps:
+            self._committed.pop(tp, None)
+
     def _reset(self) -> None:
         """Forget all in-memory state: what it held was not committed and will be read again."""
         for bar in self._progress.values():
@@ -677,6 +754,7 @@ class Assembler:
                 commit=lambda: self._commit(consumer),
                 commit_every_s=self.config.commit_interval_s,
                 lag_group=self.config.consumer_group,
+                on_log_lost=self._log_lost,
                 max_records=self.config.max_poll_records,
                 idle_exit_s=idle_exit,
                 busy=self.busy,

@@ -31,7 +31,8 @@ UNDECODABLE = "undecodable"  # the frame's image does not decode (also dead-lett
 INVALID = "invalid"  # not a valid message, or an unsafe id (dead-lettered)
 UNKNOWN_SESSION = "unknown_session"  # a session that never started (dead-lettered)
 LATE = "late"  # arrived after its shard or session was closed
-REASONS = (NO_PERSON, NO_PARTS, NO_POSE, NO_FRAME, UNDECODABLE, INVALID, UNKNOWN_SESSION, LATE)
+NOT_RECEIVED = "not_received"  # announced by its camera's end marker, never read before the give-up
+REASONS = (NO_PERSON, NO_PARTS, NO_POSE, NO_FRAME, UNDECODABLE, INVALID, UNKNOWN_SESSION, LATE, NOT_RECEIVED)
 
 
 def join_sample(
@@ -229,6 +230,8 @@ class SessionState:
         self.end: SessionEvent | None = None
         self.ended_at: float | None = None
         self.held: list[Held] = []  # its session events: committed only once it is finalized
+        # camera -> seq of its last acknowledged frame, from the cameras' end markers (camera-end)
+        self.last_seq: dict[str, int] = {}
         self.streams: dict[str, CameraStream] = {}
         # Shards already written (index records), from this run or found in the store on start.
         self.done: dict[tuple[str, int], dict] = dict(done or {})
@@ -310,6 +313,33 @@ class SessionState:
         buf.backends.add(pose.backend)
         self.joined += 1
         return Outcome(sample=result)
+
+    def announce(self, last_seq: dict[str, int]) -> None:
+        """A camera run's end marker: the last frame of each of its cameras."""
+        for camera, seq in last_seq.items():
+            self.last_seq[camera] = max(seq, self.last_seq.get(camera, -1))
+
+    def reached(self, camera: str) -> tuple[int, int]:
+        """(frames, poses): the highest seq of the camera read on each stream, counting shards
+        already written (complete only once both streams passed their last seq)."""
+        s = self.streams.get(camera)
+        written = max((k + 1) * self.shard_size - 1 for c, k in self.done if c == camera) if self.done else -1
+        frames, poses = (s.max_frame_seq, s.max_pose_seq) if s else (-1, -1)
+        return max(frames, written), max(poses, written)
+
+    def waiting_for(self) -> dict[str, dict[str, int]]:
+        """Announced cameras whose last frame or its pose has not been read yet, with how far each
+        stream got."""
+        out = {}
+        for camera, last in sorted(self.last_seq.items()):
+            frames, poses = self.reached(camera)
+            if min(frames, poses) < last:
+                out[camera] = {"last_seq": last, "frames_to": frames, "poses_to": poses}
+        return out
+
+    def unannounced(self) -> list[str]:
+        """Cameras with messages here but no end marker (an older camera, a run that was killed)."""
+        return sorted(set(self.streams) - set(self.last_seq))
 
     def complete_shards(self) -> list[ShardBuffer]:
         return [b for s in self.streams.values() for b in s.pop_complete(self.shard_size)]

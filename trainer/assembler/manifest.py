@@ -36,6 +36,8 @@ def build_manifest(
     representation: str = DEFAULT_REPRESENTATION,
     consent: bool = False,
     conditioning: str | None = None,
+    waited: dict[str, dict[str, int]] | None = None,
+    last_seq: dict[str, int] | None = None,
 ) -> dict:
     """The manifest of a session from the index records of all its shards.
 
@@ -43,7 +45,10 @@ def build_manifest(
     renders the reference dance in the same one. consent: the visitor's, from the start event
     (without it the trainer keeps only the video once it is made). conditioning: what the
     session's generator should read besides the pose map (trainer.warp_framing), when the
-    assembler was told; the trainer follows it unless told otherwise itself.
+    assembler was told; the trainer follows it unless told otherwise itself. last_seq: each
+    camera's last frame from its end marker. waited: on a give-up (closed_by "end-timeout"), per
+    camera the announced last frame, how far frames and poses got, and what is missing by cause
+    (no_pose, not_received); not_received frames count as rejected frames too.
     """
     check_representation(representation)
     members = {
@@ -77,6 +82,11 @@ def build_manifest(
         keypoints += r["keypoints"]
         total_bytes += r["bytes"]
         backends.update(r["backends"])
+    for camera, w in (waited or {}).items():
+        if w.get("not_received"):
+            cam = per_camera.setdefault(camera, {"samples": 0, "shards": 0, "rejected": Counter()})
+            cam["rejected"]["not_received"] += w["not_received"]
+            rejected["not_received"] += w["not_received"]
     listed.sort(key=lambda x: (x["camera"], x["seq"]))
     samples = sum(c["samples"] for c in per_camera.values())
     if per_slot:  # shards from before a second person appeared hold the main person alone, in slot 0
@@ -127,6 +137,10 @@ def build_manifest(
     }
     if conditioning is not None:
         manifest["conditioning"] = conditioning
+    if last_seq:  # named only when a camera announced its end: older manifests keep their bytes
+        manifest["last_seq"] = dict(sorted(last_seq.items()))
+    if waited:
+        manifest["gave_up_waiting"] = waited
     return manifest
 
 

@@ -13,3 +13,7 @@ DATASET_READY_SECONDS = Histogram(
     "From a session's end event to its DatasetReady",
     buckets=(0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300),
 )
+GAVE_UP = Counter(
+    "booth_assembler_gave_up_total",
+    "Sessions closed before the poses of their cameras' announced last frames came (--end-timeout)",
+)
