@@ -153,3 +153,39 @@ def test_three_trainers_serve_seven_sessions_and_one_trainer_dies(dataset, tmp_p
         at += step
     print(f"longest stretch of a trainer idle while a session waited: {longest:.1f} s")
     assert longest <= SLACK_S, f"a trainer sat idle for {longest:.1f} s while a session waited"
+
+
+def test_the_queue_starts_over_when_the_broker_lost_its_log(settings):
+    """A broker that lost its log (the embedded broker restarted) recreates the datasets and claims
+    topics empty: the queue's read positions and work ids point into the old logs. It notices the
+    positions beyond the new ends, counts it and serves the new log's sessions from their start."""
+    from prometheus_client import REGISTRY
+
+    from infra import kafka
+    from infra.kafka import ensure_topics
+    from trainer.claims import SessionQueue
+
+    def resets() -> float:
+        labels = {"group": settings.group("trainer"), "topic": settings.topic_datasets}
+        return REGISTRY.get_sample_value("booth_consumer_log_resets_total", labels) or 0.0
+
+    publish(settings, *(ready(f"old-{i}") for i in range(3)))
+    producer = kafka.producer(settings)
+    queue = SessionQueue(settings, "t-1", producer)
+
+    def waiting() -> list[str]:
+        queue.poll(200)
+        return [w.session for w in queue.waiting(time.time())]
+
+    try:
+        wait_until(lambda: len(waiting()) == 3, 30, what="the old log's sessions")
+        assert queue.claim(queue.waiting(time.time())[0])
+        before = resets()
+        ensure_topics(settings, recreate=True)  # what the broker has now: empty topics
+        publish(settings, ready("new-0"))
+        wait_until(lambda: waiting() == ["new-0"], 30, what="the queue to hold the new log's session only")
+        assert resets() - before == 1
+        assert queue.claim(queue.waiting(time.time())[0])  # claimable: the old ledger is gone
+    finally:
+        queue.close()
+        producer.close()
