@@ -25,8 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _default_models_dir() -> Path:
-    shared = REPO_ROOT.parent / "shared" / "models"
-    return shared if shared.is_dir() else REPO_ROOT / ".booth" / "models"
+    # vision.models.locate reads it first, then ../shared/models (development machines).
+    return REPO_ROOT / ".booth" / "models"
 
 
 class Settings(BaseSettings):
