@@ -41,10 +41,15 @@ def test_blazepose_masks_the_person_a_movenet_pose_points_at(shared_dir):
     assert (person & sil).sum() / (person | sil).sum() > 0.5
 
 
-def test_a_missing_model_falls_back_to_the_silhouette_with_the_reason(tmp_path):
+def test_a_missing_model_falls_back_to_the_silhouette_with_the_reason(tmp_path, monkeypatch):
+    from vision import models
+    from vision.pose import BackendUnavailable
+
+    monkeypatch.setattr(models, "SHARED_MODELS", tmp_path / "nowhere")  # no development copy either
     masker = PersonMasker("auto", tmp_path)  # an empty models folder
     assert masker.name == "silhouette" and "BlazePose is unavailable" in masker.why
-    with pytest.raises(Exception):  # noqa: B017 - the backend's own error, whichever it is
+    assert "pose_landmark_lite.tflite" in masker.why and "booth models --install" in masker.why
+    with pytest.raises(BackendUnavailable, match="pose_detection.tflite"):
         PersonMasker("blazepose", tmp_path)
     with pytest.raises(ValueError, match="unknown person mask source"):
         PersonMasker("bodypix")
