@@ -26,6 +26,7 @@ prints both models' held-out quality at that equal time.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -180,6 +181,11 @@ class Demo:
                 proc.kill()
         if not self.o.keep_stack:
             self.stack.down()
+            # The results are on disk (results/) and the base model in base-cache/: the store's
+            # copies (the session's frames and checkpoints, about 200 MB at the demo's size, and the
+            # imported base) would only pile up run after run.
+            for data in ("s3-data", "prometheus-data"):
+                shutil.rmtree(self.state_dir / data, ignore_errors=True)
 
     # --- the session ------------------------------------------------------------------------
     def run(self) -> dict:

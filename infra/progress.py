@@ -26,12 +26,14 @@ class _Lines:
 
     def __init__(self, out: IO[str]):
         self.out = out
+        self.last = ""
 
     def write(self, text: str) -> None:
         text = text.replace("\r", "").strip()
-        if text:
+        if text and text != self.last:  # closing a bar redraws its last state once more
             self.out.write(text + "\n")
             self.out.flush()
+            self.last = text
 
     def flush(self) -> None:
         self.out.flush()
