@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -668,8 +669,10 @@ def demo(
 
 
 def _log_to_file(path: Path) -> Path:
-    """Send this process's logging and Python warnings (kafka-python's among them) to a file, so
-    that the person at the terminal sees the command's own lines only."""
+    """Send this process's logging, Python warnings (kafka-python's among them) and what native
+    libraries write to file descriptor 2 (TFLite's notices) to a file, so that the person at the
+    terminal sees the command's own lines only. Python's sys.stderr keeps the terminal: progress
+    bars and errors still show there."""
     path.parent.mkdir(parents=True, exist_ok=True)
     root = logging.getLogger()
     handler = logging.FileHandler(path)
@@ -678,6 +681,11 @@ def _log_to_file(path: Path) -> Path:
         root.removeHandler(old)
     root.addHandler(handler)
     logging.captureWarnings(True)
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1)
     return path
 
 
