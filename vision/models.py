@@ -215,9 +215,10 @@ def _complete(models_dir: Path, entries: list[ModelFile]) -> bool:
 
 
 def find_models_dir(models_dir: Path | None = None, names: Iterable[str] | None = None) -> Path | None:
-    """The first of (configured folder, ../shared/models) holding every requested file intact."""
+    """The first of (models_dir, else the settings' models folder; ../shared/models) holding every
+    requested file intact, or None."""
     entries = _entries(names)
-    for candidate in ([Path(models_dir)] if models_dir else []) + [SHARED_MODELS]:
+    for candidate in (Path(models_dir) if models_dir else configured_dir(), SHARED_MODELS):
         if candidate.is_dir() and _complete(candidate, entries):
             return candidate
     return None
