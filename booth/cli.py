@@ -654,7 +654,7 @@ def demo(
     files = Path(rows["files"])
     click.echo("\nYour videos:")
     for name, what in (
-        ("rendition.mp4", "the fine-tuned video (final version)"),
+        ("rendition.mp4", "the fine-tuned video, final version"),
         ("oneshot.mp4", "version 1, made before any training"),
         ("side-by-side.mp4", "the reference dance beside the rendition"),
     ):

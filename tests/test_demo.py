@@ -39,7 +39,7 @@ def demo(tmp_path, *args: str) -> str:
 
 def test_demo_runs_a_whole_session_warm_started_and_a_second_run_reuses_the_base(tmp_path):
     out = demo(tmp_path, "--budget", "15")
-    assert "Your videos:" in out and "rendition.mp4  (the fine-tuned video" in out
+    assert "Your videos:" in out and "rendition.mp4  (the fine-tuned video, final" in out
     assert "http://" not in out  # no link: the stack has stopped (--keep-stack keeps one alive)
     results = next((tmp_path / "demo" / "results").iterdir())
     assert count_frames(results / "rendition.mp4") == 90  # one frame per reference pose
