@@ -85,14 +85,19 @@ class PersonMasker:
         self._blazepose: BlazePoseEstimator | None = None
         self.why = ""
         if kind in ("auto", "blazepose"):
+            from vision import models
             from vision.pose import load_estimator
 
+            folder = Path(models_dir) if models_dir else None
             try:
                 self._blazepose = load_estimator(  # type: ignore[assignment]
                     "blazepose",
-                    Path(models_dir) if models_dir else None,
+                    folder,
                     threads,
-                    model="lite",
+                    # The lite landmark model is quicker; the full one (the wheel's) does where it is missing.
+                    model="full"
+                    if models.available("blazepose", folder) and not models.available("blazepose-lite", folder)
+                    else "lite",
                     track=False,
                     with_mask=True,
                     min_presence=0.3,
