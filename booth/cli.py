@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -589,19 +590,29 @@ def _fmt_num(value, digits: int = 2) -> str:
 @click.option("--source", type=click.Path(exists=True, file_okay=False), help="A folder of already-fetched files.")
 @click.pass_context
 def models(ctx, install, source):
-    """List the pose model files (ok / missing / bad checksum); --install fetches what is missing."""
+    """List the model files (ok / missing / bad checksum) where they are found: the models folder,
+    then ../shared/models; --install fetches what is missing. Exits non-zero when the configured
+    pose backend cannot run."""
     from vision import models as registry
+    from vision.pose import BackendUnavailable, resolve_backend
 
-    target = _settings(ctx).models_dir
+    settings = _settings(ctx)
+    target = Path(settings.models_dir)
     if install:
-        try:
-            target = registry.find_or_install(target, source=source)
-        except registry.ModelError as exc:
-            raise click.ClickException(str(exc)) from exc
-    rows = registry.status(target)
-    _table([{"model": r.name, "state": r.state, "path": r.path} for r in rows], f"models in {target}")
-    if install and any(r.state != "ok" for r in rows):
-        raise click.ClickException("some model files are still missing or corrupt")
+        failed = registry.install(target, source=source and Path(source), echo=click.echo)
+        if failed:
+            click.echo(registry.explain(failed))
+    rows = []
+    for m in registry.REGISTRY:
+        found = registry.find_models_dir(target, [m.name])
+        path = m.path_in(found or target)
+        rows.append({"model": m.name, "state": registry.check(path, m), "path": path})
+    _table(rows, f"models in {target} (then {registry.SHARED_MODELS})")
+    try:
+        chosen, _, note = resolve_backend(settings.pose_backend, target)
+    except BackendUnavailable as exc:
+        raise click.ClickException(f"the configured pose backend {settings.pose_backend!r} cannot run: {exc}") from exc
+    click.echo(f"pose backend {settings.pose_backend!r}: " + (note or f"{chosen}, ready"))
 
 
 @main.command("demo")
@@ -668,6 +679,8 @@ def demo(
 
     state = _settings(ctx).state_dir / "demo"
     state.mkdir(parents=True, exist_ok=True)
+    log_file = _log_to_file(state / "logs" / "demo.log")
+    click.echo(f"booth demo: progress below; libraries' messages go to {log_file}")
     d = Demo(
         DemoOptions(
             video=video,
@@ -693,9 +706,42 @@ def demo(
     finally:
         d.stop()
     _table([{"": k, "value": v} for k, v in rows.items()], "booth demo")
-    click.echo(f"\nYour video: {rows['rendition link']}\nSaved with its pictures in {rows['files']}")
-    if not keep_stack:
-        click.echo("(the embedded stack is stopped; pass --keep-stack to keep the link working)")
+    files = Path(rows["files"])
+    click.echo("\nYour videos:")
+    for name, what in (
+        ("rendition.mp4", "the fine-tuned video, final version"),
+        ("oneshot.mp4", "version 1, made before any training"),
+        ("side-by-side.mp4", "the reference dance beside the rendition"),
+    ):
+        if (files / name).is_file():
+            click.echo(f"  {files / name}  ({what})")
+    click.echo(f"with its pictures and figures in {files}")
+    if keep_stack:
+        click.echo(
+            f"Link, while the stack runs: {rows['rendition link']}\n"
+            f"(stop it with: BOOTH_STATE_DIR={state} booth stack down)"
+        )
+
+
+def _log_to_file(path: Path) -> Path:
+    """Send this process's logging, Python warnings (kafka-python's among them) and what native
+    libraries write to file descriptor 2 (TFLite's notices) to a file, so that the person at the
+    terminal sees the command's own lines only. Python's sys.stderr keeps the terminal: progress
+    bars and errors still show there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    logging.captureWarnings(True)
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1)
+    return path
 
 
 @main.command("config")

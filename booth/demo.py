@@ -8,7 +8,9 @@ scikit-image's bundled "astronaut" photo (or --photo PATH), the person found by 
 and keypoints) and made to dance by the part warper (vision.dance_clip: arms raised and bent,
 head tilted, body swaying, over the photo with the person inpainted), as a booth camera sees a
 visitor whose limbs move; without the BlazePose models the whole photo slides across the frame
-instead. The camera is 16:9 (640x360), and the video comes back at that aspect. The reference
+instead (the demo says why). The demo installs the models it lacks first (vision.models): pose
+comes from MoveNet, else from BlazePose, which also gives the masks and the dancer. The camera is
+16:9 (640x360), and the video comes back at that aspect. The reference
 dance is built the same way with another rhythm. The one-shot video (trainer.oneshot) arrives
 first; the summary shows when, and the fine-tuned one after it.
 
@@ -24,6 +26,7 @@ prints both models' held-out quality at that equal time.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,15 +89,12 @@ def demo_photo(path: Path | None) -> np.ndarray:
     return data.astronaut()  # NASA's portrait of Eileen Collins, shipped inside scikit-image
 
 
-def photo_person(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(BlazePose's mask, keypoints [17, 3]) of the photo's person, or None when the models or the
-    person are missing."""
-    try:
-        from vision.pose import load_estimator
+def photo_person(photo: np.ndarray, models_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(BlazePose's mask, keypoints [17, 3]) of the photo's person, or None when no person is found.
+    Raises BackendUnavailable naming the missing model files (vision.models.locate)."""
+    from vision.pose import load_estimator
 
-        persons = load_estimator("blazepose", None, 1, track=False, with_mask=True).estimate(photo)
-    except Exception:  # noqa: BLE001 - the demo then moves the whole photo
-        return None
+    persons = load_estimator("blazepose", models_dir, 1, track=False, with_mask=True).estimate(photo)
     if not persons or persons[0].mask is None:
         return None
     return persons[0].mask, persons[0].keypoints
@@ -181,6 +181,11 @@ class Demo:
                 proc.kill()
         if not self.o.keep_stack:
             self.stack.down()
+            # The results are on disk (results/) and the base model in base-cache/: the store's
+            # copies (the session's frames and checkpoints, about 200 MB at the demo's size, and the
+            # imported base) would only pile up run after run.
+            for data in ("s3-data", "prometheus-data"):
+                shutil.rmtree(self.state_dir / data, ignore_errors=True)
 
     # --- the session ------------------------------------------------------------------------
     def run(self) -> dict:
@@ -191,10 +196,13 @@ class Demo:
         from trainer.references.video import write_mp4
 
         o, s = self.o, self.settings
+        self.models_note = self._ensure_models()
+        photo = demo_photo(o.photo)
+        person, self.person_note = self._photo_person(photo)
         self.echo(f"starting the embedded stack in {self.state_dir} ...")
         self.stack.up()
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self._spawn("processors", "process", "--backend", "movenet")
+        self._spawn("processors", "process", "--backend", "auto")
         self._spawn(
             "assembler",
             "assemble",
@@ -226,15 +234,13 @@ class Demo:
             "-q",
         )
 
-        photo = demo_photo(o.photo)
-        person = photo_person(photo)
         self.base_note = (
             self._ensure_base(photo, None if person is None else person[0]) if o.base else "off (--no-base)"
         )
         reference_video = self.state_dir / "reference.mp4"
         write_mp4(reference_video, build_clip(photo, o.reference_frames, o.size, seed=7, person=person), 30)
         self.echo("extracting the reference dance's poses ...")
-        add_reference(s, reference_video, "demo-dance", backend="movenet", replace=True)
+        add_reference(s, reference_video, "demo-dance", backend="auto", replace=True)
 
         session = f"demo-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:4]}"
         if o.video is not None:
@@ -264,6 +270,41 @@ class Demo:
         rows["files"] = str(self._download(session))
         return rows
 
+    # --- models -------------------------------------------------------------------------------
+    def _ensure_models(self) -> str:
+        """Install the model files neither the models folder nor ../shared/models holds; say once
+        which backends the demo runs on. Raises BackendUnavailable when no pose backend can run."""
+        from vision import models
+        from vision.pose import resolve_backend
+
+        folder = Path(self.settings.models_dir)
+        missing = models.install(folder, echo=self.echo)
+        if missing:
+            self.echo(models.explain(missing))
+        backend, _, note = resolve_backend("auto", folder)
+        if note:
+            note = "MoveNet's model is not installed: pose, masks and the dancer come from BlazePose"
+        else:
+            note = f"pose from {backend}"
+        self.echo(f"models: {note}")
+        return note
+
+    def _photo_person(self, photo: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+        """The photo's person and a note; without one the clip is the sliding photo, and the note says why."""
+        from vision.pose import BackendUnavailable
+
+        try:
+            person = photo_person(photo, Path(self.settings.models_dir))
+        except BackendUnavailable as exc:
+            note = f"no dancer: BlazePose cannot run ({exc}); the clip slides the whole photo instead"
+            self.echo(note)
+            return None, note
+        if person is None:
+            note = "no dancer: BlazePose found no person in the photo; the clip slides the whole photo instead"
+            self.echo(note)
+            return None, note
+        return person, "the photo's person, moved by the part warper"
+
     # --- the base model -----------------------------------------------------------------------
     def _options(self) -> dict:
         """The trainer options the demo was given (the rest: the trainer's defaults)."""
@@ -284,7 +325,7 @@ class Demo:
 
         o, store = self.o, ObjectStore(self.settings)
         if mask is None:
-            return "none: without the BlazePose models the demo has no person to cut out"
+            return f"none: {self.person_note}"
         backdrop = cutout_backdrop(photo, mask, o.size)
         people = base_people(o.base_photos)
         conditioning = chosen_conditioning(o.conditioning, bool(o.temporal))  # what the session will read
@@ -302,7 +343,7 @@ class Demo:
             return f"reused {manifest['label']} from {cache} ({manifest['steps']} steps)"
         sets = {}
         for k, (name, picture) in enumerate(people):
-            person = photo_person(picture)
+            person = photo_person(picture, Path(self.settings.models_dir))
             if person is None:
                 self.echo(f"no person found in the base photo {name}: left out")
                 continue
@@ -406,9 +447,8 @@ class Demo:
         return json.loads(data) if data else {}
 
     def _follow(self, session: str) -> Rendition:
-        """Watch the topics until the rendition arrives, showing training progress."""
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
+        """Watch the topics until the rendition arrives, showing training progress: a live bar on a
+        terminal, a plain line every few seconds off it; each version as it reaches the visitor."""
         s, o = self.settings, self.o
         topics = (s.topic_poses, s.topic_smoothed, s.topic_datasets, s.topic_training, s.topic_renditions)
         consumer = kafka.consumer(s, *topics, group_id=None)
@@ -418,10 +458,8 @@ class Demo:
         self.oneshot: Rendition | None = None
         self.versions: list[tuple[Rendition, float]] = []
         deadline = time.monotonic() + (o.timeout_s or o.budget_s * 2 + 300)
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn()
-        ) as bar:
-            task = bar.add_task("waiting for the dataset", total=None, info="")
+        with _Status(self.echo) as status:
+            status.show("waiting for the dataset", f"{self.counts['poses']} poses")
             try:
                 while time.monotonic() < deadline:
                     self._check_workers()
@@ -434,6 +472,8 @@ class Demo:
                                 self.counts["poses"] += 1
                                 self.t.mark("first_pose")
                                 self.t.marks["last_pose"] = time.monotonic()
+                                if self.ready is None:
+                                    status.show("waiting for the dataset", f"{self.counts['poses']} poses")
                             elif isinstance(message, SmoothedPose):
                                 self.counts["smoothed"] += 1
                                 self.counts["with_person"] += bool(message.persons)
@@ -442,31 +482,39 @@ class Demo:
                                 self.t.mark("dataset")
                                 if message.status != "ready":
                                     raise RuntimeError(f"the dataset failed: {message.reason}")
-                                bar.update(task, description="fine-tuning")
+                                status.say(
+                                    f"dataset ready: {message.samples} samples; fine-tuning for {o.budget_s:.0f} s"
+                                )
                             elif isinstance(message, TrainingProgress):
                                 self.progress_last = message
                                 self.t.mark(message.phase)
                                 info = " ".join(f"{k}={v:.3f}" for k, v in message.losses.items())
-                                bar.update(
-                                    task,
-                                    description=message.phase,
+                                status.show(
+                                    message.phase,
+                                    f"step {message.step}"
+                                    + (f"/{message.total_steps}" if message.total_steps else "")
+                                    + f", {message.elapsed_s:.0f} s"
+                                    + (f", about {message.eta_s:.0f} s left" if message.eta_s else "")
+                                    + (f" ({info})" if info else ""),
                                     completed=message.step,
                                     total=message.total_steps or None,
-                                    info=f"step {message.step} {info}",
                                 )
                                 if message.phase == "failed":
                                     raise RuntimeError(f"training failed: {message.message}")
                             elif isinstance(message, Rendition) and is_oneshot(message):
                                 self.t.mark("oneshot")  # the first video; the fine-tuned one follows
                                 self.oneshot = message
-                                bar.update(task, description="one-shot video ready; fine-tuning")
+                                status.say(
+                                    f"version 1 of the video (one-shot, before any training): "
+                                    f"{self._since_dataset():.0f} s after the dataset; fine-tuning goes on"
+                                )
                             elif isinstance(message, Rendition):
                                 self.versions.append((message, time.monotonic()))
                                 psnr = message.metrics.get("box_psnr")
-                                after = time.monotonic() - self.t.marks.get("dataset", time.monotonic())
-                                bar.console.print(
+                                status.say(
                                     f"version {message.version} of the video{' (final)' if message.final else ''}: "
-                                    f"{after:.0f} s after the dataset, {int(message.metrics.get('steps', 0))} steps"
+                                    f"{self._since_dataset():.0f} s after the dataset, "
+                                    f"{int(message.metrics.get('steps', 0))} steps"
                                     + (f", held-out person-box PSNR {psnr:.2f} dB" if psnr is not None else "")
                                 )
                                 if message.final:
@@ -476,6 +524,9 @@ class Demo:
                 consumer.close()
         raise TimeoutError("no rendition arrived in time; see the worker logs in " + str(self.state_dir / "logs"))
 
+    def _since_dataset(self) -> float:
+        return time.monotonic() - self.t.marks.get("dataset", time.monotonic())
+
     def _summary(self, session: str, camera, rendition: Rendition) -> dict:
         from trainer.assembler import read_manifest
 
@@ -484,6 +535,8 @@ class Demo:
         metrics = self._metrics(session)
         rows = {
             "session": session,
+            "models": self.models_note,
+            "dancer": self.person_note,
             "frames captured / sent": f"{camera.total('captured')} / {camera.total('acknowledged')}",
             "frames dropped": camera.total("dropped"),
             "poses (with a person)": f"{self.counts['poses']} ({self.counts['with_person']})",
@@ -513,9 +566,10 @@ class Demo:
             "time: dataset -> one-shot video": _secs(t.span("dataset", "oneshot")),
             "time: dataset -> trained": _secs(t.span("dataset", "evaluating")),
             "time: evaluate + render": _secs(t.span("evaluating", "rendition")),
-            "one-shot link": self.oneshot.url if self.oneshot is not None else "-",
-            "rendition link": rendition.url,
         }
+        if self.o.keep_stack:  # without the stack the links are dead: the files are the results
+            rows["one-shot link"] = self.oneshot.url if self.oneshot is not None else "-"
+            rows["rendition link"] = rendition.url
         return rows
 
     def _equal_time_row(self) -> dict:
@@ -528,6 +582,46 @@ class Demo:
             key: f"warm {_fmt(w.get('box_psnr'))} dB / {_fmt(w.get('box_ssim'))} ({int(w.get('steps', 0))} steps) "
             f"vs scratch {_fmt(s['box_psnr'])} dB / {_fmt(s['box_ssim'])} ({e['scratch_steps']} steps)"
         }
+
+
+class _Status:
+    """The demo's running status: a rich bar on a terminal; off it plain lines (infra.progress)."""
+
+    def __init__(self, echo):
+        from infra.progress import PlainStatus, is_terminal
+
+        self.echo = echo
+        self.plain = None if is_terminal(sys.stdout) else PlainStatus(echo)
+        self.bar = None
+
+    def __enter__(self):
+        if self.plain is None:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeRemainingColumn()
+            )
+            self.bar.__enter__()
+            self.task = self.bar.add_task("", total=None, info="")
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def show(self, heading: str, detail: str = "", completed: int | None = None, total: int | None = None) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, description=heading, info=detail, completed=completed, total=total)
+        else:
+            assert self.plain is not None
+            self.plain.update(heading, detail)
+
+    def say(self, line: str) -> None:
+        """A line that always shows (above the bar on a terminal)."""
+        if self.bar is not None:
+            self.bar.console.print(line, highlight=False)
+        else:
+            self.echo(line)
 
 
 def coherence_rows(metrics: dict) -> dict:

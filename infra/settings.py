@@ -34,8 +34,8 @@ class MissingSecretError(ValueError):
 
 
 def _default_models_dir() -> Path:
-    shared = REPO_ROOT.parent / "shared" / "models"
-    return shared if shared.is_dir() else REPO_ROOT / ".booth" / "models"
+    # vision.models.locate reads it first, then ../shared/models (development machines).
+    return REPO_ROOT / ".booth" / "models"
 
 
 class TopicOverride(BaseModel):

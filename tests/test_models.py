@@ -97,3 +97,76 @@ def test_missing_member_in_an_archive_is_reported(tmp_path, no_shared):
 def test_unknown_model_name_is_rejected(tmp_path):
     with pytest.raises(models.ModelError, match="unknown model file"):
         models.status(tmp_path, ["yolo.tflite"])
+
+
+def test_locate_reads_the_configured_folder_first_then_shared(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    monkeypatch.setattr(models, "SHARED_MODELS", shared)
+    name = "selfie_segmentation.tflite"
+    entry = models.BY_NAME[name]
+    with pytest.raises(models.ModelError, match=f"model file not found: {tmp_path / 'mine'}.*booth models --install"):
+        models.locate([name], tmp_path / "mine")
+    if not SHARED.is_dir():
+        pytest.skip(f"shared folder absent: {SHARED}")
+    for folder in (shared, tmp_path / "mine"):
+        entry.path_in(folder).parent.mkdir(parents=True)
+        shutil.copy(models.model_path(SHARED / "models", name), entry.path_in(folder))
+        assert models.locate([name], tmp_path / "mine") == folder  # shared, then the configured one
+
+
+def test_an_unreachable_address_is_tried_once_and_each_file_named_with_it(tmp_path, no_shared, monkeypatch):
+    import urllib.error
+
+    calls = []
+
+    def unreachable(url, timeout):
+        calls.append(url)
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(models.urllib.request, "urlopen", unreachable)
+    names = ["movenet_single_pose_lightning_ptq.tflite", "bodypix_mobilenet_v1_075_512_512_16_quant_decoder.tflite"]
+    said: list[str] = []
+    failed = models.install(tmp_path / "models", names=names, echo=said.append)
+    assert [f.name for f in failed] == names and len(calls) == 1  # the second file does not wait again
+    text = models.explain(failed)
+    for f in failed:
+        assert models.BY_NAME[f.name].member in text  # its public address
+    assert "Name or service not known" in text and "booth models --install --source DIR" in text
+    assert any("not available" in line for line in said)
+    with pytest.raises(models.ModelError, match="could not install model files"):
+        models.find_or_install(tmp_path / "models", names=names[:1])
+
+
+def _booth_models(env: dict, *args: str):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "booth.cli", "models", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_booth_models_exits_non_zero_when_the_configured_backend_cannot_run(tmp_path):
+    env = {"BOOTH_MODELS_DIR": str(tmp_path / "models"), "BOOTH_SHARED_MODELS": str(tmp_path / "nowhere")}
+    done = _booth_models({**env, "BOOTH_POSE_BACKEND": "movenet"})
+    assert done.returncode != 0
+    assert "the configured pose backend 'movenet' cannot run" in done.stderr
+    assert "movenet_single_pose_lightning_ptq.tflite" in done.stderr and "booth models --install" in done.stderr
+
+
+@needs_shared
+def test_booth_models_with_blazepose_only_runs_auto_on_it(tmp_path):
+    folder = tmp_path / "models"
+    for name in models.NEEDS["blazepose"]:
+        models.model_path(folder, name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(models.model_path(SHARED / "models", name), models.model_path(folder, name))
+    env = {"BOOTH_MODELS_DIR": str(folder), "BOOTH_SHARED_MODELS": str(tmp_path / "nowhere")}
+    done = _booth_models(env)
+    assert done.returncode == 0, done.stderr
+    assert "pose comes from BlazePose" in done.stdout
+    assert _booth_models({**env, "BOOTH_POSE_BACKEND": "movenet"}).returncode != 0

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vision import models
 from vision.parts import PART_ID, load_segmenter
 from vision.parts.bodypix import BodyPixSegmenter, _from_decoder_op
 from vision.parts.decode import instance_costs
@@ -149,13 +150,14 @@ def test_device_choice_falls_back_to_the_cpu(tmp_path):
         BodyPixSegmenter(MODELS, 1, device="edgetpu", cache_dir=tmp_path, delegate_loader=no_tpu)
 
 
-def test_auto_falls_back_to_pose_derived_parts(tmp_path):
-    # A models folder with BlazePose but no BodyPix.
+def test_auto_falls_back_to_pose_derived_parts(tmp_path, monkeypatch):
+    # A models folder with BlazePose but no BodyPix, and no development copy to fall back on.
+    monkeypatch.setattr(models, "SHARED_MODELS", tmp_path / "nowhere")
     (tmp_path / "blazepose").symlink_to(MODELS / "blazepose")
     (tmp_path / "coral").mkdir()
     seg = load_segmenter("auto", tmp_path, device="cpu", cache_dir=tmp_path / "cache")
     assert seg.name == "pose"
-    with pytest.raises(BackendUnavailable, match="model file not found"):
+    with pytest.raises(BackendUnavailable, match="model file not found.*bodypix_mobilenet"):
         load_segmenter("bodypix", tmp_path, device="cpu", cache_dir=tmp_path / "cache")
     with pytest.raises(ValueError, match="unknown part segmenter"):
         load_segmenter("densepose", tmp_path)

@@ -41,10 +41,31 @@ def test_blazepose_masks_the_person_a_movenet_pose_points_at(shared_dir):
     assert (person & sil).sum() / (person | sil).sum() > 0.5
 
 
-def test_a_missing_model_falls_back_to_the_silhouette_with_the_reason(tmp_path):
+def test_a_missing_model_falls_back_to_the_silhouette_with_the_reason(tmp_path, monkeypatch):
+    from vision import models
+    from vision.pose import BackendUnavailable
+
+    monkeypatch.setattr(models, "SHARED_MODELS", tmp_path / "nowhere")  # no development copy either
     masker = PersonMasker("auto", tmp_path)  # an empty models folder
     assert masker.name == "silhouette" and "BlazePose is unavailable" in masker.why
-    with pytest.raises(Exception):  # noqa: B017 - the backend's own error, whichever it is
+    assert "pose_landmark_lite.tflite" in masker.why and "booth models --install" in masker.why
+    with pytest.raises(BackendUnavailable, match="pose_detection.tflite"):
         PersonMasker("blazepose", tmp_path)
     with pytest.raises(ValueError, match="unknown person mask source"):
         PersonMasker("bodypix")
+
+
+def test_without_the_lite_landmark_model_masks_come_from_the_full_one(shared_dir, tmp_path, monkeypatch):
+    """The lite model ships only in the npm package: a machine without npm still gets masks."""
+    from vision import models
+
+    monkeypatch.setattr(models, "SHARED_MODELS", tmp_path / "nowhere")
+    for name in models.NEEDS["blazepose"]:  # detector and full landmark model: the wheel's files
+        target = models.model_path(tmp_path / "models", name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(models.model_path(shared_dir / "models", name))
+    masker = PersonMasker("auto", tmp_path / "models")
+    assert masker.name == "blazepose", masker.why
+    image = cv2.cvtColor(cv2.imread(str(shared_dir / "data/images/squat.png")), cv2.COLOR_BGR2RGB)
+    pose = masker._blazepose.estimate(image)[0].keypoints
+    assert masker.mask(image, pose).mean() > 0.05  # a person-sized mask, not an empty one

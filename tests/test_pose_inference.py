@@ -93,7 +93,17 @@ def test_a_killed_inference_process_is_started_again_and_no_frame_is_lost(shared
     assert len(set(pids)) == 2 and pids[0] != pids[-1]  # the last frames came from another process
 
 
-def test_a_backend_that_cannot_load_is_a_clear_error(tmp_path):
+@pytest.fixture
+def no_shared_models(monkeypatch, tmp_path):
+    """Models only where the settings say: ../shared/models is no fallback, here or in children."""
+    from vision import models
+
+    nowhere = tmp_path / "no-shared-models"
+    monkeypatch.setattr(models, "SHARED_MODELS", nowhere)
+    monkeypatch.setenv("BOOTH_SHARED_MODELS", str(nowhere))
+
+
+def test_a_backend_that_cannot_load_is_a_clear_error(tmp_path, no_shared_models):
     async def start():
         await Inference("movenet", tmp_path, 1, 8).start()
 
@@ -101,7 +111,7 @@ def test_a_backend_that_cannot_load_is_a_clear_error(tmp_path):
         asyncio.run(start())
 
 
-def test_a_worker_whose_backend_cannot_load_exits_naming_what_is_missing(settings, tmp_path):
+def test_a_worker_whose_backend_cannot_load_exits_naming_what_is_missing(settings, tmp_path, no_shared_models):
     empty = tmp_path / "models"
     empty.mkdir()
     log = tmp_path / "worker.log"
@@ -111,7 +121,9 @@ def test_a_worker_whose_backend_cannot_load_exits_naming_what_is_missing(setting
     finally:
         stop_worker(worker)
     assert code != 0
-    assert f"pose backend 'movenet' could not be loaded: model file not found: {empty}" in log.read_text()
+    text = log.read_text()
+    assert f"pose backend 'movenet' could not be loaded: model file not found: {empty}" in text
+    assert "`booth models --install`" in text
 
 
 def test_keep_buffers_on_heap_stops_frame_sized_buffers_being_mapped_and_unmapped():

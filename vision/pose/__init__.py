@@ -6,6 +6,7 @@ people = est.estimate(frame_rgb, key="cam0")   # list[Person], thread-safe
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,30 @@ from vision.pose.base import BackendUnavailable, Estimator, Person
 
 BACKENDS = ("auto", "movenet", "blazepose", "posenet")
 
-__all__ = ["BACKENDS", "BackendUnavailable", "Estimator", "Person", "load_estimator"]
+__all__ = ["BACKENDS", "BackendUnavailable", "Estimator", "Person", "load_estimator", "resolve_backend"]
+
+log = logging.getLogger(__name__)
+_said: set[str] = set()
+
+
+def resolve_backend(backend: str, models_dir: Path | None = None) -> tuple[str, Path, str]:
+    """(backend, models folder, note) for a requested backend: "auto" is MoveNet, else BlazePose
+    when MoveNet's model is missing (the note says so). Raises BackendUnavailable naming the
+    missing files and how to install them."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown pose backend {backend!r}; choose one of {BACKENDS}")
+    chosen = "movenet" if backend == "auto" else backend
+    try:
+        return chosen, models.backend_dir(chosen, models_dir), ""
+    except models.ModelError as e:
+        if backend != "auto":
+            raise BackendUnavailable(str(e)) from e
+        why = str(e)
+    try:
+        folder = models.backend_dir("blazepose", models_dir)
+    except models.ModelError as e:
+        raise BackendUnavailable(f"{why}; and BlazePose's: {e}") from e
+    return "blazepose", folder, f"MoveNet's model is missing ({why}): pose comes from BlazePose"
 
 
 def load_estimator(backend: str, models_dir: Path | None = None, num_threads: int = 1, **options: Any) -> Estimator:
@@ -22,19 +46,24 @@ def load_estimator(backend: str, models_dir: Path | None = None, num_threads: in
 
     backend: "movenet" (one person; Edge TPU when its delegate loads, else CPU), "blazepose"
     (one person, CPU), "posenet" (several people; Edge TPU or CPU, decoded by Coral's op where its
-    plugin loads, else in numpy), or "auto" (MoveNet, on the Edge TPU if available else the CPU).
-    models_dir: folder laid out as vision.models describes; None uses the first complete one
-    of the known places (../shared/models beside the repository).
+    plugin loads, else in numpy), or "auto" (MoveNet, on the Edge TPU if available else the CPU;
+    BlazePose where MoveNet's model is not installed, said once in the log).
+    models_dir: folder laid out as vision.models describes, else the settings' models folder;
+    either way ../shared/models is the fallback (vision.models.locate).
     num_threads: TFLite CPU threads per interpreter (one interpreter per calling thread).
     options: backend keyword options (device=, resize=, model=, track=, with_mask=, resolution=, ...).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown pose backend {backend!r}; choose one of {BACKENDS}")
-    if models_dir is None:
-        models_dir = models.find_models_dir()
-        if models_dir is None:
-            raise BackendUnavailable("no models folder found: run vision.models.find_or_install")
-    if backend in ("auto", "movenet"):
+    requested = backend
+    if backend == "blazepose" and options.get("model") == "lite":
+        models_dir = _blazepose_lite_dir(models_dir)
+    else:
+        backend, models_dir, note = resolve_backend(backend, models_dir)
+        if note:
+            options = {k: v for k, v in options.items() if k in ("track",)}  # MoveNet's options do not apply
+            if note not in _said:
+                _said.add(note)
+                log.warning("pose backend %r: %s", requested, note)
+    if backend == "movenet":
         from vision.pose.movenet import MoveNetEstimator
 
         return MoveNetEstimator(models_dir, num_threads, **options)
@@ -45,3 +74,10 @@ def load_estimator(backend: str, models_dir: Path | None = None, num_threads: in
     from vision.pose.posenet import PoseNetEstimator
 
     return PoseNetEstimator(models_dir, num_threads, **options)
+
+
+def _blazepose_lite_dir(models_dir: Path | None) -> Path:
+    try:
+        return models.backend_dir("blazepose-lite", models_dir)
+    except models.ModelError as e:
+        raise BackendUnavailable(str(e)) from e
