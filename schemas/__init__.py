@@ -2,6 +2,7 @@
 
 from schemas.ids import InvalidId, frame_key, parse_frame_key, validate_id
 from schemas.messages import (
+    Coverage,
     DatasetReady,
     DeadLetter,
     Frame,
@@ -17,6 +18,7 @@ from schemas.messages import (
 )
 
 __all__ = [
+    "Coverage",
     "DatasetReady",
     "DeadLetter",
     "Frame",
