@@ -105,6 +105,16 @@ class Guide:
         )
         self.last = message
 
+    def _record(self, final: Coverage) -> None:
+        """The last Coverage in the store before the session ends, for the assembler's manifest."""
+        import json
+
+        from infra.objectstore import ObjectStore
+        from schemas import layout
+
+        body = json.dumps(final.model_dump(mode="json"), sort_keys=True).encode()
+        ObjectStore(self.settings).put(layout.coverage_key(self.session), body, "application/json")
+
     def apply(self, topic: str, key: bytes | None, value: bytes | None) -> str | None:
         """One record; returns "ended" when the session was ended or aborted."""
         if topic == self.settings.topic_sessions:
@@ -163,6 +173,7 @@ class Guide:
                     self._publish(message)
             final = self._message(time.time(), done=True, reason=reason or "ended")
             self._publish(final)
+            self._record(final)
             if reason in ("target", "time cap") and self.end_session:
                 from producers.session import publish
 

@@ -80,3 +80,24 @@ def test_live_meter_per_camera_prompts_and_who_is_in_the_picture():
 def test_relevance_weights_favour_dance_poses_and_starve_none():
     w = relevance_weights(np.array([0.0, COVERED_RMS, 2.0, np.inf]))
     assert w[0] == pytest.approx(4.0) and w[0] > w[1] > w[2] >= 1.0 and w[3] == 1.0
+
+
+def test_training_frames_near_the_dance_are_drawn_oftener_and_the_unseen_dance_is_named():
+    from trainer.coverage import Repeated, training_relevance, uncovered_words
+
+    dance = dance_poses(24)  # front arms down/out/up, a profile, the back with arms down and up
+    front = [figure(0, arms) for arms in ("down", "out", "up")] * 4
+    wander = [figure(t, "forward") for t in (45, -45, 120)] * 2
+    poses = np.stack(front + wander)
+    cameras = np.array(["cam0"] * len(poses))
+    idx = np.arange(len(poses))
+    counts, summary = training_relevance(dance, poses, cameras, idx)
+    assert counts[: len(front)].min() >= 3 and counts[len(front) :].max() <= 2 and counts.min() == 1
+    assert 0.0 < summary["share"] < 1.0 and summary["uncovered_frames"] > 0
+    assert summary["uncovered"][0][0] >= 12  # the profile and the back were never shown
+    words = uncovered_words(summary, np.arange(24) / 12.0)
+    assert words.startswith(f"the visitor never showed {summary['uncovered_frames']} of the dance's 24 poses (1.")
+    repeated = Repeated(["a", "b", "c"], np.array([1, 3, 2]))
+    assert list(repeated) == ["a", "b", "b", "b", "c", "c"]
+    with pytest.raises(ValueError, match="one count >= 1"):
+        Repeated(["a"], np.array([0]))

@@ -3,13 +3,15 @@ session ended at the coverage target or the time cap, and `booth status` shows t
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 from click.testing import CliRunner
 
 from booth.guide import Guide, Take
-from schemas import Coverage, SessionEvent
+from infra.objectstore import ObjectStore
+from schemas import Coverage, SessionEvent, layout
 from tools.status_view import ControlState, coverage_text
 
 from helpers import dance_poses, figure_pose, read_topic, send, store_dance, wait_until
@@ -37,6 +39,8 @@ def test_the_session_ends_when_the_dance_is_covered(settings):
     final = result["final"]
     assert final.done and final.reason == "target" and final.coverage >= 0.8
     assert final.cameras["cam0"].frames == 25 and final.cameras["cam0"].frames_with_others == 1
+    recorded = json.loads(ObjectStore(settings).get(layout.coverage_key("guided1")))
+    assert recorded["coverage"] == final.coverage and recorded["reason"] == "target"  # for the manifest
     events = [m for m in read_topic(settings, settings.topic_sessions) if isinstance(m, SessionEvent)]
     assert [e.kind for e in events if e.session == "guided1"] == ["start", "end"]
     published = [m for m in read_topic(settings, settings.topic_training) if isinstance(m, Coverage)]

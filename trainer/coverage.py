@@ -27,6 +27,7 @@ be covered or not: it counts as unmeasured, outside the share.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,7 +123,7 @@ def _traits(pose: np.ndarray, thr: float = SCORE) -> set[str]:
     return out
 
 
-def min_distances(dance: np.ndarray, captured: np.ndarray, torso: float, thr: float = SCORE, chunk: int = 256):
+def min_distances(dance: np.ndarray, captured: np.ndarray, torso: float, thr: float = SCORE, chunk: int = 0):
     """(per dance frame: the smallest distance to any captured pose and that pose's index; per
     captured pose: its smallest distance to any dance frame). Distances in torso lengths (module
     doc); inf where no pair shares MIN_SHARED confident keypoints."""
@@ -133,6 +134,7 @@ def min_distances(dance: np.ndarray, captured: np.ndarray, torso: float, thr: fl
     best_c = np.full(len(c), np.inf, np.float32)
     if len(d) == 0 or len(c) == 0:
         return best_d, arg_d, best_c
+    chunk = chunk or max(1, 2_000_000 // (len(d) * NUM_KEYPOINTS))  # about 8 MB per [D, C, K] array
     dm = (d[:, :, 2] >= thr).astype(np.float32)  # [D, K]
     for start in range(0, len(c), chunk):
         cc = c[start : start + chunk]
@@ -358,3 +360,69 @@ class LiveCoverage:
         if not out and missing.any():
             out = ["follow the dancer"]
         return out
+
+
+class Repeated(Sequence):
+    """A sequence's items, item i given counts[i] times in a row: training frames near the dance are
+    drawn oftener by the trainer's shuffled order without changing how the samples are built."""
+
+    def __init__(self, base: Sequence, counts: np.ndarray):
+        counts = np.asarray(counts, np.int64)
+        if len(counts) != len(base) or (counts < 1).any():
+            raise ValueError(f"need one count >= 1 per item: {len(counts)} counts for {len(base)} items")
+        self.base = base
+        self.index = np.repeat(np.arange(len(base)), counts)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, j):  # type: ignore[override]
+        return self.base[int(self.index[j])]
+
+
+def training_relevance(
+    dance: np.ndarray, poses: np.ndarray, cameras: np.ndarray, idx: np.ndarray, boost: float = 3.0
+) -> tuple[np.ndarray, dict]:
+    """For the training frames idx (of poses [N, 17, 3], cameras [N]): how many times each is
+    given per epoch (round(relevance_weights), 1..1 + boost), and a summary for metrics.json: the
+    dance's share covered by the training frames (any camera), the dance frames none covers (as
+    ranges of the reference's frame numbers) and how the repeats fell."""
+    d = _check(dance, "dance")
+    idx = np.asarray(idx)
+    counts = np.ones(len(idx), np.int64)
+    covered = np.zeros(len(d), bool)
+    ok = measurable(d)
+    for camera in sorted(set(np.asarray(cameras)[idx].tolist())):
+        mine = np.flatnonzero(np.asarray(cameras)[idx] == camera)
+        m = match(d, poses[idx[mine]])
+        covered |= m.covered
+        counts[mine] = np.rint(relevance_weights(m.capture_distance, boost=boost)).astype(np.int64)
+    missing = [int(i) for i in np.flatnonzero(ok & ~covered)]
+    n = int(ok.sum())
+    summary = {
+        "share": round(float((ok & covered).sum()) / n, 4) if n else 0.0,
+        "dance_frames": len(d),
+        "measurable_frames": n,
+        "uncovered_frames": len(missing),
+        "uncovered": ranges(missing),
+        "threshold": COVERED_RMS,
+        "repeats": {str(k): int((counts == k).sum()) for k in sorted(set(counts.tolist()))},
+    }
+    return counts, summary
+
+
+def uncovered_words(summary: dict, times: np.ndarray | None = None) -> str | None:
+    """The trainer's warning in an operator's words, or None when every dance pose was seen."""
+    if not summary["uncovered_frames"]:
+        return None
+    spans = summary["uncovered"][:3]
+
+    def at(f: int) -> str:
+        return f"{times[f] - times[0]:.1f}s" if times is not None and f < len(times) else f"frame {f}"
+
+    where = ", ".join(at(a) if a == b else f"{at(a)}-{at(b)}" for a, b in spans)
+    more = " and more" if len(summary["uncovered"]) > 3 else ""
+    return (
+        f"the visitor never showed {summary['uncovered_frames']} of the dance's {summary['measurable_frames']} "
+        f"poses ({where}{more}): those moments may come out blurred"
+    )

@@ -499,6 +499,7 @@ class Assembler:
             representation=cfg.representation,
             consent=state.start.consent,
             conditioning=cfg.conditioning,
+            coverage=self._coverage(state.session),
         )
         if preview:
             self._put(preview, picture, "image/jpeg")
@@ -536,6 +537,16 @@ class Assembler:
             f" ({reason})" if reason else "",
         )
         return ready
+
+    def _coverage(self, session: str) -> dict | None:
+        """The guided capture's last coverage (booth.guide), if it was written before closing."""
+        raw = self.store.get(layout.coverage_key(session))
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            log.warning("session %s: coverage.json is not JSON; the manifest records none", session)
+            return None
+        return data if isinstance(data, dict) else None
 
     def _preview(self, records: list[dict]) -> bytes | None:
         chosen = preview_choice(records)

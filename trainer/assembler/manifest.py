@@ -18,6 +18,8 @@ MANIFEST_VERSION = 1
 MAX_LISTED_REJECTIONS = 1000
 PREVIEW_SAMPLES = 6
 PREVIEW_COLUMNS = 2  # (frame with pose | pose map) pairs per row
+# What the manifest keeps of the guided capture's last Coverage (booth.guide).
+COVERAGE_FIELDS = ("coverage", "target", "max_seconds", "elapsed_s", "reason", "facings", "dance_facings", "cameras")
 
 
 def build_manifest(
@@ -36,6 +38,7 @@ def build_manifest(
     representation: str = DEFAULT_REPRESENTATION,
     consent: bool = False,
     conditioning: str | None = None,
+    coverage: dict | None = None,
 ) -> dict:
     """The manifest of a session from the index records of all its shards.
 
@@ -43,7 +46,8 @@ def build_manifest(
     renders the reference dance in the same one. consent: the visitor's, from the start event
     (without it the trainer keeps only the video once it is made). conditioning: what the
     session's generator should read besides the pose map (trainer.warp_framing), when the
-    assembler was told; the trainer follows it unless told otherwise itself.
+    assembler was told; the trainer follows it unless told otherwise itself. coverage: the guided
+    capture's last Coverage (sessions/<s>/coverage.json), when it was written before closing.
     """
     check_representation(representation)
     members = {
@@ -127,6 +131,7 @@ def build_manifest(
     }
     if conditioning is not None:
         manifest["conditioning"] = conditioning
+    manifest["coverage"] = None if coverage is None else {k: coverage.get(k) for k in COVERAGE_FIELDS}
     return manifest
 
 
