@@ -26,14 +26,15 @@ from schemas.keypoints import IMPUTED, SMOOTHED
 from helpers import (
     CONSOLE_PASSWORD,
     console_settings,
+    dance_poses,
     fake_metrics,
     make_frame,
     make_pose,
     read_topic,
     send,
     serve,
+    store_dance,
     wait_until,
-    with_default_reference,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -80,6 +81,12 @@ def tiny_mp4(frames: int = 24, size: int = 128) -> bytes:
         return path.read_bytes()
 
 
+def with_dance(settings, name: str):
+    """The settings with a default reference dance of synthetic figures in the store."""
+    store_dance(settings, name, dance_poses(24))
+    return settings.model_copy(update={"default_reference": name})
+
+
 def stream_camera(settings, session: str, stop: threading.Event) -> None:
     """What the camera and the processors would publish, at a few frames a second."""
     seq = 0
@@ -105,9 +112,7 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
     with (
         fake_metrics() as pose_metrics,
         serve(
-            create_app(
-                console_settings(with_default_reference(settings, "salsa")), targets={"processors": pose_metrics}
-            )
+            create_app(console_settings(with_dance(settings, "salsa")), targets={"processors": pose_metrics})
         ) as base,
         chromium() as driver,
     ):
@@ -136,7 +141,15 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         cameras = driver.find_element(By.ID, "f-cameras")
         cameras.clear()
         cameras.send_keys("cam0")
-        driver.find_element(By.ID, "f-reference").send_keys("salsa")
+        # The dances to pick from, each a skeleton thumbnail; the default is chosen, and plays.
+        wait_until(
+            lambda: driver.find_elements(By.CSS_SELECTOR, ".ref-option.chosen[data-reference='salsa']"),
+            timeout=15,
+            what="the reference picker",
+        )
+        limit = driver.find_element(By.ID, "f-max-seconds")
+        limit.clear()
+        limit.send_keys("600")
         driver.find_element(By.ID, "f-consent").click()
         driver.find_element(By.ID, "start-session").click()
         message = wait_until(
