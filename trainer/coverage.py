@@ -40,6 +40,7 @@ MIN_SHARED = 8  # keypoints confident in both poses for a comparison to count
 SCORE = 0.3
 FACINGS = ("front", "back", "left", "right")
 MAX_DANCE_FRAMES = 600  # a longer dance is compared at evenly spaced frames
+REFIT_GROWTH = 1.5  # the live meter places the dance anew when the capture has grown this much
 MAX_CAPTURED = 3000  # per camera; beyond, every other pose is kept (the capture is then 100+ s)
 
 _LS, _RS = INDEX["left_shoulder"], INDEX["right_shoulder"]
@@ -211,15 +212,23 @@ def match(dance: np.ndarray, captured: np.ndarray, threshold: float = COVERED_RM
     ok = measurable(d)
     if len(c) == 0:
         return Match(np.full(len(d), np.inf), np.full(len(d), -1), np.zeros(0), ok, threshold)
-    torso = visitor_torso(c)
-    try:
-        normed = normalize_dance(d, c)
-    except ValueError:  # nothing in the capture to place the dance by
-        torso = None
-    if torso is None:
+    placed = place(d, c)
+    if placed is None:
         return Match(np.full(len(d), np.inf), np.full(len(d), -1), np.full(len(c), np.inf), ok, threshold)
-    dd, arg, dc = min_distances(normed, c, torso)
+    dd, arg, dc = min_distances(placed[0], c, placed[1])
     return Match(dd, arg, dc, ok, threshold)
+
+
+def place(dance: np.ndarray, captured: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(the dance normalized into the capture's frame, the visitor's torso length), or None when
+    the capture has nothing to place it by."""
+    torso = visitor_torso(captured)
+    if torso is None:
+        return None
+    try:
+        return normalize_dance(dance, captured), torso
+    except ValueError:
+        return None
 
 
 def ranges(frames: list[int]) -> list[list[int]]:
@@ -272,6 +281,8 @@ class LiveCoverage:
         self._traits = [_traits(p) for p in self.dance]
         self.cameras: dict[str, _Camera] = {}
         self._matches: dict[str, Match] = {}
+        self._placed: dict[str, tuple[np.ndarray, float, int]] = {}  # normalized dance, torso, poses then
+        self._compared: dict[str, int] = {}
         self._dirty: set[str] = set()
 
     def add(self, camera: str, pose: np.ndarray | None, wall_time: float | None = None, others: int = 0) -> None:
@@ -301,11 +312,33 @@ class LiveCoverage:
         self._dirty.add(camera)
 
     def _match(self, camera: str) -> Match:
-        if camera in self._dirty or camera not in self._matches:
-            cam = self.cameras[camera]
-            poses = np.stack(cam.poses) if cam.poses else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
-            self._matches[camera] = match(self.dance, poses, self.threshold)
-            self._dirty.discard(camera)
+        """The camera's match, kept up to date cheaply: the dance is placed again (the trainer's
+        normalizer refitted, everything compared anew) only once the capture has grown by
+        REFIT_GROWTH since the last placing; in between only the new poses are compared."""
+        if camera not in self._dirty and camera in self._matches:
+            return self._matches[camera]
+        cam = self.cameras[camera]
+        poses = np.stack(cam.poses) if cam.poses else np.zeros((0, NUM_KEYPOINTS, 3), np.float32)
+        placed = self._placed.get(camera)
+        seen = self._compared.get(camera, 0)
+        old = self._matches.get(camera)
+        if placed is None or old is None or len(poses) < seen or len(poses) > REFIT_GROWTH * placed[2]:
+            fitted = place(self.dance, poses) if len(poses) else None
+            if fitted is None:
+                self._matches[camera] = match(self.dance, poses, self.threshold)
+            else:
+                self._placed[camera] = (fitted[0], fitted[1], len(poses))
+                dd, arg, dc = min_distances(fitted[0], poses, fitted[1])
+                self._matches[camera] = Match(dd, arg, dc, self.measurable, self.threshold)
+        else:
+            new = poses[seen:]
+            dd, arg, dc = min_distances(placed[0], new, placed[1])
+            better = dd < old.dance_distance
+            old.dance_distance = np.where(better, dd, old.dance_distance)
+            old.dance_nearest = np.where(better, arg + seen, old.dance_nearest)
+            old.capture_distance = np.concatenate([old.capture_distance, dc])
+        self._compared[camera] = len(poses)
+        self._dirty.discard(camera)
         return self._matches[camera]
 
     def report(self, now: float | None = None) -> dict:
