@@ -275,6 +275,14 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
             what="the flagged preview",
         )
         ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "console-recording.png"))
+        # The operator ends the take: the visitor's frame leaves the screen.
+        driver.find_element(By.ID, "end-session").click()
+        wait_until(
+            lambda: "Waiting for the next visitor" in text("#previews") and not seq(),
+            timeout=15,
+            what="the last visitor's frame to be cleared",
+        )
         driver.set_window_size(1440, driver.execute_script("return document.documentElement.scrollHeight") + 140)
         driver.save_screenshot(str(ARTIFACTS / "console.png"))
 

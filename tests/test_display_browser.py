@@ -5,6 +5,7 @@ the take ends at its target (the display goes back to between-sessions)."""
 from __future__ import annotations
 
 import shutil
+import time
 
 import httpx2 as httpx
 import pytest
@@ -76,3 +77,105 @@ def test_the_display_follows_a_guided_take(settings):
         assert not [e for e in logged if "Content Security Policy" in e["message"]], logged
     events = [m for m in read_topic(settings, settings.topic_sessions) if isinstance(m, SessionEvent)]
     assert [e.kind for e in events] == ["start", "end"] and "target" in events[1].note
+
+
+class CuttableProxy:
+    """A loopback TCP proxy whose connections can be cut and refused for a while: a lost network."""
+
+    def __init__(self, target_port: int):
+        import socket
+        import threading
+
+        self.target = target_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.open = threading.Event()
+        self.open.set()
+        self.sockets: list = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.open.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.open.clear()
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
+            self.sockets.clear()
+
+    def restore(self) -> None:
+        self.open.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+def test_a_display_that_loses_its_connection_reconnects_and_catches_up(settings):
+    if not CHROMIUM.exists() or shutil.which("chromedriver") is None:
+        pytest.skip("headless browser test needs /usr/bin/chromium and chromedriver: run `bash .ci/install-browser.sh`")
+    from selenium.webdriver.common.by import By
+
+    store_dance(settings, "steps", dance_poses(12))
+    with (
+        serve(create_app(console_settings(settings), targets={})) as base,
+        httpx.Client(timeout=10) as http,
+        chromium() as driver,
+    ):
+        proxy = CuttableProxy(int(base.rsplit(":", 1)[1]))
+        http.headers.update({"Authorization": f"Bearer {CONSOLE_PASSWORD}", "Origin": base})
+        token = http.post(f"{base}/api/display-tokens", json={}).json()["token"]
+        screen = f"http://127.0.0.1:{proxy.port}"
+        driver.get(f"{screen}/display?token={token}")
+
+        def shown(element: str, name: str) -> str:
+            return driver.find_element(By.ID, element).get_attribute(name)
+
+        wait_until(lambda: shown("stage", "data-mode") == "idle", timeout=15, what="the display between sessions")
+        proxy.cut()
+        wait_until(lambda: driver.find_element(By.ID, "conn").is_displayed(), timeout=15, what="reconnecting…")
+        # While it is away a take starts and the visitor is seen: nothing of it reaches the screen.
+        body = {"cameras": ["cam0"], "reference": "steps", "max_seconds": 120}
+        session = http.post(f"{base}/api/sessions", json=body).json()["session"]
+        send(settings, [(settings.topic_smoothed, figure_pose(session, "cam0", 7, figure(0, "up")))])
+        time.sleep(1.5)
+        assert shown("stage", "data-mode") == "idle"
+        proxy.restore()
+        wait_until(lambda: shown("stage", "data-mode") == "recording", timeout=20, what="the display to catch up")
+        wait_until(lambda: shown("visitor", "data-seq") == "7", timeout=10, what="the visitor's newest pose")
+        assert not driver.find_element(By.ID, "conn").is_displayed()
+        proxy.close()

@@ -255,7 +255,12 @@ function renderPreviews(allCameras) {
   const recording = new Set((lastState ? lastState.sessions : []).filter((r) => r.state === "start" || r.state === null).map((r) => r.session));
   const cameras = allCameras.filter((c) => recording.has(c.session));
   if (!cameras.length) {
-    if (!box.querySelector(".empty")) box.replaceChildren(el("p", { class: "empty" }, "No camera frames yet."));
+    const text = allCameras.length ? "Waiting for the next visitor." : "No camera frames yet.";
+    const empty = box.querySelector(".empty");
+    if (!empty || empty.textContent !== text) {
+      previews.clear();
+      box.replaceChildren(el("p", { class: "empty" }, text));
+    }
     return;
   }
   box.querySelector(".empty")?.remove();
@@ -410,7 +415,7 @@ function coverageBlock(c) {
     el("strong", {}, `dance covered ${pct(c.coverage)}`),
     c.target ? ` of ${pct(c.target)}` : "",
     ` · facings ${c.facings.join(", ") || "none yet"}`,
-    c.done ? ` · ended: ${c.reason}` : "",
+    c.done ? ` · ${{ target: "ended at the target", "time cap": "ended at the time cap", ended: "ended by the operator" }[c.reason] || c.reason}` : "",
     c.prompts.length ? el("div", { class: "small" }, `display asks: ${c.prompts.join("; ")}`) : null,
     cams ? el("div", { class: "muted small" }, cams) : null);
 }
