@@ -101,3 +101,21 @@ def test_training_frames_near_the_dance_are_drawn_oftener_and_the_unseen_dance_i
     assert list(repeated) == ["a", "b", "b", "b", "c", "c"]
     with pytest.raises(ValueError, match="one count >= 1"):
         Repeated(["a"], np.array([0]))
+
+
+def test_one_status_line_per_session_from_recording_to_final():
+    from console.state import status_line
+
+    training = {"phase": "training", "fraction": 0.42, "eta_s": 185.0}
+    closed = {"state": "closed", "dataset": "ready"}
+    rendition = {"versions": [{"version": 1, "final": False}]}
+    steps = [
+        ({"state": "start", "coverage": {"coverage": 0.5}}, None, None, "recording: 12 frames, dance covered 50%"),
+        ({"state": "end"}, None, None, "assembling the recording"),
+        (closed, None, None, "dataset ready, waiting for the trainer"),
+        (closed, training, rendition, "first video ready, training 42%, about 3 min left"),
+        ({"state": "closed", "dataset": "ready"}, None, {"versions": [{"final": True}]}, "final video ready"),
+        ({"state": "closed", "failure": "training failed: no GPU"}, None, None, "failed: training failed: no GPU"),
+    ]
+    for control, t, r, expected in steps:
+        assert status_line(control, {"frames": 12}, t, r) == expected
