@@ -102,7 +102,8 @@ async function tick() {
     const s = state.session;
     const dance = await danceOf(s.reference);
     if (dance) {
-      const i = frameAt(dance, Math.max(0, serverNow() - s.started_at));
+      // The dance waits on its first pose through the countdown, then plays on a loop.
+      const i = frameAt(dance, Math.max(0, serverNow() - s.started_at - (state.countdown_s || 0)));
       drawPose($("dance"), dance.poses[i], dance.size[0], dance.size[1], "#ffb347");
       $("dance").dataset.frame = String(i);
     }
