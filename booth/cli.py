@@ -143,8 +143,19 @@ def session() -> None:
     help="The visitor agreed that their recording is kept (per the retention policy) after their video is "
     "made. Without it only the video is kept.",
 )
+@click.option(
+    "--until-coverage",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Guided capture: stay, show the coverage of the reference dance each second, and end the session "
+    "when this share of the dance is covered (docs/guided-capture.md).",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(0, min_open=True),
+    help="Guided capture: end the session after this many seconds at the latest.",
+)
 @click.pass_context
-def session_start(ctx, session_id, cameras, reference, consent):
+def session_start(ctx, session_id, cameras, reference, consent, until_coverage, max_seconds):
     from producers.session import NoReference, new_session_id, publish, session_reference
     from schemas import InvalidId
 
@@ -153,11 +164,61 @@ def session_start(ctx, session_id, cameras, reference, consent):
         reference = session_reference(settings, reference)
     except (NoReference, InvalidId) as exc:
         raise click.BadParameter(str(exc), param_hint="--reference") from exc
+    guided = until_coverage is not None or max_seconds is not None
+    if guided:  # the dance is loaded before the session starts: a dance that cannot load starts nothing
+        from booth.guide import Guide, Take, load_dance
+
+        try:
+            take = Take(until_coverage, max_seconds)
+            dance = load_dance(settings, reference)
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            raise click.ClickException(f"reference dance {reference!r} cannot be followed: {exc}") from exc
     try:
         event = publish(settings, session_id or new_session_id(), "start", cameras, reference, consent=consent)
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="--session") from exc
     click.echo(event.session)
+    if not guided:
+        return
+    guide = Guide(settings, event.session, reference, take, dance=dance, started_at=event.wall_time)
+    _follow(guide)
+
+
+def _follow(guide) -> None:
+    """Run a guide in this process, a line a second; ^C ends the session."""
+    import threading
+
+    stop = threading.Event()
+    result: dict = {}
+
+    def run():
+        result["final"] = guide.run(stop)
+
+    worker = threading.Thread(target=run, name="guide", daemon=True)
+    worker.start()
+    shown = None
+    try:
+        while worker.is_alive():
+            worker.join(1.0)
+            last = guide.last
+            if last is not None and last is not shown:
+                shown = last
+                prompts = "; ".join(last.prompts)
+                click.echo(
+                    f"{last.elapsed_s:5.0f}s  coverage {last.coverage:.0%}  facings {','.join(last.facings) or '-'}"
+                    + (f"  ({prompts})" if prompts else ""),
+                    err=True,
+                )
+    except KeyboardInterrupt:
+        from producers.session import publish
+
+        publish(guide.settings, guide.session, "end", note="guided capture: ended at the terminal")
+        stop.set()
+        worker.join(10)
+    final = result.get("final")
+    if final is None:
+        raise click.ClickException("the guide stopped without a result (see the log)")
+    click.echo(f"ended ({final.reason}) after {final.elapsed_s:.0f}s: coverage {final.coverage:.0%}", err=True)
 
 
 @session.command("end")

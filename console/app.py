@@ -14,8 +14,16 @@
     GET  /api/sessions/<session>/qr.svg  the visitor's short link (infra.links) as a QR code (also qr.png)
     GET  /v/<token>                      a visitor's short link: 302 to a fresh presigned link to the
                                          video while it is kept, 404 once it is gone (no login)
+    GET  /api/references                 the reference dances to pick from
+    GET  /api/references/<name>/dance.json  a dance's poses for drawing (picker preview, display)
+    POST /api/display-tokens             issue a display token: {"token", "id", "url", "expires_at"}
+    POST /api/display-tokens/revoke      {"id"?}: revoke one, or all without an id
+    POST /api/display/between            {"show": "last-video" | "attract"}: the display between sessions
+    GET  /display                        the booth display (static/display.html, display.js)
+    GET  /api/display                    the display's state (also as events: /api/display/events)
 
-Everything but the health check, the login page and the short links needs the operator's login, every POST is
+Everything but the health check, the login page and the short links needs the operator's login (the
+display's paths also open to a display token, console.auth.DisplayTokens), every POST is
 application/json from this console's own origin, and only the allowed Host names are answered
 (console.auth). Errors are JSON objects {"error": "..."} naming the problem. Purged sessions
 (their purge event on the sessions topic) disappear from the state and the previews.
@@ -41,11 +49,21 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from console.auth import COOKIE, Guard, Logins, LoginThrottle, check_password, password_matches
+from console.auth import (
+    COOKIE,
+    DISPLAY_COOKIE,
+    DisplayTokens,
+    Guard,
+    Logins,
+    LoginThrottle,
+    check_password,
+    password_matches,
+)
 from console.preview import PreviewError, PreviewFeed
 from console.qr import qr_png, qr_svg
 from console.state import build_state
 from console.status import StatusFeed
+from console.takes import Takes
 from infra.links import session_of, share_url
 from infra.objectstore import ObjectStore, TransientStoreError
 from infra.retention import DAY_S, video_link_expiry_s
@@ -54,7 +72,8 @@ from schemas import InvalidId, layout, validate_id
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_CAMERAS = 64
-START_FIELDS = {"session", "cameras", "reference", "note", "consent"}
+START_FIELDS = {"session", "cameras", "reference", "note", "consent", "until_coverage", "max_seconds"}
+BETWEEN = ("last-video", "attract")
 END_FIELDS = {"abort", "note"}
 
 
@@ -90,6 +109,8 @@ class Hub:
         self.status = status
         self._producer = None
         self._producer_lock = threading.Lock()
+        self.takes = Takes(settings)
+        self.between = "last-video"
 
     def producer(self):
         """The console's one producer for session events, made on first use, closed by close()."""
@@ -101,6 +122,7 @@ class Hub:
             return self._producer
 
     def close(self) -> None:
+        self.takes.close()
         with self._producer_lock:
             if self._producer is not None:
                 self._producer.close(timeout=5)
@@ -121,10 +143,50 @@ class Hub:
             snapshot,
             self.preview.sessions(),
             self.preview.cameras(),
-            [e for e in (self.preview.last_error, self.status.last_error) if e],
+            [e for e in (self.preview.last_error, self.status.last_error, *self.takes.errors()) if e],
         )
+        self.takes.follow(state["sessions"])
+        for row in state["sessions"]:
+            row["take"] = self.takes.status(row["session"])
         state["broker"] = self.settings.kafka_bootstrap
         return state
+
+    def display_state(self) -> dict[str, Any]:
+        """What the booth display draws: the recording session (its coverage, dance and the
+        visitor's newest pose), else what the operator chose to show between sessions."""
+        state = self.state()
+        rows = state["sessions"]
+        live = next((r for r in rows if r["state"] == "start"), None)
+        last_video = next((r["rendition"]["url"] for r in rows if r["rendition"]), None)
+        out: dict[str, Any] = {
+            "now": state["now"],
+            "between": self.between,
+            "countdown_s": self.settings.guide_countdown_s,
+            "last_video": last_video,
+            "session": None,
+            "visitor": None,
+        }
+        if live is not None:
+            cov = live.get("coverage") or {}
+            out["session"] = {
+                "session": live["session"],
+                "reference": live["reference"],
+                "started_at": live["started_at"],
+                "target": cov.get("target"),
+                "max_seconds": cov.get("max_seconds"),
+                "coverage": cov or None,
+            }
+            pose = self.preview.latest_pose(live["session"])
+            if pose is not None:
+                out["visitor"] = {
+                    "camera": pose.camera,
+                    "seq": pose.seq,
+                    "wall_time": pose.wall_time,
+                    "width": pose.width,
+                    "height": pose.height,
+                    "keypoints": pose.persons[0].keypoints if pose.persons else None,
+                }
+        return out
 
 
 # --- request parsing -------------------------------------------------------------------------------
@@ -262,14 +324,27 @@ async def start_session(request: Request) -> Response:
 
     body = await _body(request, START_FIELDS)
     session = _id(body["session"], "session") if body.get("session") else new_session_id()
-    cameras = _cameras(body.get("cameras"))
+    hub: Hub = request.app.state.hub
+    settings = hub.settings
+    configured = list(settings.console_camera_sources())
+    cameras = _cameras(body.get("cameras")) or configured
     reference = _id(body["reference"], "reference") if body.get("reference") else None
     consent = body.get("consent", False)
     if not isinstance(consent, bool):
         raise ApiError(400, f"consent must be true or false, got {consent!r}")
-    reference = await _reference(request.app.state.hub.settings, reference)
+    take = _take(body, settings)
+    reference = await _reference(settings, reference)
+    if not cameras:  # a session that cannot record is not shown "recording" with 0 frames
+        raise ApiError(
+            400,
+            "no camera: a session needs at least one (configure the console's cameras, BOOTH_CONSOLE_CAMERAS, "
+            "or name the cameras that run elsewhere)",
+        )
+    unknown = [c for c in cameras if configured and c not in configured]
+    if unknown:
+        raise ApiError(400, f"camera(s) {', '.join(unknown)} are not among the console's cameras: {configured}")
     event = await _publish(
-        request.app.state.hub,
+        hub,
         session,
         "start",
         cameras=cameras,
@@ -277,7 +352,26 @@ async def start_session(request: Request) -> Response:
         note=_note(body),
         consent=consent,
     )
-    return JSONResponse({"session": session, "event": event.model_dump(mode="json")}, status_code=201)
+    await run_in_threadpool(hub.takes.start, session, reference, take, started_at=event.wall_time)
+    return JSONResponse(
+        {"session": session, "event": event.model_dump(mode="json"), "take": hub.takes.status(session)},
+        status_code=201,
+    )
+
+
+def _take(body: dict, settings: Settings):
+    from booth.guide import Take
+
+    def number(name: str, default: float, low: float, high: float) -> float:
+        value = body.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+            raise ApiError(400, f"{name} must be a number in ({low:g}, {high:g}], got {value!r}")
+        return float(value)
+
+    return Take(
+        number("until_coverage", settings.guide_until_coverage, 0.0, 1.0),
+        number("max_seconds", settings.guide_max_seconds, 0.0, 600.0),
+    )
 
 
 async def end_session(request: Request) -> Response:
@@ -288,7 +382,107 @@ async def end_session(request: Request) -> Response:
         raise ApiError(400, f"abort must be true or false, got {abort!r}")
     kind = "abort" if abort else "end"
     event = await _publish(request.app.state.hub, session, kind, note=_note(body))
+    request.app.state.hub.takes.end(session)
     return JSONResponse({"session": session, "event": event.model_dump(mode="json")})
+
+
+# --- the booth display and the picker ---------------------------------------------------------------
+async def display_page(request: Request) -> Response:
+    token = request.scope.get("booth.display_token")
+    if token:  # the link's token becomes the screen's cookie, and leaves the address bar
+        response: Response = RedirectResponse("/display", status_code=303)
+        settings: Settings = request.app.state.hub.settings
+        response.set_cookie(
+            DISPLAY_COOKIE,
+            token,
+            max_age=settings.display_token_ttl_s,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=settings.console_secure_cookie,
+        )
+        return response
+    return FileResponse(STATIC / "display.html", headers={"Cache-Control": "no-cache"})
+
+
+def display_state(request: Request) -> Response:
+    return Response(
+        dumps(request.app.state.hub.display_state()),
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def display_events(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+    interval = request.app.state.display_interval_s
+
+    async def stream():
+        yield "retry: 1000\n\n"
+        # Each event is the whole state: a display that reconnects is caught up by the first one.
+        while True:
+            yield f"data: {dumps(await run_in_threadpool(hub.display_state))}\n\n"
+            await asyncio.sleep(interval)
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+
+
+def references(request: Request) -> Response:
+    from trainer.references import list_references
+
+    try:
+        rows = list_references(request.app.state.hub.settings)
+    except TransientStoreError as exc:
+        raise ApiError(503, f"cannot list the reference dances: {exc}") from None
+    default = request.app.state.hub.settings.default_reference
+    for row in rows:
+        row["default"] = row["name"] == default
+        row["dance"] = f"/api/references/{row['name']}/dance.json"
+    return JSONResponse({"references": rows})
+
+
+def dance(request: Request) -> Response:
+    name = _id(request.path_params["name"], "reference")
+    try:
+        data = request.app.state.hub.takes.dance(name)
+    except FileNotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    except (KeyError, ValueError) as exc:
+        raise ApiError(502, f"reference dance {name} cannot be read: {exc}") from None
+    return Response(dumps(data), media_type="application/json", headers={"Cache-Control": "no-cache"})
+
+
+async def issue_display_token(request: Request) -> Response:
+    await _body(request, set())
+    token, token_id, expires = request.app.state.display_tokens.issue()
+    base = f"{request.url.scheme}://{request.headers.get('host', '')}"
+    return JSONResponse(
+        {"token": token, "id": token_id, "expires_at": expires, "url": f"{base}/display?token={token}"},
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def revoke_display_tokens(request: Request) -> Response:
+    body = await _body(request, {"id"})
+    token_id = body.get("id")
+    if token_id is not None and not isinstance(token_id, str):
+        raise ApiError(400, "id must be a display token's id (a string)")
+    revoked = request.app.state.display_tokens.revoke(token_id)
+    if token_id is not None and not revoked:
+        raise ApiError(404, f"no display token with id {token_id!r}")
+    return JSONResponse({"revoked": revoked, "tokens": request.app.state.display_tokens.listed()})
+
+
+async def display_between(request: Request) -> Response:
+    body = await _body(request, {"show"})
+    show = body.get("show")
+    if show not in BETWEEN:
+        raise ApiError(400, f"show must be one of {', '.join(BETWEEN)}, got {show!r}")
+    request.app.state.hub.between = show
+    return JSONResponse({"show": show})
 
 
 # --- login ---------------------------------------------------------------------------------------
@@ -406,6 +600,7 @@ def create_app(
     preview_feed: PreviewFeed | None = None,
     status_feed: StatusFeed | None = None,
     event_interval_s: float = 1.0,
+    display_interval_s: float = 0.1,
 ) -> Starlette:
     """The console for ``settings``' topics; ``targets`` are the /metrics URLs (default: every component's).
 
@@ -438,14 +633,24 @@ def create_app(
         Route("/api/sessions/{session}/qr.svg", qr_code_svg),
         Route("/api/sessions/{session}/qr.png", qr_code_png),
         Route("/v/{token}", shared_video),
+        Route("/api/references", references),
+        Route("/api/references/{name}/dance.json", dance),
+        Route("/api/display-tokens", issue_display_token, methods=["POST"]),
+        Route("/api/display-tokens/revoke", revoke_display_tokens, methods=["POST"]),
+        Route("/api/display/between", display_between, methods=["POST"]),
+        Route("/display", display_page),
+        Route("/api/display", display_state),
+        Route("/api/display/events", display_events),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     logins = Logins(settings.console_login_ttl_s)
     throttle = LoginThrottle()
+    displays = DisplayTokens(settings.display_token_ttl_s)
     guard: dict[str, Any] = {
         "password": password,
         "hosts": settings.console_host_names(),
         "logins": logins,
+        "displays": displays,
         "throttle": throttle,
         "trusted_proxies": settings.trusted_proxy_networks(),
         "max_body": settings.console_max_body_bytes,
@@ -462,4 +667,6 @@ def create_app(
     app.state.guard_logins = logins
     app.state.login_throttle = throttle
     app.state.event_interval_s = event_interval_s
+    app.state.display_interval_s = display_interval_s
+    app.state.display_tokens = displays
     return app

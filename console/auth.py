@@ -8,6 +8,9 @@ One ASGI middleware (`Guard`) in front of every route, in this order:
    request is logged in with the signed cookie `POST /login` sets, or with
    ``Authorization: Bearer <password>`` (scripts). The page answers 303 to /login; anything
    else 401.
+   A display token (`DisplayTokens`, issued by the operator) opens the booth display's read-only
+   paths and nothing else (403); presented as ``/display?token=`` once, then as its cookie; a
+   token that is not valid counts in the login throttle like a wrong password.
 3. **State-changing requests** (any method but GET/HEAD/OPTIONS, login included) must be
    ``Content-Type: application/json`` (415 otherwise: a cross-site form or a no-cors fetch cannot
    send that) and carry an ``Origin`` whose host and port are this request's Host (403 otherwise).
@@ -128,6 +131,69 @@ class Logins:
                 now = self._clock()
                 self._revoked = {n: t for n, t in self._revoked.items() if t > now}
                 self._revoked[nonce] = int(issued) + self.ttl_s
+
+
+DISPLAY_COOKIE = "booth_display"
+# What a display token opens: the booth display's page, its read-only data and the files it loads.
+DISPLAY_GET = frozenset({"/display", "/api/display", "/api/display/events", "/static/display.js", "/static/style.css"})
+DISPLAY_PREFIXES = ("/api/references/",)  # .../<name>/dance.json: the dance the display plays
+
+
+def display_path(method: str, path: str) -> bool:
+    if method not in ("GET", "HEAD"):
+        return False
+    return path in DISPLAY_GET or (path.startswith(DISPLAY_PREFIXES) and path.endswith("/dance.json"))
+
+
+class DisplayTokens:
+    """Tokens the operator issues for the booth's screen: 256 random bits each, kept as their
+    SHA-256 only, valid ttl_s, revocable one by one (by id) or all at once. A token opens the
+    display's read-only paths (DISPLAY_GET) and nothing else."""
+
+    def __init__(self, ttl_s: float, clock: Callable[[], float] = time.time):
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._tokens: dict[str, tuple[str, float]] = {}  # digest -> (id, expires)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def issue(self) -> tuple[str, str, float]:
+        """(token, its id, expiry wall time)."""
+        token = secrets.token_urlsafe(32)
+        digest = self._digest(token)
+        expires = self.clock() + self.ttl_s
+        with self._lock:
+            self._tokens[digest] = (digest[:12], expires)
+        return token, digest[:12], expires
+
+    def valid(self, token: str | None) -> bool:
+        if not token or len(token) > 200:
+            return False
+        now = self.clock()
+        with self._lock:
+            entry = self._tokens.get(self._digest(token))
+            if entry is None:
+                return False
+            if entry[1] <= now:
+                self._tokens.pop(self._digest(token), None)
+                return False
+            return True
+
+    def revoke(self, token_id: str | None = None) -> int:
+        """Revoke the token with this id, or every token (None); returns how many."""
+        with self._lock:
+            gone = [d for d, (i, _) in self._tokens.items() if token_id is None or i == token_id]
+            for d in gone:
+                del self._tokens[d]
+            return len(gone)
+
+    def listed(self) -> list[dict]:
+        now = self.clock()
+        with self._lock:
+            return [{"id": i, "expires_at": e} for i, e in self._tokens.values() if e > now]
 
 
 class LoginThrottle:
@@ -254,6 +320,7 @@ class Guard:
         password: str,
         hosts: list[str],
         logins: Logins,
+        displays: DisplayTokens | None = None,
         throttle: LoginThrottle | None = None,
         trusted_proxies: list[Any] | None = None,
         max_body: int = MAX_BODY,
@@ -262,6 +329,7 @@ class Guard:
         self.password = check_password(password)
         self.hosts = frozenset(hosts)
         self.logins = logins
+        self.displays = displays
         self.throttle = throttle or LoginThrottle()
         self.trusted = list(trusted_proxies or [])
         self.max_body = max_body
@@ -297,7 +365,7 @@ class Guard:
             return "cookie"
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
-            return ""
+            return self._display(headers, client)
         throttled = self._throttled(client)
         if throttled:
             return throttled
@@ -306,6 +374,20 @@ class Guard:
             return "bearer"
         self.throttle.failed(client)
         return 401, "wrong password (Authorization: Bearer)", [(b"www-authenticate", b"Bearer")]
+
+    def _display(self, headers: dict[str, str], client: str) -> str | tuple[int, str, list[tuple[bytes, bytes]]]:
+        """'display' for a valid display token (its cookie), '' for none; a token presented that is
+        not valid (a guess, or revoked) counts as a failed login in the client's throttle."""
+        token = _cookie(headers, DISPLAY_COOKIE)
+        if token is None or self.displays is None:
+            return ""
+        throttled = self._throttled(client)
+        if throttled:
+            return throttled
+        if self.displays.valid(token):
+            return "display"
+        self.throttle.failed(client)
+        return ""
 
     def refusal(
         self, scope: Scope, headers: dict[str, str], client: str
@@ -321,9 +403,15 @@ class Guard:
         how = self.authenticate(headers, client)
         if isinstance(how, tuple):
             return how
+        if how == "" and method in SAFE_METHODS and path == "/display" and self.displays is not None:
+            how = self._display_query(scope, client)
+            if isinstance(how, tuple):
+                return how
         scope["booth.login"] = how
+        if how == "display" and not display_path(method, path):
+            return 403, "a display token opens the booth display only", []
         if not how and not public:
-            if method in SAFE_METHODS and path == "/":
+            if method in SAFE_METHODS and path in ("/", "/display"):
                 return 303, "log in first", [(b"location", b"/login")]
             return 401, "log in first (POST /login, or Authorization: Bearer)", [(b"www-authenticate", b"Bearer")]
         if (method, path) == LOGIN and not how:
@@ -331,7 +419,7 @@ class Guard:
             if throttled:
                 return throttled
         length = headers.get("content-length", "0").strip()
-        limit = self.max_body if how else LOGIN_MAX_BODY
+        limit = self.max_body if how in ("cookie", "bearer") else LOGIN_MAX_BODY
         if not length.isdigit() or int(length) > limit:
             if (method, path) == LOGIN:
                 self.throttle.failed(client)  # an unreadable login is a failed one
@@ -350,6 +438,24 @@ class Guard:
         if not netloc or netloc != host.strip().lower():
             return 403, f"cross-site protection: Origin {origin[:100]!r} is not this console ({host[:100]})", []
         return None
+
+    def _display_query(self, scope: Scope, client: str) -> str | tuple[int, str, list[tuple[bytes, bytes]]]:
+        """GET /display?token=...: the link the operator hands the booth's screen. A valid token
+        is moved into a cookie by the page (console.app.display_page) and the URL loses it."""
+        from urllib.parse import parse_qs
+
+        query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+        token = (query.get("token") or [None])[0]
+        if token is None:
+            return ""
+        throttled = self._throttled(client)
+        if throttled:
+            return throttled
+        if self.displays is not None and self.displays.valid(token):
+            scope["booth.display_token"] = token
+            return "display"
+        self.throttle.failed(client)
+        return 401, "this display link is not valid (revoked, expired or mistyped): ask the operator for a new one", []
 
     async def __call__(self, scope: Scope, receive, send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -370,7 +476,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
 
-        limit = self.max_body if scope.get("booth.login") else LOGIN_MAX_BODY
+        limit = self.max_body if scope.get("booth.login") in ("cookie", "bearer") else LOGIN_MAX_BODY
         received = 0
         started = False
 

@@ -251,6 +251,19 @@ class PreviewFeed:
                 )
         return rows
 
+    def latest_pose(self, session: str) -> SmoothedPose | None:
+        """The newest smoothed pose of the session, any camera (the display's live skeleton)."""
+        best = None
+        with self._lock:
+            for cam in self._cameras.values():
+                for key in reversed(cam.poses):
+                    if key[0] == session:
+                        pose = cam.poses[key]
+                        if best is None or pose.wall_time > best.wall_time:
+                            best = pose
+                        break
+        return best
+
     def sessions(self) -> dict[str, dict]:
         with self._lock:
             return {name: c.as_dict() for name, c in self._sessions.items()}

@@ -53,8 +53,42 @@ def _session_row(name: str, control: dict | None, counts: dict | None) -> dict[s
         "failure": c.get("failure"),
         "training": training,
         "rendition": rendition,
+        "coverage": c.get("coverage"),
+        "status_line": status_line(c, n, training, rendition),
         "updated_at": max(c.get("updated_at") or 0.0, n.get("last_frame_at") or 0.0) or None,
     }
+
+
+def status_line(c: dict, n: dict, training: dict | None, rendition: dict | None) -> str:
+    """One line for the operator: recording -> assembling -> first video -> training x% -> final."""
+    if c.get("failure"):
+        return f"failed: {c['failure']}"
+    state = c.get("state")
+    if state == "abort":
+        return "aborted"
+    if rendition and rendition.get("versions") and any(v.get("final") for v in rendition["versions"]):
+        return "final video ready"
+    if state in (None, "start"):
+        cov = c.get("coverage") or {}
+        covered = f", dance covered {cov['coverage']:.0%}" if cov else ""
+        return f"recording: {n.get('frames', 0)} frames{covered}"
+    if c.get("dataset") is None:
+        return "assembling the recording"
+    if training and training["phase"] == "training" and training["fraction"] is not None:
+        eta = training.get("eta_s")
+        first = "first video ready, " if rendition else ""
+        left = f", about {_minutes(eta)} left" if eta else ""
+        return f"{first}training {training['fraction']:.0%}{left}"
+    if training:
+        return ("first video ready, " if rendition else "") + f"{training['phase']}"
+    return "dataset ready, waiting for the trainer"
+
+
+def _minutes(seconds: float) -> str:
+    # Whole minutes (half a minute under two): a figure that jumps each second reads as unsteady.
+    if seconds < 120:
+        return f"{max(0.5, round(seconds / 30) / 2):g} min"
+    return f"{round(seconds / 60):.0f} min"
 
 
 def _pipeline(snap: dict[str, Any] | None) -> dict[str, Any]:

@@ -180,6 +180,15 @@ class Settings(BaseSettings):
     # Mark the login cookie Secure (sent over HTTPS only): on behind TLS.
     console_secure_cookie: bool = False
     console_login_ttl_s: int = Field(12 * 3600, ge=60, le=7 * 24 * 3600)
+    # The cameras the console starts for a session, ID=SOURCE comma-separated (as `booth camera
+    # --source`: cam0=0,cam1=/dev/video2); empty: the console starts none (cameras run elsewhere).
+    console_cameras: str = ""
+    # Guided capture (docs/guided-capture.md): a take ends at this share of the dance covered, or
+    # at the time cap; a display token opens the booth display for this long.
+    guide_until_coverage: float = Field(0.8, gt=0, le=1)
+    guide_max_seconds: float = Field(30.0, gt=0, le=600)
+    guide_countdown_s: float = Field(3.0, ge=0, le=30)
+    display_token_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 24 * 3600)
 
     # The reference dance of sessions that name none; without it, a session must name one.
     default_reference: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -292,6 +301,18 @@ class Settings(BaseSettings):
             "videos": self.retention_videos_days,
         }
         return {**days, "records": max(days.values())}
+
+    def console_camera_sources(self) -> dict[str, str]:
+        """console_cameras as {camera id: source}; ValueError naming a malformed entry."""
+        out: dict[str, str] = {}
+        for item in (i.strip() for i in self.console_cameras.split(",")):
+            if not item:
+                continue
+            camera, sep, source = item.partition("=")
+            if not sep or not camera.strip() or not source.strip():
+                raise ValueError(f"console_cameras entry {item!r} is not ID=SOURCE (cam0=0, cam1=/dev/video2)")
+            out[camera.strip()] = source.strip()
+        return out
 
     def console_host_names(self) -> list[str]:
         return [h.strip().lower().strip("[]") for h in self.console_hosts.split(",") if h.strip()]

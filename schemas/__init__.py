@@ -3,6 +3,7 @@
 from schemas.ids import InvalidId, frame_key, parse_frame_key, validate_id
 from schemas.messages import (
     Claim,
+    Coverage,
     DatasetReady,
     DeadLetter,
     Frame,
@@ -19,6 +20,7 @@ from schemas.messages import (
 
 __all__ = [
     "Claim",
+    "Coverage",
     "DatasetReady",
     "DeadLetter",
     "Frame",

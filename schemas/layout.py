@@ -10,6 +10,7 @@ a component write outside its own session's prefix ("../", slashes, look-alike c
     sessions/<session>/preview.jpg                       a few samples: frame with pose | pose map
     sessions/<session>/dataset_ready.json                the DatasetReady that went out (assembler)
     sessions/<session>/consent.json                      the visitor's consent as the start recorded it
+    sessions/<session>/coverage.json                     the guided capture's last Coverage (numbers, no pictures)
     sessions/<session>/checkpoints/<name>                training state (ckpt-*.pt, generator.pt,
                                                          face_generator.pt, started.json: when the
                                                          budget started)
@@ -38,7 +39,7 @@ of days after it was written (settings retention_*_days):
     frames        shards/, index/, preview.jpg: the visitor's frames and what is made of them
     checkpoints   checkpoints/: training state
     videos        results/: the rendition and the pictures made with it
-    records       manifest.json, dataset_ready.json, consent.json and purge markers: no pictures;
+    records       manifest.json, dataset_ready.json, consent.json, coverage.json and purge markers: no pictures;
                   kept as long as the longest of the others
 
 references/ and models/ hold no visitor's data and have no class (kept).
@@ -106,6 +107,10 @@ def consent_key(session: str) -> str:
     return f"{session_prefix(session)}consent.json"
 
 
+def coverage_key(session: str) -> str:
+    return f"{session_prefix(session)}coverage.json"
+
+
 SESSIONS_PREFIX = "sessions/"
 PURGED_PREFIX = "purged/"
 
@@ -116,7 +121,7 @@ def purge_marker_key(session: str) -> str:
 
 # --- retention -------------------------------------------------------------------------------------
 RETENTION_CLASSES = ("frames", "checkpoints", "videos", "records")
-_RECORD_FILES = frozenset({"manifest.json", "dataset_ready.json", "consent.json"})
+_RECORD_FILES = frozenset({"manifest.json", "dataset_ready.json", "consent.json", "coverage.json"})
 _CLASS_OF_FOLDER = {"shards": "frames", "index": "frames", "checkpoints": "checkpoints", "results": "videos"}
 
 
@@ -154,6 +159,7 @@ def kept_without_consent(session: str) -> frozenset[str]:
             manifest_key(session),
             dataset_ready_key(session),
             consent_key(session),
+            coverage_key(session),
         }
     )
 

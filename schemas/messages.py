@@ -3,7 +3,7 @@
 Every message on the bus is one envelope (documented for other languages in schemas/README.md):
 
     bytes 0-1   magic b"MB"
-    byte  2     kind code (Frame=1 ... Claim=9)
+    byte  2     kind code (Frame=1 ... Claim=9, Coverage=10)
     byte  3     schema version of that kind
     bytes 4-7   header length N, unsigned 32-bit big-endian
     bytes 8..   N bytes of UTF-8 JSON: the message's fields
@@ -340,6 +340,41 @@ class Rendition(Message):
     final: bool = True
 
 
+class CameraCoverage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    coverage: float = Field(ge=0, le=1)
+    poses: int = Field(ge=0)
+    frames: int = Field(ge=0)
+    facings: list[Literal["front", "back", "left", "right"]] = Field(default_factory=list, max_length=4)
+    person_seen_s_ago: NonNeg | None = None
+    frames_with_others: int = Field(0, ge=0)
+
+
+class Coverage(Message):
+    """How much of its reference dance a session's capture covers so far (trainer.coverage), about
+    once a second while it records, on the training topic. done: the last one, with why the
+    recording ended ("target", "time cap", "ended": by the operator or elsewhere)."""
+
+    KIND: ClassVar[int] = 10
+
+    session: SafeId
+    reference: SafeId
+    coverage: float = Field(ge=0, le=1)
+    target: float | None = Field(None, ge=0, le=1)
+    max_seconds: NonNeg | None = None
+    elapsed_s: NonNeg = 0.0
+    facings: list[Literal["front", "back", "left", "right"]] = Field(default_factory=list, max_length=4)
+    dance_facings: list[Literal["front", "back", "left", "right"]] = Field(default_factory=list, max_length=4)
+    prompts: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=4)
+    cameras: dict[SafeId, CameraCoverage] = Field(default_factory=dict, max_length=64)
+    dance_frames: int = Field(0, ge=0)
+    measurable_frames: int = Field(0, ge=0)
+    done: bool = False
+    reason: Literal["", "target", "time cap", "ended"] = ""
+    wall_time: NonNeg
+
+
 class DeadLetter(Message):
     """A message a stage could not process, with why, where it was, its size and SHA-256, and a
     pixel-free excerpt as the payload (schemas.redaction: a Frame keeps its header and its image's
@@ -418,20 +453,21 @@ class Claim(Message):
     wall_time: NonNeg
 
 
-KINDS: dict[int, type[Message]] = {
-    cls.KIND: cls
-    for cls in (
-        Frame,
-        PoseEstimate,
-        SmoothedPose,
-        SessionEvent,
-        DatasetReady,
-        TrainingProgress,
-        Rendition,
-        DeadLetter,
-        Claim,
-    )
-}
+MESSAGES: tuple[type[Message], ...] = (
+    Frame,
+    PoseEstimate,
+    SmoothedPose,
+    SessionEvent,
+    DatasetReady,
+    TrainingProgress,
+    Rendition,
+    DeadLetter,
+    Claim,
+    Coverage,
+)
+KINDS: dict[int, type[Message]] = {cls.KIND: cls for cls in MESSAGES}
+if len(KINDS) != len(MESSAGES):  # a shared code would decode one kind as the other
+    raise RuntimeError("two message kinds share a kind code: " + ", ".join(f"{c.__name__}={c.KIND}" for c in MESSAGES))
 
 
 def _describe(error: ValidationError, name: str) -> str:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from infra import kafka
+from infra.objectstore import ObjectStore
 from infra.stack import wait_exited
 from infra.waiting import wait_until
 from schemas import Frame, Person, SmoothedPose, decode, frame_key
@@ -487,3 +488,53 @@ def add_dance(settings, shared_dir: Path, tmp_path: Path, name: str = "dance", f
     clip = [f for f, _ in moving_photo_clip(photo, n_frames=60, size=(320, 240), seed=3)[:frames]]
     write_mp4(tmp_path / f"{name}.mp4", clip, 30)
     add_reference(settings, tmp_path / f"{name}.mp4", name, backend="movenet")
+
+
+# --- guided capture -------------------------------------------------------------------------------
+def dance_poses(n: int = 24) -> np.ndarray:
+    """A short dance of synthetic figures: front with arms down, out and up, then a turn to the back."""
+    from trainer.figure import figure
+
+    steps = [(0, "down"), (0, "out"), (0, "up"), (90, "out"), (180, "down"), (180, "up")]
+    return np.stack([figure(*steps[i * len(steps) // n]) for i in range(n)])
+
+
+def store_dance(settings, name: str, poses: np.ndarray, fps: float = 12.0) -> None:
+    """A reference dance in the store with these poses, as `booth reference add` leaves one (no video)."""
+    from trainer.references.store import Smoothed, _store_version
+
+    n = len(poses)
+    smoothed = Smoothed(poses, np.zeros((n, NUM_KEYPOINTS), np.uint8), np.ones(n, bool), "", 0, 0)
+    times = np.arange(n, dtype=np.float64) / fps
+    meta = {"frames": n, "fps": fps, "duration_s": (n - 1) / fps, "backend": "synthetic", "glitches": 0}
+    meta.update({"usable_frames": n, "corrections": 0, "src_size": [640, 480]})
+    _store_version(
+        ObjectStore(settings),
+        name,
+        1,
+        raw=poses,
+        times=times,
+        src_size=(640, 480),
+        smoothed=smoothed,
+        preview=b"",
+        meta=meta,
+        corrections_text=None,
+    )
+
+
+def figure_pose(session: str, camera: str, seq: int, pose: np.ndarray | None, others: int = 0) -> SmoothedPose:
+    """A smoothed pose of one figure (trainer.figure) in a 640x480 frame; None: nobody in the frame."""
+    extra = [Person.from_array(pose + [200, 0, 0], 0.8, track=2 + i) for i in range(others)] if pose is not None else []
+    return SmoothedPose(
+        session=session,
+        camera=camera,
+        seq=seq,
+        capture_ns=seq * 33_333_333,
+        wall_time=time.time(),
+        width=640,
+        height=480,
+        backend="synthetic",
+        persons=[Person.from_array(pose, 0.9, track=1)] if pose is not None else [],
+        flags=[OBSERVED | SMOOTHED] * NUM_KEYPOINTS if pose is not None else [],
+        others=extra,
+    )

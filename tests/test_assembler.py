@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 
@@ -80,6 +81,9 @@ def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
         syn.event_message(settings, syn.end()),
     ]
     produce(settings, messages)
+    # The guided capture's last coverage, written before the end (booth.guide): into the manifest.
+    coverage = {"coverage": 0.83, "reason": "target", "target": 0.8, "facings": ["front", "back"], "prompts": []}
+    ObjectStore(settings).put(layout.coverage_key(syn.session), json.dumps(coverage).encode())
 
     before = _metrics()
     summary = Assembler(settings, group_id="asm", **FAST).run(idle_exit=1.5, serve_metrics=False)
@@ -99,6 +103,7 @@ def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
     assert summary.closed == {syn.session: "ready"}
     manifest = read_manifest(settings, syn.session)
     assert manifest["status"] == "ready" and manifest["closed_by"] == "end"
+    assert manifest["coverage"]["coverage"] == 0.83 and manifest["coverage"]["facings"] == ["front", "back"]
     assert manifest["samples"] == len(expected) == 36
     assert manifest["per_camera"]["cam0"]["samples"] == 18 and manifest["per_camera"]["cam1"]["samples"] == 18
     assert manifest["rejected"] == {"no_person": 2, "no_pose": 2, "undecodable": 1}

@@ -189,7 +189,7 @@ def test_manifest_counts_and_preview_choice():
             "bytes": 0,
         },
     ]
-    m = build_manifest(
+    args = dict(
         session="s",
         status="ready",
         reason="",
@@ -202,11 +202,17 @@ def test_manifest_counts_and_preview_choice():
         min_samples=1,
         preview_key=None,
     )
+    m = build_manifest(**args)
     assert m["samples"] == 3 and m["frames"] == 6
     assert m["rejected"] == {NO_PERSON: 1, NO_POSE: 2}
     assert m["per_camera"]["cam1"] == {"samples": 0, "shards": 0, "rejected": {NO_POSE: 2}}
     assert m["cameras"] == ["cam0"] and m["shards"] == ["sessions/s/shards/cam0-00000.tar"]
     assert m["imputed_share"] == round(2 / 51, 6)
+    assert m["coverage"] is None  # no guided capture
+    guided = {"coverage": 0.82, "reason": "target", "facings": ["front", "back"], "prompts": ["arms up"]}
+    m = build_manifest(**{**args, "coverage": guided})
+    assert m["coverage"]["coverage"] == 0.82 and m["coverage"]["reason"] == "target"
+    assert "prompts" not in m["coverage"] and m["coverage"]["target"] is None
     assert preview_choice(records, k=2) == [
         ("sessions/s/shards/cam0-00000.tar", "cam0", 0),
         ("sessions/s/shards/cam0-00000.tar", "cam0", 3),

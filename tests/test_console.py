@@ -199,6 +199,10 @@ def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(
             "session 'a.b' has a forbidden": client.post("/api/sessions/a.b/end", json={}),
             "consent must be true or false": client.post("/api/sessions", json={"consent": "yes"}),
             "reference dance 'tango' does not exist": client.post("/api/sessions", json={"reference": "tango"}),
+            "no camera: a session needs at least one": client.post("/api/sessions", json={"session": "v-2"}),
+            "until_coverage must be a number in (0, 1]": client.post(
+                "/api/sessions", json={"cameras": ["cam0"], "until_coverage": 80}
+            ),
         }
         for expected, response in bad.items():
             assert response.status_code == 400, (expected, response.text)

@@ -28,14 +28,15 @@ from schemas.keypoints import IMPUTED, SMOOTHED
 from helpers import (
     CONSOLE_PASSWORD,
     console_settings,
+    dance_poses,
     fake_metrics,
     make_frame,
     make_pose,
     read_topic,
     send,
     serve,
+    store_dance,
     wait_until,
-    with_default_reference,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -82,6 +83,12 @@ def tiny_mp4(frames: int = 24, size: int = 128) -> bytes:
         return path.read_bytes()
 
 
+def with_dance(settings, name: str):
+    """The settings with a default reference dance of synthetic figures in the store."""
+    store_dance(settings, name, dance_poses(24))
+    return settings.model_copy(update={"default_reference": name})
+
+
 def stream_camera(settings, session: str, stop: threading.Event) -> None:
     """What the camera and the processors would publish, at a few frames a second."""
     seq = 0
@@ -107,9 +114,7 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
     with (
         fake_metrics() as pose_metrics,
         serve(
-            create_app(
-                console_settings(with_default_reference(settings, "salsa")), targets={"processors": pose_metrics}
-            )
+            create_app(console_settings(with_dance(settings, "salsa")), targets={"processors": pose_metrics})
         ) as base,
         chromium() as driver,
     ):
@@ -138,7 +143,15 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         cameras = driver.find_element(By.ID, "f-cameras")
         cameras.clear()
         cameras.send_keys("cam0")
-        driver.find_element(By.ID, "f-reference").send_keys("salsa")
+        # The dances to pick from, each a skeleton thumbnail; the default is chosen, and plays.
+        wait_until(
+            lambda: driver.find_elements(By.CSS_SELECTOR, ".ref-option.chosen[data-reference='salsa']"),
+            timeout=15,
+            what="the reference picker",
+        )
+        limit = driver.find_element(By.ID, "f-max-seconds")
+        limit.clear()
+        limit.send_keys("600")
         driver.find_element(By.ID, "f-consent").click()
         driver.find_element(By.ID, "start-session").click()
         message = wait_until(
@@ -268,6 +281,14 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
             what="the flagged preview",
         )
         ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "console-recording.png"))
+        # The operator ends the take: the visitor's frame leaves the screen.
+        driver.find_element(By.ID, "end-session").click()
+        wait_until(
+            lambda: "Waiting for the next visitor" in text("#previews") and not seq(),
+            timeout=15,
+            what="the last visitor's frame to be cleared",
+        )
         driver.set_window_size(1440, driver.execute_script("return document.documentElement.scrollHeight") + 140)
         driver.save_screenshot(str(ARTIFACTS / "console.png"))
 

@@ -280,7 +280,8 @@ def test_request_bodies_are_limited_before_they_are_read(settings):
         auth = {"Authorization": f"Bearer {CONSOLE_PASSWORD}"}
         note = {"session": "big-1", "note": "n" * (200 * 1024)}
         assert http.post(f"{base}/api/sessions", json=note, headers=auth).status_code == 413
-        fits = http.post(f"{base}/api/sessions", json={"session": "small-1", "note": "n" * 900}, headers=auth)
+        small = {"session": "small-1", "cameras": ["cam0"], "note": "n" * 900}
+        fits = http.post(f"{base}/api/sessions", json=small, headers=auth)
         assert fits.status_code == 201, fits.text
 
     # Without a Content-Length (chunked) the console stops reading at the limit, and such a login fails.
@@ -349,7 +350,8 @@ def test_login_cookies_expire_and_only_this_console_signs_them():
 def test_scripts_log_in_with_a_bearer_token(settings):
     with serve(create_app(console_settings(settings), targets={})) as base:
         auth = {"Authorization": f"Bearer {CONSOLE_PASSWORD}"}
-        started = httpx.post(f"{base}/api/sessions", json={"session": "scripted-1", "consent": True}, headers=auth)
+        body = {"session": "scripted-1", "cameras": ["cam0"], "consent": True}
+        started = httpx.post(f"{base}/api/sessions", json=body, headers=auth)
         assert started.status_code == 201, started.text
         # A bearer request that does carry an Origin must carry this console's.
         foreign = httpx.post(
@@ -411,7 +413,7 @@ def test_booth_console_reads_its_password_from_the_secrets_folder_and_never_show
         assert http.post(f"{base}/login", json={"password": CONSOLE_PASSWORD}).status_code == 401
         assert http.post(f"{base}/login", json={"password": password}).status_code == 200
         assert http.get(f"{base}/api/state").status_code == 200
-        assert http.post(f"{base}/api/sessions", json={"session": "from-cli-1"}).status_code == 201
+        assert http.post(f"{base}/api/sessions", json={"session": "from-cli-1", "cameras": ["cam0"]}).status_code == 201
         command_line = open(f"/proc/{process.pid}/cmdline", "rb").read()
     assert password.encode() not in command_line
     assert password not in log_path.read_text()

@@ -275,3 +275,11 @@ def test_frames_round_trip_property(session, camera, seq, wall, image):
         session=session, camera=camera, seq=seq, capture_ns=seq, wall_time=wall, width=640, height=480, image=image
     )
     assert decode(f.encode()) == f
+
+
+def test_every_message_kind_has_its_own_code():
+    """A code shared by two kinds would decode one as the other (the KINDS table keeps the last)."""
+    from schemas.messages import KINDS, MESSAGES
+
+    assert len({cls.KIND for cls in MESSAGES}) == len(MESSAGES) == len(KINDS)
+    assert {cls.__name__ for cls in KINDS.values()} >= {"Claim", "Coverage"}

@@ -84,6 +84,10 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     assert (results["held_out"], results["holdout_gap"], results["trained_on"]) == (4, 12, 8)
     assert any("gap of 12 frames" in w for w in results["warnings"])
     assert results["warm_start"] is False
+    relevance = results["coverage"]["training"]  # the dance against the training frames (trainer.coverage)
+    assert relevance["sampling"] == "by relevance to the dance" and sum(relevance["repeats"].values()) == 8
+    assert relevance["uncovered_frames"] == sum(b - a + 1 for a, b in relevance["uncovered"])
+    assert results["coverage"]["capture"] is None  # not a guided capture
     assert {"box_ssim", "box_psnr", "flicker"} <= set(rendition.metrics)
     assert results["train_seconds"] <= 10 + 3, "the budget was not honoured"
     assert took < 60

@@ -18,7 +18,16 @@ from infra import kafka
 from infra.metrics import DEFAULT_PORTS
 from infra.metrics_names import EXPECTED_SERIES, STAGE_COUNTERS
 from infra.settings import Settings
-from schemas import DatasetReady, DeadLetter, Rendition, SchemaError, SessionEvent, TrainingProgress, decode
+from schemas import (
+    Coverage,
+    DatasetReady,
+    DeadLetter,
+    Rendition,
+    SchemaError,
+    SessionEvent,
+    TrainingProgress,
+    decode,
+)
 
 CONTROL_TOPICS = ("sessions", "datasets", "training", "renditions", "deadletter")
 # The held-out figures a rendition carries (trainer.evaluation) that the views show.
@@ -103,6 +112,7 @@ class ControlState:
                 "versions": [],
                 "message": None,
                 "warnings": [],
+                "coverage": None,
                 "updated_at": 0.0,
             },
         )
@@ -169,6 +179,9 @@ class ControlState:
                 text = message.message[len(WARNING_PREFIX) :]
                 if text not in row["warnings"]:
                     row["warnings"] = [*row["warnings"], text]
+        elif isinstance(message, Coverage):
+            if row["coverage"] is None or message.wall_time >= row["coverage"]["wall_time"]:
+                row["coverage"] = message.model_dump(mode="json")
         elif isinstance(message, Rendition):
             quality = {k: message.metrics[k] for k in QUALITY_KEYS if k in message.metrics}
             # Versions come in order, but a replay or a redelivery may repeat one: the newest wins.
@@ -312,6 +325,18 @@ def _ago(wall: float | None, now: float) -> str:
     )
 
 
+def coverage_text(c: dict | None) -> str:
+    """ "63% front,back (target 80%, ended: target)": the dance's share the capture covers."""
+    if not c:
+        return "-"
+    text = f"{c['coverage']:.0%} {','.join(c['facings']) or 'no facing'}"
+    if c.get("target") is not None:
+        text += f" (target {c['target']:.0%})"
+    if c.get("done"):
+        text += f", {c['reason']}"
+    return text
+
+
 def render(snap: dict[str, Any]):
     from rich.console import Group
     from rich.table import Table
@@ -327,6 +352,7 @@ def render(snap: dict[str, Any]):
         "training",
         "losses",
         "eta",
+        "coverage",
         "rendition",
         "updated",
     ):
@@ -348,6 +374,7 @@ def render(snap: dict[str, Any]):
             training,
             losses,
             _num(r["eta_s"], "{:.0f}s"),
+            coverage_text(r.get("coverage")),
             rendition,
             _ago(r["updated_at"], now),
         )

@@ -200,6 +200,7 @@ class TrainingJob:
         from trainer.assembler import read_manifest
         from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation
         from trainer.base import pick_base
+        from trainer.coverage import Repeated
         from trainer.pix2pix.train import TrainConfig, pick_device
         from trainer.progressive import fine_tune_in_stages, stops
 
@@ -252,6 +253,7 @@ class TrainingJob:
             self.warnings.append(
                 f"{conditioning} conditioning needs the person framing: the generator reads the pose map"
             )
+        counts, relevance = self._relevance(ref, data, train_idx)
         base, base_name, why = pick_base(self.store, net, data_info)
         if base is None:
             log.warning("session %s: %s; fine-tuning starts from scratch", session, why)
@@ -319,8 +321,13 @@ class TrainingJob:
 
         spent = max(0.0, cfg.budget_s - budget)
         at = stops(cfg.budget_s, cfg.rendition_points, cfg.first_rendition_s, spent, len(self._versions()))
+        samples = framing.training_samples(data, train_idx, masks)
+        if len(samples) == len(train_idx):  # one sample per frame (temporal samples skip some: kept as they are)
+            samples = Repeated(samples, counts)
+        else:
+            relevance["sampling"] = "off: the samples are not one per training frame"
         result, start_step = fine_tune_in_stages(
-            framing.training_samples(data, train_idx, masks),
+            samples,
             train_cfg,
             budget,
             store,
@@ -356,6 +363,7 @@ class TrainingJob:
             width=data.camera_size(camera)[0],
             height=data.camera_size(camera)[1],
             warnings=self.warnings,
+            coverage={"capture": manifest.get("coverage"), "training": relevance},
             **data_info,
             **info,
         )
@@ -371,6 +379,18 @@ class TrainingJob:
         if not self.consent:
             discard_unconsented(self.store, session)
         return rendition
+
+    def _relevance(self, ref, data, train_idx: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Per training frame, how often it is drawn (nearer the dance's poses: oftener,
+        trainer.coverage); the dance's poses no training frame shows become a warning."""
+        from trainer.coverage import training_relevance, uncovered_words
+
+        counts, summary = training_relevance(ref.poses, data.poses, data.cameras, train_idx)
+        summary["sampling"] = "by relevance to the dance"
+        words = uncovered_words(summary, ref.times)
+        if words:
+            self.warnings.append(words)
+        return counts, summary
 
     def _made_earlier(self, name: str) -> Rendition | None:
         """A session without consent whose video was made and whose frames are already discarded

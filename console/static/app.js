@@ -87,9 +87,12 @@ document.getElementById("start-form").addEventListener("submit", async (event) =
   const body = {
     session: document.getElementById("f-session").value.trim() || null,
     cameras,
-    reference: document.getElementById("f-reference").value.trim() || null,
+    reference: chosenReference,
     consent: consent.checked,
+    until_coverage: Number(document.getElementById("f-until").value) / 100,
+    max_seconds: Number(document.getElementById("f-max-seconds").value),
   };
+  if (!cameras.length) delete body.cameras; // the console's own cameras
   button.disabled = true;
   try {
     const data = await api("/api/sessions", body);
@@ -103,6 +106,89 @@ document.getElementById("start-form").addEventListener("submit", async (event) =
   } finally {
     button.disabled = false;
   }
+});
+
+// --- reference dances: a skeleton thumbnail each, animated while chosen ------------------------------
+const SKELETON = [[0, 1], [0, 2], [1, 3], [2, 4], [5, 6], [5, 11], [6, 12], [11, 12], [5, 7], [7, 9],
+  [6, 8], [8, 10], [11, 13], [13, 15], [12, 14], [14, 16]];
+let chosenReference = null;
+const danceCache = {};
+
+function drawSkeleton(canvas, pose, size) {
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const scale = Math.min(canvas.width / size[0], canvas.height / size[1]);
+  ctx.strokeStyle = "#d97706";
+  ctx.lineWidth = 2;
+  for (const [a, b] of SKELETON) {
+    if (pose[a][2] < 0.3 || pose[b][2] < 0.3) continue;
+    ctx.beginPath();
+    ctx.moveTo(pose[a][0] * scale, pose[a][1] * scale);
+    ctx.lineTo(pose[b][0] * scale, pose[b][1] * scale);
+    ctx.stroke();
+  }
+}
+
+async function loadReferences() {
+  const box = document.getElementById("f-references");
+  try {
+    const response = await fetch("/api/references", { cache: "no-store" });
+    const data = await response.json();
+    if (!response.ok) throw new Error(data.error || response.statusText);
+    if (!data.references.length) {
+      fill(box, el("p", { class: "warning small" }, "No reference dances yet: add one with `booth reference add`."));
+      return;
+    }
+    fill(box, ...data.references.map((r) => {
+      const canvas = el("canvas", { width: 96, height: 128 });
+      const option = el("div", {
+        class: "ref-option", dataset: { reference: r.name }, title: `${r.name}: ${r.frames} frames, ${r.duration_s} s`,
+        onclick: () => chooseReference(r.name),
+      }, canvas, el("div", { class: "small" }, r.name));
+      fetch(r.dance).then((x) => x.json()).then((d) => { danceCache[r.name] = d; drawSkeleton(canvas, d.poses[0], d.size); });
+      return option;
+    }));
+    const preferred = data.references.find((r) => r.default) || data.references[0];
+    chooseReference(preferred.name);
+  } catch (err) {
+    fill(box, el("p", { class: "warning small" }, `Cannot list the dances: ${err.message}`));
+  }
+}
+
+function chooseReference(name) {
+  chosenReference = name;
+  document.querySelectorAll(".ref-option").forEach((o) => o.classList.toggle("chosen", o.dataset.reference === name));
+}
+
+// The chosen dance plays in its thumbnail: the preview.
+setInterval(() => {
+  const d = danceCache[chosenReference];
+  const option = document.querySelector(".ref-option.chosen canvas");
+  if (!d || !option) return;
+  const t = d.duration_s > 0 ? (Date.now() / 1000) % d.duration_s : 0;
+  let i = 0;
+  while (i + 1 < d.times.length && d.times[i + 1] <= t) i += 1;
+  drawSkeleton(option, d.poses[i], d.size);
+}, 100);
+
+loadReferences();
+
+// --- the booth display ---------------------------------------------------------------------------
+document.getElementById("display-link").addEventListener("click", async () => {
+  try {
+    const data = await api("/api/display-tokens", {});
+    fill(document.getElementById("display-url"), "Display link (opens the display only; revocable): ",
+      el("a", { href: data.url, target: "_blank", rel: "noopener" }, data.url));
+  } catch (err) { say(`Could not make a display link: ${err.message}`, true); }
+});
+document.getElementById("display-revoke").addEventListener("click", async () => {
+  try {
+    const data = await api("/api/display-tokens/revoke", {});
+    fill(document.getElementById("display-url"), `${data.revoked} display link(s) revoked.`);
+  } catch (err) { say(`Could not revoke: ${err.message}`, true); }
+});
+document.getElementById("display-between").addEventListener("change", async (event) => {
+  try { await api("/api/display/between", { show: event.target.value }); } catch (err) { say(err.message, true); }
 });
 
 async function endSession(session, abort) {
@@ -162,10 +248,19 @@ async function refreshPreview(camera, p) {
 
 setInterval(() => previews.forEach((p, camera) => refreshPreview(camera, p)), PREVIEW_INTERVAL_MS);
 
-function renderPreviews(cameras) {
+function renderPreviews(allCameras) {
   const box = document.getElementById("previews");
+  // A camera whose newest frame belongs to a session that stopped recording is not shown: the last
+  // visitor's picture does not stay on screen for the next one.
+  const recording = new Set((lastState ? lastState.sessions : []).filter((r) => r.state === "start" || r.state === null).map((r) => r.session));
+  const cameras = allCameras.filter((c) => recording.has(c.session));
   if (!cameras.length) {
-    if (!box.querySelector(".empty")) box.replaceChildren(el("p", { class: "empty" }, "No camera frames yet."));
+    const text = allCameras.length ? "Waiting for the next visitor." : "No camera frames yet.";
+    const empty = box.querySelector(".empty");
+    if (!empty || empty.textContent !== text) {
+      previews.clear();
+      box.replaceChildren(el("p", { class: "empty" }, text));
+    }
     return;
   }
   box.querySelector(".empty")?.remove();
@@ -208,8 +303,8 @@ function trainingBlock(t) {
       el("strong", {}, t.phase),
       ` · step ${num(t.step)} / ${num(t.total_steps)}`,
       t.phase === "done" || t.phase === "failed" ? null : ` · ETA ${duration(t.eta_s)}`),
-    losses ? el("div", { class: "muted small" }, losses) : null,
-    ...(t.warnings || []).map((w) => el("p", { class: "warning small" }, `⚠ ${w}`)));
+    ...(t.warnings || []).map((w) => el("p", { class: "warning small" }, `⚠ ${w}`)),
+    losses ? el("details", { class: "muted small" }, el("summary", {}, "details"), losses) : null);
 }
 
 // Held-out figures of the rendition (trainer.evaluation): person box first, it is where the work is.
@@ -291,6 +386,10 @@ function renderDetail(row) {
     el("p", { class: "muted small consent" },
       row.consent === true ? "consent: the recording is kept per the retention policy"
         : row.consent === false ? "no consent: only the video is kept once it is made" : "consent: not recorded"),
+    el("p", { id: "status-line", class: "status-line" }, row.status_line || ""),
+    coverageBlock(row.coverage),
+    row.take && row.take.cameras && !row.take.cameras.running && row.state === "start"
+      ? el("p", { class: "warning small" }, `the cameras stopped (exit ${row.take.cameras.exit_code}; log ${row.take.cameras.log})`) : null,
     el("div", { class: "tiles" },
       tile("frames", num(row.frames)),
       tile("poses", num(row.poses)),
@@ -310,6 +409,18 @@ function renderDetail(row) {
   );
 }
 
+function coverageBlock(c) {
+  if (!c) return null;
+  const cams = Object.entries(c.cameras || {}).map(([k, v]) => `${k} ${pct(v.coverage)}`).join(" · ");
+  return el("div", { class: "coverage", id: "coverage" },
+    el("strong", {}, `dance covered ${pct(c.coverage)}`),
+    c.target ? ` of ${pct(c.target)}` : "",
+    ` · facings ${c.facings.join(", ") || "none yet"}`,
+    c.done ? ` · ${{ target: "ended at the target", "time cap": "ended at the time cap", ended: "ended by the operator" }[c.reason] || c.reason}` : "",
+    c.prompts.length ? el("div", { class: "small" }, `display asks: ${c.prompts.join("; ")}`) : null,
+    cams ? el("div", { class: "muted small" }, cams) : null);
+}
+
 // --- tables ------------------------------------------------------------------------------------
 function renderSessions(rows) {
   const body = document.querySelector("#sessions tbody");
@@ -327,8 +438,8 @@ function renderSessions(rows) {
     el("td", { class: "num" }, num(r.frames)),
     el("td", { class: "num" }, num(r.poses)),
     el("td", { class: "num" }, pct(r.imputed_share)),
-    el("td", {}, r.dataset ? `${r.dataset.status} (${num(r.dataset.samples)})` : "–"),
-    el("td", {}, r.training ? `${r.training.phase} ${num(r.training.step)}/${num(r.training.total_steps)}` : "–"),
+    el("td", { class: "num" }, r.coverage ? pct(r.coverage.coverage) : "–"),
+    el("td", { class: "status" }, r.status_line || "–"),
     el("td", {}, r.rendition ? el("a", { href: r.rendition.link, target: "_blank", rel: "noopener" }, "video") : "–"))));
 }
 
@@ -336,7 +447,7 @@ function renderPipeline(pipeline, errors) {
   const body = document.querySelector("#pipeline tbody");
   body.replaceChildren(...pipeline.stages.map((s) => el("tr", {},
     el("td", {}, s.stage),
-    el("td", {}, s.component === null ? "–" : el("span", { class: `dot ${s.up ? "up" : "down"}` }, `${s.component} ${s.up ? "up" : "down"}`)),
+    el("td", {}, s.component === null ? "–" : el("span", { class: `dot ${s.up ? "up" : "off"}`, title: s.up ? "" : "no metrics from it: off, or the stage is down (see its throughput)" }, `${s.component} ${s.up ? "up" : "no metrics"}`)),
     el("td", { class: "num" }, num(s.total)),
     el("td", { class: "num" }, rate(s.rate)),
     el("td", { class: `num ${s.deadletters ? "bad" : ""}` }, num(s.deadletters)))));

@@ -543,6 +543,7 @@ class Assembler:
             conditioning=cfg.conditioning,
             waited=waited,
             last_seq=state.last_seq,
+            coverage=self._coverage(state.session),
         )
         if preview:
             self._put(preview, picture, "image/jpeg")
@@ -605,6 +606,16 @@ class Assembler:
             f"gave up waiting for the last poses after {self.config.end_timeout_s:g} s without messages: "
             + "; ".join(parts)
         )
+
+    def _coverage(self, session: str) -> dict | None:
+        """The guided capture's last coverage (booth.guide), if it was written before closing."""
+        raw = self.store.get(layout.coverage_key(session))
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            log.warning("session %s: coverage.json is not JSON; the manifest records none", session)
+            return None
+        return data if isinstance(data, dict) else None
 
     def _preview(self, records: list[dict]) -> bytes | None:
         chosen = preview_choice(records)

@@ -18,6 +18,8 @@ MANIFEST_VERSION = 1
 MAX_LISTED_REJECTIONS = 1000
 PREVIEW_SAMPLES = 6
 PREVIEW_COLUMNS = 2  # (frame with pose | pose map) pairs per row
+# What the manifest keeps of the guided capture's last Coverage (booth.guide).
+COVERAGE_FIELDS = ("coverage", "target", "max_seconds", "elapsed_s", "reason", "facings", "dance_facings", "cameras")
 
 
 def build_manifest(
@@ -38,6 +40,7 @@ def build_manifest(
     conditioning: str | None = None,
     waited: dict[str, dict[str, int]] | None = None,
     last_seq: dict[str, int] | None = None,
+    coverage: dict | None = None,
 ) -> dict:
     """The manifest of a session from the index records of all its shards.
 
@@ -48,7 +51,8 @@ def build_manifest(
     assembler was told; the trainer follows it unless told otherwise itself. last_seq: each
     camera's last frame from its end marker. waited: on a give-up (closed_by "end-timeout"), per
     camera the announced last frame, how far frames and poses got, and what is missing by cause
-    (no_pose, not_received); not_received frames count as rejected frames too.
+    (no_pose, not_received); not_received frames count as rejected frames too. coverage: the guided
+    capture's last Coverage (sessions/<s>/coverage.json), when it was written before closing.
     """
     check_representation(representation)
     members = {
@@ -141,6 +145,7 @@ def build_manifest(
         manifest["last_seq"] = dict(sorted(last_seq.items()))
     if waited:
         manifest["gave_up_waiting"] = waited
+    manifest["coverage"] = None if coverage is None else {k: coverage.get(k) for k in COVERAGE_FIELDS}
     return manifest
 
 
