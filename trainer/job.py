@@ -13,8 +13,9 @@ figures, published through `_publish_version`; the visitor's link plays renditio
 
 Framing (trainer.framing): person-centred by default for pose maps (a crop following the person,
 composited onto the camera's background plate), the whole frame for part maps. Either way the
-held-out block at the end of each camera's frames is evaluated, and the rendition rendered, at
-the camera's own resolution and aspect.
+held-out frames (trainer.dataset: the poses least like the rest of the session) are evaluated,
+and the rendition rendered, at the camera's own resolution and aspect; every version is judged
+on the dance it shows (trainer.fidelity: dance.png and the dance_* figures).
 
 Errors are typed for the service (trainer.service): DatasetError and ReferenceUnavailable are
 permanent for the session; the object store or broker being away is not (retried there).
@@ -49,6 +50,8 @@ from trainer.dance import build_dance, load_reference, reference_frames, referen
 from trainer.dataset import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_HOLDOUT_GAP,
+    DEFAULT_SPLIT,
+    SPLITS,
     DatasetError,
     TrainingSet,
     holdout_split,
@@ -71,8 +74,9 @@ Progress = Callable[..., None]
 class TrainerConfig:
     budget_s: float = 3600.0  # wall clock for fine-tuning one session
     checkpoint_every_s: float = 180.0
-    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION  # the end of each camera's session, held out
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION  # of each camera's session, held out
     holdout_gap: int = DEFAULT_HOLDOUT_GAP  # frames between training and held-out ones, used for neither
+    holdout: str = DEFAULT_SPLIT  # "novel": the poses least like the rest held out; "tail": the last frames
     framing: str = "auto"  # "person", "whole", or "auto" (person for pose maps, whole for part maps)
     crop_size: int | None = None  # person framing's generator size: None = 512 where CUDA is, else 256
     batch_size: int | None = None  # None: CUDA_BATCH where CUDA is (float16 autocast there), else 1
@@ -115,6 +119,8 @@ class TrainerConfig:
             raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
         if self.conditioning == "warp" and self.framing == "whole":
             raise ValueError("warp conditioning moves the visitor's pixels into the person's crop: use framing person")
+        if self.holdout not in SPLITS:
+            raise ValueError(f"unknown held-out split {self.holdout!r}; choose one of {', '.join(SPLITS)}")
         if self.person_masks not in KINDS:
             raise ValueError(f"unknown person mask source {self.person_masks!r}; choose one of {', '.join(KINDS)}")
 
@@ -219,7 +225,8 @@ class TrainingJob:
         self._reference_name, self.base_name = name, None
         data = load_training_set(s, session, store=self.store, expected=manifest.get("samples"))
         self._data = data
-        split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap)
+        poses = data.poses if cfg.holdout == "novel" else None
+        split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses)
         self.warnings: list[str] = [split.note] if split.note else []
         test = split.test
         if not test.any():
@@ -352,6 +359,7 @@ class TrainingJob:
             samples=len(data),
             trained_on=int(split.train.sum()),
             holdout_gap=split.gap,
+            holdout=cfg.holdout,
             representation=representation,
             camera=camera,
             width=data.camera_size(camera)[0],

@@ -225,9 +225,9 @@ def run_oneshot(
     name = reference_name(settings, session, reference or manifest.get("reference"))
     ref = load_reference(settings, session, name)
     data = load_training_set(settings, session, store=store, expected=manifest.get("samples"))
-    # The views come from the frames the trainer learns from, as in the trainer; the held-out end
-    # stays unseen so the figures of both videos are comparable.
-    train = holdout_split(data.cameras, data.seqs).train
+    # The views come from the frames the trainer learns from, as in the trainer; the held-out frames
+    # stay unseen so the figures of both videos are comparable.
+    train = holdout_split(data.cameras, data.seqs, poses=data.poses).train
     camera = data.main_camera()
     size = data.camera_size(camera)
     dance = build_dance(settings, ref, name, data.poses[data.cameras == camera], size, data.size, "pose", max_frames)
