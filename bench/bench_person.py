@@ -70,8 +70,15 @@ class Prepared:
     mask_source: str
 
 
-def prepare(session: Session, models_dir: Path | None, style: str = "facing", size: int = SIZE) -> Prepared:
-    """Split, person masks, plate and crop size, as the trainer makes them (trainer.job)."""
+def prepare(
+    session: Session,
+    models_dir: Path | None,
+    style: str = "facing",
+    size: int = SIZE,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Prepared:
+    """Split, person masks, plate and crop size, as the trainer makes them (trainer.job); split:
+    (train, test) masks instead of the last frames held out."""
     n = len(session.frames)
     data = TrainingSet(
         list(session.frames),
@@ -80,9 +87,10 @@ def prepare(session: Session, models_dir: Path | None, style: str = "facing", si
         np.array([CAMERA] * n),
         np.arange(n),
     )
-    split = holdout_split(data.cameras, data.seqs)
+    tail = holdout_split(data.cameras, data.seqs)
+    train, test = split or (tail.train, tail.test)
     started = time.perf_counter()
-    idx = np.flatnonzero(split.train)
+    idx = np.flatnonzero(train)
     masker = PersonMasker("auto", models_dir)
     masks = {int(i): masker.mask(data.frames[i], data.poses[i]) for i in idx}
     plate = estimate_plate([data.frames[i] for i in idx], [masks[int(i)] for i in idx])
@@ -90,7 +98,7 @@ def prepare(session: Session, models_dir: Path | None, style: str = "facing", si
     prep = time.perf_counter() - started
     whole = WholeFrame(size, "stick", "pose", {CAMERA: session.size})
     person = PersonCentred(size, style, {CAMERA: plate.image}, {CAMERA: side})
-    return Prepared(session, data, split.train, split.test, split.gap, whole, person, masks, prep, masker.name)
+    return Prepared(session, data, train, test, tail.gap, whole, person, masks, prep, masker.name)
 
 
 def train_alternately(trainers: dict[str, Trainer], budget_s: float) -> None:

@@ -3,10 +3,10 @@ end of each camera, with a gap around them."""
 
 import numpy as np
 import pytest
+from test_fidelity import standing
 
 from schemas.keypoints import INDEX
 from trainer.dataset import holdout_split, novel_split
-from test_fidelity import standing
 
 
 def test_each_camera_holds_out_its_end_with_a_gap_before_it():

@@ -13,7 +13,8 @@ rendered:
   forgiven and what is left is the body's shape, in torso lengths; a frame's error is the mean
   over the keypoints both poses have;
 * facing agreement ("dance_facing_agreement"): front / back / profile of the asked pose against
-  the rendered person's (`facing_class`), over the frames where both are known;
+  the rendered person's (`facing_class`), over the frames whose asked facing is known (a rendered
+  frame whose facing cannot be read does not agree);
 * person found ("dance_person_found"): the share of judged frames where the estimator finds a
   person at all.
 
@@ -48,6 +49,7 @@ SHEET_FRAMES = 8
 PROFILE_FACING = 0.35  # |vision.posemap.facing| below this: the shoulders overlap, a profile
 FACINGS = ("front", "back", "profile")
 CELL_HEIGHT = 240
+JUDGE_MARGIN = 1.6  # the judge looks at a square this many times the asked body's longer side
 
 
 def independent_backend(drawn_by: str | Iterable[str] | None) -> str:
@@ -199,11 +201,10 @@ class DanceJudge:
         found: list[np.ndarray | None] = []
         for t in ts:
             try:
-                people = estimator.estimate(np.ascontiguousarray(self.kept[t]), key=f"dance-{t}")
+                found.append(estimate_near(estimator, self.kept[t], self.poses[t], key=f"dance-{t}"))
             except Exception as exc:  # noqa: BLE001 - one unreadable frame counts as nobody found
                 log.warning("dance fidelity: frame %d could not be read (%s)", t, exc)
-                people = []
-            found.append(people[0].keypoints if people else None)
+                found.append(None)
         out.figures, out.warnings = figures(self.poses[ts], found, self.backend)
         if self.session_poses is not None and len(self.session_poses):
             out.warnings += facing_warnings(self.session_poses, self.poses)
@@ -216,6 +217,34 @@ class DanceJudge:
         return out
 
 
+def estimate_near(estimator, frame: np.ndarray, asked: np.ndarray, key: str = "") -> np.ndarray | None:
+    """The estimator's pose of the person in a square around where the asked pose stands (a person
+    small in a wide frame is too small for a single-person model looking at all of it), in the
+    frame's pixels; None when it finds nobody. The whole frame where the asked pose has no box."""
+    from vision.crop import body_box
+
+    h, w = frame.shape[:2]
+    box = body_box(asked)
+    x0 = y0 = 0
+    crop = frame
+    if box is not None:
+        side = JUDGE_MARGIN * float(max(box[2] - box[0], box[3] - box[1]))
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+        if x1 - x0 >= 16 and y1 - y0 >= 16:
+            crop = frame[y0:y1, x0:x1]
+        else:
+            x0 = y0 = 0
+    people = estimator.estimate(np.ascontiguousarray(crop), key=key)
+    if not people:
+        return None
+    kp = np.array(people[0].keypoints, np.float32, copy=True)
+    kp[:, 0] += x0
+    kp[:, 1] += y0
+    return kp
+
+
 def figures(asked: np.ndarray, found: list[np.ndarray | None], judge: str = "") -> tuple[dict[str, float], list[str]]:
     """The dance figures of asked poses [N, 17, 3] against the poses found on their rendered frames
     (None: nobody found), and warnings for what could not be compared."""
@@ -223,8 +252,10 @@ def figures(asked: np.ndarray, found: list[np.ndarray | None], judge: str = "") 
     readable = [torso_aligned(a) is not None for a in asked]
     errors = [limb_error(a, f) for a, f in zip(asked, found) if f is not None]
     errors = [e for e in errors if np.isfinite(e)]
-    pairs = [(facing_class(a), facing_class(f)) for a, f in zip(asked, found) if f is not None]
-    pairs = [(a, f) for a, f in pairs if a is not None and f is not None]
+    # Over the frames whose asked facing is known: a rendered body whose facing cannot be read (or
+    # nobody) does not agree, so breaking the body on the hard frames earns nothing.
+    pairs = [(facing_class(a), None if f is None else facing_class(f)) for a, f in zip(asked, found)]
+    pairs = [(a, f) for a, f in pairs if a is not None]
     people = sum(f is not None for f in found)
     out: dict[str, float] = {
         "dance_judged": float(n),
