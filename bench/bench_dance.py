@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.bench_person import CAMERA, SHARED, _table, prepare, train_alternately, trainer_for
+from bench.bench_person import CAMERA, SHARED, _table, holdout_gap, prepare, train_alternately, trainer_for
 from bench.footage import Session
 from infra.settings import Settings
 from trainer.dataset import DEFAULT_HOLDOUT_FRACTION, holdout_split, novel_split
@@ -54,7 +54,6 @@ from trainer.fidelity import DanceJudge, facing_class, facings_of
 from trainer.pix2pix.evaluate import video_quality
 
 DANCE_HALF = 48  # frames of the dance in each facing
-GAP_S = 0.5  # held-out gap in seconds (the trainer's 15 frames at 30 fps)
 DRAWN_BY = "blazepose"  # bench.footage and the demo's clip take their poses from BlazePose
 
 COLUMNS = [
@@ -87,14 +86,22 @@ def demo_session(frames: int = 150, size: tuple[int, int] = (640, 360)) -> Sessi
 
 
 def turned(poses: np.ndarray) -> np.ndarray:
-    """The same poses seen from the other side: mirrored about the mid-hip's x, the labels kept
-    (the person's left stays their left), the face unseen."""
-    out = np.array(poses, np.float32, copy=True)
+    """The same poses seen from the other side (trainer.fidelity.facing_class flips between front
+    and back): a front is mirrored about the mid-hip's x, the labels kept (the person's left stays
+    their left), its face hidden; a back gets its face shown (BlazePose places the face keypoints
+    of a back view too), mirrored only where its shoulders were in a back's order, since
+    estimators often label a back view's shoulders as a front's."""
     from schemas.keypoints import INDEX
+    from vision.posemap import facing
 
-    hips = out[:, [INDEX["left_hip"], INDEX["right_hip"]], 0].mean(axis=1, keepdims=True)
-    out[:, :, 0] = 2 * hips - out[:, :, 0]
-    out[:, [INDEX["nose"], INDEX["left_eye"], INDEX["right_eye"]], 2] = 0.0
+    out = np.array(poses, np.float32, copy=True)
+    face = [INDEX["nose"], INDEX["left_eye"], INDEX["right_eye"]]
+    for p in out:
+        front = facing_class(p) == "front"
+        if front or facing(p) < 0:
+            hips = p[[INDEX["left_hip"], INDEX["right_hip"]], 0].mean()
+            p[:, 0] = 2 * hips - p[:, 0]
+        p[face, 2] = 0.0 if front else 0.9
     return out
 
 
@@ -115,7 +122,7 @@ def splits(session: Session) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(training frames, {split: held-out frames}): the training frames are outside both."""
     n = len(session.frames)
     cameras, seqs = np.array([CAMERA] * n), np.arange(n)
-    gap = max(1, round(GAP_S * session.fps))
+    gap = holdout_gap(session.fps)
     novel = novel_split(cameras, seqs, session.poses, DEFAULT_HOLDOUT_FRACTION, gap)
     tail = holdout_split(cameras, seqs, DEFAULT_HOLDOUT_FRACTION, gap)
     for s in (novel, tail):
