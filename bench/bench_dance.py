@@ -18,6 +18,8 @@ Every arm gets the same training frames: those outside both held-out splits (tra
 "novel" (the stretches whose poses are farthest from the rest of the session, the trainer's
 default) and "tail" (the last frames, as before), each with a half-second gap. Arms:
 
+* real: no arm: the session's own frames judged against their own poses, what a renderer that
+  drew these poses perfectly would score with this judge on this footage;
 * oneshot: trainer.oneshot (views chosen among the training frames, parts warped, no training);
 * pose: the generator reads the facing pose map (trainer.framing.PersonCentred);
 * warp: it also reads the visitor warped part by part to the pose (trainer.warp_framing).
@@ -131,12 +133,13 @@ def splits(session: Session) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return novel.train & tail.train, {"novel": novel.test, "tail": tail.test}
 
 
-def judge(name: str, arm: str, dance: np.ndarray, frames, models_dir, out_dir: Path) -> dict:
-    """Render the dance through `frames` (an iterator of (frame, picture)), keep the video, judge it."""
+def judge(name: str, arm: str, dance: np.ndarray, frames, models_dir, out_dir: Path, n: int | None = None) -> dict:
+    """Render the dance through `frames` (an iterator of (frame, picture)), keep the video, judge
+    it (n frames spread over it; all of them by default)."""
     from trainer.pix2pix.samples import png_bytes
     from trainer.rendition import write_video
 
-    j = DanceJudge(dance, DRAWN_BY, models_dir, frames=len(dance))
+    j = DanceJudge(dance, DRAWN_BY, models_dir, frames=n or len(dance))
     write_video(j.watch(frames), len(dance), out_dir / f"{name}-{arm}-dance.mp4", 10, progress=False)
     result = j.judge()
     if result.picture is not None:
@@ -172,7 +175,10 @@ def run_session(name: str, session: Session, budget: float, models_dir, out_dir:
     trainers = {arm: trainer_for(framing, p) for arm, framing in arms.items()}
     train_alternately(trainers, budget)
 
-    rows = []
+    # The judge on the session's own frames against their own poses: what a perfect renderer of
+    # these poses would score here (two estimators' disagreement, other people in the crop).
+    real = judge(name, "real", session.poses, ((f, f) for f in session.frames), models_dir, out_dir, 48)
+    rows = [{"session": name, "arm": "real", **real}]
     row: dict = {"session": name, "arm": "oneshot", "steps": 0, "steps_s": float("nan")}
     for split, test in tests.items():
         idx = np.flatnonzero(test)
@@ -217,12 +223,14 @@ def main() -> None:
     _table(rows, COLUMNS)
     for name in {r["session"] for r in rows}:
         arm = {r["arm"]: r for r in rows if r["session"] == name}
-        best = min(arm.values(), key=lambda r: np.nan_to_num(r["dance_limb_error"], nan=9.0))
+        arms = [r for r in arm.values() if r["arm"] != "real"]
+        best = min(arms, key=lambda r: np.nan_to_num(r["dance_limb_error"], nan=9.0))
         ratio = arm["warp"]["dance_limb_error"] / max(arm["pose"]["dance_limb_error"], 1e-9)
         print(
             f"{name}: lowest dance limb error: {best['arm']} ({best['dance_limb_error']:.3f}); "
             f"warp/pose limb error {ratio:.2f}x; "
-            f"target < 0.10 and facing >= 0.9"
+            f"target < 0.10 and facing >= 0.9; the real frames themselves: {arm['real']['dance_limb_error']:.3f}, "
+            f"facing {arm['real']['dance_facing_agreement']:.2f}"
         )
     print(f"\npictures and dance videos: {out_dir}")
 

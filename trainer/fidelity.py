@@ -140,7 +140,8 @@ def judged_indices(total: int, n: int = JUDGED_FRAMES) -> list[int]:
 def _estimator(backend: str, models_dir: str | None):
     from vision.pose import load_estimator
 
-    options = {"track": False, "with_mask": False} if backend == "blazepose" else {}
+    # Every frame on its own: a crop carried over from another frame (or another video) misleads.
+    options = {"track": False, "with_mask": False} if backend == "blazepose" else {"track": False}
     return load_estimator(backend, Path(models_dir) if models_dir else None, **options)
 
 
@@ -290,12 +291,40 @@ def facing_warnings(session_poses: np.ndarray, dance_poses: np.ndarray) -> list[
     ]
 
 
+def _sheet_box(pose: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The asked person's box grown to at least 3:4 (labels fit), clipped to the frame."""
+    from vision.crop import person_box
+
+    w, h = size
+    box = person_box(pose, size, margin=0.15)
+    if box is None:
+        return 0, 0, w, h
+    x0, y0, x1, y1 = box
+    want = 0.75 * (y1 - y0)
+    if x1 - x0 < want:
+        cx = (x0 + x1) / 2
+        x0, x1 = int(max(0, cx - want / 2)), int(min(w, cx + want / 2))
+    return x0, y0, x1, y1
+
+
 def _cell(image: np.ndarray, box, height: int) -> np.ndarray:
     x0, y0, x1, y1 = box
     crop = np.ascontiguousarray(image[y0:y1, x0:x1])
     width = max(1, round(crop.shape[1] * height / max(1, crop.shape[0])))
     interp = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
     return cv2.resize(crop, (width, height), interpolation=interp)
+
+
+def _pose_cell(pose: np.ndarray, box, height: int) -> np.ndarray:
+    """The pose drawn alone at the cell's scale (lines as thick as in a cell-sized frame)."""
+    from vision.posemap import draw_pose_overlay
+
+    x0, y0, x1, y1 = box
+    k = height / max(1, y1 - y0)
+    width = max(1, round((x1 - x0) * k))
+    p = np.array(pose, np.float32, copy=True)
+    p[:, 0], p[:, 1] = (p[:, 0] - x0) * k, (p[:, 1] - y0) * k
+    return draw_pose_overlay(np.full((height, width, 3), 24, np.uint8), p)
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
@@ -312,24 +341,21 @@ def dance_sheet(
     height: int = CELL_HEIGHT,
 ) -> np.ndarray:
     """RGB picture, one row per frame spread over the dance: the asked pose drawn alone | the rendered
-    frame, both cropped to the asked person's box, labelled with the facings and the limb error."""
-    from vision.crop import person_box
-    from vision.posemap import draw_pose_overlay
-
+    frame, both cropped to the asked person's box; labels: the frame and the asked facing | the
+    facing the judge reads and the limb error (torso lengths), or "nobody"."""
     ts = sorted(frames)
     chosen = [ts[k] for k in judged_indices(len(ts), rows)]
     lines = []
     for t in chosen:
         frame = frames[t]
         h, w = frame.shape[:2]
-        box = person_box(poses[t], (w, h), margin=0.15) or (0, 0, w, h)
-        asked = draw_pose_overlay(np.full_like(frame, 24), poses[t])
+        box = _sheet_box(poses[t], (w, h))
         f = found.get(t)
         err = limb_error(poses[t], f) if f is not None else float("nan")
-        said = "nobody found" if f is None else f"{facing_class(f) or '?'}, limb {err:.2f}"
+        said = "nobody" if f is None else f"{facing_class(f) or '?'} {err:.2f}"
         cells = [
-            _label(_cell(asked, box, height), f"t={t} asked: {facing_class(poses[t]) or '?'}"),
-            _label(_cell(frame, box, height), f"rendered: {said}"),
+            _label(_pose_cell(poses[t], box, height), f"{t}: {facing_class(poses[t]) or '?'}"),
+            _label(_cell(frame, box, height), said),
         ]
         lines.append(np.concatenate(cells, axis=1))
     width = max(line.shape[1] for line in lines)
