@@ -19,6 +19,7 @@ BENCHMARKS = (
     "bench_temporal",
     "bench_oneshot",
     "bench_warpcond",
+    "bench_dance",
     "bench_warmstart",
     "bench_group",
     "bench_load",

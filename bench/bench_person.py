@@ -5,7 +5,8 @@
 
 Part 1, per session (bench.footage: a pedestrian of ../shared/data/videos/vtest.avi, the two shared
 photos' people moving over their backdrop, a synthetic person), on the same frames and the same
-split (trainer.dataset.holdout_split: the last 15% held out, 15 frames of gap before it):
+split (trainer.dataset.novel_split: the 15% of frames whose poses are farthest from the rest, in
+three stretches, with a half-second gap around each):
 
 * whole: today's path: the frame letterboxed into 256x256, stick-figure map -> frame
   (trainer.framing.WholeFrame), a 256x256 square video;
@@ -41,7 +42,7 @@ import torch
 
 from bench.footage import Session, footage_session, photo_session, synthetic_session
 from infra.settings import REPO_ROOT, Settings
-from trainer.dataset import TrainingSet, holdout_split
+from trainer.dataset import DEFAULT_HOLDOUT_GAP, TrainingSet, holdout_split
 from trainer.evaluation import held_out_frames
 from trainer.framing import PersonCentred, WholeFrame
 from trainer.pix2pix.evaluate import frames_pose_error, video_quality
@@ -70,8 +71,16 @@ class Prepared:
     mask_source: str
 
 
-def prepare(session: Session, models_dir: Path | None, style: str = "facing", size: int = SIZE) -> Prepared:
-    """Split, person masks, plate and crop size, as the trainer makes them (trainer.job)."""
+def prepare(
+    session: Session,
+    models_dir: Path | None,
+    style: str = "facing",
+    size: int = SIZE,
+    split: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Prepared:
+    """Split, person masks, plate and crop size, as the trainer makes them (trainer.job): the held-out
+    frames are the pose-novel stretches (trainer.dataset.novel_split) with the trainer's half-second
+    gap in the session's frames; split: (train, test) masks instead."""
     n = len(session.frames)
     data = TrainingSet(
         list(session.frames),
@@ -80,9 +89,11 @@ def prepare(session: Session, models_dir: Path | None, style: str = "facing", si
         np.array([CAMERA] * n),
         np.arange(n),
     )
-    split = holdout_split(data.cameras, data.seqs)
+    gap = holdout_gap(session.fps)
+    novel = holdout_split(data.cameras, data.seqs, gap=gap, poses=data.poses)
+    train, test = split or (novel.train, novel.test)
     started = time.perf_counter()
-    idx = np.flatnonzero(split.train)
+    idx = np.flatnonzero(train)
     masker = PersonMasker("auto", models_dir)
     masks = {int(i): masker.mask(data.frames[i], data.poses[i]) for i in idx}
     plate = estimate_plate([data.frames[i] for i in idx], [masks[int(i)] for i in idx])
@@ -90,7 +101,12 @@ def prepare(session: Session, models_dir: Path | None, style: str = "facing", si
     prep = time.perf_counter() - started
     whole = WholeFrame(size, "stick", "pose", {CAMERA: session.size})
     person = PersonCentred(size, style, {CAMERA: plate.image}, {CAMERA: side})
-    return Prepared(session, data, split.train, split.test, split.gap, whole, person, masks, prep, masker.name)
+    return Prepared(session, data, train, test, novel.gap, whole, person, masks, prep, masker.name)
+
+
+def holdout_gap(fps: float) -> int:
+    """The trainer's held-out gap (15 frames at 30 fps: half a second) in frames of this fps."""
+    return max(1, round(DEFAULT_HOLDOUT_GAP * fps / 30.0))
 
 
 def train_alternately(trainers: dict[str, Trainer], budget_s: float) -> None:

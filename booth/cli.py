@@ -439,6 +439,14 @@ def process(ctx, backend, threads, max_people, loglevel):
     "else warp (pose with --temporal, which only the pose map combines with).",
 )
 @click.option(
+    "--holdout",
+    type=click.Choice(["novel", "tail"]),
+    default="novel",
+    show_default=True,
+    help="Which frames the held-out figures are measured on: those whose poses are least like the rest of the "
+    "session (novel), or the last seconds (tail).",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(1, 256),
     help="Samples per training step (default 8 where CUDA is, with float16 autocast; else 1).",
@@ -481,6 +489,7 @@ def train(
     temporal,
     face,
     conditioning,
+    holdout,
     batch_size,
     rendition_points,
     first_rendition_s,
@@ -512,6 +521,7 @@ def train(
             posemap_style=posemap_style,
             person_masks=person_masks,
             conditioning=conditioning,
+            holdout=holdout,
             progress_bar=not quiet,
             **{k: v for k, v in (("temporal", temporal), ("face", face)) if v is not None},
             batch_size=batch_size,

@@ -390,7 +390,7 @@ class Demo:
         seconds = float(warm["step_seconds"])  # time in training steps, as the scratch arm below counts it
         self.echo(f"training the same session from scratch for {seconds:.0f} s of steps, to compare at equal time ...")
         data = load_training_set(self.settings, session, store=store)
-        split = holdout_split(data.cameras, data.seqs)
+        split = holdout_split(data.cameras, data.seqs, poses=data.poses)
         # The session's own recipe (its options), so that only the start differs.
         config = TrainerConfig(crop_size=self.o.resolution, **self._options())
         job = bases._job_for(self.settings, config, session)
@@ -424,6 +424,7 @@ class Demo:
             "loss.png",
             "metrics.json",
             "coherence.png",
+            "dance.png",
         ):
             data = store.get(layout.result_key(session, name))
             if data is not None:
@@ -546,10 +547,12 @@ class Demo:
             "base model": self.base_note,
             "warm start": f"yes, from {metrics.get('base_model')}" if metrics.get("warm_start") else "no",
             "versions (after the dataset)": "; ".join(
-                f"v{r.version} at {at - t.marks['dataset']:.0f} s: box PSNR {_fmt(r.metrics.get('box_psnr'))} dB"
+                f"v{r.version} at {at - t.marks['dataset']:.0f} s: box PSNR {_fmt(r.metrics.get('box_psnr'))} dB, "
+                f"dance limb {_fmt(r.metrics.get('dance_limb_error'))}"
                 for r, at in self.versions
                 if "dataset" in t.marks
             ),
+            **dance_rows(self.oneshot.metrics if self.oneshot is not None else {}, m),
             **self._equal_time_row(),
             "framing": framing(metrics),
             "held-out frames (gap)": f"{int(m.get('held_out', 0))} ({int(m.get('holdout_gap', 0))} frames)",
@@ -622,6 +625,21 @@ class _Status:
             self.bar.console.print(line, highlight=False)
         else:
             self.echo(line)
+
+
+def dance_rows(oneshot: dict, final: dict) -> dict:
+    """The dance each video shows (trainer.fidelity): limb error, facing, frames with a person."""
+
+    def said(m: dict) -> str:
+        if "dance_person_found" not in m:
+            return "-"
+        return (
+            f"limb error {_fmt(m.get('dance_limb_error'))} (p90 {_fmt(m.get('dance_limb_error_p90'))}) torso lengths, "
+            f"facing agreement {_fmt(m.get('dance_facing_agreement'))}, "
+            f"person found {_fmt(m.get('dance_person_found'))}"
+        )
+
+    return {"dance fidelity: one-shot": said(oneshot), "dance fidelity: final": said(final)}
 
 
 def coherence_rows(metrics: dict) -> dict:

@@ -19,7 +19,8 @@ a component write outside its own session's prefix ("../", slashes, look-alike c
                                                          published version), versions.json (their
                                                          kinds and figures), oneshot.mp4,
                                                          side-by-side.mp4, samples.png, loss.png,
-                                                         coherence.png, metrics.json
+                                                         coherence.png, metrics.json, dance.png and
+                                                         dance-v<n:03d>.png (the dance asked | rendered)
     sessions/<session>/plates/<camera>.png               the background plate the trainer used
     sessions/<session>/plates/<camera>.json              how it was made (source, masks, coverage)
     backgrounds/<camera>.png                             the empty booth (`booth background capture`)
@@ -81,6 +82,7 @@ RESULT_FILES = frozenset(
         "coherence.png",
         "oneshot.mp4",
         "versions.json",
+        "dance.png",
     }
 )
 RENDITION_VERSION_PREFIX = "rendition-v"
@@ -97,6 +99,11 @@ def rendition_version_key(session: str, version: int) -> str:
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"a rendition version is an integer >= 1, got {version!r}")
     return f"{results_prefix(session)}{RENDITION_VERSION_PREFIX}{version:03d}.mp4"
+
+
+def dance_picture_key(session: str, version: int) -> str:
+    """The dance picture of one version (trainer.fidelity: asked pose | rendered frame); dance.png holds the newest."""
+    return rendition_version_key(session, version)[: -len(".mp4")].replace(RENDITION_VERSION_PREFIX, "dance-v") + ".png"
 
 
 def dataset_ready_key(session: str) -> str:

@@ -363,7 +363,16 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
                         url=url,
                         expires_at=now + 600,
                         frames=48,
-                        metrics={"box_psnr": 24.5, "box_ssim": 0.81, "psnr": 29.0, "flicker": 0.9, "steps": 300},
+                        metrics={
+                            "box_psnr": 24.5,
+                            "box_ssim": 0.81,
+                            "psnr": 29.0,
+                            "flicker": 0.9,
+                            "steps": 300,
+                            "dance_limb_error": 0.11,
+                            "dance_facing_agreement": 0.9,
+                            "dance_judged": 24,
+                        },
                         wall_time=now + 1,
                         final=False,
                     ),
@@ -376,8 +385,15 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
             what="the rendition in the state",
         )
         assert (row["rendition"]["url"], row["rendition"]["frames"]) == (url, 48)
-        # The held-out figures, for the operator to see: quality ones only.
-        assert row["rendition"]["quality"] == {"box_psnr": 24.5, "box_ssim": 0.81, "psnr": 29.0, "flicker": 0.9}
+        # The held-out and dance figures, for the operator to see: quality ones only.
+        assert row["rendition"]["quality"] == {
+            "box_psnr": 24.5,
+            "box_ssim": 0.81,
+            "psnr": 29.0,
+            "flicker": 0.9,
+            "dance_limb_error": 0.11,
+            "dance_facing_agreement": 0.9,
+        }
         svg = client.get(row["rendition"]["qr_svg"])
         assert svg.headers["content-type"] == "image/svg+xml" and b"<svg" in svg.content
         png = cv2.imdecode(

@@ -54,6 +54,10 @@ def test_demo_runs_a_whole_session_warm_started_and_a_second_run_reuses_the_base
     assert "person box" in out and "640x360" in out
     assert cv2.imread(str(results / "plate.png")).shape == (360, 640, 3)
     assert cv2.imread(str(results / "samples.png")) is not None
+    # Judged on the dance it shows, by another estimator than the one that drew it, the one-shot too.
+    assert metrics["dance_judged"] == 24 and 0 <= metrics["dance_person_found"] <= 1
+    assert "dance fidelity: one-shot" in out and "dance fidelity: final" in out
+    assert cv2.imread(str(results / "dance.png")).shape[0] >= 4 * 240
     # The default generator reads the visitor's own pixels warped to each pose (their face with
     # them: no face residual, which is the pose-map generator's).
     assert metrics["conditioning"] == "warp" and metrics["face"] is False and metrics["temporal"] is False

@@ -17,7 +17,7 @@ from infra.metrics import DEFAULT_PORTS
 from infra.metrics_names import EXPECTED_SERIES, STAGE_COUNTERS, known_sample_names
 from infra.settings import REPO_ROOT
 from infra.stack import PROMETHEUS_CONFIG, free_port
-from schemas import DeadLetter, SessionEvent, TrainingProgress
+from schemas import DeadLetter, Rendition, SessionEvent, TrainingProgress
 
 DASHBOARD = REPO_ROOT / "infra" / "grafana-dashboard.json"
 _SERIES = re.compile(r"\bbooth_[a-z0-9_]+")
@@ -165,6 +165,22 @@ def test_status_snapshot_shows_sessions_training_deadletters_and_rates(settings,
         ).encode(),
     )
     p.send(settings.topic_training, value=b"not an envelope")
+    p.send(
+        settings.topic_renditions,
+        key=b"s-42",
+        value=Rendition(
+            session="s-42",
+            reference="ref1",
+            video_key="k.mp4",
+            url="http://127.0.0.1:1/k.mp4",
+            expires_at=now + 600,
+            frames=48,
+            metrics={"oneshot": 1.0, "dance_limb_error": 0.114, "dance_facing_agreement": 0.9},
+            wall_time=now + 2,
+            final=False,
+            kind="preview",
+        ).encode(),
+    )
     p.flush()
     p.close()
 
@@ -186,6 +202,7 @@ def test_status_snapshot_shows_sessions_training_deadletters_and_rates(settings,
     console.print(render(snap))
     text = console.export_text()
     assert "s-42" in text and "training 40/100" in text and "dead letters: 1 pose=1" in text
+    assert "dance limb 0.11, facing 90%" in text  # the preview judged on the dance it shows
 
 
 def test_status_once_cli_prints_the_snapshot_as_json(settings):

@@ -1,9 +1,12 @@
-"""The trainer's held-out frames: a contiguous block at the end of each camera, a gap before it."""
+"""The trainer's held-out frames: the poses least like the rest of the session, or a block at the
+end of each camera, with a gap around them."""
 
 import numpy as np
 import pytest
+from test_fidelity import standing
 
-from trainer.dataset import holdout_split
+from schemas.keypoints import INDEX
+from trainer.dataset import holdout_split, novel_split
 
 
 def test_each_camera_holds_out_its_end_with_a_gap_before_it():
@@ -31,3 +34,43 @@ def test_small_sessions_keep_training_frames_and_say_so():
     assert tiny.train.all() and not tiny.test.any() and "none held out" in tiny.note
     with pytest.raises(ValueError, match="between 0 and 1"):
         holdout_split(np.array(["a"]), np.arange(1), fraction=1.0)
+
+
+def walking(n: int, rng) -> np.ndarray:
+    """n frames of one standing pose with a little jitter: nothing novel."""
+    poses = np.stack([standing() for _ in range(n)]).astype(np.float32)
+    poses[:, :, :2] += rng.normal(0, 1.0, (n, 17, 2))
+    return poses
+
+
+def test_pose_novel_frames_are_held_out_with_a_gap_around_each_stretch():
+    rng = np.random.default_rng(1)
+    poses = walking(200, rng)
+    poses[120:130, INDEX["left_wrist"], 1] -= 90  # an arm raised once: poses seen nowhere else
+    poses[40:48] = standing(front=False, face=False)  # the back, once
+    poses[70:75, :, 2] = 0.0  # nobody readable: never chosen for its pose
+    cameras, seqs = np.array(["a"] * 200), np.arange(200)
+    split = novel_split(cameras, seqs, poses, fraction=0.15, gap=10)
+    held = set(np.flatnonzero(split.test))
+    assert len(held) == 30 and split.note == ""
+    assert set(range(120, 130)) <= held and set(range(40, 48)) <= held  # the novel poses
+    assert not held & set(range(70, 75))
+    assert not (split.train & split.test).any()
+    # No training frame within the gap of a held-out one.
+    trained = np.flatnonzero(split.train)
+    assert min(abs(int(t) - int(h)) for t in trained for h in held) == 11
+    # Not the last seconds: the tail split holds out other frames.
+    assert holdout_split(cameras, seqs, 0.15, 10, poses=poses).test.tolist() == split.test.tolist()
+    assert not set(np.flatnonzero(holdout_split(cameras, seqs, 0.15, 10).test)) & set(range(120, 130))
+
+
+def test_pose_novel_split_falls_back_to_the_end_where_it_cannot_hold_out_stretches():
+    rng = np.random.default_rng(2)
+    small = novel_split(np.array(["a"] * 24), np.arange(24), walking(24, rng), 0.15, 15)
+    assert (small.train.sum(), small.test.sum()) == (8, 4) and "last frames held out" in small.note
+    blind = walking(120, rng)
+    blind[:, :, 2] = 0.0  # no pose has a torso
+    split = novel_split(np.array(["a"] * 120), np.arange(120), blind, 0.15, 10)
+    assert split.test[-18:].all() and "no readable torso" in split.note
+    with pytest.raises(ValueError, match="poses for"):
+        novel_split(np.array(["a"] * 3), np.arange(3), blind[:2])

@@ -115,6 +115,15 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     assert count_frames(shot) == 18 and video_size(shot) == syn.size
     assert first.metrics["oneshot_missing_parts"] == 0
 
+    # Every version is judged on the dance it shows (trainer.fidelity), figures and picture beside it.
+    versions = json.loads(ObjectStore(settings).get(prefix + "versions.json"))["versions"]
+    for v in versions:
+        assert v["dance_judged"] == 18 and 0 <= v["dance_person_found"] <= 1, v
+        png = ObjectStore(settings).get(layout.dance_picture_key(syn.session, v["version"]))
+        assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape[0] >= 4 * 240
+    assert results["dance_judged"] == 18 and "dance_limb_error" in results and "dance_facing_agreement" in results
+    assert ObjectStore(settings).get(prefix + "dance.png") == png  # the newest version's
+
     # A second delivery (say, after a crash before the commit) resumes from the stored checkpoint.
     first_steps = results["steps"]
     produce(settings, [(settings.topic_datasets, syn.session.encode(), ready.encode())])

@@ -30,8 +30,21 @@ from schemas import (
 )
 
 CONTROL_TOPICS = ("sessions", "datasets", "training", "renditions", "deadletter")
-# The held-out figures a rendition carries (trainer.evaluation) that the views show.
-QUALITY_KEYS = ("box_ssim", "box_psnr", "ssim", "psnr", "flicker", "pose_error", "held_out")
+# The held-out figures a rendition carries (trainer.evaluation) and its dance's (trainer.fidelity)
+# that the views show.
+QUALITY_KEYS = (
+    "box_ssim",
+    "box_psnr",
+    "ssim",
+    "psnr",
+    "flicker",
+    "pose_error",
+    "held_out",
+    "dance_limb_error",
+    "dance_limb_error_p90",
+    "dance_facing_agreement",
+    "dance_person_found",
+)
 WARNING_PREFIX = "warning: "  # training progress messages that are warnings (trainer.job)
 _TRAINING_GAUGES = ("booth_training_step", "booth_training_loss", "booth_training_eta_seconds")
 
@@ -365,6 +378,10 @@ def render(snap: dict[str, Any]):
         q = r.get("quality") or {}
         if "box_psnr" in q:
             rendition += f", person {q['box_psnr']:.1f} dB"
+        if "dance_limb_error" in q:
+            rendition += f", dance limb {q['dance_limb_error']:.2f}"
+        if "dance_facing_agreement" in q:
+            rendition += f", facing {q['dance_facing_agreement']:.0%}"
         sessions.add_row(
             r["session"],
             r["state"] or "-",

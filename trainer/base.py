@@ -212,7 +212,8 @@ def build_base_on(
     parts, held, framings, notes = [], {}, {}, []
     for s, data in sets.items():
         echo(f"{s}: person masks and plate")
-        split = holdout_split(data.cameras, data.seqs, config.holdout_fraction, config.holdout_gap)
+        poses = data.poses if config.holdout == "novel" else None
+        split = holdout_split(data.cameras, data.seqs, config.holdout_fraction, config.holdout_gap, poses=poses)
         job = _job_for(settings, config, s)
         framing, masks, _info = job._framing(data, split.train, representation, device)  # as the trainer frames it
         notes += [f"{s}: {w}" for w in job.warnings]

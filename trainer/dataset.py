@@ -1,17 +1,21 @@
 """A session's dataset as the trainer uses it: every sample read from the store, and the split into
 training and held-out frames.
 
-Held-out frames are a contiguous block at the end of each camera's sequence, separated from the
-camera's training frames by a gap, so no held-out frame has a trained-on neighbour a thirtieth of
-a second away: the figures measure poses the model never saw, which is what the reference dance
-asks of it. (Every n-th frame, as before, let each held-out frame be nearly a copy of its
-neighbours and reported a quality the video never had.)
+Held-out frames are the ones whose poses are farthest from the rest of the session ("novel", the
+default where the poses are given: `novel_split`): a few stretches of each camera's sequence,
+each separated from the training frames by a gap, so no held-out frame has a trained-on
+neighbour a thirtieth of a second away, and its pose is one the model saw least like, which is
+what the reference dance asks of it. The block at the end of the sequence ("tail", as before)
+held out poses the generator had trained beside (the last seconds of a similar motion) and
+reported a quality the dance never had. (Every n-th frame, earlier still, let each held-out
+frame be nearly a copy of its neighbours.)
 """
 
 from __future__ import annotations
 
 import logging
 import tarfile
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 
@@ -24,6 +28,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOLDOUT_FRACTION = 0.15
 DEFAULT_HOLDOUT_GAP = 15  # frames: half a second at 30 fps
+SPLITS = ("novel", "tail")
+DEFAULT_SPLIT = "novel"
+NOVEL_STRETCHES = 3  # the pose-novel held-out frames come in this many stretches (each with its gaps)
 MIN_TRAIN = 8  # frames per camera that always stay for training
 MIN_HELD_OUT = 2  # fewer are not worth holding out (flicker needs two)
 
@@ -143,11 +150,16 @@ def holdout_split(
     fraction: float = DEFAULT_HOLDOUT_FRACTION,
     gap: int = DEFAULT_HOLDOUT_GAP,
     min_train: int = MIN_TRAIN,
+    poses: np.ndarray | None = None,
 ) -> Split:
     """Per camera, in seq order: the last `fraction` of the frames held out (at least two), the
     `gap` frames before them used for neither, the rest for training. Small sessions keep
     `min_train` training frames per camera: the gap shrinks first, then the held-out block; a
-    camera with fewer than min_train + 2 frames holds nothing out."""
+    camera with fewer than min_train + 2 frames holds nothing out.
+
+    poses ([N, 17, 3], the samples'): hold out the pose-novel stretches instead (novel_split)."""
+    if poses is not None:
+        return novel_split(cameras, seqs, poses, fraction, gap, min_train)
     if not 0 < fraction < 1:
         raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
     if gap < 0 or min_train < 1:
@@ -171,4 +183,94 @@ def holdout_split(
         train[idx[: n - n_test - n_gap]] = True
         test[idx[n - n_test :]] = True
         gaps.append(n_gap)
+    return Split(train, test, min(gaps) if gaps else 0, "; ".join(notes))
+
+
+def pose_distances(poses: np.ndarray) -> np.ndarray:
+    """[N, N] mean distance of the limb keypoints two poses share, each in its own hip-shoulder
+    frame (trainer.fidelity.torso_aligned, torso lengths); NaN for a pose without a torso."""
+    from trainer.fidelity import LIMBS, torso_aligned
+
+    aligned = [torso_aligned(p) for p in poses]
+    a = np.stack([x if x is not None else np.full((len(LIMBS), 2), np.nan) for x in aligned]).astype(np.float32)
+    d = np.linalg.norm(a[:, None] - a[None], axis=-1)  # [N, N, 12]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # pairs that share no keypoint: NaN
+        return np.nanmean(d, axis=-1)
+
+
+def novelty(poses: np.ndarray, gap: int) -> np.ndarray:
+    """Per pose of one camera's sequence (in order): the distance to the nearest pose more than
+    `gap` frames away, i.e. how unlike the rest of the session it is; NaN without a torso."""
+    d = pose_distances(poses)
+    n = len(poses)
+    t = np.arange(n)
+    d[np.abs(t[:, None] - t[None]) <= gap] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a pose with nothing to compare: NaN
+        return np.nanmin(d, axis=1)
+
+
+def novel_split(
+    cameras: np.ndarray,
+    seqs: np.ndarray,
+    poses: np.ndarray,
+    fraction: float = DEFAULT_HOLDOUT_FRACTION,
+    gap: int = DEFAULT_HOLDOUT_GAP,
+    min_train: int = MIN_TRAIN,
+    stretches: int = NOVEL_STRETCHES,
+) -> Split:
+    """Per camera, in seq order: `fraction` of the frames held out in up to `stretches` stretches
+    where the poses are most unlike the rest of the session (`novelty`: mean over a stretch), each
+    with `gap` frames on either side used for neither; the rest for training. A camera whose
+    poses have no readable torso, or too few frames for stretches and gaps, falls back to the
+    block at the end (holdout_split), said in the note."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
+    if gap < 0 or min_train < 1:
+        raise ValueError(f"gap must be >= 0 and min_train >= 1, got {gap} and {min_train}")
+    cameras, seqs, poses = np.asarray(cameras), np.asarray(seqs), np.asarray(poses)
+    if len(poses) != len(cameras):
+        raise ValueError(f"{len(poses)} poses for {len(cameras)} samples")
+    train = np.zeros(len(cameras), bool)
+    test = np.zeros(len(cameras), bool)
+    gaps, notes = [], []
+    for camera in sorted(set(cameras.tolist())):
+        idx = np.flatnonzero(cameras == camera)
+        idx = idx[np.argsort(seqs[idx], kind="stable")]
+        n = len(idx)
+        n_test = int(round(fraction * n))
+        k = max(1, min(stretches, n_test // MIN_HELD_OUT))
+        length = -(-n_test // k) if n_test else 0
+        # Each stretch costs its frames and up to two gaps; what is left must still train.
+        fits = n_test >= MIN_HELD_OUT and n - k * (length + 2 * gap) >= min_train
+        score = novelty(poses[idx], gap) if fits else np.full(n, np.nan)
+        if not np.isfinite(score).any():
+            why = "too few frames for stretches and gaps" if not fits else "no readable torso"
+            tail = holdout_split(cameras[idx], seqs[idx], fraction, gap, min_train)
+            train[idx] = tail.train
+            test[idx] = tail.test
+            gaps.append(tail.gap)
+            notes.append(f"camera {camera}: the last frames held out ({why} for pose-novel ones)")
+            if tail.note:
+                notes.append(tail.note)
+            continue
+        score = np.nan_to_num(score, nan=-1.0)  # a frame without a torso is never chosen for its pose
+        window = np.convolve(score, np.ones(length) / length, mode="valid")  # mean novelty per stretch start
+        free = np.ones(n, bool)  # frames a stretch (with its gaps) may still take
+        held = np.zeros(n, bool)
+        for start in np.argsort(-window, kind="stable"):
+            if held.sum() >= n_test:
+                break
+            stop = start + length
+            if not free[start:stop].all():
+                continue
+            held[start:stop] = True
+            free[max(0, start - gap) : stop + gap] = False
+        near = np.zeros(n, bool)
+        for i in np.flatnonzero(held):
+            near[max(0, i - gap) : i + gap + 1] = True
+        train[idx[~near]] = True
+        test[idx[held]] = True
+        gaps.append(gap)
     return Split(train, test, min(gaps) if gaps else 0, "; ".join(notes))

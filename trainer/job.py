@@ -13,8 +13,9 @@ figures, published through `_publish_version`; the visitor's link plays renditio
 
 Framing (trainer.framing): person-centred by default for pose maps (a crop following the person,
 composited onto the camera's background plate), the whole frame for part maps. Either way the
-held-out block at the end of each camera's frames is evaluated, and the rendition rendered, at
-the camera's own resolution and aspect.
+held-out frames (trainer.dataset: the poses least like the rest of the session) are evaluated,
+and the rendition rendered, at the camera's own resolution and aspect; every version is judged
+on the dance it shows (trainer.fidelity: dance.png and the dance_* figures).
 
 Errors are typed for the service (trainer.service): DatasetError and ReferenceUnavailable are
 permanent for the session; the object store or broker being away is not (retried there).
@@ -49,6 +50,8 @@ from trainer.dance import build_dance, load_reference, reference_frames, referen
 from trainer.dataset import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_HOLDOUT_GAP,
+    DEFAULT_SPLIT,
+    SPLITS,
     DatasetError,
     TrainingSet,
     holdout_split,
@@ -71,8 +74,9 @@ Progress = Callable[..., None]
 class TrainerConfig:
     budget_s: float = 3600.0  # wall clock for fine-tuning one session
     checkpoint_every_s: float = 180.0
-    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION  # the end of each camera's session, held out
+    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION  # of each camera's session, held out
     holdout_gap: int = DEFAULT_HOLDOUT_GAP  # frames between training and held-out ones, used for neither
+    holdout: str = DEFAULT_SPLIT  # "novel": the poses least like the rest held out; "tail": the last frames
     framing: str = "auto"  # "person", "whole", or "auto" (person for pose maps, whole for part maps)
     crop_size: int | None = None  # person framing's generator size: None = 512 where CUDA is, else 256
     batch_size: int | None = None  # None: CUDA_BATCH where CUDA is (float16 autocast there), else 1
@@ -115,6 +119,8 @@ class TrainerConfig:
             raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
         if self.conditioning == "warp" and self.framing == "whole":
             raise ValueError("warp conditioning moves the visitor's pixels into the person's crop: use framing person")
+        if self.holdout not in SPLITS:
+            raise ValueError(f"unknown held-out split {self.holdout!r}; choose one of {', '.join(SPLITS)}")
         if self.person_masks not in KINDS:
             raise ValueError(f"unknown person mask source {self.person_masks!r}; choose one of {', '.join(KINDS)}")
 
@@ -219,7 +225,9 @@ class TrainingJob:
         ref = load_reference(s, session, name, representation)
         self._reference_name, self.base_name = name, None
         data = load_training_set(s, session, store=self.store, expected=manifest.get("samples"))
-        split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap)
+        self._data = data
+        poses = data.poses if cfg.holdout == "novel" else None
+        split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses)
         self.warnings: list[str] = [split.note] if split.note else []
         test = split.test
         if not test.any():
@@ -358,6 +366,7 @@ class TrainingJob:
             samples=len(data),
             trained_on=int(split.train.sum()),
             holdout_gap=split.gap,
+            holdout=cfg.holdout,
             representation=representation,
             camera=camera,
             width=data.camera_size(camera)[0],
@@ -439,7 +448,14 @@ class TrainingJob:
         return list(json.loads(raw)["versions"]) if raw else []
 
     def _publish_version(
-        self, video_path: Path, kind: str, metrics: dict, *, final: bool = False, frames: int | None = None
+        self,
+        video_path: Path,
+        kind: str,
+        metrics: dict,
+        *,
+        final: bool = False,
+        frames: int | None = None,
+        picture: np.ndarray | None = None,
     ) -> Rendition:
         """Publish a video of the session as its next version: stored under its own key, copied to
         rendition.mp4 (the visitor's link plays the newest), recorded with its figures in
@@ -454,6 +470,12 @@ class TrainingJob:
         stable = layout.result_key(self.session, "rendition.mp4")
         frames = count_frames(video_path) if frames is None else frames
         self.store.put(own_key, video, "video/mp4")
+        if picture is not None:  # the dance asked | rendered (trainer.fidelity), beside the video
+            from trainer.pix2pix.samples import png_bytes
+
+            png = png_bytes(picture)
+            self.store.put(layout.dance_picture_key(self.session, n), png, "image/png")
+            self.store.put(layout.result_key(self.session, "dance.png"), png, "image/png")
         written_at = time.time()  # no later than the store's own time for it: the link expires first
         self.store.put(stable, video, "video/mp4")
         figures = {
@@ -504,11 +526,43 @@ class TrainingJob:
             q = video_quality(real, fake, poses)
             figures.update({k: q[k] for k in ("box_psnr", "box_ssim", "psnr", "ssim")})
         figures["base_version"] = int(self.base_name.split("v")[-1]) if self.base_name else 0
+        judge = self._judge(dance, data)
         with tempfile.TemporaryDirectory(prefix="booth-version-") as tmp:
             out = Path(tmp) / "rendition.mp4"
             frames = framing.frames(generator, dance.poses, camera, maps=dance.maps)
-            write_video(frames, len(dance.poses), out, 30, progress=self.config.progress_bar)
-            return self._publish_version(out, "gan", figures)
+            write_video(self._watched(judge, frames), len(dance.poses), out, 30, progress=self.config.progress_bar)
+            picture = self._judged(judge, figures)
+            return self._publish_version(out, "gan", figures, picture=picture)
+
+    def _judge(self, dance, data: TrainingSet):
+        """A DanceJudge for a video of this dance (trainer.fidelity), or None for a group's dance."""
+        from trainer.fidelity import DanceJudge
+
+        poses = np.asarray(dance.poses)
+        if poses.ndim != 3:  # several dancers: judged one person at a time is not done yet
+            return None
+        drawn_by = (getattr(dance.ref, "meta", None) or {}).get("backend")
+        camera = data.main_camera()
+        return DanceJudge(poses, drawn_by, self.settings.models_dir, session_poses=data.poses[data.cameras == camera])
+
+    @staticmethod
+    def _watched(judge, frames):
+        return frames if judge is None else judge.watch(frames)
+
+    def _judged(self, judge, figures: dict, show: bool = True) -> np.ndarray | None:
+        """Judge the frames kept: its figures into `figures`, its new warnings kept (and shown, or
+        left for the list shown before training); the picture."""
+        if judge is None:
+            return None
+        fidelity = judge.judge()
+        figures.update(fidelity.figures)
+        for warning in fidelity.warnings:
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+                if show:
+                    log.warning("session %s: %s", self.session, warning)
+                    self.progress("rendering", message=f"{WARNING_PREFIX}{warning}")
+        return fidelity.picture
 
     def _started_conditioning(self) -> str | None:
         """What an earlier attempt of this session's generator read (its latest checkpoint), or None."""
@@ -669,6 +723,7 @@ class TrainingJob:
             plate = stored_plate(self.store, self.session, camera, size)
             with tempfile.TemporaryDirectory(prefix="booth-oneshot-") as tmp:
                 out = Path(tmp) / "oneshot.mp4"
+                judge = self._judge(dance, data)
                 shot = render_oneshot(
                     self.store,
                     self.session,
@@ -679,9 +734,12 @@ class TrainingJob:
                     mask_of=mask_of,
                     camera=camera,
                     out_path=out,
+                    judge=judge,
                 )
                 self.warnings += shot.warnings  # shown with the others before training starts
-                self._publish_version(out, "preview", shot.metrics(), frames=shot.frames)
+                figures = shot.metrics()
+                picture = self._judged(judge, figures, show=False)
+                self._publish_version(out, "preview", figures, frames=shot.frames, picture=picture)
         except Purged:
             raise
         except Exception as exc:  # noqa: BLE001 - the fine-tuned video still comes
@@ -704,11 +762,12 @@ class TrainingJob:
 
         cfg, session, store = self.config, self.session, self.store
         n = len(dance.poses)
+        judge = self._judge(dance, self._data)
         with tempfile.TemporaryDirectory(prefix="booth-render-") as tmp:
             out, side = Path(tmp) / "rendition.mp4", Path(tmp) / "side.mp4"
             dancer = reference_frames(store, dance.ref, n, Path(tmp)) if cfg.side_by_side else None
             write_video(
-                framing.frames(generator, dance.poses, camera, maps=dance.maps),
+                self._watched(judge, framing.frames(generator, dance.poses, camera, maps=dance.maps)),
                 n,
                 out,
                 30,
@@ -721,6 +780,7 @@ class TrainingJob:
                 store.put(layout.result_key(session, "side-by-side.mp4"), side.read_bytes(), "video/mp4")
                 results["side_by_side_frames"] = count_frames(side)
             results["rendition_frames"] = frames
+            picture = self._judged(judge, results)
             results["version"] = max((v["version"] for v in self._versions()), default=0) + 1
             # NaN (e.g. no keypoint comparable) is written as null: JSON and the schemas have no NaN.
             results = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in results.items()}
@@ -729,7 +789,7 @@ class TrainingJob:
             )
             if self.purged(now=True):
                 raise self._stop_purged("before its video was published")
-            return self._publish_version(out, "gan", results, final=True, frames=frames)
+            return self._publish_version(out, "gan", results, final=True, frames=frames, picture=picture)
 
 
 def _cut_off_share(data: TrainingSet, idx: np.ndarray) -> float:

@@ -136,13 +136,14 @@ def render_oneshot(
     camera: str | None = None,
     out_path: Path | None = None,
     progress: bool = False,
+    judge=None,
 ) -> OneShot:
     """Render `poses` (the dance, normalized to the visitor, in the camera's pixels) as the visitor
     by part warping, store the MP4 at the session's oneshot.mp4 and return what was done.
 
     train: bool mask of the samples the views may come from; mask_of(i): the person mask of
     sample i; plate: the camera's background (None: estimated with session_plate); out_path: also
-    keep the MP4 there."""
+    keep the MP4 there; judge: a trainer.fidelity.DanceJudge that keeps frames as they are written."""
     from trainer.rendition import count_frames, write_video
 
     started = time.monotonic()
@@ -168,7 +169,10 @@ def render_oneshot(
     key = layout.result_key(session, VIDEO)
     with tempfile.TemporaryDirectory(prefix="booth-oneshot-") as tmp:
         path = Path(tmp) / VIDEO
-        write_video(oneshot_frames(warper, poses, plate), len(poses), path, FPS, progress=progress)
+        frames_out = oneshot_frames(warper, poses, plate)
+        if judge is not None:
+            frames_out = judge.watch(frames_out)
+        write_video(frames_out, len(poses), path, FPS, progress=progress)
         frames = count_frames(path)
         written_at = time.time()
         store.put(key, path.read_bytes(), "video/mp4")
@@ -221,9 +225,9 @@ def run_oneshot(
     name = reference_name(settings, session, reference or manifest.get("reference"))
     ref = load_reference(settings, session, name)
     data = load_training_set(settings, session, store=store, expected=manifest.get("samples"))
-    # The views come from the frames the trainer learns from, as in the trainer; the held-out end
-    # stays unseen so the figures of both videos are comparable.
-    train = holdout_split(data.cameras, data.seqs).train
+    # The views come from the frames the trainer learns from, as in the trainer; the held-out frames
+    # stay unseen so the figures of both videos are comparable.
+    train = holdout_split(data.cameras, data.seqs, poses=data.poses).train
     camera = data.main_camera()
     size = data.camera_size(camera)
     dance = build_dance(settings, ref, name, data.poses[data.cameras == camera], size, data.size, "pose", max_frames)

@@ -307,11 +307,21 @@ function trainingBlock(t) {
     losses ? el("details", { class: "muted small" }, el("summary", {}, "details"), losses) : null);
 }
 
-// Held-out figures of the rendition (trainer.evaluation): person box first, it is where the work is.
+// Figures of the rendition: the dance it shows (trainer.fidelity), then the held-out ones
+// (trainer.evaluation), person box first, it is where the work is.
 function qualityBlock(q) {
-  if (!q || q.box_psnr === undefined) return null;
+  if (!q || (q.box_psnr === undefined && q.dance_person_found === undefined)) return null;
   const f = (v, d) => (v === undefined || v === null ? "–" : Number(v).toFixed(d));
+  const pct = (v) => (v === undefined || v === null ? "–" : `${Math.round(100 * v)}%`);
+  const dance = q.dance_person_found === undefined ? [] : [
+    tile("dance limb error (mean / p90, torso lengths)", `${f(q.dance_limb_error, 2)} / ${f(q.dance_limb_error_p90, 2)}`,
+      q.dance_limb_error > 0.15 ? "warn" : ""),
+    tile("dance facing agreement", pct(q.dance_facing_agreement), q.dance_facing_agreement < 0.9 ? "warn" : ""),
+    tile("dance frames with a person", pct(q.dance_person_found), q.dance_person_found < 0.9 ? "warn" : ""),
+  ];
+  if (q.box_psnr === undefined) return el("div", { class: "tiles quality" }, ...dance);
   return el("div", { class: "tiles quality" },
+    ...dance,
     tile("person box SSIM / PSNR", `${f(q.box_ssim, 3)} / ${f(q.box_psnr, 1)} dB`),
     tile("whole frame SSIM / PSNR", `${f(q.ssim, 3)} / ${f(q.psnr, 1)} dB`),
     tile("flicker (1 = real)", f(q.flicker, 2), q.flicker > 1.5 ? "warn" : ""),

@@ -1,0 +1,239 @@
+"""The generators judged on the dance they render and on held-out poses the session never showed,
+side by side: one-shot, pose-map GAN and warp-conditioned GAN.
+
+    .venv/bin/python -m bench.bench_dance                 # 90 s of training per GAN arm and session
+    .venv/bin/python -m bench.bench_dance --budget 300    # the trainer's CPU budget (~25 minutes)
+    .venv/bin/python -m bench.bench_dance --quick         # 30 s per arm: a smoke run
+
+Sessions (no synthetic session made by the part warper chooses here, since the warp arm is made
+of that warper and would be rewarded for matching its own output):
+
+* footage: the clearest pedestrian of ../shared/data/videos/vtest.avi (bench.footage: the longest
+  clean BlazePose track), real pixels and a real body, walking away from the camera;
+* demo: the demo's clip (booth.demo: the astronaut photo's person moved through a dance by
+  vision.dance_clip at 640x360); its frames are warped from one photo, so its held-out figures
+  favour the warp arm; its dance figures do not (no ground truth is involved).
+
+Every arm gets the same training frames: those outside both held-out splits (trainer.dataset):
+"novel" (the stretches whose poses are farthest from the rest of the session, the trainer's
+default) and "tail" (the last frames, as before), each with a half-second gap. Arms:
+
+* real: no arm: the session's own frames judged against their own poses, what a renderer that
+  drew these poses perfectly would score with this judge on this footage;
+* oneshot: trainer.oneshot (views chosen among the training frames, parts warped, no training);
+* pose: the generator reads the facing pose map (trainer.framing.PersonCentred);
+* warp: it also reads the visitor warped part by part to the pose (trainer.warp_framing).
+
+The GAN arms train for the same seconds of steps, alternately in 10 s slices (bench.bench_person),
+on a 256 px crop, batch 1, as the trainer does on a CPU.
+
+The dance: the session's own most confident pose (so it needs no normalization) moved by
+vision.dance_clip.dance_poses (arms raised and bent, hips and knees swaying: poses the walk
+never shows), first as the session faces, then turned round (mirrored about the hips, the face
+unseen): a facing the session (nearly) never shows. Each arm renders it at the camera's size and
+trainer.fidelity judges every frame with MoveNet (the session's and the dance's poses are
+BlazePose's): limb error in torso lengths (mean, p90), facing agreement, share of frames with a
+person. Held-out figures: person-box SSIM/PSNR on each split.
+
+Pictures (dance.png per arm: asked pose | rendered frame, eight frames) and the dance videos go
+to <state dir>/bench/dance/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.bench_person import CAMERA, SHARED, _table, holdout_gap, prepare, train_alternately, trainer_for
+from bench.footage import Session
+from infra.settings import Settings
+from trainer.dataset import DEFAULT_HOLDOUT_FRACTION, holdout_split, novel_split
+from trainer.fidelity import DanceJudge, facing_class, facings_of
+from trainer.pix2pix.evaluate import video_quality
+
+DANCE_HALF = 48  # frames of the dance in each facing
+DRAWN_BY = "blazepose"  # bench.footage and the demo's clip take their poses from BlazePose
+
+COLUMNS = [
+    ("session", "session", ""),
+    ("arm    ", "arm", ""),
+    ("steps", "steps", "d"),
+    ("steps/s", "steps_s", ".2f"),
+    ("limb err", "dance_limb_error", ".3f"),
+    ("limb p90", "dance_limb_error_p90", ".3f"),
+    ("facing", "dance_facing_agreement", ".2f"),
+    ("found", "dance_person_found", ".2f"),
+    ("novel box SSIM", "novel_box_ssim", ".3f"),
+    ("novel box PSNR", "novel_box_psnr", ".2f"),
+    ("tail box SSIM", "tail_box_ssim", ".3f"),
+    ("tail box PSNR", "tail_box_psnr", ".2f"),
+]
+
+
+def demo_session(frames: int = 150, size: tuple[int, int] = (640, 360)) -> Session:
+    """The demo's camera clip (booth.demo: seed 1), with its exact poses."""
+    from booth.demo import demo_photo, photo_person
+    from vision.dance_clip import dancing_person_clip
+
+    photo = demo_photo(None)
+    person = photo_person(photo)
+    if person is None:
+        raise SystemExit("the demo's clip needs BlazePose's models (../shared/models/blazepose)")
+    clip = dancing_person_clip(photo, person[0], person[1], n_frames=frames, size=size, seed=1)
+    return Session("demo", np.stack([f for f, _ in clip]), np.stack([p for _, p in clip]), 30.0, "booth demo clip")
+
+
+def turned(poses: np.ndarray) -> np.ndarray:
+    """The same poses seen from the other side (trainer.fidelity.facing_class flips between front
+    and back): a front is mirrored about the mid-hip's x, the labels kept (the person's left stays
+    their left), its face hidden; a back gets its face shown (BlazePose places the face keypoints
+    of a back view too), mirrored only where its shoulders were in a back's order, since
+    estimators often label a back view's shoulders as a front's."""
+    from schemas.keypoints import INDEX
+    from vision.posemap import facing
+
+    out = np.array(poses, np.float32, copy=True)
+    face = [INDEX["nose"], INDEX["left_eye"], INDEX["right_eye"]]
+    for p in out:
+        front = facing_class(p) == "front"
+        if front or facing(p) < 0:
+            hips = p[[INDEX["left_hip"], INDEX["right_hip"]], 0].mean()
+            p[:, 0] = 2 * hips - p[:, 0]
+        p[face, 2] = 0.0 if front else 0.9
+    return out
+
+
+def dance_for(session: Session, train: np.ndarray) -> np.ndarray:
+    """The dance asked of the session (module doc), in the camera's pixels."""
+    from vision.dance_clip import dance_poses
+
+    idx = np.flatnonzero(train)
+    # The most confident keypoints, a front or back view before a profile.
+    scores = [float(np.sum(p[:, 2] >= 0.3)) + 0.5 * (facing_class(p) in ("front", "back")) for p in session.poses[idx]]
+    base = session.poses[idx[int(np.argmax(scores))]]
+    first = dance_poses(base, DANCE_HALF, session.fps, seed=7)
+    second = turned(dance_poses(base, DANCE_HALF, session.fps, seed=8))
+    return np.concatenate([first, second])
+
+
+def splits(session: Session) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(training frames, {split: held-out frames}): the training frames are outside both."""
+    n = len(session.frames)
+    cameras, seqs = np.array([CAMERA] * n), np.arange(n)
+    gap = holdout_gap(session.fps)
+    novel = novel_split(cameras, seqs, session.poses, DEFAULT_HOLDOUT_FRACTION, gap)
+    tail = holdout_split(cameras, seqs, DEFAULT_HOLDOUT_FRACTION, gap)
+    for s in (novel, tail):
+        if s.note:
+            print(f"  split: {s.note}")
+    return novel.train & tail.train, {"novel": novel.test, "tail": tail.test}
+
+
+def judge(name: str, arm: str, dance: np.ndarray, frames, models_dir, out_dir: Path, n: int | None = None) -> dict:
+    """Render the dance through `frames` (an iterator of (frame, picture)), keep the video, judge
+    it (n frames spread over it; all of them by default)."""
+    from trainer.pix2pix.samples import png_bytes
+    from trainer.rendition import write_video
+
+    j = DanceJudge(dance, DRAWN_BY, models_dir, frames=n or len(dance))
+    write_video(j.watch(frames), len(dance), out_dir / f"{name}-{arm}-dance.mp4", 10, progress=False)
+    result = j.judge()
+    if result.picture is not None:
+        (out_dir / f"{name}-{arm}-dance.png").write_bytes(png_bytes(result.picture))
+    for w in result.warnings:
+        print(f"  {arm}: {w}")
+    return result.figures
+
+
+def run_session(name: str, session: Session, budget: float, models_dir, out_dir: Path) -> list[dict]:
+    from trainer.evaluation import held_out_frames
+    from trainer.oneshot import choose_views, oneshot_frames
+    from trainer.warp_framing import WarpConditioned
+    from vision.warp import PartWarper
+
+    t0 = time.perf_counter()
+    train, tests = splits(session)
+    p = prepare(session, models_dir, split=(train, tests["novel"]))
+    data = p.data
+    dance = dance_for(session, train)
+    plate = p.person.plates[CAMERA]
+    w, h = session.size
+    print(
+        f"\n{name}: {session.source}; {len(session.frames)} frames {w}x{h} at {session.fps:g} fps, "
+        f"{int(train.sum())} trained on, held out: novel {int(tests['novel'].sum())}, tail {int(tests['tail'].sum())}; "
+        f"facings of the session {facings_of(session.poses[train])}, of the dance {facings_of(dance)}",
+        flush=True,
+    )
+    candidates = np.flatnonzero(train)
+    views, _chosen = choose_views(data, candidates, lambda i: p.masks[i])
+    warper = PartWarper(views)
+    arms = {"pose": p.person, "warp": WarpConditioned.from_person(p.person, data, train, p.masks)}
+    trainers = {arm: trainer_for(framing, p) for arm, framing in arms.items()}
+    train_alternately(trainers, budget)
+
+    # The judge on the session's own frames against their own poses: what a perfect renderer of
+    # these poses would score here (two estimators' disagreement, other people in the crop).
+    real = judge(name, "real", session.poses, ((f, f) for f in session.frames), models_dir, out_dir, 48)
+    rows = [{"session": name, "arm": "real", **real}]
+    row: dict = {"session": name, "arm": "oneshot", "steps": 0, "steps_s": float("nan")}
+    for split, test in tests.items():
+        idx = np.flatnonzero(test)
+        fake = np.stack([f for f, _ in oneshot_frames(warper, data.poses[idx], plate)])
+        q = video_quality(np.stack([data.frames[i] for i in idx]), fake, data.poses[idx])
+        row.update({f"{split}_box_ssim": q["box_ssim"], f"{split}_box_psnr": q["box_psnr"]})
+    row.update(judge(name, "oneshot", dance, oneshot_frames(warper, dance, plate), models_dir, out_dir))
+    rows.append(row)
+    for arm, framing in arms.items():
+        t = trainers[arm]
+        row = {"session": name, "arm": arm, "steps": t.step, "steps_s": t.step / max(t.elapsed_s, 1e-9)}
+        for split, test in tests.items():
+            real, fake, _maps, poses = held_out_frames(t.G, framing, data, test)[CAMERA]
+            q = video_quality(real, fake, poses)
+            row.update({f"{split}_box_ssim": q["box_ssim"], f"{split}_box_psnr": q["box_psnr"]})
+        row.update(judge(name, arm, dance, framing.frames(t.G, dance, CAMERA), models_dir, out_dir))
+        rows.append(row)
+    _table(rows, COLUMNS)
+    print(f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return rows
+
+
+def main() -> None:
+    from bench.bench_oneshot import load
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="30 s per GAN arm")
+    ap.add_argument("--budget", type=float, help="seconds of training per GAN arm and session (default 90)")
+    ap.add_argument("--sessions", nargs="+", default=["footage", "demo"], help="footage, demo, or video files")
+    args = ap.parse_args()
+    budget = args.budget or (30.0 if args.quick else 90.0)
+    torch.manual_seed(0)
+    models_dir = SHARED / "models" if (SHARED / "models").is_dir() else None
+    out_dir = Path(Settings().state_dir) / "bench" / "dance"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"{budget:.0f} s of training per GAN arm and session; torch threads {torch.get_num_threads()}")
+    rows: list[dict] = []
+    for name in args.sessions:
+        session = demo_session() if name == "demo" else load(name, models_dir, out_dir.parent / "oneshot")
+        rows += run_session(Path(name).stem, session, budget, models_dir, out_dir)
+    print("\nthe dance (judged by MoveNet on every frame) and held-out person boxes, at the camera's resolution:")
+    _table(rows, COLUMNS)
+    for name in {r["session"] for r in rows}:
+        arm = {r["arm"]: r for r in rows if r["session"] == name}
+        arms = [r for r in arm.values() if r["arm"] != "real"]
+        best = min(arms, key=lambda r: np.nan_to_num(r["dance_limb_error"], nan=9.0))
+        ratio = arm["warp"]["dance_limb_error"] / max(arm["pose"]["dance_limb_error"], 1e-9)
+        print(
+            f"{name}: lowest dance limb error: {best['arm']} ({best['dance_limb_error']:.3f}); "
+            f"warp/pose limb error {ratio:.2f}x; "
+            f"target < 0.10 and facing >= 0.9; the real frames themselves: {arm['real']['dance_limb_error']:.3f}, "
+            f"facing {arm['real']['dance_facing_agreement']:.2f}"
+        )
+    print(f"\npictures and dance videos: {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

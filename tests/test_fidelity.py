@@ -1,0 +1,146 @@
+"""Dance fidelity: limb error in the hip-shoulder frame, facing from keypoints, the judge on real
+photos with an estimator other than the one that drew the poses, and bad input."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from schemas.keypoints import INDEX
+from trainer.fidelity import (
+    DanceJudge,
+    facing_class,
+    facing_warnings,
+    figures,
+    independent_backend,
+    limb_error,
+    torso_aligned,
+)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def standing(front: bool = True, face: bool = True) -> np.ndarray:
+    """A person standing in a 200 px tall frame: facing the camera (their left on the image's
+    right) or, mirrored, showing their back."""
+    xy = {
+        "nose": (100, 30),
+        "left_eye": (104, 26),
+        "right_eye": (96, 26),
+        "left_ear": (110, 28),
+        "right_ear": (90, 28),
+        "left_shoulder": (120, 60),
+        "right_shoulder": (80, 60),
+        "left_elbow": (128, 90),
+        "right_elbow": (72, 90),
+        "left_wrist": (132, 118),
+        "right_wrist": (68, 118),
+        "left_hip": (112, 120),
+        "right_hip": (88, 120),
+        "left_knee": (113, 155),
+        "right_knee": (87, 155),
+        "left_ankle": (114, 190),
+        "right_ankle": (86, 190),
+    }
+    pose = np.zeros((17, 3), np.float32)
+    for name, (x, y) in xy.items():
+        pose[INDEX[name]] = (x if front else 200 - x, y, 0.9)
+    if not face:
+        pose[[INDEX["nose"], INDEX["left_eye"], INDEX["right_eye"]], 2] = 0.05
+    return pose
+
+
+def moved(pose: np.ndarray, angle: float, scale: float, shift) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    out = pose.copy()
+    out[:, :2] = pose[:, :2] @ np.array([[c, s], [-s, c]]) * scale + np.asarray(shift)
+    return out
+
+
+def test_limb_error_forgives_placement_and_size_and_counts_shape_in_torso_lengths():
+    pose = standing()
+    assert limb_error(pose, moved(pose, 0.3, 1.7, (40, -25))) == pytest.approx(0.0, abs=1e-6)
+    aligned = torso_aligned(pose)
+    assert aligned.shape == (12, 2) and aligned[[6, 7], 1] == pytest.approx([0, 0])  # hips at the origin
+    # The left wrist half a torso length (torso: 60 px) away: half a length over one of 12 keypoints.
+    bent = pose.copy()
+    bent[INDEX["left_wrist"], 0] += 30
+    assert limb_error(pose, bent) == pytest.approx(0.5 / 12, rel=1e-4)
+    # A keypoint one of them lacks is left out, not counted as right.
+    bent[INDEX["left_wrist"], 2] = 0.0
+    assert limb_error(pose, bent) == pytest.approx(0.0, abs=1e-6)
+    no_torso = pose.copy()
+    no_torso[INDEX["left_hip"], 2] = 0.0
+    assert np.isnan(limb_error(pose, no_torso)) and torso_aligned(no_torso) is None
+
+
+def test_facing_from_shoulder_order_and_the_face():
+    assert facing_class(standing()) == "front"
+    assert facing_class(standing(front=False, face=False)) == "back"
+    # Left and right swapped as estimators do on a back view, but no face: a back.
+    assert facing_class(standing(front=True, face=False)) == "back"
+    side = standing()
+    side[[INDEX["left_shoulder"], INDEX["right_shoulder"]], 0] = (102, 98)
+    assert facing_class(side) == "profile"
+    empty = standing()
+    empty[:, 2] = 0.0
+    assert facing_class(empty) is None
+
+
+def test_the_judge_is_another_estimator_than_the_one_that_drew_the_poses():
+    assert independent_backend("movenet") == "blazepose"
+    assert independent_backend(["movenet-lightning-cpu"]) == "blazepose"
+    assert independent_backend("blazepose") == "movenet"
+    assert independent_backend(None) == "blazepose"
+
+
+def test_figures_on_what_is_there_with_warnings():
+    asked = np.stack([standing(), standing(), standing(front=False, face=False), np.zeros((17, 3), np.float32)])
+    found = [moved(standing(), 0.1, 1.2, (5, 5)), None, standing(), standing()]
+    out, warnings = figures(asked, found, "blazepose")
+    assert out["dance_judged"] == 4 and out["dance_person_found"] == 0.75
+    assert out["dance_compared"] == 2  # nobody in one frame, the asked pose of another unreadable
+    assert out["dance_limb_error"] > 0  # the back rendered as a front: its limbs swap sides
+    # Of the three asked facings that can be read: one rendered right, one nobody, one the wrong way.
+    assert out["dance_facing_agreement"] == pytest.approx(1 / 3)
+    assert any("no readable torso" in w for w in warnings) and any("found nobody in 1 of 4" in w for w in warnings)
+    nobody, warnings = figures(asked[:2], [None, None], "blazepose")
+    assert nobody["dance_person_found"] == 0 and np.isnan(nobody["dance_limb_error"])
+    assert any("no frame could be compared" in w for w in warnings)
+
+
+def test_a_session_with_one_facing_is_warned_about():
+    session = np.stack([standing()] * 5)
+    dance = np.stack([standing()] * 3 + [standing(front=False, face=False)])
+    (warning,) = facing_warnings(session, dance)
+    assert "facing front only" in warning and "25%" in warning and "back" in warning
+    assert facing_warnings(np.concatenate([session, dance]), dance) == []
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared folder absent: {SHARED}")
+def test_blazepose_judges_a_real_photo_against_movenets_pose():
+    from vision.pose import load_estimator
+
+    image = cv2.cvtColor(cv2.imread(str(SHARED / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
+    asked = load_estimator("movenet", SHARED / "models").estimate(image)[0].keypoints
+    blank = np.full_like(image, 128)
+    # Three "rendered" frames: the real person twice, then nobody.
+    judge = DanceJudge(np.stack([asked] * 3), "movenet", SHARED / "models", frames=3)
+    kept = list(judge.watch([(image, image), (image, image), (blank, blank)]))
+    assert len(kept) == 3 and sorted(judge.kept) == [0, 1, 2]
+    result = judge.judge()
+    f = result.figures
+    assert judge.backend == "blazepose"
+    assert f["dance_person_found"] == pytest.approx(2 / 3)
+    assert f["dance_limb_error"] < 0.15, f  # two estimators agree on a real, clear body
+    assert f["dance_facing_agreement"] == pytest.approx(2 / 3)  # the blank frame shows no facing
+    assert any("found nobody in 1 of 3" in w for w in result.warnings)
+    assert result.picture is not None and result.picture.ndim == 3 and result.picture.shape[0] >= 240
+    # Far from the asked pose: the figure says so.
+    wrong = asked.copy()
+    torso = abs(asked[INDEX["left_hip"], 1] - asked[INDEX["left_shoulder"], 1])
+    wrong[[INDEX[n] for n in ("left_wrist", "right_wrist", "left_ankle", "right_ankle")], 0] += torso
+    judge = DanceJudge(wrong[None], "movenet", SHARED / "models", frames=1)
+    list(judge.watch([(image, image)]))
+    assert judge.judge().figures["dance_limb_error"] > f["dance_limb_error"] + 0.2

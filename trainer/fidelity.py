@@ -1,0 +1,368 @@
+"""Dance fidelity: does a rendered video show the dance that was asked for?
+
+Every version of a session's video (the one-shot preview, each GAN version) is judged on the
+dance itself, which needs no ground truth: a pose estimator *other* than the one that drew the
+conditioning (BlazePose where the poses came from MoveNet, MoveNet where they came from
+BlazePose: an estimator checking its own drawings would forgive its own mistakes) reads the
+rendered frames, and its poses are compared with the poses asked for, in the frame's pixels as
+rendered:
+
+* limb error ("dance_limb_error", "dance_limb_error_p90"): the 12 limb keypoints (shoulders,
+  elbows, wrists, hips, knees, ankles) after moving each pose into its own hip-shoulder frame
+  (mid-hip at the origin, the torso along +y, one torso length = 1), so placement and size are
+  forgiven and what is left is the body's shape, in torso lengths; a frame's error is the mean
+  over the keypoints both poses have;
+* facing agreement ("dance_facing_agreement"): front / back / profile of the asked pose against
+  the rendered person's (`facing_class`), over the frames whose asked facing is known (a rendered
+  frame whose facing cannot be read does not agree);
+* person found ("dance_person_found"): the share of judged frames where the estimator finds a
+  person at all.
+
+A spread of JUDGED_FRAMES frames is kept while the video is written (`DanceJudge.watch`) and
+judged afterwards; `dance_sheet` draws eight of them, asked pose | rendered frame (dance.png).
+Bad input never raises: a dance pose without a readable torso, a frame with nobody found, an
+estimator that cannot load: the figures are computed on what is there, and `warnings` say what
+was not.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from schemas.keypoints import INDEX, NUM_KEYPOINTS
+
+log = logging.getLogger(__name__)
+
+LIMBS = tuple(range(INDEX["left_shoulder"], NUM_KEYPOINTS))  # the 12 limb keypoints, shoulders to ankles
+FACE = (INDEX["nose"], INDEX["left_eye"], INDEX["right_eye"])
+SCORE_THRESHOLD = 0.3
+JUDGED_FRAMES = 24  # ~50 ms each with BlazePose on a CPU: about a second per version (README)
+SHEET_FRAMES = 8
+PROFILE_FACING = 0.35  # |vision.posemap.facing| below this: the shoulders overlap, a profile
+FACINGS = ("front", "back", "profile")
+CELL_HEIGHT = 240
+JUDGE_MARGIN = 1.6  # the judge looks at a square this many times the asked body's longer side
+
+
+def independent_backend(drawn_by: str | Iterable[str] | None) -> str:
+    """The estimator that judges poses drawn by `drawn_by` (a backend name or names): MoveNet when
+    BlazePose drew them, else BlazePose."""
+    names = [drawn_by] if isinstance(drawn_by, str) or drawn_by is None else list(drawn_by)
+    return "movenet" if any("blazepose" in str(n).lower() for n in names) else "blazepose"
+
+
+def _torso(pose: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """(mid-hip, mid-shoulder) when both shoulders and both hips are confident and apart."""
+    ls, rs, lh, rh = (INDEX[n] for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip"))
+    ok = np.isfinite(pose).all(axis=1) & (pose[:, 2] >= thr)
+    if not ok[[ls, rs, lh, rh]].all():
+        return None
+    hip, shoulder = pose[[lh, rh], :2].mean(0), pose[[ls, rs], :2].mean(0)
+    if np.linalg.norm(shoulder - hip) < 1e-3:
+        return None
+    return hip, shoulder
+
+
+def torso_aligned(pose: np.ndarray, thr: float = SCORE_THRESHOLD) -> np.ndarray | None:
+    """The 12 limb keypoints [12, 2] in the pose's hip-shoulder frame (torso lengths, mid-hip at 0,
+    the shoulders at (0, 1)); NaN where a keypoint is not confident; None without a torso."""
+    pose = np.asarray(pose, np.float64)
+    torso = _torso(pose, thr)
+    if torso is None:
+        return None
+    hip, shoulder = torso
+    up = shoulder - hip
+    length = float(np.linalg.norm(up))
+    uy = up / length
+    ux = np.array([uy[1], -uy[0]])  # image x for an upright torso (y grows downwards in images)
+    rel = pose[list(LIMBS), :2] - hip
+    out = np.stack([rel @ ux, rel @ uy], axis=1) / length
+    weak = ~(np.isfinite(pose[list(LIMBS)]).all(axis=1) & (pose[list(LIMBS), 2] >= thr))
+    out[weak] = np.nan
+    return out
+
+
+def limb_error(asked: np.ndarray, found: np.ndarray, thr: float = SCORE_THRESHOLD) -> float:
+    """Mean distance of the limb keypoints both poses have, each in its own hip-shoulder frame, in
+    torso lengths; NaN when either has no torso or they share no keypoint."""
+    a, f = torso_aligned(asked, thr), torso_aligned(found, thr)
+    if a is None or f is None:
+        return float("nan")
+    d = np.linalg.norm(a - f, axis=1)
+    return float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
+
+
+def facing_class(pose: np.ndarray, thr: float = SCORE_THRESHOLD) -> str | None:
+    """ "front", "back" or "profile" from keypoints, None without a torso. The shoulders' order
+    (vision.posemap.facing: the person's left shoulder on the image's right is the front) decides,
+    overlapping shoulders are a profile, and a front with no face keypoint seen (nose, eyes) is a
+    back whose left and right were swapped, as estimators do for a back view."""
+    from vision.posemap import facing
+
+    pose = np.asarray(pose, np.float32)
+    if _torso(pose.astype(np.float64), thr) is None:
+        return None
+    f = facing(pose, thr)
+    if abs(f) < PROFILE_FACING:
+        return "profile"
+    if f < 0:
+        return "back"
+    face_seen = bool((np.isfinite(pose[list(FACE), 2]) & (pose[list(FACE), 2] >= thr)).any())
+    return "front" if face_seen else "back"
+
+
+def facings_of(poses: np.ndarray, thr: float = SCORE_THRESHOLD) -> dict[str, int]:
+    """How many of the poses face each way (those without a torso are left out)."""
+    counts = dict.fromkeys(FACINGS, 0)
+    for p in poses:
+        c = facing_class(p, thr)
+        if c is not None:
+            counts[c] += 1
+    return counts
+
+
+def judged_indices(total: int, n: int = JUDGED_FRAMES) -> list[int]:
+    """n frame indices spread evenly over a dance of `total` frames (all of a shorter one)."""
+    if total <= 0:
+        return []
+    return sorted({int(round(x)) for x in np.linspace(0, total - 1, min(n, total))})
+
+
+@cache
+def _estimator(backend: str, models_dir: str | None):
+    from vision.pose import load_estimator
+
+    # Every frame on its own: a crop carried over from another frame (or another video) misleads.
+    options = {"track": False, "with_mask": False} if backend == "blazepose" else {"track": False}
+    return load_estimator(backend, Path(models_dir) if models_dir else None, **options)
+
+
+@dataclass
+class Fidelity:
+    """One video's dance figures, what fell short, and its picture (dance.png), if one was drawn."""
+
+    figures: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    picture: np.ndarray | None = None
+    seconds: float = 0.0
+
+
+class DanceJudge:
+    """Keeps a spread of a video's rendered frames while it is written, then judges them.
+
+    poses [T, 17, 3]: the dance asked for, in the rendered frames' pixels; drawn_by: the backend
+    (or backends) that drew them, so another judges; session_poses: the visitor's own poses, to
+    warn when the dance asks for facings the session never showed."""
+
+    def __init__(
+        self,
+        poses: np.ndarray,
+        drawn_by: str | Iterable[str] | None,
+        models_dir: str | Path | None = None,
+        *,
+        frames: int = JUDGED_FRAMES,
+        session_poses: np.ndarray | None = None,
+    ):
+        self.poses = np.asarray(poses, np.float32)
+        self.backend = independent_backend(drawn_by)
+        self.models_dir = str(models_dir) if models_dir and Path(models_dir).is_dir() else None
+        self.session_poses = session_poses
+        self.indices = judged_indices(len(self.poses), frames)
+        self._wanted = set(self.indices)
+        self.kept: dict[int, np.ndarray] = {}
+
+    def watch(self, frames: Iterable[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Pass (frame, picture) pairs through, keeping a copy of the judged frames."""
+        for t, (frame, picture) in enumerate(frames):
+            if t in self._wanted:
+                self.kept[t] = np.array(frame, copy=True)
+            yield frame, picture
+
+    def judge(self, estimator=None) -> Fidelity:
+        """The figures on the frames kept (module doc); never raises for bad input."""
+        started = time.monotonic()
+        out = Fidelity()
+        if not self.kept:
+            out.warnings.append("dance fidelity: no rendered frame to judge")
+            return out
+        try:
+            estimator = estimator or _estimator(self.backend, self.models_dir)
+        except Exception as exc:  # noqa: BLE001 - a judge that cannot load must not cost the video
+            out.warnings.append(f"dance fidelity not measured: {self.backend} cannot load ({exc})")
+            return out
+        ts = sorted(self.kept)
+        found: list[np.ndarray | None] = []
+        for t in ts:
+            try:
+                found.append(estimate_near(estimator, self.kept[t], self.poses[t], key=f"dance-{t}"))
+            except Exception as exc:  # noqa: BLE001 - one unreadable frame counts as nobody found
+                log.warning("dance fidelity: frame %d could not be read (%s)", t, exc)
+                found.append(None)
+        out.figures, out.warnings = figures(self.poses[ts], found, self.backend)
+        if self.session_poses is not None and len(self.session_poses):
+            out.warnings += facing_warnings(self.session_poses, self.poses)
+        try:
+            out.picture = dance_sheet(self.poses, self.kept, dict(zip(ts, found)))
+        except Exception as exc:  # noqa: BLE001 - the figures stand without their picture
+            out.warnings.append(f"no dance.png: {type(exc).__name__}: {exc}")
+        out.seconds = time.monotonic() - started
+        out.figures["dance_judge_seconds"] = round(out.seconds, 2)
+        return out
+
+
+def estimate_near(estimator, frame: np.ndarray, asked: np.ndarray, key: str = "") -> np.ndarray | None:
+    """The estimator's pose of the person in a square around where the asked pose stands (a person
+    small in a wide frame is too small for a single-person model looking at all of it), in the
+    frame's pixels; None when it finds nobody. The whole frame where the asked pose has no box."""
+    from vision.crop import body_box
+
+    h, w = frame.shape[:2]
+    box = body_box(asked)
+    x0 = y0 = 0
+    crop = frame
+    if box is not None:
+        side = JUDGE_MARGIN * float(max(box[2] - box[0], box[3] - box[1]))
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+        if x1 - x0 >= 16 and y1 - y0 >= 16:
+            crop = frame[y0:y1, x0:x1]
+        else:
+            x0 = y0 = 0
+    people = estimator.estimate(np.ascontiguousarray(crop), key=key)
+    if not people:
+        return None
+    kp = np.array(people[0].keypoints, np.float32, copy=True)
+    kp[:, 0] += x0
+    kp[:, 1] += y0
+    return kp
+
+
+def figures(asked: np.ndarray, found: list[np.ndarray | None], judge: str = "") -> tuple[dict[str, float], list[str]]:
+    """The dance figures of asked poses [N, 17, 3] against the poses found on their rendered frames
+    (None: nobody found), and warnings for what could not be compared."""
+    n = len(asked)
+    readable = [torso_aligned(a) is not None for a in asked]
+    errors = [limb_error(a, f) for a, f in zip(asked, found) if f is not None]
+    errors = [e for e in errors if np.isfinite(e)]
+    # Over the frames whose asked facing is known: a rendered body whose facing cannot be read (or
+    # nobody) does not agree, so breaking the body on the hard frames earns nothing.
+    pairs = [(facing_class(a), None if f is None else facing_class(f)) for a, f in zip(asked, found)]
+    pairs = [(a, f) for a, f in pairs if a is not None]
+    people = sum(f is not None for f in found)
+    out: dict[str, float] = {
+        "dance_judged": float(n),
+        "dance_person_found": people / n if n else float("nan"),
+        "dance_limb_error": float(np.mean(errors)) if errors else float("nan"),
+        "dance_limb_error_p90": float(np.percentile(errors, 90)) if errors else float("nan"),
+        "dance_facing_agreement": float(np.mean([a == f for a, f in pairs])) if pairs else float("nan"),
+        "dance_compared": float(len(errors)),
+    }
+    warnings = []
+    if sum(readable) < n:
+        warnings.append(f"dance fidelity: {n - sum(readable)} of {n} judged dance poses have no readable torso")
+    if people < n:
+        warnings.append(f"dance fidelity: {judge or 'the judge'} found nobody in {n - people} of {n} rendered frames")
+    if not errors:
+        warnings.append("dance fidelity: no frame could be compared; no limb error")
+    return out, warnings
+
+
+def facing_warnings(session_poses: np.ndarray, dance_poses: np.ndarray) -> list[str]:
+    """A warning when the dance asks for facings the session never showed (rendered from nothing)."""
+    shown = {k for k, v in facings_of(session_poses).items() if v}
+    asked = facings_of(dance_poses)
+    total = sum(asked.values())
+    unseen = {k: v for k, v in asked.items() if v and k not in shown}
+    if not shown or not unseen or not total:
+        return []
+    share = sum(unseen.values()) / total
+    return [
+        f"the session shows the visitor facing {'/'.join(sorted(shown))} only: {share:.0%} of the dance "
+        f"({'/'.join(sorted(unseen))}) faces a way they never showed"
+    ]
+
+
+def _sheet_box(pose: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The asked person's box grown to at least 3:4 (labels fit), clipped to the frame."""
+    from vision.crop import person_box
+
+    w, h = size
+    box = person_box(pose, size, margin=0.15)
+    if box is None:
+        return 0, 0, w, h
+    x0, y0, x1, y1 = box
+    want = 0.75 * (y1 - y0)
+    if x1 - x0 < want:
+        cx = (x0 + x1) / 2
+        x0, x1 = int(max(0, cx - want / 2)), int(min(w, cx + want / 2))
+    return x0, y0, x1, y1
+
+
+def _cell(image: np.ndarray, box, height: int) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    width = max(1, round(crop.shape[1] * height / max(1, crop.shape[0])))
+    interp = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
+    return cv2.resize(crop, (width, height), interpolation=interp)
+
+
+def _pose_cell(pose: np.ndarray, box, height: int) -> np.ndarray:
+    """The pose drawn alone at the cell's scale (lines as thick as in a cell-sized frame)."""
+    from vision.posemap import draw_pose_overlay
+
+    x0, y0, x1, y1 = box
+    k = height / max(1, y1 - y0)
+    width = max(1, round((x1 - x0) * k))
+    p = np.array(pose, np.float32, copy=True)
+    p[:, 0], p[:, 1] = (p[:, 0] - x0) * k, (p[:, 1] - y0) * k
+    return draw_pose_overlay(np.full((height, width, 3), 24, np.uint8), p)
+
+
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    for colour, weight in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(image, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, colour, weight, cv2.LINE_AA)
+    return image
+
+
+def dance_sheet(
+    poses: np.ndarray,
+    frames: dict[int, np.ndarray],
+    found: dict[int, np.ndarray | None],
+    rows: int = SHEET_FRAMES,
+    height: int = CELL_HEIGHT,
+) -> np.ndarray:
+    """RGB picture, one row per frame spread over the dance: the asked pose drawn alone | the rendered
+    frame, both cropped to the asked person's box; labels: the frame and the asked facing | the
+    facing the judge reads and the limb error (torso lengths), or "nobody"."""
+    ts = sorted(frames)
+    chosen = [ts[k] for k in judged_indices(len(ts), rows)]
+    lines = []
+    for t in chosen:
+        frame = frames[t]
+        h, w = frame.shape[:2]
+        box = _sheet_box(poses[t], (w, h))
+        f = found.get(t)
+        err = limb_error(poses[t], f) if f is not None else float("nan")
+        said = "nobody" if f is None else f"{facing_class(f) or '?'} {err:.2f}"
+        cells = [
+            _label(_pose_cell(poses[t], box, height), f"{t}: {facing_class(poses[t]) or '?'}"),
+            _label(_cell(frame, box, height), said),
+        ]
+        lines.append(np.concatenate(cells, axis=1))
+    width = max(line.shape[1] for line in lines)
+    lines = [np.pad(x, ((0, 0), (0, width - x.shape[1]), (0, 0)), constant_values=24) for x in lines]
+    # Two columns of rows, so eight frames fit one screen.
+    half = (len(lines) + 1) // 2
+    left, right = lines[:half], lines[half:]
+    right += [np.full_like(lines[0], 24)] * (len(left) - len(right))
+    gap = np.full((height, 8, 3), 255, np.uint8)
+    return np.concatenate([np.concatenate([a, gap, b], axis=1) for a, b in zip(left, right)], axis=0)
