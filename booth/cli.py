@@ -30,14 +30,15 @@ class _Booth(click.Group):
 
 
 @click.group(cls=_Booth)
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug), for every command.")
+@click.version_option(package_name="motion-booth", prog_name="booth")
 @click.pass_context
 def main(ctx: click.Context, verbose: int) -> None:
     """Motion Booth: cameras -> pose -> dataset -> pix2pix fine-tuning -> rendition."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        ctx.obj = {"settings": Settings()}
+        ctx.obj = {"settings": Settings(), "log_level": level}
     except Exception as exc:
         raise click.ClickException(f"configuration error: {exc}") from exc
 
@@ -79,7 +80,7 @@ def stack_down(ctx, grace):
 
 
 @stack.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="As JSON, for scripts.")
 @click.pass_context
 def stack_status(ctx, as_json):
     """What runs where."""
@@ -156,6 +157,7 @@ def session() -> None:
 )
 @click.pass_context
 def session_start(ctx, session_id, cameras, reference, consent, until_coverage, max_seconds):
+    """Start a session (prints its id): the cameras taking part, the reference dance, the visitor's consent."""
     from producers.session import NoReference, new_session_id, publish, session_reference
     from schemas import InvalidId
 
@@ -226,6 +228,7 @@ def _follow(guide) -> None:
 @click.option("--abort", is_flag=True, help="Abort: no dataset, no training.")
 @click.pass_context
 def session_end(ctx, session_id, abort):
+    """End a session: its dataset is closed once its cameras' last poses are in, then trained."""
     from producers.session import publish
     from schemas import InvalidId
 
@@ -372,7 +375,7 @@ def retention_lifecycle(ctx):
     type=click.IntRange(1, 32),
     help="People kept per frame, strongest first (several: --backend posenet).",
 )
-@click.option("--loglevel", default="warning", show_default=True)
+@click.option("--loglevel", hidden=True, help="Faust's log level (default: from booth -v).")
 @click.pass_context
 def process(ctx, backend, threads, max_people, loglevel):
     """Run a stream-processing worker (pose -> tracking -> imputation -> smoothing); run several to split partitions."""
@@ -381,11 +384,12 @@ def process(ctx, backend, threads, max_people, loglevel):
     updates = {
         k: v for k, v in (("pose_backend", backend), ("pose_threads", threads), ("pose_max_people", max_people)) if v
     }
-    run_worker(_settings(ctx).model_copy(update=updates), loglevel=loglevel)
+    level = loglevel or logging.getLevelName(ctx.obj["log_level"]).lower()
+    run_worker(_settings(ctx).model_copy(update=updates), loglevel=level)
 
 
 # --- trainer -----------------------------------------------------------------------------------
-@main.group("train", invoke_without_command=True)
+@main.command("train")
 @click.option(
     "--budget", "budget_s", default=3600.0, show_default=True, help="Fine-tuning budget per session, seconds."
 )
@@ -499,8 +503,6 @@ def train(
     quiet,
 ):
     """Consume DatasetReady events: fine-tune, evaluate, render, publish the link."""
-    if ctx.invoked_subcommand is not None:
-        return
     import signal
     import threading
 
@@ -545,7 +547,13 @@ def base() -> None:
 @click.option("--budget", "budget_s", default=3600.0, show_default=True, help="Seconds of training.")
 @click.option("--steps", type=int, help="Stop after this many steps.")
 @click.option("--crop-size", type=click.IntRange(16, 2048), help="As `booth train --crop-size`: what sessions use.")
-@click.option("--framing", type=click.Choice(["auto", "person", "whole"]), default="auto", show_default=True)
+@click.option(
+    "--framing",
+    type=click.Choice(["auto", "person", "whole"]),
+    default="auto",
+    show_default=True,
+    help="The framing the base is trained in (as `booth train --framing`).",
+)
 @click.option(
     "--conditioning",
     type=click.Choice(["pose", "warp"]),

@@ -252,7 +252,13 @@ def _record(settings, session, named, options, segment_s, publish, connect_timeo
     show_default=True,
     help="0 = as fast as possible, 1 = at the recorded pace.",
 )
-@click.option("--connect-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True)
+@click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to keep retrying an unreachable broker.",
+)
 @click.option("--metrics/--no-metrics", default=True, show_default=True, help="Serve Prometheus metrics.")
 @click.pass_context
 def publish_spool(ctx, session, follow, keep, speed, connect_timeout, metrics):

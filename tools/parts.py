@@ -45,7 +45,13 @@ def repair(folder: Path, out_dir: Path | None, no_refine: bool) -> None:
     required=True,
     help="Folder for <name>.parts.png (coloured part map) and <name>.ids.png (part ids).",
 )
-@click.option("--backend", type=click.Choice(["auto", "bodypix", "pose"]), default="auto", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "bodypix", "pose"]),
+    default="auto",
+    show_default=True,
+    help="bodypix: the 24-part model; pose: parts from pose and person mask; auto: BodyPix where it loads.",
+)
 @click.option(
     "--device", type=click.Choice(["auto", "edgetpu", "cpu"]), default="auto", show_default=True, help="BodyPix device."
 )
