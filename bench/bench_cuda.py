@@ -42,7 +42,8 @@ from trainer.dataset import TrainingSet, holdout_split
 from trainer.evaluation import held_out_frames
 from trainer.pix2pix.evaluate import video_quality
 from trainer.pix2pix.networks import NetConfig
-from trainer.pix2pix.train import TrainConfig, make_trainer
+from trainer.pix2pix.run import make_trainer
+from trainer.pix2pix.train import TrainConfig
 from vision.crop import crop_side, person_box
 from vision.personmask import PersonMasker
 from vision.plate import estimate_plate

@@ -49,7 +49,8 @@ from trainer.evaluation import held_out_frames
 from trainer.pix2pix.evaluate import frames_pose_error, video_quality
 from trainer.pix2pix.face import face_quality
 from trainer.pix2pix.networks import NetConfig
-from trainer.pix2pix.train import TrainConfig, make_trainer
+from trainer.pix2pix.run import make_trainer
+from trainer.pix2pix.train import TrainConfig
 from vision.crop import person_box
 
 SIZE = 128  # the person crop; 256 trains ~4x slower, too few steps for three arms in one run

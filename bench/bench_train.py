@@ -32,8 +32,9 @@ from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix.checkpoint import LocalCheckpointStore
 from trainer.pix2pix.evaluate import reconstruction_metrics
 from trainer.pix2pix.networks import NetConfig, count_parameters
+from trainer.pix2pix.run import train_base
 from trainer.pix2pix.synthetic import PERSON_A, PERSON_B, make_pairs, random_poses
-from trainer.pix2pix.train import TrainConfig, Trainer, train_base
+from trainer.pix2pix.train import TrainConfig, Trainer
 
 VARIANTS = {"classic": NetConfig.classic, "fast": NetConfig.fast}
 

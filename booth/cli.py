@@ -168,7 +168,7 @@ def session_start(ctx, session_id, cameras, reference, consent, until_coverage, 
         raise click.BadParameter(str(exc), param_hint="--reference") from exc
     guided = until_coverage is not None or max_seconds is not None
     if guided:  # the dance is loaded before the session starts: a dance that cannot load starts nothing
-        from booth.guide import Guide, Take, load_dance
+        from console.guide import Guide, Take, load_dance
 
         try:
             take = Take(until_coverage, max_seconds)

@@ -378,7 +378,8 @@ class Demo:
         from trainer.evaluation import held_out_frames
         from trainer.job import TrainerConfig, recipe
         from trainer.pix2pix.evaluate import video_quality
-        from trainer.pix2pix.train import TrainConfig, make_trainer
+        from trainer.pix2pix.run import make_trainer
+        from trainer.pix2pix.train import TrainConfig
 
         store = ObjectStore(self.settings)
         raw = store.get(layout.result_key(session, "versions.json"))

@@ -360,7 +360,7 @@ async def start_session(request: Request) -> Response:
 
 
 def _take(body: dict, settings: Settings):
-    from booth.guide import Take
+    from console.guide import Take
 
     def number(name: str, default: float, low: float, high: float) -> float:
         value = body.get(name, default)

@@ -1,4 +1,4 @@
-"""The console runs the take: a guide (booth.guide) per recording session, the configured cameras
+"""The console runs the take: a guide (console.guide) per recording session, the configured cameras
 as supervised children (`booth camera`), and the dances the display and the picker show.
 
 A session the console starts gets a guide with its target and time cap, and the cameras in
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from booth.guide import Guide, Take
+from console.guide import Guide, Take
 from infra.settings import Settings
 
 log = logging.getLogger(__name__)

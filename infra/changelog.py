@@ -16,23 +16,14 @@ import time
 from dataclasses import dataclass
 
 from infra import kafka
+from infra.kafka import (  # noqa: F401 - the tables' names live beside topic creation, which configures them
+    SESSION_TABLES,
+    SMOOTHER_TABLE,
+    TRACKER_TABLE,
+    changelog_topic,
+    changelog_topics,
+)
 from infra.settings import Settings
-
-SMOOTHER_TABLE = "smoother_state"
-TRACKER_TABLE = "tracker_state"
-# Every table the stream workers keep keyed "<session>/<camera>": purge and retention tombstone them all.
-SESSION_TABLES = (SMOOTHER_TABLE, TRACKER_TABLE)
-
-
-def changelog_topic(settings: Settings, table: str = SMOOTHER_TABLE) -> str:
-    """Faust's name for a table's changelog: <app id>-<table>-changelog (the app id is the
-    processors' consumer group)."""
-    return f"{settings.group('processors')}-{table}-changelog"
-
-
-def changelog_topics(settings: Settings) -> list[str]:
-    """The changelogs of every SESSION_TABLES table."""
-    return [changelog_topic(settings, table) for table in SESSION_TABLES]
 
 
 @dataclass(frozen=True)

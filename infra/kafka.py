@@ -180,14 +180,29 @@ def changelog_configs(settings: Settings) -> dict[str, str]:
     }
 
 
+SMOOTHER_TABLE = "smoother_state"
+TRACKER_TABLE = "tracker_state"
+# Every table the stream workers keep keyed "<session>/<camera>": purge and retention tombstone them all.
+SESSION_TABLES = (SMOOTHER_TABLE, TRACKER_TABLE)
+
+
+def changelog_topic(settings: Settings, table: str = SMOOTHER_TABLE) -> str:
+    """Faust's name for a table's changelog: <app id>-<table>-changelog (the app id is the
+    processors' consumer group)."""
+    return f"{settings.group('processors')}-{table}-changelog"
+
+
+def changelog_topics(settings: Settings) -> list[str]:
+    """The changelogs of every SESSION_TABLES table (infra.changelog reads and tombstones them)."""
+    return [changelog_topic(settings, table) for table in SESSION_TABLES]
+
+
 def ensure_topics(settings: Settings, recreate: bool = False) -> dict[str, int]:
     """Create the project's topics with explicit partition counts (never rely on auto-create) and
     their configs (topic_configs), and set those configs on topics that exist already, the
     workers' changelogs included."""
     from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
     from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
-
-    from infra.changelog import changelog_topics
 
     specs = settings.topic_specs()
     wanted = {name: spec.partitions for name, spec in specs.items()}

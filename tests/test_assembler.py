@@ -81,7 +81,7 @@ def test_replayed_session_becomes_a_dataset_with_matching_counts(settings):
         syn.event_message(settings, syn.end()),
     ]
     produce(settings, messages)
-    # The guided capture's last coverage, written before the end (booth.guide): into the manifest.
+    # The guided capture's last coverage, written before the end (console.guide): into the manifest.
     coverage = {"coverage": 0.83, "reason": "target", "target": 0.8, "facings": ["front", "back"], "prompts": []}
     ObjectStore(settings).put(layout.coverage_key(syn.session), json.dumps(coverage).encode())
 

@@ -9,7 +9,7 @@ import time
 
 from click.testing import CliRunner
 
-from booth.guide import Guide, Take
+from console.guide import Guide, Take
 from infra.objectstore import ObjectStore
 from schemas import Coverage, SessionEvent, layout
 from tools.status_view import ControlState, coverage_text

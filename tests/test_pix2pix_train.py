@@ -8,8 +8,9 @@ from trainer.pix2pix.data import PairDataset, to_tensor
 from trainer.pix2pix.evaluate import reconstruction_metrics
 from trainer.pix2pix.inference import generate
 from trainer.pix2pix.networks import NetConfig
+from trainer.pix2pix.run import fine_tune, train_base
 from trainer.pix2pix.synthetic import PERSON_A, PERSON_B, make_pairs, random_poses
-from trainer.pix2pix.train import TrainConfig, Trainer, fine_tune, train_base
+from trainer.pix2pix.train import TrainConfig, Trainer
 
 torch.set_num_threads(1)
 

@@ -19,8 +19,9 @@ from trainer.dataset import TrainingSet
 from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix import face as facemod
 from trainer.pix2pix.networks import NetConfig
+from trainer.pix2pix.run import make_trainer
 from trainer.pix2pix.synthetic import PERSON_A, random_poses
-from trainer.pix2pix.train import TrainConfig, make_trainer
+from trainer.pix2pix.train import TrainConfig
 from trainer.service import TrainerConfig, TrainingService
 from vision.crop import body_box, crop_image, crop_side, pose_to_crop
 

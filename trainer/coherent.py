@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from trainer.dataset import TrainingSet
-from trainer.framing import PersonCentred, _Lazy, _unit
+from trainer.framing import PersonCentred
+from trainer.lazy_samples import Lazy as _Lazy
+from trainer.lazy_samples import unit_mask as _unit
 from trainer.pix2pix import face as facemod
 from trainer.pix2pix.data import to_tensor, to_uint8
 from trainer.pix2pix.networks import split_matte

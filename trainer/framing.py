@@ -25,47 +25,14 @@ import cv2
 import numpy as np
 
 from trainer.dataset import TrainingSet
+from trainer.lazy_samples import Lazy as _Lazy
+from trainer.lazy_samples import batched as _batched
+from trainer.lazy_samples import unit_mask as _unit
 from vision.crop import CropTrack, composite, crop_image, pose_to_crop, uncrop_rgba
-from vision.posemap import Letterbox, letterbox_image, render_pose_map
+from vision.posemap import Letterbox, letterbox_image, render_pose_map, unletterbox  # noqa: F401
 
 FRAMINGS = ("whole", "person")
 DEFAULT_STYLES = {"whole": "stick", "person": "facing"}
-
-
-def unletterbox(image: np.ndarray, src_size: tuple[int, int]) -> np.ndarray:
-    """A letterboxed square (vision.posemap) back to the source's size: the picture without its
-    bars, resized (bicubic) to (w, h)."""
-    size = image.shape[1], image.shape[0]
-    box = Letterbox.fit(src_size, size)
-    rw, rh = box.scaled_size
-    inner = np.ascontiguousarray(image[box.oy : box.oy + rh, box.ox : box.ox + rw])
-    return cv2.resize(inner, tuple(src_size), interpolation=cv2.INTER_CUBIC)
-
-
-def _unit(mask: np.ndarray) -> np.ndarray:
-    """A mask as float32 in 0..1 (uint8 masks hold 0..255)."""
-    m = mask.astype(np.float32) / 255.0 if mask.dtype == np.uint8 else mask.astype(np.float32)
-    return np.clip(m, 0.0, 1.0)
-
-
-def _batched(n: int, k: int) -> Iterator[range]:
-    for i in range(0, n, k):
-        yield range(i, min(n, i + k))
-
-
-class _Lazy(Sequence):
-    """A sequence whose items are built by a function when read."""
-
-    def __init__(self, n: int, make) -> None:
-        self.n, self.make = n, make
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):  # type: ignore[override]
-        if not 0 <= i < self.n:
-            raise IndexError(i)
-        return self.make(i)
 
 
 class WholeFrame:

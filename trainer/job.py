@@ -205,7 +205,7 @@ class TrainingJob:
     def run(self) -> Rendition:
         from trainer.assembler import read_manifest
         from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation
-        from trainer.base import pick_base
+        from trainer.base_registry import pick_base
         from trainer.coverage import Repeated
         from trainer.pix2pix.train import TrainConfig, pick_device
         from trainer.progressive import fine_tune_in_stages, stops

@@ -232,7 +232,7 @@ class GroupFrame:
         return render_people_map(people, slots, src_size, self.size, style=self.style)
 
     def training_samples(self, data, idx: np.ndarray, masks: dict | None = None) -> Sequence:
-        from trainer.framing import _Lazy
+        from trainer.lazy_samples import Lazy as _Lazy
         from vision.posemap import letterbox_image
 
         idx = np.asarray(idx)
@@ -250,8 +250,9 @@ class GroupFrame:
         self, generator, poses: np.ndarray, camera: str, maps: Sequence[np.ndarray] | None = None, batch_size: int = 8
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(frame at the camera's size, the input map un-letterboxed) per frame of people."""
-        from trainer.framing import _batched, unletterbox
+        from trainer.lazy_samples import batched as _batched
         from trainer.pix2pix.inference import generate_batches
+        from vision.posemap import unletterbox
 
         src = self.sizes[camera]
         poses = np.asarray(poses, np.float32)

@@ -84,7 +84,7 @@ def fine_tune_in_stages(
     """trainer.pix2pix.train.fine_tune, stopping at each of `at` (seconds from the call, within
     budget_s) for on_stage(result) with a checkpoint saved; returns (the final result, the step
     this call started from)."""
-    from trainer.pix2pix.train import make_trainer
+    from trainer.pix2pix.run import make_trainer
 
     started = time.monotonic()
     trainer = make_trainer(dataset, config)  # the temporal and face options' trainer where asked

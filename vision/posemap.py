@@ -350,3 +350,13 @@ def draw_pose_overlay(
     if alpha >= 1.0:
         return layer
     return cv2.addWeighted(layer, float(alpha), image, 1.0 - float(alpha), 0.0)
+
+
+def unletterbox(image: np.ndarray, src_size: tuple[int, int]) -> np.ndarray:
+    """A letterboxed square (vision.posemap) back to the source's size: the picture without its
+    bars, resized (bicubic) to (w, h)."""
+    size = image.shape[1], image.shape[0]
+    box = Letterbox.fit(src_size, size)
+    rw, rh = box.scaled_size
+    inner = np.ascontiguousarray(image[box.oy : box.oy + rh, box.ox : box.ox + rw])
+    return cv2.resize(inner, tuple(src_size), interpolation=cv2.INTER_CUBIC)

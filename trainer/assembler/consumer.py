@@ -608,7 +608,7 @@ class Assembler:
         )
 
     def _coverage(self, session: str) -> dict | None:
-        """The guided capture's last coverage (booth.guide), if it was written before closing."""
+        """The guided capture's last coverage (console.guide), if it was written before closing."""
         raw = self.store.get(layout.coverage_key(session))
         try:
             data = json.loads(raw) if raw else None
