@@ -93,7 +93,7 @@ class Guide:
             dance_frames=r["dance_frames"],
             measurable_frames=r["measurable_frames"],
             done=done,
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
             wall_time=now,
         )
 
