@@ -36,7 +36,7 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     service = TrainingService(
         settings,
         TrainerConfig(
-            budget_s=10,  # a few steps even when a loaded machine makes the first one slow
+            budget_s=16,  # a few steps even when a loaded machine makes the first one slow
             checkpoint_every_s=2,
             progress_bar=False,
             reference="dance",
@@ -89,8 +89,8 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
     assert relevance["uncovered_frames"] == sum(b - a + 1 for a, b in relevance["uncovered"])
     assert results["coverage"]["capture"] is None  # not a guided capture
     assert {"box_ssim", "box_psnr", "flicker"} <= set(rendition.metrics)
-    assert results["train_seconds"] <= 10 + 3, "the budget was not honoured"
-    assert took < 60
+    assert results["train_seconds"] <= 16 + 3, "the budget was not honoured"
+    assert took < 90
 
     # Progress events, in order, with growing steps.
     events = [e for e in read_topic(settings, settings.topic_training) if isinstance(e, TrainingProgress)]

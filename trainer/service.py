@@ -238,7 +238,8 @@ class TrainingService:
                     self._keep_lease(queue, state["running"], now)
                     if self._tick(queue, state, now):
                         last_busy = time.monotonic()
-                if state["running"] is None:
+                served = max_sessions is not None and state["done"] >= max_sessions
+                if state["running"] is None and not served:  # served its share: takes nothing more
                     self._take_next(queue, state)
                 mono = time.monotonic()
                 if state["running"] is not None or queue.waiting(time.time()):
