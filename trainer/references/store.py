@@ -295,8 +295,8 @@ def add_reference(
     representation "parts" or "pose+parts" also segments every frame (segmenter: anything with
     segment(rgb) -> vision.parts.PartsResult; default the settings' models) and stores the
     main person's part maps (parts.npz), which sessions assembled in those representations need.
-    people > 1 keeps up to that many dancers (trainer.references.dancers; the PoseNet backend
-    unless another is named), dancer 0 (the leftmost at the start) in poses.npz.
+    people > 1 keeps up to that many dancers, the ones who dance (trainer.references.dancers; the
+    PoseNet backend unless another is named), dancer 0 (the leftmost at the start) in poses.npz.
     """
     validate_id(name, "reference name")
     check_representation(representation)
