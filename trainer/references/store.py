@@ -528,6 +528,16 @@ def load_reference(
     return ref.poses, ref.times, ref.src_size
 
 
+def _generator_summary(store: ObjectStore, name: str, version: int) -> str:
+    """What `booth reference list` says of the version's dancer generator."""
+    data = store.get(layout.reference_file_key(name, version, "generator.json"))
+    if data is None:
+        return "none"
+    info = json.loads(data)
+    ssim = info.get("box_ssim")
+    return f"{info['size']}px, {info['steps']} steps" + (f", box SSIM {ssim:.2f}" if ssim is not None else "")
+
+
 def list_references(settings: Settings) -> list[dict]:
     store = ObjectStore(settings)
     rows = []
@@ -548,6 +558,7 @@ def list_references(settings: Settings) -> list[dict]:
                 "glitches": meta["glitches"],
                 "usable_frames": meta["usable_frames"],
                 "corrections": meta["corrections"],
+                "generator": _generator_summary(store, name, version),
             }
         )
     return rows
