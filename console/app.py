@@ -12,6 +12,8 @@
                                          {"session"?, "cameras": [...], "reference"?, "note"?, "consent"?: bool}
     POST /api/sessions/<session>/end     end it: {"abort"?: bool, "note"?}
     GET  /api/sessions/<session>/qr.svg  the visitor's short link (infra.links) as a QR code (also qr.png)
+    GET  /mirror                         the live mirror (console.mirror): the reference dancer moving as a
+                                         camera's visitor moves; /api/mirror/<camera>.mjpeg and /state
     GET  /v/<token>                      a visitor's short link: 302 to a fresh presigned link to the
                                          video while it is kept, 404 once it is gone (no login)
 
@@ -41,6 +43,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from console import mirror
 from console.auth import COOKIE, Guard, Logins, LoginThrottle, check_password, password_matches
 from console.preview import PreviewError, PreviewFeed
 from console.qr import qr_png, qr_svg
@@ -406,6 +409,7 @@ def create_app(
     preview_feed: PreviewFeed | None = None,
     status_feed: StatusFeed | None = None,
     event_interval_s: float = 1.0,
+    mirror_options: dict | None = None,
 ) -> Starlette:
     """The console for ``settings``' topics; ``targets`` are the /metrics URLs (default: every component's).
 
@@ -423,6 +427,7 @@ def create_app(
             await run_in_threadpool(hub.preview.stop)
             await run_in_threadpool(hub.status.stop)
             await run_in_threadpool(hub.close)
+            await run_in_threadpool(app.state.mirrors.stop)
 
     routes = [
         Route("/healthz", health),
@@ -437,6 +442,9 @@ def create_app(
         Route("/api/sessions/{session}/end", end_session, methods=["POST"]),
         Route("/api/sessions/{session}/qr.svg", qr_code_svg),
         Route("/api/sessions/{session}/qr.png", qr_code_png),
+        Route("/mirror", mirror.page),
+        Route("/api/mirror/{camera}.mjpeg", mirror.stream),
+        Route("/api/mirror/{camera}/state", mirror.state),
         Route("/v/{token}", shared_video),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
@@ -457,6 +465,7 @@ def create_app(
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},  # type: ignore[dict-item]
     )
     app.state.hub = hub
+    app.state.mirrors = mirror.Mirrors(settings, **(mirror_options or {}))
     app.state.store = ObjectStore(settings)
     app.state.console_password = password
     app.state.guard_logins = logins
