@@ -6,7 +6,7 @@ One ASGI middleware (`Guard`) in front of every route, in this order:
    DNS-rebound name (an attacker's domain resolving to this machine) reaches nothing.
 2. **Login** for everything but the health check, the login page and its two static files. A
    request is logged in with the signed cookie `POST /login` sets, or with
-   ``Authorization: Bearer <password>`` (scripts). The page answers 303 to /login; anything
+   ``Authorization: Bearer <password>`` (scripts). The pages answer 303 to /login; anything
    else 401.
 3. **State-changing requests** (any method but GET/HEAD/OPTIONS, login included) must be
    ``Content-Type: application/json`` (415 otherwise: a cross-site form or a no-cors fetch cannot
@@ -50,6 +50,7 @@ PUBLIC = frozenset({("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")})
 PUBLIC_STATIC = frozenset({"/static/login.js", "/static/style.css"})
 # The visitors' short links (infra.links): a link is its own credential, checked by its handler.
 PUBLIC_PREFIXES = ("/v/",)
+PAGES = frozenset({"/", "/mirror"})  # pages a browser opens: sent to the login page, not answered 401
 LOGIN = ("POST", "/login")
 # Request bodies: before login only a password fits; after it, settings console_max_body_bytes.
 LOGIN_MAX_BODY = 4096
@@ -323,7 +324,7 @@ class Guard:
             return how
         scope["booth.login"] = how
         if not how and not public:
-            if method in SAFE_METHODS and path == "/":
+            if method in SAFE_METHODS and path in PAGES:
                 return 303, "log in first", [(b"location", b"/login")]
             return 401, "log in first (POST /login, or Authorization: Bearer)", [(b"www-authenticate", b"Bearer")]
         if (method, path) == LOGIN and not how:

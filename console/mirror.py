@@ -14,18 +14,25 @@ console restarting) reconnects by itself.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from infra.settings import Settings
-from processors.mirror import MirrorFeed, load_mirror
 from schemas import InvalidId, validate_id
 
 BOUNDARY = "mirrorframe"
+
+
+def _renderer() -> Any:
+    """processors.mirror, imported when a mirror starts: it brings torch and the trainer, which
+    the console needs for nothing else (and which lie outside the type-checked packages)."""
+    return importlib.import_module("processors.mirror")
 
 
 class MirrorError(Exception):
@@ -37,12 +44,13 @@ class MirrorError(Exception):
 class Mirrors:
     """One running mirror per camera, started on demand."""
 
-    def __init__(self, settings: Settings, factory: Callable = load_mirror, **options):
+    def __init__(self, settings: Settings, factory: Callable | None = None, **options):
         self.settings, self.factory, self.options = settings, factory, options
-        self._feeds: dict[str, MirrorFeed] = {}
+        self._feeds: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, camera: str, reference: str | None) -> MirrorFeed:
+    def get(self, camera: str, reference: str | None) -> Any:
+        """The camera's running processors.mirror.MirrorFeed of `reference`'s dancer."""
         name = reference or self.settings.default_reference
         if not name:
             raise MirrorError(400, "name the reference dancer: ?reference=NAME (or set default_reference)")
@@ -56,12 +64,12 @@ class Mirrors:
             if feed is not None and feed.mirror.ref.name == name:
                 return feed
             try:
-                mirror = self.factory(self.settings, camera, name, **self.options)
+                mirror = (self.factory or _renderer().load_mirror)(self.settings, camera, name, **self.options)
             except FileNotFoundError as exc:
                 raise MirrorError(404, str(exc)) from None
             if feed is not None:
                 feed.stop()
-            self._feeds[camera] = feed = MirrorFeed(self.settings, mirror).start()
+            self._feeds[camera] = feed = _renderer().MirrorFeed(self.settings, mirror).start()
             return feed
 
     def stop(self) -> None:
@@ -71,7 +79,7 @@ class Mirrors:
             self._feeds.clear()
 
 
-def _feed(request: Request) -> MirrorFeed:
+def _feed(request: Request) -> Any:
     mirrors: Mirrors = request.app.state.mirrors
     return mirrors.get(request.path_params["camera"], request.query_params.get("reference"))
 
