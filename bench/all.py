@@ -22,6 +22,7 @@ BENCHMARKS = (
     "bench_warmstart",
     "bench_group",
     "bench_load",
+    "bench_mirror",
 )
 
 

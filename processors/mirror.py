@@ -332,7 +332,8 @@ def load_mirror(settings, camera: str, reference: str, **options) -> Mirror:
     from trainer.references.generator import NoGenerator, load_dancer
 
     try:
-        dancer = load_dancer(settings, reference, threads=options.pop("threads", None))
+        # One torch thread: beside the pose stage on two cores, more threads only contend (bench_mirror).
+        dancer = load_dancer(settings, reference, threads=options.pop("threads", 1))
         return Mirror(camera, dancer.ref, dancer, **options)
     except NoGenerator as exc:
         options.pop("threads", None)

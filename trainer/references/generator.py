@@ -39,7 +39,11 @@ GENERATOR_FILE = "generator.pt"
 FIGURES_FILE = "generator.json"
 PICTURE_FILE = "generator.png"
 CAMERA = "reference"  # the one "camera" of a reference's training set
-DEFAULT_SIZE = 128  # the generator's side: what a 2-core booth renders live (bench/bench_mirror.py)
+# The generator's side and first layer's width: what a 2-core booth renders live beside its pose
+# stage (bench/bench_mirror.py: 128 px at width 16 on one torch thread is the largest that kept
+# 15 frames/s and a 200 ms p95 there; width 32 halves the rate).
+DEFAULT_SIZE = 128
+DEFAULT_NGF = 16
 DEFAULT_MAX_FRAMES = 600  # frames decoded for training, spread over the clip (memory, not quality)
 
 
@@ -99,7 +103,7 @@ def train_generator(
     budget_s: float = 600.0,
     device: str | None = None,
     size: int = DEFAULT_SIZE,
-    ngf: int | None = None,
+    ngf: int | None = DEFAULT_NGF,
     max_frames: int = DEFAULT_MAX_FRAMES,
     progress: Callable[[int, int, dict, float], None] | None = None,
     progress_bar: bool = False,
@@ -180,7 +184,7 @@ def generator_info(settings: Settings, name: str, version: int, store: ObjectSto
     return None if data is None else json.loads(data)
 
 
-def load_dancer(settings: Settings, name: str, device: str = "cpu", threads: int | None = None) -> DancerGenerator:
+def load_dancer(settings: Settings, name: str, device: str = "cpu", threads: int | None = 1) -> DancerGenerator:
     """The latest version of reference `name` with its dancer's generator; NoGenerator without one."""
     from trainer.pix2pix.checkpoint import load_generator
     from trainer.references import load_reference_version
