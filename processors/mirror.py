@@ -392,3 +392,35 @@ class MirrorFeed:
             finally:
                 if consumer is not None:
                     consumer.close()
+
+
+def replay(mirror: Mirror, poses: list, walls: list[float], seconds: float = 3.0) -> list[MirrorFrame]:
+    """Offer recorded poses (each [17, 3] or None) to a running-free mirror at their own pace, for at
+    most `seconds`, as if live (their capture times shifted to now); the frames it rendered.
+    The demo shows the mirror this way on its own clip."""
+    if not poses:
+        return []
+    stop = threading.Event()
+    renderer = threading.Thread(target=mirror.run_renderer, args=(stop,), name="mirror-replay", daemon=True)
+    renderer.start()
+    frames: list[MirrorFrame] = []
+    shown = 0
+    t0, w0 = time.time(), walls[0]
+    try:
+        for pose, wall in zip(poses, walls):
+            due = t0 + (wall - w0)
+            if due - t0 > seconds:
+                break
+            while time.time() < due:  # collect what was rendered while waiting for the pose's time
+                frame = mirror.wait(shown, max(0.0, due - time.time()))
+                if frame is not None and frame.number > shown:
+                    shown = frame.number
+                    frames.append(frame)
+            mirror.offer(pose, time.time())
+        frame = mirror.wait(shown, 0.5)
+        if frame is not None and frame.number > shown:
+            frames.append(frame)
+    finally:
+        stop.set()
+        renderer.join(2)
+    return frames

@@ -4,6 +4,8 @@ who leaves is held then idles, and a reference without a generator shows the ske
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -152,3 +154,18 @@ def test_with_a_generator_the_dancer_is_rendered_by_it():
     diff = np.abs(_decode(frame.jpeg).astype(int) - _decode(skeleton.step(timeout=0).jpeg).astype(int))
     assert diff.mean() > 10
     assert mirror.state()["generator"] is True and mirror.state()["message"] == ""
+
+
+def test_a_recorded_dance_replays_through_the_mirror_at_its_own_pace():
+    from processors.mirror import replay
+
+    mirror = Mirror("cam0", _reference(), None, width=160)
+    walls = [100.0 + k / 10 for k in range(30)]  # 3 s of poses at 10 a second
+    poses = [_visitor(dx=k, frame=k) for k in range(29)] + [None]
+    started = time.monotonic()
+    frames = replay(mirror, poses, walls, seconds=1.0)
+    took = time.monotonic() - started
+    assert 0.9 <= took < 2.5  # paced: about a second of the recording, not all 3 s, not at once
+    assert 5 <= len(frames) <= 12 and [f.number for f in frames] == sorted({f.number for f in frames})
+    assert all(f.mode == "skeleton" and f.delay_s is not None and f.delay_s < 0.5 for f in frames)
+    assert replay(mirror, [], [], 1.0) == []
