@@ -69,31 +69,41 @@ def _framing(size: int, src_size: tuple[int, int]):
 
 def reference_training_set(store: ObjectStore, ref, size: int, max_frames: int = DEFAULT_MAX_FRAMES):
     """(TrainingSet of the reference's usable frames, spread over the clip, the frame indices used)."""
-    from trainer.dance import reference_frames
     from trainer.dataset import DatasetError, TrainingSet
+    from trainer.references.video import read_frames
 
     usable = np.flatnonzero(np.asarray(ref.usable, bool))
     if len(usable) < 4:
         raise DatasetError(f"reference {ref.name} v{ref.version} has {len(usable)} usable poses: too few to train on")
     picked = usable[np.unique(np.linspace(0, len(usable) - 1, min(max_frames, len(usable))).round().astype(int))]
+    key = (ref.meta.get("source") or {}).get("key")
+    video = store.get(key) if key else None
+    if video is None or key is None:
+        raise DatasetError(f"reference {ref.name} v{ref.version}: its source video is not in the store")
+    wanted, frames, seen = set(picked.tolist()), {}, 0
     with tempfile.TemporaryDirectory(prefix="booth-reference-") as tmp:
-        frames = reference_frames(store, ref, len(ref.poses), Path(tmp))
-    if frames is None:
+        path = Path(tmp) / ("source." + key.rsplit(".", 1)[-1])
+        path.write_bytes(video)
+        for i, (rgb, _t) in enumerate(read_frames(path)):  # streamed: a long reference never sits in memory
+            seen = i + 1
+            if i in wanted:
+                frames[i] = rgb
+    if seen != len(ref.poses):
         raise DatasetError(
-            f"reference {ref.name} v{ref.version}: its source video is missing or does not match its poses"
+            f"reference {ref.name} v{ref.version}: its video has {seen} frames for {len(ref.poses)} poses"
         )
     n = len(picked)
     # The whole-frame framing draws pose maps itself in the "pose" representation: the stored maps
     # are never read, so one shared blank stands for all of them (it only says the maps' side).
     blank = np.broadcast_to(np.zeros((1, size, size, 3), np.uint8), (n, size, size, 3))
-    data = TrainingSet(
+    dataset = TrainingSet(
         [frames[i] for i in picked],
         blank,
         np.asarray(ref.poses[picked], np.float32),
         np.array([CAMERA] * n),
         picked.astype(np.int64),
     )
-    return data, picked
+    return dataset, picked
 
 
 def train_generator(
