@@ -254,7 +254,7 @@ class Mirror:
         if gone_since is not None and now - gone_since < self.hold_s:
             return None  # the last frame stays on the screen: holding
         self._idle = True
-        rgb, _mode = self._draw(self.rest, "waiting for a dancer")
+        rgb, _mode = self._draw(self.rest, "waiting for a visitor")
         return self._publish(rgb, "idle", None)
 
     # --- out -----------------------------------------------------------------------------------
