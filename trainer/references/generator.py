@@ -40,8 +40,9 @@ FIGURES_FILE = "generator.json"
 PICTURE_FILE = "generator.png"
 CAMERA = "reference"  # the one "camera" of a reference's training set
 # The generator's side and first layer's width: what a 2-core booth renders live beside its pose
-# stage (bench/bench_mirror.py: 128 px at width 16 on one torch thread is the largest that kept
-# 15 frames/s and a 200 ms p95 there; width 32 halves the rate).
+# stage (bench/bench_mirror.py: at 128 px and width 16, camera, pose stage and mirror take 44-49 ms
+# of CPU per rendered frame, so 15 frames/s needs about 0.7 of the two cores; width 32 costs half
+# as much again, 256 px twice as much).
 DEFAULT_SIZE = 128
 DEFAULT_NGF = 16
 DEFAULT_MAX_FRAMES = 600  # frames decoded for training, spread over the clip (memory, not quality)
