@@ -7,8 +7,9 @@
 
 Both take ?reference=NAME (default: the default_reference setting). A camera's mirror starts on
 its first request and runs until the console stops; asking for another reference replaces it.
-Behind the console's login like everything else (console.auth). A page that loses its stream (the
-console restarting) reconnects by itself.
+Behind the console's login like everything else (console.auth). A page reopens its stream when it
+breaks, when the console answers again after a restart, and when the camera's mirror was
+restarted (its state names the feed that serves it).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ async def state(request: Request) -> Response:
         feed = await run_in_threadpool(_feed, request)
     except MirrorError as exc:
         return JSONResponse({"error": exc.message}, exc.status)
-    return JSONResponse({**feed.mirror.state(), "reader_error": feed.last_error}, headers={"Cache-Control": "no-store"})
+    body = {**feed.mirror.state(), "feed": feed.id, "reader_error": feed.last_error}
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
 async def stream(request: Request) -> Response:
@@ -108,7 +110,8 @@ async def stream(request: Request) -> Response:
     async def parts():
         shown = 0
         first = mirror.latest()  # what is on the screen now (the held or idle frame), at once
-        while not await request.is_disconnected():
+        # Ends with its feed (a mirror restarted or replaced): the page sees the new feed's id and reopens.
+        while not feed.stopped and not await request.is_disconnected():
             frame = first or await run_in_threadpool(mirror.wait, shown, 1.0)
             first = None
             if frame is None or frame.number <= shown:

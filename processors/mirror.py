@@ -344,7 +344,10 @@ class MirrorFeed:
     """A Mirror fed from the smoothed-pose topic, with its reader and renderer threads."""
 
     def __init__(self, settings, mirror: Mirror, retry_s: float = 2.0):
+        import uuid
+
         self.settings, self.mirror, self.retry_s = settings, mirror, retry_s
+        self.id = uuid.uuid4().hex[:12]  # a page whose stream came from another feed reopens it
         self.last_error: str | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -356,6 +359,10 @@ class MirrorFeed:
             t.start()
             self._threads.append(t)
         return self
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()

@@ -61,7 +61,8 @@ def _first_part(http, url: str) -> tuple[dict, bytes]:
 def test_the_mirror_page_streams_the_dancer_behind_the_login_and_reconnects(settings, tmp_path):
     _add_reference(settings, tmp_path)
     settings = console_settings(settings, default_reference="solo")
-    with serve(create_app(settings, targets={})) as base, httpx.Client(timeout=10) as http:
+    app = create_app(settings, targets={})
+    with serve(app) as base, httpx.Client(timeout=10) as http:
         # Not logged in: neither the page nor the stream nor the figures.
         assert http.get(f"{base}/mirror", follow_redirects=False).status_code == 303
         assert http.get(f"{base}/api/mirror/cam0/state").status_code == 401
@@ -101,6 +102,12 @@ def test_the_mirror_page_streams_the_dancer_behind_the_login_and_reconnects(sett
 
         assert REGISTRY.get_sample_value("booth_mirror_frames_total", {"camera": "cam0"}) >= 2
         assert REGISTRY.get_sample_value("booth_mirror_generator", {"camera": "cam0"}) == 0
+
+        # The camera's mirror restarted: its stream ends, and the state names the new feed, which
+        # is how the page knows to reopen its stream.
+        feed = state["feed"]
+        app.state.mirrors.stop()
+        assert http.get(f"{base}/api/mirror/cam0/state").json()["feed"] != feed
 
     # The console restarted: the page's stream is served again (mirror.js reconnects on its own).
     with serve(create_app(settings, targets={})) as base, httpx.Client(timeout=10) as http:

@@ -21,6 +21,7 @@
   const base = "/api/mirror/" + encodeURIComponent(camera);
   let retry = null;
   let lost = false;
+  let feed = null;  // the mirror feed the stream was opened on: another one means a restarted mirror
 
   function connect() {
     if (retry !== null) clearTimeout(retry);
@@ -46,7 +47,8 @@
       text("s-fps", s.fps.toFixed(1) + " frames/s");
       text("s-delay", s.delay_ms_p50 === null ? "–" : s.delay_ms_p50 + " / " + s.delay_ms_p95 + " ms");
       text("s-dropped", s.superseded + " / " + s.stale);
-      if (lost) { lost = false; connect(); }  // the server is back: a stream cut by its restart is opened again
+      if (lost || (feed !== null && s.feed !== feed)) { lost = false; connect(); }  // back, or restarted: reopen
+      feed = s.feed;
     } catch (e) {
       lost = true;
       reconnect();
