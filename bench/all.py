@@ -24,6 +24,7 @@ BENCHMARKS = (
     "bench_group",
     "bench_load",
     "bench_guided",
+    "bench_mirror",
 )
 
 

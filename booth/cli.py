@@ -737,6 +737,21 @@ def models(ctx, install, source):
     default=None,
     help="The trainer's conditioning (default: its default, warp; the face residual needs pose).",
 )
+@click.option(
+    "--mirror-seconds",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="The live mirror on the visitor's poses at the end, seconds (0: none).",
+)
+@click.option(
+    "--mirror-budget",
+    "mirror_budget_s",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds to train the reference dancer's generator for the mirror (0: it shows the skeleton).",
+)
 @click.pass_context
 def demo(
     ctx,
@@ -752,6 +767,8 @@ def demo(
     temporal,
     face,
     conditioning,
+    mirror_seconds,
+    mirror_budget_s,
 ):
     """Run one whole booth session end to end on the embedded stack and print the rendition link."""
     from booth.demo import Demo, DemoOptions
@@ -774,6 +791,8 @@ def demo(
             base=not no_base,
             base_budget_s=base_budget_s,
             base_photos=tuple(base_photos),
+            mirror_seconds=mirror_seconds,
+            mirror_budget_s=mirror_budget_s,
         ),
         state,
         echo=click.echo,
@@ -791,6 +810,7 @@ def demo(
         ("rendition.mp4", "the fine-tuned video, final version"),
         ("oneshot.mp4", "version 1, made before any training"),
         ("side-by-side.mp4", "the reference dance beside the rendition"),
+        ("mirror.mp4", "the live mirror: the reference dancer following the visitor"),
     ):
         if (files / name).is_file():
             click.echo(f"  {files / name}  ({what})")

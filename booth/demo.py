@@ -61,6 +61,8 @@ class DemoOptions:
     base_budget_s: float = 90.0
     base_photos: tuple[Path, ...] = ()
     base_frames: int = 90
+    mirror_seconds: float = 3.0  # the live mirror on the visitor's poses at the end (0: none)
+    mirror_budget_s: float = 0.0  # training of the reference dancer's generator for it (0: the skeleton)
 
 
 @dataclass
@@ -268,7 +270,47 @@ class Demo:
         )
         rows = self._summary(session, summary, rendition)
         rows["files"] = str(self._download(session))
+        rows.update(self._mirror(Path(rows["files"])))
         return rows
+
+    # --- the live mirror ------------------------------------------------------------------------
+    def _mirror(self, out: Path) -> dict:
+        """The live mirror for a few seconds on the visitor's own poses, as the booth screen shows
+        it while a visitor warms up: mirror.mp4 and its figures. The dancer's generator when one is
+        trained (--mirror-budget), else the skeleton."""
+        import cv2
+
+        from trainer.mirror import load_mirror, replay
+        from trainer.references.video import write_mp4
+
+        o = self.o
+        if o.mirror_seconds <= 0 or not self.visitor:
+            return {}
+        if o.mirror_budget_s > 0:
+            from trainer.references.generator import train_generator
+
+            self.echo(f"training the reference dancer's generator for the mirror ({o.mirror_budget_s:.0f} s) ...")
+            train_generator(self.settings, "demo-dance", budget_s=o.mirror_budget_s, size=64)
+        mirror = load_mirror(self.settings, "cam0", "demo-dance", width=320)
+        self.echo(f"the live mirror: the reference dancer follows the visitor for {o.mirror_seconds:.0f} s ...")
+        poses, walls = zip(*sorted(self.visitor, key=lambda pw: pw[1]))
+        frames = replay(mirror, list(poses), list(walls), o.mirror_seconds)
+        if frames:
+            images = [
+                cv2.cvtColor(cv2.imdecode(np.frombuffer(f.jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                for f in frames
+            ]
+            write_mp4(out / "mirror.mp4", images, max(1.0, mirror.fps(window_s=o.mirror_seconds + 1) or 15.0))
+        st = mirror.state()
+        what = "the dancer's generator" if st["generator"] else "the skeleton (no dancer's generator: --mirror-budget)"
+        return {
+            "mirror": f"{len(frames)} frames of {what}",
+            "mirror rate / render delay p50, p95": f"{st['fps']:.1f} frames/s / {_fmt(st['delay_ms_p50'])}, "
+            f"{_fmt(st['delay_ms_p95'])} ms",
+            "mirror poses offered / dropped (superseded, stale)": (
+                f"{st['offered']} / {st['superseded']}, {st['stale']}"
+            ),
+        }
 
     # --- models -------------------------------------------------------------------------------
     def _ensure_models(self) -> str:
@@ -455,6 +497,8 @@ class Demo:
         topics = (s.topic_poses, s.topic_smoothed, s.topic_datasets, s.topic_training, s.topic_renditions)
         consumer = kafka.consumer(s, *topics, group_id=None)
         self.counts = {"poses": 0, "smoothed": 0, "with_person": 0}
+        # The visitor's smoothed poses (main person or None, wall time): the mirror replays them.
+        self.visitor: list = []
         self.progress_last: TrainingProgress | None = None
         self.ready: DatasetReady | None = None
         self.oneshot: Rendition | None = None
@@ -477,6 +521,9 @@ class Demo:
                                 if self.ready is None:
                                     status.show("waiting for the dataset", f"{self.counts['poses']} poses")
                             elif isinstance(message, SmoothedPose):
+                                from trainer.mirror import main_person
+
+                                self.visitor.append((main_person(message), message.wall_time))
                                 self.counts["smoothed"] += 1
                                 self.counts["with_person"] += bool(message.persons)
                             elif isinstance(message, DatasetReady):

@@ -12,6 +12,8 @@
                                          {"session"?, "cameras": [...], "reference"?, "note"?, "consent"?: bool}
     POST /api/sessions/<session>/end     end it: {"abort"?: bool, "note"?}
     GET  /api/sessions/<session>/qr.svg  the visitor's short link (infra.links) as a QR code (also qr.png)
+    GET  /mirror                         the live mirror (console.mirror): the reference dancer moving as a
+                                         camera's visitor moves; /api/mirror/<camera>.mjpeg and /state
     GET  /v/<token>                      a visitor's short link: 302 to a fresh presigned link to the
                                          video while it is kept, 404 once it is gone (no login)
     GET  /api/references                 the reference dances to pick from
@@ -49,6 +51,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from console import mirror
 from console.auth import (
     COOKIE,
     DISPLAY_COOKIE,
@@ -601,6 +604,7 @@ def create_app(
     status_feed: StatusFeed | None = None,
     event_interval_s: float = 1.0,
     display_interval_s: float = 0.1,
+    mirror_options: dict | None = None,
 ) -> Starlette:
     """The console for ``settings``' topics; ``targets`` are the /metrics URLs (default: every component's).
 
@@ -618,6 +622,7 @@ def create_app(
             await run_in_threadpool(hub.preview.stop)
             await run_in_threadpool(hub.status.stop)
             await run_in_threadpool(hub.close)
+            await run_in_threadpool(app.state.mirrors.stop)
 
     routes = [
         Route("/healthz", health),
@@ -632,6 +637,9 @@ def create_app(
         Route("/api/sessions/{session}/end", end_session, methods=["POST"]),
         Route("/api/sessions/{session}/qr.svg", qr_code_svg),
         Route("/api/sessions/{session}/qr.png", qr_code_png),
+        Route("/mirror", mirror.page),
+        Route("/api/mirror/{camera}.mjpeg", mirror.stream),
+        Route("/api/mirror/{camera}/state", mirror.state),
         Route("/v/{token}", shared_video),
         Route("/api/references", references),
         Route("/api/references/{name}/dance.json", dance),
@@ -662,6 +670,7 @@ def create_app(
         exception_handlers={ApiError: _api_error, HTTPException: _http_error},  # type: ignore[dict-item]
     )
     app.state.hub = hub
+    app.state.mirrors = mirror.Mirrors(settings, **(mirror_options or {}))
     app.state.store = ObjectStore(settings)
     app.state.console_password = password
     app.state.guard_logins = logins

@@ -6,7 +6,7 @@ One ASGI middleware (`Guard`) in front of every route, in this order:
    DNS-rebound name (an attacker's domain resolving to this machine) reaches nothing.
 2. **Login** for everything but the health check, the login page and its two static files. A
    request is logged in with the signed cookie `POST /login` sets, or with
-   ``Authorization: Bearer <password>`` (scripts). The page answers 303 to /login; anything
+   ``Authorization: Bearer <password>`` (scripts). The pages answer 303 to /login; anything
    else 401.
    A display token (`DisplayTokens`, issued by the operator) opens the booth display's read-only
    paths and nothing else (403); presented as ``/display?token=`` once, then as its cookie; a
@@ -53,6 +53,7 @@ PUBLIC = frozenset({("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")})
 PUBLIC_STATIC = frozenset({"/static/login.js", "/static/style.css"})
 # The visitors' short links (infra.links): a link is its own credential, checked by its handler.
 PUBLIC_PREFIXES = ("/v/",)
+PAGES = frozenset({"/", "/display", "/mirror"})  # pages a browser opens: sent to the login page, not answered 401
 LOGIN = ("POST", "/login")
 # Request bodies: before login only a password fits; after it, settings console_max_body_bytes.
 LOGIN_MAX_BODY = 4096
@@ -411,7 +412,7 @@ class Guard:
         if how == "display" and not display_path(method, path):
             return 403, "a display token opens the booth display only", []
         if not how and not public:
-            if method in SAFE_METHODS and path in ("/", "/display"):
+            if method in SAFE_METHODS and path in PAGES:
                 return 303, "log in first", [(b"location", b"/login")]
             return 401, "log in first (POST /login, or Authorization: Bearer)", [(b"www-authenticate", b"Bearer")]
         if (method, path) == LOGIN and not how:

@@ -275,5 +275,18 @@ def reference_source_key(name: str, suffix: str) -> str:
 
 
 REFERENCE_FILES = frozenset(
-    {"poses.npz", "raw.npz", "glitches.csv", "preview.mp4", "meta.json", "corrections.csv", "parts.npz", "dancers.npz"}
+    {
+        "poses.npz",
+        "raw.npz",
+        "glitches.csv",
+        "preview.mp4",
+        "meta.json",
+        "corrections.csv",
+        "parts.npz",
+        "dancers.npz",
+        # the dancer's generator (trainer.references.generator)
+        "generator.pt",
+        "generator.json",
+        "generator.png",
+    }
 )

@@ -61,6 +61,11 @@ def test_demo_runs_a_whole_session_warm_started_and_a_second_run_reuses_the_base
     # The default generator reads the visitor's own pixels warped to each pose (their face with
     # them: no face residual, which is the pose-map generator's).
     assert metrics["conditioning"] == "warp" and metrics["face"] is False and metrics["temporal"] is False
+    # The live mirror for a few seconds on the visitor's own poses: the skeleton (no generator of
+    # the dancer was trained), its frames kept and its figures printed.
+    assert "mirror.mp4  (the live mirror" in out and "of the skeleton" in out
+    assert count_frames(results / "mirror.mp4") >= 10
+    assert "mirror rate / render delay p50, p95" in out
     # Everything the demo started is stopped again.
     assert not (tmp_path / "demo" / "stack.json").exists()
 

@@ -269,6 +269,47 @@ def reference_correct(ctx, name, file, mode):
     _report(meta)
 
 
+@reference.command("train")
+@click.argument("name")
+@click.option("--budget", default=600.0, show_default=True, type=click.FloatRange(1), help="Training seconds.")
+@click.option("--device", default=None, help="Torch device (default: cuda where there is one, else cpu).")
+@click.option(
+    "--size",
+    default=128,
+    show_default=True,
+    type=click.Choice(["32", "64", "128", "256", "512"]),
+    help="The generator's side in pixels: the live mirror renders it once per pose.",
+)
+@click.option(
+    "--ngf",
+    type=click.IntRange(4, 128),
+    default=16,
+    show_default=True,
+    help="The generator's first layer's width (a session's is 32; the mirror renders 16 twice as fast).",
+)
+@click.pass_context
+def reference_train(ctx, name, budget, device, size, ngf):
+    """Train a generator of reference NAME's dancer (pose map -> the dancer) on its own frames;
+    run again to train it on from where it stopped."""
+    from schemas import InvalidId
+    from trainer.dataset import DatasetError
+    from trainer.references.generator import train_generator
+
+    try:
+        info = train_generator(
+            _settings(ctx), name, budget_s=budget, device=device, size=int(size), ngf=ngf, progress_bar=True
+        )
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    except (ValueError, FileNotFoundError, DatasetError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    figures = ", ".join(f"{k} {info[k]:.3f}" for k in ("box_ssim", "box_psnr", "ssim", "psnr") if k in info)
+    click.echo(
+        f"{name} v{info['version']}: generator {info['size']}px after {info['steps']} steps "
+        f"({info['train_seconds']:.0f} s on {info['device']}, {info['trained_on']} frames); held out: {figures}"
+    )
+
+
 @reference.command("list")
 @click.pass_context
 def reference_list(ctx):

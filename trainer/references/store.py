@@ -295,8 +295,8 @@ def add_reference(
     representation "parts" or "pose+parts" also segments every frame (segmenter: anything with
     segment(rgb) -> vision.parts.PartsResult; default the settings' models) and stores the
     main person's part maps (parts.npz), which sessions assembled in those representations need.
-    people > 1 keeps up to that many dancers (trainer.references.dancers; the PoseNet backend
-    unless another is named), dancer 0 (the leftmost at the start) in poses.npz.
+    people > 1 keeps up to that many dancers, the ones who dance (trainer.references.dancers; the
+    PoseNet backend unless another is named), dancer 0 (the leftmost at the start) in poses.npz.
     """
     validate_id(name, "reference name")
     check_representation(representation)
@@ -528,6 +528,16 @@ def load_reference(
     return ref.poses, ref.times, ref.src_size
 
 
+def _generator_summary(store: ObjectStore, name: str, version: int) -> str:
+    """What `booth reference list` says of the version's dancer generator."""
+    data = store.get(layout.reference_file_key(name, version, "generator.json"))
+    if data is None:
+        return "none"
+    info = json.loads(data)
+    ssim = info.get("box_ssim")
+    return f"{info['size']}px, {info['steps']} steps" + (f", box SSIM {ssim:.2f}" if ssim is not None else "")
+
+
 def list_references(settings: Settings) -> list[dict]:
     store = ObjectStore(settings)
     rows = []
@@ -548,6 +558,7 @@ def list_references(settings: Settings) -> list[dict]:
                 "glitches": meta["glitches"],
                 "usable_frames": meta["usable_frames"],
                 "corrections": meta["corrections"],
+                "generator": _generator_summary(store, name, version),
             }
         )
     return rows
