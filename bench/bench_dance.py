@@ -1,9 +1,10 @@
 """The generators judged on the dance they render and on held-out poses the session never showed,
-side by side: one-shot, pose-map GAN and warp-conditioned GAN.
+side by side: one-shot, pose-map GAN, warp-conditioned GAN and warp + reliability maps.
 
     .venv/bin/python -m bench.bench_dance                 # 90 s of training per GAN arm and session
     .venv/bin/python -m bench.bench_dance --budget 300    # the trainer's CPU budget (~25 minutes)
     .venv/bin/python -m bench.bench_dance --quick         # 30 s per arm: a smoke run
+    .venv/bin/python -m bench.bench_dance --sessions footage --arms pose warp-reliable
 
 Sessions (no synthetic session made by the part warper chooses here, since the warp arm is made
 of that warper and would be rewarded for matching its own output):
@@ -22,7 +23,9 @@ default) and "tail" (the last frames, as before), each with a half-second gap. A
   drew these poses perfectly would score with this judge on this footage;
 * oneshot: trainer.oneshot (views chosen among the training frames, parts warped, no training);
 * pose: the generator reads the facing pose map (trainer.framing.PersonCentred);
-* warp: it also reads the visitor warped part by part to the pose (trainer.warp_framing).
+* warp: it also reads the visitor warped part by part to the pose (trainer.warp_framing);
+* warp-reliable: and maps of where that warp is unreliable (trainer.warp_reliability: parts
+  never seen, bones far from the source's, another facing).
 
 The GAN arms train for the same seconds of steps, alternately in 10 s slices (bench.bench_person),
 on a 256 px crop, batch 1, as the trainer does on a CPU.
@@ -57,6 +60,7 @@ from trainer.pix2pix.evaluate import video_quality
 
 DANCE_HALF = 48  # frames of the dance in each facing
 DRAWN_BY = "blazepose"  # bench.footage and the demo's clip take their poses from BlazePose
+ARMS = ("pose", "warp", "warp-reliable")  # the GAN arms (trainer.warp_framing.CONDITIONINGS)
 
 COLUMNS = [
     ("session", "session", ""),
@@ -149,10 +153,12 @@ def judge(name: str, arm: str, dance: np.ndarray, frames, models_dir, out_dir: P
     return result.figures
 
 
-def run_session(name: str, session: Session, budget: float, models_dir, out_dir: Path) -> list[dict]:
+def run_session(
+    name: str, session: Session, budget: float, models_dir, out_dir: Path, kinds: tuple[str, ...] = ARMS
+) -> list[dict]:
     from trainer.evaluation import held_out_frames
     from trainer.oneshot import choose_views, oneshot_frames
-    from trainer.warp_framing import WarpConditioned
+    from trainer.warp_framing import warp_framing
     from vision.warp import PartWarper
 
     t0 = time.perf_counter()
@@ -171,7 +177,10 @@ def run_session(name: str, session: Session, budget: float, models_dir, out_dir:
     candidates = np.flatnonzero(train)
     views, _chosen = choose_views(data, candidates, lambda i: p.masks[i])
     warper = PartWarper(views)
-    arms = {"pose": p.person, "warp": WarpConditioned.from_person(p.person, data, train, p.masks)}
+    arms = {
+        kind: p.person if kind == "pose" else warp_framing(kind).from_person(p.person, data, train, p.masks)
+        for kind in kinds
+    }
     trainers = {arm: trainer_for(framing, p) for arm, framing in arms.items()}
     train_alternately(trainers, budget)
 
@@ -208,6 +217,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="30 s per GAN arm")
     ap.add_argument("--budget", type=float, help="seconds of training per GAN arm and session (default 90)")
     ap.add_argument("--sessions", nargs="+", default=["footage", "demo"], help="footage, demo, or video files")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS, help="the GAN arms (default: all)")
     args = ap.parse_args()
     budget = args.budget or (30.0 if args.quick else 90.0)
     torch.manual_seed(0)
@@ -218,17 +228,20 @@ def main() -> None:
     rows: list[dict] = []
     for name in args.sessions:
         session = demo_session() if name == "demo" else load(name, models_dir, out_dir.parent / "oneshot")
-        rows += run_session(Path(name).stem, session, budget, models_dir, out_dir)
+        rows += run_session(Path(name).stem, session, budget, models_dir, out_dir, tuple(args.arms))
     print("\nthe dance (judged by MoveNet on every frame) and held-out person boxes, at the camera's resolution:")
     _table(rows, COLUMNS)
     for name in {r["session"] for r in rows}:
         arm = {r["arm"]: r for r in rows if r["session"] == name}
         arms = [r for r in arm.values() if r["arm"] != "real"]
         best = min(arms, key=lambda r: np.nan_to_num(r["dance_limb_error"], nan=9.0))
-        ratio = arm["warp"]["dance_limb_error"] / max(arm["pose"]["dance_limb_error"], 1e-9)
+        ratios = "".join(
+            f"{a}/pose limb error {arm[a]['dance_limb_error'] / max(arm['pose']['dance_limb_error'], 1e-9):.2f}x; "
+            for a in ARMS[1:]
+            if a in arm and "pose" in arm
+        )
         print(
-            f"{name}: lowest dance limb error: {best['arm']} ({best['dance_limb_error']:.3f}); "
-            f"warp/pose limb error {ratio:.2f}x; "
+            f"{name}: lowest dance limb error: {best['arm']} ({best['dance_limb_error']:.3f}); {ratios}"
             f"target < 0.10 and facing >= 0.9; the real frames themselves: {arm['real']['dance_limb_error']:.3f}, "
             f"facing {arm['real']['dance_facing_agreement']:.2f}"
         )

@@ -436,11 +436,12 @@ def process(ctx, backend, threads, max_people, loglevel):
 )
 @click.option(
     "--conditioning",
-    type=click.Choice(["pose", "warp"]),
+    type=click.Choice(["pose", "warp", "warp-reliable"]),
     default=None,
     help="What the person-centred generator reads: the pose map, or also the visitor's own pixels warped part by "
-    "part to the pose (trainer/warp_framing.py). Default: the session's manifest (booth assemble --conditioning), "
-    "else warp (pose with --temporal, which only the pose map combines with).",
+    "part to the pose (trainer/warp_framing.py), with warp-reliable also maps of where that warp is unreliable "
+    "(parts never seen, bones far from the source's, another facing). Default: the session's manifest "
+    "(booth assemble --conditioning), else warp (pose with --temporal, which only the pose map combines with).",
 )
 @click.option(
     "--holdout",
@@ -556,7 +557,7 @@ def base() -> None:
 )
 @click.option(
     "--conditioning",
-    type=click.Choice(["pose", "warp"]),
+    type=click.Choice(["pose", "warp", "warp-reliable"]),
     default=None,
     help="As `booth train --conditioning` (default: the trainer's, warp): a base warm-starts only sessions "
     "that read the same inputs.",
@@ -733,7 +734,7 @@ def models(ctx, install, source):
 @click.option("--face/--no-face", default=None, help="The trainer's face residual option (default: its default).")
 @click.option(
     "--conditioning",
-    type=click.Choice(["pose", "warp"]),
+    type=click.Choice(["pose", "warp", "warp-reliable"]),
     default=None,
     help="The trainer's conditioning (default: its default, warp; the face residual needs pose).",
 )

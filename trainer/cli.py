@@ -92,7 +92,7 @@ _table = print_table
 )
 @click.option(
     "--conditioning",
-    type=click.Choice(["pose", "warp"]),
+    type=click.Choice(["pose", "warp", "warp-reliable"]),
     default=None,
     help="Recorded in the manifest: what the session's generator reads besides the pose map (warp: the visitor "
     "warped part by part to the pose). The trainer follows it unless given --conditioning itself.",

@@ -87,7 +87,8 @@ class TrainerConfig:
     # and loses on every figure; the face residual costs ~4% of a step and sharpens the face box.
     temporal: bool = False
     face: bool = True
-    # The generator reads the pose map ("pose") or also the visitor warped to the pose ("warp");
+    # The generator reads the pose map ("pose") or also the visitor warped to the pose ("warp"), with
+    # maps of where that warp is unreliable ("warp-reliable", trainer.warp_reliability);
     # None: what the session's manifest asks for (the assembler's --conditioning), else "pose".
     conditioning: str | None = None
     reference: str | None = None  # used when the session names none (else settings.default_reference)
@@ -117,8 +118,11 @@ class TrainerConfig:
 
         if self.conditioning is not None and self.conditioning not in CONDITIONINGS:
             raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
-        if self.conditioning == "warp" and self.framing == "whole":
-            raise ValueError("warp conditioning moves the visitor's pixels into the person's crop: use framing person")
+        if self.conditioning not in (None, "pose") and self.framing == "whole":
+            raise ValueError(
+                f"{self.conditioning} conditioning moves the visitor's pixels into the person's crop: "
+                "use framing person"
+            )
         if self.holdout not in SPLITS:
             raise ValueError(f"unknown held-out split {self.holdout!r}; choose one of {', '.join(SPLITS)}")
         if self.person_masks not in KINDS:
@@ -662,11 +666,11 @@ class TrainingJob:
             temporal=cfg.temporal,
             face=face,
         )
-        if conditioning == "warp":
-            from trainer.warp_framing import WarpConditioned
+        if conditioning in ("warp", "warp-reliable"):
+            from trainer.warp_framing import warp_framing
 
             try:
-                framing = WarpConditioned.from_person(framing, data, train, masks)
+                framing = warp_framing(conditioning).from_person(framing, data, train, masks)
             except ValueError as exc:  # no view of the person to warp: the pose map alone
                 self.warnings.append(f"{exc}: the generator reads the pose map alone")
             else:

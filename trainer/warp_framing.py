@@ -15,6 +15,11 @@ A training target is warped from the pool view nearest its pose that is at least
 from it (never its own neighbours: the generator must learn to fix imperfect warps, not to copy);
 other pool views fill the parts that one lacks. Held-out and dance poses use the whole pool, so
 no held-out frame ever serves as a source.
+
+Conditioning "warp-reliable" (ReliableWarp): 10 channels, the 7 above and three maps of where the
+warp is unreliable (trainer.warp_reliability: parts no view showed, bones far from their source's,
+a facing the source does not have), x255, so the network can learn to overrule the warp there and
+follow the pose map. The generator's first guess is still the warped view (RESIDUAL).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from vision.crop import composite, crop_image, uncrop_rgba
 from vision.posemap import render_pose_map
 from vision.warp import PartWarper, SourceView, pose_distance, select_views
 
-CONDITIONINGS = ("pose", "warp")
+CONDITIONINGS = ("pose", "warp", "warp-reliable")
 # Default: warp (README, "Warp-conditioned generation": ahead on every held-out figure, pose error
 # about half). Not combined with the temporal option: a session asked for that reads the pose map.
 DEFAULT_CONDITIONING = "warp"
@@ -45,6 +50,7 @@ def chosen_conditioning(asked: str | None, temporal: bool = False) -> str:
 
 
 CHANNELS = 7
+RELIABLE_CHANNELS = 10  # + unseen, far, facing (trainer.warp_reliability)
 RESIDUAL = 3  # the warped view and its matte: the generator's first guess (NetConfig.residual)
 POOL = 6  # source views per camera
 GAP = 8  # frames between a training target and its source
@@ -56,6 +62,7 @@ class WarpConditioned(PersonCentred):
     conditioning = "warp"
     channels = CHANNELS
     residual = RESIDUAL
+    reliability = False  # ReliableWarp: also the maps of where the warp is unreliable
 
     def __init__(
         self,
@@ -97,21 +104,28 @@ class WarpConditioned(PersonCentred):
         return PartWarper([v for _s, v in ranked])
 
     def warp_input(self, pose: np.ndarray, a: np.ndarray, camera: str, seq: int | None = None) -> np.ndarray:
-        """uint8 [S, S, 7]: pose map, warped source view, its matte."""
+        """uint8 [S, S, channels]: pose map, warped source view, its matte (and with reliability,
+        the unseen, far and facing maps)."""
         plate = self.plates[camera]
-        rgb, alpha, _missing = self.warper(pose, camera, seq).warp(pose, (plate.shape[1], plate.shape[0]))
+        size = (plate.shape[1], plate.shape[0])
+        warper = self.warper(pose, camera, seq)
+        rgb, alpha, _missing = warper.warp(pose, size)
         warped = crop_image(rgb, a, self.size, edge=False)
         matte = crop_image(alpha, a, self.size, edge=False)
         # Straight (not premultiplied) colour: with its matte over the plate it is the one-shot
         # frame, the first guess a residual generator (NetConfig.residual) starts from.
         warped = np.where(matte[..., None] > 1e-3, warped / np.maximum(matte, 1e-3)[..., None], 0.0)
-        return np.dstack(
-            [
-                self.input_map(pose, a),
-                np.clip(np.round(warped), 0, 255).astype(np.uint8),
-                np.clip(np.round(matte * 255), 0, 255).astype(np.uint8),
-            ]
-        )
+        layers = [
+            self.input_map(pose, a),
+            np.clip(np.round(warped), 0, 255).astype(np.uint8),
+            np.clip(np.round(matte * 255), 0, 255).astype(np.uint8),
+        ]
+        if self.reliability:
+            from trainer.warp_reliability import reliability_maps
+
+            maps = crop_image(reliability_maps(warper, pose, size), a, self.size, edge=False)
+            layers.append(np.clip(np.round(maps * 255), 0, 255).astype(np.uint8))
+        return np.dstack(layers)
 
     def training_samples(self, data: TrainingSet, idx: np.ndarray, masks: dict | None = None) -> Sequence:
         """(input, frame, plate, mask) crops as PersonCentred's, the input warped from a pool view
@@ -156,3 +170,20 @@ class WarpConditioned(PersonCentred):
             for t, a, layer, matte in zip(batch, affines, rgb, alpha):
                 person, al = uncrop_rgba(layer, matte * self.window, a, size)
                 yield composite(plate, person, al), render_pose_map(poses[t], size, size, style=self.style)
+
+
+class ReliableWarp(WarpConditioned):
+    """WarpConditioned whose input also says where the warp is unreliable (10 channels)."""
+
+    conditioning = "warp-reliable"
+    channels = RELIABLE_CHANNELS
+    reliability = True
+
+
+def warp_framing(conditioning: str) -> type[WarpConditioned]:
+    """The framing class of a warp conditioning ("warp" or "warp-reliable")."""
+    if conditioning == "warp":
+        return WarpConditioned
+    if conditioning == "warp-reliable":
+        return ReliableWarp
+    raise ValueError(f"{conditioning!r} is not a warp conditioning")

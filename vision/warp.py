@@ -139,6 +139,29 @@ def _bone(p: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     return p[a, :2], p[b, :2] + reach * (p[b, :2] - p[a, :2])
 
 
+def part_region(pose: np.ndarray, name: str, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [H, W] (255 inside) of where part `name` of `pose` lies on a frame of size (W, H):
+    the torso's quadrilateral (else a band along the shoulders), the head's disc, a limb's bone
+    drawn a third of the body scale thick; empty where the pose does not define the part."""
+    p = _check(pose)
+    w, h = size
+    out = np.zeros((h, w), np.uint8)
+    scale = body_scale(p)
+    if scale is None or not part_defined(p, name):
+        return out
+    thick = max(1, int(round(scale / 3)))
+    if name == "torso" and (quad := _torso_quad(p)) is not None:
+        cv2.fillConvexPoly(out, np.round(quad).astype(np.int32), 255)
+        cv2.polylines(out, [np.round(quad).astype(np.int32)], True, 255, thick // 2 + 1)
+    elif name == "head":
+        a, b = _bone(p, name)
+        cv2.circle(out, tuple(int(v) for v in np.round((a + b) / 2)), max(1, int(round(scale * 0.3))), 255, -1)
+    else:
+        a, b = _bone(p, name) if name != "torso" else (p[_L_SH, :2], p[_R_SH, :2])
+        cv2.line(out, tuple(int(v) for v in np.round(a)), tuple(int(v) for v in np.round(b)), 255, thick)
+    return out
+
+
 def _segment_distance(px: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = b - a
     t = np.clip(((px - a) @ d) / max(float(d @ d), 1e-9), 0.0, 1.0)
@@ -352,6 +375,18 @@ class PartWarper:
         ft = facing(np.asarray(target, np.float32))
         return sorted(self.views, key=lambda v: (np.sign(v.facing) != np.sign(ft) and abs(ft) > 0.3, -abs(v.facing)))
 
+    def sources(self, target: np.ndarray) -> dict[str, tuple[SourceView, np.ndarray] | None]:
+        """Far to near, each part the target defines: (the view that gives it, its source -> target
+        affine), or None where no view has it."""
+        t = _check(target)
+        ranked = self._ranked(t)
+        transforms = [part_transforms(v.pose, t) for v in ranked]
+        return {
+            name: next(((v, tr[name]) for v, tr in zip(ranked, transforms) if name in v.layers and name in tr), None)
+            for name in draw_order(t)
+            if part_defined(t, name)
+        }
+
     def warp(self, target: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(premultiplied rgb float32 [H, W, 3], alpha float32 [H, W], parts the target has that
         no view could give) of the person in pose `target` on a frame of size (W, H)."""
@@ -359,13 +394,8 @@ class PartWarper:
         w, h = size
         rgb = np.zeros((h, w, 3), np.float32)
         alpha = np.zeros((h, w), np.float32)
-        ranked = self._ranked(t)
-        transforms = [part_transforms(v.pose, t) for v in ranked]
         missing = []
-        for name in draw_order(t):
-            if not part_defined(t, name):
-                continue
-            pick = next(((v, tr[name]) for v, tr in zip(ranked, transforms) if name in v.layers and name in tr), None)
+        for name, pick in self.sources(t).items():
             if pick is None:
                 missing.append(name)
                 continue

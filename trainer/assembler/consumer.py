@@ -113,8 +113,10 @@ class AssemblerConfig:
         if not self.group_id:
             raise ValueError("group_id is empty")
         check_representation(self.representation)
-        if self.conditioning not in (None, "pose", "warp"):
-            raise ValueError(f"unknown conditioning {self.conditioning!r}; choose pose or warp")
+        from trainer.warp_framing import CONDITIONINGS
+
+        if self.conditioning not in (None, *CONDITIONINGS):
+            raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
         from vision.parts import KINDS as SEGMENTERS
 
         if self.segmenter not in SEGMENTERS:
