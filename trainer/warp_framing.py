@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from trainer.assembler.manifest import CONDITIONINGS  # noqa: F401 - the names, as the manifest records them
 from trainer.dataset import TrainingSet
 from trainer.framing import PersonCentred
 from trainer.lazy_samples import Lazy as _Lazy
@@ -37,7 +38,6 @@ from vision.crop import composite, crop_image, uncrop_rgba
 from vision.posemap import render_pose_map
 from vision.warp import PartWarper, SourceView, pose_distance, select_views
 
-CONDITIONINGS = ("pose", "warp", "warp-reliable")
 # Default: warp (README, "Warp-conditioned generation": ahead on every held-out figure, pose error
 # about half). Not combined with the temporal option: a session asked for that reads the pose map.
 DEFAULT_CONDITIONING = "warp"

@@ -54,7 +54,14 @@ from trainer.assembler.join import (
     ShardBuffer,
     record_bytes,
 )
-from trainer.assembler.manifest import build_manifest, failure_reason, manifest_bytes, preview_choice, render_preview
+from trainer.assembler.manifest import (
+    CONDITIONINGS,
+    build_manifest,
+    failure_reason,
+    manifest_bytes,
+    preview_choice,
+    render_preview,
+)
 from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, GAVE_UP, REJECTED, SAMPLES
 from trainer.assembler.offsets import Held, OffsetTracker
 from trainer.assembler.reader import shard_samples
@@ -113,8 +120,6 @@ class AssemblerConfig:
         if not self.group_id:
             raise ValueError("group_id is empty")
         check_representation(self.representation)
-        from trainer.warp_framing import CONDITIONINGS
-
         if self.conditioning not in (None, *CONDITIONINGS):
             raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
         from vision.parts import KINDS as SEGMENTERS

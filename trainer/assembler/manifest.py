@@ -18,6 +18,9 @@ MANIFEST_VERSION = 1
 MAX_LISTED_REJECTIONS = 1000
 PREVIEW_SAMPLES = 6
 PREVIEW_COLUMNS = 2  # (frame with pose | pose map) pairs per row
+# What a session's generator may read besides the pose map (trainer.warp_framing builds each), as
+# the manifest records it.
+CONDITIONINGS = ("pose", "warp", "warp-reliable")
 # What the manifest keeps of the guided capture's last Coverage (console.guide).
 COVERAGE_FIELDS = ("coverage", "target", "max_seconds", "elapsed_s", "reason", "facings", "dance_facings", "cameras")
 
