@@ -30,7 +30,7 @@ judged by trainer.fidelity (MoveNet; the poses are exact, drawn by no estimator)
 (mean, p90, torso lengths), facing agreement, person found. dance-guided.png / dance-walking.png
 and the dance videos go to <state dir>/bench/guided/.
 
-    python -m bench.bench_guided [--seeds N] [--budget S]
+    python -m bench.bench_guided [--seeds N] [--budget S] [--quick]
 """
 
 from __future__ import annotations
@@ -161,9 +161,13 @@ def run(name: str, steps: np.ndarray, poses: list[np.ndarray]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=120.0, help="seconds of training per arm (0: no training)")
+    parser.add_argument("--budget", type=float, help="seconds of training per arm (default 120; 0: no training)")
+    parser.add_argument("--quick", action="store_true", help="one seed, 20 s of training per arm: a smoke run")
     parser.add_argument("--dance-frames", type=int, default=48, help="frames of the dance rendered and judged")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds = 1
+    budget = args.budget if args.budget is not None else (20.0 if args.quick else 120.0)
     rows = []
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
@@ -188,8 +192,8 @@ def main() -> None:
         f"{sum(r['to_80'] is not None for r in g)}/{len(g)} runs, "
         f"walking in {sum(r['to_80'] is not None for r in w)}/{len(w)}"
     )
-    if args.budget > 0:
-        trained(rows, args.budget, args.dance_frames)
+    if budget > 0:
+        trained(rows, budget, args.dance_frames)
 
 
 PHOTO = "two_people_walking.png"
@@ -234,7 +238,8 @@ def filmed(name: str, poses: list[np.ndarray], warper, backdrop: np.ndarray, whe
     from bench.footage import Session
 
     frames = np.stack([warper.render(p, backdrop)[0] for p in poses])
-    return Session(name, frames, np.stack(poses).astype(np.float32), float(FPS), f"{where}, moved as the {name} visitor")
+    source = f"{where}, moved as the {name} visitor"
+    return Session(name, frames, np.stack(poses).astype(np.float32), float(FPS), source)
 
 
 def train_arm(session, dance: np.ndarray, models_dir: Path | None):
