@@ -426,7 +426,7 @@ def process(ctx, backend, threads, max_people, loglevel):
     default=None,
     envvar="BOOTH_TRAIN_TEMPORAL",
     help="Person framing: each frame conditioned on the previous generated one, so the video does not "
-    "shimmer (default: the trainer's, see README).",
+    "shimmer (default: the trainer's, see docs/generation.md).",
 )
 @click.option(
     "--face/--no-face",

@@ -25,7 +25,7 @@ def _is_loopback(host: str) -> bool:
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="Address to listen on. Off loopback, put it behind TLS (README: the console behind TLS).",
+    help="Address to listen on. Off loopback, put it behind TLS (docs/running.md: the console behind TLS).",
 )
 @click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port of the page.")
 @click.option("--metrics/--no-metrics", default=True, help="Serve the console's /metrics on its Prometheus port.")

@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     # even when data is there, so it bounds the latency of every stage: keep it short.
     kafka_fetch_max_wait_ms: int = Field(100, ge=1, le=5000)
     # The same for the live path (the pose workers), whose hops make capture-to-pose latency: a
-    # shorter wait costs the broker more fetches, so only the live path pays it (README, throughput).
+    # shorter wait costs the broker more fetches, so only the live path pays it (docs/benchmarks.md, throughput).
     kafka_live_fetch_max_wait_ms: int = Field(20, ge=1, le=5000)
 
     # Prefix of consumer-group ids (<app_id>-processors, -assembler, -trainer): two deployments on

@@ -83,7 +83,7 @@ class TrainerConfig:
     posemap_style: str | None = None  # None: the framing's default (vision.posemap STYLES)
     person_masks: str = "auto"  # vision.personmask: "auto", "blazepose" or "silhouette"
     # Person framing only (trainer.coherent): frames conditioned on the previous one; a face residual.
-    # Defaults from bench.bench_temporal (README): on a CPU budget temporal training halves the steps
+    # Defaults from bench.bench_temporal (docs/generation.md): on a CPU budget temporal training halves the steps
     # and loses on every figure; the face residual costs ~4% of a step and sharpens the face box.
     temporal: bool = False
     face: bool = True

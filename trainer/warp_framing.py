@@ -38,7 +38,7 @@ from vision.crop import composite, crop_image, uncrop_rgba
 from vision.posemap import render_pose_map
 from vision.warp import PartWarper, SourceView, pose_distance, select_views
 
-# Default: warp (README, "Warp-conditioned generation": ahead on every held-out figure, pose error
+# Default: warp (docs/generation.md, "Warp-conditioned generation": ahead on every held-out figure, pose error
 # about half). Not combined with the temporal option: a session asked for that reads the pose map.
 DEFAULT_CONDITIONING = "warp"
 
