@@ -8,7 +8,7 @@ DEMO_ARGS ?=
 # torch comes from pip's own index unless TORCH_INDEX names another. The pin fixes the version,
 # not the build: from the public index torch==2.13.0 on Linux x86_64 is the CUDA 13 build, about
 # 2.7 GB of wheels (torch 530 MB, nvidia-* libraries, triton). On a machine without an NVIDIA GPU
-# give PyTorch's CPU-only wheel index instead (README, "Set-up"): a 190 MB wheel,
+# give PyTorch's CPU-only wheel index instead (docs/demo.md, "Installing"): a 190 MB wheel,
 # `make demo TORCH_INDEX=<that index's URL>`.
 TORCH_INDEX ?=
 TORCH := torch==2.13.0
