@@ -91,9 +91,11 @@ def test_kills_at_the_edges_of_a_session_lose_no_frame(settings, shared_dir, tmp
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         capture.join(60)
+        outstanding = total - len(seen())  # a fast worker may have estimated every frame before the kill
         publish(settings, session, "end")
         time.sleep(4.0)  # well past the end grace: a timer would have closed the session by now
-        assert read_manifest(settings, session) is None, "the session closed before its last poses came"
+        if outstanding > 0:
+            assert read_manifest(settings, session) is None, "the session closed before its last poses came"
         second = start_worker(settings, logs[1])
         manifest = wait_until(
             lambda: running(second, logs[1]) and read_manifest(settings, session), timeout=120, what="the dataset"
