@@ -285,20 +285,28 @@ async def state(request: Request) -> Response:
     )
 
 
-async def events(request: Request) -> Response:
-    hub: Hub = request.app.state.hub
-    interval = request.app.state.event_interval_s
+def _event_stream(snapshot, interval: float, retry_ms: int) -> Response:
+    """Server-sent events, each the whole snapshot (so a client that reconnects is caught up by the
+    first one), every `interval` s until the client goes: Starlette then cancels the stream."""
 
     async def stream():
-        yield "retry: 2000\n\n"
-        # Runs until the client goes: Starlette then cancels it (or the next send fails).
+        yield f"retry: {retry_ms}\n\n"
         while True:
-            yield f"data: {dumps(_with_links(hub.state(), request))}\n\n"
+            yield f"data: {dumps(await snapshot())}\n\n"
             await asyncio.sleep(interval)
 
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
+
+
+async def events(request: Request) -> Response:
+    hub: Hub = request.app.state.hub
+
+    async def snapshot():
+        return _with_links(hub.state(), request)
+
+    return _event_stream(snapshot, request.app.state.event_interval_s, 2000)
 
 
 def preview(request: Request) -> Response:
@@ -418,18 +426,11 @@ def display_state(request: Request) -> Response:
 
 async def display_events(request: Request) -> Response:
     hub: Hub = request.app.state.hub
-    interval = request.app.state.display_interval_s
 
-    async def stream():
-        yield "retry: 1000\n\n"
-        # Each event is the whole state: a display that reconnects is caught up by the first one.
-        while True:
-            yield f"data: {dumps(await run_in_threadpool(hub.display_state))}\n\n"
-            await asyncio.sleep(interval)
+    async def snapshot():
+        return await run_in_threadpool(hub.display_state)
 
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    )
+    return _event_stream(snapshot, request.app.state.display_interval_s, 1000)
 
 
 def references(request: Request) -> Response:
