@@ -415,10 +415,10 @@ class Demo:
 
         from infra.objectstore import ObjectStore
         from schemas import layout
-        from trainer import base as bases
         from trainer.dataset import holdout_split, load_training_set
         from trainer.evaluation import held_out_frames
-        from trainer.job import TrainerConfig, recipe
+        from trainer.framing_choice import choose_framing, recipe
+        from trainer.options import TrainerConfig
         from trainer.pix2pix.evaluate import video_quality
         from trainer.pix2pix.run import make_trainer
         from trainer.pix2pix.train import TrainConfig
@@ -436,9 +436,9 @@ class Demo:
         split = holdout_split(data.cameras, data.seqs, poses=data.poses)
         # The session's own recipe (its options), so that only the start differs.
         config = TrainerConfig(crop_size=self.o.resolution, **self._options())
-        job = bases._job_for(self.settings, config, session)
-        framing, masks, _ = job._framing(data, split.train, "pose", "cpu")
-        samples = framing.training_samples(data, np.flatnonzero(split.train), masks)
+        framed = choose_framing(store, session, data, split.train, "pose", config, "cpu", self.settings.models_dir)
+        framing = framed.framing
+        samples = framing.training_samples(data, np.flatnonzero(split.train), framed.masks)
         net, inputs = recipe(framing)
         config = TrainConfig(
             net=net, checkpoint_every_s=None, progress_bar=True, temporal=inputs["temporal"], face=inputs["face"]

@@ -70,7 +70,7 @@ def build_base(
     echo: Callable[[str], None] = lambda _m: None,
 ) -> dict:
     """Train a new base version on the sessions (framing, masks and plates as the trainer makes
-    them for each, trainer.job), evaluate it on each session's held-out block; returns its
+    them for each, trainer.framing_choice), evaluate it on each session's held-out block; returns its
     manifest. config: a TrainerConfig (framing, crop size, pose-map style, device, ...)."""
     from trainer.assembler import read_manifest as read_session
     from trainer.assembler.representation import DEFAULT_REPRESENTATION
@@ -109,10 +109,11 @@ def build_base_on(
     plates are stored under those ids). The caller answers for the visitors' consent."""
     from trainer.dataset import holdout_split
     from trainer.evaluation import held_out_frames
-    from trainer.job import CUDA_BATCH, TrainerConfig, recipe
+    from trainer.framing_choice import choose_framing, recipe
+    from trainer.options import TrainerConfig
     from trainer.pix2pix.evaluate import video_quality
     from trainer.pix2pix.run import train_base as run
-    from trainer.pix2pix.train import TrainConfig, pick_device
+    from trainer.pix2pix.train import pick_device
 
     config = config or TrainerConfig()
     store = ObjectStore(settings)
@@ -123,11 +124,11 @@ def build_base_on(
         echo(f"{s}: person masks and plate")
         poses = data.poses if config.holdout == "novel" else None
         split = holdout_split(data.cameras, data.seqs, config.holdout_fraction, config.holdout_gap, poses=poses)
-        job = _job_for(settings, config, s)
-        framing, masks, _info = job._framing(data, split.train, representation, device)  # as the trainer frames it
-        notes += [f"{s}: {w}" for w in job.warnings]
-        framings[s] = framing
-        parts.append(framing.training_samples(data, np.flatnonzero(split.train), masks))
+        # As the trainer frames the session (its masks, plate and crop size).
+        framed = choose_framing(store, s, data, split.train, representation, config, device, settings.models_dir)
+        notes += [f"{s}: {w}" for w in framed.warnings]
+        framings[s] = framed.framing
+        parts.append(framed.framing.training_samples(data, np.flatnonzero(split.train), framed.masks))
         held[s] = (data, split.test)
     recipes = {s: recipe(f) for s, f in framings.items()}
     kinds_seen = {json.dumps(info, sort_keys=True) for _net, info in recipes.values()}
@@ -139,21 +140,11 @@ def build_base_on(
     # The session's own recipe (trainer.job): the same network and inputs, so the base fits it.
     framing = next(iter(framings.values()))
     net, data_info = recipes[sessions[0]]
-    temporal, face = data_info["temporal"], data_info["face"]
     version = (versions(store) or [0])[-1] + 1
     prefix = layout.base_version_prefix(version)
     samples = ConcatSamples(parts)
     echo(f"base v{version:04d}: {len(samples)} training frames of {len(sessions)} sessions, {budget_s:.0f} s")
-    train_cfg = TrainConfig(
-        net=net,
-        batch_size=config.batch_size or (CUDA_BATCH if device == "cuda" else 1),
-        device=config.device,
-        progress_bar=config.progress_bar,
-        checkpoint_every_s=config.checkpoint_every_s,
-        data=data_info,
-        temporal=temporal,
-        face=face,
-    )
+    train_cfg = config.loop(net, data_info, device)
     result = run(samples, train_cfg, StoreCheckpoints(store, prefix), budget_s=budget_s, max_steps=max_steps)
     echo(f"base v{version:04d}: {result.step} steps; evaluating on the held-out frames")
     per_session = {}
@@ -183,14 +174,3 @@ def build_base_on(
     }
     store.put(layout.base_manifest_key(version), json.dumps(manifest, indent=2).encode(), "application/json")
     return manifest
-
-
-def _job_for(settings: Settings, config, session: str):
-    """A TrainingJob used for its framing step only (masks, plates, crop size as a session gets them)."""
-    from schemas import DatasetReady
-    from trainer.job import TrainingJob
-
-    ready = DatasetReady(session=session, status="ready", samples=0, wall_time=time.time())
-    job = TrainingJob(settings, config, ready, progress=lambda *a, **k: None, publish=lambda _r: None)
-    job.warnings = []
-    return job

@@ -1,6 +1,9 @@
-"""One session's training job: dataset -> one-shot video (trainer.oneshot, published at once) ->
-fine-tuning (warm-started when a base fits) -> evaluation -> rendition of the reference dance ->
-results and a presigned link in the store.
+"""One session's training job, in phases that `TrainingJob.run` calls in order: load (manifest,
+reference dance, training set, held-out split) -> one-shot video (trainer.oneshot, published at
+once) -> frame (trainer.framing_choice) -> train (warm-started when a base fits, with versions on
+the way: trainer.progressive) -> evaluate -> render the reference dance -> publish (metrics.json,
+the final version and its presigned link). Each phase returns what the next ones read (Loaded,
+Framed, Trained, Video); the detail is in the helpers below them.
 
 Objects per session (schemas.layout): checkpoints/ (resumable training state, started.json),
 plates/ (the background plate per camera, person framing), results/ (oneshot.mp4, rendition.mp4: the newest
@@ -9,7 +12,7 @@ loss.png, metrics.json).
 
 Versions (trainer.progressive): a first video shortly after training starts, better ones at
 points of the budget, the final one at its end; each a Rendition with its version, kind and
-figures, published through `_publish_version`; the visitor's link plays rendition.mp4, the newest.
+figures, published through trainer.versions; the visitor's link plays rendition.mp4, the newest.
 
 Framing (trainer.framing): person-centred by default for pose maps (a crop following the person,
 composited onto the camera's background plate), the whole frame for part maps. Either way the
@@ -36,32 +39,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from infra.objectstore import ObjectStore
-from infra.retention import discard_unconsented, video_link_expiry_s
+from infra.retention import discard_unconsented
 from infra.settings import Settings
 from schemas import DatasetReady, Rendition, layout
 from trainer.checkpoints import StoreCheckpoints
 from trainer.dance import build_dance, load_reference, reference_frames, reference_name
-from trainer.dataset import (
-    DEFAULT_HOLDOUT_FRACTION,
-    DEFAULT_HOLDOUT_GAP,
-    DEFAULT_SPLIT,
-    SPLITS,
-    DatasetError,
-    TrainingSet,
-    holdout_split,
-    load_training_set,
-)
-from trainer.framing import DEFAULT_STYLES, FRAMINGS, WholeFrame
+from trainer.dataset import TrainingSet, holdout_split, load_training_set
+from trainer.framing_choice import Framed, choose_framing, recipe  # noqa: F401 - recipe: callers read it here
+from trainer.options import CUDA_BATCH, TrainerConfig  # noqa: F401 - callers read them here
 from trainer.people import build_group_dance, group_framing, parse_match
-from trainer.progressive import DEFAULT_FIRST_S, DEFAULT_POINTS, check_points
+from trainer.versions import Versions
 
-CUDA_BATCH = 8  # samples per step on a GPU: a 512 crop's fast networks use a few GiB (not yet measured on a card)
 WARNING_PREFIX = "warning: "  # progress messages that are warnings (the status view and console list them)
 
 log = logging.getLogger(__name__)
@@ -70,97 +64,56 @@ log = logging.getLogger(__name__)
 Progress = Callable[..., None]
 
 
-@dataclass(frozen=True)
-class TrainerConfig:
-    budget_s: float = 3600.0  # wall clock for fine-tuning one session
-    checkpoint_every_s: float = 180.0
-    holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION  # of each camera's session, held out
-    holdout_gap: int = DEFAULT_HOLDOUT_GAP  # frames between training and held-out ones, used for neither
-    holdout: str = DEFAULT_SPLIT  # "novel": the poses least like the rest held out; "tail": the last frames
-    framing: str = "auto"  # "person", "whole", or "auto" (person for pose maps, whole for part maps)
-    crop_size: int | None = None  # person framing's generator size: None = 512 where CUDA is, else 256
-    batch_size: int | None = None  # None: CUDA_BATCH where CUDA is (float16 autocast there), else 1
-    posemap_style: str | None = None  # None: the framing's default (vision.posemap STYLES)
-    person_masks: str = "auto"  # vision.personmask: "auto", "blazepose" or "silhouette"
-    # Person framing only (trainer.coherent): frames conditioned on the previous one; a face residual.
-    # Defaults from bench.bench_temporal (docs/generation.md): on a CPU budget temporal training halves the steps
-    # and loses on every figure; the face residual costs ~4% of a step and sharpens the face box.
-    temporal: bool = False
-    face: bool = True
-    # The generator reads the pose map ("pose") or also the visitor warped to the pose ("warp"), with
-    # maps of where that warp is unreliable ("warp-reliable", trainer.warp_reliability);
-    # None: what the session's manifest asks for (the assembler's --conditioning), else "pose".
-    conditioning: str | None = None
-    reference: str | None = None  # used when the session names none (else settings.default_reference)
-    side_by_side: bool = True
-    max_render_frames: int | None = None
-    progress_every_s: float = 1.0
-    device: str | None = None
-    progress_bar: bool = True
-    rendition_points: tuple[float, ...] = DEFAULT_POINTS  # shares of the budget with a version (trainer.progressive)
-    first_rendition_s: float | None = DEFAULT_FIRST_S  # a first version after this much training; None: none
-    match: str | None = None  # several visitors: "dancer:visitor,..." instead of left to right (trainer.people)
-
-    def __post_init__(self) -> None:
-        check_points(self.rendition_points)
-        from vision.personmask import KINDS
-        from vision.posemap import check_style
-
-        if self.match is not None:
-            parse_match(self.match)
-        if self.framing not in ("auto", *FRAMINGS):
-            raise ValueError(f"unknown framing {self.framing!r}; choose auto, {', '.join(FRAMINGS)}")
-        if self.crop_size is not None and (self.crop_size < 16 or self.crop_size & (self.crop_size - 1)):
-            raise ValueError(f"the crop size must be a power of two of at least 16, got {self.crop_size}")
-        if self.posemap_style is not None:
-            check_style(self.posemap_style)
-        from trainer.warp_framing import CONDITIONINGS
-
-        if self.conditioning is not None and self.conditioning not in CONDITIONINGS:
-            raise ValueError(f"unknown conditioning {self.conditioning!r}; choose one of {', '.join(CONDITIONINGS)}")
-        if self.conditioning not in (None, "pose") and self.framing == "whole":
-            raise ValueError(
-                f"{self.conditioning} conditioning moves the visitor's pixels into the person's crop: "
-                "use framing person"
-            )
-        if self.holdout not in SPLITS:
-            raise ValueError(f"unknown held-out split {self.holdout!r}; choose one of {', '.join(SPLITS)}")
-        if self.person_masks not in KINDS:
-            raise ValueError(f"unknown person mask source {self.person_masks!r}; choose one of {', '.join(KINDS)}")
-
-
-def recipe(framing) -> tuple:
-    """(NetConfig, what the model learnt from) for a framing: the generator's inputs and outputs
-    follow it. One place, so a base model built on earlier sessions (trainer.base) has exactly the
-    network and the recorded inputs of a session that would warm-start from it."""
-    from trainer.pix2pix.networks import NetConfig
-    from trainer.pix2pix.sequence import in_channels
-
-    temporal, face = bool(getattr(framing, "temporal", False)), bool(getattr(framing, "face", False))
-    net = NetConfig.fast(
-        framing.size,
-        matte=framing.name == "person",
-        in_channels=getattr(framing, "channels", in_channels(temporal)),
-        residual=getattr(framing, "residual", None),
-    )
-    data_info = {
-        "framing": framing.name,
-        "posemap_style": framing.style,
-        "size": framing.size,
-        "temporal": temporal,
-        "face": face,
-    }
-    if getattr(framing, "conditioning", "pose") != "pose":
-        data_info["conditioning"] = framing.conditioning
-    return net, data_info
-
-
 class Cancelled(Exception):
     """The job was asked to stop (its partition went to another trainer); its checkpoint stays."""
 
 
 class Purged(Exception):
     """The session was purged: the job stopped and deleted what it had written; nothing published."""
+
+
+@dataclass
+class Loaded:
+    """What the load phase read. split: the held-out split (trainer.dataset); test: the samples the
+    figures are measured on (the held-out ones, else the last training frames); group: a session of
+    several visitors' framing (trainer.people.group_framing), else None; masks: the person masks
+    made so far (index -> uint8), shared by the one-shot video and the framing."""
+
+    manifest: dict
+    representation: str
+    name: str
+    ref: object
+    data: TrainingSet
+    split: object
+    test: np.ndarray
+    group: tuple | None
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def camera(self) -> str:
+        """The camera the rendition is rendered for."""
+        return self.data.main_camera()
+
+
+@dataclass
+class Trained:
+    """What the train phase gives: the final TrainResult, the step it resumed from, whether it
+    warm-started (and from which base), and how training frames were sampled."""
+
+    result: object
+    start_step: int
+    base: str | None
+    warm: bool
+    relevance: dict
+
+
+@dataclass
+class Video:
+    """The final video, rendered but not yet published (in the render phase's folder)."""
+
+    path: Path
+    frames: int
+    picture: np.ndarray | None
 
 
 class TrainingJob:
@@ -185,8 +138,132 @@ class TrainingJob:
         self._purge_seen = False
         self._purge_looked_at = -float("inf")
         self.consent = False
+        self.warnings: list[str] = []  # shown before training, recorded in metrics.json
+        self.base_name: str | None = None
+        self.versions = Versions(settings, self.store, self.session, self._announce, self._stop_if_purged)
+        self._dance_made: list = []
 
-    # --- purge ---------------------------------------------------------------------------------
+    # --- the job, phase by phase -----------------------------------------------------------------
+    def run(self) -> Rendition:
+        self._stop_if_purged("before training")
+        loaded = self.load()
+        if isinstance(loaded, Rendition):  # made earlier, its frames since discarded: a fresh link
+            return loaded
+        self.one_shot(loaded)
+        framed = self.frame(loaded)
+        trained = self.train(loaded, framed)
+        results = self.evaluate(loaded, framed, trained)
+        with tempfile.TemporaryDirectory(prefix="booth-render-") as tmp:
+            video = self.render(loaded, framed, trained, results, Path(tmp))
+            return self.publish_final(video, results, trained.result.step)
+
+    def load(self) -> Loaded | Rendition:
+        """The manifest, the reference dance (checked before the budget is spent, not after), the
+        training set and its held-out split. A session without consent whose video was made
+        earlier gets that video's Rendition instead (Versions.made_earlier)."""
+        self.progress("loading", message="reading the dataset")
+        manifest = self._manifest()
+        representation = self._representation(manifest)
+        name = self.versions.reference = reference_name(
+            self.settings, self.session, self.ready.reference, self.config.reference
+        )
+        made = None if self.consent else self.versions.made_earlier(name)
+        if made is not None:
+            return made
+        ref = load_reference(self.settings, self.session, name, representation)
+        data = load_training_set(self.settings, self.session, store=self.store, expected=manifest.get("samples"))
+        split, test = self._split(data)
+        group = group_framing(manifest, data, representation, self.config.framing, self.config.posemap_style)
+        return Loaded(manifest, representation, name, ref, data, split, test, group)
+
+    def one_shot(self, loaded: Loaded) -> None:
+        """The one-shot video first (trainer.oneshot): the visitor has a video seconds after the
+        dataset, before the slow part. It makes the person masks of a few frames only, kept for the
+        framing. The part warper moves one person: a group gets its first video from training."""
+        if loaded.group is None:
+            self._publish_oneshot(loaded)
+
+    def frame(self, loaded: Loaded) -> Framed:
+        """How the generator sees the session: a group's whole frames, else the one-person choice
+        (trainer.framing_choice) with the conditioning the session started with."""
+        from trainer.pix2pix.train import pick_device
+
+        conditioning = self._conditioning(loaded.manifest)
+        self.device = pick_device(self.config.device).type
+        if loaded.group is not None:
+            framed = Framed(*loaded.group)
+        else:
+            framed = self._choose_framing(loaded, conditioning)
+        self._warn_if_not_conditioned(loaded.manifest, conditioning, framed)
+        return framed
+
+    def train(self, loaded: Loaded, framed: Framed) -> Trained:
+        """Fine-tuning (trainer.progressive) within what is left of the budget, warm-started from
+        a base that fits, drawing frames by relevance to the dance, a version at each of the
+        budget's points; a stop asked for ends the job here (Cancelled, or Purged)."""
+        from trainer.progressive import fine_tune_in_stages
+
+        net, inputs = framed.recipe
+        counts, relevance = self._relevance(loaded)
+        base, why = self._pick_base(net, inputs)
+        self._show_warnings()
+        budget = self._remaining_budget()
+        self.progress("training", message=why)
+        result, start_step = fine_tune_in_stages(
+            self._samples(loaded, framed, counts, relevance),
+            self.config.loop(net, inputs, self.device),
+            budget,
+            StoreCheckpoints(self.store, layout.checkpoints_prefix(self.session)),
+            self._stops(budget),
+            lambda stage: self._stage_version(stage, loaded, framed),
+            progress_cb=self._training_progress(budget),
+            init_checkpoint=base,
+            should_stop=lambda: self.cancel.is_set() or self.purged(),
+        )
+        self._stop_if_asked(result)
+        return Trained(result, start_step, self.base_name, base is not None, relevance)
+
+    def evaluate(self, loaded: Loaded, framed: Framed, trained: Trained) -> dict:
+        """The held-out figures (trainer.evaluation), the temporal and face options' with and
+        without, and what the session was trained on and how: metrics.json's content."""
+        from trainer.evaluation import evaluate
+
+        result, data, test = trained.result, loaded.data, loaded.test
+        self.progress("evaluating", result.step, result.step, message="held-out frames: SSIM, PSNR, pose, flicker")
+        results = evaluate(
+            self.settings, self.store, self.session, result.generator, framed.framing, data, test, result.history
+        )
+        results.update(self._with_and_without(result.generator, framed.framing, data, test))
+        results.update(self._record(loaded, framed, trained))
+        return results
+
+    def render(self, loaded: Loaded, framed: Framed, trained: Trained, results: dict, folder: Path) -> Video:
+        """The reference dance by the final generator, at the camera's own size and aspect (and
+        beside the reference dancer), judged on the dance it shows (trainer.fidelity)."""
+        step = trained.result.step
+        self.progress("rendering", step, step, message="rendering the reference dance")
+        dance = self._dance(loaded, framed)
+        if loaded.group is not None:
+            results["dancers"] = {str(d): v for d, v in sorted(dance.match.items())}
+        if dance.note:
+            self.warnings.append(dance.note)
+            self.progress("rendering", step, step, message=f"{WARNING_PREFIX}{dance.note}")
+        return self._render(trained.result.generator, framed.framing, loaded, dance, results, folder)
+
+    def publish_final(self, video: Video, results: dict, step: int) -> Rendition:
+        """metrics.json, then the final version behind the visitor's link; a session without
+        consent keeps only its video and records from here (infra.retention)."""
+        results = self._write_metrics(results)
+        self._stop_if_purged("before its video was published")
+        rendition = self.versions.publish(
+            video.path, "gan", results, final=True, frames=video.frames, picture=video.picture
+        )
+        self.progress("done", step, step, message=rendition.url[:200])
+        if not self.consent:
+            discard_unconsented(self.store, self.session)
+        return rendition
+
+    # --- purge and stop --------------------------------------------------------------------------
     def purged(self, now: bool = False) -> bool:
         """Whether the session's purge marker is in the store; looked up every purge_check_s (or
         now), and once seen, always true."""
@@ -200,127 +277,180 @@ class TrainingJob:
             log.warning("session %s: could not look for a purge marker (%s)", self.session, exc)
         return self._purge_seen
 
+    def _stop_if_purged(self, where: str) -> None:
+        """Raise Purged, once what this job (and anyone before it) wrote of the session is deleted,
+        if the session was purged."""
+        if self.purged(now=True):
+            raise self._stop_purged(where)
+
     def _stop_purged(self, where: str) -> Purged:
-        """Delete what this job (and anyone before it) wrote of the purged session."""
         gone = self.store.delete_prefix(layout.session_prefix(self.session))
         log.warning("session %s was purged (%s): stopped; %d objects deleted", self.session, where, len(gone))
         return Purged(f"session {self.session} was purged ({where})")
 
-    def run(self) -> Rendition:
-        from trainer.assembler import read_manifest
-        from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation
-        from trainer.base_registry import pick_base
-        from trainer.coverage import Repeated
-        from trainer.pix2pix.train import TrainConfig, pick_device
-        from trainer.progressive import fine_tune_in_stages, stops
+    def _stop_if_asked(self, result) -> None:
+        """Training stopped before its budget: purged (Purged) or cancelled (Cancelled)."""
+        if result.stop_reason == "stopped":
+            self._stop_if_purged(f"during training, at step {result.step}")
+            raise Cancelled(f"session {self.session}: stopped at step {result.step}; its checkpoint is kept")
 
-        s, cfg, session = self.settings, self.config, self.session
-        if self.purged(now=True):
-            raise self._stop_purged("before training")
-        self.progress("loading", message="reading the dataset")
-        manifest = read_manifest(s, session, store=self.store) or {}
+    def _announce(self, rendition: Rendition) -> None:
+        self.publish(rendition)
+
+    # --- load ------------------------------------------------------------------------------------
+    def _manifest(self) -> dict:
+        """The session's manifest (the assembler's), {} where there is none; its consent noted."""
+        from trainer.assembler import read_manifest
+
+        manifest = read_manifest(self.settings, self.session, store=self.store) or {}
         self.consent = manifest.get("consent") is True
-        representation = check_representation(manifest.get("representation", DEFAULT_REPRESENTATION))
-        # The reference is checked before the budget is spent, not after.
-        name = reference_name(s, session, self.ready.reference, cfg.reference)
-        made = None if self.consent else self._made_earlier(name)
-        if made is not None:
-            return made
-        ref = load_reference(s, session, name, representation)
-        self._reference_name, self.base_name = name, None
-        data = load_training_set(s, session, store=self.store, expected=manifest.get("samples"))
-        self._data = data
+        return manifest
+
+    @staticmethod
+    def _representation(manifest: dict) -> str:
+        from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation
+
+        return check_representation(manifest.get("representation", DEFAULT_REPRESENTATION))
+
+    def _split(self, data: TrainingSet) -> tuple:
+        """(the held-out split, the samples the figures are measured on); its notes are warnings."""
+        cfg = self.config
         poses = data.poses if cfg.holdout == "novel" else None
         split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses)
-        self.warnings: list[str] = [split.note] if split.note else []
+        if split.note:
+            self.warnings.append(split.note)
         test = split.test
         if not test.any():
             # Too few frames to hold any out: the figures then describe training frames.
             test = np.zeros(len(data), bool)
             test[-min(4, len(data)) :] = True
             self.warnings.append("too few frames to hold any out: the quality figures are on training frames")
-        train_idx = np.flatnonzero(split.train)
+        return split, test
 
-        # The one-shot video first: it needs the person masks of a few frames only (kept for the
-        # framing's), so the visitor has a video seconds after the dataset, before the slow part.
-        group = group_framing(manifest, data, representation, cfg.framing, cfg.posemap_style)  # several visitors
-        mask_cache: dict[int, np.ndarray] = {}
-        if group is None:  # the part warper moves one person: a group gets its first video from training
-            self._publish_oneshot(ref, name, data, split.train, mask_cache)
+    # --- frame -----------------------------------------------------------------------------------
+    def _conditioning(self, manifest: dict) -> str:
+        """What the generator reads besides the pose map: asked (trainer option, else the manifest),
+        else the default; a resumed session keeps the generator it started (an upgrade may have
+        changed the default)."""
         from trainer.warp_framing import chosen_conditioning
 
-        asked = cfg.conditioning or manifest.get("conditioning")
-        conditioning, started = chosen_conditioning(asked, cfg.temporal), self._started_conditioning()
+        asked = self.config.conditioning or manifest.get("conditioning")
+        conditioning, started = chosen_conditioning(asked, self.config.temporal), self._started_conditioning()
         if started not in (None, conditioning):
-            # A resumed session keeps the generator it started (an upgrade may have changed the default).
             self.warnings.append(f"resuming a session that started with {started} conditioning: it keeps it")
-            conditioning = started
-        device = pick_device(cfg.device).type
-        framing, masks, info = group or self._framing(
-            data, split.train, representation, device, conditioning, mask_cache
+            return started
+        return conditioning
+
+    def _started_conditioning(self) -> str | None:
+        """What an earlier attempt of this session's generator read (its latest checkpoint), or None."""
+        from trainer.pix2pix import checkpoint as ckpt
+
+        store = StoreCheckpoints(self.store, layout.checkpoints_prefix(self.session))
+        name = ckpt.latest_checkpoint(store)
+        if name is None:
+            return None
+        try:
+            state = ckpt.from_bytes(store.load(name))
+        except Exception:  # noqa: BLE001 - unreadable: the resume itself reports it
+            return None
+        return str(state.get("train", {}).get("data", {}).get("conditioning", "pose"))
+
+    def _choose_framing(self, loaded: Loaded, conditioning: str) -> Framed:
+        """One person's framing, as base models frame their sessions too (trainer.framing_choice)."""
+        framed = choose_framing(
+            self.store,
+            self.session,
+            loaded.data,
+            loaded.split.train,
+            loaded.representation,
+            self.config,
+            self.device,
+            self.settings.models_dir,
+            conditioning,
+            loaded.masks,
+            self.progress,
         )
-        net, data_info = recipe(framing)
-        temporal, face = data_info["temporal"], data_info["face"]
-        if asked not in (None, "pose") and data_info.get("conditioning", "pose") == "pose" and framing.name != "person":
+        self.warnings += framed.warnings
+        return framed
+
+    def _warn_if_not_conditioned(self, manifest: dict, conditioning: str, framed: Framed) -> None:
+        asked = self.config.conditioning or manifest.get("conditioning")
+        inputs = framed.recipe[1]
+        if (
+            asked not in (None, "pose")
+            and inputs.get("conditioning", "pose") == "pose"
+            and framed.framing.name != "person"
+        ):
             self.warnings.append(
                 f"{conditioning} conditioning needs the person framing: the generator reads the pose map"
             )
-        counts, relevance = self._relevance(ref, data, train_idx)
-        base, base_name, why = pick_base(self.store, net, data_info)
+
+    # --- train -----------------------------------------------------------------------------------
+    def _relevance(self, loaded: Loaded) -> tuple[np.ndarray, dict]:
+        """Per training frame, how often it is drawn (nearer the dance's poses: oftener,
+        trainer.coverage); the dance's poses no training frame shows become a warning."""
+        from trainer.coverage import training_relevance, uncovered_words
+
+        data, ref = loaded.data, loaded.ref
+        train_idx = np.flatnonzero(loaded.split.train)
+        counts, summary = training_relevance(ref.poses, data.poses, data.cameras, train_idx)
+        summary["sampling"] = "by relevance to the dance"
+        words = uncovered_words(summary, ref.times)
+        if words:
+            self.warnings.append(words)
+        return counts, summary
+
+    def _pick_base(self, net, inputs: dict) -> tuple[bytes | None, str]:
+        """(the promoted base's checkpoint whose configuration is the session's, or None; why)."""
+        from trainer.base_registry import pick_base
+
+        base, self.base_name, why = pick_base(self.store, net, inputs)
         if base is None:
-            log.warning("session %s: %s; fine-tuning starts from scratch", session, why)
+            log.warning("session %s: %s; fine-tuning starts from scratch", self.session, why)
+        return base, why
+
+    def _show_warnings(self) -> None:
         for warning in self.warnings:
-            log.warning("session %s: %s", session, warning)
+            log.warning("session %s: %s", self.session, warning)
             self.progress("loading", message=f"{WARNING_PREFIX}{warning}")
-        train_cfg = TrainConfig(
-            net=net,
-            batch_size=cfg.batch_size or (CUDA_BATCH if device == "cuda" else 1),
-            amp=True,  # float16 autocast and a gradient scaler, on CUDA only (trainer.pix2pix.train)
-            checkpoint_every_s=cfg.checkpoint_every_s,
-            device=cfg.device,
-            progress_bar=cfg.progress_bar,
-            data=data_info,
-            temporal=temporal,
-            face=face,
-        )
-        store = StoreCheckpoints(self.store, layout.checkpoints_prefix(session))
-        budget = self._remaining_budget()
-        self.progress("training", message=why)
-        self.base_name = base_name
-        camera = data.main_camera()
-        main = np.flatnonzero(data.cameras == camera)
-        dance_box: list = []
 
-        def the_dance():
-            if not dance_box and group is not None:
-                match = parse_match(cfg.match) if cfg.match else None
-                dance_box.append(
-                    build_group_dance(ref, name, data, camera, match, cfg.max_render_frames, framing.slots)
-                )
-            if not dance_box:
-                dance_box.append(
-                    build_dance(
-                        s,
-                        ref,
-                        name,
-                        data.poses[main],
-                        data.camera_size(camera),
-                        data.size,
-                        representation,
-                        cfg.max_render_frames,
-                    )
-                )
-            return dance_box[0]
+    def _remaining_budget(self) -> float:
+        """The budget counts from the first attempt: a resumed session gets what is left of it."""
+        key = layout.checkpoints_prefix(self.session) + "started.json"
+        raw = self.store.get(key)
+        if raw is None:
+            self.store.put(key, json.dumps({"wall_time": time.time()}).encode(), "application/json")
+            return self.config.budget_s
+        spent = time.time() - json.loads(raw)["wall_time"]
+        return max(self.config.budget_s - spent, min(60.0, self.config.budget_s * 0.1))
 
-        def on_stage(stage) -> None:
-            self.progress("training", stage.step, stage.step, message=f"rendering a version at step {stage.step}")
-            self._stage_version(stage, framing, data, test, camera, the_dance())
+    def _samples(self, loaded: Loaded, framed: Framed, counts: np.ndarray, relevance: dict):
+        """The training samples, each frame repeated by its relevance where there is one per frame
+        (temporal samples skip some: kept as they are)."""
+        from trainer.coverage import Repeated
 
+        train_idx = np.flatnonzero(loaded.split.train)
+        samples = framed.framing.training_samples(loaded.data, train_idx, framed.masks)
+        if len(samples) == len(train_idx):
+            return Repeated(samples, counts)
+        relevance["sampling"] = "off: the samples are not one per training frame"
+        return samples
+
+    def _stops(self, budget: float) -> list[float]:
+        """Seconds from now at which a version is published (trainer.progressive.stops)."""
+        from trainer.progressive import stops
+
+        cfg = self.config
+        spent = max(0.0, cfg.budget_s - budget)
+        return stops(cfg.budget_s, cfg.rendition_points, cfg.first_rendition_s, spent, len(self.versions.listed()))
+
+    def _training_progress(self, budget: float) -> Callable[[int, int, dict, float], None]:
+        """The training loop's progress callback: a progress message every progress_every_s."""
         last = {"t": 0.0}
 
         def on_progress(step: int, total: int, losses: dict, eta: float) -> None:
             now = time.monotonic()
-            if now - last["t"] >= cfg.progress_every_s:
+            if now - last["t"] >= self.config.progress_every_s:
                 last["t"] = now
                 self.progress(
                     "training",
@@ -331,200 +461,122 @@ class TrainingJob:
                     eta=eta,
                 )
 
-        spent = max(0.0, cfg.budget_s - budget)
-        at = stops(cfg.budget_s, cfg.rendition_points, cfg.first_rendition_s, spent, len(self._versions()))
-        samples = framing.training_samples(data, train_idx, masks)
-        if len(samples) == len(train_idx):  # one sample per frame (temporal samples skip some: kept as they are)
-            samples = Repeated(samples, counts)
-        else:
-            relevance["sampling"] = "off: the samples are not one per training frame"
-        result, start_step = fine_tune_in_stages(
-            samples,
-            train_cfg,
-            budget,
-            store,
-            at,
-            on_stage,
-            progress_cb=on_progress,
-            init_checkpoint=base,
-            should_stop=lambda: self.cancel.is_set() or self.purged(),
-        )
-        if result.stop_reason == "stopped":
-            if self.purged(now=True):
-                raise self._stop_purged(f"during training, at step {result.step}")
-            raise Cancelled(f"session {session}: stopped at step {result.step}; its checkpoint is kept")
-        generator = result.generator
-        self.progress("evaluating", result.step, result.step, message="held-out frames: SSIM, PSNR, pose, flicker")
-        from trainer.evaluation import evaluate
+        return on_progress
 
-        results = evaluate(s, self.store, session, generator, framing, data, test, result.history)
-        results.update(self._with_and_without(generator, framing, data, test))
-        results.update(
-            warm_start=base is not None,
-            base_model=base_name,
-            base_version=int(base_name.split("v")[-1]) if base_name else 0,
+    def _dance(self, loaded: Loaded, framed: Framed):
+        """The reference dance on the session's person (trainer.dance) or group (trainer.people),
+        built once, at the first version that renders it."""
+        if self._dance_made:
+            return self._dance_made[0]
+        cfg, data, camera = self.config, loaded.data, loaded.camera
+        if loaded.group is not None:
+            match = parse_match(cfg.match) if cfg.match else None
+            dance = build_group_dance(
+                loaded.ref, loaded.name, data, camera, match, cfg.max_render_frames, framed.framing.slots
+            )
+        else:
+            main = np.flatnonzero(data.cameras == camera)
+            size = data.camera_size(camera)
+            dance = build_dance(
+                self.settings,
+                loaded.ref,
+                loaded.name,
+                data.poses[main],
+                size,
+                data.size,
+                loaded.representation,
+                cfg.max_render_frames,
+            )
+        self._dance_made.append(dance)
+        return dance
+
+    # --- evaluate --------------------------------------------------------------------------------
+    def _with_and_without(self, generator, framing, data, test: np.ndarray) -> dict:
+        """The temporal and face options' figures with and without; coherence.png with the results."""
+        from trainer.coherence_figures import with_and_without
+        from trainer.pix2pix.samples import png_bytes
+
+        figures, picture = with_and_without(generator, framing, data, test)
+        if picture is not None:
+            self.store.put(layout.result_key(self.session, "coherence.png"), png_bytes(picture), "image/png")
+        return figures
+
+    def _record(self, loaded: Loaded, framed: Framed, trained: Trained) -> dict:
+        """What metrics.json records of the session's training: its start, steps and time, the
+        frames trained on and held out, the inputs, the warnings (the list itself: the render
+        phase's join it) and the coverage of the dance."""
+        result, data, camera, split = trained.result, loaded.data, loaded.camera, loaded.split
+        return dict(
+            warm_start=trained.warm,
+            base_model=trained.base,
+            base_version=int(trained.base.split("v")[-1]) if trained.base else 0,
             steps=result.step,
-            start_step=start_step,
+            start_step=trained.start_step,
             train_seconds=result.elapsed_s,
             step_seconds=sum(h.get("step_s", 0.0) for h in result.history),
             samples=len(data),
             trained_on=int(split.train.sum()),
             holdout_gap=split.gap,
-            holdout=cfg.holdout,
-            representation=representation,
+            holdout=self.config.holdout,
+            representation=loaded.representation,
             camera=camera,
             width=data.camera_size(camera)[0],
             height=data.camera_size(camera)[1],
             warnings=self.warnings,
-            coverage={"capture": manifest.get("coverage"), "training": relevance},
-            **data_info,
-            **info,
-        )
-        self.progress("rendering", result.step, result.step, message="rendering the reference dance")
-        dance = the_dance()
-        if group is not None:
-            results["dancers"] = {str(d): v for d, v in sorted(dance.match.items())}
-        if dance.note:
-            self.warnings.append(dance.note)
-            self.progress("rendering", result.step, result.step, message=f"{WARNING_PREFIX}{dance.note}")
-        rendition = self._render(generator, framing, camera, dance, results)
-        self.progress("done", result.step, result.step, message=rendition.url[:200])
-        if not self.consent:
-            discard_unconsented(self.store, session)
-        return rendition
-
-    def _relevance(self, ref, data, train_idx: np.ndarray) -> tuple[np.ndarray, dict]:
-        """Per training frame, how often it is drawn (nearer the dance's poses: oftener,
-        trainer.coverage); the dance's poses no training frame shows become a warning."""
-        from trainer.coverage import training_relevance, uncovered_words
-
-        counts, summary = training_relevance(ref.poses, data.poses, data.cameras, train_idx)
-        summary["sampling"] = "by relevance to the dance"
-        words = uncovered_words(summary, ref.times)
-        if words:
-            self.warnings.append(words)
-        return counts, summary
-
-    def _made_earlier(self, name: str) -> Rendition | None:
-        """A session without consent whose video was made and whose frames are already discarded
-        (a redelivery after a crash before the commit): its Rendition again, with a fresh link."""
-        video_key = layout.result_key(self.session, "rendition.mp4")
-        listed = self.store.list_info(video_key)
-        if not listed or self.store.list(layout.shards_prefix(self.session)):
-            return None
-        raw = self.store.get(layout.result_key(self.session, "metrics.json"))
-        results = json.loads(raw) if raw else {}
-        frames = int(results.get("rendition_frames") or 0)
-        last = (self._versions() or [{}])[-1]
-        rendition = self._rendition(
-            video_key, listed[0].written_at, name, frames, results, version=last.get("version", 1), final=True
-        )
-        self.publish(rendition)
-        discard_unconsented(self.store, self.session)
-        log.info("session %s: its video was made earlier; published again", self.session)
-        return rendition
-
-    def _rendition(
-        self, video_key: str, written_at: float, name: str, frames: int, results: dict, **version
-    ) -> Rendition:
-        """The Rendition of a video; its link plays the session's rendition.mp4 (the newest version)."""
-        expiry = video_link_expiry_s(self.settings, written_at)
-        return Rendition(
-            session=self.session,
-            reference=name,
-            video_key=video_key,
-            url=self.store.presign(layout.result_key(self.session, "rendition.mp4"), expiry),
-            expires_at=time.time() + expiry,
-            frames=frames,
-            metrics={
-                k: float(v)
-                for k, v in results.items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-            },
-            wall_time=time.time(),
-            **version,
+            coverage={"capture": loaded.manifest.get("coverage"), "training": trained.relevance},
+            **framed.recipe[1],
+            **framed.info,
         )
 
-    # --- versions --------------------------------------------------------------------------------
-    def _versions(self) -> list[dict]:
-        """The versions published so far (versions.json), oldest first."""
-        raw = self.store.get(layout.result_key(self.session, "versions.json"))
-        return list(json.loads(raw)["versions"]) if raw else []
+    # --- render and publish ----------------------------------------------------------------------
+    def _render(self, generator, framing, loaded: Loaded, dance, results: dict, folder: Path) -> Video:
+        """rendition.mp4 in folder (and side-by-side.mp4 stored); its figures into results."""
+        from trainer.rendition import count_frames, write_video
 
-    def _publish_version(
-        self,
-        video_path: Path,
-        kind: str,
-        metrics: dict,
-        *,
-        final: bool = False,
-        frames: int | None = None,
-        picture: np.ndarray | None = None,
-    ) -> Rendition:
-        """Publish a video of the session as its next version: stored under its own key, copied to
-        rendition.mp4 (the visitor's link plays the newest), recorded with its figures in
-        versions.json, then announced. A published version is never overwritten: a resumed job
-        numbers on from versions.json. kind: "gan" (the generator) or "preview" (training-free)."""
-        from trainer.rendition import count_frames
-
-        versions = self._versions()
-        n = max((v["version"] for v in versions), default=0) + 1
-        video = video_path.read_bytes()
-        own_key = layout.rendition_version_key(self.session, n)
-        stable = layout.result_key(self.session, "rendition.mp4")
-        frames = count_frames(video_path) if frames is None else frames
-        self.store.put(own_key, video, "video/mp4")
-        if picture is not None:  # the dance asked | rendered (trainer.fidelity), beside the video
-            from trainer.pix2pix.samples import png_bytes
-
-            png = png_bytes(picture)
-            self.store.put(layout.dance_picture_key(self.session, n), png, "image/png")
-            self.store.put(layout.result_key(self.session, "dance.png"), png, "image/png")
-        written_at = time.time()  # no later than the store's own time for it: the link expires first
-        self.store.put(stable, video, "video/mp4")
-        figures = {
-            k: float(v)
-            for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-        }
-        figures.pop("version", None)
-        versions.append(
-            {**figures, "version": n, "kind": kind, "final": final, "key": own_key, "wall_time": written_at}
+        n = len(dance.poses)
+        judge = self._judge(dance, loaded.data)
+        out, side = folder / "rendition.mp4", folder / "side.mp4"
+        dancer = reference_frames(self.store, dance.ref, n, folder) if self.config.side_by_side else None
+        write_video(
+            self._watched(judge, framing.frames(generator, dance.poses, loaded.camera, maps=dance.maps)),
+            n,
+            out,
+            30,
+            side_by_side=dancer,
+            side_path=side if dancer is not None else None,
+            progress=self.config.progress_bar,
         )
+        frames = count_frames(out)
+        if dancer is not None:
+            self.store.put(layout.result_key(self.session, "side-by-side.mp4"), side.read_bytes(), "video/mp4")
+            results["side_by_side_frames"] = count_frames(side)
+        results["rendition_frames"] = frames
+        return Video(out, frames, self._judged(judge, results))
+
+    def _write_metrics(self, results: dict) -> dict:
+        """metrics.json with the version it describes; NaN (e.g. no keypoint comparable) is written
+        as null: JSON and the schemas have no NaN."""
+        results["version"] = self.versions.next_number()
+        results = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in results.items()}
         self.store.put(
-            layout.result_key(self.session, "versions.json"),
-            json.dumps({"versions": versions}, indent=2).encode(),
-            "application/json",
+            layout.result_key(self.session, "metrics.json"), json.dumps(results, indent=2).encode(), "application/json"
         )
-        if self.purged(now=True):
-            raise self._stop_purged(f"before version {n} of its video was published")
-        # The final version's key is the stable one: it is what a session without consent keeps.
-        rendition = self._rendition(
-            stable if final else own_key,
-            written_at,
-            self._reference_name,
-            frames,
-            {**figures, "version": n},
-            version=n,
-            kind=kind,
-            final=final,
-        )
-        self.publish(rendition)
-        log.info("session %s: version %d (%s%s) %s", self.session, n, kind, ", final" if final else "", rendition.url)
-        return rendition
+        return results
 
-    def _stage_version(self, stage, framing, data: TrainingSet, test: np.ndarray, camera: str, dance) -> Rendition:
+    def _stage_version(self, stage, loaded: Loaded, framed: Framed) -> Rendition:
         """A version from the generator as training stands (trainer.progressive): the dance rendered,
         its held-out figures measured (no pose check: that waits for the final evaluation)."""
         from trainer.evaluation import held_out_frames
         from trainer.pix2pix.evaluate import video_quality
         from trainer.rendition import write_video
 
-        generator = stage.generator
+        self.progress("training", stage.step, stage.step, message=f"rendering a version at step {stage.step}")
+        generator, framing, data, camera = stage.generator, framed.framing, loaded.data, loaded.camera
+        dance = self._dance(loaded, framed)
         # step_seconds: time in training steps alone (train_seconds also holds set-up and earlier versions).
         step_seconds = sum(h.get("step_s", 0.0) for h in stage.history)
         figures: dict = {"steps": stage.step, "train_seconds": stage.elapsed_s, "step_seconds": step_seconds}
-        cams = held_out_frames(generator, framing, data, test)
+        cams = held_out_frames(generator, framing, data, loaded.test)
         if camera in cams:
             real, fake, _maps, poses = cams[camera]
             q = video_quality(real, fake, poses)
@@ -536,8 +588,66 @@ class TrainingJob:
             frames = framing.frames(generator, dance.poses, camera, maps=dance.maps)
             write_video(self._watched(judge, frames), len(dance.poses), out, 30, progress=self.config.progress_bar)
             picture = self._judged(judge, figures)
-            return self._publish_version(out, "gan", figures, picture=picture)
+            return self.versions.publish(out, "gan", figures, picture=picture)
 
+    def _publish_oneshot(self, loaded: Loaded) -> None:
+        """The first video of the session, before fine-tuning: the visitor's pixels warped part by
+        part through the dance (trainer.oneshot), over the booth's background or a plate estimated
+        from a spread of frames. The person masks it makes are left in loaded.masks (uint8, as the
+        framing keeps them). Its failure never costs the session its video."""
+        from trainer.oneshot import render_oneshot, stored_plate
+        from vision.personmask import PersonMasker
+
+        s, cfg, data, masks = self.settings, self.config, loaded.data, loaded.masks
+        self.progress("loading", message="one-shot video: the visitor's own pixels moved through the dance")
+        maskers: list[PersonMasker] = []
+
+        def mask_of(i: int) -> np.ndarray:
+            if i not in masks:
+                if not maskers:
+                    maskers.append(PersonMasker(cfg.person_masks, s.models_dir))
+                masks[i] = np.round(maskers[0].mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
+            return masks[i]
+
+        if self.versions.listed():
+            # A resumed session: its visitor already has a video at least this good; a preview
+            # published now would replace a better version behind their link.
+            return
+        try:
+            camera = loaded.camera
+            main = np.flatnonzero(data.cameras == camera)
+            size = data.camera_size(camera)
+            dance = build_dance(
+                s, loaded.ref, loaded.name, data.poses[main], size, data.size, "pose", cfg.max_render_frames
+            )
+            plate = stored_plate(self.store, self.session, camera, size)
+            with tempfile.TemporaryDirectory(prefix="booth-oneshot-") as tmp:
+                out = Path(tmp) / "oneshot.mp4"
+                judge = self._judge(dance, data)
+                shot = render_oneshot(
+                    self.store,
+                    self.session,
+                    data,
+                    loaded.split.train,
+                    dance.poses,
+                    plate,
+                    mask_of=mask_of,
+                    camera=camera,
+                    out_path=out,
+                    judge=judge,
+                )
+                self.warnings += shot.warnings  # shown with the others before training starts
+                figures = shot.metrics()
+                picture = self._judged(judge, figures, show=False)
+                self.versions.publish(out, "preview", figures, frames=shot.frames, picture=picture)
+        except Purged:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the fine-tuned video still comes
+            self.warnings.append(f"no one-shot video: {type(exc).__name__}: {exc}")
+            return
+        log.info("session %s: one-shot video in %.1f s", self.session, shot.seconds)
+
+    # --- judging what a video shows (trainer.fidelity) ------------------------------------------------
     def _judge(self, dance, data: TrainingSet):
         """A DanceJudge for a video of this dance (trainer.fidelity), or None for a group's dance."""
         from trainer.fidelity import DanceJudge
@@ -567,242 +677,3 @@ class TrainingJob:
                     log.warning("session %s: %s", self.session, warning)
                     self.progress("rendering", message=f"{WARNING_PREFIX}{warning}")
         return fidelity.picture
-
-    def _started_conditioning(self) -> str | None:
-        """What an earlier attempt of this session's generator read (its latest checkpoint), or None."""
-        from trainer.pix2pix import checkpoint as ckpt
-
-        store = StoreCheckpoints(self.store, layout.checkpoints_prefix(self.session))
-        name = ckpt.latest_checkpoint(store)
-        if name is None:
-            return None
-        try:
-            state = ckpt.from_bytes(store.load(name))
-        except Exception:  # noqa: BLE001 - unreadable: the resume itself reports it
-            return None
-        return str(state.get("train", {}).get("data", {}).get("conditioning", "pose"))
-
-    def _framing(
-        self,
-        data,
-        train: np.ndarray,
-        representation: str,
-        device: str,
-        conditioning: str | None = None,
-        masks: dict[int, np.ndarray] | None = None,
-    ):
-        """(framing, person masks of the training samples or None, what to record about them);
-        conditioning: None for the trainer's choice from its config (trainer.warp_framing); masks:
-        those already made (index -> uint8 mask), kept and completed."""
-        from trainer.warp_framing import chosen_conditioning
-
-        cfg = self.config
-        conditioning = conditioning or chosen_conditioning(cfg.conditioning, cfg.temporal)
-        kind = cfg.framing
-        if kind == "auto":
-            kind = "person" if representation == "pose" else "whole"
-        if kind == "person" and representation != "pose":
-            raise DatasetError(
-                f"session {self.session} is in the {representation!r} representation: person-centred generation "
-                "draws pose maps in the crop, so it needs the 'pose' representation (or train with framing whole)"
-            )
-        sizes = {c: data.camera_size(c) for c in data.camera_names()}
-        if kind == "whole" and (cfg.temporal or cfg.face):
-            self.warnings.append("the temporal and face options are for the person framing: this session has neither")
-        if kind == "whole":
-            return WholeFrame(data.size, cfg.posemap_style or DEFAULT_STYLES["whole"], representation, sizes), None, {}
-        from trainer.coherent import CoherentPersonCentred
-        from trainer.pix2pix.face import MIN_FACE_CROP
-        from trainer.plates import camera_plates
-        from vision.crop import crop_side
-        from vision.personmask import PersonMasker
-
-        idx = np.flatnonzero(train)
-        sides = {}
-        try:
-            for camera in sizes:
-                sides[camera] = crop_side(data.poses[idx[data.cameras[idx] == camera]])
-        except ValueError as exc:
-            self.warnings.append(f"{exc}: the whole frame is used instead of a crop around the person")
-            if cfg.temporal or cfg.face:
-                self.warnings.append("the temporal and face options are for the person framing: not used")
-            return WholeFrame(data.size, cfg.posemap_style or DEFAULT_STYLES["whole"], representation, sizes), None, {}
-        masker = PersonMasker(cfg.person_masks, self.settings.models_dir)
-        if masker.why:
-            self.warnings.append(masker.why)
-        masks = {} if masks is None else masks  # uint8, 255 = person: a quarter of float32's memory
-        last = time.monotonic()
-        for k, i in enumerate(idx):
-            if int(i) not in masks:
-                masks[int(i)] = np.round(masker.mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
-            if time.monotonic() - last >= self.config.progress_every_s:
-                last = time.monotonic()
-                self.progress("loading", k, len(idx), message=f"person masks ({masker.name}) {k}/{len(idx)}")
-        if masker.fallbacks:
-            self.warnings.append(
-                f"BlazePose found nobody where the pose is in {masker.fallbacks} of {len(idx)} training frames: "
-                "their masks are drawn from the pose"
-            )
-        cut = _cut_off_share(data, idx)
-        if cut > 0.2:
-            self.warnings.append(
-                f"the person is cut off by the frame's edge in {cut:.0%} of the training frames: "
-                "what lies outside is never learnt"
-            )
-        self.progress("loading", message="background plates")
-        plates = camera_plates(self.store, self.session, data, train, masks, masker.name, self.warnings)
-        crop = cfg.crop_size or (512 if device == "cuda" else 256)
-        face = cfg.face
-        if face and crop < MIN_FACE_CROP:
-            face = False
-            self.warnings.append(
-                f"a {crop} px crop is too small for a face box (at least {MIN_FACE_CROP}): no face residual"
-            )
-        framing = CoherentPersonCentred(
-            crop,
-            cfg.posemap_style or DEFAULT_STYLES["person"],
-            {c: p.plate.image for c, p in plates.items()},
-            sides,
-            temporal=cfg.temporal,
-            face=face,
-        )
-        if conditioning in ("warp", "warp-reliable"):
-            from trainer.warp_framing import warp_framing
-
-            try:
-                framing = warp_framing(conditioning).from_person(framing, data, train, masks)
-            except ValueError as exc:  # no view of the person to warp: the pose map alone
-                self.warnings.append(f"{exc}: the generator reads the pose map alone")
-            else:
-                # Not combined yet: the warped view carries the visitor's own face and appearance
-                # frame to frame; metrics.json records temporal and face as off.
-                if cfg.temporal:
-                    self.warnings.append("the temporal option is not combined with warp conditioning: not used")
-        info = {
-            "person_masks": masker.name,
-            "plate_source": ",".join(sorted({p.source for p in plates.values()})),
-            "plate_filled": max(p.plate.filled for p in plates.values()),
-            "crop_side_px": round(sides[data.main_camera()], 1),
-        }
-        return framing, masks, info
-
-    def _with_and_without(self, generator, framing, data, test: np.ndarray) -> dict:
-        """The temporal and face options' figures with and without; coherence.png with the results."""
-        from trainer.coherence_figures import with_and_without
-        from trainer.pix2pix.samples import png_bytes
-
-        figures, picture = with_and_without(generator, framing, data, test)
-        if picture is not None:
-            self.store.put(layout.result_key(self.session, "coherence.png"), png_bytes(picture), "image/png")
-        return figures
-
-    def _publish_oneshot(self, ref, name: str, data, train: np.ndarray, masks: dict[int, np.ndarray]) -> None:
-        """The first video of the session, before fine-tuning: the visitor's pixels warped part by
-        part through the dance (trainer.oneshot), over the booth's background or a plate estimated
-        from a spread of frames. The person masks it makes are left in `masks` (uint8, as the
-        framing keeps them). Its failure never costs the session its video."""
-        from trainer.oneshot import render_oneshot, stored_plate
-        from vision.personmask import PersonMasker
-
-        s, cfg = self.settings, self.config
-        self.progress("loading", message="one-shot video: the visitor's own pixels moved through the dance")
-        maskers: list[PersonMasker] = []
-
-        def mask_of(i: int) -> np.ndarray:
-            if i not in masks:
-                if not maskers:
-                    maskers.append(PersonMasker(cfg.person_masks, s.models_dir))
-                masks[i] = np.round(maskers[0].mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
-            return masks[i]
-
-        if self._versions():
-            # A resumed session: its visitor already has a video at least this good; a preview
-            # published now would replace a better version behind their link.
-            return
-        try:
-            camera = data.main_camera()
-            main = np.flatnonzero(data.cameras == camera)
-            size = data.camera_size(camera)
-            dance = build_dance(s, ref, name, data.poses[main], size, data.size, "pose", cfg.max_render_frames)
-            plate = stored_plate(self.store, self.session, camera, size)
-            with tempfile.TemporaryDirectory(prefix="booth-oneshot-") as tmp:
-                out = Path(tmp) / "oneshot.mp4"
-                judge = self._judge(dance, data)
-                shot = render_oneshot(
-                    self.store,
-                    self.session,
-                    data,
-                    train,
-                    dance.poses,
-                    plate,
-                    mask_of=mask_of,
-                    camera=camera,
-                    out_path=out,
-                    judge=judge,
-                )
-                self.warnings += shot.warnings  # shown with the others before training starts
-                figures = shot.metrics()
-                picture = self._judged(judge, figures, show=False)
-                self._publish_version(out, "preview", figures, frames=shot.frames, picture=picture)
-        except Purged:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the fine-tuned video still comes
-            self.warnings.append(f"no one-shot video: {type(exc).__name__}: {exc}")
-            return
-        log.info("session %s: one-shot video in %.1f s", self.session, shot.seconds)
-
-    def _remaining_budget(self) -> float:
-        """The budget counts from the first attempt: a resumed session gets what is left of it."""
-        key = layout.checkpoints_prefix(self.session) + "started.json"
-        raw = self.store.get(key)
-        if raw is None:
-            self.store.put(key, json.dumps({"wall_time": time.time()}).encode(), "application/json")
-            return self.config.budget_s
-        spent = time.time() - json.loads(raw)["wall_time"]
-        return max(self.config.budget_s - spent, min(60.0, self.config.budget_s * 0.1))
-
-    def _render(self, generator, framing, camera: str, dance, results: dict) -> Rendition:
-        from trainer.rendition import count_frames, write_video
-
-        cfg, session, store = self.config, self.session, self.store
-        n = len(dance.poses)
-        judge = self._judge(dance, self._data)
-        with tempfile.TemporaryDirectory(prefix="booth-render-") as tmp:
-            out, side = Path(tmp) / "rendition.mp4", Path(tmp) / "side.mp4"
-            dancer = reference_frames(store, dance.ref, n, Path(tmp)) if cfg.side_by_side else None
-            write_video(
-                self._watched(judge, framing.frames(generator, dance.poses, camera, maps=dance.maps)),
-                n,
-                out,
-                30,
-                side_by_side=dancer,
-                side_path=side if dancer is not None else None,
-                progress=cfg.progress_bar,
-            )
-            frames = count_frames(out)
-            if dancer is not None:
-                store.put(layout.result_key(session, "side-by-side.mp4"), side.read_bytes(), "video/mp4")
-                results["side_by_side_frames"] = count_frames(side)
-            results["rendition_frames"] = frames
-            picture = self._judged(judge, results)
-            results["version"] = max((v["version"] for v in self._versions()), default=0) + 1
-            # NaN (e.g. no keypoint comparable) is written as null: JSON and the schemas have no NaN.
-            results = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in results.items()}
-            store.put(
-                layout.result_key(session, "metrics.json"), json.dumps(results, indent=2).encode(), "application/json"
-            )
-            if self.purged(now=True):
-                raise self._stop_purged("before its video was published")
-            return self._publish_version(out, "gan", results, final=True, frames=frames, picture=picture)
-
-
-def _cut_off_share(data: TrainingSet, idx: np.ndarray) -> float:
-    """Share of the samples idx whose body box reaches past the frame's edge."""
-    from vision.crop import body_box
-
-    cut = 0
-    for i in idx:
-        box = body_box(data.poses[i])
-        w, h = data.frame_size(int(i))
-        cut += box is not None and (box[0] < 0 or box[1] < 0 or box[2] > w or box[3] > h)
-    return cut / max(1, len(idx))

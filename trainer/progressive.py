@@ -4,7 +4,7 @@ Fine-tuning is cut at stops (seconds of the budget): a first one shortly after t
 (TrainerConfig.first_rendition_s, so the visitor has a video within about a minute of their
 dataset), then at shares of the budget (TrainerConfig.rendition_points, e.g. 10 %, 30 %). At each
 stop the training state is checkpointed and a version is rendered and published
-(TrainingJob._publish_version); the end of the budget gives the final one. Rendering counts
+(trainer.versions.Versions.publish); the end of the budget gives the final one. Rendering counts
 against the budget: the stops are wall clock, as the budget is. A session resumed after a crash
 keeps its published versions and continues at the next stop still ahead of it.
 """

@@ -124,7 +124,8 @@ def train_generator(
     from trainer.checkpoints import StoreCheckpoints
     from trainer.dataset import DEFAULT_HOLDOUT_FRACTION, DEFAULT_HOLDOUT_GAP, holdout_split
     from trainer.evaluation import held_out_frames, sample_sheet
-    from trainer.job import CUDA_BATCH, recipe
+    from trainer.framing_choice import recipe
+    from trainer.options import CUDA_BATCH
     from trainer.pix2pix.checkpoint import export_generator
     from trainer.pix2pix.evaluate import video_quality
     from trainer.pix2pix.run import fine_tune
