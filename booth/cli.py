@@ -12,6 +12,7 @@ import click
 
 from infra.settings import Settings
 from tools.terminal import print_table, settings_from
+from trainer.cli_options import CONDITIONING, CROP_SIZE, DEVICE, FRAMING, QUIET, budget_option
 
 _settings = settings_from
 
@@ -388,156 +389,7 @@ def process(ctx, backend, threads, max_people, loglevel):
     run_worker(_settings(ctx).model_copy(update=updates), loglevel=level)
 
 
-# --- trainer -----------------------------------------------------------------------------------
-@main.command("train")
-@click.option(
-    "--budget", "budget_s", default=3600.0, show_default=True, help="Fine-tuning budget per session, seconds."
-)
-@click.option("--checkpoint-every", default=180.0, show_default=True, help="Seconds between checkpoints.")
-@click.option("--reference", help="Reference dance for sessions that name none.")
-@click.option("--device", help="torch device (default: CUDA when present, else CPU).")
-@click.option(
-    "--framing",
-    type=click.Choice(["auto", "person", "whole"]),
-    default="auto",
-    show_default=True,
-    help="person: a crop following the person, composited onto the camera's background plate; whole: the "
-    "whole frame letterboxed; auto: person for pose maps, whole for part maps.",
-)
-@click.option(
-    "--crop-size",
-    type=click.IntRange(16, 2048),
-    help="Person framing's generator size, a power of two (default 512 where CUDA is, else 256).",
-)
-@click.option(
-    "--posemap-style",
-    type=click.Choice(["stick", "facing"]),
-    help="Pose maps the generator reads (default: facing for person framing, stick for whole).",
-)
-@click.option(
-    "--person-masks",
-    type=click.Choice(["auto", "blazepose", "silhouette"]),
-    default="auto",
-    show_default=True,
-    help="Where person masks come from (plates, mattes): BlazePose where the pose is, or drawn from the pose.",
-)
-@click.option(
-    "--temporal/--no-temporal",
-    default=None,
-    envvar="BOOTH_TRAIN_TEMPORAL",
-    help="Person framing: each frame conditioned on the previous generated one, so the video does not "
-    "shimmer (default: the trainer's, see docs/generation.md).",
-)
-@click.option(
-    "--face/--no-face",
-    default=None,
-    envvar="BOOTH_TRAIN_FACE",
-    help="Person framing: a small face generator adds detail on a box around the head (default: the trainer's).",
-)
-@click.option(
-    "--conditioning",
-    type=click.Choice(["pose", "warp", "warp-reliable"]),
-    default=None,
-    help="What the person-centred generator reads: the pose map, or also the visitor's own pixels warped part by "
-    "part to the pose (trainer/warp_framing.py), with warp-reliable also maps of where that warp is unreliable "
-    "(parts never seen, bones far from the source's, another facing). Default: the session's manifest "
-    "(booth assemble --conditioning), else warp (pose with --temporal, which only the pose map combines with).",
-)
-@click.option(
-    "--holdout",
-    type=click.Choice(["novel", "tail"]),
-    default="novel",
-    show_default=True,
-    help="Which frames the held-out figures are measured on: those whose poses are least like the rest of the "
-    "session (novel), or the last seconds (tail).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1, 256),
-    help="Samples per training step (default 8 where CUDA is, with float16 autocast; else 1).",
-)
-@click.option(
-    "--rendition-points",
-    default="0.1,0.3,1",
-    show_default=True,
-    envvar="BOOTH_RENDITION_POINTS",
-    help="Shares of the budget at which a better version of the video is published (the end always is).",
-)
-@click.option(
-    "--first-rendition",
-    "first_rendition_s",
-    type=float,
-    default=20.0,
-    show_default=True,
-    envvar="BOOTH_FIRST_RENDITION_S",
-    help="Seconds of training before a first version of the video (0: none before the points).",
-)
-@click.option(
-    "--match",
-    help="Several visitors: which reference dancer each visitor dances, as dancer:visitor pairs (e.g. 1:0,0:1); "
-    "default left to right at the start.",
-)
-@click.option("--max-sessions", type=int, help="Exit after this many renditions.")
-@click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-@click.pass_context
-def train(
-    ctx,
-    budget_s,
-    checkpoint_every,
-    reference,
-    device,
-    framing,
-    crop_size,
-    posemap_style,
-    person_masks,
-    temporal,
-    face,
-    conditioning,
-    holdout,
-    batch_size,
-    rendition_points,
-    first_rendition_s,
-    match,
-    max_sessions,
-    idle_exit,
-    quiet,
-):
-    """Consume DatasetReady events: fine-tune, evaluate, render, publish the link."""
-    import signal
-    import threading
-
-    from trainer.progressive import parse_points
-    from trainer.service import TrainerConfig, TrainingService
-
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        config = TrainerConfig(
-            budget_s=budget_s,
-            checkpoint_every_s=checkpoint_every,
-            reference=reference,
-            device=device,
-            framing=framing,
-            crop_size=crop_size,
-            posemap_style=posemap_style,
-            person_masks=person_masks,
-            conditioning=conditioning,
-            holdout=holdout,
-            progress_bar=not quiet,
-            **{k: v for k, v in (("temporal", temporal), ("face", face)) if v is not None},
-            batch_size=batch_size,
-            rendition_points=parse_points(rendition_points),
-            first_rendition_s=first_rendition_s or None,
-            match=match,
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    done = TrainingService(_settings(ctx), config).run(stop=stop, idle_exit=idle_exit, max_sessions=max_sessions)
-    click.echo(f"{done} session(s) rendered")
-
-
+# --- trainer (booth train, oneshot, reference: trainer/cli.py) -----------------------------------
 @main.group("base")
 def base() -> None:
     """Base models of the booth scene that fine-tuning warm-starts from (versioned, one promoted per configuration)."""
@@ -545,32 +397,20 @@ def base() -> None:
 
 @base.command("build")
 @click.option("--session", "sessions", multiple=True, required=True, help="Sessions of the booth scene to train on.")
-@click.option("--budget", "budget_s", default=3600.0, show_default=True, help="Seconds of training.")
+@budget_option(3600.0, "Seconds of training.")
 @click.option("--steps", type=int, help="Stop after this many steps.")
-@click.option("--crop-size", type=click.IntRange(16, 2048), help="As `booth train --crop-size`: what sessions use.")
-@click.option(
-    "--framing",
-    type=click.Choice(["auto", "person", "whole"]),
-    default="auto",
-    show_default=True,
-    help="The framing the base is trained in (as `booth train --framing`).",
-)
-@click.option(
-    "--conditioning",
-    type=click.Choice(["pose", "warp", "warp-reliable"]),
-    default=None,
-    help="As `booth train --conditioning` (default: the trainer's, warp): a base warm-starts only sessions "
-    "that read the same inputs.",
-)
-@click.option("--device", help="torch device (default: CUDA when present, else CPU).")
+@CROP_SIZE
+@FRAMING
+@CONDITIONING
+@DEVICE
 @click.option("--promote", "promote_it", is_flag=True, help="Promote the new version once built.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@QUIET
 @click.pass_context
 def base_build(ctx, sessions, budget_s, steps, crop_size, framing, conditioning, device, promote_it, quiet):
     """Train a new base version on earlier sessions (with consent) and evaluate it on their held-out frames."""
     from schemas import InvalidId, validate_id
     from trainer.base import build_base, promote
-    from trainer.job import TrainerConfig
+    from trainer.options import TrainerConfig
 
     try:
         for s in sessions:
@@ -857,13 +697,14 @@ def _register() -> None:
     from producers.cli import background, camera, publish_spool
     from tools.commands import record, replay, status
     from tools.parts import parts
-    from trainer.cli import assemble, oneshot, reference
+    from trainer.cli import assemble, oneshot, reference, train
 
     for command in (
         camera,
         publish_spool,
         background,
         assemble,
+        train,
         oneshot,
         reference,
         record,

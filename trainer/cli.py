@@ -1,4 +1,6 @@
-"""`booth assemble`, `booth oneshot` and `booth reference ...`: registered on the main `booth` command group.
+"""`booth assemble`, `booth train`, `booth oneshot` and `booth reference ...`: registered on the main
+`booth` command group.
+The trainer's options are declared once each in trainer.cli_options.
 
 Heavy imports happen inside each command, so `booth --help` stays fast.
 """
@@ -12,6 +14,8 @@ from pathlib import Path
 import click
 
 from tools.terminal import print_table, settings_from
+from trainer.cli_options import DEVICE, JOB_OPTIONS, LOOP_OPTIONS, NETWORK_OPTIONS, PERSON_MASKS, QUIET, budget_option
+from trainer.cli_options import trainer_config as _trainer_config
 
 # vision.partsmap.KINDS, spelled out so `booth --help` imports nothing heavy.
 REPRESENTATIONS = ("pose", "parts", "pose+parts")
@@ -271,8 +275,8 @@ def reference_correct(ctx, name, file, mode):
 
 @reference.command("train")
 @click.argument("name")
-@click.option("--budget", default=600.0, show_default=True, type=click.FloatRange(1), help="Training seconds.")
-@click.option("--device", default=None, help="Torch device (default: cuda where there is one, else cpu).")
+@budget_option(600.0, "Training seconds.", type=click.FloatRange(1))
+@DEVICE
 @click.option(
     "--size",
     default=128,
@@ -288,7 +292,7 @@ def reference_correct(ctx, name, file, mode):
     help="The generator's first layer's width (a session's is 32; the mirror renders 16 twice as fast).",
 )
 @click.pass_context
-def reference_train(ctx, name, budget, device, size, ngf):
+def reference_train(ctx, name, budget_s, device, size, ngf):
     """Train a generator of reference NAME's dancer (pose map -> the dancer) on its own frames;
     run again to train it on from where it stopped."""
     from schemas import InvalidId
@@ -297,7 +301,7 @@ def reference_train(ctx, name, budget, device, size, ngf):
 
     try:
         info = train_generator(
-            _settings(ctx), name, budget_s=budget, device=device, size=int(size), ngf=ngf, progress_bar=True
+            _settings(ctx), name, budget_s=budget_s, device=device, size=int(size), ngf=ngf, progress_bar=True
         )
     except InvalidId as exc:
         raise click.BadParameter(str(exc), param_hint="NAME") from exc
@@ -331,15 +335,9 @@ def _report(meta: dict) -> None:
 @click.option("--session", required=True, help="The session to render (its dataset must be assembled).")
 @click.option("--reference", help="Reference dance (default: the session's, else BOOTH_DEFAULT_REFERENCE).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Also write the MP4 here.")
-@click.option(
-    "--person-masks",
-    type=click.Choice(["auto", "blazepose", "silhouette"]),
-    default="auto",
-    show_default=True,
-    help="Where the source views' person masks come from.",
-)
+@PERSON_MASKS
 @click.option("--max-frames", type=int, help="Render only the dance's first frames.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@QUIET
 @click.pass_context
 def oneshot(ctx, session, reference, out, person_masks, max_frames, quiet):
     """Render the one-shot video: the visitor's own pixels warped part by part through the dance, no training."""
@@ -377,3 +375,24 @@ def oneshot(ctx, session, reference, out, person_masks, max_frames, quiet):
         ],
         f"one-shot video of {session} ({layout.result_key(session, 'oneshot.mp4')})",
     )
+
+
+@click.command("train")
+@budget_option(3600.0, "Fine-tuning budget per session, seconds.")
+@NETWORK_OPTIONS
+@LOOP_OPTIONS
+@JOB_OPTIONS
+@click.option("--max-sessions", type=int, help="Exit after this many renditions.")
+@click.option("--idle-exit", type=float, help="Exit after this many idle seconds.")
+@QUIET
+@click.pass_context
+def train(ctx, max_sessions, idle_exit, quiet, **options):
+    """Consume DatasetReady events: fine-tune, evaluate, render, publish the link."""
+    from trainer.service import TrainingService
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    config = _trainer_config(quiet, **options)
+    done = TrainingService(_settings(ctx), config).run(stop=stop, idle_exit=idle_exit, max_sessions=max_sessions)
+    click.echo(f"{done} session(s) rendered")
