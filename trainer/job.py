@@ -140,6 +140,7 @@ class TrainingJob:
         self.consent = False
         self.warnings: list[str] = []  # shown before training, recorded in metrics.json
         self.base_name: str | None = None
+        self.device = "cpu"  # the device type training runs on: chosen by the frame phase
         self.versions = Versions(settings, self.store, self.session, self._announce, self._stop_if_purged)
         self._dance_made: list = []
 
@@ -226,11 +227,11 @@ class TrainingJob:
     def evaluate(self, loaded: Loaded, framed: Framed, trained: Trained) -> dict:
         """The held-out figures (trainer.evaluation), the temporal and face options' with and
         without, and what the session was trained on and how: metrics.json's content."""
-        from trainer.evaluation import evaluate
+        from trainer import evaluation
 
         result, data, test = trained.result, loaded.data, loaded.test
         self.progress("evaluating", result.step, result.step, message="held-out frames: SSIM, PSNR, pose, flicker")
-        results = evaluate(
+        results = evaluation.evaluate(
             self.settings, self.store, self.session, result.generator, framed.framing, data, test, result.history
         )
         results.update(self._with_and_without(result.generator, framed.framing, data, test))
