@@ -231,7 +231,10 @@ class TrainingJob:
         data = load_training_set(s, session, store=self.store, expected=manifest.get("samples"))
         self._data = data
         poses = data.poses if cfg.holdout == "novel" else None
-        split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses)
+        # The frames that show the dance's poses stay in training (trainer.dataset.novel_split).
+        split = holdout_split(
+            data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses, dance=ref.poses
+        )
         self.warnings: list[str] = [split.note] if split.note else []
         test = split.test
         if not test.any():
