@@ -22,7 +22,8 @@ rendered the same way, then judged on the dance. The person's pixels are real: t
 15 fps. No real footage of a visitor following a dance exists, and vtest.avi's walkers are other
 people at another size, so both arms are made from the same photo to differ only in what the
 visitor did. Each session goes through the trainer's own steps as bench_person/bench_dance run
-them: the pose-novel held-out split, the person masker, plate and crop, the default generator
+them: the pose-novel held-out split (sparing the frames that show the dance's poses, as
+trainer.job does), the person masker, plate and crop, the default generator
 (warp-conditioned, trainer.job.recipe), training frames drawn by relevance to the dance
 (trainer.coverage.training_relevance + Repeated, as trainer.job does), S seconds of steps each in
 alternating 10 s slices; then one loop of the dance, placed where the visitor stands, rendered and
@@ -250,7 +251,7 @@ def train_arm(session, dance: np.ndarray, models_dir: Path | None):
     from trainer.pix2pix.train import TrainConfig, Trainer
     from trainer.warp_framing import WarpConditioned
 
-    p = prepare(session, models_dir)
+    p = prepare(session, models_dir, dance=dance)
     idx = np.flatnonzero(p.train)
     framing = WarpConditioned.from_person(p.person, p.data, p.train, p.masks)
     net, _data = recipe(framing)

@@ -77,10 +77,12 @@ def prepare(
     style: str = "facing",
     size: int = SIZE,
     split: tuple[np.ndarray, np.ndarray] | None = None,
+    dance: np.ndarray | None = None,
 ) -> Prepared:
     """Split, person masks, plate and crop size, as the trainer makes them (trainer.job): the held-out
     frames are the pose-novel stretches (trainer.dataset.novel_split) with the trainer's half-second
-    gap in the session's frames; split: (train, test) masks instead."""
+    gap in the session's frames, sparing the frames that show the `dance`'s poses; split: (train,
+    test) masks instead."""
     n = len(session.frames)
     data = TrainingSet(
         list(session.frames),
@@ -90,7 +92,7 @@ def prepare(
         np.arange(n),
     )
     gap = holdout_gap(session.fps)
-    novel = holdout_split(data.cameras, data.seqs, gap=gap, poses=data.poses)
+    novel = holdout_split(data.cameras, data.seqs, gap=gap, poses=data.poses, dance=dance)
     train, test = split or (novel.train, novel.test)
     started = time.perf_counter()
     idx = np.flatnonzero(train)

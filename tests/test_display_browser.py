@@ -66,6 +66,17 @@ def test_the_display_follows_a_guided_take(settings):
         risen = wait_until(
             lambda: 0.0 < (c := float(attr("meter", "data-coverage"))) < 0.8 and c, timeout=15, what="the meter"
         )
+
+        # The bar eases to its width (a CSS transition of .4 s); settled, it fills what the label says.
+        def bar_matches_label() -> bool:
+            fill, label = driver.execute_script(
+                "const w = (id) => document.getElementById(id).getBoundingClientRect().width;"
+                "return [w('meter-fill') / w('meter'), document.getElementById('meter-text').textContent];"
+            )
+            assert label.endswith("% of 80%"), label
+            return abs(fill - int(label.split("%")[0]) / 100) < 0.01
+
+        wait_until(bar_matches_label, timeout=5, what="the meter's bar to fill the share its label says")
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "display.png"))
         the_rest = [figure_pose(session, "cam0", 10 + i, p) for i, p in enumerate(dance)]

@@ -6,6 +6,7 @@ import pytest
 from test_fidelity import standing
 
 from schemas.keypoints import INDEX
+from trainer.coverage import match, training_relevance
 from trainer.dataset import holdout_split, novel_split
 
 
@@ -74,3 +75,56 @@ def test_pose_novel_split_falls_back_to_the_end_where_it_cannot_hold_out_stretch
     assert split.test[-18:].all() and "no readable torso" in split.note
     with pytest.raises(ValueError, match="poses for"):
         novel_split(np.array(["a"] * 3), np.arange(3), blind[:2])
+
+
+def test_a_dance_keeps_the_frames_that_show_its_rare_poses_in_training():
+    # A visitor who followed the dance: mostly facing the camera, the dance's back view briefly,
+    # and once an arm raised that the dance never asks for.
+    rng = np.random.default_rng(3)
+    poses = walking(200, rng)
+    poses[40:48] = standing(front=False, face=False)
+    poses[120:130, INDEX["left_wrist"], 1] -= 90
+    cameras, seqs = np.array(["a"] * 200), np.arange(200)
+    dance = np.stack([standing()] * 20 + [standing(front=False, face=False)] * 10)
+    dance[:, :, :2] = dance[:, :, :2] * 1.5 + (300, 40)  # the dancer elsewhere in a bigger picture
+    back = set(range(40, 48))
+
+    today = novel_split(cameras, seqs, poses, fraction=0.15, gap=10)
+    assert back <= set(np.flatnonzero(today.test))  # the back view is the most novel stretch: held out
+    _, lost = training_relevance(dance, poses, cameras, np.flatnonzero(today.train))
+    assert lost["uncovered_frames"] == 10  # so training never sees the dance's back
+
+    split = novel_split(cameras, seqs, poses, fraction=0.15, gap=10, dance=dance)
+    held = set(np.flatnonzero(split.test))
+    assert not back & held and back & set(np.flatnonzero(split.train))
+    _, kept = training_relevance(dance, poses, cameras, np.flatnonzero(split.train))
+    assert kept["share"] == 1.0 and match(dance, poses).share == 1.0  # as much as the capture shows
+    assert set(range(120, 130)) <= held  # still pose-novel where the dance does not ask
+    assert not (split.train & split.test).any()
+    trained = np.flatnonzero(split.train)
+    assert min(abs(int(t) - int(h)) for t in trained for h in held) == 11  # the gaps are kept
+    assert len(held) == 30 and split.note == ""  # room enough: the share asked
+    same = holdout_split(cameras, seqs, 0.15, 10, poses=poses, dance=dance)
+    assert same.test.tolist() == split.test.tolist()
+
+
+def test_where_the_dance_frames_leave_no_room_fewer_are_held_out_and_the_note_says_so():
+    # Every second or so another of the dance's back views (the arm higher each time): a full
+    # stretch with its gaps would take one of them wherever it stood.
+    rng = np.random.default_rng(4)
+    poses = walking(200, rng)
+    dance = [standing()]
+    for j, start in enumerate(range(5, 200, 25)):
+        back = standing(front=False, face=False)
+        back[INDEX["right_wrist"], 1] -= 30 * j
+        poses[start : start + 3] = back
+        dance.append(back)
+    dance = np.stack(dance)
+    cameras, seqs = np.array(["a"] * 200), np.arange(200)
+    full = novel_split(cameras, seqs, poses, fraction=0.15, gap=10)
+    split = novel_split(cameras, seqs, poses, fraction=0.15, gap=10, dance=dance)
+    _, kept = training_relevance(dance, poses, cameras, np.flatnonzero(split.train))
+    assert kept["share"] == 1.0
+    assert 2 <= split.test.sum() < 30 and "frames held out, not 30" in split.note
+    # Never more frames lost to training than the asked stretches would have cost.
+    assert (~split.train).sum() <= (~full.train).sum()

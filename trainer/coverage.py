@@ -219,6 +219,16 @@ def match(dance: np.ndarray, captured: np.ndarray, threshold: float = COVERED_RM
     return Match(dd, arg, dc, ok, threshold)
 
 
+def nearest_covers(dance: np.ndarray, captured: np.ndarray, threshold: float = COVERED_RMS) -> np.ndarray:
+    """Per captured pose: whether it is the nearest one to some dance frame it covers. Training on
+    these keeps the training frames' coverage of the dance at the capture's (trainer.dataset keeps
+    them out of the held-out frames)."""
+    m = match(dance, captured, threshold)
+    keep = np.zeros(len(m.capture_distance), bool)
+    keep[m.dance_nearest[m.covered]] = True
+    return keep
+
+
 def place(dance: np.ndarray, captured: np.ndarray) -> tuple[np.ndarray, float] | None:
     """(the dance normalized into the capture's frame, the visitor's torso length), or None when
     the capture has nothing to place it by."""

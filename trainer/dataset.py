@@ -23,6 +23,7 @@ import numpy as np
 
 from infra.objectstore import ObjectStore
 from infra.settings import Settings
+from trainer.coverage import nearest_covers
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +152,17 @@ def holdout_split(
     gap: int = DEFAULT_HOLDOUT_GAP,
     min_train: int = MIN_TRAIN,
     poses: np.ndarray | None = None,
+    dance: np.ndarray | None = None,
 ) -> Split:
     """Per camera, in seq order: the last `fraction` of the frames held out (at least two), the
     `gap` frames before them used for neither, the rest for training. Small sessions keep
     `min_train` training frames per camera: the gap shrinks first, then the held-out block; a
     camera with fewer than min_train + 2 frames holds nothing out.
 
-    poses ([N, 17, 3], the samples'): hold out the pose-novel stretches instead (novel_split)."""
+    poses ([N, 17, 3], the samples'): hold out the pose-novel stretches instead (novel_split), sparing
+    the frames that show the reference `dance`'s poses."""
     if poses is not None:
-        return novel_split(cameras, seqs, poses, fraction, gap, min_train)
+        return novel_split(cameras, seqs, poses, fraction, gap, min_train, dance=dance)
     if not 0 < fraction < 1:
         raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
     if gap < 0 or min_train < 1:
@@ -184,6 +187,12 @@ def holdout_split(
         test[idx[n - n_test :]] = True
         gaps.append(n_gap)
     return Split(train, test, min(gaps) if gaps else 0, "; ".join(notes))
+
+
+def _mask(n: int, span: slice) -> np.ndarray:
+    out = np.zeros(n, bool)
+    out[span] = True
+    return out
 
 
 def pose_distances(poses: np.ndarray) -> np.ndarray:
@@ -219,12 +228,21 @@ def novel_split(
     gap: int = DEFAULT_HOLDOUT_GAP,
     min_train: int = MIN_TRAIN,
     stretches: int = NOVEL_STRETCHES,
+    dance: np.ndarray | None = None,
 ) -> Split:
     """Per camera, in seq order: `fraction` of the frames held out in up to `stretches` stretches
     where the poses are most unlike the rest of the session (`novelty`: mean over a stretch), each
     with `gap` frames on either side used for neither; the rest for training. A camera whose
     poses have no readable torso, or too few frames for stretches and gaps, falls back to the
-    block at the end (holdout_split), said in the note."""
+    block at the end (holdout_split), said in the note.
+
+    dance ([T, 17, 3], the reference's poses): the frames nearest to the dance poses they cover
+    (trainer.coverage.nearest_covers) stay in training, with no stretch or gap on them. A session
+    that follows the dance shows its rarer poses (the back, raised arms) briefly: the most novel
+    stretches are those, and holding them out would train on less of the dance than the visitor
+    showed. Where the spared frames leave no room for the asked stretches, shorter ones fill the
+    share for at most the training frames the asked ones would have cost, and the note says how
+    many fewer were held out."""
     if not 0 < fraction < 1:
         raise ValueError(f"the held-out fraction must be between 0 and 1, got {fraction}")
     if gap < 0 or min_train < 1:
@@ -256,20 +274,30 @@ def novel_split(
                 notes.append(tail.note)
             continue
         score = np.nan_to_num(score, nan=-1.0)  # a frame without a torso is never chosen for its pose
-        window = np.convolve(score, np.ones(length) / length, mode="valid")  # mean novelty per stretch start
-        free = np.ones(n, bool)  # frames a stretch (with its gaps) may still take
+        keep = np.zeros(n, bool) if dance is None else nearest_covers(dance, poses[idx])
+        free = np.ones(n, bool)  # frames a stretch may still take: not within a gap of a kept one
+        for i in np.flatnonzero(keep):
+            free[max(0, i - gap) : i + gap + 1] = False
         held = np.zeros(n, bool)
-        for start in np.argsort(-window, kind="stable"):
-            if held.sum() >= n_test:
-                break
-            stop = start + length
-            if not free[start:stop].all():
-                continue
-            held[start:stop] = True
-            free[max(0, start - gap) : stop + gap] = False
-        near = np.zeros(n, bool)
-        for i in np.flatnonzero(held):
-            near[max(0, i - gap) : i + gap + 1] = True
+        near = np.zeros(n, bool)  # held out or in a gap: not trained on
+        cost = k * (length + 2 * gap)  # what the asked stretches cost training, at most
+        while held.sum() < n_test and length >= MIN_HELD_OUT:  # shorter stretches only where spared frames block
+            window = np.convolve(score, np.ones(length) / length, mode="valid")  # mean novelty per stretch start
+            for start in np.argsort(-window, kind="stable"):
+                if held.sum() >= n_test:
+                    break
+                stop = start + length
+                span = slice(max(0, start - gap), stop + gap)
+                if not free[start:stop].all() or (near | _mask(n, span)).sum() > cost:
+                    continue
+                held[start:stop] = True
+                free[span] = False
+                near[span] = True
+            length = length // 2 if keep.any() else 0
+        if held.sum() < n_test and keep.any():
+            notes.append(
+                f"camera {camera}: {int(held.sum())} frames held out, not {n_test}: the others show the dance's poses"
+            )
         train[idx[~near]] = True
         test[idx[held]] = True
         gaps.append(gap)

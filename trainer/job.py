@@ -173,7 +173,7 @@ class TrainingJob:
             return made
         ref = load_reference(self.settings, self.session, name, representation)
         data = load_training_set(self.settings, self.session, store=self.store, expected=manifest.get("samples"))
-        split, test = self._split(data)
+        split, test = self._split(data, ref.poses)
         group = group_framing(manifest, data, representation, self.config.framing, self.config.posemap_style)
         return Loaded(manifest, representation, name, ref, data, split, test, group)
 
@@ -313,11 +313,14 @@ class TrainingJob:
 
         return check_representation(manifest.get("representation", DEFAULT_REPRESENTATION))
 
-    def _split(self, data: TrainingSet) -> tuple:
+    def _split(self, data: TrainingSet, dance) -> tuple:
         """(the held-out split, the samples the figures are measured on); its notes are warnings."""
         cfg = self.config
         poses = data.poses if cfg.holdout == "novel" else None
-        split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses)
+        # The frames that show the dance's poses stay in training (trainer.dataset.novel_split).
+        split = holdout_split(
+            data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses, dance=dance
+        )
         if split.note:
             self.warnings.append(split.note)
         test = split.test
