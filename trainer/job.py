@@ -318,9 +318,7 @@ class TrainingJob:
         cfg = self.config
         poses = data.poses if cfg.holdout == "novel" else None
         # The frames that show the dance's poses stay in training (trainer.dataset.novel_split).
-        split = holdout_split(
-            data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses, dance=dance
-        )
+        split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses, dance=dance)
         if split.note:
             self.warnings.append(split.note)
         test = split.test
