@@ -13,6 +13,7 @@ from trainer.fidelity import (
     facing_class,
     facing_warnings,
     figures,
+    in_view,
     independent_backend,
     limb_error,
     torso_aligned,
@@ -108,6 +109,32 @@ def test_figures_on_what_is_there_with_warnings():
     nobody, warnings = figures(asked[:2], [None, None], "blazepose")
     assert nobody["dance_person_found"] == 0 and np.isnan(nobody["dance_limb_error"])
     assert any("no frame could be compared" in w for w in warnings)
+
+
+def test_what_the_rendered_frame_cannot_show_is_not_judged():
+    # A portrait cut at the waist (the demo's clip): the asked hips (y 120) lie below a 100 px
+    # tall frame, so any estimator reading the frame must put them at its edge. Compared, the
+    # torso shrinks by a third and every keypoint is misplaced by the crop, not by the body.
+    asked = standing()
+    found = standing()
+    found[[INDEX["left_hip"], INDEX["right_hip"]], 1] = 98
+    found[[INDEX[n] for n in ("left_knee", "right_knee", "left_ankle", "right_ankle")], 2] = 0.0
+    assert limb_error(asked, found) > 0.2  # what the judge scored before it knew the frame's edge
+    out, warnings = figures(asked[None], [found], "movenet", size=(200, 100))
+    assert np.isnan(out["dance_limb_error"]) and out["dance_compared"] == 0 and out["dance_person_found"] == 1
+    assert any("1 of 1 judged dance poses have their torso outside the rendered frame" in w for w in warnings)
+    assert out["dance_facing_agreement"] == 1.0  # the facing is still read from what is there
+    # A wrist raised past the top edge is not judged; the rest of the body is.
+    raised = standing()
+    raised[INDEX["left_wrist"], 1] = -20
+    read = raised.copy()
+    read[INDEX["left_wrist"], 1] = 2  # the estimator's guess, inside the picture
+    wrist = INDEX["left_wrist"]
+    assert in_view(raised, (200, 200))[wrist, 2] == 0 and in_view(raised, None)[wrist, 2] > 0
+    assert limb_error(raised, read) > 0.02
+    out, warnings = figures(raised[None], [read], "movenet", size=(200, 200))
+    assert out["dance_limb_error"] == pytest.approx(0.0, abs=1e-6) and out["dance_compared"] == 1
+    assert not any("outside the rendered frame" in w for w in warnings)
 
 
 def test_a_session_with_one_facing_is_warned_about():
