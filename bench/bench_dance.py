@@ -159,10 +159,29 @@ def judge(name: str, arm: str, dance: np.ndarray, frames, models_dir, out_dir: P
     return result.figures
 
 
+def judged_arms(
+    session: str, arms: dict, trainers: dict, data, tests: dict[str, np.ndarray], dance, models_dir, out_dir
+):
+    """Each trained GAN arm in turn: (arm, row, {split: (real, fake, poses)}): the row holds its
+    steps, steps/s and its dance's figures (`judge`), the held-out frames of each split are
+    rendered for the caller to score as it likes."""
+    from trainer.evaluation import held_out_frames
+
+    for arm, framing in arms.items():
+        t = trainers[arm]
+        row = {"session": session, "arm": arm, "steps": t.step, "steps_s": t.step / max(t.elapsed_s, 1e-9)}
+        held = {}
+        for split, test in tests.items():
+            real, fake, _maps, poses = held_out_frames(t.G, framing, data, test)[CAMERA]
+            held[split] = (real, fake, poses)
+        stem = Path(session).stem
+        row.update(judge(stem, arm, dance, framing.frames(t.G, dance, CAMERA), models_dir, out_dir))
+        yield arm, row, held
+
+
 def run_session(
     name: str, session: Session, budget: float, models_dir, out_dir: Path, kinds: tuple[str, ...] = ARMS
 ) -> list[dict]:
-    from trainer.evaluation import held_out_frames
     from trainer.oneshot import choose_views, oneshot_frames
     from trainer.warp_framing import warp_framing
     from vision.warp import PartWarper
@@ -202,14 +221,10 @@ def run_session(
         row.update({f"{split}_box_ssim": q["box_ssim"], f"{split}_box_psnr": q["box_psnr"]})
     row.update(judge(name, "oneshot", dance, oneshot_frames(warper, dance, plate), models_dir, out_dir))
     rows.append(row)
-    for arm, framing in arms.items():
-        t = trainers[arm]
-        row = {"session": name, "arm": arm, "steps": t.step, "steps_s": t.step / max(t.elapsed_s, 1e-9)}
-        for split, test in tests.items():
-            real, fake, _maps, poses = held_out_frames(t.G, framing, data, test)[CAMERA]
+    for _arm, row, held in judged_arms(name, arms, trainers, data, tests, dance, models_dir, out_dir):
+        for split, (real, fake, poses) in held.items():
             q = video_quality(real, fake, poses)
             row.update({f"{split}_box_ssim": q["box_ssim"], f"{split}_box_psnr": q["box_psnr"]})
-        row.update(judge(name, arm, dance, framing.frames(t.G, dance, CAMERA), models_dir, out_dir))
         rows.append(row)
     for r in rows:
         r["floor"] = rows[0]["dance_limb_error"]

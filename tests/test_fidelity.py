@@ -16,6 +16,7 @@ from trainer.fidelity import (
     in_view,
     independent_backend,
     limb_error,
+    real_floor,
     torso_aligned,
 )
 
@@ -171,3 +172,26 @@ def test_blazepose_judges_a_real_photo_against_movenets_pose():
     judge = DanceJudge(wrong[None], "movenet", SHARED / "models", frames=1)
     list(judge.watch([(image, image)]))
     assert judge.judge().figures["dance_limb_error"] > f["dance_limb_error"] + 0.2
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared folder absent: {SHARED}")
+def test_the_judges_floor_is_its_score_on_the_real_frames_and_never_its_own_drawing():
+    from vision.pose import load_estimator
+
+    image = cv2.cvtColor(cv2.imread(str(SHARED / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
+    drawn = load_estimator("movenet", SHARED / "models").estimate(image)[0].keypoints
+    blank = np.full_like(image, 128)
+    poses = np.stack([drawn] * 3)
+    floor, warnings = real_floor([image, image, blank], poses, "blazepose", SHARED / "models", drawn_by=["movenet"])
+    assert warnings == [] and set(floor) == {"dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor"}
+    # What the real body scores, as DanceJudge scores a rendered one (the blank frame: nobody).
+    judge = DanceJudge(poses, "movenet", SHARED / "models", frames=3)
+    list(judge.watch([(image, image), (image, image), (blank, blank)]))
+    judged = judge.judge().figures
+    assert floor["dance_limb_floor"] == pytest.approx(judged["dance_limb_error"])
+    assert 0 < floor["dance_limb_floor"] < 0.15  # two estimators on a clear body agree closely
+    assert floor["dance_facing_floor"] == pytest.approx(judged["dance_facing_agreement"])
+    # The judge reading poses it drew itself would agree with itself: no floor, said so.
+    floor, warnings = real_floor([image], poses[:1], "movenet", SHARED / "models", drawn_by=["movenet-lightning"])
+    assert floor == {} and "drawn by movenet, the judge itself" in warnings[0]
+    assert real_floor([], poses[:0], "blazepose")[0] == {}

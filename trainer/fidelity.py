@@ -20,6 +20,12 @@ rendered:
 * person found ("dance_person_found"): the share of judged frames where the estimator finds a
   person at all.
 
+The judge's floor ("dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor", `real_floor`):
+the same judge on the session's own real frames against their own poses, what a renderer that drew
+the asked poses perfectly would score on this footage. Two estimators disagree by more on a small
+person (a 60 px walker: 0.12 torso lengths, where one estimator reading the same frames twice
+already differs by 0.09) than on a large one, so every limb error is read beside its floor.
+
 A spread of JUDGED_FRAMES frames is kept while the video is written (`DanceJudge.watch`) and
 judged afterwards; `dance_sheet` draws eight of them, asked pose | rendered frame (dance.png).
 Bad input never raises: a dance pose without a readable torso, a frame with nobody found, an
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -261,6 +267,46 @@ def estimate_near(estimator, frame: np.ndarray, asked: np.ndarray, key: str = ""
     kp[:, 0] += x0
     kp[:, 1] += y0
     return kp
+
+
+def real_floor(
+    frames: Sequence[np.ndarray],
+    poses: np.ndarray,
+    backend: str,
+    models_dir: str | Path | None = None,
+    *,
+    drawn_by: Iterable[str] | None = None,
+    n: int = JUDGED_FRAMES,
+    estimator=None,
+) -> tuple[dict[str, float], list[str]]:
+    """The judge `backend` on a session's own frames against their own poses (n spread over
+    them): (figures "dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor", warnings).
+    Not measured when `drawn_by` (the estimators that drew the session's poses) includes the judge:
+    an estimator reading its own frames again agrees with itself, which is no floor. Never raises."""
+    if drawn_by is not None and any(backend in str(b).lower() for b in drawn_by):
+        return {}, [f"no judge floor: the session's poses were drawn by {backend}, the judge itself"]
+    idx = judged_indices(min(len(frames), len(poses)), n)
+    if not idx:
+        return {}, ["no judge floor: the session has no frame"]
+    try:
+        where = str(models_dir) if models_dir and Path(models_dir).is_dir() else None
+        estimator = estimator or _estimator(backend, where)
+        found = []
+        for t in idx:
+            try:
+                found.append(estimate_near(estimator, frames[t], poses[t], key=f"floor-{t}"))
+            except Exception as exc:  # noqa: BLE001 - one unreadable frame counts as nobody found
+                log.warning("judge floor: frame %d could not be read (%s)", t, exc)
+                found.append(None)
+        h, w = frames[idx[0]].shape[:2]
+        out, _warnings = figures(np.asarray(poses, np.float32)[idx], found, backend, size=(w, h))
+    except Exception as exc:  # noqa: BLE001 - the figures stand without their floor
+        return {}, [f"no judge floor: {type(exc).__name__}: {exc}"]
+    return {
+        "dance_limb_floor": out["dance_limb_error"],
+        "dance_limb_floor_p90": out["dance_limb_error_p90"],
+        "dance_facing_floor": out["dance_facing_agreement"],
+    }, []
 
 
 def figures(

@@ -185,6 +185,8 @@ class TrainingJob:
         self._purge_seen = False
         self._purge_looked_at = -float("inf")
         self.consent = False
+        self._pose_backends: list[str] | None = None  # the estimators that drew the session's poses
+        self._floors: dict[str, tuple[dict, list[str]]] = {}  # the judge's floor, by judge
 
     # --- purge ---------------------------------------------------------------------------------
     def purged(self, now: bool = False) -> bool:
@@ -220,6 +222,7 @@ class TrainingJob:
         self.progress("loading", message="reading the dataset")
         manifest = read_manifest(s, session, store=self.store) or {}
         self.consent = manifest.get("consent") is True
+        self._pose_backends = manifest.get("pose_backends")
         representation = check_representation(manifest.get("representation", DEFAULT_REPRESENTATION))
         # The reference is checked before the budget is spent, not after.
         name = reference_name(s, session, self.ready.reference, cfg.reference)
@@ -553,13 +556,16 @@ class TrainingJob:
     def _watched(judge, frames):
         return frames if judge is None else judge.watch(frames)
 
-    def _judged(self, judge, figures: dict, show: bool = True) -> np.ndarray | None:
-        """Judge the frames kept: its figures into `figures`, its new warnings kept (and shown, or
-        left for the list shown before training); the picture."""
+    def _judged(self, judge, figures: dict, show: bool = True, floor: bool = True) -> np.ndarray | None:
+        """Judge the frames kept: its figures (and, with `floor`, the judge's floor) into
+        `figures`, its new warnings kept (and shown, or left for the list shown before training);
+        the picture."""
         if judge is None:
             return None
         fidelity = judge.judge()
         figures.update(fidelity.figures)
+        if floor:
+            figures.update(self._judge_floor(judge.backend, fidelity.warnings))
         for warning in fidelity.warnings:
             if warning not in self.warnings:
                 self.warnings.append(warning)
@@ -567,6 +573,30 @@ class TrainingJob:
                     log.warning("session %s: %s", self.session, warning)
                     self.progress("rendering", message=f"{WARNING_PREFIX}{warning}")
         return fidelity.picture
+
+    def _judge_floor(self, backend: str, warnings: list[str]) -> dict:
+        """The judge's floor on this session's own frames (trainer.fidelity.real_floor), measured
+        once per job and written beside every version's dance figures; its warning, if any, joins
+        `warnings`."""
+        from trainer.fidelity import real_floor
+
+        floors = self._floors
+        if backend not in floors:
+            try:
+                data = self._data
+                main = np.flatnonzero(data.cameras == data.main_camera())
+                floors[backend] = real_floor(
+                    [data.frames[i] for i in main],
+                    data.poses[main],
+                    backend,
+                    self.settings.models_dir,
+                    drawn_by=self._pose_backends,
+                )
+            except Exception as exc:  # noqa: BLE001 - the figures stand without their floor
+                floors[backend] = {}, [f"no judge floor: {type(exc).__name__}: {exc}"]
+        figures, notes = floors[backend]
+        warnings += [n for n in notes if n not in warnings]
+        return figures
 
     def _started_conditioning(self) -> str | None:
         """What an earlier attempt of this session's generator read (its latest checkpoint), or None."""
@@ -742,7 +772,8 @@ class TrainingJob:
                 )
                 self.warnings += shot.warnings  # shown with the others before training starts
                 figures = shot.metrics()
-                picture = self._judged(judge, figures, show=False)
+                # The first video does not wait for the floor (a second of the judge): GAN versions carry it.
+                picture = self._judged(judge, figures, show=False, floor=False)
                 self._publish_version(out, "preview", figures, frames=shot.frames, picture=picture)
         except Purged:
             raise
