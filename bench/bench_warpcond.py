@@ -38,8 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.bench_dance import dance_for
-from bench.bench_dance import judge as judge_dance
+from bench.bench_dance import dance_for, judged_arms
 from bench.bench_oneshot import VIDEO_SUFFIXES, load
 from bench.bench_person import (
     CAMERA,
@@ -54,7 +53,6 @@ from bench.bench_person import (
     trainer_for,
 )
 from infra.settings import Settings
-from trainer.evaluation import held_out_frames
 from trainer.pix2pix.evaluate import frames_pose_error, video_quality
 from trainer.warp_framing import WarpConditioned
 
@@ -116,22 +114,9 @@ def run_session(name: str, budget: float, models_dir: Path | None, out_dir: Path
     trainers = {arm: trainer_for(framing, p) for arm, framing in arms.items()}
     train_alternately(trainers, budget)
     rows, shown = [], {}
-    for arm, framing in arms.items():
-        t = trainers[arm]
-        real, fake, _maps, poses = held_out_frames(t.G, framing, p.data, p.test)[CAMERA]
-        rows.append(
-            {
-                "session": name,
-                "arm": arm,
-                "steps": t.step,
-                "steps_s": t.step / max(t.elapsed_s, 1e-9),
-                **video_quality(real, fake, poses),
-                "pose_error": frames_pose_error(fake, poses, estimate),
-            }
-        )
-        rows[-1].update(
-            judge_dance(Path(name).stem, arm, dance, framing.frames(t.G, dance, CAMERA), models_dir, out_dir)
-        )
+    for arm, row, held in judged_arms(name, arms, trainers, p.data, {"test": p.test}, dance, models_dir, out_dir):
+        real, fake, poses = held["test"]
+        rows.append({**row, **video_quality(real, fake, poses), "pose_error": frames_pose_error(fake, poses, estimate)})
         shown[arm] = fake
         _write_video(out_dir / f"{Path(name).stem}-{arm}.mp4", fake)
     rows += bounds(name, real, poses, p.person.plates[CAMERA], models_dir, estimate)

@@ -683,6 +683,7 @@ def dance_rows(oneshot: dict, final: dict) -> dict:
             return "-"
         return (
             f"limb error {_fmt(m.get('dance_limb_error'))} (p90 {_fmt(m.get('dance_limb_error_p90'))}) torso lengths, "
+            f"the judge's floor on the session's own frames {_fmt(m.get('dance_limb_floor'))}, "
             f"facing agreement {_fmt(m.get('dance_facing_agreement'))}, "
             f"person found {_fmt(m.get('dance_person_found'))}"
         )

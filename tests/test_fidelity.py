@@ -13,8 +13,10 @@ from trainer.fidelity import (
     facing_class,
     facing_warnings,
     figures,
+    in_view,
     independent_backend,
     limb_error,
+    real_floor,
     torso_aligned,
 )
 
@@ -110,6 +112,32 @@ def test_figures_on_what_is_there_with_warnings():
     assert any("no frame could be compared" in w for w in warnings)
 
 
+def test_what_the_rendered_frame_cannot_show_is_not_judged():
+    # A portrait cut at the waist (the demo's clip): the asked hips (y 120) lie below a 100 px
+    # tall frame, so any estimator reading the frame must put them at its edge. Compared, the
+    # torso shrinks by a third and every keypoint is misplaced by the crop, not by the body.
+    asked = standing()
+    found = standing()
+    found[[INDEX["left_hip"], INDEX["right_hip"]], 1] = 98
+    found[[INDEX[n] for n in ("left_knee", "right_knee", "left_ankle", "right_ankle")], 2] = 0.0
+    assert limb_error(asked, found) > 0.2  # what the judge scored before it knew the frame's edge
+    out, warnings = figures(asked[None], [found], "movenet", size=(200, 100))
+    assert np.isnan(out["dance_limb_error"]) and out["dance_compared"] == 0 and out["dance_person_found"] == 1
+    assert any("1 of 1 judged dance poses have their torso outside the rendered frame" in w for w in warnings)
+    assert out["dance_facing_agreement"] == 1.0  # the facing is still read from what is there
+    # A wrist raised past the top edge is not judged; the rest of the body is.
+    raised = standing()
+    raised[INDEX["left_wrist"], 1] = -20
+    read = raised.copy()
+    read[INDEX["left_wrist"], 1] = 2  # the estimator's guess, inside the picture
+    wrist = INDEX["left_wrist"]
+    assert in_view(raised, (200, 200))[wrist, 2] == 0 and in_view(raised, None)[wrist, 2] > 0
+    assert limb_error(raised, read) > 0.02
+    out, warnings = figures(raised[None], [read], "movenet", size=(200, 200))
+    assert out["dance_limb_error"] == pytest.approx(0.0, abs=1e-6) and out["dance_compared"] == 1
+    assert not any("outside the rendered frame" in w for w in warnings)
+
+
 def test_a_session_with_one_facing_is_warned_about():
     session = np.stack([standing()] * 5)
     dance = np.stack([standing()] * 3 + [standing(front=False, face=False)])
@@ -144,3 +172,26 @@ def test_blazepose_judges_a_real_photo_against_movenets_pose():
     judge = DanceJudge(wrong[None], "movenet", SHARED / "models", frames=1)
     list(judge.watch([(image, image)]))
     assert judge.judge().figures["dance_limb_error"] > f["dance_limb_error"] + 0.2
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared folder absent: {SHARED}")
+def test_the_judges_floor_is_its_score_on_the_real_frames_and_never_its_own_drawing():
+    from vision.pose import load_estimator
+
+    image = cv2.cvtColor(cv2.imread(str(SHARED / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
+    drawn = load_estimator("movenet", SHARED / "models").estimate(image)[0].keypoints
+    blank = np.full_like(image, 128)
+    poses = np.stack([drawn] * 3)
+    floor, warnings = real_floor([image, image, blank], poses, "blazepose", SHARED / "models", drawn_by=["movenet"])
+    assert warnings == [] and set(floor) == {"dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor"}
+    # What the real body scores, as DanceJudge scores a rendered one (the blank frame: nobody).
+    judge = DanceJudge(poses, "movenet", SHARED / "models", frames=3)
+    list(judge.watch([(image, image), (image, image), (blank, blank)]))
+    judged = judge.judge().figures
+    assert floor["dance_limb_floor"] == pytest.approx(judged["dance_limb_error"])
+    assert 0 < floor["dance_limb_floor"] < 0.15  # two estimators on a clear body agree closely
+    assert floor["dance_facing_floor"] == pytest.approx(judged["dance_facing_agreement"])
+    # The judge reading poses it drew itself would agree with itself: no floor, said so.
+    floor, warnings = real_floor([image], poses[:1], "movenet", SHARED / "models", drawn_by=["movenet-lightning"])
+    assert floor == {} and "drawn by movenet, the judge itself" in warnings[0]
+    assert real_floor([], poses[:0], "blazepose")[0] == {}

@@ -175,7 +175,12 @@ def test_status_snapshot_shows_sessions_training_deadletters_and_rates(settings,
             url="http://127.0.0.1:1/k.mp4",
             expires_at=now + 600,
             frames=48,
-            metrics={"oneshot": 1.0, "dance_limb_error": 0.114, "dance_facing_agreement": 0.9},
+            metrics={
+                "oneshot": 1.0,
+                "dance_limb_error": 0.114,
+                "dance_limb_floor": 0.102,
+                "dance_facing_agreement": 0.9,
+            },
             wall_time=now + 2,
             final=False,
             kind="preview",
@@ -202,7 +207,7 @@ def test_status_snapshot_shows_sessions_training_deadletters_and_rates(settings,
     console.print(render(snap))
     text = console.export_text()
     assert "s-42" in text and "training 40/100" in text and "dead letters: 1 pose=1" in text
-    assert "dance limb 0.11, facing 90%" in text  # the preview judged on the dance it shows
+    assert "dance limb 0.11 (floor 0.10), facing 90%" in text  # the preview judged on the dance it shows
 
 
 def test_status_once_cli_prints_the_snapshot_as_json(settings):

@@ -122,6 +122,12 @@ def test_dataset_ready_becomes_a_rendition_and_resumes_from_checkpoints(dataset)
         png = ObjectStore(settings).get(layout.dance_picture_key(syn.session, v["version"]))
         assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR).shape[0] >= 4 * 240
     assert results["dance_judged"] == 18 and "dance_limb_error" in results and "dance_facing_agreement" in results
+    # Beside them the judge's floor on the session's own frames (here synthetic figures nobody can
+    # read: null), measured once for every GAN version; the one-shot video, first, does not wait.
+    assert {"dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor"} <= results.keys()
+    assert "dance_facing_floor" not in versions[0] and all("dance_facing_floor" in v for v in versions[1:])
+    assert len({json.dumps(v.get("dance_limb_floor")) for v in versions[1:] + [results]}) == 1
+    assert not any("no judge floor" in w for w in results["warnings"])
     assert ObjectStore(settings).get(prefix + "dance.png") == png  # the newest version's
 
     # A second delivery (say, after a crash before the commit) resumes from the stored checkpoint.

@@ -44,6 +44,7 @@ QUALITY_KEYS = (
     "dance_limb_error_p90",
     "dance_facing_agreement",
     "dance_person_found",
+    "dance_limb_floor",
 )
 WARNING_PREFIX = "warning: "  # training progress messages that are warnings (trainer.job)
 _TRAINING_GAUGES = ("booth_training_step", "booth_training_loss", "booth_training_eta_seconds")
@@ -380,6 +381,8 @@ def render(snap: dict[str, Any]):
             rendition += f", person {q['box_psnr']:.1f} dB"
         if "dance_limb_error" in q:
             rendition += f", dance limb {q['dance_limb_error']:.2f}"
+            if "dance_limb_floor" in q:  # the judge's own score on the session's real frames
+                rendition += f" (floor {q['dance_limb_floor']:.2f})"
         if "dance_facing_agreement" in q:
             rendition += f", facing {q['dance_facing_agreement']:.0%}"
         sessions.add_row(

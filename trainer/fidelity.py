@@ -11,12 +11,20 @@ rendered:
   elbows, wrists, hips, knees, ankles) after moving each pose into its own hip-shoulder frame
   (mid-hip at the origin, the torso along +y, one torso length = 1), so placement and size are
   forgiven and what is left is the body's shape, in torso lengths; a frame's error is the mean
-  over the keypoints both poses have;
+  over the keypoints both poses have; an asked keypoint outside the rendered frame is not
+  judged (the frame cannot show it: a portrait's hips guessed below its edge), and a frame whose
+  asked torso lies outside it has no limb error (`in_view`);
 * facing agreement ("dance_facing_agreement"): front / back / profile of the asked pose against
   the rendered person's (`facing_class`), over the frames whose asked facing is known (a rendered
   frame whose facing cannot be read does not agree);
 * person found ("dance_person_found"): the share of judged frames where the estimator finds a
   person at all.
+
+The judge's floor ("dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor", `real_floor`):
+the same judge on the session's own real frames against their own poses, what a renderer that drew
+the asked poses perfectly would score on this footage. Two estimators disagree by more on a small
+person (a 60 px walker: 0.12 torso lengths, where one estimator reading the same frames twice
+already differs by 0.09) than on a large one, so every limb error is read beside its floor.
 
 A spread of JUDGED_FRAMES frames is kept while the video is written (`DanceJudge.watch`) and
 judged afterwards; `dance_sheet` draws eight of them, asked pose | rendered frame (dance.png).
@@ -29,7 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -88,6 +96,20 @@ def torso_aligned(pose: np.ndarray, thr: float = SCORE_THRESHOLD) -> np.ndarray 
     weak = ~(np.isfinite(pose[list(LIMBS)]).all(axis=1) & (pose[list(LIMBS), 2] >= thr))
     out[weak] = np.nan
     return out
+
+
+def in_view(pose: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """The pose with its keypoints outside a (width, height) frame unseen (score 0): what the
+    rendered frame cannot show is not judged. An estimator reading the frame must put the hips
+    of a person cut at the waist inside the picture, so comparing them with hips asked below the
+    frame's edge measures the crop, not the body (and shrinks the torso every keypoint is scaled by)."""
+    pose = np.array(pose, np.float32, copy=True)
+    if size is None:
+        return pose
+    w, h = size
+    x, y = pose[:, 0], pose[:, 1]
+    pose[~((x >= 0) & (x < w) & (y >= 0) & (y < h)), 2] = 0.0
+    return pose
 
 
 def limb_error(asked: np.ndarray, found: np.ndarray, thr: float = SCORE_THRESHOLD) -> float:
@@ -206,7 +228,8 @@ class DanceJudge:
             except Exception as exc:  # noqa: BLE001 - one unreadable frame counts as nobody found
                 log.warning("dance fidelity: frame %d could not be read (%s)", t, exc)
                 found.append(None)
-        out.figures, out.warnings = figures(self.poses[ts], found, self.backend)
+        h, w = self.kept[ts[0]].shape[:2]
+        out.figures, out.warnings = figures(self.poses[ts], found, self.backend, size=(w, h))
         if self.session_poses is not None and len(self.session_poses):
             out.warnings += facing_warnings(self.session_poses, self.poses)
         try:
@@ -246,12 +269,57 @@ def estimate_near(estimator, frame: np.ndarray, asked: np.ndarray, key: str = ""
     return kp
 
 
-def figures(asked: np.ndarray, found: list[np.ndarray | None], judge: str = "") -> tuple[dict[str, float], list[str]]:
+def real_floor(
+    frames: Sequence[np.ndarray],
+    poses: np.ndarray,
+    backend: str,
+    models_dir: str | Path | None = None,
+    *,
+    drawn_by: Iterable[str] | None = None,
+    n: int = JUDGED_FRAMES,
+    estimator=None,
+) -> tuple[dict[str, float], list[str]]:
+    """The judge `backend` on a session's own frames against their own poses (n spread over
+    them): (figures "dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor", warnings).
+    Not measured when `drawn_by` (the estimators that drew the session's poses) includes the judge:
+    an estimator reading its own frames again agrees with itself, which is no floor. Never raises."""
+    if drawn_by is not None and any(backend in str(b).lower() for b in drawn_by):
+        return {}, [f"no judge floor: the session's poses were drawn by {backend}, the judge itself"]
+    idx = judged_indices(min(len(frames), len(poses)), n)
+    if not idx:
+        return {}, ["no judge floor: the session has no frame"]
+    try:
+        where = str(models_dir) if models_dir and Path(models_dir).is_dir() else None
+        estimator = estimator or _estimator(backend, where)
+        found = []
+        for t in idx:
+            try:
+                found.append(estimate_near(estimator, frames[t], poses[t], key=f"floor-{t}"))
+            except Exception as exc:  # noqa: BLE001 - one unreadable frame counts as nobody found
+                log.warning("judge floor: frame %d could not be read (%s)", t, exc)
+                found.append(None)
+        h, w = frames[idx[0]].shape[:2]
+        out, _warnings = figures(np.asarray(poses, np.float32)[idx], found, backend, size=(w, h))
+    except Exception as exc:  # noqa: BLE001 - the figures stand without their floor
+        return {}, [f"no judge floor: {type(exc).__name__}: {exc}"]
+    return {
+        "dance_limb_floor": out["dance_limb_error"],
+        "dance_limb_floor_p90": out["dance_limb_error_p90"],
+        "dance_facing_floor": out["dance_facing_agreement"],
+    }, []
+
+
+def figures(
+    asked: np.ndarray, found: list[np.ndarray | None], judge: str = "", size: tuple[int, int] | None = None
+) -> tuple[dict[str, float], list[str]]:
     """The dance figures of asked poses [N, 17, 3] against the poses found on their rendered frames
-    (None: nobody found), and warnings for what could not be compared."""
+    (None: nobody found) of `size` (width, height; None: every keypoint counts as in the frame),
+    and warnings for what could not be compared."""
     n = len(asked)
     readable = [torso_aligned(a) is not None for a in asked]
-    errors = [limb_error(a, f) for a, f in zip(asked, found) if f is not None]
+    seen = [in_view(a, size) for a in asked]
+    cut = sum(r and torso_aligned(s) is None for r, s in zip(readable, seen))
+    errors = [limb_error(s, f) for s, f in zip(seen, found) if f is not None]
     errors = [e for e in errors if np.isfinite(e)]
     # Over the frames whose asked facing is known: a rendered body whose facing cannot be read (or
     # nobody) does not agree, so breaking the body on the hard frames earns nothing.
@@ -269,6 +337,11 @@ def figures(asked: np.ndarray, found: list[np.ndarray | None], judge: str = "") 
     warnings = []
     if sum(readable) < n:
         warnings.append(f"dance fidelity: {n - sum(readable)} of {n} judged dance poses have no readable torso")
+    if cut:
+        warnings.append(
+            f"dance fidelity: {cut} of {n} judged dance poses have their torso outside the rendered frame "
+            "(hips or shoulders past its edge): no limb error there"
+        )
     if people < n:
         warnings.append(f"dance fidelity: {judge or 'the judge'} found nobody in {n - people} of {n} rendered frames")
     if not errors:
@@ -351,7 +424,7 @@ def dance_sheet(
         h, w = frame.shape[:2]
         box = _sheet_box(poses[t], (w, h))
         f = found.get(t)
-        err = limb_error(poses[t], f) if f is not None else float("nan")
+        err = limb_error(in_view(poses[t], (w, h)), f) if f is not None else float("nan")
         said = "nobody" if f is None else f"{facing_class(f) or '?'} {err:.2f}"
         cells = [
             _label(_pose_cell(poses[t], box, height), f"{t}: {facing_class(poses[t]) or '?'}"),

@@ -143,6 +143,9 @@ class TrainingJob:
         self.device = "cpu"  # the device type training runs on: chosen by the frame phase
         self.versions = Versions(settings, self.store, self.session, self._announce, self._stop_if_purged)
         self._dance_made: list = []
+        self._pose_backends: list[str] | None = None  # the estimators that drew the session's poses
+        self._floors: dict[str, tuple[dict, list[str]]] = {}  # the judge's floor, by judge
+        self._data: TrainingSet | None = None  # the session's frames, for the judge's floor
 
     # --- the job, phase by phase -----------------------------------------------------------------
     def run(self) -> Rendition:
@@ -172,7 +175,9 @@ class TrainingJob:
         if made is not None:
             return made
         ref = load_reference(self.settings, self.session, name, representation)
-        data = load_training_set(self.settings, self.session, store=self.store, expected=manifest.get("samples"))
+        data = self._data = load_training_set(
+            self.settings, self.session, store=self.store, expected=manifest.get("samples")
+        )
         split, test = self._split(data, ref.poses)
         group = group_framing(manifest, data, representation, self.config.framing, self.config.posemap_style)
         return Loaded(manifest, representation, name, ref, data, split, test, group)
@@ -305,6 +310,7 @@ class TrainingJob:
 
         manifest = read_manifest(self.settings, self.session, store=self.store) or {}
         self.consent = manifest.get("consent") is True
+        self._pose_backends = manifest.get("pose_backends")
         return manifest
 
     @staticmethod
@@ -640,7 +646,8 @@ class TrainingJob:
                 )
                 self.warnings += shot.warnings  # shown with the others before training starts
                 figures = shot.metrics()
-                picture = self._judged(judge, figures, show=False)
+                # The first video does not wait for the floor (a second of the judge): GAN versions carry it.
+                picture = self._judged(judge, figures, show=False, floor=False)
                 self.versions.publish(out, "preview", figures, frames=shot.frames, picture=picture)
         except Purged:
             raise
@@ -665,13 +672,16 @@ class TrainingJob:
     def _watched(judge, frames):
         return frames if judge is None else judge.watch(frames)
 
-    def _judged(self, judge, figures: dict, show: bool = True) -> np.ndarray | None:
-        """Judge the frames kept: its figures into `figures`, its new warnings kept (and shown, or
-        left for the list shown before training); the picture."""
+    def _judged(self, judge, figures: dict, show: bool = True, floor: bool = True) -> np.ndarray | None:
+        """Judge the frames kept: its figures (and, with `floor`, the judge's floor) into
+        `figures`, its new warnings kept (and shown, or left for the list shown before training);
+        the picture."""
         if judge is None:
             return None
         fidelity = judge.judge()
         figures.update(fidelity.figures)
+        if floor:
+            figures.update(self._judge_floor(judge.backend, fidelity.warnings))
         for warning in fidelity.warnings:
             if warning not in self.warnings:
                 self.warnings.append(warning)
@@ -679,3 +689,28 @@ class TrainingJob:
                     log.warning("session %s: %s", self.session, warning)
                     self.progress("rendering", message=f"{WARNING_PREFIX}{warning}")
         return fidelity.picture
+
+    def _judge_floor(self, backend: str, warnings: list[str]) -> dict:
+        """The judge's floor on this session's own frames (trainer.fidelity.real_floor), measured
+        once per job and written beside every version's dance figures; its warning, if any, joins
+        `warnings`."""
+        from trainer.fidelity import real_floor
+
+        floors = self._floors
+        if backend not in floors:
+            try:
+                data = self._data
+                assert data is not None, "the floor is measured after the dataset is loaded"
+                main = np.flatnonzero(data.cameras == data.main_camera())
+                floors[backend] = real_floor(
+                    [data.frames[i] for i in main],
+                    data.poses[main],
+                    backend,
+                    self.settings.models_dir,
+                    drawn_by=self._pose_backends,
+                )
+            except Exception as exc:  # noqa: BLE001 - the figures stand without their floor
+                floors[backend] = {}, [f"no judge floor: {type(exc).__name__}: {exc}"]
+        figures, notes = floors[backend]
+        warnings += [n for n in notes if n not in warnings]
+        return figures

@@ -314,7 +314,8 @@ function qualityBlock(q) {
   const f = (v, d) => (v === undefined || v === null ? "–" : Number(v).toFixed(d));
   const pct = (v) => (v === undefined || v === null ? "–" : `${Math.round(100 * v)}%`);
   const dance = q.dance_person_found === undefined ? [] : [
-    tile("dance limb error (mean / p90, torso lengths)", `${f(q.dance_limb_error, 2)} / ${f(q.dance_limb_error_p90, 2)}`,
+    tile("dance limb error (mean / p90, torso lengths)", `${f(q.dance_limb_error, 2)} / ${f(q.dance_limb_error_p90, 2)}`
+      + (q.dance_limb_floor === undefined || q.dance_limb_floor === null ? "" : ` (floor ${f(q.dance_limb_floor, 2)})`),
       q.dance_limb_error > 0.15 ? "warn" : ""),
     tile("dance facing agreement", pct(q.dance_facing_agreement), q.dance_facing_agreement < 0.9 ? "warn" : ""),
     tile("dance frames with a person", pct(q.dance_person_found), q.dance_person_found < 0.9 ? "warn" : ""),
