@@ -144,10 +144,10 @@ def run(
     inference: str = "process",
 ) -> dict:
     from console.preview import PreviewFeed
+    from dataset import read_manifest
     from producers.camera import run_cameras
     from producers.session import publish
     from schemas import DeadLetter, PoseEstimate, SmoothedPose, decode
-    from trainer.assembler import read_manifest
 
     with tempfile.TemporaryDirectory(prefix="booth-load-") as tmp:
         state = Path(tmp)

@@ -577,7 +577,7 @@ class Demo:
         return time.monotonic() - self.t.marks.get("dataset", time.monotonic())
 
     def _summary(self, session: str, camera, rendition: Rendition) -> dict:
-        from trainer.assembler import read_manifest
+        from dataset import read_manifest
 
         manifest = read_manifest(self.settings, session) or {}
         m, t = rendition.metrics, self.t

@@ -10,12 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
+from dataset import load_session_samples, read_manifest
+from dataset.reader import iter_session_samples
 from infra import kafka
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, DeadLetter, SessionEvent, decode, frame_key, layout
 from schemas.redaction import without_pixels
-from trainer.assembler import Assembler, load_session_samples, read_manifest
-from trainer.assembler.reader import iter_session_samples
+from trainer.assembler import Assembler
 from trainer.assembler.synthetic import SyntheticSession, produce, synthetic_pose
 from vision.posemap import letterbox_image, render_pose_map
 

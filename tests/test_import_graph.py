@@ -9,14 +9,16 @@ from pathlib import Path
 
 from infra.settings import REPO_ROOT
 
-# Bottom to top; a folder may import from its own and lower rows only. The three stages share a
-# row: they meet through schemas and topics, never through each other's code.
+# Bottom to top; a folder may import from its own and lower rows only. The stages share a row:
+# they meet through schemas, topics and the stored dataset (dataset: the format the assembler
+# writes and the trainer reads), never through each other's code.
 LAYERS = [
     {"schemas"},
     {"infra"},
     {"vision"},
+    {"dataset"},
     {"tools"},
-    {"producers", "processors", "trainer"},
+    {"producers", "processors", "assembler", "trainer"},
     {"console"},
     {"booth"},
 ]

@@ -243,8 +243,9 @@ FAST = {**FAST_ASSEMBLER, "min_samples": 3}
 def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings):
     from prometheus_client import REGISTRY
 
+    from dataset import read_manifest
     from infra.objectstore import ObjectStore
-    from trainer.assembler import Assembler, read_manifest
+    from trainer.assembler import Assembler
     from trainer.assembler.synthetic import SyntheticSession, produce
 
     settings = settings.model_copy(update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500})

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from dataset import iter_session_samples, read_manifest
+from dataset.representation import main_person_parts
+from dataset.shards import Sample, decode_ids, decode_rgb, encode_sample, png_bytes
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, Frame, Person, SmoothedPose, TrainingProgress, frame_key
 from schemas.keypoints import INDEX, OBSERVED, SMOOTHED
-from trainer.assembler import AssemblerConfig, iter_session_samples, read_manifest
+from trainer.assembler import AssemblerConfig
 from trainer.assembler.join import NO_PARTS, join_sample
-from trainer.assembler.representation import main_person_parts
-from trainer.assembler.shards import Sample, decode_ids, decode_rgb, encode_sample, png_bytes
 from trainer.assembler.synthetic import SyntheticSession, jpeg, produce
 from vision.parts.colours import FACE_PARTS, PALETTE, PART_ID
 from vision.partsmap import colour_parts, letterbox_ids

@@ -72,8 +72,8 @@ def build_base(
     """Train a new base version on the sessions (framing, masks and plates as the trainer makes
     them for each, trainer.job), evaluate it on each session's held-out block; returns its
     manifest. config: a TrainerConfig (framing, crop size, pose-map style, device, ...)."""
-    from trainer.assembler import read_manifest as read_session
-    from trainer.assembler.representation import DEFAULT_REPRESENTATION
+    from dataset import read_manifest as read_session
+    from dataset.representation import DEFAULT_REPRESENTATION
     from trainer.dataset import load_training_set
 
     store = ObjectStore(settings)

@@ -52,7 +52,7 @@ class TrainingSet:
     poses: np.ndarray
     cameras: np.ndarray
     seqs: np.ndarray
-    # Every drawn person per sample ([P, 17, 3]) and their slots ([P]): trainer.people.
+    # Every drawn person per sample ([P, 17, 3]) and their slots ([P]): dataset.people.
     people: list[np.ndarray] | None = None
     slots: list[np.ndarray] | None = None
 
@@ -93,7 +93,7 @@ def load_training_set(
 ) -> TrainingSet:
     """Every sample of the session; `expected` (the manifest's count) must be met exactly: a shard
     that reads as fewer samples than were written is damaged, not a smaller dataset."""
-    from trainer.assembler import iter_session_samples
+    from dataset import iter_session_samples
 
     frames, maps, poses, cameras, seqs, people, slots = [], [], [], [], [], [], []
     try:

@@ -58,7 +58,7 @@ from trainer.dataset import (
     load_training_set,
 )
 from trainer.framing import DEFAULT_STYLES, FRAMINGS, WholeFrame
-from trainer.people import build_group_dance, group_framing, parse_match
+from trainer.group import build_group_dance, group_framing, parse_match
 from trainer.progressive import DEFAULT_FIRST_S, DEFAULT_POINTS, check_points
 
 CUDA_BATCH = 8  # samples per step on a GPU: a 512 crop's fast networks use a few GiB (not yet measured on a card)
@@ -99,7 +99,7 @@ class TrainerConfig:
     progress_bar: bool = True
     rendition_points: tuple[float, ...] = DEFAULT_POINTS  # shares of the budget with a version (trainer.progressive)
     first_rendition_s: float | None = DEFAULT_FIRST_S  # a first version after this much training; None: none
-    match: str | None = None  # several visitors: "dancer:visitor,..." instead of left to right (trainer.people)
+    match: str | None = None  # several visitors: "dancer:visitor,..." instead of left to right (trainer.group)
 
     def __post_init__(self) -> None:
         check_points(self.rendition_points)
@@ -207,8 +207,8 @@ class TrainingJob:
         return Purged(f"session {self.session} was purged ({where})")
 
     def run(self) -> Rendition:
-        from trainer.assembler import read_manifest
-        from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation
+        from dataset import read_manifest
+        from dataset.representation import DEFAULT_REPRESENTATION, check_representation
         from trainer.base_registry import pick_base
         from trainer.coverage import Repeated
         from trainer.pix2pix.train import TrainConfig, pick_device

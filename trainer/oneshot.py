@@ -215,7 +215,7 @@ def run_oneshot(
     """`booth oneshot`: the session's dataset and reference dance read from the store, the one-shot
     video rendered and stored (see render_oneshot). Raises DatasetError, ReferenceUnavailable or
     OneShotError when the session cannot give one."""
-    from trainer.assembler import read_manifest
+    from dataset import read_manifest
     from trainer.dance import build_dance, load_reference, reference_name
     from trainer.dataset import holdout_split, load_training_set
     from vision.personmask import PersonMasker

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from trainer.assembler.manifest import CONDITIONINGS  # noqa: F401 - the names, as the manifest records them
+from dataset.manifest import CONDITIONINGS  # noqa: F401 - the names, as the manifest records them
 from trainer.dataset import TrainingSet
 from trainer.framing import PersonCentred
 from trainer.lazy_samples import Lazy as _Lazy

@@ -36,6 +36,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from dataset.manifest import (
+    CONDITIONINGS,
+    build_manifest,
+    failure_reason,
+    manifest_bytes,
+    preview_choice,
+    render_preview,
+)
+from dataset.reader import shard_samples
+from dataset.representation import DEFAULT_REPRESENTATION, LazySegmenter, check_representation, needs_parts
+from dataset.shards import build_shard
 from infra import deadletters, kafka
 from infra.consume import ConsumeLoop
 from infra.objectstore import ObjectStore
@@ -54,19 +65,8 @@ from trainer.assembler.join import (
     ShardBuffer,
     record_bytes,
 )
-from trainer.assembler.manifest import (
-    CONDITIONINGS,
-    build_manifest,
-    failure_reason,
-    manifest_bytes,
-    preview_choice,
-    render_preview,
-)
 from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, GAVE_UP, REJECTED, SAMPLES
 from trainer.assembler.offsets import Held, OffsetTracker
-from trainer.assembler.reader import shard_samples
-from trainer.assembler.representation import DEFAULT_REPRESENTATION, LazySegmenter, check_representation, needs_parts
-from trainer.assembler.shards import build_shard
 
 log = logging.getLogger(__name__)
 
