@@ -55,12 +55,12 @@ from pathlib import Path
 
 import numpy as np
 
+from assembler import Assembler
 from bench.cpu import ThreadCpu, scrape_counter, tree_cpu, wait_for_metrics
 from infra import kafka
 from infra.settings import REPO_ROOT, Settings
 from infra.stack import Stack, embedded_settings, free_port
 from infra.waiting import wait_until
-from trainer.assembler import Assembler
 
 SHARED = REPO_ROOT.parent / "shared"
 SESSION = "load"

@@ -462,9 +462,9 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
 
 def assemble(settings, syn) -> dict:
     """Run a SyntheticSession's messages through a real assembler (64 px maps); returns its manifest."""
+    from assembler import Assembler
+    from assembler.synthetic import produce
     from dataset import read_manifest
-    from trainer.assembler import Assembler
-    from trainer.assembler.synthetic import produce
 
     produce(
         settings,

@@ -47,3 +47,12 @@ def test_version_and_verbosity_at_the_top():
         "logging is chosen with booth -v, not per command"
     )
     assert CliRunner().invoke(main, ["-vv", "config"]).exit_code == 0
+
+
+def test_the_spelled_out_representations_are_the_drawn_ones():
+    """The commands spell out vision.partsmap.KINDS so `booth --help` stays light; they must not drift."""
+    from assembler.cli import REPRESENTATIONS as assembled
+    from trainer.cli import REPRESENTATIONS as referenced
+    from vision.partsmap import KINDS
+
+    assert assembled == referenced == KINDS

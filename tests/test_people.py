@@ -11,6 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
+from assembler.join import SessionState, join_sample
+from assembler.offsets import Held
+from assembler.synthetic import SyntheticSession
 from dataset.manifest import build_manifest
 from dataset.people import SlotBook, mean_x, session_people
 from dataset.reader import shard_samples
@@ -18,9 +21,6 @@ from dataset.shards import build_shard, decode_rgb
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady
 from schemas.keypoints import NUM_KEYPOINTS, SKELETON
-from trainer.assembler.join import SessionState, join_sample
-from trainer.assembler.offsets import Held
-from trainer.assembler.synthetic import SyntheticSession
 from trainer.group import GroupFrame, build_group_dance, match_dancers, parse_match
 from trainer.pix2pix.synthetic import random_pose
 from vision.posemap import MAX_SLOTS, PALETTES, render_people_map, render_pose_map

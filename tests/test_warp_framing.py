@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from assembler.consumer import AssemblerConfig
 from dataset import read_manifest
 from dataset.manifest import build_manifest
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, layout
-from trainer.assembler.consumer import AssemblerConfig
 from trainer.checkpoints import StoreCheckpoints
 from trainer.dataset import TrainingSet, holdout_split
 from trainer.framing import PersonCentred

@@ -6,6 +6,6 @@ Assembler(settings, representation="parts")  # part maps (BodyPix) instead of st
 The format it writes, and reading it back, is the dataset package.
 """
 
-from trainer.assembler.consumer import Assembler, AssemblerConfig, Summary
+from assembler.consumer import Assembler, AssemblerConfig, Summary
 
 __all__ = ["Assembler", "AssemblerConfig", "Summary"]

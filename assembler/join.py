@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from assembler.offsets import Held
 from dataset.people import SlotBook, restore_books
 from dataset.representation import DEFAULT_REPRESENTATION, main_person_parts, needs_parts
 from dataset.shards import Sample, decode_rgb, encode_sample, image_problem
 from schemas import Frame, SessionEvent, SmoothedPose, layout
 from schemas.keypoints import NUM_KEYPOINTS
-from trainer.assembler.offsets import Held
 
 # Rejection reasons: the label values of booth_assembler_rejected_total and the manifest's keys.
 NO_PERSON = "no_person"  # the pose stage found nobody in the frame
