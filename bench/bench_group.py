@@ -18,7 +18,7 @@ visitors) from
 * one palette: both drawn in today's one-person colours, as a dataset that kept everyone but
   did not tell them apart would be.
 
-Same frames, same held-out block (trainer.dataset.holdout_split), alternating slices of training
+Same frames, same held-out block (trainer.training_set.holdout_split), alternating slices of training
 (bench.bench_person.train_alternately). Figures on the held-out frames at the camera's size:
 SSIM/PSNR of the whole frame and "right clothes": the share of held-out frames where the
 generated red-shirted person is redder than the green-shirted one (the cores of their torsos,
@@ -40,12 +40,12 @@ import torch
 
 from bench.bench_person import _table, _write_video, train_alternately
 from infra.settings import REPO_ROOT, Settings
-from trainer.dataset import TrainingSet, holdout_split
 from trainer.group import GroupFrame
 from trainer.pix2pix.evaluate import video_quality
 from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.synthetic import PERSON_A, PERSON_B, random_pose
 from trainer.pix2pix.train import TrainConfig, Trainer
+from trainer.training_set import TrainingSet, holdout_split
 from vision.posemap import render_pose_map
 
 CAMERA = "cam0"

@@ -116,7 +116,7 @@ def base_people(paths: tuple[Path, ...]) -> list[tuple[str, np.ndarray]]:
 def scene_session(photo: np.ndarray, person, backdrop: np.ndarray, n: int, size: tuple[int, int], seed: int):
     """A TrainingSet of the photo's person moving over the scene's backdrop; its poses are the
     photo's keypoints carried by each frame's affine (exact)."""
-    from trainer.dataset import TrainingSet
+    from trainer.training_set import TrainingSet
     from vision.pose.synthetic import apply_affine, moving_person_clip
 
     mask, keypoints = person
@@ -416,12 +416,12 @@ class Demo:
         from infra.objectstore import ObjectStore
         from schemas import layout
         from trainer import base as bases
-        from trainer.dataset import holdout_split, load_training_set
         from trainer.evaluation import held_out_frames
         from trainer.job import TrainerConfig, recipe
         from trainer.pix2pix.evaluate import video_quality
         from trainer.pix2pix.run import make_trainer
         from trainer.pix2pix.train import TrainConfig
+        from trainer.training_set import holdout_split, load_training_set
 
         store = ObjectStore(self.settings)
         raw = store.get(layout.result_key(session, "versions.json"))

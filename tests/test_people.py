@@ -298,7 +298,7 @@ def test_dancers_are_matched_to_visitors_left_to_right_unless_told():
 
 
 def test_a_group_dance_puts_each_dancer_where_their_visitor_stands(shared_dir):
-    from trainer.dataset import TrainingSet
+    from trainer.training_set import TrainingSet
 
     size = (320, 160)
     left, right = _standing(60, 120), _standing(250, 120)

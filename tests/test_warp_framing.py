@@ -16,7 +16,6 @@ from dataset.manifest import build_manifest
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, layout
 from trainer.checkpoints import StoreCheckpoints
-from trainer.dataset import TrainingSet, holdout_split
 from trainer.framing import PersonCentred
 from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix.evaluate import image_metrics
@@ -24,6 +23,7 @@ from trainer.pix2pix.networks import NetConfig, UNetGenerator
 from trainer.pix2pix.synthetic import PERSON_A
 from trainer.pix2pix.train import TrainConfig, Trainer
 from trainer.service import TrainerConfig, TrainingService
+from trainer.training_set import TrainingSet, holdout_split
 from trainer.warp_framing import CHANNELS, GAP, RESIDUAL, WarpConditioned
 from vision.crop import crop_side
 from vision.warp import PartWarper

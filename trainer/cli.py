@@ -144,8 +144,8 @@ def reference_train(ctx, name, budget, device, size, ngf):
     """Train a generator of reference NAME's dancer (pose map -> the dancer) on its own frames;
     run again to train it on from where it stopped."""
     from schemas import InvalidId
-    from trainer.dataset import DatasetError
     from trainer.references.generator import train_generator
+    from trainer.training_set import DatasetError
 
     try:
         info = train_generator(
@@ -197,8 +197,8 @@ def oneshot(ctx, session, reference, out, person_masks, max_frames, quiet):
     """Render the one-shot video: the visitor's own pixels warped part by part through the dance, no training."""
     from schemas import InvalidId, layout, validate_id
     from trainer.dance import ReferenceUnavailable
-    from trainer.dataset import DatasetError
     from trainer.oneshot import OneShotError, run_oneshot
+    from trainer.training_set import DatasetError
 
     try:
         validate_id(session, "session")

@@ -13,7 +13,7 @@ figures, published through `_publish_version`; the visitor's link plays renditio
 
 Framing (trainer.framing): person-centred by default for pose maps (a crop following the person,
 composited onto the camera's background plate), the whole frame for part maps. Either way the
-held-out frames (trainer.dataset: the poses least like the rest of the session) are evaluated,
+held-out frames (trainer.training_set: the poses least like the rest of the session) are evaluated,
 and the rendition rendered, at the camera's own resolution and aspect; every version is judged
 on the dance it shows (trainer.fidelity: dance.png and the dance_* figures).
 
@@ -47,7 +47,10 @@ from infra.settings import Settings
 from schemas import DatasetReady, Rendition, layout
 from trainer.checkpoints import StoreCheckpoints
 from trainer.dance import build_dance, load_reference, reference_frames, reference_name
-from trainer.dataset import (
+from trainer.framing import DEFAULT_STYLES, FRAMINGS, WholeFrame
+from trainer.group import build_group_dance, group_framing, parse_match
+from trainer.progressive import DEFAULT_FIRST_S, DEFAULT_POINTS, check_points
+from trainer.training_set import (
     DEFAULT_HOLDOUT_FRACTION,
     DEFAULT_HOLDOUT_GAP,
     DEFAULT_SPLIT,
@@ -57,9 +60,6 @@ from trainer.dataset import (
     holdout_split,
     load_training_set,
 )
-from trainer.framing import DEFAULT_STYLES, FRAMINGS, WholeFrame
-from trainer.group import build_group_dance, group_framing, parse_match
-from trainer.progressive import DEFAULT_FIRST_S, DEFAULT_POINTS, check_points
 
 CUDA_BATCH = 8  # samples per step on a GPU: a 512 crop's fast networks use a few GiB (not yet measured on a card)
 WARNING_PREFIX = "warning: "  # progress messages that are warnings (the status view and console list them)

@@ -29,7 +29,7 @@ import numpy as np
 
 from infra.objectstore import ObjectStore
 from schemas import layout
-from trainer.dataset import TrainingSet
+from trainer.training_set import TrainingSet
 from vision.warp import PARTS, PartWarper, SourceView, body_scale, part_defined, select_views
 
 log = logging.getLogger(__name__)
@@ -217,7 +217,7 @@ def run_oneshot(
     OneShotError when the session cannot give one."""
     from dataset import read_manifest
     from trainer.dance import build_dance, load_reference, reference_name
-    from trainer.dataset import holdout_split, load_training_set
+    from trainer.training_set import holdout_split, load_training_set
     from vision.personmask import PersonMasker
 
     store = ObjectStore(settings)

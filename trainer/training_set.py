@@ -1,5 +1,5 @@
-"""A session's dataset as the trainer uses it: every sample read from the store, and the split into
-training and held-out frames.
+"""The trainer's training set: a session's dataset (the dataset package) with every sample read
+from the store, and the split into training and held-out frames.
 
 Held-out frames are the ones whose poses are farthest from the rest of the session ("novel", the
 default where the poses are given: `novel_split`): a few stretches of each camera's sequence,

@@ -6,7 +6,7 @@ import pytest
 from test_fidelity import standing
 
 from schemas.keypoints import INDEX
-from trainer.dataset import holdout_split, novel_split
+from trainer.training_set import holdout_split, novel_split
 
 
 def test_each_camera_holds_out_its_end_with_a_gap_before_it():
