@@ -1,4 +1,4 @@
-"""Reading an assembled session back (the trainer reads datasets only through here)."""
+"""Reading an assembled session back: its manifest and its samples, shard by shard."""
 
 from __future__ import annotations
 
