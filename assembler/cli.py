@@ -121,7 +121,7 @@ def assemble(
     quiet,
 ):
     """Assemble sessions into training datasets (WebDataset shards in object storage)."""
-    from assembler import Assembler
+    from assembler.consumer import Assembler
 
     try:
         index, members = (int(v) for v in member.split("/"))

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from assembler import Assembler
+from assembler.consumer import Assembler
 from assembler.synthetic import SyntheticSession, produce
 from dataset.reader import shard_samples
 from dataset.shards import iter_tar_samples

@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assembler import Assembler
+from assembler.consumer import Assembler
 from bench.cpu import ThreadCpu, scrape_counter, tree_cpu, wait_for_metrics
 from infra import kafka
 from infra.settings import REPO_ROOT, Settings

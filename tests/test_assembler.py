@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from assembler import Assembler
+from assembler.consumer import Assembler
 from assembler.synthetic import SyntheticSession, produce, synthetic_pose
 from dataset import load_session_samples, read_manifest
 from dataset.reader import iter_session_samples

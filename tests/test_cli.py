@@ -56,3 +56,15 @@ def test_the_spelled_out_representations_are_the_drawn_ones():
     from vision.partsmap import KINDS
 
     assert assembled == referenced == KINDS
+
+
+def test_the_command_line_loads_no_stage_until_a_command_runs():
+    """`booth` registers every stage's commands without importing their work: no consumer's metrics
+    in a process that runs another stage, and a quick `booth --help`."""
+    code = "import sys, booth.cli; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert {"assembler.cli", "trainer.cli"} <= loaded
+    heavy = {"assembler.consumer", "assembler.metrics", "dataset", "trainer.job", "processors.app", "torch"}
+    assert not heavy & loaded, f"loaded by `booth` alone: {sorted(heavy & loaded)}"

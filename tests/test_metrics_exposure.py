@@ -169,7 +169,7 @@ def test_camera_serves_its_series(settings, fresh_endpoints):
 
 
 def test_assembler_and_trainer_serve_their_series_and_their_true_lag(settings, shared_dir, tmp_path, fresh_endpoints):
-    from assembler import Assembler
+    from assembler.consumer import Assembler
     from assembler.synthetic import SyntheticSession, produce
     from trainer.references import add_reference
     from trainer.references.video import write_mp4

@@ -28,7 +28,7 @@ from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 from starlette.testclient import TestClient
 
-from assembler import Assembler
+from assembler.consumer import Assembler
 from assembler.synthetic import SyntheticSession, produce
 from booth.cli import retention as retention_cli
 from booth.cli import session as session_cli

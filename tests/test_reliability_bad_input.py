@@ -243,7 +243,7 @@ FAST = {**FAST_ASSEMBLER, "min_samples": 3}
 def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings):
     from prometheus_client import REGISTRY
 
-    from assembler import Assembler
+    from assembler.consumer import Assembler
     from assembler.synthetic import SyntheticSession, produce
     from dataset import read_manifest
     from infra.objectstore import ObjectStore

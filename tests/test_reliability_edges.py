@@ -33,7 +33,7 @@ def _committed(settings, group: str, topic: str, partition: int) -> int:
 
 @pytest.mark.slow
 def test_kills_at_the_edges_of_a_session_lose_no_frame(settings, shared_dir, tmp_path):
-    from assembler import Assembler
+    from assembler.consumer import Assembler
     from dataset import read_manifest
     from dataset.reader import iter_session_samples
     from producers.camera import run_cameras
@@ -173,7 +173,7 @@ def test_sessions_after_a_broker_restart_are_complete_without_restarting_anythin
     it, and read the new logs from their start, so the next session is complete with no restart."""
     from prometheus_client import REGISTRY
 
-    from assembler import Assembler
+    from assembler.consumer import Assembler
     from dataset import read_manifest
     from infra.stack import Stack, embedded_settings
     from producers.camera import run_cameras
@@ -246,7 +246,7 @@ def test_a_session_on_the_broker_with_s3_storage_loses_no_frame(shared_dir, tmp_
     """`booth stack up --storage s3`: the broker's fetches used to fail a second into a session
     (the S3 server listed an upload's temporary file; infra/nanio_serve.py) and the worker stalled
     with most frames unread. Now every frame of a session is a sample or a counted rejection."""
-    from assembler import Assembler
+    from assembler.consumer import Assembler
     from dataset import read_manifest
     from infra.stack import Stack, embedded_settings
     from producers.camera import run_cameras

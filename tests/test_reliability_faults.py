@@ -187,7 +187,7 @@ def _manifest_ready(settings, session: str):
 
 @pytest.mark.slow
 def test_worker_killed_mid_session_still_gives_exactly_one_sample_per_frame(settings, shared_dir, tmp_path):
-    from assembler import Assembler
+    from assembler.consumer import Assembler
     from dataset.reader import iter_session_samples
     from producers.session import publish
 
@@ -291,7 +291,7 @@ def test_worker_killed_mid_session_still_gives_exactly_one_sample_per_frame(sett
 
 @pytest.mark.slow
 def test_object_store_outage_during_assembly_loses_nothing(tmp_path, caplog):
-    from assembler import Assembler
+    from assembler.consumer import Assembler
     from assembler.synthetic import SyntheticSession, produce
     from dataset.reader import iter_session_samples
     from infra.objectstore import ObjectStore

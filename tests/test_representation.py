@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from assembler import AssemblerConfig
+from assembler.consumer import AssemblerConfig
 from assembler.join import NO_PARTS, join_sample
 from assembler.synthetic import SyntheticSession, jpeg, produce
 from dataset import iter_session_samples, read_manifest

@@ -313,7 +313,7 @@ def _assembled_session(settings, shared_dir, tmp_path):
     """The `dataset` fixture's session and reference, on this test's own stack."""
     import cv2
 
-    from assembler import Assembler
+    from assembler.consumer import Assembler
     from assembler.synthetic import SyntheticSession
     from infra.kafka import ensure_topics
     from trainer.references import add_reference
