@@ -16,13 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from assembler.consumer import Assembler
+from assembler.synthetic import SyntheticSession, produce
+from dataset.reader import shard_samples
+from dataset.shards import iter_tar_samples
 from infra.objectstore import ObjectStore
 from infra.stack import Stack, embedded_settings
 from schemas import layout
-from trainer.assembler import Assembler
-from trainer.assembler.reader import shard_samples
-from trainer.assembler.shards import iter_tar_samples
-from trainer.assembler.synthetic import SyntheticSession, produce
 
 
 class _TimedAssembler(Assembler):

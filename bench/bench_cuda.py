@@ -6,7 +6,7 @@
 
 One synthetic session (trainer.pix2pix.synthetic PERSON_A moving smoothly between random poses,
 640x360, 300 frames), person masks drawn from the pose, the background plate estimated from the
-training frames, the last 15% held out (trainer.dataset.holdout_split). Each arm trains the
+training frames, the last 15% held out (trainer.training_set.holdout_split). Each arm trains the
 person framing (trainer.coherent.CoherentPersonCentred, facing pose maps, the pix2pix fast networks
 with a matte) for the same wall-clock budget, one after the other:
 
@@ -38,12 +38,12 @@ import torch
 
 from bench.footage import synthetic_session
 from trainer.coherent import CoherentPersonCentred
-from trainer.dataset import TrainingSet, holdout_split
 from trainer.evaluation import held_out_frames
 from trainer.pix2pix.evaluate import video_quality
 from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.run import make_trainer
 from trainer.pix2pix.train import TrainConfig
+from trainer.training_set import TrainingSet, holdout_split
 from vision.crop import crop_side, person_box
 from vision.personmask import PersonMasker
 from vision.plate import estimate_plate

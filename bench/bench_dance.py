@@ -15,7 +15,7 @@ of that warper and would be rewarded for matching its own output):
   vision.dance_clip at 640x360); its frames are warped from one photo, so its held-out figures
   favour the warp arm; its dance figures do not (no ground truth is involved).
 
-Every arm gets the same training frames: those outside both held-out splits (trainer.dataset):
+Every arm gets the same training frames: those outside both held-out splits (trainer.training_set):
 "novel" (the stretches whose poses are farthest from the rest of the session, the trainer's
 default) and "tail" (the last frames, as before), each with a half-second gap. Arms:
 
@@ -59,9 +59,9 @@ import torch
 from bench.bench_person import CAMERA, SHARED, _table, holdout_gap, prepare, train_alternately, trainer_for
 from bench.footage import Session
 from infra.settings import Settings
-from trainer.dataset import DEFAULT_HOLDOUT_FRACTION, holdout_split, novel_split
 from trainer.fidelity import DanceJudge, facing_class, facings_of
 from trainer.pix2pix.evaluate import video_quality
+from trainer.training_set import DEFAULT_HOLDOUT_FRACTION, holdout_split, novel_split
 
 DANCE_HALF = 48  # frames of the dance in each facing
 DRAWN_BY = "blazepose"  # bench.footage and the demo's clip take their poses from BlazePose

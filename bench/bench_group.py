@@ -7,7 +7,7 @@ wall-clock budget.
 The session: two synthetic people (trainer.pix2pix.synthetic PERSON_A in a red shirt, PERSON_B
 in a green one) in one room, each in a new random pose every frame, walking to and fro so that
 they cross and swap sides every few seconds: where someone stands does not say who they are.
-The generator trains on whole frames (trainer.people.GroupFrame, the trainer's path for several
+The generator trains on whole frames (trainer.group.GroupFrame, the trainer's path for several
 visitors) from
 
 * coded: each person in their slot's palette (vision.posemap.render_people_map), as the
@@ -18,7 +18,7 @@ visitors) from
 * one palette: both drawn in today's one-person colours, as a dataset that kept everyone but
   did not tell them apart would be.
 
-Same frames, same held-out block (trainer.dataset.holdout_split), alternating slices of training
+Same frames, same held-out block (trainer.training_set.holdout_split), alternating slices of training
 (bench.bench_person.train_alternately). Figures on the held-out frames at the camera's size:
 SSIM/PSNR of the whole frame and "right clothes": the share of held-out frames where the
 generated red-shirted person is redder than the green-shirted one (the cores of their torsos,
@@ -40,12 +40,12 @@ import torch
 
 from bench.bench_person import _table, _write_video, train_alternately
 from infra.settings import REPO_ROOT, Settings
-from trainer.dataset import TrainingSet, holdout_split
-from trainer.people import GroupFrame
+from trainer.group import GroupFrame
 from trainer.pix2pix.evaluate import video_quality
 from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.synthetic import PERSON_A, PERSON_B, random_pose
 from trainer.pix2pix.train import TrainConfig, Trainer
+from trainer.training_set import TrainingSet, holdout_split
 from vision.posemap import render_pose_map
 
 CAMERA = "cam0"
@@ -204,11 +204,11 @@ def couple_rendition(generator, framing: GroupFrame, data: TrainingSet, out_dir:
     """The rendition path end to end on a real two-dancer reference: the shared photo of a couple
     walking, moved about (vision.pose.synthetic), its dancers followed with PoseNet and the tracker
     (trainer.references.dancers), each normalized onto the visitor matched left to right
-    (trainer.people), rendered by the coded generator: rendition.png (reference | map | video
+    (trainer.group), rendered by the coded generator: rendition.png (reference | map | video
     frame) and rendition.mp4."""
     import tempfile
 
-    from trainer.people import build_group_dance
+    from trainer.group import build_group_dance
     from trainer.references.dancers import track_dancers
     from trainer.references.video import write_mp4
     from vision.pose import load_estimator

@@ -55,12 +55,12 @@ from pathlib import Path
 
 import numpy as np
 
+from assembler.consumer import Assembler
 from bench.cpu import ThreadCpu, scrape_counter, tree_cpu, wait_for_metrics
 from infra import kafka
 from infra.settings import REPO_ROOT, Settings
 from infra.stack import Stack, embedded_settings, free_port
 from infra.waiting import wait_until
-from trainer.assembler import Assembler
 
 SHARED = REPO_ROOT.parent / "shared"
 SESSION = "load"
@@ -144,10 +144,10 @@ def run(
     inference: str = "process",
 ) -> dict:
     from console.preview import PreviewFeed
+    from dataset import read_manifest
     from producers.camera import run_cameras
     from producers.session import publish
     from schemas import DeadLetter, PoseEstimate, SmoothedPose, decode
-    from trainer.assembler import read_manifest
 
     with tempfile.TemporaryDirectory(prefix="booth-load-") as tmp:
         state = Path(tmp)

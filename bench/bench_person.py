@@ -5,7 +5,7 @@
 
 Part 1, per session (bench.footage: a pedestrian of ../shared/data/videos/vtest.avi, the two shared
 photos' people moving over their backdrop, a synthetic person), on the same frames and the same
-split (trainer.dataset.novel_split: the 15% of frames whose poses are farthest from the rest, in
+split (trainer.training_set.novel_split: the 15% of frames whose poses are farthest from the rest, in
 three stretches, with a half-second gap around each):
 
 * whole: today's path: the frame letterboxed into 256x256, stick-figure map -> frame
@@ -42,11 +42,11 @@ import torch
 
 from bench.footage import Session, footage_session, photo_session, synthetic_session
 from infra.settings import REPO_ROOT, Settings
-from trainer.dataset import DEFAULT_HOLDOUT_GAP, TrainingSet, holdout_split
 from trainer.evaluation import held_out_frames
 from trainer.framing import PersonCentred, WholeFrame
 from trainer.pix2pix.evaluate import frames_pose_error, video_quality
 from trainer.pix2pix.train import TrainConfig, Trainer
+from trainer.training_set import DEFAULT_HOLDOUT_GAP, TrainingSet, holdout_split
 from vision.crop import crop_side, person_box
 from vision.personmask import PersonMasker
 from vision.plate import estimate_plate
@@ -80,7 +80,7 @@ def prepare(
     dance: np.ndarray | None = None,
 ) -> Prepared:
     """Split, person masks, plate and crop size, as the trainer makes them (trainer.job): the held-out
-    frames are the pose-novel stretches (trainer.dataset.novel_split) with the trainer's half-second
+    frames are the pose-novel stretches (trainer.training_set.novel_split) with the trainer's half-second
     gap in the session's frames, sparing the frames that show the `dance`'s poses; split: (train,
     test) masks instead."""
     n = len(session.frames)

@@ -693,11 +693,12 @@ def config(ctx):
 
 def _register() -> None:
     """Commands that live with their stage."""
+    from assembler.cli import assemble
     from console.cli import console
     from producers.cli import background, camera, publish_spool
     from tools.commands import record, replay, status
     from tools.parts import parts
-    from trainer.cli import assemble, oneshot, reference, train
+    from trainer.cli import oneshot, reference, train
 
     for command in (
         camera,

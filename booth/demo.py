@@ -116,7 +116,7 @@ def base_people(paths: tuple[Path, ...]) -> list[tuple[str, np.ndarray]]:
 def scene_session(photo: np.ndarray, person, backdrop: np.ndarray, n: int, size: tuple[int, int], seed: int):
     """A TrainingSet of the photo's person moving over the scene's backdrop; its poses are the
     photo's keypoints carried by each frame's affine (exact)."""
-    from trainer.dataset import TrainingSet
+    from trainer.training_set import TrainingSet
     from vision.pose.synthetic import apply_affine, moving_person_clip
 
     mask, keypoints = person
@@ -415,13 +415,13 @@ class Demo:
 
         from infra.objectstore import ObjectStore
         from schemas import layout
-        from trainer.dataset import holdout_split, load_training_set
         from trainer.evaluation import held_out_frames
         from trainer.framing_choice import choose_framing, recipe
         from trainer.options import TrainerConfig
         from trainer.pix2pix.evaluate import video_quality
         from trainer.pix2pix.run import make_trainer
         from trainer.pix2pix.train import TrainConfig
+        from trainer.training_set import holdout_split, load_training_set
 
         store = ObjectStore(self.settings)
         raw = store.get(layout.result_key(session, "versions.json"))
@@ -577,7 +577,7 @@ class Demo:
         return time.monotonic() - self.t.marks.get("dataset", time.monotonic())
 
     def _summary(self, session: str, camera, rendition: Rendition) -> dict:
-        from trainer.assembler import read_manifest
+        from dataset import read_manifest
 
         manifest = read_manifest(self.settings, session) or {}
         m, t = rendition.metrics, self.t

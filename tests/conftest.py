@@ -71,7 +71,7 @@ def settings(stack, request):
 @pytest.fixture
 def dataset(settings, shared_dir, tmp_path):
     """A real assembled session and a real reference dance (poses estimated from a video)."""
-    from trainer.assembler.synthetic import SyntheticSession
+    from assembler.synthetic import SyntheticSession
 
     from helpers import add_dance, assemble
 

@@ -462,8 +462,9 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
 
 def assemble(settings, syn) -> dict:
     """Run a SyntheticSession's messages through a real assembler (64 px maps); returns its manifest."""
-    from trainer.assembler import Assembler, read_manifest
-    from trainer.assembler.synthetic import produce
+    from assembler.consumer import Assembler
+    from assembler.synthetic import produce
+    from dataset import read_manifest
 
     produce(
         settings,

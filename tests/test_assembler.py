@@ -10,13 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
+from assembler.consumer import Assembler
+from assembler.synthetic import SyntheticSession, produce, synthetic_pose
+from dataset import load_session_samples, read_manifest
+from dataset.reader import iter_session_samples
 from infra import kafka
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, DeadLetter, SessionEvent, decode, frame_key, layout
 from schemas.redaction import without_pixels
-from trainer.assembler import Assembler, load_session_samples, read_manifest
-from trainer.assembler.reader import iter_session_samples
-from trainer.assembler.synthetic import SyntheticSession, produce, synthetic_pose
 from vision.posemap import letterbox_image, render_pose_map
 
 from helpers import FAST_ASSEMBLER, wait_until
@@ -313,8 +314,8 @@ def test_assemble_command_runs_a_session_and_serves_metrics(settings):
 
     from click.testing import CliRunner
 
+    from assembler.cli import assemble
     from infra.stack import free_port
-    from trainer.cli import assemble
 
     port = free_port()
     settings = settings.model_copy(update={"metrics_port": port})

@@ -9,14 +9,14 @@ import tarfile
 import numpy as np
 import pytest
 
+from assembler.join import NO_FRAME, NO_PERSON, NO_POSE, UNDECODABLE, SessionState, join_sample
+from assembler.offsets import OffsetTracker
+from assembler.synthetic import SyntheticSession, jpeg, synthetic_image, synthetic_pose
+from dataset.manifest import build_manifest, preview_choice, render_preview
+from dataset.reader import shard_samples
+from dataset.shards import build_shard, image_problem, iter_tar_samples
 from schemas import InvalidId, layout
 from schemas.keypoints import IMPUTED
-from trainer.assembler.join import NO_FRAME, NO_PERSON, NO_POSE, UNDECODABLE, SessionState, join_sample
-from trainer.assembler.manifest import build_manifest, preview_choice, render_preview
-from trainer.assembler.offsets import OffsetTracker
-from trainer.assembler.reader import shard_samples
-from trainer.assembler.shards import build_shard, image_problem, iter_tar_samples
-from trainer.assembler.synthetic import SyntheticSession, jpeg, synthetic_image, synthetic_pose
 from vision.posemap import render_pose_map
 
 UNSAFE = [

@@ -47,3 +47,24 @@ def test_version_and_verbosity_at_the_top():
         "logging is chosen with booth -v, not per command"
     )
     assert CliRunner().invoke(main, ["-vv", "config"]).exit_code == 0
+
+
+def test_the_spelled_out_representations_are_the_drawn_ones():
+    """The commands spell out vision.partsmap.KINDS so `booth --help` stays light; they must not drift."""
+    from assembler.cli import REPRESENTATIONS as assembled
+    from trainer.cli import REPRESENTATIONS as referenced
+    from vision.partsmap import KINDS
+
+    assert assembled == referenced == KINDS
+
+
+def test_the_command_line_loads_no_stage_until_a_command_runs():
+    """`booth` registers every stage's commands without importing their work: no consumer's metrics
+    in a process that runs another stage, and a quick `booth --help`."""
+    code = "import sys, booth.cli; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert {"assembler.cli", "trainer.cli"} <= loaded
+    heavy = {"assembler.consumer", "assembler.metrics", "dataset", "trainer.job", "processors.app", "torch"}
+    assert not heavy & loaded, f"loaded by `booth` alone: {sorted(heavy & loaded)}"

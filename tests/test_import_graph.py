@@ -9,14 +9,16 @@ from pathlib import Path
 
 from infra.settings import REPO_ROOT
 
-# Bottom to top; a folder may import from its own and lower rows only. The three stages share a
-# row: they meet through schemas and topics, never through each other's code.
+# Bottom to top; a folder may import from its own and lower rows only. The stages share a row:
+# they meet through schemas, topics and the stored dataset (dataset: the format the assembler
+# writes and the trainer reads), never through each other's code.
 LAYERS = [
     {"schemas"},
     {"infra"},
     {"vision"},
+    {"dataset"},
     {"tools"},
-    {"producers", "processors", "trainer"},
+    {"producers", "processors", "assembler", "trainer"},
     {"console"},
     {"booth"},
 ]
@@ -115,3 +117,22 @@ def test_the_checks_see_a_circle_and_a_stage_crossing():
     """The checks themselves: a made-up graph with both faults is caught."""
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert "trainer.job" in graph() and "trainer.base_registry" in graph()["trainer.job"]
+
+
+def crossings(g: dict[str, set[str]], src: str, dst: str) -> list[str]:
+    return sorted(f"{n} -> {t}" for n, ts in g.items() if n.split(".")[0] == src for t in ts if t.split(".")[0] == dst)
+
+
+def test_the_dataset_format_stands_between_the_assembler_and_the_trainer():
+    """The assembler writes datasets and the trainer reads them, each through dataset alone: the
+    format imports neither of them, and neither imports the other."""
+    g = graph()
+    assert "dataset.people" in g and "dataset.reader" in g and "assembler.consumer" in g
+    assert "dataset.reader" in g["assembler.consumer"] and "dataset.people" in g["trainer.group"]
+    for src, dst in [
+        ("dataset", "assembler"),
+        ("dataset", "trainer"),
+        ("assembler", "trainer"),
+        ("trainer", "assembler"),
+    ]:
+        assert not crossings(g, src, dst), f"{src} imports {dst}: {crossings(g, src, dst)}"

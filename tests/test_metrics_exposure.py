@@ -100,8 +100,8 @@ def fresh_endpoints(monkeypatch):
 
 
 def test_processors_worker_serves_its_series(settings, shared_dir, tmp_path):
+    from assembler.synthetic import synthetic_image
     from producers.camera import run_cameras
-    from trainer.assembler.synthetic import synthetic_image
 
     camera, n, port = f"cam{uuid.uuid4().hex[:6]}", 6, free_port()
     with open(tmp_path / "worker.log", "ab") as log:
@@ -150,8 +150,8 @@ def test_processors_worker_serves_its_series(settings, shared_dir, tmp_path):
 def test_camera_serves_its_series(settings, fresh_endpoints):
     """Every camera series from the camera's first frame, drops included while there are none: the
     dashboard's rate() of a series that does not exist yet shows no data, not a zero."""
+    from assembler.synthetic import synthetic_image
     from producers.camera import run_cameras
-    from trainer.assembler.synthetic import synthetic_image
 
     camera, n = f"cam{uuid.uuid4().hex[:6]}", 3
     summary = run_cameras(
@@ -169,8 +169,8 @@ def test_camera_serves_its_series(settings, fresh_endpoints):
 
 
 def test_assembler_and_trainer_serve_their_series_and_their_true_lag(settings, shared_dir, tmp_path, fresh_endpoints):
-    from trainer.assembler import Assembler
-    from trainer.assembler.synthetic import SyntheticSession, produce
+    from assembler.consumer import Assembler
+    from assembler.synthetic import SyntheticSession, produce
     from trainer.references import add_reference
     from trainer.references.video import write_mp4
     from trainer.service import TrainerConfig, TrainingService

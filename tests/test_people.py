@@ -11,24 +11,17 @@ import cv2
 import numpy as np
 import pytest
 
+from assembler.join import SessionState, join_sample
+from assembler.offsets import Held
+from assembler.synthetic import SyntheticSession
+from dataset.manifest import build_manifest
+from dataset.people import SlotBook, mean_x, session_people
+from dataset.reader import shard_samples
+from dataset.shards import build_shard, decode_rgb
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady
 from schemas.keypoints import NUM_KEYPOINTS, SKELETON
-from trainer.assembler.join import SessionState, join_sample
-from trainer.assembler.manifest import build_manifest
-from trainer.assembler.offsets import Held
-from trainer.assembler.reader import shard_samples
-from trainer.assembler.shards import build_shard, decode_rgb
-from trainer.assembler.synthetic import SyntheticSession
-from trainer.people import (
-    GroupFrame,
-    SlotBook,
-    build_group_dance,
-    match_dancers,
-    mean_x,
-    parse_match,
-    session_people,
-)
+from trainer.group import GroupFrame, build_group_dance, match_dancers, parse_match
 from trainer.pix2pix.synthetic import random_pose
 from vision.posemap import MAX_SLOTS, PALETTES, render_people_map, render_pose_map
 
@@ -305,7 +298,7 @@ def test_dancers_are_matched_to_visitors_left_to_right_unless_told():
 
 
 def test_a_group_dance_puts_each_dancer_where_their_visitor_stands(shared_dir):
-    from trainer.dataset import TrainingSet
+    from trainer.training_set import TrainingSet
 
     size = (320, 160)
     left, right = _standing(60, 120), _standing(250, 120)
@@ -372,7 +365,7 @@ def test_a_two_person_session_trains_on_whole_frames_and_renders_each_dancer_as_
 
 
 def test_a_reference_of_one_dancer_still_reads_as_one(settings, shared_dir, tmp_path):
-    from trainer.people import ref_dancers
+    from trainer.group import ref_dancers
     from trainer.references import load_reference_version
 
     add_dance(settings, shared_dir, tmp_path, frames=4)

@@ -28,10 +28,13 @@ from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 from starlette.testclient import TestClient
 
+from assembler.consumer import Assembler
+from assembler.synthetic import SyntheticSession, produce
 from booth.cli import retention as retention_cli
 from booth.cli import session as session_cli
 from console.app import create_app
 from console.preview import PreviewFeed
+from dataset import read_manifest
 from infra import kafka
 from infra.changelog import changelog_topic, latest_keys
 from infra.kafka import CLIENT_LOGGERS
@@ -62,8 +65,6 @@ from tools.commands import record as record_cli
 from tools.purge import purge
 from tools.replay import read_info, record
 from tools.status_view import ControlState
-from trainer.assembler import Assembler, read_manifest
-from trainer.assembler.synthetic import SyntheticSession, produce
 from trainer.oneshot import is_oneshot
 from trainer.service import TrainerConfig, TrainingService
 

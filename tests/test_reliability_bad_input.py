@@ -243,9 +243,10 @@ FAST = {**FAST_ASSEMBLER, "min_samples": 3}
 def test_assembler_dead_letters_bad_input_and_still_builds_the_dataset(settings):
     from prometheus_client import REGISTRY
 
+    from assembler.consumer import Assembler
+    from assembler.synthetic import SyntheticSession, produce
+    from dataset import read_manifest
     from infra.objectstore import ObjectStore
-    from trainer.assembler import Assembler, read_manifest
-    from trainer.assembler.synthetic import SyntheticSession, produce
 
     settings = settings.model_copy(update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500})
     syn = SyntheticSession(f"asm-{uuid.uuid4().hex[:6]}", cameras=("cam0",), frames=8)
@@ -326,10 +327,10 @@ def test_a_repeated_frame_identity_is_taken_as_a_redelivery_whatever_its_content
     later ones are dropped as redeliveries, even with other content. This is what makes replays
     harmless, and why a camera must not be restarted under the same id within a session (its seq
     starts again at 0): see docs/guarantees.md."""
+    from assembler.join import SessionState
+    from assembler.offsets import Held
+    from assembler.synthetic import SyntheticSession
     from processors.app import SmoothStage
-    from trainer.assembler.join import SessionState
-    from trainer.assembler.offsets import Held
-    from trainer.assembler.synthetic import SyntheticSession
     from vision.smoothing import SmoothingParams
 
     syn = SyntheticSession("again", cameras=("cam0",), frames=4)

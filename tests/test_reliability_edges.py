@@ -33,10 +33,11 @@ def _committed(settings, group: str, topic: str, partition: int) -> int:
 
 @pytest.mark.slow
 def test_kills_at_the_edges_of_a_session_lose_no_frame(settings, shared_dir, tmp_path):
+    from assembler.consumer import Assembler
+    from dataset import read_manifest
+    from dataset.reader import iter_session_samples
     from producers.camera import run_cameras
     from producers.session import publish
-    from trainer.assembler import Assembler, read_manifest
-    from trainer.assembler.reader import iter_session_samples
     from vision.pose.synthetic import moving_photo_clip
 
     settings = settings.model_copy(update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500})
@@ -172,10 +173,11 @@ def test_sessions_after_a_broker_restart_are_complete_without_restarting_anythin
     it, and read the new logs from their start, so the next session is complete with no restart."""
     from prometheus_client import REGISTRY
 
+    from assembler.consumer import Assembler
+    from dataset import read_manifest
     from infra.stack import Stack, embedded_settings
     from producers.camera import run_cameras
     from producers.session import publish
-    from trainer.assembler import Assembler, read_manifest
     from vision.pose.synthetic import moving_photo_clip
 
     from helpers import kill_service
@@ -244,10 +246,11 @@ def test_a_session_on_the_broker_with_s3_storage_loses_no_frame(shared_dir, tmp_
     """`booth stack up --storage s3`: the broker's fetches used to fail a second into a session
     (the S3 server listed an upload's temporary file; infra/nanio_serve.py) and the worker stalled
     with most frames unread. Now every frame of a session is a sample or a counted rejection."""
+    from assembler.consumer import Assembler
+    from dataset import read_manifest
     from infra.stack import Stack, embedded_settings
     from producers.camera import run_cameras
     from producers.session import publish
-    from trainer.assembler import Assembler, read_manifest
     from vision.pose.synthetic import moving_photo_clip
 
     settings = embedded_settings(tmp_path, kafka_session_timeout_ms=3000, kafka_heartbeat_interval_ms=500)

@@ -179,7 +179,7 @@ class _Background:
 
 
 def _manifest_ready(settings, session: str):
-    from trainer.assembler import read_manifest
+    from dataset import read_manifest
 
     manifest = read_manifest(settings, session)
     return manifest if manifest is not None and manifest["status"] != "aborted" else None
@@ -187,9 +187,9 @@ def _manifest_ready(settings, session: str):
 
 @pytest.mark.slow
 def test_worker_killed_mid_session_still_gives_exactly_one_sample_per_frame(settings, shared_dir, tmp_path):
+    from assembler.consumer import Assembler
+    from dataset.reader import iter_session_samples
     from producers.session import publish
-    from trainer.assembler import Assembler
-    from trainer.assembler.reader import iter_session_samples
 
     # Short group sessions: the killed worker's partitions are handed over within seconds.
     settings = settings.model_copy(update={"kafka_session_timeout_ms": 3000, "kafka_heartbeat_interval_ms": 500})
@@ -291,11 +291,11 @@ def test_worker_killed_mid_session_still_gives_exactly_one_sample_per_frame(sett
 
 @pytest.mark.slow
 def test_object_store_outage_during_assembly_loses_nothing(tmp_path, caplog):
+    from assembler.consumer import Assembler
+    from assembler.synthetic import SyntheticSession, produce
+    from dataset.reader import iter_session_samples
     from infra.objectstore import ObjectStore
     from schemas import layout
-    from trainer.assembler import Assembler
-    from trainer.assembler.reader import iter_session_samples
-    from trainer.assembler.synthetic import SyntheticSession, produce
 
     settings = embedded_settings(
         tmp_path, partitions_streams=2, kafka_session_timeout_ms=3000, kafka_heartbeat_interval_ms=500

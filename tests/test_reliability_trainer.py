@@ -18,8 +18,8 @@ from helpers import wait_until, worker_env
 
 @pytest.mark.slow
 def test_trainer_killed_mid_training_resumes_from_its_checkpoint(dataset, tmp_path):
+    from assembler.synthetic import produce
     from infra import kafka
-    from trainer.assembler.synthetic import produce
 
     settings, syn = dataset
     prefix = f"sessions/{syn.session}/checkpoints/"

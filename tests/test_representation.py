@@ -15,14 +15,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from assembler.consumer import AssemblerConfig
+from assembler.join import NO_PARTS, join_sample
+from assembler.synthetic import SyntheticSession, jpeg, produce
+from dataset import iter_session_samples, read_manifest
+from dataset.representation import main_person_parts
+from dataset.shards import Sample, decode_ids, decode_rgb, encode_sample, png_bytes
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, Frame, Person, SmoothedPose, TrainingProgress, frame_key
 from schemas.keypoints import INDEX, OBSERVED, SMOOTHED
-from trainer.assembler import AssemblerConfig, iter_session_samples, read_manifest
-from trainer.assembler.join import NO_PARTS, join_sample
-from trainer.assembler.representation import main_person_parts
-from trainer.assembler.shards import Sample, decode_ids, decode_rgb, encode_sample, png_bytes
-from trainer.assembler.synthetic import SyntheticSession, jpeg, produce
 from vision.parts.colours import FACE_PARTS, PALETTE, PART_ID
 from vision.partsmap import colour_parts, letterbox_ids
 from vision.posemap import KEYPOINT_COLOUR, Letterbox, render_pose_map
@@ -251,7 +252,8 @@ def test_reference_part_maps_follow_the_normalized_pose():
 
 # --- the whole way ---------------------------------------------------------------------------------
 def test_parts_session_is_assembled_trained_and_rendered(settings, clip, tmp_path):
-    from trainer.cli import assemble, reference
+    from assembler.cli import assemble
+    from trainer.cli import reference
     from trainer.dance import ReferenceMaps
     from trainer.framing import unletterbox
     from trainer.normalize import fit_normalizer

@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
+from assembler.synthetic import produce
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, DeadLetter, Rendition, TrainingProgress, layout
-from trainer.assembler.synthetic import produce
 from trainer.service import TrainerConfig, TrainingService
 
 from helpers import kill_service, read_topic, wait_until
@@ -313,9 +313,9 @@ def _assembled_session(settings, shared_dir, tmp_path):
     """The `dataset` fixture's session and reference, on this test's own stack."""
     import cv2
 
+    from assembler.consumer import Assembler
+    from assembler.synthetic import SyntheticSession
     from infra.kafka import ensure_topics
-    from trainer.assembler import Assembler
-    from trainer.assembler.synthetic import SyntheticSession
     from trainer.references import add_reference
     from trainer.references.video import write_mp4
     from vision.pose.synthetic import moving_photo_clip

@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 from click.testing import CliRunner
 
+from assembler.synthetic import SyntheticSession
 from infra.objectstore import ObjectStore
 from producers.cli import background as background_command
 from schemas import DatasetReady
-from trainer.assembler.synthetic import SyntheticSession
-from trainer.dataset import TrainingSet
 from trainer.plates import camera_plates
 from trainer.service import TrainerConfig, TrainingService
+from trainer.training_set import TrainingSet
 
 from helpers import add_dance, assemble
 

@@ -10,9 +10,9 @@ import urllib.request
 import cv2
 import numpy as np
 
+from assembler.synthetic import produce
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, Rendition, TrainingProgress, layout
-from trainer.assembler.synthetic import produce
 from trainer.oneshot import is_oneshot
 from trainer.rendition import count_frames
 from trainer.service import TrainerConfig, TrainingService

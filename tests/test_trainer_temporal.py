@@ -15,7 +15,6 @@ from schemas import DatasetReady, layout
 from trainer import base as bases
 from trainer.checkpoints import StoreCheckpoints
 from trainer.coherent import CoherentPersonCentred
-from trainer.dataset import TrainingSet
 from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix import face as facemod
 from trainer.pix2pix.networks import NetConfig
@@ -23,6 +22,7 @@ from trainer.pix2pix.run import make_trainer
 from trainer.pix2pix.synthetic import PERSON_A, random_poses
 from trainer.pix2pix.train import TrainConfig
 from trainer.service import TrainerConfig, TrainingService
+from trainer.training_set import TrainingSet
 from vision.crop import body_box, crop_image, crop_side, pose_to_crop
 
 SIZE = (96, 72)

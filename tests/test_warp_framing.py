@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from assembler.consumer import AssemblerConfig
+from dataset import read_manifest
+from dataset.manifest import build_manifest
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, layout
-from trainer.assembler import read_manifest
-from trainer.assembler.consumer import AssemblerConfig
-from trainer.assembler.manifest import build_manifest
 from trainer.checkpoints import StoreCheckpoints
-from trainer.dataset import TrainingSet, holdout_split
 from trainer.framing import PersonCentred
 from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix.evaluate import image_metrics
@@ -24,6 +23,7 @@ from trainer.pix2pix.networks import NetConfig, UNetGenerator
 from trainer.pix2pix.synthetic import PERSON_A
 from trainer.pix2pix.train import TrainConfig, Trainer
 from trainer.service import TrainerConfig, TrainingService
+from trainer.training_set import TrainingSet, holdout_split
 from trainer.warp_framing import CHANNELS, GAP, RESIDUAL, WarpConditioned
 from vision.crop import crop_side
 from vision.warp import PartWarper

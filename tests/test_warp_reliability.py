@@ -15,13 +15,13 @@ from infra.objectstore import ObjectStore
 from schemas import DatasetReady, Rendition, layout
 from schemas.keypoints import INDEX
 from trainer.checkpoints import StoreCheckpoints
-from trainer.dataset import holdout_split
 from trainer.fidelity import facing_class
 from trainer.framing import PersonCentred
 from trainer.job import TrainerConfig, TrainingJob, recipe
 from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.train import TrainConfig, Trainer
+from trainer.training_set import holdout_split
 from trainer.warp_framing import CHANNELS, RELIABLE_CHANNELS, RESIDUAL, ReliableWarp, WarpConditioned
 from trainer.warp_reliability import NAMES, reliability_maps
 from vision.crop import crop_side

@@ -72,9 +72,9 @@ def build_base(
     """Train a new base version on the sessions (framing, masks and plates as the trainer makes
     them for each, trainer.framing_choice), evaluate it on each session's held-out block; returns its
     manifest. config: a TrainerConfig (framing, crop size, pose-map style, device, ...)."""
-    from trainer.assembler import read_manifest as read_session
-    from trainer.assembler.representation import DEFAULT_REPRESENTATION
-    from trainer.dataset import load_training_set
+    from dataset import read_manifest as read_session
+    from dataset.representation import DEFAULT_REPRESENTATION
+    from trainer.training_set import load_training_set
 
     store = ObjectStore(settings)
     if not sessions:
@@ -105,15 +105,15 @@ def build_base_on(
     max_steps: int | None = None,
     echo: Callable[[str], None] = lambda _m: None,
 ) -> dict:
-    """build_base on sessions already read: session id -> trainer.dataset.TrainingSet (their
+    """build_base on sessions already read: session id -> trainer.training_set.TrainingSet (their
     plates are stored under those ids). The caller answers for the visitors' consent."""
-    from trainer.dataset import holdout_split
     from trainer.evaluation import held_out_frames
     from trainer.framing_choice import choose_framing, recipe
     from trainer.options import TrainerConfig
     from trainer.pix2pix.evaluate import video_quality
     from trainer.pix2pix.run import train_base as run
     from trainer.pix2pix.train import pick_device
+    from trainer.training_set import holdout_split
 
     config = config or TrainerConfig()
     store = ObjectStore(settings)

@@ -22,7 +22,6 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from trainer.dataset import TrainingSet
 from trainer.framing import PersonCentred
 from trainer.lazy_samples import Lazy as _Lazy
 from trainer.lazy_samples import unit_mask as _unit
@@ -30,6 +29,7 @@ from trainer.pix2pix import face as facemod
 from trainer.pix2pix.data import to_tensor, to_uint8
 from trainer.pix2pix.networks import split_matte
 from trainer.pix2pix.sequence import in_channels
+from trainer.training_set import TrainingSet
 from vision.crop import composite, crop_image, pose_to_crop, uncrop_rgba
 from vision.posemap import render_pose_map
 

@@ -221,7 +221,7 @@ def match(dance: np.ndarray, captured: np.ndarray, threshold: float = COVERED_RM
 
 def nearest_covers(dance: np.ndarray, captured: np.ndarray, threshold: float = COVERED_RMS) -> np.ndarray:
     """Per captured pose: whether it is the nearest one to some dance frame it covers. Training on
-    these keeps the training frames' coverage of the dance at the capture's (trainer.dataset keeps
+    these keeps the training frames' coverage of the dance at the capture's (trainer.training_set keeps
     them out of the held-out frames)."""
     m = match(dance, captured, threshold)
     keep = np.zeros(len(m.capture_distance), bool)

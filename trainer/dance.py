@@ -41,7 +41,7 @@ def reference_name(settings: Settings, session: str, named: str | None, fallback
 
 def load_reference(settings: Settings, session: str, name: str, representation: str = "pose"):
     """The latest version of reference `name`, checked for what this session needs."""
-    from trainer.assembler.representation import needs_parts
+    from dataset.representation import needs_parts
     from trainer.references import load_reference_version
     from trainer.references.store import PARTS_FILE
 
@@ -67,7 +67,7 @@ def build_dance(
     representation: str = "pose",
     max_frames: int | None = None,
 ) -> Dance:
-    from trainer.assembler.representation import needs_parts
+    from dataset.representation import needs_parts
     from trainer.normalize import fit_body_normalizer, fit_normalizer
     from trainer.references import load_reference_parts
 

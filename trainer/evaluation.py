@@ -19,7 +19,7 @@ from infra.objectstore import ObjectStore
 from infra.settings import Settings
 from schemas import layout
 from schemas.keypoints import empty_keypoints
-from trainer.dataset import TrainingSet
+from trainer.training_set import TrainingSet
 
 log = logging.getLogger(__name__)
 

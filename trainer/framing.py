@@ -24,10 +24,10 @@ from collections.abc import Iterator, Sequence
 import cv2
 import numpy as np
 
-from trainer.dataset import TrainingSet
 from trainer.lazy_samples import Lazy as _Lazy
 from trainer.lazy_samples import batched as _batched
 from trainer.lazy_samples import unit_mask as _unit
+from trainer.training_set import TrainingSet
 from vision.crop import CropTrack, composite, crop_image, pose_to_crop, uncrop_rgba
 from vision.posemap import Letterbox, letterbox_image, render_pose_map, unletterbox  # noqa: F401
 

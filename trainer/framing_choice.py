@@ -5,7 +5,7 @@ so that the base fits the sessions that warm-start from it.
 `choose_framing` is the one-person choice: person-centred for pose maps (the person masks of the
 training frames, each camera's background plate and crop size), the whole frame for part maps or
 where no crop fits; the warp-conditioned person framing where asked (trainer.warp_framing). A
-session of several visitors is framed as a group before this (trainer.people.group_framing).
+session of several visitors is framed as a group before this (trainer.group.group_framing).
 `recipe` is the network and the recorded inputs that follow from a framing.
 """
 
@@ -19,9 +19,9 @@ from functools import cached_property
 import numpy as np
 
 from infra.objectstore import ObjectStore
-from trainer.dataset import DatasetError, TrainingSet
 from trainer.framing import DEFAULT_STYLES, WholeFrame
 from trainer.options import TrainerConfig
+from trainer.training_set import DatasetError, TrainingSet
 
 NEITHER = "the temporal and face options are for the person framing: this session has neither"
 

@@ -16,7 +16,7 @@ figures, published through trainer.versions; the visitor's link plays rendition.
 
 Framing (trainer.framing): person-centred by default for pose maps (a crop following the person,
 composited onto the camera's background plate), the whole frame for part maps. Either way the
-held-out frames (trainer.dataset: the poses least like the rest of the session) are evaluated,
+held-out frames (trainer.training_set: the poses least like the rest of the session) are evaluated,
 and the rendition rendered, at the camera's own resolution and aspect; every version is judged
 on the dance it shows (trainer.fidelity: dance.png and the dance_* figures).
 
@@ -50,10 +50,10 @@ from infra.settings import Settings
 from schemas import DatasetReady, Rendition, layout
 from trainer.checkpoints import StoreCheckpoints
 from trainer.dance import build_dance, load_reference, reference_frames, reference_name
-from trainer.dataset import TrainingSet, holdout_split, load_training_set
 from trainer.framing_choice import Framed, choose_framing, recipe  # noqa: F401 - recipe: callers read it here
+from trainer.group import build_group_dance, group_framing, parse_match
 from trainer.options import CUDA_BATCH, TrainerConfig  # noqa: F401 - callers read them here
-from trainer.people import build_group_dance, group_framing, parse_match
+from trainer.training_set import TrainingSet, holdout_split, load_training_set
 from trainer.versions import Versions
 
 WARNING_PREFIX = "warning: "  # progress messages that are warnings (the status view and console list them)
@@ -74,9 +74,9 @@ class Purged(Exception):
 
 @dataclass
 class Loaded:
-    """What the load phase read. split: the held-out split (trainer.dataset); test: the samples the
+    """What the load phase read. split: the held-out split (trainer.training_set); test: the samples the
     figures are measured on (the held-out ones, else the last training frames); group: a session of
-    several visitors' framing (trainer.people.group_framing), else None; masks: the person masks
+    several visitors' framing (trainer.group.group_framing), else None; masks: the person masks
     made so far (index -> uint8), shared by the one-shot video and the framing."""
 
     manifest: dict
@@ -306,7 +306,7 @@ class TrainingJob:
     # --- load ------------------------------------------------------------------------------------
     def _manifest(self) -> dict:
         """The session's manifest (the assembler's), {} where there is none; its consent noted."""
-        from trainer.assembler import read_manifest
+        from dataset import read_manifest
 
         manifest = read_manifest(self.settings, self.session, store=self.store) or {}
         self.consent = manifest.get("consent") is True
@@ -315,7 +315,7 @@ class TrainingJob:
 
     @staticmethod
     def _representation(manifest: dict) -> str:
-        from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation
+        from dataset.representation import DEFAULT_REPRESENTATION, check_representation
 
         return check_representation(manifest.get("representation", DEFAULT_REPRESENTATION))
 
@@ -323,7 +323,7 @@ class TrainingJob:
         """(the held-out split, the samples the figures are measured on); its notes are warnings."""
         cfg = self.config
         poses = data.poses if cfg.holdout == "novel" else None
-        # The frames that show the dance's poses stay in training (trainer.dataset.novel_split).
+        # The frames that show the dance's poses stay in training (trainer.training_set.novel_split).
         split = holdout_split(data.cameras, data.seqs, cfg.holdout_fraction, cfg.holdout_gap, poses=poses, dance=dance)
         if split.note:
             self.warnings.append(split.note)
@@ -472,7 +472,7 @@ class TrainingJob:
         return on_progress
 
     def _dance(self, loaded: Loaded, framed: Framed):
-        """The reference dance on the session's person (trainer.dance) or group (trainer.people),
+        """The reference dance on the session's person (trainer.dance) or group (trainer.group),
         built once, at the first version that renders it."""
         if self._dance_made:
             return self._dance_made[0]

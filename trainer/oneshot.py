@@ -29,7 +29,7 @@ import numpy as np
 
 from infra.objectstore import ObjectStore
 from schemas import layout
-from trainer.dataset import TrainingSet
+from trainer.training_set import TrainingSet
 from vision.warp import PARTS, PartWarper, SourceView, body_scale, part_defined, select_views
 
 log = logging.getLogger(__name__)
@@ -215,9 +215,9 @@ def run_oneshot(
     """`booth oneshot`: the session's dataset and reference dance read from the store, the one-shot
     video rendered and stored (see render_oneshot). Raises DatasetError, ReferenceUnavailable or
     OneShotError when the session cannot give one."""
-    from trainer.assembler import read_manifest
+    from dataset import read_manifest
     from trainer.dance import build_dance, load_reference, reference_name
-    from trainer.dataset import holdout_split, load_training_set
+    from trainer.training_set import holdout_split, load_training_set
     from vision.personmask import PersonMasker
 
     store = ObjectStore(settings)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainer.dataset import DEFAULT_HOLDOUT_FRACTION, DEFAULT_HOLDOUT_GAP, DEFAULT_SPLIT, SPLITS
 from trainer.framing import FRAMINGS
-from trainer.people import parse_match
+from trainer.group import parse_match
 from trainer.progressive import DEFAULT_FIRST_S, DEFAULT_POINTS, check_points
+from trainer.training_set import DEFAULT_HOLDOUT_FRACTION, DEFAULT_HOLDOUT_GAP, DEFAULT_SPLIT, SPLITS
 
 CUDA_BATCH = 8  # samples per step on a GPU: a 512 crop's fast networks use a few GiB (not yet measured on a card)
 
@@ -44,7 +44,7 @@ class TrainerConfig:
     progress_bar: bool = True
     rendition_points: tuple[float, ...] = DEFAULT_POINTS  # shares of the budget with a version (trainer.progressive)
     first_rendition_s: float | None = DEFAULT_FIRST_S  # a first version after this much training; None: none
-    match: str | None = None  # several visitors: "dancer:visitor,..." instead of left to right (trainer.people)
+    match: str | None = None  # several visitors: "dancer:visitor,..." instead of left to right (trainer.group)
 
     def __post_init__(self) -> None:
         check_points(self.rendition_points)

@@ -25,7 +25,7 @@ import numpy as np
 
 from infra.objectstore import ObjectStore
 from schemas import layout
-from trainer.dataset import TrainingSet
+from trainer.training_set import TrainingSet
 from vision.plate import Plate, estimate_plate
 
 log = logging.getLogger(__name__)

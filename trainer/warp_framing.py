@@ -28,12 +28,12 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from trainer.assembler.manifest import CONDITIONINGS  # noqa: F401 - the names, as the manifest records them
-from trainer.dataset import TrainingSet
+from dataset.manifest import CONDITIONINGS  # noqa: F401 - the names, as the manifest records them
 from trainer.framing import PersonCentred
 from trainer.lazy_samples import Lazy as _Lazy
 from trainer.lazy_samples import batched as _batched
 from trainer.lazy_samples import unit_mask as _unit
+from trainer.training_set import TrainingSet
 from vision.crop import composite, crop_image, uncrop_rgba
 from vision.posemap import render_pose_map
 from vision.warp import PartWarper, SourceView, pose_distance, select_views

@@ -27,7 +27,7 @@ the style it learnt):
 
 Several people (`render_people_map`): each person is drawn in the palette of their slot in the
 session (PALETTES; slot 0 is the one-person palette, so a lone person's map is exactly what
-`render_pose_map` draws). A slot is fixed for the whole session (trainer.people assigns them), so
+`render_pose_map` draws). A slot is fixed for the whole session (dataset.people assigns them), so
 the generator learns which palette is which visitor. Palettes differ in brightness and dot
 colour, not in hue order: every limb keeps its hue in every palette, so what a limb is stays
 learnt across people, and who it belongs to is read from how bright it is.

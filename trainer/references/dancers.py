@@ -1,7 +1,7 @@
 """Every dancer of a multi-person reference: followed with the identity tracker, the `people`
 who dance kept (dancer_scores: large, moving and central over the whole clip, not merely present
 or leftmost: a street clip has passers-by at its edges), numbered left to right as they stand in
-their first frames (the order trainer.people matches them to visitors in), each smoothed like a
+their first frames (the order trainer.group matches them to visitors in), each smoothed like a
 one-dancer reference.
 
 Stored beside poses.npz as ``dancers.npz``: poses [T, D, 17, 3] float32 (source pixels), flags
@@ -98,7 +98,7 @@ def track_dancers(
 
     Frames without a dancer hold score 0 for them. D = min(people, tracks found); a clear error
     when nobody is found at all."""
-    from trainer.people import mean_x
+    from dataset.people import mean_x
     from trainer.references.video import read_frames
 
     if people < 1:

@@ -2,7 +2,7 @@
 own frames and poses, so a booth can render the dancer doing what a visitor does, live
 (trainer.mirror).
 
-The session trainer's own pieces are used, not copies: trainer.dataset's TrainingSet and held-out
+The session trainer's own pieces are used, not copies: trainer.training_set's TrainingSet and held-out
 split, trainer.framing's whole-frame framing (the dancer's own background is the target, so there
 is no plate to composite onto, and one pose renders one frame with no crop track to smooth over a
 clip: what a live mirror needs), trainer.job's recipe (network and recorded inputs) and batch
@@ -70,8 +70,8 @@ def _framing(size: int, src_size: tuple[int, int]):
 
 def reference_training_set(store: ObjectStore, ref, size: int, max_frames: int = DEFAULT_MAX_FRAMES):
     """(TrainingSet of the reference's usable frames, spread over the clip, the frame indices used)."""
-    from trainer.dataset import DatasetError, TrainingSet
     from trainer.references.video import read_frames
+    from trainer.training_set import DatasetError, TrainingSet
 
     usable = np.flatnonzero(np.asarray(ref.usable, bool))
     if len(usable) < 4:
@@ -122,7 +122,6 @@ def train_generator(
     """Train (or go on training: the version's checkpoint resumes) the dancer's generator of the
     latest version of reference `name` for budget_s seconds; store it; return generator.json."""
     from trainer.checkpoints import StoreCheckpoints
-    from trainer.dataset import DEFAULT_HOLDOUT_FRACTION, DEFAULT_HOLDOUT_GAP, holdout_split
     from trainer.evaluation import held_out_frames, sample_sheet
     from trainer.framing_choice import recipe
     from trainer.options import CUDA_BATCH
@@ -132,6 +131,7 @@ def train_generator(
     from trainer.pix2pix.samples import png_bytes
     from trainer.pix2pix.train import TrainConfig, pick_device
     from trainer.references import load_reference_version
+    from trainer.training_set import DEFAULT_HOLDOUT_FRACTION, DEFAULT_HOLDOUT_GAP, holdout_split
 
     if size < 16 or size & (size - 1):
         raise ValueError(f"the generator's size must be a power of two of at least 16, got {size}")

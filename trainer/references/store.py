@@ -31,18 +31,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from infra.objectstore import ObjectStore
-from infra.settings import Settings
-from schemas import layout
-from schemas.ids import validate_id
-from schemas.keypoints import IMPUTED, OBSERVED, SMOOTHED, empty_keypoints
-from trainer.assembler.representation import (
+from dataset.representation import (
     DEFAULT_REPRESENTATION,
     LazySegmenter,
     check_representation,
     main_person_parts,
     needs_parts,
 )
+from infra.objectstore import ObjectStore
+from infra.settings import Settings
+from schemas import layout
+from schemas.ids import validate_id
+from schemas.keypoints import IMPUTED, OBSERVED, SMOOTHED, empty_keypoints
 from trainer.references.corrections import Corrections, apply_to_raw, merge, parse_corrections, to_csv
 from trainer.references.dancers import DANCERS_FILE, read_dancers
 from trainer.references.video import encode_mp4, probe, read_frames

@@ -1,4 +1,4 @@
-"""Reading an assembled session back: the trainer's view of the dataset."""
+"""Reading an assembled session back: its manifest and its samples, shard by shard."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infra.objectstore import ObjectStore
-from infra.settings import Settings
-from schemas import layout
-from trainer.assembler.join import pose_array
-from trainer.assembler.shards import (
+from dataset.people import people_of
+from dataset.shards import (
     IMAGE_SUFFIXES,
     PARTS_SUFFIX,
     POSE_SUFFIX,
@@ -21,7 +18,10 @@ from trainer.assembler.shards import (
     decode_rgb,
     iter_tar_samples,
 )
-from trainer.people import people_of
+from infra.objectstore import ObjectStore
+from infra.settings import Settings
+from schemas import layout
+from schemas.keypoints import NUM_KEYPOINTS
 from vision.posemap import letterbox_image
 
 
@@ -37,9 +37,14 @@ class SessionSample:
     flags: np.ndarray  # uint8 [17], schemas.keypoints bits
     src_size: tuple[int, int]
     part_ids: np.ndarray | None = None  # uint8 [h, w] in the frame's pixels (parts representations)
-    people: np.ndarray | None = None  # float32 [P, 17, 3]: every drawn person (trainer.people), the
+    people: np.ndarray | None = None  # float32 [P, 17, 3]: every drawn person (dataset.people), the
     #                                    main one alone in slot 0 for one-person samples
     slots: np.ndarray | None = None  # int64 [P]: each person's slot (palette, visitor)
+
+
+def pose_array(record: dict) -> np.ndarray:
+    """The [17, 3] keypoints of a sample's pose.json record."""
+    return np.asarray(record["keypoints"], dtype=np.float32).reshape(NUM_KEYPOINTS, 3)
 
 
 def read_manifest(settings: Settings, session: str, store: ObjectStore | None = None) -> dict | None:

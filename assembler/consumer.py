@@ -3,8 +3,8 @@ session's training samples to object storage as WebDataset shards.
 
 Delivery guarantees:
 * Offsets are committed only up to the lowest offset still held by an unwritten shard or an open
-  session (trainer.assembler.offsets), so a crash re-reads exactly what was not yet persisted.
-* Shard objects are a pure function of the messages in their seq range (trainer.assembler.join,
+  session (assembler.offsets), so a crash re-reads exactly what was not yet persisted.
+* Shard objects are a pure function of the messages in their seq range (assembler.join,
   .shards) and a written shard is never rebuilt from a partial replay (its index record marks it
   done), so replays rewrite nothing or rewrite identical bytes.
 * A session is finished in the store once its manifest is written and DatasetReady was published
@@ -36,14 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from infra import deadletters, kafka
-from infra.consume import ConsumeLoop
-from infra.objectstore import ObjectStore
-from infra.retention import discard_unconsented
-from infra.settings import Settings
-from schemas import DatasetReady, Frame, SchemaError, SessionEvent, SmoothedPose, decode, layout, parse_frame_key
-from schemas.ids import InvalidId, validate_id
-from trainer.assembler.join import (
+from assembler.join import (
     INVALID,
     LATE,
     NO_POSE,
@@ -54,7 +47,9 @@ from trainer.assembler.join import (
     ShardBuffer,
     record_bytes,
 )
-from trainer.assembler.manifest import (
+from assembler.metrics import BYTES, DATASET_READY_SECONDS, GAVE_UP, REJECTED, SAMPLES
+from assembler.offsets import Held, OffsetTracker
+from dataset.manifest import (
     CONDITIONINGS,
     build_manifest,
     failure_reason,
@@ -62,11 +57,16 @@ from trainer.assembler.manifest import (
     preview_choice,
     render_preview,
 )
-from trainer.assembler.metrics import BYTES, DATASET_READY_SECONDS, GAVE_UP, REJECTED, SAMPLES
-from trainer.assembler.offsets import Held, OffsetTracker
-from trainer.assembler.reader import shard_samples
-from trainer.assembler.representation import DEFAULT_REPRESENTATION, LazySegmenter, check_representation, needs_parts
-from trainer.assembler.shards import build_shard
+from dataset.reader import shard_samples
+from dataset.representation import DEFAULT_REPRESENTATION, LazySegmenter, check_representation, needs_parts
+from dataset.shards import build_shard
+from infra import deadletters, kafka
+from infra.consume import ConsumeLoop
+from infra.objectstore import ObjectStore
+from infra.retention import discard_unconsented
+from infra.settings import Settings
+from schemas import DatasetReady, Frame, SchemaError, SessionEvent, SmoothedPose, decode, layout, parse_frame_key
+from schemas.ids import InvalidId, validate_id
 
 log = logging.getLogger(__name__)
 

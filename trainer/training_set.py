@@ -1,5 +1,5 @@
-"""A session's dataset as the trainer uses it: every sample read from the store, and the split into
-training and held-out frames.
+"""The trainer's training set: a session's dataset (the dataset package) with every sample read
+from the store, and the split into training and held-out frames.
 
 Held-out frames are the ones whose poses are farthest from the rest of the session ("novel", the
 default where the poses are given: `novel_split`): a few stretches of each camera's sequence,
@@ -53,7 +53,7 @@ class TrainingSet:
     poses: np.ndarray
     cameras: np.ndarray
     seqs: np.ndarray
-    # Every drawn person per sample ([P, 17, 3]) and their slots ([P]): trainer.people.
+    # Every drawn person per sample ([P, 17, 3]) and their slots ([P]): dataset.people.
     people: list[np.ndarray] | None = None
     slots: list[np.ndarray] | None = None
 
@@ -94,7 +94,7 @@ def load_training_set(
 ) -> TrainingSet:
     """Every sample of the session; `expected` (the manifest's count) must be met exactly: a shard
     that reads as fewer samples than were written is damaged, not a smaller dataset."""
-    from trainer.assembler import iter_session_samples
+    from dataset import iter_session_samples
 
     frames, maps, poses, cameras, seqs, people, slots = [], [], [], [], [], [], []
     try:

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from assembler.offsets import Held
+from dataset.people import SlotBook, restore_books
+from dataset.representation import DEFAULT_REPRESENTATION, main_person_parts, needs_parts
+from dataset.shards import Sample, decode_rgb, encode_sample, image_problem
 from schemas import Frame, SessionEvent, SmoothedPose, layout
 from schemas.keypoints import NUM_KEYPOINTS
-from trainer.assembler.offsets import Held
-from trainer.assembler.representation import DEFAULT_REPRESENTATION, main_person_parts, needs_parts
-from trainer.assembler.shards import Sample, decode_rgb, encode_sample, image_problem
-from trainer.people import SlotBook, restore_books
 
 # Rejection reasons: the label values of booth_assembler_rejected_total and the manifest's keys.
 NO_PERSON = "no_person"  # the pose stage found nobody in the frame
@@ -46,7 +46,7 @@ def join_sample(
     """The training sample of a frame and its pose, or the reason there is none.
 
     segment: image_rgb -> vision.parts.PartsResult, for representations drawn from part maps.
-    slots: the slot of each person (pose.persons + pose.others, trainer.people), for a camera
+    slots: the slot of each person (pose.persons + pose.others, dataset.people), for a camera
     with several people; without it (or with the main person alone in slot 0) the sample is a
     one-person sample, byte for byte as before.
     """
@@ -354,8 +354,3 @@ class SessionState:
     def pending(self) -> int:
         """Frames and poses waiting for their partner."""
         return sum(len(b.frames) + len(b.poses) for s in self.streams.values() for b in s.shards.values())
-
-
-def pose_array(record: dict) -> np.ndarray:
-    """The [17, 3] keypoints of a sample's pose.json record."""
-    return np.asarray(record["keypoints"], dtype=np.float32).reshape(NUM_KEYPOINTS, 3)

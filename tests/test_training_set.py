@@ -7,7 +7,7 @@ from test_fidelity import standing
 
 from schemas.keypoints import INDEX
 from trainer.coverage import match, training_relevance
-from trainer.dataset import holdout_split, novel_split
+from trainer.training_set import holdout_split, novel_split
 
 
 def test_each_camera_holds_out_its_end_with_a_gap_before_it():

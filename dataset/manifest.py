@@ -9,9 +9,9 @@ from collections import Counter
 import cv2
 import numpy as np
 
+from dataset.people import session_people
+from dataset.representation import DEFAULT_REPRESENTATION, check_representation, needs_parts
 from schemas import SessionEvent
-from trainer.assembler.representation import DEFAULT_REPRESENTATION, check_representation, needs_parts
-from trainer.people import session_people
 from vision.posemap import DEFAULT_STYLE, draw_pose_overlay, letterbox_image
 
 MANIFEST_VERSION = 1
@@ -47,7 +47,7 @@ def build_manifest(
 ) -> dict:
     """The manifest of a session from the index records of all its shards.
 
-    representation: what the pose maps show (trainer.assembler.representation); the trainer
+    representation: what the pose maps show (dataset.representation); the trainer
     renders the reference dance in the same one. consent: the visitor's, from the start event
     (without it the trainer keeps only the video once it is made). conditioning: what the
     session's generator should read besides the pose map (trainer.warp_framing), when the
@@ -98,8 +98,8 @@ def build_manifest(
     samples = sum(c["samples"] for c in per_camera.values())
     if per_slot:  # shards from before a second person appeared hold the main person alone, in slot 0
         per_slot[0] += sum(len(r["samples"]) for r in records if "people" not in r)
-    people = {
-        # How many visitors (trainer.people): 1 unless several people were drawn in enough samples.
+    people: dict[str, object] = {
+        # How many visitors (dataset.people): 1 unless several people were drawn in enough samples.
         "people": session_people(dict(per_slot), samples),
     }
     if per_slot:

@@ -4,7 +4,7 @@ A sample is three tar members sharing one key: ``<key>.jpg`` (the camera's JPEG 
 received; ``.png`` if the camera sent PNG), ``<key>.posemap.png`` (the generator's input in the
 session's representation: vision.posemap's stick figure by default, else vision.partsmap's part
 map) and ``<key>.pose.json`` (keypoints, flags and where they come from; with several people in
-the camera also ``people``, each person's track, slot and keypoints: trainer.people); representations drawn
+the camera also ``people``, each person's track, slot and keypoints: dataset.people); representations drawn
 from part maps add ``<key>.parts.png``, the part ids (0..24) at the frame's size as an 8-bit grey
 PNG, so a reader can redraw the map at any size. The same samples always give
 the same tar bytes: members in sample order, fixed mtime, owner and mode, and the USTAR format
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dataset.representation import DEFAULT_REPRESENTATION, needs_parts
 from schemas.images import ImageError, header_size
 from schemas.keypoints import IMPUTED, NUM_KEYPOINTS
-from trainer.assembler.representation import DEFAULT_REPRESENTATION, needs_parts
 from vision.partsmap import render_representation
 from vision.posemap import render_people_map, render_pose_map
 
@@ -112,12 +112,12 @@ def encode_sample(
 ) -> Sample:
     """Render the input map and serialise one sample; pose is [17, 3] in pixels of the frame.
 
-    representation: "pose", "parts" or "pose+parts" (trainer.assembler.representation); the
+    representation: "pose", "parts" or "pose+parts" (dataset.representation); the
     last two need part_ids, uint8 [height, width] in the frame's pixels.
     people: every person of the frame with a slot (dicts of track, slot, keypoints [17, 3] in
     the frame's pixels, flags), for a camera with several people: they are stored in the record's
     "people" and the stick figure shows each in its slot's palette (vision.posemap). Part maps
-    keep the main person alone (trainer.assembler.representation).
+    keep the main person alone (dataset.representation).
     """
     pose = np.asarray(pose, dtype=np.float32)
     if pose.shape != (NUM_KEYPOINTS, 3):
@@ -212,7 +212,9 @@ def iter_tar_samples(data: bytes) -> Iterator[tuple[str, dict[str, bytes]]]:
                 if current is not None:
                     yield current, parts
                 current, parts = key, {}
-            parts[suffix] = tar.extractfile(info).read()
+            member = tar.extractfile(info)
+            assert member is not None  # a regular file always has its bytes
+            parts[suffix] = member.read()
     if current is not None:
         yield current, parts
 
