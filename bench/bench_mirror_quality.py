@@ -1,13 +1,14 @@
 """What the live mirror's speed costs in quality: the dance limb error of its frames against the
 offline rendition of the same reference dancer, driven by the same poses, side by side.
 
-    .venv/bin/python -m bench.bench_mirror_quality [--budget 90] [--poses 90] [--quick]
+    .venv/bin/python -m bench.bench_mirror_quality [--budget 120] [--longer 3] [--poses 90] [--threads 1] [--quick]
 
 Starts a private embedded stack (broker + S3 server) in a temporary folder. The reference is the
 demo's dancer clip (booth.demo: the astronaut photo's person danced by vision.dance_clip, 150
 frames at 640x360, seed 7), added twice with `booth reference add`'s code path (BlazePose) and
 given two generators with `booth reference train`'s code path, each for --budget seconds on this
-machine's CPU:
+machine's CPU with --threads torch threads (one by default: on a shared 2-core machine two threads
+contend, and a step takes 2.5-5 times as long):
 
 * the mirror's: 128 px, width 16 (trainer.references.generator's defaults, chosen for speed:
   bench/bench_mirror.py);
@@ -23,7 +24,10 @@ whole-frame framing, no JPEG, every pose). Arms:
   poses perfectly would score with this judge (its floor);
 * mirror: the mirror's frames (its generator, normalization, display size and JPEG);
 * mirror's generator offline: the same weights rendered offline (what the live path costs);
-* offline size: the 256 px generator of width 32 rendered offline (what the small generator costs).
+* offline size: the 256 px generator of width 32 rendered offline (what the small generator
+  costs), after the same seconds, then trained on (from its checkpoint) to --longer times the
+  seconds: a step of it costs about three times the small one's, so at 3x it has taken about as
+  many steps.
 
 trainer.fidelity judges every frame with MoveNet (the poses are BlazePose's): limb error in torso
 lengths (mean, p90), share of frames with a person found, facing agreement. Ratios: the mirror's
@@ -42,6 +46,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from bench.bench_person import SHARED, _table
 from infra.settings import Settings
@@ -52,7 +57,7 @@ DRAWN_BY = "blazepose"  # the reference's and the visitor's poses: the judge is 
 ARMS = {"mirror": (128, 16), "offline": (256, None)}  # reference name: generator size, width (None: the recipe's)
 
 COLUMNS = [
-    ("arm                        ", "arm", ""),
+    ("arm                           ", "arm", ""),
     ("size", "size", ""),
     ("steps", "steps", ""),
     ("frame", "frame", ""),
@@ -112,16 +117,22 @@ def main() -> None:
     from vision.dance_clip import dancing_person_clip
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget", type=float, help="seconds of CPU training per generator (default 90)")
+    ap.add_argument("--budget", type=float, help="seconds of CPU training per generator (default 120)")
     ap.add_argument("--poses", type=int, help="the visitor's poses (default 90: 3 s at 30 fps)")
+    ap.add_argument(
+        "--longer", type=float, default=3.0, help="the offline generator then trained on to this many times the seconds"
+    )
+    ap.add_argument("--threads", type=int, default=1, help="torch threads while training (default 1)")
     ap.add_argument("--quick", action="store_true", help="30 s per generator, 48 poses: a smoke run")
     args = ap.parse_args()
-    budget = args.budget or (30.0 if args.quick else 90.0)
+    budget = args.budget or (30.0 if args.quick else 120.0)
     n_poses = args.poses or (48 if args.quick else 90)
+    longer = args.longer
     models_dir = SHARED / "models" if (SHARED / "models").is_dir() else None
     out_dir = Path(Settings().state_dir) / "bench" / "mirror-quality"
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    torch.set_num_threads(args.threads)
 
     photo = demo_photo(None)
     person = photo_person(photo, models_dir)
@@ -180,10 +191,19 @@ def main() -> None:
             ]
             for arm, slug, dancer, info in (
                 ("mirror's generator offline", "mirror-offline", small, infos["mirror"]),
-                ("offline size", "offline", large, infos["offline"]),
+                ("offline size, equal seconds", "offline", large, infos["offline"]),
             ):
                 frames = [f for f, _map in dancer.framing.frames(dancer.generator, offline_poses, CAMERA)]
                 rows.append(row(arm, info, SIZE, judge(slug, offline_poses, frames, models_dir, out_dir)))
+            if longer > 1:
+                # Training goes on from its checkpoint, as `booth reference train` run again does.
+                print(f"offline: training on for {budget * (longer - 1):.0f} s ...", flush=True)
+                info = train_generator(settings, "offline", budget_s=budget * (longer - 1), size=256, ngf=None)
+                print(f"  {info['steps']} steps in all", flush=True)
+                dancer = load_dancer(settings, "offline")
+                frames = [f for f, _map in dancer.framing.frames(dancer.generator, offline_poses, CAMERA)]
+                figures = judge("offline-longer", offline_poses, frames, models_dir, out_dir)
+                rows.append(row(f"offline size, {longer:g}x the seconds", info, SIZE, figures))
         finally:
             stack.down()
     mirror_error = rows[1]["dance_limb_error"]
@@ -191,16 +211,16 @@ def main() -> None:
         r["ratio"] = mirror_error / max(r["dance_limb_error"], 1e-9)
     print(
         f"\nthe dance of the visitor's {len(asked)} poses, judged by MoveNet on every frame; generators trained "
-        f"{budget:.0f} s each on this machine's CPU:"
+        f"{budget:.0f} s each on this machine's CPU ({longer:g}x for the last row), {args.threads} torch thread(s):"
     )
     _table(rows, COLUMNS)
-    offline = rows[3]
-    print(
-        f"mirror/offline limb error {mirror_error / max(offline['dance_limb_error'], 1e-9):.2f}x "
-        f"(mean), {rows[1]['dance_limb_error_p90'] / max(offline['dance_limb_error_p90'], 1e-9):.2f}x (p90); "
-        f"person found {rows[1]['dance_person_found']:.2f} against {offline['dance_person_found']:.2f}; "
-        f"the reference's own frames: {rows[0]['dance_limb_error']:.3f}"
-    )
+    for offline in rows[3:]:
+        print(
+            f"mirror / {offline['arm']}: limb error {mirror_error / max(offline['dance_limb_error'], 1e-9):.2f}x "
+            f"(mean), {rows[1]['dance_limb_error_p90'] / max(offline['dance_limb_error_p90'], 1e-9):.2f}x (p90); "
+            f"person found {rows[1]['dance_person_found']:.2f} against {offline['dance_person_found']:.2f}"
+        )
+    print(f"the reference's own frames: limb error {rows[0]['dance_limb_error']:.3f}")
     print(f"pictures: {out_dir} ({time.perf_counter() - started:.0f} s)")
 
 
