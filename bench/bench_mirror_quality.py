@@ -1,20 +1,22 @@
 """What the live mirror's speed costs in quality: the dance limb error of its frames against the
 offline rendition of the same reference dancer, driven by the same poses, side by side.
 
-    .venv/bin/python -m bench.bench_mirror_quality [--budget 120] [--longer 3] [--poses 90] [--threads 1] [--quick]
+    .venv/bin/python -m bench.bench_mirror_quality [--budget 120] [--longer 3] [--poses 90] [--quick]
+        [--threads 1] [--photo FILE]
 
-Starts a private embedded stack (broker + S3 server) in a temporary folder. The reference is the
-demo's dancer clip (booth.demo: the astronaut photo's person danced by vision.dance_clip, 150
-frames at 640x360, seed 7), added twice with `booth reference add`'s code path (BlazePose) and
-given two generators with `booth reference train`'s code path, each for --budget seconds on this
-machine's CPU with --threads torch threads (one by default: on a shared 2-core machine two threads
-contend, and a step takes 2.5-5 times as long):
+Starts a private embedded stack (broker + S3 server) in a temporary folder. The reference is a clip
+made as the demo makes its dancer's (booth.demo: a photo's person danced by vision.dance_clip, 150
+frames at 640x360, seed 7; the photo is ../shared's squat.png, a whole body, or --photo), added
+twice with `booth reference add`'s code path (BlazePose) and given two generators with `booth
+reference train`'s code path, each for --budget seconds on this machine's CPU with --threads torch
+threads (one by default: on a shared 2-core machine two threads contend, and a step takes 2.5-5
+times as long):
 
 * the mirror's: 128 px, width 16 (trainer.references.generator's defaults, chosen for speed:
   bench/bench_mirror.py);
 * the offline size: 256 px, width 32, what a session's generator is on a CPU.
 
-The visitor is the demo's camera clip (seed 1): another dance of the same body. Its poses go
+The visitor is the same person's other dance (seed 1, as the demo's camera clip). Its poses go
 through the mirror (trainer.mirror.load_mirror, as the console runs it: the visitor normalized
 onto the dancer, one torch thread, 480 px wide, JPEG); each frame keeps the pose it drew, and the
 offline renditions render exactly those poses at the reference's own size (the trainer's
@@ -30,7 +32,8 @@ whole-frame framing, no JPEG, every pose). Arms:
   many steps.
 
 trainer.fidelity judges every frame with MoveNet (the poses are BlazePose's): limb error in torso
-lengths (mean, p90), share of frames with a person found, facing agreement. Ratios: the mirror's
+lengths (mean, p90) over the frames it could compare (a torso found: the "compared" share), share
+of frames with a person found, facing agreement. Ratios: the mirror's
 limb error over each offline arm's. The training budget is small next to a real reference's
 (`booth reference train --budget 1800`, or a GPU), so both generators are early in training and
 the figures compare sizes at equal seconds, not finished dancers. Pictures (dance.png per arm:
@@ -52,6 +55,9 @@ from bench.bench_person import SHARED, _table
 from infra.settings import Settings
 
 SIZE = (640, 360)  # the demo's camera
+# A whole body (the limb error needs shoulders and hips the judge finds); the astronaut's portrait
+# ends at the hips, so few of its frames can be compared.
+SQUAT = SHARED / "data" / "images" / "squat.png"
 REFERENCE_FRAMES = 150
 DRAWN_BY = "blazepose"  # the reference's and the visitor's poses: the judge is MoveNet
 ARMS = {"mirror": (128, 16), "offline": (256, None)}  # reference name: generator size, width (None: the recipe's)
@@ -64,6 +70,7 @@ COLUMNS = [
     ("limb err", "dance_limb_error", ".3f"),
     ("limb p90", "dance_limb_error_p90", ".3f"),
     ("found", "dance_person_found", ".2f"),
+    ("compared", "compared", ".2f"),
     ("facing", "dance_facing_agreement", ".2f"),
     ("mirror/this", "ratio", ".2f"),
     ("held-out box SSIM", "box_ssim", ".3f"),
@@ -123,6 +130,7 @@ def main() -> None:
         "--longer", type=float, default=3.0, help="the offline generator then trained on to this many times the seconds"
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads while training (default 1)")
+    ap.add_argument("--photo", type=Path, help="the person to dance (default: ../shared's squat.png, a whole body)")
     ap.add_argument("--quick", action="store_true", help="30 s per generator, 48 poses: a smoke run")
     args = ap.parse_args()
     budget = args.budget or (30.0 if args.quick else 120.0)
@@ -134,7 +142,9 @@ def main() -> None:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
 
-    photo = demo_photo(None)
+    photo_path = args.photo or (SQUAT if SQUAT.is_file() else None)
+    photo = demo_photo(photo_path)
+    print(f"the dancer and the visitor: {photo_path or 'the demo photo (astronaut)'}", flush=True)
     person = photo_person(photo, models_dir)
     if person is None:
         raise SystemExit("no person found on the demo's photo")
@@ -175,6 +185,7 @@ def main() -> None:
                     "steps": info["steps"] if info else "",
                     "box_ssim": info.get("box_ssim", float("nan")) if info else float("nan"),
                     "frame": f"{frame[0]}x{frame[1]}",
+                    "compared": figures.get("dance_compared", 0) / max(figures.get("dance_judged", 1), 1),
                     **figures,
                 }
 
