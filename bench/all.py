@@ -25,6 +25,7 @@ BENCHMARKS = (
     "bench_load",
     "bench_guided",
     "bench_mirror",
+    "bench_mirror_quality",
 )
 
 

@@ -66,6 +66,9 @@ def test_without_a_generator_the_skeleton_is_shown_at_the_dancers_place_and_says
     # The visitor stood at the left of their picture (x ~ 150 of 640); normalized onto the dancer,
     # the figure stands where the dancer does (x ~ 320 of 640 -> 160 of 320), not where the visitor was.
     assert abs(_drawn_centre_x(image[40:]) - 160) < 40
+    # The frame keeps the pose it drew, in its own pixels (what bench_mirror_quality judges against).
+    seen = frame.pose[:, 2] >= 0.3
+    assert frame.pose.shape == (17, 3) and abs(float(np.median(frame.pose[seen, 0])) - _drawn_centre_x(image[40:])) < 25
     state = mirror.state()
     assert state["generator"] is False and state["message"] == "no generator of solo yet"
     assert state["mode"] == "skeleton" and state["delay_ms_p50"] == pytest.approx(50, abs=1)
@@ -127,6 +130,9 @@ def test_a_visitor_who_leaves_is_held_then_the_dancer_idles():
     clock.t += 1.5  # past hold_s without a person (and without poses at all)
     idle = mirror.step(timeout=0)
     assert idle is not None and idle.mode == "idle" and idle.delay_s is None and mirror.state()["mode"] == "idle"
+    # Idle is the dancer at rest (their median pose in the reference), not the visitor's last pose.
+    np.testing.assert_allclose(idle.pose[:, :2], mirror.rest[:, :2] * mirror.k, atol=1e-3)
+    assert np.abs(idle.pose[:, :2] - shown.pose[:, :2]).max() > 5
     assert mirror.step(timeout=0) is None  # idle is drawn once, not re-rendered
     mirror.offer(_visitor(frame=3), clock.t, seq=3)  # back
     assert mirror.step(timeout=0).mode == "skeleton" and mirror.state()["mode"] == "skeleton"

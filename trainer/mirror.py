@@ -71,6 +71,7 @@ class MirrorFrame:
     mode: str  # "dancer", "skeleton", "holding", "idle"
     capture_wall: float | None  # wall time of the pose's capture (None: idle, no pose)
     delay_s: float | None
+    pose: np.ndarray | None = None  # [17, 3] the pose drawn, in the frame's pixels (the dancer's body)
 
 
 @dataclass
@@ -184,10 +185,15 @@ class Mirror:
             self._since_fit = 0
         return self._normalizer.apply(pose)
 
+    def _drawn(self, pose_ref: np.ndarray) -> np.ndarray:
+        """A pose in reference pixels in the displayed frame's pixels."""
+        pose = np.array(pose_ref, np.float32, copy=True)
+        pose[:, :2] *= self.k
+        return pose
+
     def _draw(self, pose_ref: np.ndarray, note: str) -> tuple[np.ndarray, str]:
         """(RGB frame at the display size, mode) of a pose in reference pixels."""
-        pose = pose_ref.copy()
-        pose[:, :2] *= self.k
+        pose = self._drawn(pose_ref)
         if self.dancer is not None:
             [(frame, _map)] = list(self.framing.frames(self.dancer.generator, pose[None], "mirror"))
             mode = "dancer"
@@ -203,7 +209,9 @@ class Mirror:
             frame = _caption(frame, note, bottom=True)
         return frame, mode
 
-    def _publish(self, rgb: np.ndarray, mode: str, capture_wall: float | None) -> MirrorFrame:
+    def _publish(
+        self, rgb: np.ndarray, mode: str, capture_wall: float | None, pose: np.ndarray | None = None
+    ) -> MirrorFrame:
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         ok, jpg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
@@ -212,7 +220,7 @@ class Mirror:
         delay = None if capture_wall is None else max(0.0, now - capture_wall)
         with self._lock:
             number = (self._frame.number if self._frame else 0) + 1
-            self._frame = MirrorFrame(number, jpg.tobytes(), mode, capture_wall, delay)
+            self._frame = MirrorFrame(number, jpg.tobytes(), mode, capture_wall, delay, pose)
             self.counts["rendered"] += 1
             self._times.append(now)
             if delay is not None:
@@ -243,8 +251,9 @@ class Mirror:
             return self._maybe_idle(now)
         self._last_person_wall, self._idle = now, False
         self._last_pose = offer.pose
-        rgb, mode = self._draw(self._normalize(offer.pose), "")
-        return self._publish(rgb, mode, offer.capture_wall)
+        placed = self._normalize(offer.pose)
+        rgb, mode = self._draw(placed, "")
+        return self._publish(rgb, mode, offer.capture_wall, self._drawn(placed))
 
     def _maybe_idle(self, now: float) -> MirrorFrame | None:
         """The visitor has gone: the last frame holds for hold_s, then the dancer idles at rest."""
@@ -255,7 +264,7 @@ class Mirror:
             return None  # the last frame stays on the screen: holding
         self._idle = True
         rgb, _mode = self._draw(self.rest, "waiting for a visitor")
-        return self._publish(rgb, "idle", None)
+        return self._publish(rgb, "idle", None, self._drawn(self.rest))
 
     # --- out -----------------------------------------------------------------------------------
     def latest(self) -> MirrorFrame | None:

@@ -39,7 +39,10 @@
   async function poll() {
     try {
       const r = await fetch(base + "/state" + query, { cache: "no-store" });
-      if (r.status === 401 || r.redirected) { location.href = "/login"; return; }
+      if (r.status === 401 || r.redirected) {  // a restarted console forgot its logins: back here after one
+        location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+        return;
+      }
       const s = await r.json();
       if (!r.ok) { text("message", s.error || r.statusText); return; }
       text("message", s.generator ? "" : s.message + " — showing the skeleton");

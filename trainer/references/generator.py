@@ -40,9 +40,9 @@ FIGURES_FILE = "generator.json"
 PICTURE_FILE = "generator.png"
 CAMERA = "reference"  # the one "camera" of a reference's training set
 # The generator's side and first layer's width: what a 2-core booth renders live beside its pose
-# stage (bench/bench_mirror.py: at 128 px and width 16, camera, pose stage and mirror take 44-49 ms
-# of CPU per rendered frame, so 15 frames/s needs about 0.7 of the two cores; width 32 costs half
-# as much again, 256 px twice as much).
+# stage (bench/bench_mirror.py: at 128 px and width 16, camera, pose stage and mirror take 28 ms of
+# CPU per rendered frame on a quiet machine, 44-49 on a loaded one; width 32 costs 40 % more, 256 px
+# at width 32 three times as much). What it costs in quality: bench/bench_mirror_quality.py.
 DEFAULT_SIZE = 128
 DEFAULT_NGF = 16
 DEFAULT_MAX_FRAMES = 600  # frames decoded for training, spread over the clip (memory, not quality)
