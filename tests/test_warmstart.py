@@ -185,7 +185,7 @@ def test_an_unreadable_promoted_base_means_scratch_with_the_reason(dataset):
 def test_the_base_commands_list_show_promote_and_refuse_what_they_cannot_do(settings):
     from click.testing import CliRunner
 
-    from booth.cli import base as base_cli
+    from trainer.cli import base as base_cli
 
     store = ObjectStore(settings)
     manifest = {

@@ -1,5 +1,5 @@
-"""`booth train`, `booth oneshot` and `booth reference ...`: registered on the main `booth` command
-group. The trainer's options are declared once each in trainer.cli_options.
+"""`booth train`, `booth oneshot`, `booth reference ...` and `booth base ...`: registered on the
+main `booth` command group. The trainer's options are declared once each in trainer.cli_options.
 
 Heavy imports happen inside each command, so `booth --help` stays fast.
 """
@@ -13,7 +13,18 @@ from pathlib import Path
 import click
 
 from tools.terminal import print_table, settings_from
-from trainer.cli_options import DEVICE, JOB_OPTIONS, LOOP_OPTIONS, NETWORK_OPTIONS, PERSON_MASKS, QUIET, budget_option
+from trainer.cli_options import (
+    CONDITIONING,
+    CROP_SIZE,
+    DEVICE,
+    FRAMING,
+    JOB_OPTIONS,
+    LOOP_OPTIONS,
+    NETWORK_OPTIONS,
+    PERSON_MASKS,
+    QUIET,
+    budget_option,
+)
 from trainer.cli_options import trainer_config as _trainer_config
 
 # vision.partsmap.KINDS, spelled out so `booth --help` imports nothing heavy.
@@ -249,3 +260,118 @@ def train(ctx, max_sessions, idle_exit, quiet, **options):
     config = _trainer_config(quiet, **options)
     done = TrainingService(_settings(ctx), config).run(stop=stop, idle_exit=idle_exit, max_sessions=max_sessions)
     click.echo(f"{done} session(s) rendered")
+
+
+@click.group("base")
+def base() -> None:
+    """Base models of the booth scene that fine-tuning warm-starts from (versioned, one promoted per configuration)."""
+
+
+@base.command("build")
+@click.option("--session", "sessions", multiple=True, required=True, help="Sessions of the booth scene to train on.")
+@budget_option(3600.0, "Seconds of training.")
+@click.option("--steps", type=int, help="Stop after this many steps.")
+@CROP_SIZE
+@FRAMING
+@CONDITIONING
+@DEVICE
+@click.option("--promote", "promote_it", is_flag=True, help="Promote the new version once built.")
+@QUIET
+@click.pass_context
+def base_build(ctx, sessions, budget_s, steps, crop_size, framing, conditioning, device, promote_it, quiet):
+    """Train a new base version on earlier sessions (with consent) and evaluate it on their held-out frames."""
+    from schemas import InvalidId, validate_id
+    from trainer.base import build_base, promote
+    from trainer.options import TrainerConfig
+
+    try:
+        for s in sessions:
+            validate_id(s, "session")
+    except InvalidId as exc:
+        raise click.BadParameter(str(exc), param_hint="--session") from exc
+    try:
+        config = TrainerConfig(
+            framing=framing, crop_size=crop_size, conditioning=conditioning, device=device, progress_bar=not quiet
+        )
+        manifest = build_base(_settings(ctx), list(sessions), budget_s, config, max_steps=steps, echo=click.echo)
+        if promote_it:
+            promote(_store(ctx), manifest["version"])
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _show_base(manifest, promoted=promote_it)
+
+
+@base.command("list")
+@click.pass_context
+def base_list(ctx):
+    """Every base version: configuration, sessions, steps, held-out quality, promoted or not."""
+    from trainer.base import list_bases
+
+    rows = [
+        {
+            "version": f"v{m['version']:04d}",
+            "configuration": m.get("label", m.get("state", "?")),
+            "sessions": len(m.get("sessions", [])),
+            "steps": m.get("steps", "-"),
+            "box PSNR": _fmt_num((m.get("quality") or {}).get("box_psnr")),
+            "box SSIM": _fmt_num((m.get("quality") or {}).get("box_ssim"), 3),
+            "promoted": "yes" if m["promoted"] else "",
+        }
+        for m in list_bases(_store(ctx))
+    ]
+    _table(rows, "base models")
+
+
+@base.command("promote")
+@click.argument("version", type=click.IntRange(1))
+@click.pass_context
+def base_promote(ctx, version):
+    """Make VERSION the base its configuration's sessions warm-start from."""
+    from trainer.base import promote
+
+    try:
+        manifest = promote(_store(ctx), version)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"base v{version:04d} promoted for {manifest['label']}")
+
+
+@base.command("show")
+@click.argument("version", type=click.IntRange(1))
+@click.pass_context
+def base_show(ctx, version):
+    """One base version's manifest."""
+    from trainer.base import promoted, read_manifest
+
+    store = _store(ctx)
+    manifest = read_manifest(store, version)
+    if manifest is None:
+        raise click.ClickException(
+            f"base v{version:04d} has no manifest (no such version, or its build did not finish)"
+        )
+    _show_base(manifest, promoted=version in promoted(store).values())
+
+
+def _show_base(m: dict, promoted: bool) -> None:
+    q = m.get("quality") or {}
+    rows = {
+        "version": f"v{m['version']:04d}" + (" (promoted)" if promoted else ""),
+        "configuration": m["label"],
+        "representation": m.get("representation"),
+        "sessions": ", ".join(m.get("sessions", [])),
+        "training frames / steps / seconds": f"{m.get('samples')} / {m.get('steps')} / {m.get('train_seconds')}",
+        "held-out person box PSNR / SSIM": f"{_fmt_num(q.get('box_psnr'))} dB / {_fmt_num(q.get('box_ssim'), 3)}",
+        "held-out whole frame PSNR / SSIM": f"{_fmt_num(q.get('psnr'))} dB / {_fmt_num(q.get('ssim'), 3)}",
+        "notes": "; ".join(m.get("notes") or []) or "none",
+    }
+    _table([{"": k, "value": v} for k, v in rows.items()], "base model")
+
+
+def _store(ctx):
+    from infra.objectstore import ObjectStore
+
+    return ObjectStore(_settings(ctx))
+
+
+def _fmt_num(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{float(value):.{digits}f}"
