@@ -366,28 +366,6 @@ def retention_lifecycle(ctx):
     _table(rows, f"lifecycle rules on {_settings(ctx).s3_bucket}")
 
 
-# --- processors --------------------------------------------------------------------------------
-@main.command("process")
-@click.option("--backend", type=click.Choice(["auto", "movenet", "blazepose", "posenet"]), help="Pose backend.")
-@click.option("--threads", type=int, help="TFLite threads per interpreter.")
-@click.option(
-    "--max-people",
-    type=click.IntRange(1, 32),
-    help="People kept per frame, strongest first (several: --backend posenet).",
-)
-@click.option("--loglevel", hidden=True, help="Faust's log level (default: from booth -v).")
-@click.pass_context
-def process(ctx, backend, threads, max_people, loglevel):
-    """Run a stream-processing worker (pose -> tracking -> imputation -> smoothing); run several to split partitions."""
-    from processors.app import run_worker
-
-    updates = {
-        k: v for k, v in (("pose_backend", backend), ("pose_threads", threads), ("pose_max_people", max_people)) if v
-    }
-    level = loglevel or logging.getLevelName(ctx.obj["log_level"]).lower()
-    run_worker(_settings(ctx).model_copy(update=updates), loglevel=level)
-
-
 @main.command("models")
 @click.option("--install", is_flag=True, help="Fetch missing files from their public sources and verify them.")
 @click.option("--source", type=click.Path(exists=True, file_okay=False), help="A folder of already-fetched files.")
@@ -578,6 +556,7 @@ def _register() -> None:
     """Commands that live with their stage."""
     from assembler.cli import assemble
     from console.cli import console
+    from processors.cli import process
     from producers.cli import background, camera, publish_spool
     from tools.commands import record, replay, status
     from tools.parts import parts
@@ -587,6 +566,7 @@ def _register() -> None:
         camera,
         publish_spool,
         background,
+        process,
         assemble,
         train,
         base,

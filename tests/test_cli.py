@@ -65,6 +65,6 @@ def test_the_command_line_loads_no_stage_until_a_command_runs():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     loaded = set(out.stdout.split())
-    assert {"assembler.cli", "trainer.cli"} <= loaded
+    assert {"assembler.cli", "processors.cli", "trainer.cli"} <= loaded
     heavy = {"assembler.consumer", "assembler.metrics", "dataset", "trainer.job", "processors.app", "torch"}
     assert not heavy & loaded, f"loaded by `booth` alone: {sorted(heavy & loaded)}"
