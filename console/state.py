@@ -6,6 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from tools.warning_words import explain, headline
+
 MAX_SESSIONS = 50
 
 
@@ -23,7 +25,9 @@ def _session_row(name: str, control: dict | None, counts: dict | None) -> dict[s
             "eta_s": c.get("eta_s"),
             "losses": c.get("losses") or {},
             "message": c.get("message"),
-            "warnings": c.get("warnings") or [],
+            "warnings": c.get("warnings") or [],  # as the trainer wrote them
+            # Each in an operator's words, the trainer's text kept as its details (tools.warning_words).
+            "notices": [explain(w) for w in c.get("warnings") or []],
         }
     rendition = None
     if c.get("rendition_url"):
@@ -60,7 +64,14 @@ def _session_row(name: str, control: dict | None, counts: dict | None) -> dict[s
 
 
 def status_line(c: dict, n: dict, training: dict | None, rendition: dict | None) -> str:
-    """One line for the operator: recording -> assembling -> first video -> training x% -> final."""
+    """One line for the operator: recording -> assembling -> first video -> training x% -> final,
+    then what the trainer warned of that may show in the video, in a few words."""
+    line = _progress_line(c, n, training, rendition)
+    heads_up = headline(training["warnings"]) if training and not c.get("failure") else ""
+    return f"{line} · ⚠ {heads_up}" if heads_up else line
+
+
+def _progress_line(c: dict, n: dict, training: dict | None, rendition: dict | None) -> str:
     if c.get("failure"):
         return f"failed: {c['failure']}"
     state = c.get("state")

@@ -28,6 +28,7 @@ from schemas import (
     TrainingProgress,
     decode,
 )
+from tools.warning_words import headline
 
 CONTROL_TOPICS = ("sessions", "datasets", "training", "renditions", "deadletter")
 # The held-out figures a rendition carries (trainer.evaluation) and its dance's (trainer.fidelity)
@@ -373,6 +374,9 @@ def render(snap: dict[str, Any]):
         sessions.add_column(column)
     for r in snap["sessions"][:20]:
         training = "-" if r["phase"] is None else f"{r['phase']} {r['step']}/{r['total_steps']}"
+        heads_up = headline(r.get("warnings") or [])  # what may show in the video, in an operator's words
+        if heads_up:
+            training += f"\n⚠ {heads_up}"
         losses = " ".join(f"{k}={v:.3g}" for k, v in sorted(r["losses"].items())[:4]) or "-"
         dataset = "-" if r["dataset"] is None else f"{r['dataset']} ({r['samples']} samples)"
         rendition = "-" if r["rendition_url"] is None else f"v{r.get('version') or 1}, {r['frames']} frames"

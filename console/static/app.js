@@ -303,8 +303,23 @@ function trainingBlock(t) {
       el("strong", {}, t.phase),
       ` · step ${num(t.step)} / ${num(t.total_steps)}`,
       t.phase === "done" || t.phase === "failed" ? null : ` · ETA ${duration(t.eta_s)}`),
-    ...(t.warnings || []).map((w) => el("p", { class: "warning small" }, `⚠ ${w}`)),
-    losses ? el("details", { class: "muted small" }, el("summary", {}, "details"), losses) : null);
+    ...(t.notices || []).map(noticeBlock),
+    losses ? keptOpen(el("details", { class: "muted small losses" }, el("summary", {}, "details"), losses), "losses") : null);
+}
+
+// A trainer warning in an operator's words (tools.warning_words); the trainer's own text behind "details".
+function noticeBlock(n) {
+  return el("div", { class: `notice small ${n.affects_video ? "warning" : "muted"}`, dataset: { kinds: n.kinds.join(" ") } },
+    el("p", { class: "notice-words" }, `${n.affects_video ? "⚠" : "ⓘ"} ${n.words}`),
+    keptOpen(el("details", { class: "muted" }, el("summary", {}, "details"), el("code", { class: "notice-details" }, n.details)), n.details));
+}
+
+// The card is redrawn every second: a "details" the operator opened stays open.
+const openDetails = new Set();
+function keptOpen(details, key) {
+  details.open = openDetails.has(key);
+  details.addEventListener("toggle", () => (details.open ? openDetails.add(key) : openDetails.delete(key)));
+  return details;
 }
 
 // Figures of the rendition: the dance it shows (trainer.fidelity), then the held-out ones
