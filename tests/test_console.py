@@ -15,6 +15,7 @@ from console.app import create_app
 from console.overlay import IMPUTED_COLOUR, NOTE_COLOUR, OUTLIER_COLOUR, PreviewError, render_preview, track_colour
 from console.preview import PreviewFeed
 from console.qr import qr_png
+from console.state import build_state
 from infra import kafka
 from infra.links import share_url
 from infra.objectstore import ObjectStore
@@ -168,6 +169,36 @@ def test_qr_png_decodes_back_to_the_link():
 
 
 # --- the API on the real broker --------------------------------------------------------------------
+def test_the_status_line_gives_the_trainers_warnings_in_an_operators_words():
+    cut = "the person is cut off by the frame's edge in 40% of the training frames: what lies outside is never learnt"
+    spots = "camera cam0: the person covered 80% of the frame in every training frame; the plate there is filled in"
+    row = {
+        "session": "s1",
+        "state": "end",
+        "dataset": "ready",
+        "samples": 300,
+        "phase": "training",
+        "step": 50,
+        "total_steps": 100,
+        "eta_s": 600,
+        "warnings": [cut, "too few frames to hold any out: the quality figures are on training frames", spots, "new"],
+    }
+    dead = {"total": 0, "by_stage": {}, "last": []}
+
+    def line(**changes) -> str:
+        snapshot = {"sessions": [{**row, **changes}], "stages": {}, "deadletters": dead}
+        (r,) = build_state(snapshot, {}, [])["sessions"]
+        return r["status_line"]
+
+    # What may show in the video, in a few words each; an unknown warning as a trainer note.
+    heads_up = " · ⚠ partly out of the picture, background smudges possible, trainer note"
+    assert line() == "training 50%, about 10 min left" + heads_up
+    final = {"rendition_url": "http://x/v.mp4", "versions": [{"version": 1, "final": True}]}
+    assert line(**final) == "final video ready" + heads_up
+    assert line(warnings=[]) == "training 50%, about 10 min left"
+    assert line(failure="training failed: out of memory") == "failed: training failed: out of memory"
+
+
 def test_start_and_end_sessions_publish_session_events_and_bad_input_is_refused(settings):
     store = ObjectStore(settings)
     for name in ("salsa", "house"):  # the reference dances in the store, as `booth reference add` leaves them
@@ -308,6 +339,17 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
                     settings.topic_training,
                     TrainingProgress(
                         session="done-1",
+                        phase="loading",
+                        step=0,
+                        total_steps=0,
+                        message="warning: too few frames to hold any out: the quality figures are on training frames",
+                        wall_time=now - 0.5,
+                    ),
+                ),
+                (
+                    settings.topic_training,
+                    TrainingProgress(
+                        session="done-1",
                         phase="training",
                         step=40,
                         total_steps=100,
@@ -344,9 +386,33 @@ def test_training_renditions_throughput_and_dead_letters_reach_the_state(setting
             "fraction": 0.4,
             "eta_s": 95,
             "losses": {"G_L1": 0.12},
-            "message": "warning: the person is cut off by the frame's edge in 40% of the training frames",
-            "warnings": ["the person is cut off by the frame's edge in 40% of the training frames"],
+            "message": "warning: too few frames to hold any out: the quality figures are on training frames",
+            "warnings": [
+                "the person is cut off by the frame's edge in 40% of the training frames",
+                "too few frames to hold any out: the quality figures are on training frames",
+            ],
+            # In an operator's words, the trainer's text behind "details" (tools.warning_words).
+            "notices": [
+                {
+                    "kinds": ["cut-off"],
+                    "short": "partly out of the picture",
+                    "words": "The visitor was partly out of the picture (40% of the time): what the camera did not "
+                    "see (often the feet or the head) may look wrong. Ask the next visitor to stay inside the marks.",
+                    "affects_video": True,
+                    "details": "the person is cut off by the frame's edge in 40% of the training frames",
+                },
+                {
+                    "kinds": ["scores-short-recording"],
+                    "short": "quality scores rough",
+                    "words": "The recording was short, so the video's quality scores are rough. The video itself "
+                    "is not affected.",
+                    "affects_video": False,
+                    "details": "too few frames to hold any out: the quality figures are on training frames",
+                },
+            ],
         }
+        # The session's one line names what may show in the video, not what only touches the figures.
+        assert row["status_line"] == "recording: 0 frames · ⚠ partly out of the picture"
         assert row["state"] == "start" and row["rendition"] is None
         assert client.get("/api/sessions/done-1/qr.svg").status_code == 404
 

@@ -184,9 +184,23 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
         assert img().get_attribute("data-session") == session
 
         now = time.time()
+        cut = (
+            "the person is cut off by the frame's edge in 40% of the training frames: what lies outside is never learnt"
+        )
         send(
             settings,
             [
+                (
+                    settings.topic_training,
+                    TrainingProgress(
+                        session=session,
+                        phase="loading",
+                        step=0,
+                        total_steps=0,
+                        message=f"warning: {cut}",
+                        wall_time=now,
+                    ),
+                ),
                 (
                     settings.topic_training,
                     TrainingProgress(
@@ -198,7 +212,7 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
                         eta_s=95,
                         wall_time=now,
                     ),
-                )
+                ),
             ],
         )
         wait_until(
@@ -207,6 +221,22 @@ def test_console_page_runs_a_session_in_headless_chromium(settings):
             what="training progress on the page",
         )
         assert driver.execute_script("return document.querySelector('#detail .bar .fill').style.width") == "40%"
+        # The trainer's warning in an operator's words, on the card and in the session's line; its
+        # own text behind "details", which stays open across the card's redraws once opened.
+        wait_until(
+            lambda: text("#detail .notice-words").startswith(
+                "⚠ The visitor was partly out of the picture (40% of the time)"
+            ),
+            timeout=10,
+            what="the warning in an operator's words",
+        )
+        assert text("#detail .notice-details") == cut
+        assert text("#sessions td.status").endswith("⚠ partly out of the picture")
+        details = "return document.querySelector('#detail .notice details').open"
+        assert not driver.execute_script(details)
+        driver.execute_script("document.querySelector('#detail .notice summary').click()")  # no stale element
+        time.sleep(1.5)  # a redraw or more
+        assert driver.execute_script(details)
 
         key = layout.result_key(session, "rendition.mp4")
         clip = tiny_mp4()
