@@ -140,6 +140,18 @@ def test_status_snapshot_shows_sessions_training_deadletters_and_rates(settings,
             session="s-42", kind="start", wall_time=now, cameras=["cam0", "cam1"], reference="ref1"
         ).encode(),
     )
+    p.send(  # a trainer warning: `booth status` names what it means for the video
+        settings.topic_training,
+        key=b"s-42",
+        value=TrainingProgress(
+            session="s-42",
+            phase="loading",
+            step=0,
+            total_steps=0,
+            message="warning: the person is cut off by the frame's edge in 40% of the training frames",
+            wall_time=now + 0.5,
+        ).encode(),
+    )
     p.send(
         settings.topic_training,
         key=b"s-42",
@@ -208,6 +220,7 @@ def test_status_snapshot_shows_sessions_training_deadletters_and_rates(settings,
     text = console.export_text()
     assert "s-42" in text and "training 40/100" in text and "dead letters: 1 pose=1" in text
     assert "dance limb 0.11 (floor 0.10), facing 90%" in text  # the preview judged on the dance it shows
+    assert "⚠ partly out of the picture" in text and "cut off by the frame" not in text
 
 
 def test_status_once_cli_prints_the_snapshot_as_json(settings):
