@@ -24,7 +24,7 @@ people at another size, so both arms are made from the same photo to differ only
 visitor did. Each session goes through the trainer's own steps as bench_person/bench_dance run
 them: the pose-novel held-out split (sparing the frames that show the dance's poses, as
 trainer.job does), the person masker, plate and crop, the default generator
-(warp-conditioned, trainer.job.recipe), training frames drawn by relevance to the dance
+(warp-conditioned, trainer.framing_choice.recipe), training frames drawn by relevance to the dance
 (trainer.coverage.training_relevance + Repeated, as trainer.job does), S seconds of steps each in
 alternating 10 s slices; then one loop of the dance, placed where the visitor stands, rendered and
 judged by trainer.fidelity (MoveNet; the poses are exact, drawn by no estimator): dance limb error
@@ -247,7 +247,7 @@ def train_arm(session, dance: np.ndarray, models_dir: Path | None):
     """(Prepared, framing, trainer, relevance summary): the session as the trainer prepares it."""
     from bench.bench_person import prepare
     from trainer.coverage import Repeated, training_relevance
-    from trainer.job import recipe
+    from trainer.framing_choice import recipe
     from trainer.pix2pix.train import TrainConfig, Trainer
     from trainer.warp_framing import WarpConditioned
 

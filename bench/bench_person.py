@@ -122,7 +122,7 @@ def train_alternately(trainers: dict[str, Trainer], budget_s: float) -> None:
 
 
 def trainer_for(framing, p: Prepared, seed: int = 0) -> Trainer:
-    from trainer.job import recipe
+    from trainer.framing_choice import recipe
 
     net, _data = recipe(framing)  # the trainer's network for this framing (and its conditioning)
     samples = framing.training_samples(p.data, np.flatnonzero(p.train), p.masks)

@@ -46,7 +46,7 @@ from bench.footage import footage_people
 from infra.settings import REPO_ROOT, Settings
 from trainer.base import ConcatSamples
 from trainer.evaluation import held_out_frames
-from trainer.job import recipe
+from trainer.framing_choice import recipe
 from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix.evaluate import video_quality
 from trainer.pix2pix.train import TrainConfig, Trainer

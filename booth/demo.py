@@ -361,7 +361,7 @@ class Demo:
 
         from infra.objectstore import ObjectStore
         from trainer import base as bases
-        from trainer.job import TrainerConfig
+        from trainer.options import TrainerConfig
         from trainer.warp_framing import chosen_conditioning
         from vision.pose.synthetic import cutout_backdrop
 

@@ -12,7 +12,8 @@ import pytest
 from infra.objectstore import ObjectStore
 from schemas import DatasetReady, Rendition, TrainingProgress, layout
 from trainer import base as bases
-from trainer.job import TrainerConfig, TrainingJob
+from trainer.job import TrainingJob
+from trainer.options import TrainerConfig
 from trainer.progressive import parse_points, stops
 
 from helpers import read_topic

@@ -17,7 +17,9 @@ from schemas.keypoints import INDEX
 from trainer.checkpoints import StoreCheckpoints
 from trainer.fidelity import facing_class
 from trainer.framing import PersonCentred
-from trainer.job import TrainerConfig, TrainingJob, recipe
+from trainer.framing_choice import recipe
+from trainer.job import TrainingJob
+from trainer.options import TrainerConfig
 from trainer.pix2pix import checkpoint as ckpt
 from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.train import TrainConfig, Trainer

@@ -39,7 +39,8 @@ from infra.objectstore import TransientStoreError
 from infra.settings import Settings
 from schemas import DatasetReady, Rendition, TrainingProgress
 from trainer.claims import LostLease, SessionQueue, trainer_id
-from trainer.job import Cancelled, Purged, TrainerConfig, TrainingJob
+from trainer.job import Cancelled, Purged, TrainingJob
+from trainer.options import TrainerConfig
 
 log = logging.getLogger(__name__)
 
