@@ -168,9 +168,9 @@ def restart(stack) -> None:
 @pytest.mark.slow
 def test_sessions_after_a_broker_restart_are_complete_without_restarting_anything(shared_dir, tmp_path):
     """The embedded broker is killed and started again (empty: the in-memory engine) under a running
-    worker and assembler. The assembler's read positions are then past the recreated topics' ends
-    and the worker's changelog offsets past the new changelog's end: both notice, say so, count
-    it, and read the new logs from their start, so the next session is complete with no restart."""
+    worker and assembler. The worker's changelog offsets are then past the new changelog's end: it
+    notices, says so, and reads the new log from its start; the assembler reads the recreated
+    topics from their start too; so the next session is complete with no restart."""
     from prometheus_client import REGISTRY
 
     from assembler.consumer import Assembler
@@ -221,19 +221,27 @@ def test_sessions_after_a_broker_restart_are_complete_without_restarting_anythin
         resets0 = resets()
         kill_service(stack, "kafka")  # ...then the broker forgets every message, offset and group
         restart(stack)
+        # A rejoin after the broker forgot every group takes long on a loaded machine.
         wait_until(
-            lambda: running(workers[1], logs[1]) and "lost its log" in logs[1].read_text() and resets() > resets0,
-            timeout=150,  # a rejoin after the broker forgot every group takes long on a loaded machine
-            what="the worker and the assembler to notice the lost logs",
+            lambda: running(workers[1], logs[1]) and "lost its log" in logs[1].read_text(),
+            timeout=150,
+            what="the worker to notice its lost changelog",
         )
+        # The assembler reads the new logs from their start by one of two paths, both losing
+        # nothing: its own reset (counted; a broker that answers a fetch past the end with nothing,
+        # as the embedded one does) or the client's (the group rejoined with no committed offsets,
+        # or a broker that answers out of range, as Apache Kafka does). Which one wins is a race, so
+        # the session after the restart is the check; the counter has its own test
+        # (test_consume_loop).
         after = session("after-restart")
+        assembler_resets = resets() - resets0
     finally:
         for worker in workers:
             stop_worker(worker)
         stop.set()
         assembling.join(30)
         stack.down()
-    print({m["session"]: (m["samples"], m["rejected"]) for m in (before, after)})
+    print({m["session"]: (m["samples"], m["rejected"]) for m in (before, after)}, "assembler resets:", assembler_resets)
     for manifest in (before, after):  # every frame a sample or a counted rejection (nobody found)
         assert manifest["status"] == "ready" and manifest["closed_by"] == "end" and manifest["frames"] == 16
         assert set(manifest["rejected"]) <= {"no_person"}
