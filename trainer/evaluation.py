@@ -4,8 +4,10 @@ generated frames at the camera's own resolution (whatever the framing) against t
 Figures (trainer.pix2pix.evaluate): whole-frame SSIM/PSNR ("ssim", "psnr"), person-box SSIM/PSNR
 ("box_ssim", "box_psnr": where the person is, so a perfect backdrop cannot hide a poor person),
 flicker, and pose consistency ("pose_error": MoveNet on the generated frames against the poses
-they were made for, in body sizes). Pictures stored with the results: samples.png (input | real |
-generated at the camera's aspect, then the person's box of each enlarged) and loss.png.
+they were made for, in body sizes), and the temporal and face options' with and without
+(`with_and_without`, trainer.coherence_figures). Pictures stored with the results: samples.png (input | real |
+generated at the camera's aspect, then the person's box of each enlarged), loss.png and
+coherence.png.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ def evaluate(
     test: np.ndarray,
     history: list[dict],
 ) -> dict:
-    """The held-out figures (means over every camera's held-out frames); writes samples.png and
-    loss.png with the session's results."""
+    """The held-out figures (means over every camera's held-out frames) and the temporal and face
+    options' with and without (on the main camera's); writes samples.png, loss.png and
+    coherence.png with the session's results."""
     from trainer.pix2pix.evaluate import frames_pose_error, video_quality
     from trainer.pix2pix.samples import loss_curves, png_bytes
 
@@ -80,7 +83,46 @@ def evaluate(
         out["pose_error"] = frames_pose_error(fakes, poses, estimate)
     except Exception as exc:  # noqa: BLE001 - evaluation must not cost the visitor the video
         log.warning("pose consistency not measured: %s", exc)
+    # The main camera's frames as rendered above are the options' "with": rendered once.
+    options, picture = with_and_without(generator, framing, data, test, per_camera.get(data.main_camera()))
+    if picture is not None:
+        store.put(layout.result_key(session, "coherence.png"), png_bytes(picture), "image/png")
+    out.update(options)
     return out
+
+
+def with_and_without(generator, framing, data, test: np.ndarray, run: tuple | None) -> tuple[dict, np.ndarray | None]:
+    """(figures, picture or None) for a CoherentPersonCentred framing's options on the main
+    camera's held-out frames; run: those frames as the session's model renders them (real,
+    generated, input maps, poses: trainer.evaluation.held_out_frames), None where there are none.
+    ({}, None) when neither option is on."""
+    from trainer.coherence_figures import comparison_strip, motion_error
+    from trainer.pix2pix.evaluate import flicker
+    from trainer.pix2pix.face import face_quality
+    from vision.crop import person_box
+
+    if not (getattr(framing, "temporal", False) or getattr(framing, "face", False)) or run is None:
+        return {}, None
+    camera = data.main_camera()
+    real, fake, _maps, poses = run
+    boxes = [person_box(p, (real.shape[2], real.shape[1])) for p in poses]
+    shown = {"with": fake}
+    out: dict = {}
+    if framing.temporal:
+        alone = held_out_frames(generator, framing.frame_by_frame(), data, test & (data.cameras == camera))
+        shown["frame by frame"] = alone[camera][1]
+        out["flicker_sequential"] = flicker(real, fake, boxes)
+        out["flicker_frame_by_frame"] = flicker(real, shown["frame by frame"], boxes)
+        out["motion_error_sequential"] = motion_error(real, fake, boxes)
+        out["motion_error_frame_by_frame"] = motion_error(real, shown["frame by frame"], boxes)
+    if framing.face:
+        side = framing.face_side_px(camera)
+        body = getattr(generator, "body", generator)
+        shown["no face"] = held_out_frames(body, framing, data, test & (data.cameras == camera))[camera][1]
+        out.update(face_quality(real, fake, poses, side))
+        without = face_quality(real, shown["no face"], poses, side)
+        out.update(face_ssim_without=without["face_ssim"], face_psnr_without=without["face_psnr"])
+    return out, comparison_strip(real, shown, poses, framing.face_side_px(camera))
 
 
 def _weighted(figures: dict[str, dict]) -> dict:

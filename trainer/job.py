@@ -49,7 +49,8 @@ from infra.retention import discard_unconsented
 from infra.settings import Settings
 from schemas import DatasetReady, Rendition, layout
 from trainer.checkpoints import StoreCheckpoints
-from trainer.dance import build_dance, load_reference, reference_frames, reference_name
+from trainer.dance import Dance, build_dance, load_reference, reference_frames, reference_name
+from trainer.fidelity import SessionJudge
 from trainer.framing_choice import Framed, choose_framing, recipe  # noqa: F401 - recipe: callers read it here
 from trainer.group import build_group_dance, group_framing, parse_match
 from trainer.options import CUDA_BATCH, TrainerConfig  # noqa: F401 - callers read them here
@@ -76,8 +77,10 @@ class Purged(Exception):
 class Loaded:
     """What the load phase read. split: the held-out split (trainer.training_set); test: the samples the
     figures are measured on (the held-out ones, else the last training frames); group: a session of
-    several visitors' framing (trainer.group.group_framing), else None; masks: the person masks
-    made so far (index -> uint8), shared by the one-shot video and the framing."""
+    several visitors' framing (trainer.group.group_framing), else None; dance: the reference
+    dance on the session's person (trainer.dance; a group's waits for its framing: None); judge:
+    the judge of the session's videos (trainer.fidelity.SessionJudge); masks: the person masks made so far
+    (index -> uint8), shared by the one-shot video and the framing."""
 
     manifest: dict
     representation: str
@@ -87,6 +90,8 @@ class Loaded:
     split: object
     test: np.ndarray
     group: tuple | None
+    dance: Dance | None
+    judge: SessionJudge
     masks: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -143,9 +148,6 @@ class TrainingJob:
         self.device = "cpu"  # the device type training runs on: chosen by the frame phase
         self.versions = Versions(settings, self.store, self.session, self._announce, self._stop_if_purged)
         self._dance_made: list = []
-        self._pose_backends: list[str] | None = None  # the estimators that drew the session's poses
-        self._floors: dict[str, tuple[dict, list[str]]] = {}  # the judge's floor, by judge
-        self._data: TrainingSet | None = None  # the session's frames, for the judge's floor
 
     # --- the job, phase by phase -----------------------------------------------------------------
     def run(self) -> Rendition:
@@ -175,12 +177,22 @@ class TrainingJob:
         if made is not None:
             return made
         ref = load_reference(self.settings, self.session, name, representation)
-        data = self._data = load_training_set(
-            self.settings, self.session, store=self.store, expected=manifest.get("samples")
-        )
+        data = load_training_set(self.settings, self.session, store=self.store, expected=manifest.get("samples"))
         split, test = self._split(data, ref.poses)
         group = group_framing(manifest, data, representation, self.config.framing, self.config.posemap_style)
-        return Loaded(manifest, representation, name, ref, data, split, test, group)
+        camera = data.main_camera()
+        main = np.flatnonzero(data.cameras == camera)
+        dance = None
+        if group is None:
+            size, frames = data.camera_size(camera), self.config.max_render_frames
+            dance = build_dance(self.settings, ref, name, data.poses[main], size, data.size, representation, frames)
+        judge = SessionJudge(
+            [data.frames[i] for i in main],
+            data.poses[main],
+            self.settings.models_dir,
+            drawn_by=manifest.get("pose_backends"),
+        )
+        return Loaded(manifest, representation, name, ref, data, split, test, group, dance, judge)
 
     def one_shot(self, loaded: Loaded) -> None:
         """The one-shot video first (trainer.oneshot): the visitor has a video seconds after the
@@ -239,7 +251,6 @@ class TrainingJob:
         results = evaluation.evaluate(
             self.settings, self.store, self.session, result.generator, framed.framing, data, test, result.history
         )
-        results.update(self._with_and_without(result.generator, framed.framing, data, test))
         results.update(self._record(loaded, framed, trained))
         return results
 
@@ -310,7 +321,6 @@ class TrainingJob:
 
         manifest = read_manifest(self.settings, self.session, store=self.store) or {}
         self.consent = manifest.get("consent") is True
-        self._pose_backends = manifest.get("pose_backends")
         return manifest
 
     @staticmethod
@@ -472,43 +482,27 @@ class TrainingJob:
         return on_progress
 
     def _dance(self, loaded: Loaded, framed: Framed):
-        """The reference dance on the session's person (trainer.dance) or group (trainer.group),
-        built once, at the first version that renders it."""
-        if self._dance_made:
-            return self._dance_made[0]
-        cfg, data, camera = self.config, loaded.data, loaded.camera
-        if loaded.group is not None:
+        """The reference dance on the session's person (loaded.dance) or group (trainer.group: built
+        once, at the first version that renders it)."""
+        if loaded.dance is not None:
+            return loaded.dance
+        if not self._dance_made:
+            cfg = self.config
             match = parse_match(cfg.match) if cfg.match else None
-            dance = build_group_dance(
-                loaded.ref, loaded.name, data, camera, match, cfg.max_render_frames, framed.framing.slots
+            self._dance_made.append(
+                build_group_dance(
+                    loaded.ref,
+                    loaded.name,
+                    loaded.data,
+                    loaded.camera,
+                    match,
+                    cfg.max_render_frames,
+                    framed.framing.slots,
+                )
             )
-        else:
-            main = np.flatnonzero(data.cameras == camera)
-            size = data.camera_size(camera)
-            dance = build_dance(
-                self.settings,
-                loaded.ref,
-                loaded.name,
-                data.poses[main],
-                size,
-                data.size,
-                loaded.representation,
-                cfg.max_render_frames,
-            )
-        self._dance_made.append(dance)
-        return dance
+        return self._dance_made[0]
 
     # --- evaluate --------------------------------------------------------------------------------
-    def _with_and_without(self, generator, framing, data, test: np.ndarray) -> dict:
-        """The temporal and face options' figures with and without; coherence.png with the results."""
-        from trainer.coherence_figures import with_and_without
-        from trainer.pix2pix.samples import png_bytes
-
-        figures, picture = with_and_without(generator, framing, data, test)
-        if picture is not None:
-            self.store.put(layout.result_key(self.session, "coherence.png"), png_bytes(picture), "image/png")
-        return figures
-
     def _record(self, loaded: Loaded, framed: Framed, trained: Trained) -> dict:
         """What metrics.json records of the session's training: its start, steps and time, the
         frames trained on and held out, the inputs, the warnings (the list itself: the render
@@ -542,11 +536,12 @@ class TrainingJob:
         from trainer.rendition import count_frames, write_video
 
         n = len(dance.poses)
-        judge = self._judge(dance, loaded.data)
+        judge = loaded.judge.watcher(dance)
+        frames = framing.frames(generator, dance.poses, loaded.camera, maps=dance.maps)
         out, side = folder / "rendition.mp4", folder / "side.mp4"
         dancer = reference_frames(self.store, dance.ref, n, folder) if self.config.side_by_side else None
         write_video(
-            self._watched(judge, framing.frames(generator, dance.poses, loaded.camera, maps=dance.maps)),
+            frames if judge is None else judge.watch(frames),
             n,
             out,
             30,
@@ -554,12 +549,13 @@ class TrainingJob:
             side_path=side if dancer is not None else None,
             progress=self.config.progress_bar,
         )
-        frames = count_frames(out)
+        count = count_frames(out)
         if dancer is not None:
             self.store.put(layout.result_key(self.session, "side-by-side.mp4"), side.read_bytes(), "video/mp4")
             results["side_by_side_frames"] = count_frames(side)
-        results["rendition_frames"] = frames
-        return Video(out, frames, self._judged(judge, results))
+        results["rendition_frames"] = count
+        fidelity = loaded.judge.verdict(judge)
+        return Video(out, count, self._judged(fidelity, results))
 
     def _write_metrics(self, results: dict) -> dict:
         """metrics.json with the version it describes; NaN (e.g. no keypoint comparable) is written
@@ -590,12 +586,19 @@ class TrainingJob:
             q = video_quality(real, fake, poses)
             figures.update({k: q[k] for k in ("box_psnr", "box_ssim", "psnr", "ssim")})
         figures["base_version"] = int(self.base_name.split("v")[-1]) if self.base_name else 0
-        judge = self._judge(dance, data)
+        judge = loaded.judge.watcher(dance)
         with tempfile.TemporaryDirectory(prefix="booth-version-") as tmp:
             out = Path(tmp) / "rendition.mp4"
             frames = framing.frames(generator, dance.poses, camera, maps=dance.maps)
-            write_video(self._watched(judge, frames), len(dance.poses), out, 30, progress=self.config.progress_bar)
-            picture = self._judged(judge, figures)
+            write_video(
+                frames if judge is None else judge.watch(frames),
+                len(dance.poses),
+                out,
+                30,
+                progress=self.config.progress_bar,
+            )
+            fidelity = loaded.judge.verdict(judge)
+            picture = self._judged(fidelity, figures)
             return self.versions.publish(out, "gan", figures, picture=picture)
 
     def _publish_oneshot(self, loaded: Loaded) -> None:
@@ -622,16 +625,12 @@ class TrainingJob:
             # published now would replace a better version behind their link.
             return
         try:
-            camera = loaded.camera
-            main = np.flatnonzero(data.cameras == camera)
-            size = data.camera_size(camera)
-            dance = build_dance(
-                s, loaded.ref, loaded.name, data.poses[main], size, data.size, "pose", cfg.max_render_frames
-            )
-            plate = stored_plate(self.store, self.session, camera, size)
+            camera, dance = loaded.camera, loaded.dance
+            assert dance is not None, "one person's dance"
+            plate = stored_plate(self.store, self.session, camera, data.camera_size(camera))
             with tempfile.TemporaryDirectory(prefix="booth-oneshot-") as tmp:
                 out = Path(tmp) / "oneshot.mp4"
-                judge = self._judge(dance, data)
+                judge = loaded.judge.watcher(dance)
                 shot = render_oneshot(
                     self.store,
                     self.session,
@@ -647,7 +646,8 @@ class TrainingJob:
                 self.warnings += shot.warnings  # shown with the others before training starts
                 figures = shot.metrics()
                 # The first video does not wait for the floor (a second of the judge): GAN versions carry it.
-                picture = self._judged(judge, figures, show=False, floor=False)
+                fidelity = loaded.judge.verdict(judge, floor=False)
+                picture = self._judged(fidelity, figures, show=False)
                 self.versions.publish(out, "preview", figures, frames=shot.frames, picture=picture)
         except Purged:
             raise
@@ -657,31 +657,10 @@ class TrainingJob:
         log.info("session %s: one-shot video in %.1f s", self.session, shot.seconds)
 
     # --- judging what a video shows (trainer.fidelity) ------------------------------------------------
-    def _judge(self, dance, data: TrainingSet):
-        """A DanceJudge for a video of this dance (trainer.fidelity), or None for a group's dance."""
-        from trainer.fidelity import DanceJudge
-
-        poses = np.asarray(dance.poses)
-        if poses.ndim != 3:  # several dancers: judged one person at a time is not done yet
-            return None
-        drawn_by = (getattr(dance.ref, "meta", None) or {}).get("backend")
-        camera = data.main_camera()
-        return DanceJudge(poses, drawn_by, self.settings.models_dir, session_poses=data.poses[data.cameras == camera])
-
-    @staticmethod
-    def _watched(judge, frames):
-        return frames if judge is None else judge.watch(frames)
-
-    def _judged(self, judge, figures: dict, show: bool = True, floor: bool = True) -> np.ndarray | None:
-        """Judge the frames kept: its figures (and, with `floor`, the judge's floor) into
-        `figures`, its new warnings kept (and shown, or left for the list shown before training);
-        the picture."""
-        if judge is None:
-            return None
-        fidelity = judge.judge()
+    def _judged(self, fidelity, figures: dict, show: bool = True) -> np.ndarray | None:
+        """A video's judgement (trainer.fidelity.SessionJudge.verdict): its figures into `figures`,
+        its new warnings kept (and shown, or left for the list shown before training); its picture."""
         figures.update(fidelity.figures)
-        if floor:
-            figures.update(self._judge_floor(judge.backend, fidelity.warnings))
         for warning in fidelity.warnings:
             if warning not in self.warnings:
                 self.warnings.append(warning)
@@ -689,28 +668,3 @@ class TrainingJob:
                     log.warning("session %s: %s", self.session, warning)
                     self.progress("rendering", message=f"{WARNING_PREFIX}{warning}")
         return fidelity.picture
-
-    def _judge_floor(self, backend: str, warnings: list[str]) -> dict:
-        """The judge's floor on this session's own frames (trainer.fidelity.real_floor), measured
-        once per job and written beside every version's dance figures; its warning, if any, joins
-        `warnings`."""
-        from trainer.fidelity import real_floor
-
-        floors = self._floors
-        if backend not in floors:
-            try:
-                data = self._data
-                assert data is not None, "the floor is measured after the dataset is loaded"
-                main = np.flatnonzero(data.cameras == data.main_camera())
-                floors[backend] = real_floor(
-                    [data.frames[i] for i in main],
-                    data.poses[main],
-                    backend,
-                    self.settings.models_dir,
-                    drawn_by=self._pose_backends,
-                )
-            except Exception as exc:  # noqa: BLE001 - the figures stand without their floor
-                floors[backend] = {}, [f"no judge floor: {type(exc).__name__}: {exc}"]
-        figures, notes = floors[backend]
-        warnings += [n for n in notes if n not in warnings]
-        return figures
