@@ -66,9 +66,6 @@ def evaluate(
         raise ValueError("no held-out frames to evaluate")
     figures = {c: video_quality(r, f, p) for c, (r, f, _m, p) in per_camera.items()}
     out = _weighted(figures)
-    store.put(layout.result_key(session, "samples.png"), png_bytes(sample_sheet(per_camera)), "image/png")
-    if history:
-        store.put(layout.result_key(session, "loss.png"), png_bytes(loss_curves(history)), "image/png")
     try:
         from vision.pose import load_estimator
 
@@ -84,10 +81,15 @@ def evaluate(
     except Exception as exc:  # noqa: BLE001 - evaluation must not cost the visitor the video
         log.warning("pose consistency not measured: %s", exc)
     # The main camera's frames as rendered above are the options' "with": rendered once.
-    options, picture = with_and_without(generator, framing, data, test, per_camera.get(data.main_camera()))
-    if picture is not None:
-        store.put(layout.result_key(session, "coherence.png"), png_bytes(picture), "image/png")
+    options, coherence = with_and_without(generator, framing, data, test, per_camera.get(data.main_camera()))
     out.update(options)
+    pictures = {"samples.png": sample_sheet(per_camera)}
+    if history:
+        pictures["loss.png"] = loss_curves(history)
+    if coherence is not None:
+        pictures["coherence.png"] = coherence
+    for name, picture in pictures.items():
+        store.put(layout.result_key(session, name), png_bytes(picture), "image/png")
     return out
 
 

@@ -211,7 +211,21 @@ class TrainingJob:
         if loaded.group is not None:
             framed = Framed(*loaded.group)
         else:
-            framed = self._choose_framing(loaded, conditioning)
+            # One person's framing, as base models frame their sessions too.
+            framed = choose_framing(
+                self.store,
+                self.session,
+                loaded.data,
+                loaded.split.train,
+                loaded.representation,
+                self.config,
+                self.device,
+                self.settings.models_dir,
+                conditioning,
+                loaded.masks,
+                self.progress,
+            )
+            self.warnings += framed.warnings
         self._warn_if_not_conditioned(loaded.manifest, conditioning, framed)
         return framed
 
@@ -222,13 +236,13 @@ class TrainingJob:
         from trainer.progressive import fine_tune_in_stages
 
         net, inputs = framed.recipe
-        counts, relevance = self._relevance(loaded)
+        samples, relevance = self._samples(loaded, framed)
         base, why = self._pick_base(net, inputs)
         self._show_warnings()
         budget = self._remaining_budget()
         self.progress("training", message=why)
         result, start_step = fine_tune_in_stages(
-            self._samples(loaded, framed, counts, relevance),
+            samples,
             self.config.loop(net, inputs, self.device),
             budget,
             StoreCheckpoints(self.store, layout.checkpoints_prefix(self.session)),
@@ -373,24 +387,6 @@ class TrainingJob:
             return None
         return str(state.get("train", {}).get("data", {}).get("conditioning", "pose"))
 
-    def _choose_framing(self, loaded: Loaded, conditioning: str) -> Framed:
-        """One person's framing, as base models frame their sessions too (trainer.framing_choice)."""
-        framed = choose_framing(
-            self.store,
-            self.session,
-            loaded.data,
-            loaded.split.train,
-            loaded.representation,
-            self.config,
-            self.device,
-            self.settings.models_dir,
-            conditioning,
-            loaded.masks,
-            self.progress,
-        )
-        self.warnings += framed.warnings
-        return framed
-
     def _warn_if_not_conditioned(self, manifest: dict, conditioning: str, framed: Framed) -> None:
         asked = self.config.conditioning or manifest.get("conditioning")
         inputs = framed.recipe[1]
@@ -404,20 +400,6 @@ class TrainingJob:
             )
 
     # --- train -----------------------------------------------------------------------------------
-    def _relevance(self, loaded: Loaded) -> tuple[np.ndarray, dict]:
-        """Per training frame, how often it is drawn (nearer the dance's poses: oftener,
-        trainer.coverage); the dance's poses no training frame shows become a warning."""
-        from trainer.coverage import training_relevance, uncovered_words
-
-        data, ref = loaded.data, loaded.ref
-        train_idx = np.flatnonzero(loaded.split.train)
-        counts, summary = training_relevance(ref.poses, data.poses, data.cameras, train_idx)
-        summary["sampling"] = "by relevance to the dance"
-        words = uncovered_words(summary, ref.times)
-        if words:
-            self.warnings.append(words)
-        return counts, summary
-
     def _pick_base(self, net, inputs: dict) -> tuple[bytes | None, str]:
         """(the promoted base's checkpoint whose configuration is the session's, or None; why)."""
         from trainer.base_registry import pick_base
@@ -442,17 +424,25 @@ class TrainingJob:
         spent = time.time() - json.loads(raw)["wall_time"]
         return max(self.config.budget_s - spent, min(60.0, self.config.budget_s * 0.1))
 
-    def _samples(self, loaded: Loaded, framed: Framed, counts: np.ndarray, relevance: dict):
-        """The training samples, each frame repeated by its relevance where there is one per frame
-        (temporal samples skip some: kept as they are)."""
-        from trainer.coverage import Repeated
+    def _samples(self, loaded: Loaded, framed: Framed) -> tuple[object, dict]:
+        """(the training samples, how they are drawn): each training frame repeated by its relevance
+        to the dance (nearer the dance's poses: oftener, trainer.coverage) where there is one sample
+        per frame (temporal samples skip some: kept as they are). The dance's poses no training
+        frame shows become a warning."""
+        from trainer.coverage import Repeated, training_relevance, uncovered_words
 
+        data, ref = loaded.data, loaded.ref
         train_idx = np.flatnonzero(loaded.split.train)
-        samples = framed.framing.training_samples(loaded.data, train_idx, framed.masks)
+        counts, relevance = training_relevance(ref.poses, data.poses, data.cameras, train_idx)
+        relevance["sampling"] = "by relevance to the dance"
+        words = uncovered_words(relevance, ref.times)
+        if words:
+            self.warnings.append(words)
+        samples = framed.framing.training_samples(data, train_idx, framed.masks)
         if len(samples) == len(train_idx):
-            return Repeated(samples, counts)
+            return Repeated(samples, counts), relevance
         relevance["sampling"] = "off: the samples are not one per training frame"
-        return samples
+        return samples, relevance
 
     def _stops(self, budget: float) -> list[float]:
         """Seconds from now at which a version is published (trainer.progressive.stops)."""
