@@ -64,7 +64,8 @@ def evaluate(
     per_camera = held_out_frames(generator, framing, data, test)
     if not per_camera:
         raise ValueError("no held-out frames to evaluate")
-    figures = {c: video_quality(r, f, p) for c, (r, f, _m, p) in per_camera.items()}
+    boxes = person_boxes(per_camera)
+    figures = {c: video_quality(r, f, p, boxes[c]) for c, (r, f, _m, p) in per_camera.items()}
     out = _weighted(figures)
     try:
         from vision.pose import load_estimator
@@ -81,9 +82,10 @@ def evaluate(
     except Exception as exc:  # noqa: BLE001 - evaluation must not cost the visitor the video
         log.warning("pose consistency not measured: %s", exc)
     # The main camera's frames as rendered above are the options' "with": rendered once.
-    options, coherence = with_and_without(generator, framing, data, test, per_camera.get(data.main_camera()))
+    camera = data.main_camera()
+    options, coherence = with_and_without(generator, framing, data, test, per_camera.get(camera), boxes.get(camera))
     out.update(options)
-    pictures = {"samples.png": sample_sheet(per_camera)}
+    pictures = {"samples.png": sample_sheet(per_camera, boxes=boxes)}
     if history:
         pictures["loss.png"] = loss_curves(history)
     if coherence is not None:
@@ -93,21 +95,21 @@ def evaluate(
     return out
 
 
-def with_and_without(generator, framing, data, test: np.ndarray, run: tuple | None) -> tuple[dict, np.ndarray | None]:
+def with_and_without(
+    generator, framing, data, test: np.ndarray, run: tuple | None, boxes: list | None
+) -> tuple[dict, np.ndarray | None]:
     """(figures, picture or None) for a CoherentPersonCentred framing's options on the main
     camera's held-out frames; run: those frames as the session's model renders them (real,
-    generated, input maps, poses: trainer.evaluation.held_out_frames), None where there are none.
+    generated, input maps, poses: held_out_frames) and their person boxes, None where there are none.
     ({}, None) when neither option is on."""
     from trainer.coherence_figures import comparison_strip, motion_error
     from trainer.pix2pix.evaluate import flicker
     from trainer.pix2pix.face import face_quality
-    from vision.crop import person_box
 
-    if not (getattr(framing, "temporal", False) or getattr(framing, "face", False)) or run is None:
+    if not (getattr(framing, "temporal", False) or getattr(framing, "face", False)) or run is None or boxes is None:
         return {}, None
     camera = data.main_camera()
     real, fake, _maps, poses = run
-    boxes = [person_box(p, (real.shape[2], real.shape[1])) for p in poses]
     shown = {"with": fake}
     out: dict = {}
     if framing.temporal:
@@ -152,18 +154,27 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-def sample_sheet(per_camera: dict[str, tuple], rows: int = SAMPLE_ROWS) -> np.ndarray:
-    """Rows of held-out frames spread over the cameras' blocks: input | real | generated at the
-    camera's aspect, then the person's box of real and generated enlarged side by side."""
+def person_boxes(per_camera: dict[str, tuple]) -> dict[str, list]:
+    """Per camera: the person's box (vision.crop.person_box) in each of its held-out frames."""
     from vision.crop import person_box
 
+    return {c: [person_box(p, (r.shape[2], r.shape[1])) for p in poses] for c, (r, _f, _m, poses) in per_camera.items()}
+
+
+def sample_sheet(
+    per_camera: dict[str, tuple], rows: int = SAMPLE_ROWS, boxes: dict[str, list] | None = None
+) -> np.ndarray:
+    """Rows of held-out frames spread over the cameras' blocks: input | real | generated at the
+    camera's aspect, then the person's box of real and generated enlarged side by side (`boxes`:
+    person_boxes, where the caller has them already)."""
+    boxes = boxes if boxes is not None else person_boxes(per_camera)
     picks = [(c, t) for c, (r, *_rest) in per_camera.items() for t in range(len(r))]
     chosen = [picks[k] for k in np.unique(np.linspace(0, len(picks) - 1, min(rows, len(picks))).round().astype(int))]
     lines = []
     for camera, t in chosen:
-        real, fake, input_map, pose = (a[t] for a in per_camera[camera])
+        real, fake, input_map, _pose = (a[t] for a in per_camera[camera])
         cells = [_label(_cell(input_map), "input"), _label(_cell(real), "real"), _label(_cell(fake), "generated")]
-        box = person_box(pose, (real.shape[1], real.shape[0]))
+        box = boxes[camera][t]
         if box is not None:
             x0, y0, x1, y1 = box
             cells += [_label(_cell(real[y0:y1, x0:x1]), "real person"), _label(_cell(fake[y0:y1, x0:x1]), "generated")]

@@ -523,29 +523,20 @@ class TrainingJob:
     # --- render and publish ----------------------------------------------------------------------
     def _render(self, generator, framing, loaded: Loaded, dance, results: dict, folder: Path) -> Video:
         """rendition.mp4 in folder (and side-by-side.mp4 stored); its figures into results."""
-        from trainer.rendition import count_frames, write_video
+        from trainer.rendition import count_frames
 
-        n = len(dance.poses)
-        judge = loaded.judge.watcher(dance)
-        frames = framing.frames(generator, dance.poses, loaded.camera, maps=dance.maps)
         out, side = folder / "rendition.mp4", folder / "side.mp4"
-        dancer = reference_frames(self.store, dance.ref, n, folder) if self.config.side_by_side else None
-        write_video(
-            frames if judge is None else judge.watch(frames),
-            n,
-            out,
-            30,
-            side_by_side=dancer,
-            side_path=side if dancer is not None else None,
-            progress=self.config.progress_bar,
+        dancer = reference_frames(self.store, dance.ref, len(dance.poses), folder) if self.config.side_by_side else None
+        side_path = side if dancer is not None else None
+        picture = self._render_judged(
+            generator, framing, loaded, dance, out, results, side_by_side=dancer, side_path=side_path
         )
         count = count_frames(out)
         if dancer is not None:
             self.store.put(layout.result_key(self.session, "side-by-side.mp4"), side.read_bytes(), "video/mp4")
             results["side_by_side_frames"] = count_frames(side)
         results["rendition_frames"] = count
-        fidelity = loaded.judge.verdict(judge)
-        return Video(out, count, self._judged(fidelity, results))
+        return Video(out, count, picture)
 
     def _write_metrics(self, results: dict) -> dict:
         """metrics.json with the version it describes; NaN (e.g. no keypoint comparable) is written
@@ -562,7 +553,6 @@ class TrainingJob:
         its held-out figures measured (no pose check: that waits for the final evaluation)."""
         from trainer.evaluation import held_out_frames
         from trainer.pix2pix.evaluate import video_quality
-        from trainer.rendition import write_video
 
         self.progress("training", stage.step, stage.step, message=f"rendering a version at step {stage.step}")
         generator, framing, data, camera = stage.generator, framed.framing, loaded.data, loaded.camera
@@ -576,27 +566,17 @@ class TrainingJob:
             q = video_quality(real, fake, poses)
             figures.update({k: q[k] for k in ("box_psnr", "box_ssim", "psnr", "ssim")})
         figures["base_version"] = int(self.base_name.split("v")[-1]) if self.base_name else 0
-        judge = loaded.judge.watcher(dance)
         with tempfile.TemporaryDirectory(prefix="booth-version-") as tmp:
             out = Path(tmp) / "rendition.mp4"
-            frames = framing.frames(generator, dance.poses, camera, maps=dance.maps)
-            write_video(
-                frames if judge is None else judge.watch(frames),
-                len(dance.poses),
-                out,
-                30,
-                progress=self.config.progress_bar,
-            )
-            fidelity = loaded.judge.verdict(judge)
-            picture = self._judged(fidelity, figures)
+            picture = self._render_judged(generator, framing, loaded, dance, out, figures)
             return self.versions.publish(out, "gan", figures, picture=picture)
 
     def _publish_oneshot(self, loaded: Loaded) -> None:
         """The first video of the session, before fine-tuning: the visitor's pixels warped part by
-        part through the dance (trainer.oneshot), over the booth's background or a plate estimated
-        from a spread of frames. The person masks it makes are left in loaded.masks (uint8, as the
+        part through the dance (trainer.oneshot), over the stored plate, the booth's background or a
+        plate estimated from a spread of frames. The person masks it makes are left in loaded.masks (uint8, as the
         framing keeps them). Its failure never costs the session its video."""
-        from trainer.oneshot import render_oneshot, stored_plate
+        from trainer.oneshot import render_oneshot
         from vision.personmask import PersonMasker
 
         s, cfg, data, masks = self.settings, self.config, loaded.data, loaded.masks
@@ -617,7 +597,6 @@ class TrainingJob:
         try:
             camera, dance = loaded.camera, loaded.dance
             assert dance is not None, "one person's dance"
-            plate = stored_plate(self.store, self.session, camera, data.camera_size(camera))
             with tempfile.TemporaryDirectory(prefix="booth-oneshot-") as tmp:
                 out = Path(tmp) / "oneshot.mp4"
                 judge = loaded.judge.watcher(dance)
@@ -627,7 +606,6 @@ class TrainingJob:
                     data,
                     loaded.split.train,
                     dance.poses,
-                    plate,
                     mask_of=mask_of,
                     camera=camera,
                     out_path=out,
@@ -637,8 +615,11 @@ class TrainingJob:
                 figures = shot.metrics()
                 # The first video does not wait for the floor (a second of the judge): GAN versions carry it.
                 fidelity = loaded.judge.verdict(judge, floor=False)
-                picture = self._judged(fidelity, figures, show=False)
-                self.versions.publish(out, "preview", figures, frames=shot.frames, picture=picture)
+                figures.update(fidelity.figures)
+                for warning in fidelity.warnings:  # shown with the others before training starts
+                    if warning not in self.warnings:
+                        self.warnings.append(warning)
+                self.versions.publish(out, "preview", figures, frames=shot.frames, picture=fidelity.picture)
         except Purged:
             raise
         except Exception as exc:  # noqa: BLE001 - the fine-tuned video still comes
@@ -646,15 +627,24 @@ class TrainingJob:
             return
         log.info("session %s: one-shot video in %.1f s", self.session, shot.seconds)
 
-    # --- judging what a video shows (trainer.fidelity) ------------------------------------------------
-    def _judged(self, fidelity, figures: dict, show: bool = True) -> np.ndarray | None:
-        """A video's judgement (trainer.fidelity.SessionJudge.verdict): its figures into `figures`,
-        its new warnings kept (and shown, or left for the list shown before training); its picture."""
+    # --- rendering a version, judged on its dance (trainer.rendition, trainer.fidelity) -------------
+    def _render_judged(
+        self, generator, framing, loaded: Loaded, dance, out: Path, figures: dict, **video
+    ) -> np.ndarray | None:
+        """The dance by the generator into `out` (trainer.rendition.write_video, `video` its
+        options), judged as it is written (trainer.fidelity): the judge's figures into `figures`,
+        its new warnings kept and shown; the picture (dance.png)."""
+        from trainer.rendition import write_video
+
+        judge = loaded.judge.watcher(dance)
+        frames = framing.frames(generator, dance.poses, loaded.camera, maps=dance.maps)
+        frames = frames if judge is None else judge.watch(frames)
+        write_video(frames, len(dance.poses), out, 30, progress=self.config.progress_bar, **video)
+        fidelity = loaded.judge.verdict(judge)
         figures.update(fidelity.figures)
         for warning in fidelity.warnings:
             if warning not in self.warnings:
                 self.warnings.append(warning)
-                if show:
-                    log.warning("session %s: %s", self.session, warning)
-                    self.progress("rendering", message=f"{WARNING_PREFIX}{warning}")
+                log.warning("session %s: %s", self.session, warning)
+                self.progress("rendering", message=f"{WARNING_PREFIX}{warning}")
         return fidelity.picture
