@@ -595,7 +595,8 @@ class TrainingJob:
             # published now would replace a better version behind their link.
             return
         try:
-            camera, dance = loaded.camera, loaded.dance
+            camera = loaded.camera
+            dance = loaded.dance
             assert dance is not None, "one person's dance"
             with tempfile.TemporaryDirectory(prefix="booth-oneshot-") as tmp:
                 out = Path(tmp) / "oneshot.mp4"
