@@ -560,7 +560,7 @@ class TrainingJob:
         # step_seconds: time in training steps alone (train_seconds also holds set-up and earlier versions).
         step_seconds = sum(h.get("step_s", 0.0) for h in stage.history)
         figures: dict = {"steps": stage.step, "train_seconds": stage.elapsed_s, "step_seconds": step_seconds}
-        cams = held_out_frames(generator, framing, data, loaded.test)
+        cams = held_out_frames(generator, framing, data, loaded.test & (data.cameras == camera))  # the main camera's
         if camera in cams:
             real, fake, _maps, poses = cams[camera]
             q = video_quality(real, fake, poses)
