@@ -165,7 +165,8 @@ class TrainingJob:
 
     def load(self) -> Loaded | Rendition:
         """The manifest, the reference dance (checked before the budget is spent, not after), the
-        training set and its held-out split. A session without consent whose video was made
+        training set and its held-out split, the dance placed on the visitor (one person's: every
+        video renders it) and the judge of the session's videos. A session without consent whose video was made
         earlier gets that video's Rendition instead (Versions.made_earlier)."""
         self.progress("loading", message="reading the dataset")
         manifest = self._manifest()
