@@ -1,4 +1,5 @@
-"""What the temporal and face options do for one session, on its held-out frames, with and without.
+"""The figures and the picture of what the temporal and face options do for one session, on its
+held-out frames, with and without (trainer.evaluation.with_and_without renders them).
 
 Both comparisons use the session's one model, so they cost a few renders, not another training:
 
@@ -20,8 +21,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from trainer.pix2pix.evaluate import flicker
-from trainer.pix2pix.face import face_box, face_quality
+from trainer.pix2pix.face import face_box
 from vision.crop import person_box
 
 
@@ -59,35 +59,3 @@ def comparison_strip(real: np.ndarray, fakes: dict[str, np.ndarray], poses: np.n
                 cells.append(np.pad(zoom, ((0, 2), (0, 2), (0, 0)), constant_values=24))
         rows.append(np.concatenate(cells, axis=1))
     return np.concatenate(rows, axis=0)
-
-
-def with_and_without(generator, framing, data, test: np.ndarray) -> tuple[dict, np.ndarray | None]:
-    """(figures, picture or None) for a CoherentPersonCentred framing's options on the main
-    camera's held-out frames; ({}, None) when neither option is on."""
-    from trainer.evaluation import held_out_frames
-
-    if not (getattr(framing, "temporal", False) or getattr(framing, "face", False)):
-        return {}, None
-    camera = data.main_camera()
-    runs = held_out_frames(generator, framing, data, test & (data.cameras == camera))
-    if camera not in runs:
-        return {}, None
-    real, fake, _maps, poses = runs[camera]
-    boxes = [person_box(p, (real.shape[2], real.shape[1])) for p in poses]
-    shown = {"with": fake}
-    out: dict = {}
-    if framing.temporal:
-        alone = held_out_frames(generator, framing.frame_by_frame(), data, test & (data.cameras == camera))
-        shown["frame by frame"] = alone[camera][1]
-        out["flicker_sequential"] = flicker(real, fake, boxes)
-        out["flicker_frame_by_frame"] = flicker(real, shown["frame by frame"], boxes)
-        out["motion_error_sequential"] = motion_error(real, fake, boxes)
-        out["motion_error_frame_by_frame"] = motion_error(real, shown["frame by frame"], boxes)
-    if framing.face:
-        side = framing.face_side_px(camera)
-        body = getattr(generator, "body", generator)
-        shown["no face"] = held_out_frames(body, framing, data, test & (data.cameras == camera))[camera][1]
-        out.update(face_quality(real, fake, poses, side))
-        without = face_quality(real, shown["no face"], poses, side)
-        out.update(face_ssim_without=without["face_ssim"], face_psnr_without=without["face_psnr"])
-    return out, comparison_strip(real, shown, poses, framing.face_side_px(camera))

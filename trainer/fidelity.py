@@ -241,6 +241,57 @@ class DanceJudge:
         return out
 
 
+class SessionJudge:
+    """Judges every video of one session on the dance it shows: a DanceJudge for each video, and the
+    judge's floor on the session's own frames (real_floor), measured once per judge and carried by
+    every judgement that asks for it.
+
+    frames, poses: the session's frames of its main camera and their poses (drawn by `drawn_by`,
+    the manifest's pose backends)."""
+
+    def __init__(
+        self,
+        frames: Sequence[np.ndarray],
+        poses: np.ndarray,
+        models_dir: str | Path | None = None,
+        *,
+        drawn_by: Iterable[str] | None = None,
+    ):
+        self.frames, self.poses, self.models_dir, self.drawn_by = frames, poses, models_dir, drawn_by
+        self._floors: dict[str, tuple[dict[str, float], list[str]]] = {}
+
+    def watcher(self, dance) -> DanceJudge | None:
+        """A DanceJudge for a video of this dance (trainer.dance.Dance), or None for a group's dance."""
+        poses = np.asarray(dance.poses)
+        if poses.ndim != 3:  # several dancers: judged one person at a time is not done yet
+            return None
+        drawn_by = (getattr(dance.ref, "meta", None) or {}).get("backend")
+        return DanceJudge(poses, drawn_by, self.models_dir, session_poses=self.poses)
+
+    def verdict(self, judge: DanceJudge | None, floor: bool = True) -> Fidelity:
+        """The judge's figures, warnings and picture of the frames it kept; with `floor`, the judge's
+        floor among the figures and its warning among the warnings. Nothing for no judge."""
+        if judge is None:
+            return Fidelity()
+        fidelity = judge.judge()
+        if floor:
+            figures, notes = self.floor(judge.backend)
+            fidelity.figures.update(figures)
+            fidelity.warnings += [n for n in notes if n not in fidelity.warnings]
+        return fidelity
+
+    def floor(self, backend: str) -> tuple[dict[str, float], list[str]]:
+        """(figures, warnings) of the judge `backend` on the session's own frames, measured once."""
+        if backend not in self._floors:
+            try:
+                self._floors[backend] = real_floor(
+                    self.frames, self.poses, backend, self.models_dir, drawn_by=self.drawn_by
+                )
+            except Exception as exc:  # noqa: BLE001 - the figures stand without their floor
+                self._floors[backend] = {}, [f"no judge floor: {type(exc).__name__}: {exc}"]
+        return self._floors[backend]
+
+
 def estimate_near(estimator, frame: np.ndarray, asked: np.ndarray, key: str = "") -> np.ndarray | None:
     """The estimator's pose of the person in a square around where the asked pose stands (a person
     small in a wide frame is too small for a single-person model looking at all of it), in the

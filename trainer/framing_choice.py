@@ -88,7 +88,7 @@ def choose_framing(
     progress("loading", message="background plates")
     from trainer.plates import camera_plates
 
-    plates = camera_plates(store, session, data, train, masks, masker, warnings)
+    plates = camera_plates(store, session, data, train, masks, masker, warnings, sizes)
     framing = _person_framing(data, train, cfg, device, conditioning, masks, plates, sides, warnings)
     info = {
         "person_masks": masker,

@@ -49,7 +49,8 @@ from infra.retention import discard_unconsented
 from infra.settings import Settings
 from schemas import DatasetReady, Rendition, layout
 from trainer.checkpoints import StoreCheckpoints
-from trainer.dance import build_dance, load_reference, reference_frames, reference_name
+from trainer.dance import Dance, build_dance, load_reference, reference_frames, reference_name
+from trainer.fidelity import SessionJudge
 from trainer.framing_choice import Framed, choose_framing, recipe  # noqa: F401 - recipe: callers read it here
 from trainer.group import build_group_dance, group_framing, parse_match
 from trainer.options import CUDA_BATCH, TrainerConfig  # noqa: F401 - callers read them here
@@ -76,8 +77,10 @@ class Purged(Exception):
 class Loaded:
     """What the load phase read. split: the held-out split (trainer.training_set); test: the samples the
     figures are measured on (the held-out ones, else the last training frames); group: a session of
-    several visitors' framing (trainer.group.group_framing), else None; masks: the person masks
-    made so far (index -> uint8), shared by the one-shot video and the framing."""
+    several visitors' framing (trainer.group.group_framing), else None; dance: the reference
+    dance on the session's person (trainer.dance; a group's waits for its framing: None); judge:
+    the judge of the session's videos (trainer.fidelity.SessionJudge); masks: the person masks made so far
+    (index -> uint8), shared by the one-shot video and the framing."""
 
     manifest: dict
     representation: str
@@ -87,6 +90,8 @@ class Loaded:
     split: object
     test: np.ndarray
     group: tuple | None
+    dance: Dance | None
+    judge: SessionJudge
     masks: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
@@ -143,9 +148,6 @@ class TrainingJob:
         self.device = "cpu"  # the device type training runs on: chosen by the frame phase
         self.versions = Versions(settings, self.store, self.session, self._announce, self._stop_if_purged)
         self._dance_made: list = []
-        self._pose_backends: list[str] | None = None  # the estimators that drew the session's poses
-        self._floors: dict[str, tuple[dict, list[str]]] = {}  # the judge's floor, by judge
-        self._data: TrainingSet | None = None  # the session's frames, for the judge's floor
 
     # --- the job, phase by phase -----------------------------------------------------------------
     def run(self) -> Rendition:
@@ -163,7 +165,8 @@ class TrainingJob:
 
     def load(self) -> Loaded | Rendition:
         """The manifest, the reference dance (checked before the budget is spent, not after), the
-        training set and its held-out split. A session without consent whose video was made
+        training set and its held-out split, the dance placed on the visitor (one person's: every
+        video renders it) and the judge of the session's videos. A session without consent whose video was made
         earlier gets that video's Rendition instead (Versions.made_earlier)."""
         self.progress("loading", message="reading the dataset")
         manifest = self._manifest()
@@ -175,12 +178,22 @@ class TrainingJob:
         if made is not None:
             return made
         ref = load_reference(self.settings, self.session, name, representation)
-        data = self._data = load_training_set(
-            self.settings, self.session, store=self.store, expected=manifest.get("samples")
-        )
+        data = load_training_set(self.settings, self.session, store=self.store, expected=manifest.get("samples"))
         split, test = self._split(data, ref.poses)
         group = group_framing(manifest, data, representation, self.config.framing, self.config.posemap_style)
-        return Loaded(manifest, representation, name, ref, data, split, test, group)
+        camera = data.main_camera()
+        main = np.flatnonzero(data.cameras == camera)
+        dance = None
+        if group is None:
+            size, frames = data.camera_size(camera), self.config.max_render_frames
+            dance = build_dance(self.settings, ref, name, data.poses[main], size, data.size, representation, frames)
+        judge = SessionJudge(
+            [data.frames[i] for i in main],
+            data.poses[main],
+            self.settings.models_dir,
+            drawn_by=manifest.get("pose_backends"),
+        )
+        return Loaded(manifest, representation, name, ref, data, split, test, group, dance, judge)
 
     def one_shot(self, loaded: Loaded) -> None:
         """The one-shot video first (trainer.oneshot): the visitor has a video seconds after the
@@ -199,7 +212,21 @@ class TrainingJob:
         if loaded.group is not None:
             framed = Framed(*loaded.group)
         else:
-            framed = self._choose_framing(loaded, conditioning)
+            # One person's framing, as base models frame their sessions too.
+            framed = choose_framing(
+                self.store,
+                self.session,
+                loaded.data,
+                loaded.split.train,
+                loaded.representation,
+                self.config,
+                self.device,
+                self.settings.models_dir,
+                conditioning,
+                loaded.masks,
+                self.progress,
+            )
+            self.warnings += framed.warnings
         self._warn_if_not_conditioned(loaded.manifest, conditioning, framed)
         return framed
 
@@ -210,13 +237,13 @@ class TrainingJob:
         from trainer.progressive import fine_tune_in_stages
 
         net, inputs = framed.recipe
-        counts, relevance = self._relevance(loaded)
+        samples, relevance = self._samples(loaded, framed)
         base, why = self._pick_base(net, inputs)
         self._show_warnings()
         budget = self._remaining_budget()
         self.progress("training", message=why)
         result, start_step = fine_tune_in_stages(
-            self._samples(loaded, framed, counts, relevance),
+            samples,
             self.config.loop(net, inputs, self.device),
             budget,
             StoreCheckpoints(self.store, layout.checkpoints_prefix(self.session)),
@@ -239,7 +266,6 @@ class TrainingJob:
         results = evaluation.evaluate(
             self.settings, self.store, self.session, result.generator, framed.framing, data, test, result.history
         )
-        results.update(self._with_and_without(result.generator, framed.framing, data, test))
         results.update(self._record(loaded, framed, trained))
         return results
 
@@ -310,7 +336,6 @@ class TrainingJob:
 
         manifest = read_manifest(self.settings, self.session, store=self.store) or {}
         self.consent = manifest.get("consent") is True
-        self._pose_backends = manifest.get("pose_backends")
         return manifest
 
     @staticmethod
@@ -363,24 +388,6 @@ class TrainingJob:
             return None
         return str(state.get("train", {}).get("data", {}).get("conditioning", "pose"))
 
-    def _choose_framing(self, loaded: Loaded, conditioning: str) -> Framed:
-        """One person's framing, as base models frame their sessions too (trainer.framing_choice)."""
-        framed = choose_framing(
-            self.store,
-            self.session,
-            loaded.data,
-            loaded.split.train,
-            loaded.representation,
-            self.config,
-            self.device,
-            self.settings.models_dir,
-            conditioning,
-            loaded.masks,
-            self.progress,
-        )
-        self.warnings += framed.warnings
-        return framed
-
     def _warn_if_not_conditioned(self, manifest: dict, conditioning: str, framed: Framed) -> None:
         asked = self.config.conditioning or manifest.get("conditioning")
         inputs = framed.recipe[1]
@@ -394,20 +401,6 @@ class TrainingJob:
             )
 
     # --- train -----------------------------------------------------------------------------------
-    def _relevance(self, loaded: Loaded) -> tuple[np.ndarray, dict]:
-        """Per training frame, how often it is drawn (nearer the dance's poses: oftener,
-        trainer.coverage); the dance's poses no training frame shows become a warning."""
-        from trainer.coverage import training_relevance, uncovered_words
-
-        data, ref = loaded.data, loaded.ref
-        train_idx = np.flatnonzero(loaded.split.train)
-        counts, summary = training_relevance(ref.poses, data.poses, data.cameras, train_idx)
-        summary["sampling"] = "by relevance to the dance"
-        words = uncovered_words(summary, ref.times)
-        if words:
-            self.warnings.append(words)
-        return counts, summary
-
     def _pick_base(self, net, inputs: dict) -> tuple[bytes | None, str]:
         """(the promoted base's checkpoint whose configuration is the session's, or None; why)."""
         from trainer.base_registry import pick_base
@@ -432,17 +425,25 @@ class TrainingJob:
         spent = time.time() - json.loads(raw)["wall_time"]
         return max(self.config.budget_s - spent, min(60.0, self.config.budget_s * 0.1))
 
-    def _samples(self, loaded: Loaded, framed: Framed, counts: np.ndarray, relevance: dict):
-        """The training samples, each frame repeated by its relevance where there is one per frame
-        (temporal samples skip some: kept as they are)."""
-        from trainer.coverage import Repeated
+    def _samples(self, loaded: Loaded, framed: Framed) -> tuple[object, dict]:
+        """(the training samples, how they are drawn): each training frame repeated by its relevance
+        to the dance (nearer the dance's poses: oftener, trainer.coverage) where there is one sample
+        per frame (temporal samples skip some: kept as they are). The dance's poses no training
+        frame shows become a warning."""
+        from trainer.coverage import Repeated, training_relevance, uncovered_words
 
+        data, ref = loaded.data, loaded.ref
         train_idx = np.flatnonzero(loaded.split.train)
-        samples = framed.framing.training_samples(loaded.data, train_idx, framed.masks)
+        counts, relevance = training_relevance(ref.poses, data.poses, data.cameras, train_idx)
+        relevance["sampling"] = "by relevance to the dance"
+        words = uncovered_words(relevance, ref.times)
+        if words:
+            self.warnings.append(words)
+        samples = framed.framing.training_samples(data, train_idx, framed.masks)
         if len(samples) == len(train_idx):
-            return Repeated(samples, counts)
+            return Repeated(samples, counts), relevance
         relevance["sampling"] = "off: the samples are not one per training frame"
-        return samples
+        return samples, relevance
 
     def _stops(self, budget: float) -> list[float]:
         """Seconds from now at which a version is published (trainer.progressive.stops)."""
@@ -472,43 +473,27 @@ class TrainingJob:
         return on_progress
 
     def _dance(self, loaded: Loaded, framed: Framed):
-        """The reference dance on the session's person (trainer.dance) or group (trainer.group),
-        built once, at the first version that renders it."""
-        if self._dance_made:
-            return self._dance_made[0]
-        cfg, data, camera = self.config, loaded.data, loaded.camera
-        if loaded.group is not None:
+        """The reference dance on the session's person (loaded.dance) or group (trainer.group: built
+        once, at the first version that renders it)."""
+        if loaded.dance is not None:
+            return loaded.dance
+        if not self._dance_made:
+            cfg = self.config
             match = parse_match(cfg.match) if cfg.match else None
-            dance = build_group_dance(
-                loaded.ref, loaded.name, data, camera, match, cfg.max_render_frames, framed.framing.slots
+            self._dance_made.append(
+                build_group_dance(
+                    loaded.ref,
+                    loaded.name,
+                    loaded.data,
+                    loaded.camera,
+                    match,
+                    cfg.max_render_frames,
+                    framed.framing.slots,
+                )
             )
-        else:
-            main = np.flatnonzero(data.cameras == camera)
-            size = data.camera_size(camera)
-            dance = build_dance(
-                self.settings,
-                loaded.ref,
-                loaded.name,
-                data.poses[main],
-                size,
-                data.size,
-                loaded.representation,
-                cfg.max_render_frames,
-            )
-        self._dance_made.append(dance)
-        return dance
+        return self._dance_made[0]
 
     # --- evaluate --------------------------------------------------------------------------------
-    def _with_and_without(self, generator, framing, data, test: np.ndarray) -> dict:
-        """The temporal and face options' figures with and without; coherence.png with the results."""
-        from trainer.coherence_figures import with_and_without
-        from trainer.pix2pix.samples import png_bytes
-
-        figures, picture = with_and_without(generator, framing, data, test)
-        if picture is not None:
-            self.store.put(layout.result_key(self.session, "coherence.png"), png_bytes(picture), "image/png")
-        return figures
-
     def _record(self, loaded: Loaded, framed: Framed, trained: Trained) -> dict:
         """What metrics.json records of the session's training: its start, steps and time, the
         frames trained on and held out, the inputs, the warnings (the list itself: the render
@@ -539,27 +524,20 @@ class TrainingJob:
     # --- render and publish ----------------------------------------------------------------------
     def _render(self, generator, framing, loaded: Loaded, dance, results: dict, folder: Path) -> Video:
         """rendition.mp4 in folder (and side-by-side.mp4 stored); its figures into results."""
-        from trainer.rendition import count_frames, write_video
+        from trainer.rendition import count_frames
 
-        n = len(dance.poses)
-        judge = self._judge(dance, loaded.data)
         out, side = folder / "rendition.mp4", folder / "side.mp4"
-        dancer = reference_frames(self.store, dance.ref, n, folder) if self.config.side_by_side else None
-        write_video(
-            self._watched(judge, framing.frames(generator, dance.poses, loaded.camera, maps=dance.maps)),
-            n,
-            out,
-            30,
-            side_by_side=dancer,
-            side_path=side if dancer is not None else None,
-            progress=self.config.progress_bar,
+        dancer = reference_frames(self.store, dance.ref, len(dance.poses), folder) if self.config.side_by_side else None
+        side_path = side if dancer is not None else None
+        picture = self._render_judged(
+            generator, framing, loaded, dance, out, results, side_by_side=dancer, side_path=side_path
         )
-        frames = count_frames(out)
+        count = count_frames(out)
         if dancer is not None:
             self.store.put(layout.result_key(self.session, "side-by-side.mp4"), side.read_bytes(), "video/mp4")
             results["side_by_side_frames"] = count_frames(side)
-        results["rendition_frames"] = frames
-        return Video(out, frames, self._judged(judge, results))
+        results["rendition_frames"] = count
+        return Video(out, count, picture)
 
     def _write_metrics(self, results: dict) -> dict:
         """metrics.json with the version it describes; NaN (e.g. no keypoint comparable) is written
@@ -576,7 +554,6 @@ class TrainingJob:
         its held-out figures measured (no pose check: that waits for the final evaluation)."""
         from trainer.evaluation import held_out_frames
         from trainer.pix2pix.evaluate import video_quality
-        from trainer.rendition import write_video
 
         self.progress("training", stage.step, stage.step, message=f"rendering a version at step {stage.step}")
         generator, framing, data, camera = stage.generator, framed.framing, loaded.data, loaded.camera
@@ -584,26 +561,23 @@ class TrainingJob:
         # step_seconds: time in training steps alone (train_seconds also holds set-up and earlier versions).
         step_seconds = sum(h.get("step_s", 0.0) for h in stage.history)
         figures: dict = {"steps": stage.step, "train_seconds": stage.elapsed_s, "step_seconds": step_seconds}
-        cams = held_out_frames(generator, framing, data, loaded.test)
+        cams = held_out_frames(generator, framing, data, loaded.test & (data.cameras == camera))  # the main camera's
         if camera in cams:
             real, fake, _maps, poses = cams[camera]
             q = video_quality(real, fake, poses)
             figures.update({k: q[k] for k in ("box_psnr", "box_ssim", "psnr", "ssim")})
         figures["base_version"] = int(self.base_name.split("v")[-1]) if self.base_name else 0
-        judge = self._judge(dance, data)
         with tempfile.TemporaryDirectory(prefix="booth-version-") as tmp:
             out = Path(tmp) / "rendition.mp4"
-            frames = framing.frames(generator, dance.poses, camera, maps=dance.maps)
-            write_video(self._watched(judge, frames), len(dance.poses), out, 30, progress=self.config.progress_bar)
-            picture = self._judged(judge, figures)
+            picture = self._render_judged(generator, framing, loaded, dance, out, figures)
             return self.versions.publish(out, "gan", figures, picture=picture)
 
     def _publish_oneshot(self, loaded: Loaded) -> None:
         """The first video of the session, before fine-tuning: the visitor's pixels warped part by
-        part through the dance (trainer.oneshot), over the booth's background or a plate estimated
-        from a spread of frames. The person masks it makes are left in loaded.masks (uint8, as the
+        part through the dance (trainer.oneshot), over the stored plate, the booth's background or a
+        plate estimated from a spread of frames. The person masks it makes are left in loaded.masks (uint8, as the
         framing keeps them). Its failure never costs the session its video."""
-        from trainer.oneshot import render_oneshot, stored_plate
+        from trainer.oneshot import render_oneshot
         from vision.personmask import PersonMasker
 
         s, cfg, data, masks = self.settings, self.config, loaded.data, loaded.masks
@@ -623,22 +597,17 @@ class TrainingJob:
             return
         try:
             camera = loaded.camera
-            main = np.flatnonzero(data.cameras == camera)
-            size = data.camera_size(camera)
-            dance = build_dance(
-                s, loaded.ref, loaded.name, data.poses[main], size, data.size, "pose", cfg.max_render_frames
-            )
-            plate = stored_plate(self.store, self.session, camera, size)
+            dance = loaded.dance
+            assert dance is not None, "one person's dance"
             with tempfile.TemporaryDirectory(prefix="booth-oneshot-") as tmp:
                 out = Path(tmp) / "oneshot.mp4"
-                judge = self._judge(dance, data)
+                judge = loaded.judge.watcher(dance)
                 shot = render_oneshot(
                     self.store,
                     self.session,
                     data,
                     loaded.split.train,
                     dance.poses,
-                    plate,
                     mask_of=mask_of,
                     camera=camera,
                     out_path=out,
@@ -647,8 +616,12 @@ class TrainingJob:
                 self.warnings += shot.warnings  # shown with the others before training starts
                 figures = shot.metrics()
                 # The first video does not wait for the floor (a second of the judge): GAN versions carry it.
-                picture = self._judged(judge, figures, show=False, floor=False)
-                self.versions.publish(out, "preview", figures, frames=shot.frames, picture=picture)
+                fidelity = loaded.judge.verdict(judge, floor=False)
+                figures.update(fidelity.figures)
+                for warning in fidelity.warnings:  # shown with the others before training starts
+                    if warning not in self.warnings:
+                        self.warnings.append(warning)
+                self.versions.publish(out, "preview", figures, frames=shot.frames, picture=fidelity.picture)
         except Purged:
             raise
         except Exception as exc:  # noqa: BLE001 - the fine-tuned video still comes
@@ -656,61 +629,24 @@ class TrainingJob:
             return
         log.info("session %s: one-shot video in %.1f s", self.session, shot.seconds)
 
-    # --- judging what a video shows (trainer.fidelity) ------------------------------------------------
-    def _judge(self, dance, data: TrainingSet):
-        """A DanceJudge for a video of this dance (trainer.fidelity), or None for a group's dance."""
-        from trainer.fidelity import DanceJudge
+    # --- rendering a version, judged on its dance (trainer.rendition, trainer.fidelity) -------------
+    def _render_judged(
+        self, generator, framing, loaded: Loaded, dance, out: Path, figures: dict, **video
+    ) -> np.ndarray | None:
+        """The dance by the generator into `out` (trainer.rendition.write_video, `video` its
+        options), judged as it is written (trainer.fidelity): the judge's figures into `figures`,
+        its new warnings kept and shown; the picture (dance.png)."""
+        from trainer.rendition import write_video
 
-        poses = np.asarray(dance.poses)
-        if poses.ndim != 3:  # several dancers: judged one person at a time is not done yet
-            return None
-        drawn_by = (getattr(dance.ref, "meta", None) or {}).get("backend")
-        camera = data.main_camera()
-        return DanceJudge(poses, drawn_by, self.settings.models_dir, session_poses=data.poses[data.cameras == camera])
-
-    @staticmethod
-    def _watched(judge, frames):
-        return frames if judge is None else judge.watch(frames)
-
-    def _judged(self, judge, figures: dict, show: bool = True, floor: bool = True) -> np.ndarray | None:
-        """Judge the frames kept: its figures (and, with `floor`, the judge's floor) into
-        `figures`, its new warnings kept (and shown, or left for the list shown before training);
-        the picture."""
-        if judge is None:
-            return None
-        fidelity = judge.judge()
+        judge = loaded.judge.watcher(dance)
+        frames = framing.frames(generator, dance.poses, loaded.camera, maps=dance.maps)
+        frames = frames if judge is None else judge.watch(frames)
+        write_video(frames, len(dance.poses), out, 30, progress=self.config.progress_bar, **video)
+        fidelity = loaded.judge.verdict(judge)
         figures.update(fidelity.figures)
-        if floor:
-            figures.update(self._judge_floor(judge.backend, fidelity.warnings))
         for warning in fidelity.warnings:
             if warning not in self.warnings:
                 self.warnings.append(warning)
-                if show:
-                    log.warning("session %s: %s", self.session, warning)
-                    self.progress("rendering", message=f"{WARNING_PREFIX}{warning}")
+                log.warning("session %s: %s", self.session, warning)
+                self.progress("rendering", message=f"{WARNING_PREFIX}{warning}")
         return fidelity.picture
-
-    def _judge_floor(self, backend: str, warnings: list[str]) -> dict:
-        """The judge's floor on this session's own frames (trainer.fidelity.real_floor), measured
-        once per job and written beside every version's dance figures; its warning, if any, joins
-        `warnings`."""
-        from trainer.fidelity import real_floor
-
-        floors = self._floors
-        if backend not in floors:
-            try:
-                data = self._data
-                assert data is not None, "the floor is measured after the dataset is loaded"
-                main = np.flatnonzero(data.cameras == data.main_camera())
-                floors[backend] = real_floor(
-                    [data.frames[i] for i in main],
-                    data.poses[main],
-                    backend,
-                    self.settings.models_dir,
-                    drawn_by=self._pose_backends,
-                )
-            except Exception as exc:  # noqa: BLE001 - the figures stand without their floor
-                floors[backend] = {}, [f"no judge floor: {type(exc).__name__}: {exc}"]
-        figures, notes = floors[backend]
-        warnings += [n for n in notes if n not in warnings]
-        return figures

@@ -130,7 +130,7 @@ def render_oneshot(
     data: TrainingSet,
     train: np.ndarray,
     poses: np.ndarray,
-    plate: np.ndarray | None,
+    plate: np.ndarray | None = None,
     *,
     mask_of: Callable[[int], np.ndarray],
     camera: str | None = None,
@@ -142,7 +142,8 @@ def render_oneshot(
     by part warping, store the MP4 at the session's oneshot.mp4 and return what was done.
 
     train: bool mask of the samples the views may come from; mask_of(i): the person mask of
-    sample i; plate: the camera's background (None: estimated with session_plate); out_path: also
+    sample i; plate: the camera's background (None: the stored one, stored_plate, else estimated
+    with session_plate); out_path: also
     keep the MP4 there; judge: a trainer.fidelity.DanceJudge that keeps frames as they are written."""
     from trainer.rendition import count_frames, write_video
 
@@ -162,6 +163,8 @@ def render_oneshot(
             f"one-shot video: the visitor was never seen with their {', '.join(missing)}: "
             "the dance is shown without them"
         )
+    if plate is None:
+        plate = stored_plate(store, session, camera, size)
     if plate is None:
         plate = session_plate(data, camera, train, mask_of)
     if (plate.shape[1], plate.shape[0]) != tuple(size):

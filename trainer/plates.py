@@ -77,12 +77,15 @@ def camera_plates(
     masks: dict[int, np.ndarray],
     mask_source: str,
     warnings: list[str],
+    sizes: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, CameraPlate]:
     """The plate of every camera (see the module docstring), stored with the dataset. masks: person
-    masks of the training samples (index -> float [H, W]); warnings gets what a person should know."""
+    masks of the training samples (index -> float [H, W]); warnings gets what a person should know;
+    sizes: each camera's frame size, where the caller has them already (TrainingSet.camera_size)."""
+    sizes = sizes or {c: data.camera_size(c) for c in data.camera_names()}
     out: dict[str, CameraPlate] = {}
     for camera in data.camera_names():
-        size = data.camera_size(camera)
+        size = sizes[camera]
         idx = [i for i in np.flatnonzero((data.cameras == camera) & train) if data.frame_size(i) == size]
         background, why = stored_background(store, camera, size)
         if why:

@@ -135,18 +135,20 @@ def flicker(reals: np.ndarray, fakes: np.ndarray, boxes: list) -> float:
     return num / den if pairs and den > 0 else float("nan")
 
 
-def video_quality(reals: np.ndarray, fakes: np.ndarray, poses: np.ndarray) -> dict[str, float]:
+def video_quality(
+    reals: np.ndarray, fakes: np.ndarray, poses: np.ndarray, boxes: list | None = None
+) -> dict[str, float]:
     """Whole-frame and person-box SSIM/PSNR (means over frames) and flicker of generated frames
     against the real ones, all uint8 [T, H, W, 3] at the camera's resolution; poses [T, 17, 3] are
-    the real frames' (they place the person boxes). Frames whose pose gives no box count in the
-    whole-frame figures only."""
+    the real frames' (they place the person boxes; `boxes`: those boxes where the caller has them
+    already). Frames whose pose gives no box count in the whole-frame figures only."""
     reals, fakes = np.asarray(reals), np.asarray(fakes)
     if reals.shape != fakes.shape or reals.ndim != 4 or len(reals) == 0:
         raise ValueError(
             f"need real and generated frames [T, H, W, 3] of one shape, got {reals.shape} and {fakes.shape}"
         )
     h, w = reals.shape[1:3]
-    boxes = [person_box(p, (w, h)) for p in poses]
+    boxes = boxes if boxes is not None else [person_box(p, (w, h)) for p in poses]
     whole = np.array([image_metrics(r, f) for r, f in zip(reals, fakes)])
     inbox = [
         image_metrics(r[b[1] : b[3], b[0] : b[2]], f[b[1] : b[3], b[0] : b[2]])
