@@ -51,9 +51,9 @@ from schemas import DatasetReady, Rendition, layout
 from trainer.checkpoints import StoreCheckpoints
 from trainer.dance import Dance, build_dance, load_reference, reference_frames, reference_name
 from trainer.fidelity import SessionJudge
-from trainer.framing_choice import Framed, choose_framing, recipe  # noqa: F401 - recipe: callers read it here
+from trainer.framing_choice import Framed, choose_framing
 from trainer.group import build_group_dance, group_framing, parse_match
-from trainer.options import CUDA_BATCH, TrainerConfig  # noqa: F401 - callers read them here
+from trainer.options import TrainerConfig
 from trainer.training_set import TrainingSet, holdout_split, load_training_set
 from trainer.versions import Versions
 
