@@ -67,7 +67,7 @@ def status_line(c: dict, n: dict, training: dict | None, rendition: dict | None)
     """One line for the operator: recording -> assembling -> first video -> training x% -> final,
     then what the trainer warned of that may show in the video, in a few words."""
     line = _progress_line(c, n, training, rendition)
-    heads_up = headline(training["warnings"]) if training and not c.get("failure") else ""
+    heads_up = headline(training.get("warnings") or []) if training and not c.get("failure") else ""
     return f"{line} · ⚠ {heads_up}" if heads_up else line
 
 

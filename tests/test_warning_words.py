@@ -30,7 +30,7 @@ HANDED_ON = {
     "framed.warnings",
     "shot.warnings",
     "facing_warnings(self.session_poses, self.poses)",
-    "[n for n in notes if n not in warnings]",
+    "[n for n in notes if n not in fidelity.warnings]",
     "[f'{s}: {w}' for w in framed.warnings]",
     "warnings",  # a list gathered above, handed on whole (Framed(..., warnings=warnings))
     "self.warnings",
