@@ -10,11 +10,8 @@ import threading
 
 import click
 
+from tools.choices import CONDITIONINGS, REPRESENTATIONS
 from tools.terminal import print_table, settings_from
-
-# vision.partsmap.KINDS, spelled out so `booth --help` imports nothing heavy.
-REPRESENTATIONS = ("pose", "parts", "pose+parts")
-
 
 _settings = settings_from
 
@@ -91,7 +88,7 @@ _table = print_table
 )
 @click.option(
     "--conditioning",
-    type=click.Choice(["pose", "warp", "warp-reliable"]),
+    type=click.Choice(CONDITIONINGS),
     default=None,
     help="Recorded in the manifest: what the session's generator reads besides the pose map (warp: the visitor "
     "warped part by part to the pose). The trainer follows it unless given --conditioning itself.",

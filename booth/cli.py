@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from infra.settings import Settings
+from tools.choices import CONDITIONINGS
 from tools.terminal import print_table, settings_from
 
 _settings = settings_from
@@ -435,7 +436,7 @@ def models(ctx, install, source):
 @click.option("--face/--no-face", default=None, help="The trainer's face residual option (default: its default).")
 @click.option(
     "--conditioning",
-    type=click.Choice(["pose", "warp", "warp-reliable"]),
+    type=click.Choice(CONDITIONINGS),
     default=None,
     help="The trainer's conditioning (default: its default, warp; the face residual needs pose).",
 )

@@ -50,12 +50,14 @@ def test_version_and_verbosity_at_the_top():
 
 
 def test_the_spelled_out_representations_are_the_drawn_ones():
-    """The commands spell out vision.partsmap.KINDS so `booth --help` stays light; they must not drift."""
-    from assembler.cli import REPRESENTATIONS as assembled
-    from trainer.cli import REPRESENTATIONS as referenced
+    """The commands spell out vision.partsmap.KINDS and the conditionings (tools.choices) so `booth --help`
+    stays light; they must not drift."""
+    from dataset.manifest import CONDITIONINGS as conditionings
+    from tools.choices import CONDITIONINGS, REPRESENTATIONS
     from vision.partsmap import KINDS
 
-    assert assembled == referenced == KINDS
+    assert REPRESENTATIONS == KINDS
+    assert CONDITIONINGS == conditionings
 
 
 def test_the_command_line_loads_no_stage_until_a_command_runs():

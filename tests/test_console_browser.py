@@ -40,6 +40,14 @@ from helpers import (
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
+
+
+def require_browser() -> None:
+    """Skip, saying how to install them, where Debian's chromium and its driver are absent (CI installs them)."""
+    if not CHROMIUM.exists() or shutil.which("chromedriver") is None:
+        pytest.skip("headless browser test needs /usr/bin/chromium and chromedriver: run `bash .ci/install-browser.sh`")
+
+
 ARTIFACTS = REPO_ROOT / "artifacts"
 
 
@@ -106,8 +114,7 @@ def stream_camera(settings, session: str, stop: threading.Event) -> None:
 
 
 def test_console_page_runs_a_session_in_headless_chromium(settings):
-    if not CHROMIUM.exists() or shutil.which("chromedriver") is None:
-        pytest.skip("headless browser test needs /usr/bin/chromium and chromedriver: run `bash .ci/install-browser.sh`")
+    require_browser()
     from selenium.webdriver.common.by import By
 
     stop = threading.Event()

@@ -4,12 +4,10 @@ the take ends at its target (the display goes back to between-sessions)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import httpx2 as httpx
-import pytest
-from test_console_browser import ARTIFACTS, CHROMIUM, chromium
+from test_console_browser import ARTIFACTS, chromium, require_browser
 
 from console.app import create_app
 from schemas import SessionEvent
@@ -29,8 +27,7 @@ from helpers import (
 
 
 def test_the_display_follows_a_guided_take(settings):
-    if not CHROMIUM.exists() or shutil.which("chromedriver") is None:
-        pytest.skip("headless browser test needs /usr/bin/chromium and chromedriver: run `bash .ci/install-browser.sh`")
+    require_browser()
     from selenium.webdriver.common.by import By
 
     store_dance(settings, "steps", dance_poses(24))
@@ -157,8 +154,7 @@ class CuttableProxy:
 
 
 def test_a_display_that_loses_its_connection_reconnects_and_catches_up(settings):
-    if not CHROMIUM.exists() or shutil.which("chromedriver") is None:
-        pytest.skip("headless browser test needs /usr/bin/chromium and chromedriver: run `bash .ci/install-browser.sh`")
+    require_browser()
     from selenium.webdriver.common.by import By
 
     store_dance(settings, "steps", dance_poses(12))

@@ -1,8 +1,6 @@
 """Dance fidelity: limb error in the hip-shoulder frame, facing from keypoints, the judge on real
 photos with an estimator other than the one that drew the poses, and bad input."""
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -19,8 +17,6 @@ from trainer.fidelity import (
     real_floor,
     torso_aligned,
 )
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def standing(front: bool = True, face: bool = True) -> np.ndarray:
@@ -146,15 +142,15 @@ def test_a_session_with_one_facing_is_warned_about():
     assert facing_warnings(np.concatenate([session, dance]), dance) == []
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared folder absent: {SHARED}")
-def test_blazepose_judges_a_real_photo_against_movenets_pose():
+def test_blazepose_judges_a_real_photo_against_movenets_pose(shared_dir):
+    shared = shared_dir
     from vision.pose import load_estimator
 
-    image = cv2.cvtColor(cv2.imread(str(SHARED / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
-    asked = load_estimator("movenet", SHARED / "models").estimate(image)[0].keypoints
+    image = cv2.cvtColor(cv2.imread(str(shared / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
+    asked = load_estimator("movenet", shared / "models").estimate(image)[0].keypoints
     blank = np.full_like(image, 128)
     # Three "rendered" frames: the real person twice, then nobody.
-    judge = DanceJudge(np.stack([asked] * 3), "movenet", SHARED / "models", frames=3)
+    judge = DanceJudge(np.stack([asked] * 3), "movenet", shared / "models", frames=3)
     kept = list(judge.watch([(image, image), (image, image), (blank, blank)]))
     assert len(kept) == 3 and sorted(judge.kept) == [0, 1, 2]
     result = judge.judge()
@@ -169,29 +165,29 @@ def test_blazepose_judges_a_real_photo_against_movenets_pose():
     wrong = asked.copy()
     torso = abs(asked[INDEX["left_hip"], 1] - asked[INDEX["left_shoulder"], 1])
     wrong[[INDEX[n] for n in ("left_wrist", "right_wrist", "left_ankle", "right_ankle")], 0] += torso
-    judge = DanceJudge(wrong[None], "movenet", SHARED / "models", frames=1)
+    judge = DanceJudge(wrong[None], "movenet", shared / "models", frames=1)
     list(judge.watch([(image, image)]))
     assert judge.judge().figures["dance_limb_error"] > f["dance_limb_error"] + 0.2
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared folder absent: {SHARED}")
-def test_the_judges_floor_is_its_score_on_the_real_frames_and_never_its_own_drawing():
+def test_the_judges_floor_is_its_score_on_the_real_frames_and_never_its_own_drawing(shared_dir):
+    shared = shared_dir
     from vision.pose import load_estimator
 
-    image = cv2.cvtColor(cv2.imread(str(SHARED / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
-    drawn = load_estimator("movenet", SHARED / "models").estimate(image)[0].keypoints
+    image = cv2.cvtColor(cv2.imread(str(shared / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
+    drawn = load_estimator("movenet", shared / "models").estimate(image)[0].keypoints
     blank = np.full_like(image, 128)
     poses = np.stack([drawn] * 3)
-    floor, warnings = real_floor([image, image, blank], poses, "blazepose", SHARED / "models", drawn_by=["movenet"])
+    floor, warnings = real_floor([image, image, blank], poses, "blazepose", shared / "models", drawn_by=["movenet"])
     assert warnings == [] and set(floor) == {"dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor"}
     # What the real body scores, as DanceJudge scores a rendered one (the blank frame: nobody).
-    judge = DanceJudge(poses, "movenet", SHARED / "models", frames=3)
+    judge = DanceJudge(poses, "movenet", shared / "models", frames=3)
     list(judge.watch([(image, image), (image, image), (blank, blank)]))
     judged = judge.judge().figures
     assert floor["dance_limb_floor"] == pytest.approx(judged["dance_limb_error"])
     assert 0 < floor["dance_limb_floor"] < 0.15  # two estimators on a clear body agree closely
     assert floor["dance_facing_floor"] == pytest.approx(judged["dance_facing_agreement"])
     # The judge reading poses it drew itself would agree with itself: no floor, said so.
-    floor, warnings = real_floor([image], poses[:1], "movenet", SHARED / "models", drawn_by=["movenet-lightning"])
+    floor, warnings = real_floor([image], poses[:1], "movenet", shared / "models", drawn_by=["movenet-lightning"])
     assert floor == {} and "drawn by movenet, the judge itself" in warnings[0]
     assert real_floor([], poses[:0], "blazepose")[0] == {}

@@ -5,12 +5,10 @@ stream is cut, and after the console itself restarts (a new login, then back to 
 from __future__ import annotations
 
 import contextlib
-import shutil
 import threading
 from urllib.parse import quote
 
-import pytest
-from test_console_browser import ARTIFACTS, CHROMIUM, chromium
+from test_console_browser import ARTIFACTS, chromium, require_browser
 from test_console_mirror import _add_reference
 from test_display_browser import CuttableProxy
 
@@ -57,8 +55,7 @@ def dancing(settings, camera: str = "cam0"):
 
 
 def test_the_mirror_page_shows_new_frames_again_after_each_kind_of_restart(settings, tmp_path):
-    if not CHROMIUM.exists() or shutil.which("chromedriver") is None:
-        pytest.skip("headless browser test needs /usr/bin/chromium and chromedriver: run `bash .ci/install-browser.sh`")
+    require_browser()
     from selenium.webdriver.common.by import By
 
     _add_reference(settings, tmp_path)  # a dancer without a generator yet

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from tools.choices import REPRESENTATIONS
 from tools.terminal import print_table, settings_from
 from trainer.cli_options import (
     CONDITIONING,
@@ -26,10 +27,6 @@ from trainer.cli_options import (
     budget_option,
 )
 from trainer.cli_options import trainer_config as _trainer_config
-
-# vision.partsmap.KINDS, spelled out so `booth --help` imports nothing heavy.
-REPRESENTATIONS = ("pose", "parts", "pose+parts")
-
 
 _settings = settings_from
 

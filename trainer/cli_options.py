@@ -11,6 +11,8 @@ from typing import TypeVar
 
 import click
 
+from tools.choices import CONDITIONINGS
+
 F = TypeVar("F", bound=Callable)
 
 
@@ -73,7 +75,7 @@ FACE = click.option(
 )
 CONDITIONING = click.option(
     "--conditioning",
-    type=click.Choice(["pose", "warp", "warp-reliable"]),
+    type=click.Choice(CONDITIONINGS),
     default=None,
     help="What the person-centred generator reads: the pose map, or also the visitor's own pixels warped part by "
     "part to the pose (trainer/warp_framing.py), with warp-reliable also maps of where that warp is unreliable "
