@@ -21,6 +21,7 @@ import numpy as np
 from infra.objectstore import ObjectStore
 from trainer.framing import DEFAULT_STYLES, WholeFrame
 from trainer.options import TrainerConfig
+from trainer.plates import PersonMasks, camera_plates
 from trainer.training_set import DatasetError, TrainingSet
 
 NEITHER = "the temporal and face options are for the person framing: this session has neither"
@@ -52,12 +53,13 @@ def choose_framing(
     device: str,
     models_dir,
     conditioning: str | None = None,
-    masks: dict[int, np.ndarray] | None = None,
+    masks: PersonMasks | None = None,
     progress: Callable[..., None] = lambda *a, **k: None,
 ) -> Framed:
     """Frame one person's session: train, the training samples (bool per sample); device, the type
     ("cuda" gets a 512 crop by default, else 256); conditioning, None for the config's choice
-    (trainer.warp_framing.chosen_conditioning); masks, those already made (kept and completed);
+    (trainer.warp_framing.chosen_conditioning); masks, the session's person masks as made so far
+    (trainer.plates.PersonMasks: completed here), else made here with the config's masker;
     progress, the job's (phase, step, total, message=...)."""
     from trainer.warp_framing import chosen_conditioning
 
@@ -84,19 +86,19 @@ def choose_framing(
         if cfg.temporal or cfg.face:
             warnings.append("the temporal and face options are for the person framing: not used")
         return Framed(whole, warnings=warnings)
-    masks, masker = _person_masks(data, idx, cfg, models_dir, masks, warnings, progress)
+    if masks is None:
+        masks = PersonMasks(data, cfg.person_masks, models_dir)
+    _person_masks(masks, idx, cfg.progress_every_s, warnings, progress)
     progress("loading", message="background plates")
-    from trainer.plates import camera_plates
-
-    plates = camera_plates(store, session, data, train, masks, masker, warnings, sizes)
-    framing = _person_framing(data, train, cfg, device, conditioning, masks, plates, sides, warnings)
+    plates = camera_plates(store, session, data, train, masks.made, masks.masker.name, warnings, sizes)
+    framing = _person_framing(data, train, cfg, device, conditioning, masks.made, plates, sides, warnings)
     info = {
-        "person_masks": masker,
+        "person_masks": masks.masker.name,
         "plate_source": ",".join(sorted({p.source for p in plates.values()})),
         "plate_filled": max(p.plate.filled for p in plates.values()),
         "crop_side_px": round(sides[data.main_camera()], 1),
     }
-    return Framed(framing, masks, info, warnings)
+    return Framed(framing, masks.made, info, warnings)
 
 
 def _crop_side(data: TrainingSet, idx: np.ndarray, camera: str) -> float:
@@ -105,19 +107,16 @@ def _crop_side(data: TrainingSet, idx: np.ndarray, camera: str) -> float:
     return crop_side(data.poses[idx[data.cameras[idx] == camera]])
 
 
-def _person_masks(data, idx, cfg: TrainerConfig, models_dir, masks, warnings: list[str], progress):
-    """(the person masks of the samples idx, the masker's name): those given kept, the rest made."""
-    from vision.personmask import PersonMasker
-
-    masker = PersonMasker(cfg.person_masks, models_dir)
+def _person_masks(masks: PersonMasks, idx, every_s: float, warnings: list[str], progress) -> None:
+    """The person masks of the samples idx made (those made already kept); what a person should
+    know about them into warnings."""
+    masker = masks.masker
     if masker.why:
         warnings.append(masker.why)
-    masks = {} if masks is None else masks  # uint8, 255 = person: a quarter of float32's memory
     last = time.monotonic()
     for k, i in enumerate(idx):
-        if int(i) not in masks:
-            masks[int(i)] = np.round(masker.mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
-        if time.monotonic() - last >= cfg.progress_every_s:
+        masks.of(i)
+        if time.monotonic() - last >= every_s:
             last = time.monotonic()
             progress("loading", k, len(idx), message=f"person masks ({masker.name}) {k}/{len(idx)}")
     if masker.fallbacks:
@@ -125,13 +124,12 @@ def _person_masks(data, idx, cfg: TrainerConfig, models_dir, masks, warnings: li
             f"BlazePose found nobody where the pose is in {masker.fallbacks} of {len(idx)} training frames: "
             "their masks are drawn from the pose"
         )
-    cut = cut_off_share(data, idx)
+    cut = cut_off_share(masks.data, idx)
     if cut > 0.2:
         warnings.append(
             f"the person is cut off by the frame's edge in {cut:.0%} of the training frames: "
             "what lies outside is never learnt"
         )
-    return masks, masker.name
 
 
 def _person_framing(data, train, cfg: TrainerConfig, device, conditioning, masks, plates, sides, warnings):

@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,7 @@ from trainer.fidelity import SessionJudge
 from trainer.framing_choice import Framed, choose_framing
 from trainer.group import build_group_dance, group_framing, parse_match
 from trainer.options import TrainerConfig
+from trainer.plates import PersonMasks
 from trainer.training_set import TrainingSet, holdout_split, load_training_set
 from trainer.versions import Versions
 
@@ -79,8 +80,8 @@ class Loaded:
     figures are measured on (the held-out ones, else the last training frames); group: a session of
     several visitors' framing (trainer.group.group_framing), else None; dance: the reference
     dance on the session's person (trainer.dance; a group's waits for its framing: None); judge:
-    the judge of the session's videos (trainer.fidelity.SessionJudge); masks: the person masks made so far
-    (index -> uint8), shared by the one-shot video and the framing."""
+    the judge of the session's videos (trainer.fidelity.SessionJudge); masks: the session's person
+    masks (trainer.plates.PersonMasks), made as the one-shot video and then the framing ask."""
 
     manifest: dict
     representation: str
@@ -92,7 +93,7 @@ class Loaded:
     group: tuple | None
     dance: Dance | None
     judge: SessionJudge
-    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    masks: PersonMasks
 
     @property
     def camera(self) -> str:
@@ -193,7 +194,8 @@ class TrainingJob:
             self.settings.models_dir,
             drawn_by=manifest.get("pose_backends"),
         )
-        return Loaded(manifest, representation, name, ref, data, split, test, group, dance, judge)
+        masks = PersonMasks(data, self.config.person_masks, self.settings.models_dir)
+        return Loaded(manifest, representation, name, ref, data, split, test, group, dance, judge, masks)
 
     def one_shot(self, loaded: Loaded) -> None:
         """The one-shot video first (trainer.oneshot): the visitor has a video seconds after the
@@ -575,22 +577,11 @@ class TrainingJob:
     def _publish_oneshot(self, loaded: Loaded) -> None:
         """The first video of the session, before fine-tuning: the visitor's pixels warped part by
         part through the dance (trainer.oneshot), over the stored plate, the booth's background or a
-        plate estimated from a spread of frames. The person masks it makes are left in loaded.masks (uint8, as the
-        framing keeps them). Its failure never costs the session its video."""
+        plate estimated from a spread of frames. The person masks it makes stay in loaded.masks for
+        the framing. Its failure never costs the session its video."""
         from trainer.oneshot import render_oneshot
-        from vision.personmask import PersonMasker
 
-        s, cfg, data, masks = self.settings, self.config, loaded.data, loaded.masks
         self.progress("loading", message="one-shot video: the visitor's own pixels moved through the dance")
-        maskers: list[PersonMasker] = []
-
-        def mask_of(i: int) -> np.ndarray:
-            if i not in masks:
-                if not maskers:
-                    maskers.append(PersonMasker(cfg.person_masks, s.models_dir))
-                masks[i] = np.round(maskers[0].mask(data.frames[i], data.poses[i]) * 255).astype(np.uint8)
-            return masks[i]
-
         if self.versions.listed():
             # A resumed session: its visitor already has a video at least this good; a preview
             # published now would replace a better version behind their link.
@@ -605,10 +596,10 @@ class TrainingJob:
                 shot = render_oneshot(
                     self.store,
                     self.session,
-                    data,
+                    loaded.data,
                     loaded.split.train,
                     dance.poses,
-                    mask_of=mask_of,
+                    mask_of=loaded.masks.of,
                     camera=camera,
                     out_path=out,
                     judge=judge,

@@ -220,8 +220,8 @@ def run_oneshot(
     OneShotError when the session cannot give one."""
     from dataset import read_manifest
     from trainer.dance import build_dance, load_reference, reference_name
+    from trainer.plates import PersonMasks
     from trainer.training_set import holdout_split, load_training_set
-    from vision.personmask import PersonMasker
 
     store = ObjectStore(settings)
     manifest = read_manifest(settings, session, store=store) or {}
@@ -234,11 +234,7 @@ def run_oneshot(
     camera = data.main_camera()
     size = data.camera_size(camera)
     dance = build_dance(settings, ref, name, data.poses[data.cameras == camera], size, data.size, "pose", max_frames)
-    masker = PersonMasker(person_masks, settings.models_dir)
-
-    def mask_of(i: int) -> np.ndarray:
-        return masker.mask(data.frames[i], data.poses[i])
-
+    masks = PersonMasks(data, person_masks, settings.models_dir)
     shot = render_oneshot(
         store,
         session,
@@ -246,13 +242,13 @@ def run_oneshot(
         train,
         dance.poses,
         stored_plate(store, session, camera, size),
-        mask_of=mask_of,
+        mask_of=masks.of,
         camera=camera,
         out_path=out_path,
         progress=progress,
     )
     if dance.note:
         shot.warnings.append(dance.note)
-    if masker.why:
-        shot.warnings.append(masker.why)
+    if masks.masker.why:
+        shot.warnings.append(masks.masker.why)
     return shot

@@ -26,6 +26,7 @@ import numpy as np
 from infra.objectstore import ObjectStore
 from schemas import layout
 from trainer.training_set import TrainingSet
+from vision.personmask import PersonMasker
 from vision.plate import Plate, estimate_plate
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,31 @@ class CameraPlate:
     plate: Plate
     source: str  # "background" (the booth's, captured empty) or "session" (estimated)
     info: dict = field(default_factory=dict)
+
+
+class PersonMasks:
+    """The person masks of a session's samples (index -> uint8, 255 = person: a quarter of float32's
+    memory), made on demand by one masker (vision.personmask, loaded at the first mask) and kept:
+    the one-shot video asks for a dozen, the framing for the rest, and BlazePose loads once.
+    `of(i)` gives sample i's mask."""
+
+    def __init__(self, data: TrainingSet, kind: str = "auto", models_dir=None):
+        self.data, self.kind, self.models_dir = data, kind, models_dir
+        self.made: dict[int, np.ndarray] = {}
+        self._masker: PersonMasker | None = None
+
+    @property
+    def masker(self) -> PersonMasker:
+        if self._masker is None:
+            self._masker = PersonMasker(self.kind, self.models_dir)
+        return self._masker
+
+    def of(self, i: int) -> np.ndarray:
+        """Sample i's mask, made now if it was not yet."""
+        i = int(i)
+        if i not in self.made:
+            self.made[i] = np.round(self.masker.mask(self.data.frames[i], self.data.poses[i]) * 255).astype(np.uint8)
+        return self.made[i]
 
 
 def png(rgb: np.ndarray) -> bytes:
