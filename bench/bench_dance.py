@@ -82,6 +82,10 @@ COLUMNS = [
     ("tail box SSIM", "tail_box_ssim", ".3f"),
     ("tail box PSNR", "tail_box_psnr", ".2f"),
 ]
+# The limb error by the asked pose's facing (trainer.fidelity.figures): which half of the dance renders worst.
+BY_FACING = [("session", "session", ""), ("arm    ", "arm", "")] + [
+    (f"{c} limb", f"dance_limb_error_{c}", ".3f") for c in ("front", "back", "profile")
+]
 
 
 def demo_session(frames: int = 150, size: tuple[int, int] = (640, 360)) -> Session:
@@ -254,6 +258,8 @@ def main() -> None:
         rows += run_session(Path(name).stem, session, budget, models_dir, out_dir, tuple(args.arms))
     print("\nthe dance (judged by MoveNet on every frame) and held-out person boxes, at the camera's resolution:")
     _table(rows, COLUMNS)
+    print("\nthe limb error by the asked pose's facing (blank: the dance asks none, or none compared):")
+    _table(rows, BY_FACING)
     for name in {r["session"] for r in rows}:
         arm = {r["arm"]: r for r in rows if r["session"] == name}
         arms = [r for r in arm.values() if r["arm"] != "real"]

@@ -286,7 +286,7 @@ def trained(rows: list[dict], budget: float, dance_frames: int) -> None:
 
     from bench.bench_person import SHARED, train_alternately
     from infra.settings import Settings
-    from trainer.fidelity import facings_of
+    from trainer.fidelity import FACINGS, facings_of
     from vision.pose.synthetic import cutout_backdrop
     from vision.warp import PartWarper, SourceView
 
@@ -336,6 +336,10 @@ def trained(rows: list[dict], budget: float, dance_frames: int) -> None:
             f"{r.get('dance_limb_error', float('nan')):9.3f} {r.get('dance_limb_error_p90', float('nan')):9.3f} "
             f"{r.get('dance_facing_agreement', float('nan')):7.2f} {r.get('dance_person_found', float('nan')):6.2f}"
         )
+    print("limb error by the asked pose's facing:")
+    for r in out:
+        by = ", ".join(f"{c} {r[f'dance_limb_error_{c}']:.3f}" for c in FACINGS if f"dance_limb_error_{c}" in r)
+        print(f"  {r['visitor']:8} {by or '-'}")
     g, w = out
     cut = 1 - g.get("dance_limb_error", np.nan) / max(w.get("dance_limb_error", np.nan), 1e-9)
     met_cov = g["meter"]["to_80"] is not None and g["meter"]["to_80"] <= SECONDS

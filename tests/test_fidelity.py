@@ -102,6 +102,12 @@ def test_figures_on_what_is_there_with_warnings():
     assert out["dance_limb_error"] > 0  # the back rendered as a front: its limbs swap sides
     # Of the three asked facings that can be read: one rendered right, one nobody, one the wrong way.
     assert out["dance_facing_agreement"] == pytest.approx(1 / 3)
+    # By the asked facing: the front rendered a little off, the back rendered as a front (worse).
+    assert 0 < out["dance_limb_error_front"] < out["dance_limb_error_back"]
+    assert "dance_limb_error_profile" not in out  # the dance asks for no profile
+    assert np.mean([out["dance_limb_error_front"], out["dance_limb_error_back"]]) == pytest.approx(
+        out["dance_limb_error"]
+    )
     assert any("no readable torso" in w for w in warnings) and any("found nobody in 1 of 4" in w for w in warnings)
     nobody, warnings = figures(asked[:2], [None, None], "blazepose")
     assert nobody["dance_person_found"] == 0 and np.isnan(nobody["dance_limb_error"])

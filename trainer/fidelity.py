@@ -13,7 +13,9 @@ rendered:
   forgiven and what is left is the body's shape, in torso lengths; a frame's error is the mean
   over the keypoints both poses have; an asked keypoint outside the rendered frame is not
   judged (the frame cannot show it: a portrait's hips guessed below its edge), and a frame whose
-  asked torso lies outside it has no limb error (`in_view`);
+  asked torso lies outside it has no limb error (`in_view`); and the mean by the asked pose's
+  facing ("dance_limb_error_front", "_back", "_profile", for the facings with a compared frame),
+  which says what part of the dance renders worst;
 * facing agreement ("dance_facing_agreement"): front / back / profile of the asked pose against
   the rendered person's (`facing_class`), over the frames whose asked facing is known (a rendered
   frame whose facing cannot be read does not agree);
@@ -370,8 +372,9 @@ def figures(
     readable = [torso_aligned(a) is not None for a in asked]
     seen = [in_view(a, size) for a in asked]
     cut = sum(r and torso_aligned(s) is None for r, s in zip(readable, seen))
-    errors = [limb_error(s, f) for s, f in zip(seen, found) if f is not None]
-    errors = [e for e in errors if np.isfinite(e)]
+    # Each frame's error beside its asked facing, so the figures can say which facings render worst.
+    per_frame = [(facing_class(a), limb_error(s, f)) for a, s, f in zip(asked, seen, found) if f is not None]
+    errors = [e for _c, e in per_frame if np.isfinite(e)]
     # Over the frames whose asked facing is known: a rendered body whose facing cannot be read (or
     # nobody) does not agree, so breaking the body on the hard frames earns nothing.
     pairs = [(facing_class(a), None if f is None else facing_class(f)) for a, f in zip(asked, found)]
@@ -385,6 +388,10 @@ def figures(
         "dance_facing_agreement": float(np.mean([a == f for a, f in pairs])) if pairs else float("nan"),
         "dance_compared": float(len(errors)),
     }
+    for c in FACINGS:  # only the facings the dance asks for and a frame could be compared on
+        of_c = [e for a, e in per_frame if a == c and np.isfinite(e)]
+        if of_c:
+            out[f"dance_limb_error_{c}"] = float(np.mean(of_c))
     warnings = []
     if sum(readable) < n:
         warnings.append(f"dance fidelity: {n - sum(readable)} of {n} judged dance poses have no readable torso")
