@@ -24,6 +24,7 @@ HANDED_ON = {
     "split.note",
     "tail.note",
     "masker.why",
+    "masks.masker.why",  # the same PersonMasker.why, reached through trainer.plates.PersonMasks
     "why",
     "words",
     "warning",
