@@ -59,7 +59,7 @@ import torch
 from bench.bench_person import CAMERA, SHARED, _table, holdout_gap, prepare, train_alternately, trainer_for
 from bench.footage import Session
 from infra.settings import Settings
-from trainer.fidelity import DanceJudge, facing_class, facings_of
+from trainer.fidelity import FACINGS, DanceJudge, facing_class, facings_of
 from trainer.pix2pix.evaluate import video_quality
 from trainer.training_set import DEFAULT_HOLDOUT_FRACTION, holdout_split, novel_split
 
@@ -84,7 +84,7 @@ COLUMNS = [
 ]
 # The limb error by the asked pose's facing (trainer.fidelity.figures): which half of the dance renders worst.
 BY_FACING = [("session", "session", ""), ("arm    ", "arm", "")] + [
-    (f"{c} limb", f"dance_limb_error_{c}", ".3f") for c in ("front", "back", "profile")
+    (f"{c} limb", f"dance_limb_error_{c}", ".3f") for c in FACINGS
 ]
 
 

@@ -372,12 +372,13 @@ def figures(
     readable = [torso_aligned(a) is not None for a in asked]
     seen = [in_view(a, size) for a in asked]
     cut = sum(r and torso_aligned(s) is None for r, s in zip(readable, seen))
+    facing_asked = [facing_class(a) for a in asked]
     # Each frame's error beside its asked facing, so the figures can say which facings render worst.
-    per_frame = [(facing_class(a), limb_error(s, f)) for a, s, f in zip(asked, seen, found) if f is not None]
+    per_frame = [(c, limb_error(s, f)) for c, s, f in zip(facing_asked, seen, found) if f is not None]
     errors = [e for _c, e in per_frame if np.isfinite(e)]
     # Over the frames whose asked facing is known: a rendered body whose facing cannot be read (or
     # nobody) does not agree, so breaking the body on the hard frames earns nothing.
-    pairs = [(facing_class(a), None if f is None else facing_class(f)) for a, f in zip(asked, found)]
+    pairs = [(c, None if f is None else facing_class(f)) for c, f in zip(facing_asked, found)]
     pairs = [(a, f) for a, f in pairs if a is not None]
     people = sum(f is not None for f in found)
     out: dict[str, float] = {
