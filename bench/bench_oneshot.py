@@ -92,7 +92,7 @@ def dance_seconds(p: Prepared, models_dir: Path | None) -> tuple[float, float]:
     estimated from (vision.personmask, as the trainer's), the views, warping and the MP4; and the
     seconds its dance judge (trainer.fidelity, as the trainer runs it) adds."""
     from trainer.fidelity import DanceJudge
-    from trainer.oneshot import session_plate
+    from trainer.plates import session_plate
     from vision.personmask import PersonMasker
 
     poses = p.data.poses[np.arange(DANCE_FRAMES) % len(p.data)]

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from infra.objectstore import ObjectStore
 from schemas import layout
 from trainer.cli import oneshot
-from trainer.oneshot import session_plate
+from trainer.plates import session_plate
 from trainer.rendition import count_frames
 from trainer.training_set import holdout_split, load_training_set
 

@@ -14,7 +14,7 @@ from assembler.synthetic import SyntheticSession
 from infra.objectstore import ObjectStore
 from producers.cli import background as background_command
 from schemas import DatasetReady
-from trainer.plates import camera_plates
+from trainer.plates import PersonMasks, SessionPlates
 from trainer.service import TrainerConfig, TrainingService
 from trainer.training_set import TrainingSet
 
@@ -77,10 +77,11 @@ def test_the_booth_background_is_the_plate_when_it_fits_the_camera(settings, tmp
     )
     for f in data.frames[:4]:
         f[10:40, 20:30] = 255  # the visitor
-    masks = {i: np.zeros(data.frames[i].shape[:2], np.float32) for i in range(6)}
+    masks = PersonMasks(data, "silhouette")
+    masks.made = {i: np.zeros(data.frames[i].shape[:2], np.uint8) for i in range(6)}
     warnings: list[str] = []
     store = ObjectStore(settings)
-    plates = camera_plates(store, "s-bg", data, np.ones(6, bool), masks, "silhouette", warnings)
+    plates = SessionPlates(store, "s-bg", data, masks).estimated(np.ones(6, bool), warnings)
     assert plates["front"].source == "background" and plates["side"].source == "session"
     np.testing.assert_array_equal(plates["front"].plate.image, backdrop)  # not the white visitor
     stored = json.loads(store.get("sessions/s-bg/plates/front.json"))
@@ -91,7 +92,7 @@ def test_the_booth_background_is_the_plate_when_it_fits_the_camera(settings, tmp
         background_command, ["capture", "--camera", "side", "--source", str(folder), "--frames", "2"], obj=obj
     )
     warnings.clear()
-    plates = camera_plates(store, "s-bg", data, np.ones(6, bool), masks, "silhouette", warnings)
+    plates = SessionPlates(store, "s-bg", data, masks).estimated(np.ones(6, bool), warnings)
     assert plates["side"].source == "session" and any("64x48 but the session's frames are 40x30" in w for w in warnings)
     assert runner.invoke(background_command, ["delete", "side"], obj=obj).exit_code == 0
     assert not store.exists("backgrounds/side.png")

@@ -16,7 +16,7 @@ from tools.warning_words import GENERIC, KINDS, explain, headline
 SOURCES = sorted((REPO_ROOT / "trainer").rglob("*.py")) + [REPO_ROOT / "vision" / "personmask.py"]
 SINKS = {"warnings", "notes"}  # the lists warnings are gathered in (x.append(...), x += [...], warnings=[...])
 NOTES = {"note", "why"}  # a text kept to be passed on as a warning: x.note, x.why, note = ...
-PRODUCERS = {"stored_background", "real_floor", "facing_warnings", "uncovered_words"}  # return warnings
+PRODUCERS = {"stored_background", "floor_with", "facing_warnings", "uncovered_words"}  # return warnings
 # Warnings passed on from elsewhere, each written by code the collector reads (above). One not
 # listed here is a new way in: read where its texts come from and teach the collector.
 HANDED_ON = {

@@ -161,12 +161,14 @@ def judged_indices(total: int, n: int = JUDGED_FRAMES) -> list[int]:
 
 
 @cache
-def _estimator(backend: str, models_dir: str | None):
+def judge_estimator(backend: str, models_dir: str | Path | None = None):
+    """The judge `backend`'s estimator (one per process and folder); raises when it cannot load."""
     from vision.pose import load_estimator
 
+    where = Path(models_dir) if models_dir and Path(models_dir).is_dir() else None
     # Every frame on its own: a crop carried over from another frame (or another video) misleads.
     options = {"track": False, "with_mask": False} if backend == "blazepose" else {"track": False}
-    return load_estimator(backend, Path(models_dir) if models_dir else None, **options)
+    return load_estimator(backend, where, **options)
 
 
 @dataclass
@@ -210,17 +212,25 @@ class DanceJudge:
                 self.kept[t] = np.array(frame, copy=True)
             yield frame, picture
 
-    def judge(self, estimator=None) -> Fidelity:
-        """The figures on the frames kept (module doc); never raises for bad input."""
+    def judge(self) -> Fidelity:
+        """The figures on the frames kept (module doc), by the judge loaded from models_dir
+        (judge_estimator); never raises for bad input."""
+        try:
+            estimator = judge_estimator(self.backend, self.models_dir)
+        except Exception as exc:  # noqa: BLE001 - a judge that cannot load must not cost the video
+            estimator = exc
+        return self.judge_with(estimator)
+
+    def judge_with(self, estimator) -> Fidelity:
+        """The figures on the frames kept, by `estimator`: the judge's, made already (trainer.
+        estimators), or the exception it could not be made with; never raises for bad input."""
         started = time.monotonic()
         out = Fidelity()
         if not self.kept:
             out.warnings.append("dance fidelity: no rendered frame to judge")
             return out
-        try:
-            estimator = estimator or _estimator(self.backend, self.models_dir)
-        except Exception as exc:  # noqa: BLE001 - a judge that cannot load must not cost the video
-            out.warnings.append(f"dance fidelity not measured: {self.backend} cannot load ({exc})")
+        if isinstance(estimator, Exception):  # a judge that cannot load must not cost the video
+            out.warnings.append(f"dance fidelity not measured: {self.backend} cannot load ({estimator})")
             return out
         ts = sorted(self.kept)
         found: list[np.ndarray | None] = []
@@ -249,17 +259,18 @@ class SessionJudge:
     every judgement that asks for it.
 
     frames, poses: the session's frames of its main camera and their poses (drawn by `drawn_by`,
-    the manifest's pose backends)."""
+    the manifest's pose backends); estimators: the process's (trainer.estimators.Estimators), whose
+    `judge(backend)` gives the judge's estimator, or the exception it could not be made with."""
 
     def __init__(
         self,
         frames: Sequence[np.ndarray],
         poses: np.ndarray,
-        models_dir: str | Path | None = None,
+        estimators,
         *,
         drawn_by: Iterable[str] | None = None,
     ):
-        self.frames, self.poses, self.models_dir, self.drawn_by = frames, poses, models_dir, drawn_by
+        self.frames, self.poses, self.estimators, self.drawn_by = frames, poses, estimators, drawn_by
         self._floors: dict[str, tuple[dict[str, float], list[str]]] = {}
 
     def watcher(self, dance) -> DanceJudge | None:
@@ -268,14 +279,14 @@ class SessionJudge:
         if poses.ndim != 3:  # several dancers: judged one person at a time is not done yet
             return None
         drawn_by = (getattr(dance.ref, "meta", None) or {}).get("backend")
-        return DanceJudge(poses, drawn_by, self.models_dir, session_poses=self.poses)
+        return DanceJudge(poses, drawn_by, session_poses=self.poses)
 
     def verdict(self, judge: DanceJudge | None, floor: bool = True) -> Fidelity:
         """The judge's figures, warnings and picture of the frames it kept; with `floor`, the judge's
         floor among the figures and its warning among the warnings. Nothing for no judge."""
         if judge is None:
             return Fidelity()
-        fidelity = judge.judge()
+        fidelity = judge.judge_with(self.estimators.judge(judge.backend))
         if floor:
             figures, notes = self.floor(judge.backend)
             fidelity.figures.update(figures)
@@ -285,12 +296,8 @@ class SessionJudge:
     def floor(self, backend: str) -> tuple[dict[str, float], list[str]]:
         """(figures, warnings) of the judge `backend` on the session's own frames, measured once."""
         if backend not in self._floors:
-            try:
-                self._floors[backend] = real_floor(
-                    self.frames, self.poses, backend, self.models_dir, drawn_by=self.drawn_by
-                )
-            except Exception as exc:  # noqa: BLE001 - the figures stand without their floor
-                self._floors[backend] = {}, [f"no judge floor: {type(exc).__name__}: {exc}"]
+            estimator = self.estimators.judge(backend)
+            self._floors[backend] = floor_with(estimator, self.frames, self.poses, backend, drawn_by=self.drawn_by)
         return self._floors[backend]
 
 
@@ -330,20 +337,38 @@ def real_floor(
     *,
     drawn_by: Iterable[str] | None = None,
     n: int = JUDGED_FRAMES,
-    estimator=None,
 ) -> tuple[dict[str, float], list[str]]:
-    """The judge `backend` on a session's own frames against their own poses (n spread over
-    them): (figures "dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor", warnings).
-    Not measured when `drawn_by` (the estimators that drew the session's poses) includes the judge:
-    an estimator reading its own frames again agrees with itself, which is no floor. Never raises."""
+    """floor_with the judge `backend` loaded from models_dir (judge_estimator). Never raises."""
+    try:
+        estimator = judge_estimator(backend, models_dir)
+    except Exception as exc:  # noqa: BLE001 - floor_with says why there is no floor
+        estimator = exc
+    return floor_with(estimator, frames, poses, backend, drawn_by=drawn_by, n=n)
+
+
+def floor_with(
+    estimator,
+    frames: Sequence[np.ndarray],
+    poses: np.ndarray,
+    backend: str,
+    *,
+    drawn_by: Iterable[str] | None = None,
+    n: int = JUDGED_FRAMES,
+) -> tuple[dict[str, float], list[str]]:
+    """The judge `backend` on a session's own frames against their own poses (n spread over them):
+    (figures "dance_limb_floor", "dance_limb_floor_p90", "dance_facing_floor", warnings).
+    estimator: the judge's, made already (trainer.estimators), or the exception it could not be
+    made with. Not measured when `drawn_by` (the estimators that drew the session's poses)
+    includes the judge: an estimator reading its own frames again agrees with itself, which is no
+    floor. Never raises."""
     if drawn_by is not None and any(backend in str(b).lower() for b in drawn_by):
         return {}, [f"no judge floor: the session's poses were drawn by {backend}, the judge itself"]
     idx = judged_indices(min(len(frames), len(poses)), n)
     if not idx:
         return {}, ["no judge floor: the session has no frame"]
+    if isinstance(estimator, Exception):
+        return {}, [f"no judge floor: {type(estimator).__name__}: {estimator}"]
     try:
-        where = str(models_dir) if models_dir and Path(models_dir).is_dir() else None
-        estimator = estimator or _estimator(backend, where)
         found = []
         for t in idx:
             try:

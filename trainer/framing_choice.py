@@ -21,7 +21,7 @@ import numpy as np
 from infra.objectstore import ObjectStore
 from trainer.framing import DEFAULT_STYLES, WholeFrame
 from trainer.options import TrainerConfig
-from trainer.plates import PersonMasks, camera_plates
+from trainer.plates import PersonMasks, SessionPlates
 from trainer.training_set import DatasetError, TrainingSet
 
 NEITHER = "the temporal and face options are for the person framing: this session has neither"
@@ -53,13 +53,14 @@ def choose_framing(
     device: str,
     models_dir,
     conditioning: str | None = None,
-    masks: PersonMasks | None = None,
+    plates: SessionPlates | None = None,
     progress: Callable[..., None] = lambda *a, **k: None,
 ) -> Framed:
     """Frame one person's session: train, the training samples (bool per sample); device, the type
     ("cuda" gets a 512 crop by default, else 256); conditioning, None for the config's choice
-    (trainer.warp_framing.chosen_conditioning); masks, the session's person masks as made so far
-    (trainer.plates.PersonMasks: completed here), else made here with the config's masker;
+    (trainer.warp_framing.chosen_conditioning); plates, the session's plates and person masks as
+    made so far (trainer.plates.SessionPlates: completed here), else made here with the config's
+    masker;
     progress, the job's (phase, step, total, message=...)."""
     from trainer.warp_framing import chosen_conditioning
 
@@ -86,16 +87,17 @@ def choose_framing(
         if cfg.temporal or cfg.face:
             warnings.append("the temporal and face options are for the person framing: not used")
         return Framed(whole, warnings=warnings)
-    if masks is None:
-        masks = PersonMasks(data, cfg.person_masks, models_dir)
+    if plates is None:
+        plates = SessionPlates(store, session, data, PersonMasks(data, cfg.person_masks, models_dir))
+    masks = plates.masks
     _person_masks(masks, idx, cfg.progress_every_s, warnings, progress)
     progress("loading", message="background plates")
-    plates = camera_plates(store, session, data, train, masks.made, masks.masker.name, warnings, sizes)
-    framing = _person_framing(data, train, cfg, device, conditioning, masks.made, plates, sides, warnings)
+    made = plates.estimated(train, warnings, sizes)
+    framing = _person_framing(data, train, cfg, device, conditioning, masks.made, made, sides, warnings)
     info = {
         "person_masks": masks.masker.name,
-        "plate_source": ",".join(sorted({p.source for p in plates.values()})),
-        "plate_filled": max(p.plate.filled for p in plates.values()),
+        "plate_source": ",".join(sorted({p.source for p in made.values()})),
+        "plate_filled": max(p.plate.filled for p in made.values()),
         "crop_side_px": round(sides[data.main_camera()], 1),
     }
     return Framed(framing, masks.made, info, warnings)

@@ -50,11 +50,12 @@ from infra.settings import Settings
 from schemas import DatasetReady, Rendition, layout
 from trainer.checkpoints import StoreCheckpoints
 from trainer.dance import Dance, build_dance, load_reference, reference_frames, reference_name
+from trainer.estimators import Estimators
 from trainer.fidelity import SessionJudge
 from trainer.framing_choice import Framed, choose_framing
 from trainer.group import build_group_dance, group_framing, parse_match
 from trainer.options import TrainerConfig
-from trainer.plates import PersonMasks
+from trainer.plates import PersonMasks, SessionPlates
 from trainer.training_set import TrainingSet, holdout_split, load_training_set
 from trainer.versions import Versions
 
@@ -80,8 +81,9 @@ class Loaded:
     figures are measured on (the held-out ones, else the last training frames); group: a session of
     several visitors' framing (trainer.group.group_framing), else None; dance: the reference
     dance on the session's person (trainer.dance; a group's waits for its framing: None); judge:
-    the judge of the session's videos (trainer.fidelity.SessionJudge); masks: the session's person
-    masks (trainer.plates.PersonMasks), made as the one-shot video and then the framing ask."""
+    the judge of the session's videos (trainer.fidelity.SessionJudge); plates: the session's
+    background plates and the person masks they are made with (trainer.plates.SessionPlates, its
+    PersonMasks), made as the one-shot video and then the framing ask."""
 
     manifest: dict
     representation: str
@@ -93,7 +95,7 @@ class Loaded:
     group: tuple | None
     dance: Dance | None
     judge: SessionJudge
-    masks: PersonMasks
+    plates: SessionPlates
 
     @property
     def camera(self) -> str:
@@ -133,8 +135,11 @@ class TrainingJob:
         progress: Progress,
         publish: Callable[[Rendition], None],
         cancel: threading.Event | None = None,
+        estimators: Estimators | None = None,
     ):
         self.settings, self.config, self.ready = settings, config, ready
+        # The process's pose estimators (the trainer service makes them once), else this job's own.
+        self.estimators = estimators or Estimators.load(settings.models_dir)
         self.session = ready.session
         self.progress, self.publish = progress, publish
         self.cancel = cancel or threading.Event()
@@ -178,7 +183,7 @@ class TrainingJob:
         made = None if self.consent else self.versions.made_earlier(name)
         if made is not None:
             return made
-        ref = load_reference(self.settings, self.session, name, representation)
+        ref = load_reference(self.settings, self.session, name, representation, store=self.store)
         data = load_training_set(self.settings, self.session, store=self.store, expected=manifest.get("samples"))
         split, test = self._split(data, ref.poses)
         group = group_framing(manifest, data, representation, self.config.framing, self.config.posemap_style)
@@ -187,15 +192,16 @@ class TrainingJob:
         dance = None
         if group is None:
             size, frames = data.camera_size(camera), self.config.max_render_frames
-            dance = build_dance(self.settings, ref, name, data.poses[main], size, data.size, representation, frames)
+            poses = data.poses[main]
+            dance = build_dance(
+                self.settings, ref, name, poses, size, data.size, representation, frames, store=self.store
+            )
         judge = SessionJudge(
-            [data.frames[i] for i in main],
-            data.poses[main],
-            self.settings.models_dir,
-            drawn_by=manifest.get("pose_backends"),
+            [data.frames[i] for i in main], data.poses[main], self.estimators, drawn_by=manifest.get("pose_backends")
         )
         masks = PersonMasks(data, self.config.person_masks, self.settings.models_dir)
-        return Loaded(manifest, representation, name, ref, data, split, test, group, dance, judge, masks)
+        plates = SessionPlates(self.store, self.session, data, masks)
+        return Loaded(manifest, representation, name, ref, data, split, test, group, dance, judge, plates)
 
     def one_shot(self, loaded: Loaded) -> None:
         """The one-shot video first (trainer.oneshot): the visitor has a video seconds after the
@@ -225,7 +231,7 @@ class TrainingJob:
                 self.device,
                 self.settings.models_dir,
                 conditioning,
-                loaded.masks,
+                loaded.plates,
                 self.progress,
             )
             self.warnings += framed.warnings
@@ -577,8 +583,9 @@ class TrainingJob:
     def _publish_oneshot(self, loaded: Loaded) -> None:
         """The first video of the session, before fine-tuning: the visitor's pixels warped part by
         part through the dance (trainer.oneshot), over the stored plate, the booth's background or a
-        plate estimated from a spread of frames. The person masks it makes stay in loaded.masks for
-        the framing. Its failure never costs the session its video."""
+        plate estimated from a spread of frames (trainer.plates.SessionPlates.quick). The person
+        masks it makes stay in loaded.plates for the framing. Its failure never costs the session
+        its video."""
         from trainer.oneshot import render_oneshot
 
         self.progress("loading", message="one-shot video: the visitor's own pixels moved through the dance")
@@ -599,7 +606,8 @@ class TrainingJob:
                     loaded.data,
                     loaded.split.train,
                     dance.poses,
-                    mask_of=loaded.masks.of,
+                    loaded.plates.quick(camera, loaded.split.train),
+                    mask_of=loaded.plates.masks.of,
                     camera=camera,
                     out_path=out,
                     judge=judge,

@@ -7,9 +7,9 @@ Source views are picked among the session's training frames of the main camera (
 select_views: the most confident, whole, front-facing ones, plus the best back view when the
 visitor turned round); `mask_of(i)` gives a frame's person mask (vision.personmask, as the
 trainer makes them), asked only for a dozen candidates and, without a plate, for the frames one
-is estimated from. The background is the plate the caller passes (the booth's empty background,
-or the trainer's stored plate) or, when none is at hand, `session_plate` estimates one from a
-spread of frames. The video is stored at layout.result_key(session, "oneshot.mp4").
+is estimated from. The background is the plate the caller passes (trainer.plates.SessionPlates.
+quick: the session's stored plate, the booth's empty background, or one estimated from a spread
+of frames). The video is stored at layout.result_key(session, "oneshot.mp4").
 
 Bad input never raises here for lack of the person: a visitor never seen whole gets the best
 partial rendition, and `OneShot.missing` names the parts the dance needed that no view showed
@@ -110,27 +110,13 @@ def oneshot_frames(warper: PartWarper, poses: np.ndarray, plate: np.ndarray) -> 
         yield frame, render_pose_map(pose, size, size)
 
 
-def session_plate(
-    data: TrainingSet, camera: str, train: np.ndarray, mask_of: Callable[[int], np.ndarray]
-) -> np.ndarray:
-    """The camera's background estimated from a spread of its training frames (vision.plate)."""
-    from vision.plate import DEFAULT_MAX_FRAMES, estimate_plate, spread
-
-    size = data.camera_size(camera)
-    idx = [int(i) for i in np.flatnonzero((data.cameras == camera) & train) if data.frame_size(int(i)) == size]
-    if not idx:
-        idx = [int(i) for i in np.flatnonzero(data.cameras == camera) if data.frame_size(int(i)) == size]
-    picks = [idx[j] for j in spread(len(idx), DEFAULT_MAX_FRAMES // 2)]
-    return estimate_plate([data.frames[i] for i in picks], [mask_of(i) for i in picks]).image
-
-
 def render_oneshot(
     store: ObjectStore,
     session: str,
     data: TrainingSet,
     train: np.ndarray,
     poses: np.ndarray,
-    plate: np.ndarray | None = None,
+    plate: np.ndarray,
     *,
     mask_of: Callable[[int], np.ndarray],
     camera: str | None = None,
@@ -142,8 +128,7 @@ def render_oneshot(
     by part warping, store the MP4 at the session's oneshot.mp4 and return what was done.
 
     train: bool mask of the samples the views may come from; mask_of(i): the person mask of
-    sample i; plate: the camera's background (None: the stored one, stored_plate, else estimated
-    with session_plate); out_path: also
+    sample i; plate: the camera's background (trainer.plates.SessionPlates.quick); out_path: also
     keep the MP4 there; judge: a trainer.fidelity.DanceJudge that keeps frames as they are written."""
     from trainer.rendition import count_frames, write_video
 
@@ -163,10 +148,6 @@ def render_oneshot(
             f"one-shot video: the visitor was never seen with their {', '.join(missing)}: "
             "the dance is shown without them"
         )
-    if plate is None:
-        plate = stored_plate(store, session, camera, size)
-    if plate is None:
-        plate = session_plate(data, camera, train, mask_of)
     if (plate.shape[1], plate.shape[0]) != tuple(size):
         raise ValueError(f"the plate is {plate.shape[1]}x{plate.shape[0]}, camera {camera} is {size[0]}x{size[1]}")
     key = layout.result_key(session, VIDEO)
@@ -192,19 +173,6 @@ def is_oneshot(rendition) -> bool:
     return (rendition.metrics or {}).get("oneshot") == 1.0
 
 
-def stored_plate(store: ObjectStore, session: str, camera: str, size: tuple[int, int]) -> np.ndarray | None:
-    """The plate the trainer stored for the session's camera, else the booth's empty background,
-    when either is at the camera's size."""
-    from trainer.plates import decode_png, stored_background
-
-    data = store.get(layout.plate_key(session, camera))
-    image = decode_png(data) if data is not None else None
-    if image is not None and (image.shape[1], image.shape[0]) == tuple(size):
-        return image
-    background, _why = stored_background(store, camera, size)
-    return background
-
-
 def run_oneshot(
     settings,
     session: str,
@@ -220,13 +188,13 @@ def run_oneshot(
     OneShotError when the session cannot give one."""
     from dataset import read_manifest
     from trainer.dance import build_dance, load_reference, reference_name
-    from trainer.plates import PersonMasks
+    from trainer.plates import PersonMasks, SessionPlates
     from trainer.training_set import holdout_split, load_training_set
 
     store = ObjectStore(settings)
     manifest = read_manifest(settings, session, store=store) or {}
     name = reference_name(settings, session, reference or manifest.get("reference"))
-    ref = load_reference(settings, session, name)
+    ref = load_reference(settings, session, name, store=store)
     data = load_training_set(settings, session, store=store, expected=manifest.get("samples"))
     # The views come from the frames the trainer learns from, as in the trainer; the held-out frames
     # stay unseen so the figures of both videos are comparable.
@@ -241,7 +209,7 @@ def run_oneshot(
         data,
         train,
         dance.poses,
-        stored_plate(store, session, camera, size),
+        SessionPlates(store, session, data, masks).quick(camera, train),
         mask_of=masks.of,
         camera=camera,
         out_path=out_path,

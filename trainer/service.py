@@ -39,6 +39,7 @@ from infra.objectstore import TransientStoreError
 from infra.settings import Settings
 from schemas import DatasetReady, Rendition, TrainingProgress
 from trainer.claims import LostLease, SessionQueue, trainer_id
+from trainer.estimators import Estimators
 from trainer.job import Cancelled, Purged, TrainingJob
 from trainer.options import TrainerConfig
 
@@ -109,6 +110,8 @@ class TrainingService:
         self.transient_retries, self.retry_delay_s = transient_retries, retry_delay_s
         self.trainer: str | None = None  # this trainer's id on the claims topic, while run() runs
         self._producer = None
+        # The estimators every session's figures use, made once for the process (trainer.estimators).
+        self.estimators = Estimators.load(settings.models_dir)
 
     # --- events ---------------------------------------------------------------------------
     @property
@@ -167,7 +170,7 @@ class TrainingService:
         def publish(rendition: Rendition) -> None:
             self._publish(self.settings.topic_renditions, ready.session, rendition)
 
-        return TrainingJob(self.settings, self.config, ready, progress, publish, cancel)
+        return TrainingJob(self.settings, self.config, ready, progress, publish, cancel, self.estimators)
 
     def _fail(self, ready: DatasetReady, exc: BaseException, record: Any | None = None) -> None:
         """A permanent failure: the session ends `failed` with its reason (and a dead letter)."""

@@ -476,8 +476,11 @@ def correct_reference(
     return new_meta
 
 
-def load_reference_version(settings: Settings, name: str, version: int | None = None) -> Reference:
-    store = ObjectStore(settings)
+def load_reference_version(
+    settings: Settings, name: str, version: int | None = None, *, store: ObjectStore | None = None
+) -> Reference:
+    """Reference `name` at `version` (None: its latest), read through `store` (else a client of settings)."""
+    store = store or ObjectStore(settings)
     version = version or latest_version(settings, name, store=store)
     if version is None:
         raise FileNotFoundError(f"no reference named {name}")
@@ -501,7 +504,7 @@ def _parts_from_npz(data: bytes) -> np.ndarray:
         return npz["part_ids"]
 
 
-def load_reference_parts(settings: Settings, ref: Reference) -> np.ndarray:
+def load_reference_parts(settings: Settings, ref: Reference, *, store: ObjectStore | None = None) -> np.ndarray:
     """The reference's part maps: uint8 [T, h, w] (0 background, 1..24 parts), one per pose.
 
     Videos larger than PARTS_MAX_SIDE have them stored smaller: a map's pixel (x, y) is the
@@ -512,7 +515,8 @@ def load_reference_parts(settings: Settings, ref: Reference) -> np.ndarray:
             f"reference {ref.name} v{ref.version} has no part maps: add it again with "
             "`booth reference add --representation parts` (or pose+parts)"
         )
-    parts = _parts_from_npz(_get(ObjectStore(settings), layout.reference_file_key(ref.name, ref.version, PARTS_FILE)))
+    key = layout.reference_file_key(ref.name, ref.version, PARTS_FILE)
+    parts = _parts_from_npz(_get(store or ObjectStore(settings), key))
     if parts.ndim != 3 or len(parts) != len(ref.poses):
         raise ValueError(
             f"reference {ref.name} v{ref.version}: {PARTS_FILE} holds {parts.shape} for {len(ref.poses)} poses"
