@@ -174,3 +174,15 @@ def test_pick_model_finds_registry_names_in_a_models_folder(tmp_path):
     assert "no device" in on_cpu.reason
     with pytest.raises(models.ModelError, match="unknown model file 'nope.tflite'"):
         tflite.pick_model(tmp_path, "nope.tflite")
+
+
+def test_blazepose_lite_needs_its_own_landmark_file(blazepose_only):
+    from vision import models
+    from vision.pose import resolve_backend
+
+    models.model_path(blazepose_only, "pose_landmark_lite.tflite").unlink()
+    assert resolve_backend("blazepose", blazepose_only) == ("blazepose", blazepose_only, "")
+    with pytest.raises(BackendUnavailable, match="pose_landmark_lite.tflite"):
+        resolve_backend("blazepose", blazepose_only, "lite")
+    with pytest.raises(BackendUnavailable, match="pose_landmark_lite.tflite"):
+        load_estimator("blazepose", blazepose_only, model="lite")
