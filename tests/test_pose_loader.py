@@ -154,3 +154,35 @@ def test_auto_with_no_pose_model_at_all_names_both(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "SHARED_MODELS", tmp_path / "nowhere")
     with pytest.raises(BackendUnavailable, match="movenet_single_pose.*pose_detection.tflite"):
         load_estimator("auto", tmp_path / "empty")
+
+
+def test_pick_model_finds_registry_names_in_a_models_folder(tmp_path):
+    from vision import models
+
+    cpu_name, tpu_name = "movenet_single_pose_lightning_ptq.tflite", "movenet_single_pose_lightning_ptq_edgetpu.tflite"
+    for name in (cpu_name, tpu_name):
+        models.model_path(tmp_path, name).parent.mkdir(parents=True, exist_ok=True)
+        models.model_path(tmp_path, name).write_bytes(b"model")
+
+    def failing():
+        raise OSError("no device")
+
+    on_tpu = tflite.pick_model(tmp_path, cpu_name, tpu_name, delegate_loader=object)
+    assert (on_tpu.device, on_tpu.model_path) == ("edgetpu", tmp_path / "coral" / tpu_name)
+    on_cpu = tflite.pick_model(tmp_path, cpu_name, tpu_name, delegate_loader=failing)
+    assert (on_cpu.device, on_cpu.model_path) == ("cpu", tmp_path / "coral" / cpu_name)
+    assert "no device" in on_cpu.reason
+    with pytest.raises(models.ModelError, match="unknown model file 'nope.tflite'"):
+        tflite.pick_model(tmp_path, "nope.tflite")
+
+
+def test_blazepose_lite_needs_its_own_landmark_file(blazepose_only):
+    from vision import models
+    from vision.pose import resolve_backend
+
+    models.model_path(blazepose_only, "pose_landmark_lite.tflite").unlink()
+    assert resolve_backend("blazepose", blazepose_only) == ("blazepose", blazepose_only, "")
+    with pytest.raises(BackendUnavailable, match="pose_landmark_lite.tflite"):
+        resolve_backend("blazepose", blazepose_only, "lite")
+    with pytest.raises(BackendUnavailable, match="pose_landmark_lite.tflite"):
+        load_estimator("blazepose", blazepose_only, model="lite")

@@ -124,3 +124,46 @@ def test_decoder_outputs_map_to_image_pixels():
         )
         == 1
     )
+
+
+@needs_shared
+def test_decoder_plugin_path_keeps_the_whole_graph_or_falls_back_with_the_reason(tmp_path, monkeypatch):
+    """The plugin is tried on the whole graph once: where the runtime refuses its op the graph is
+    cut and decoded in numpy; where it loads, that interpreter is the building thread's runner."""
+    import dataclasses
+
+    from vision.parts import surgery
+    from vision.pose import tflite
+
+    real, built = tflite.make_interpreter, []
+
+    def interpreter(choice, num_threads=1, extra_delegates=()):
+        built.append((choice.model_path, extra_delegates))
+        if extra_delegates == ("refused",):
+            raise RuntimeError("Encountered unresolved custom op: PosenetDecoderOp.\nNode number 31 failed")
+        if extra_delegates == ("loads",):  # stands in for Coral's op: a graph this runtime can run
+            choice = dataclasses.replace(choice, model_path=surgery.stripped_model(choice.model_path, tmp_path)[0])
+        return real(choice, num_threads)
+
+    monkeypatch.setattr(tflite, "make_interpreter", interpreter)
+    whole = MODELS / "coral" / "posenet_mobilenet_v1_075_481_641_16_quant_decoder.tflite"
+
+    refused = load_estimator(
+        "posenet", MODELS, decoder_lib="x.so", decoder_loader=lambda lib: "refused", cache_dir=tmp_path, device="cpu"
+    )
+    assert (
+        refused.decoder == "numpy"
+        and "PosenetDecoderOp custom op not available in this TFLite runtime" in refused.decoder_reason
+    )
+    assert [extra for _, extra in built] == [("refused",), ()]
+    assert built[0][0] == whole and refused.choice.model_path == built[1][0] != whole
+    assert refused.input_size == (641, 481)
+
+    built.clear()
+    loads = load_estimator(
+        "posenet", MODELS, decoder_lib="x.so", decoder_loader=lambda lib: "loads", cache_dir=tmp_path, device="cpu"
+    )
+    assert loads.decoder == "decoder-op" and "'x.so' loaded" in loads.decoder_reason
+    assert loads.choice.model_path == whole
+    loads._runners.get()
+    assert built == [(whole, ("loads",))]  # built once, for the check and this thread's frames

@@ -79,12 +79,7 @@ class BodyPixSegmenter:
             raise BackendUnavailable(str(e)) from e
         self.mask_threshold = float(mask_threshold)
         self.multi_person = bool(multi_person)
-        choice = tflite.choose_model(
-            models.model_path(models_dir, CPU_MODEL),
-            models.model_path(models_dir, EDGETPU_MODEL),
-            device=device,
-            delegate_loader=delegate_loader,
-        )
+        choice = tflite.pick_model(models_dir, CPU_MODEL, EDGETPU_MODEL, device=device, delegate_loader=delegate_loader)
         self.device = choice.device
         self.decoder = NUMPY_DECODER
         plugin = None
@@ -110,7 +105,7 @@ class BodyPixSegmenter:
         self.nms_radius = float(nms_radius if nms_radius is not None else options.get("nms_radius", 10.0))
         self.choice = choice
         plugins = (plugin,) if plugin is not None else ()
-        self._runners = tflite.PerThread(lambda: tflite.Runner(tflite.make_interpreter(choice, num_threads, plugins)))
+        self._runners = tflite.runners(choice, num_threads, plugins)
         runner = self._runners.get()
         _, in_h, in_w, _ = runner.inputs[0]["shape"]
         self.input_size = (int(in_w), int(in_h))

@@ -21,15 +21,17 @@ log = logging.getLogger(__name__)
 _said: set[str] = set()
 
 
-def resolve_backend(backend: str, models_dir: Path | None = None) -> tuple[str, Path, str]:
+def resolve_backend(backend: str, models_dir: Path | None = None, model: str = "full") -> tuple[str, Path, str]:
     """(backend, models folder, note) for a requested backend: "auto" is MoveNet, else BlazePose
-    when MoveNet's model is missing (the note says so). Raises BackendUnavailable naming the
-    missing files and how to install them."""
+    when MoveNet's model is missing (the note says so). model: BlazePose's landmark model when
+    "blazepose" is asked for by name ("lite" needs its own file). Raises BackendUnavailable naming
+    the missing files and how to install them."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown pose backend {backend!r}; choose one of {BACKENDS}")
     chosen = "movenet" if backend == "auto" else backend
+    needs = "blazepose-lite" if backend == "blazepose" and model == "lite" else chosen
     try:
-        return chosen, models.backend_dir(chosen, models_dir), ""
+        return chosen, models.backend_dir(needs, models_dir), ""
     except models.ModelError as e:
         if backend != "auto":
             raise BackendUnavailable(str(e)) from e
@@ -54,15 +56,12 @@ def load_estimator(backend: str, models_dir: Path | None = None, num_threads: in
     options: backend keyword options (device=, resize=, model=, track=, with_mask=, resolution=, ...).
     """
     requested = backend
-    if backend == "blazepose" and options.get("model") == "lite":
-        models_dir = _blazepose_lite_dir(models_dir)
-    else:
-        backend, models_dir, note = resolve_backend(backend, models_dir)
-        if note:
-            options = {k: v for k, v in options.items() if k in ("track",)}  # MoveNet's options do not apply
-            if note not in _said:
-                _said.add(note)
-                log.warning("pose backend %r: %s", requested, note)
+    backend, models_dir, note = resolve_backend(backend, models_dir, options.get("model", "full"))
+    if note:
+        options = {k: v for k, v in options.items() if k in ("track",)}  # MoveNet's options do not apply
+        if note not in _said:
+            _said.add(note)
+            log.warning("pose backend %r: %s", requested, note)
     if backend == "movenet":
         from vision.pose.movenet import MoveNetEstimator
 
@@ -74,10 +73,3 @@ def load_estimator(backend: str, models_dir: Path | None = None, num_threads: in
     from vision.pose.posenet import PoseNetEstimator
 
     return PoseNetEstimator(models_dir, num_threads, **options)
-
-
-def _blazepose_lite_dir(models_dir: Path | None) -> Path:
-    try:
-        return models.backend_dir("blazepose-lite", models_dir)
-    except models.ModelError as e:
-        raise BackendUnavailable(str(e)) from e

@@ -20,7 +20,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vision import models
 from vision.pose import tflite
 from vision.pose.base import Estimator, Person, check_image
 from vision.pose.imaging import letterbox
@@ -158,10 +157,10 @@ class BlazePoseEstimator(Estimator):
         self.min_detection_score = float(min_detection_score)
         self.min_presence = float(min_presence)
         self.anchors = ssd_anchors()
-        det = tflite.choose_model(models.model_path(models_dir, DETECTOR_MODEL), device=tflite.CPU)
-        lm = tflite.choose_model(models.model_path(models_dir, LANDMARK_MODELS[model]), device=tflite.CPU)
-        self._detectors = tflite.PerThread(lambda: tflite.Runner(tflite.make_interpreter(det, num_threads)))
-        self._landmarkers = tflite.PerThread(lambda: tflite.Runner(tflite.make_interpreter(lm, num_threads)))
+        det = tflite.pick_model(models_dir, DETECTOR_MODEL, device=tflite.CPU)
+        lm = tflite.pick_model(models_dir, LANDMARK_MODELS[model], device=tflite.CPU)
+        self._detectors = tflite.runners(det, num_threads)
+        self._landmarkers = tflite.runners(lm, num_threads)
         n_out = self._detectors.get().outputs[0]["shape"][1]
         if n_out != len(self.anchors):
             raise ValueError(

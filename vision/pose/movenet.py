@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from vision import models
 from vision.pose import tflite
 from vision.pose.base import Estimator, Person, check_image
 from vision.pose.imaging import crop_square, fit_image
@@ -58,14 +57,11 @@ class MoveNetEstimator(Estimator):
         self.resize = resize
         self.track = track
         self.min_pose_score = float(min_pose_score)
-        self.choice = tflite.choose_model(
-            models.model_path(models_dir, CPU_MODEL),
-            models.model_path(models_dir, EDGETPU_MODEL),
-            device=device,
-            delegate_loader=delegate_loader,
+        self.choice = tflite.pick_model(
+            models_dir, CPU_MODEL, EDGETPU_MODEL, device=device, delegate_loader=delegate_loader
         )
         self.device = self.choice.device
-        self._runners = tflite.PerThread(lambda: tflite.Runner(tflite.make_interpreter(self.choice, num_threads)))
+        self._runners = tflite.runners(self.choice, num_threads)
         self._runners.get()  # fail now, not on the first frame, if the model cannot load
         self._lock = threading.Lock()
         self._crops: dict[str, _Crop] = {}

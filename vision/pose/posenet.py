@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from vision import models
 from vision.parts import decode, surgery
 from vision.pose import tflite
 from vision.pose.base import BackendUnavailable, Estimator, Person, check_image
@@ -118,22 +117,17 @@ class PoseNetEstimator(Estimator):
         delegate_loader: tflite.DelegateLoader | None = None,
         decoder_loader: Callable[[str], Any] = tflite.load_delegate_library,
     ):
-        cpu_name, tpu_name = model_names(resolution)
         self.min_pose_score = float(min_pose_score)
-        choice = tflite.choose_model(
-            models.model_path(models_dir, cpu_name),
-            models.model_path(models_dir, tpu_name),
-            device=device,
-            delegate_loader=delegate_loader,
-        )
+        choice = tflite.pick_model(models_dir, *model_names(resolution), device=device, delegate_loader=delegate_loader)
         self.device = choice.device
         plugin, self.decoder_reason = _load_plugin(decoder_lib, decoder_loader)
-        runner = None
+        runners = None
         if plugin is not None:
+            runners = tflite.runners(choice, num_threads, (plugin,))
             try:
-                runner = tflite.Runner(tflite.make_interpreter(choice, num_threads, (plugin,)))
+                runners.get()  # the whole graph, decoder op included, must load in this runtime
             except RuntimeError as e:
-                plugin = None
+                plugin, runners = None, None
                 self.decoder_reason = f"{MISSING_OP} in this TFLite runtime ({str(e).splitlines()[0]})"
         info = surgery.find_decoder(choice.model_path.read_bytes())
         if info is None:
@@ -142,19 +136,18 @@ class PoseNetEstimator(Estimator):
             )
         self.info: surgery.DecoderInfo = info
         self.decoder = WITH_DECODER if plugin is not None else NUMPY_DECODER
-        if plugin is None:
+        if runners is None:  # numpy decoding: run the graph without its decoder op
             path, self.info = surgery.stripped_model(choice.model_path, cache_dir or surgery.default_cache_dir())
             choice = dataclasses.replace(choice, model_path=path)
+            runners = tflite.runners(choice, num_threads)
         options = self.info.options
         self.stride = int(options.get("stride", 16))
         self.score_threshold = float(options.get("score_threshold", 0.2))
         self.max_detections = int(max_detections if max_detections is not None else options.get("max_detections", 20))
         self.nms_radius = float(nms_radius if nms_radius is not None else options.get("nms_radius", 10.0))
         self.choice = choice
-        plugins = (plugin,) if plugin is not None else ()
-        self._runners = tflite.PerThread(lambda: tflite.Runner(tflite.make_interpreter(choice, num_threads, plugins)))
-        if runner is None:
-            runner = self._runners.get()  # fail now, not on the first frame, if the model cannot load
+        self._runners = runners
+        runner = runners.get()  # fail now, not on the first frame, if the model cannot load
         _, in_h, in_w, _ = runner.inputs[0]["shape"]
         self.input_size = (int(in_w), int(in_h))
         log.info("posenet on %s, poses decoded by %s (%s)", self.device, self.decoder, self.decoder_reason)

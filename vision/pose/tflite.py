@@ -1,5 +1,9 @@
 """TFLite interpreter loading: which runtime, Edge TPU or CPU, one interpreter per thread.
 
+A backend names its model files once: ``pick_model(models_dir, cpu_name, edgetpu_name)`` finds
+them in the models folder and picks the device; ``runners(choice, num_threads)`` gives the
+per-thread runners of that choice.
+
 Two runtimes are accepted: ``ai_edge_litert`` (desktop, CI) and ``tflite_runtime`` (what a Coral
 board has, next to Google's pycoral). An ``_edgetpu.tflite`` model only runs with the
 ``libedgetpu`` delegate, so the device is chosen once, at the loader boundary: if the delegate
@@ -20,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from vision import models
 from vision.pose.base import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -108,6 +113,26 @@ def choose_model(
         raise BackendUnavailable(f"model file not found: {choice.model_path}")
     log.info("%s: using %s on %s (%s)", choice.model_path.stem, choice.model_path.name, choice.device, choice.reason)
     return choice
+
+
+def pick_model(
+    models_dir: Path,
+    cpu_name: str,
+    edgetpu_name: str | None = None,
+    *,
+    device: str = "auto",
+    delegate_loader: DelegateLoader | None = None,
+) -> ModelChoice:
+    """choose_model for model files of the registry (vision.models), named as they are there:
+    their paths in models_dir, then the device, as choose_model picks it."""
+    cpu_model = models.model_path(models_dir, cpu_name)
+    edgetpu_model = models.model_path(models_dir, edgetpu_name) if edgetpu_name is not None else None
+    return choose_model(cpu_model, edgetpu_model, device=device, delegate_loader=delegate_loader)
+
+
+def runners(choice: ModelChoice, num_threads: int = 1, extra_delegates: tuple = ()) -> PerThread:
+    """The chosen model's runners, one interpreter per calling thread, built on first use."""
+    return PerThread(lambda: Runner(make_interpreter(choice, num_threads, extra_delegates)))
 
 
 def make_interpreter(choice: ModelChoice, num_threads: int = 1, extra_delegates: tuple = ()) -> Any:
