@@ -257,7 +257,11 @@ def part_transforms(source: np.ndarray, target: np.ndarray) -> dict[str, np.ndar
 
 def draw_order(target: np.ndarray) -> tuple[str, ...]:
     """Far-to-near drawing order for a target pose (see the module docstring)."""
-    return FRONT_ORDER if facing(np.asarray(target, np.float32)) >= 0 else BACK_ORDER
+    return _order(facing(np.asarray(target, np.float32)))
+
+
+def _order(target_facing: float) -> tuple[str, ...]:
+    return FRONT_ORDER if target_facing >= 0 else BACK_ORDER
 
 
 @dataclass
@@ -369,21 +373,22 @@ class PartWarper:
         """Parts some view has."""
         return tuple(n for n in PARTS if any(n in v.layers for v in self.views))
 
-    def _ranked(self, target: np.ndarray) -> list[SourceView]:
-        """Views facing the target's way first (then by how frontal they are): the first one gives
-        every part it has, so a dance is drawn from one view wherever it can be (no flicker)."""
-        ft = facing(np.asarray(target, np.float32))
+    def _ranked(self, ft: float) -> list[SourceView]:
+        """Views facing the target's way (its facing ft) first, then by how frontal they are: the
+        first one gives every part it has, so a dance is drawn from one view wherever it can be (no
+        flicker)."""
         return sorted(self.views, key=lambda v: (np.sign(v.facing) != np.sign(ft) and abs(ft) > 0.3, -abs(v.facing)))
 
     def sources(self, target: np.ndarray) -> dict[str, tuple[SourceView, np.ndarray] | None]:
         """Far to near, each part the target defines: (the view that gives it, its source -> target
         affine), or None where no view has it."""
         t = _check(target)
-        ranked = self._ranked(t)
+        ft = facing(np.asarray(t, np.float32))  # once per target: it ranks the views and orders the parts
+        ranked = self._ranked(ft)
         transforms = [part_transforms(v.pose, t) for v in ranked]
         return {
             name: next(((v, tr[name]) for v, tr in zip(ranked, transforms) if name in v.layers and name in tr), None)
-            for name in draw_order(t)
+            for name in _order(ft)
             if part_defined(t, name)
         }
 
