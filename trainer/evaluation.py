@@ -38,6 +38,7 @@ from infra.settings import Settings
 from schemas import layout
 from schemas.keypoints import empty_keypoints
 from trainer.training_set import TrainingSet
+from vision.crop import person_box
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,8 @@ def version_figures(generator, framing, data: TrainingSet, test: np.ndarray, cam
     run = held_out_frames(generator, framing, data, test & (data.cameras == camera)).get(camera)
     if run is None:
         return {}
-    real, fake, _maps, _poses = run
-    boxes = person_boxes({camera: run})[camera]
-    q = frame_quality(real, fake, boxes)
+    real, fake, _maps, poses = run
+    q = frame_quality(real, fake, frame_boxes(real, poses))
     return {k: q[k] for k in VERSION_FIGURES}
 
 
@@ -211,10 +211,14 @@ def _label(image: np.ndarray, text: str, at: tuple[int, int] = (4, 14), scale: f
 
 
 def person_boxes(per_camera: dict[str, tuple]) -> dict[str, list]:
-    """Per camera: the person's box (vision.crop.person_box) in each of its held-out frames."""
-    from vision.crop import person_box
+    """Per camera: the person's box in each of its held-out frames (frame_boxes)."""
+    return {c: frame_boxes(real, poses) for c, (real, _f, _m, poses) in per_camera.items()}
 
-    return {c: [person_box(p, (r.shape[2], r.shape[1])) for p in poses] for c, (r, _f, _m, poses) in per_camera.items()}
+
+def frame_boxes(frames: np.ndarray, poses: np.ndarray) -> list:
+    """The person's box (vision.crop.person_box) of each pose [T, 17, 3] in its frame [T, H, W, 3]."""
+    h, w = frames.shape[1:3]
+    return [person_box(p, (w, h)) for p in poses]
 
 
 def sample_sheet(
