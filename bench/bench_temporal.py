@@ -17,7 +17,7 @@ alternating slices (bench.bench_person.train_alternately):
 
 Figures on the held-out frames at the camera's resolution: flicker (the generated video's mean
 frame-to-frame change in the person's box over the real video's; target <= 1.3), motion error
-(trainer.coherence_figures.motion_error: the frame-to-frame change the real video does not have,
+(trainer.pix2pix.evaluate.motion_error: the frame-to-frame change the real video does not have,
 over the real change; 0 is ideal: flicker cannot tell shimmer from motion), face-box
 SSIM/PSNR (a square of a quarter of the person crop's side on the head keypoints: about two head
 heights; its size in camera pixels is printed, it is small for the video's pedestrians), person-box
@@ -43,11 +43,10 @@ import torch
 from bench.bench_person import SHARED, Prepared, _table, _write_video, estimator, prepare, train_alternately
 from bench.footage import footage_session, photo_session
 from infra.settings import Settings
-from trainer.coherence_figures import comparison_strip, motion_error
 from trainer.coherent import CoherentPersonCentred
-from trainer.evaluation import held_out_frames
-from trainer.pix2pix.evaluate import frames_pose_error, video_quality
-from trainer.pix2pix.face import face_quality
+from trainer.evaluation import comparison_strip, held_out_frames
+from trainer.pix2pix.evaluate import frames_pose_error, motion_error, video_quality
+from trainer.pix2pix.face import face_boxes, face_quality
 from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.run import make_trainer
 from trainer.pix2pix.train import TrainConfig
@@ -103,9 +102,10 @@ def compare(p: Prepared, budget_s: float, out_dir: Path, estimate) -> list[dict]
         t0 = time.perf_counter()
         real, fake, _maps, poses = held_out_frames(generator, f, p.data, p.test)[CAMERA]
         render_fps = len(fake) / (time.perf_counter() - t0)
-        q = video_quality(real, fake, poses)
-        boxes = [person_box(q_, (real.shape[2], real.shape[1])) for q_ in poses]
-        fq = face_quality(real, fake, poses, f.face_side_px(CAMERA))
+        size = (real.shape[2], real.shape[1])
+        boxes = [person_box(q_, size) for q_ in poses]
+        q = video_quality(real, fake, poses, boxes)
+        fq = face_quality(real, fake, face_boxes(poses, f.face_side_px(CAMERA), size), f.face_side_px(CAMERA))
         rows.append(
             {
                 "session": p.session.name,
@@ -123,7 +123,8 @@ def compare(p: Prepared, budget_s: float, out_dir: Path, estimate) -> list[dict]
             continue
         shown[k] = fake
         _write_video(out_dir / f"{p.session.name}-{k}.mp4", fake)
-    strip = comparison_strip(real, shown, poses, framings["plain"].face_side_px(CAMERA))
+    faces = face_boxes(poses, framings["plain"].face_side_px(CAMERA), size)
+    strip = comparison_strip(real, shown, faces, boxes)
     cv2.imwrite(str(out_dir / f"{p.session.name}-strip.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
     return rows
 

@@ -4,15 +4,31 @@ generated frames at the camera's own resolution (whatever the framing) against t
 Figures (trainer.pix2pix.evaluate): whole-frame SSIM/PSNR ("ssim", "psnr"), person-box SSIM/PSNR
 ("box_ssim", "box_psnr": where the person is, so a perfect backdrop cannot hide a poor person),
 flicker, and pose consistency ("pose_error": MoveNet on the generated frames against the poses
-they were made for, in body sizes), and the temporal and face options' with and without
-(`with_and_without`, trainer.coherence_figures). Pictures stored with the results: samples.png (input | real |
-generated at the camera's aspect, then the person's box of each enlarged), loss.png and
-coherence.png.
+they were made for, in body sizes); a version's figures during training (`version_figures`) are
+the main camera's SSIM/PSNR ones. The person boxes are found once per held-out frame
+(`person_boxes`) and handed to every figure and picture that needs them.
+
+The temporal and face options' with and without (`with_and_without`), on the main camera's
+held-out frames, with the session's one model (a few renders, not another training):
+
+* temporal: the model rendered as it is (each frame continuing the last generated one) against the
+  same model frame by frame (each frame from a blank previous, as the first of a video): flicker
+  and motion error of each (trainer.pix2pix.evaluate.motion_error: how much the video changes
+  otherwise than the real one does; 0 = exactly as it does);
+* face: the frames with the face generator's residual against the body generator's alone:
+  SSIM/PSNR inside the face box (trainer.pix2pix.face.face_quality).
+
+Pictures stored with the results: samples.png (`sample_sheet`: input | real | generated at the
+camera's aspect, then the person's box of each enlarged), loss.png and coherence.png
+(`comparison_strip`: a few held-out frames, the face box and the person box of real | with |
+without, enlarged).
 """
 
 from __future__ import annotations
 
 import logging
+from functools import cache
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,9 +38,11 @@ from infra.settings import Settings
 from schemas import layout
 from schemas.keypoints import empty_keypoints
 from trainer.training_set import TrainingSet
+from vision.crop import person_box
 
 log = logging.getLogger(__name__)
 
+VERSION_FIGURES = ("box_psnr", "box_ssim", "psnr", "ssim")
 SAMPLE_ROWS = 4
 CELL_HEIGHT = 180
 
@@ -45,6 +63,20 @@ def held_out_frames(generator, framing, data: TrainingSet, test: np.ndarray) -> 
     return out
 
 
+def version_figures(generator, framing, data: TrainingSet, test: np.ndarray, camera: str) -> dict:
+    """The held-out figures a version carries (VERSION_FIGURES): the main camera's (`camera`)
+    whole-frame and person-box SSIM/PSNR; {} when it has no held-out frame. No flicker or pose
+    check: those wait for the final evaluation."""
+    from trainer.pix2pix.evaluate import frame_quality
+
+    run = held_out_frames(generator, framing, data, test & (data.cameras == camera)).get(camera)
+    if run is None:
+        return {}
+    real, fake, _maps, poses = run
+    q = frame_quality(real, fake, frame_boxes(real, poses))
+    return {k: q[k] for k in VERSION_FIGURES}
+
+
 def evaluate(
     settings: Settings,
     store: ObjectStore,
@@ -58,7 +90,7 @@ def evaluate(
     """The held-out figures (means over every camera's held-out frames) and the temporal and face
     options' with and without (on the main camera's); writes samples.png, loss.png and
     coherence.png with the session's results."""
-    from trainer.pix2pix.evaluate import frames_pose_error, video_quality
+    from trainer.pix2pix.evaluate import video_quality
     from trainer.pix2pix.samples import loss_curves, png_bytes
 
     per_camera = held_out_frames(generator, framing, data, test)
@@ -67,23 +99,12 @@ def evaluate(
     boxes = person_boxes(per_camera)
     figures = {c: video_quality(r, f, p, boxes[c]) for c, (r, f, _m, p) in per_camera.items()}
     out = _weighted(figures)
-    try:
-        from vision.pose import load_estimator
-
-        estimator = load_estimator("auto", settings.models_dir)
-
-        def estimate(image: np.ndarray) -> np.ndarray:
-            persons = estimator.estimate(image, key="eval")
-            return persons[0].keypoints if persons else empty_keypoints()
-
-        fakes = np.concatenate([f for _r, f, _m, _p in per_camera.values()])
-        poses = np.concatenate([p for _r, _f, _m, p in per_camera.values()])
-        out["pose_error"] = frames_pose_error(fakes, poses, estimate)
-    except Exception as exc:  # noqa: BLE001 - evaluation must not cost the visitor the video
-        log.warning("pose consistency not measured: %s", exc)
+    out.update(_pose_error(settings, session, per_camera))
     # The main camera's frames as rendered above are the options' "with": rendered once.
     camera = data.main_camera()
-    options, coherence = with_and_without(generator, framing, data, test, per_camera.get(camera), boxes.get(camera))
+    options, coherence = with_and_without(
+        generator, framing, data, test, camera, per_camera.get(camera), boxes.get(camera)
+    )
     out.update(options)
     pictures = {"samples.png": sample_sheet(per_camera, boxes=boxes)}
     if history:
@@ -95,38 +116,73 @@ def evaluate(
     return out
 
 
+@cache
+def _pose_estimator(models_dir: Path):
+    """The pose estimator of pose_error, loaded once per process (as the judge's is,
+    trainer.fidelity): "auto" with its default options, tracking per key."""
+    from vision.pose import load_estimator
+
+    return load_estimator("auto", models_dir)
+
+
+def _pose_error(settings: Settings, session: str, per_camera: dict[str, tuple]) -> dict:
+    """{"pose_error": ...} of the generated frames of every camera (in turn, as one video), or {}
+    with a warning where it cannot be measured."""
+    from trainer.pix2pix.evaluate import frames_pose_error
+
+    try:
+        estimator = _pose_estimator(settings.models_dir)
+        key = f"eval-{session}"  # this session's own tracking, forgotten after: none carried over
+
+        def estimate(image: np.ndarray) -> np.ndarray:
+            persons = estimator.estimate(image, key=key)
+            return persons[0].keypoints if persons else empty_keypoints()
+
+        fakes = np.concatenate([f for _r, f, _m, _p in per_camera.values()])
+        poses = np.concatenate([p for _r, _f, _m, p in per_camera.values()])
+        try:
+            return {"pose_error": frames_pose_error(fakes, poses, estimate)}
+        finally:
+            estimator.reset(key)
+    except Exception as exc:  # noqa: BLE001 - evaluation must not cost the visitor the video
+        log.warning("pose consistency not measured: %s", exc)
+        return {}
+
+
 def with_and_without(
-    generator, framing, data, test: np.ndarray, run: tuple | None, boxes: list | None
+    generator, framing, data, test: np.ndarray, camera: str, run: tuple | None, boxes: list | None
 ) -> tuple[dict, np.ndarray | None]:
-    """(figures, picture or None) for a CoherentPersonCentred framing's options on the main
-    camera's held-out frames; run: those frames as the session's model renders them (real,
-    generated, input maps, poses: held_out_frames) and their person boxes, None where there are none.
-    ({}, None) when neither option is on."""
-    from trainer.coherence_figures import comparison_strip, motion_error
-    from trainer.pix2pix.evaluate import flicker
-    from trainer.pix2pix.face import face_quality
+    """(figures, picture or None) for a CoherentPersonCentred framing's options (module doc) on
+    the main camera's (`camera`) held-out frames; run: those frames as the session's model renders
+    them (real, generated, input maps, poses: held_out_frames) and boxes their person boxes, None
+    where there are none. ({}, None) when neither option is on."""
+    from trainer.pix2pix.evaluate import flicker, motion_error
+    from trainer.pix2pix.face import face_boxes, face_quality
 
     if not (getattr(framing, "temporal", False) or getattr(framing, "face", False)) or run is None or boxes is None:
         return {}, None
-    camera = data.main_camera()
     real, fake, _maps, poses = run
+    main = test & (data.cameras == camera)
+    # The "without"s: the same model on the same frames, rendered without the option.
     shown = {"with": fake}
+    if framing.temporal:
+        shown["frame by frame"] = held_out_frames(generator, framing.frame_by_frame(), data, main)[camera][1]
+    if framing.face:
+        shown["no face"] = held_out_frames(getattr(generator, "body", generator), framing, data, main)[camera][1]
     out: dict = {}
     if framing.temporal:
-        alone = held_out_frames(generator, framing.frame_by_frame(), data, test & (data.cameras == camera))
-        shown["frame by frame"] = alone[camera][1]
+        alone = shown["frame by frame"]
         out["flicker_sequential"] = flicker(real, fake, boxes)
-        out["flicker_frame_by_frame"] = flicker(real, shown["frame by frame"], boxes)
+        out["flicker_frame_by_frame"] = flicker(real, alone, boxes)
         out["motion_error_sequential"] = motion_error(real, fake, boxes)
-        out["motion_error_frame_by_frame"] = motion_error(real, shown["frame by frame"], boxes)
+        out["motion_error_frame_by_frame"] = motion_error(real, alone, boxes)
+    side = framing.face_side_px(camera)
+    faces = face_boxes(poses, side, (real.shape[2], real.shape[1]))
     if framing.face:
-        side = framing.face_side_px(camera)
-        body = getattr(generator, "body", generator)
-        shown["no face"] = held_out_frames(body, framing, data, test & (data.cameras == camera))[camera][1]
-        out.update(face_quality(real, fake, poses, side))
-        without = face_quality(real, shown["no face"], poses, side)
+        out.update(face_quality(real, fake, faces, side))
+        without = face_quality(real, shown["no face"], faces, side)
         out.update(face_ssim_without=without["face_ssim"], face_psnr_without=without["face_psnr"])
-    return out, comparison_strip(real, shown, poses, framing.face_side_px(camera))
+    return out, comparison_strip(real, shown, faces, boxes)
 
 
 def _weighted(figures: dict[str, dict]) -> dict:
@@ -147,18 +203,22 @@ def _cell(image: np.ndarray, height: int = CELL_HEIGHT) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interp)
 
 
-def _label(image: np.ndarray, text: str) -> np.ndarray:
+def _label(image: np.ndarray, text: str, at: tuple[int, int] = (4, 14), scale: float = 0.42) -> np.ndarray:
     out = image.copy()
     for colour, weight in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, colour, weight, cv2.LINE_AA)
+        cv2.putText(out, text, at, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, weight, cv2.LINE_AA)
     return out
 
 
 def person_boxes(per_camera: dict[str, tuple]) -> dict[str, list]:
-    """Per camera: the person's box (vision.crop.person_box) in each of its held-out frames."""
-    from vision.crop import person_box
+    """Per camera: the person's box in each of its held-out frames (frame_boxes)."""
+    return {c: frame_boxes(real, poses) for c, (real, _f, _m, poses) in per_camera.items()}
 
-    return {c: [person_box(p, (r.shape[2], r.shape[1])) for p in poses] for c, (r, _f, _m, poses) in per_camera.items()}
+
+def frame_boxes(frames: np.ndarray, poses: np.ndarray) -> list:
+    """The person's box (vision.crop.person_box) of each pose [T, 17, 3] in its frame [T, H, W, 3]."""
+    h, w = frames.shape[1:3]
+    return [person_box(p, (w, h)) for p in poses]
 
 
 def sample_sheet(
@@ -182,3 +242,20 @@ def sample_sheet(
     width = max(line.shape[1] for line in lines)
     padded = [np.pad(line, ((0, 4), (0, width - line.shape[1]), (0, 0)), constant_values=24) for line in lines]
     return np.concatenate(padded, axis=0)
+
+
+def comparison_strip(real: np.ndarray, fakes: dict[str, np.ndarray], faces: list, boxes: list) -> np.ndarray:
+    """RGB picture: three held-out frames, one row each: the face box (`faces`: face_boxes) of the
+    real frame and of each of `fakes` (name -> frames, as real), enlarged, then their person boxes
+    (`boxes`: person_boxes); the whole frame where a frame has no box."""
+    rows = []
+    h, w = real.shape[1:3]
+    for t in np.unique(np.linspace(0, len(real) - 1, 3).round().astype(int)):
+        cells = []
+        for box, cell in ((faces[t], (120, 120)), (boxes[t], (80, 120))):
+            x0, y0, x1, y1 = box if box is not None else (0, 0, w, h)
+            for name, img in (("real", real[t]), *((k, v[t]) for k, v in fakes.items())):
+                zoom = cv2.resize(np.ascontiguousarray(img[y0:y1, x0:x1]), cell, interpolation=cv2.INTER_NEAREST)
+                cells.append(np.pad(_label(zoom, name, (3, 12), 0.35), ((0, 2), (0, 2), (0, 0)), constant_values=24))
+        rows.append(np.concatenate(cells, axis=1))
+    return np.concatenate(rows, axis=0)

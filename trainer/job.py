@@ -560,8 +560,7 @@ class TrainingJob:
     def _stage_version(self, stage, loaded: Loaded, framed: Framed) -> Rendition:
         """A version from the generator as training stands (trainer.progressive): the dance rendered,
         its held-out figures measured (no pose check: that waits for the final evaluation)."""
-        from trainer.evaluation import held_out_frames
-        from trainer.pix2pix.evaluate import video_quality
+        from trainer.evaluation import version_figures
 
         self.progress("training", stage.step, stage.step, message=f"rendering a version at step {stage.step}")
         generator, framing, data, camera = stage.generator, framed.framing, loaded.data, loaded.camera
@@ -569,11 +568,7 @@ class TrainingJob:
         # step_seconds: time in training steps alone (train_seconds also holds set-up and earlier versions).
         step_seconds = sum(h.get("step_s", 0.0) for h in stage.history)
         figures: dict = {"steps": stage.step, "train_seconds": stage.elapsed_s, "step_seconds": step_seconds}
-        cams = held_out_frames(generator, framing, data, loaded.test & (data.cameras == camera))  # the main camera's
-        if camera in cams:
-            real, fake, _maps, poses = cams[camera]
-            q = video_quality(real, fake, poses)
-            figures.update({k: q[k] for k in ("box_psnr", "box_ssim", "psnr", "ssim")})
+        figures.update(version_figures(generator, framing, data, loaded.test, camera))
         figures["base_version"] = int(self.base_name.split("v")[-1]) if self.base_name else 0
         with tempfile.TemporaryDirectory(prefix="booth-version-") as tmp:
             out = Path(tmp) / "rendition.mp4"

@@ -7,7 +7,9 @@
   to the frame: where the generator's work is, whatever the backdrop's share of the picture), and
   flicker: the mean frame-to-frame change of the generated video inside the person's box over
   the real video's (1 = as lively as the real one; well above 1 = flicker; below 1 = too still,
-  e.g. a blurred average person).
+  e.g. a blurred average person). Motion error (`motion_error`), measured in the same boxes, is
+  the change the real video does not have: flicker alone cannot tell shimmer from motion (a
+  blurred video that shimmers can change as much from frame to frame as the real one).
 * Pose consistency: estimate the pose on each generated frame with any `estimate(image) ->
   [17, 3]` callable and measure how far the keypoints land from the pose that was rendered,
   normalized by the body's size (the diagonal of the input pose's bounding box), over keypoints
@@ -119,36 +121,45 @@ def pose_consistency(
     }
 
 
+def _pair_boxes(boxes: list, n: int):
+    """(t, (x0, y0, x1, y1)) for each pair of consecutive frames t, t + 1 (of n) that both have a
+    person box: the union of the two boxes, where a frame-to-frame change is measured."""
+    for t in range(n - 1):
+        b0, b1 = boxes[t], boxes[t + 1]
+        if b0 is not None and b1 is not None:
+            yield t, (min(b0[0], b1[0]), min(b0[1], b1[1]), max(b0[2], b1[2]), max(b0[3], b1[3]))
+
+
 def flicker(reals: np.ndarray, fakes: np.ndarray, boxes: list) -> float:
     """Mean |fake[t+1] - fake[t]| over mean |real[t+1] - real[t]|, each inside the union of the two
     frames' person boxes (None boxes skip the pair); NaN with fewer than two frames."""
     num = den = 0.0
     pairs = 0
-    for t in range(len(reals) - 1):
-        b0, b1 = boxes[t], boxes[t + 1]
-        if b0 is None or b1 is None:
-            continue
-        x0, y0, x1, y1 = min(b0[0], b1[0]), min(b0[1], b1[1]), max(b0[2], b1[2]), max(b0[3], b1[3])
+    for t, (x0, y0, x1, y1) in _pair_boxes(boxes, len(reals)):
         g = np.abs(fakes[t + 1, y0:y1, x0:x1].astype(np.float32) - fakes[t, y0:y1, x0:x1])
         r = np.abs(reals[t + 1, y0:y1, x0:x1].astype(np.float32) - reals[t, y0:y1, x0:x1])
         num, den, pairs = num + float(g.mean()), den + float(r.mean()), pairs + 1
     return num / den if pairs and den > 0 else float("nan")
 
 
-def video_quality(
-    reals: np.ndarray, fakes: np.ndarray, poses: np.ndarray, boxes: list | None = None
-) -> dict[str, float]:
-    """Whole-frame and person-box SSIM/PSNR (means over frames) and flicker of generated frames
-    against the real ones, all uint8 [T, H, W, 3] at the camera's resolution; poses [T, 17, 3] are
-    the real frames' (they place the person boxes; `boxes`: those boxes where the caller has them
-    already). Frames whose pose gives no box count in the whole-frame figures only."""
-    reals, fakes = np.asarray(reals), np.asarray(fakes)
-    if reals.shape != fakes.shape or reals.ndim != 4 or len(reals) == 0:
-        raise ValueError(
-            f"need real and generated frames [T, H, W, 3] of one shape, got {reals.shape} and {fakes.shape}"
-        )
-    h, w = reals.shape[1:3]
-    boxes = boxes if boxes is not None else [person_box(p, (w, h)) for p in poses]
+def motion_error(reals: np.ndarray, fakes: np.ndarray, boxes: list) -> float:
+    """Mean |(fake[t+1] - fake[t]) - (real[t+1] - real[t])| over mean |real[t+1] - real[t]|, each
+    inside the union of the two frames' person boxes (None boxes skip the pair): the generated
+    video's change from frame to frame that the real video does not have (shimmer, wobble, lag),
+    relative to the real change; NaN with fewer than two boxed frames."""
+    num = den = 0.0
+    for t, (x0, y0, x1, y1) in _pair_boxes(boxes, len(reals)):
+        r = reals[t + 1, y0:y1, x0:x1].astype(np.float32) - reals[t, y0:y1, x0:x1]
+        g = fakes[t + 1, y0:y1, x0:x1].astype(np.float32) - fakes[t, y0:y1, x0:x1]
+        num, den = num + float(np.abs(g - r).mean()), den + float(np.abs(r).mean())
+    return num / den if den > 0 else float("nan")
+
+
+def frame_quality(reals: np.ndarray, fakes: np.ndarray, boxes: list) -> dict[str, float]:
+    """Whole-frame and person-box SSIM/PSNR (means over frames) of generated frames against the
+    real ones, all uint8 [T, H, W, 3] at the camera's resolution; boxes: the real frames' person
+    boxes (vision.crop.person_box). Frames without a box count in the whole-frame figures only."""
+    reals, fakes = _video_pair(reals, fakes)
     whole = np.array([image_metrics(r, f) for r, f in zip(reals, fakes)])
     inbox = [
         image_metrics(r[b[1] : b[3], b[0] : b[2]], f[b[1] : b[3], b[0] : b[2]])
@@ -161,10 +172,30 @@ def video_quality(
         "psnr": float(whole[:, 1].mean()),
         "box_ssim": float(box[:, 0].mean()),
         "box_psnr": float(box[:, 1].mean()),
-        "flicker": flicker(reals, fakes, boxes),
         "frames": len(reals),
         "box_frames": len(inbox),
     }
+
+
+def video_quality(
+    reals: np.ndarray, fakes: np.ndarray, poses: np.ndarray, boxes: list | None = None
+) -> dict[str, float]:
+    """frame_quality and flicker of generated frames against the real ones; poses [T, 17, 3] are
+    the real frames' (they place the person boxes; `boxes`: those boxes where the caller has them
+    already)."""
+    reals, fakes = _video_pair(reals, fakes)
+    h, w = reals.shape[1:3]
+    boxes = boxes if boxes is not None else [person_box(p, (w, h)) for p in poses]
+    return {**frame_quality(reals, fakes, boxes), "flicker": flicker(reals, fakes, boxes)}
+
+
+def _video_pair(reals: np.ndarray, fakes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    reals, fakes = np.asarray(reals), np.asarray(fakes)
+    if reals.shape != fakes.shape or reals.ndim != 4 or len(reals) == 0:
+        raise ValueError(
+            f"need real and generated frames [T, H, W, 3] of one shape, got {reals.shape} and {fakes.shape}"
+        )
+    return reals, fakes
 
 
 def frames_pose_error(

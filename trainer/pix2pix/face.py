@@ -72,6 +72,11 @@ def face_box(pose: np.ndarray, side: float, frame_size: tuple[int, int]) -> tupl
     return (x0, y0, x1, y1) if min(x1 - x0, y1 - y0) >= 3 else None
 
 
+def face_boxes(poses: np.ndarray, side: float, frame_size: tuple[int, int]) -> list:
+    """face_box of each pose [T, 17, 3] of a video of frame_size (W, H)."""
+    return [face_box(p, side, frame_size) for p in poses]
+
+
 def face_nets(crop_size: int) -> tuple[NetConfig, UNetGenerator, PatchDiscriminator]:
     """(config, generator, discriminator) of the face pair for a person crop: input = the pose map
     and the body's person layer in the box (6 channels), output = a residual (3 channels)."""
@@ -154,21 +159,20 @@ class FaceRefined(nn.Module):
         return self.body(x)
 
 
-def face_quality(reals: np.ndarray, fakes: np.ndarray, poses: np.ndarray, side: float) -> dict[str, float]:
-    """Mean SSIM/PSNR inside the face box (face_box, `side` in the frames' pixels) of generated
-    frames against the real ones (uint8 [T, H, W, 3]; poses [T, 17, 3] the real frames'):
+def face_quality(reals: np.ndarray, fakes: np.ndarray, boxes: list, side: float) -> dict[str, float]:
+    """Mean SSIM/PSNR inside the face boxes (face_boxes of the real frames' poses, `side` in the
+    frames' pixels) of generated frames against the real ones (uint8 [T, H, W, 3]):
     {"face_ssim", "face_psnr", "face_frames", "face_px"}; NaN figures when no frame has a box."""
     from trainer.pix2pix.evaluate import image_metrics
 
     reals, fakes = np.asarray(reals), np.asarray(fakes)
     if reals.shape != fakes.shape or reals.ndim != 4:
         raise ValueError(f"need real and generated frames [T, H, W, 3] of one shape, got {reals.shape}, {fakes.shape}")
-    h, w = reals.shape[1:3]
-    scores = []
-    for r, f, p in zip(reals, fakes, poses):
-        b = face_box(p, side, (w, h))
-        if b is not None:
-            scores.append(image_metrics(r[b[1] : b[3], b[0] : b[2]], f[b[1] : b[3], b[0] : b[2]]))
+    scores = [
+        image_metrics(r[b[1] : b[3], b[0] : b[2]], f[b[1] : b[3], b[0] : b[2]])
+        for r, f, b in zip(reals, fakes, boxes)
+        if b is not None
+    ]
     s = np.array(scores) if scores else np.full((1, 2), np.nan)
     return {
         "face_ssim": float(s[:, 0].mean()),
