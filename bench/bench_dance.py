@@ -204,7 +204,7 @@ def run_session(
         flush=True,
     )
     candidates = np.flatnonzero(train)
-    views, _chosen = choose_views(data, candidates, lambda i: p.masks[i])
+    views, _chosen = choose_views(data, candidates, (w, h), lambda i: p.masks[i])
     warper = PartWarper(views)
     arms = {
         kind: p.person if kind == "pose" else warp_framing(kind).from_person(p.person, data, train, p.masks)

@@ -82,7 +82,7 @@ def oneshot_arm(p: Prepared) -> tuple[PartWarper, list[int], float]:
     """(the warper, its views, seconds to choose and cut them) from the training frames."""
     started = time.perf_counter()
     train = np.flatnonzero(p.train)
-    views, chosen = choose_views(p.data, train, lambda i: p.masks[i])
+    views, chosen = choose_views(p.data, train, p.data.frame_size(int(train[0])), lambda i: p.masks[i])
     return PartWarper(views), chosen, time.perf_counter() - started
 
 
@@ -105,7 +105,8 @@ def dance_seconds(p: Prepared, models_dir: Path | None) -> tuple[float, float]:
             masks[i] = masker.mask(p.data.frames[i], p.data.poses[i])
         return masks[i]
 
-    views, _chosen = choose_views(p.data, np.flatnonzero(p.train), mask_of)
+    train = np.flatnonzero(p.train)
+    views, _chosen = choose_views(p.data, train, p.data.frame_size(int(train[0])), mask_of)
     plate = session_plate(p.data, CAMERA, p.train, mask_of)
     judge = DanceJudge(poses, "blazepose", models_dir)  # the session's poses are BlazePose's here
     with tempfile.TemporaryDirectory() as tmp:

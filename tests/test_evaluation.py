@@ -5,7 +5,6 @@ against the final evaluation's, the options' comparison picture, and the pose ch
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -100,7 +99,7 @@ def _walking(dx: float, n: int = 5) -> np.ndarray:
 
 
 @pytest.mark.skipif(not (SHARED / "models").is_dir(), reason=f"shared folder absent: {SHARED}")
-def test_the_pose_check_loads_its_estimator_once_and_tracks_each_session_afresh():
+def test_one_pose_check_estimator_serves_every_session_each_tracked_afresh():
     from vision.pose import load_estimator
 
     models = SHARED / "models"
@@ -118,11 +117,12 @@ def test_the_pose_check_loads_its_estimator_once_and_tracks_each_session_afresh(
 
         return frames_pose_error(frames, poses, estimate)
 
-    settings = SimpleNamespace(models_dir=models)
+    shared = evaluation.held_out_estimator(models)  # the trainer process's one (trainer.estimators)
     measured = [
-        evaluation._pose_error(settings, session, {"cam0": (None, frames, None, poses)})["pose_error"]
+        evaluation._pose_error(shared, session, {"cam0": (None, frames, None, poses)})["pose_error"]
         for session, frames in (("one", first), ("two", second), ("one", second))
     ]
     assert measured == [fresh(first), fresh(second), fresh(second)]
     assert 0 < measured[1] < 0.1
-    assert evaluation._pose_estimator(models) is evaluation._pose_estimator(models)
+    # One that could not be made: no figure, and the evaluation goes on.
+    assert evaluation._pose_error(OSError("no model"), "one", {"cam0": (None, first, None, poses)}) == {}

@@ -1,9 +1,10 @@
 """The pose estimators a trainer process lends every session, made once when the process starts
 (trainer.service): models belong to the process, as its broker connection does, and a session's
 job only uses them. They are the dance's judges (trainer.fidelity.judge_estimator: BlazePose, and
-MoveNet for the sessions BlazePose drew) and the held-out figures' ("auto", tracking each
-session under its own key: trainer.evaluation). One that cannot be made is kept as the exception it failed with, so each
-figure it would give is left out with that reason, as before (a missing model never stops a job).
+MoveNet for the sessions BlazePose drew) and the held-out pose check's (trainer.evaluation.
+held_out_estimator: each session tracks under its own key). One that cannot be made is kept as
+the exception it failed with, so each figure it would give is left out with that reason, as
+before (a missing model never stops a job).
 
     estimators = Estimators.load(settings.models_dir)
     estimators.judge("blazepose")   # an estimator, or the exception it could not be made with
@@ -28,8 +29,8 @@ class Estimators:
     @classmethod
     def load(cls, models_dir: str | Path | None) -> Estimators:
         """Every estimator the sessions use, from models_dir (vision.models; ../shared/models the fallback)."""
+        from trainer.evaluation import held_out_estimator
         from trainer.fidelity import judge_estimator
-        from vision.pose import load_estimator
 
         judges: dict[str, object] = {}
         for backend in JUDGES:
@@ -39,7 +40,7 @@ class Estimators:
                 log.warning("the dance judge %s cannot load (%s): videos it would judge go without", backend, exc)
                 judges[backend] = exc
         try:
-            held_out: object = load_estimator("auto", Path(models_dir) if models_dir else None)
+            held_out: object = held_out_estimator(Path(models_dir) if models_dir else None)
         except Exception as exc:  # noqa: BLE001 - kept: metrics.json goes without the pose figure
             log.warning("the held-out pose estimator cannot load (%s): no pose error in the figures", exc)
             held_out = exc

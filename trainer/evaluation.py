@@ -27,14 +27,12 @@ without, enlarged).
 from __future__ import annotations
 
 import logging
-from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from infra.objectstore import ObjectStore
-from infra.settings import Settings
 from schemas import layout
 from schemas.keypoints import empty_keypoints
 from trainer.training_set import TrainingSet
@@ -78,7 +76,6 @@ def version_figures(generator, framing, data: TrainingSet, test: np.ndarray, cam
 
 
 def evaluate(
-    settings: Settings,
     store: ObjectStore,
     session: str,
     generator,
@@ -86,10 +83,12 @@ def evaluate(
     data: TrainingSet,
     test: np.ndarray,
     history: list[dict],
+    estimator,
 ) -> dict:
     """The held-out figures (means over every camera's held-out frames) and the temporal and face
     options' with and without (on the main camera's); writes samples.png, loss.png and
-    coherence.png with the session's results."""
+    coherence.png with the session's results. estimator: the pose check's (held_out_estimator,
+    made once per trainer process: trainer.estimators), or the exception it could not be made with."""
     from trainer.pix2pix.evaluate import video_quality
     from trainer.pix2pix.samples import loss_curves, png_bytes
 
@@ -99,7 +98,7 @@ def evaluate(
     boxes = person_boxes(per_camera)
     figures = {c: video_quality(r, f, p, boxes[c]) for c, (r, f, _m, p) in per_camera.items()}
     out = _weighted(figures)
-    out.update(_pose_error(settings, session, per_camera))
+    out.update(_pose_error(estimator, session, per_camera))
     # The main camera's frames as rendered above are the options' "with": rendered once.
     camera = data.main_camera()
     options, coherence = with_and_without(
@@ -116,22 +115,23 @@ def evaluate(
     return out
 
 
-@cache
-def _pose_estimator(models_dir: Path):
-    """The pose estimator of pose_error, loaded once per process (as the judge's is,
-    trainer.fidelity): "auto" with its default options, tracking per key."""
+def held_out_estimator(models_dir: Path | None):
+    """The pose check's estimator (pose_error): "auto" with its default options, tracking per key;
+    one serves every session of a process (each tracks under its own key)."""
     from vision.pose import load_estimator
 
     return load_estimator("auto", models_dir)
 
 
-def _pose_error(settings: Settings, session: str, per_camera: dict[str, tuple]) -> dict:
+def _pose_error(estimator, session: str, per_camera: dict[str, tuple]) -> dict:
     """{"pose_error": ...} of the generated frames of every camera (in turn, as one video), or {}
-    with a warning where it cannot be measured."""
+    with a warning where it cannot be measured (estimator: an exception, it could not be made)."""
     from trainer.pix2pix.evaluate import frames_pose_error
 
+    if isinstance(estimator, Exception):
+        log.warning("pose consistency not measured: %s", estimator)
+        return {}
     try:
-        estimator = _pose_estimator(settings.models_dir)
         key = f"eval-{session}"  # this session's own tracking, forgotten after: none carried over
 
         def estimate(image: np.ndarray) -> np.ndarray:

@@ -271,8 +271,9 @@ class TrainingJob:
 
         result, data, test = trained.result, loaded.data, loaded.test
         self.progress("evaluating", result.step, result.step, message="held-out frames: SSIM, PSNR, pose, flicker")
+        generator, framing, estimator = result.generator, framed.framing, self.estimators.held_out
         results = evaluation.evaluate(
-            self.settings, self.store, self.session, result.generator, framed.framing, data, test, result.history
+            self.store, self.session, generator, framing, data, test, result.history, estimator
         )
         results.update(self._record(loaded, framed, trained))
         return results

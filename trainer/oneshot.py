@@ -72,15 +72,15 @@ def _pose_only_area(pose: np.ndarray) -> float:
 def choose_views(
     data: TrainingSet,
     candidates: np.ndarray,
+    size: tuple[int, int],
     mask_of: Callable[[int], np.ndarray],
     k: int = MAX_VIEWS,
 ) -> tuple[list[SourceView], list[int]]:
-    """(source views, their sample indices): the CANDIDATES frames best by pose alone, then by
-    vision.warp.select_views with their real person masks."""
+    """(source views, their sample indices) among the candidates, frames of `size` (width, height):
+    the CANDIDATES best by pose alone, then by vision.warp.select_views with their real person masks."""
     idx = np.asarray(candidates)
     if not len(idx):
         return [], []
-    size = data.frame_size(int(idx[0]))
     rough = select_views(data.poses[idx], [_pose_only_area(p) for p in data.poses[idx]], size, k=CANDIDATES, spacing=3)
     picked = idx[rough]
     masks = {int(i): mask_of(int(i)) for i in picked}
@@ -119,7 +119,7 @@ def render_oneshot(
     plate: np.ndarray,
     *,
     mask_of: Callable[[int], np.ndarray],
-    camera: str | None = None,
+    camera: str,
     out_path: Path | None = None,
     progress: bool = False,
     judge=None,
@@ -133,11 +133,10 @@ def render_oneshot(
     from trainer.rendition import count_frames, write_video
 
     started = time.monotonic()
-    camera = camera or data.main_camera()
     size = data.camera_size(camera)
     candidates = np.flatnonzero((data.cameras == camera) & train)
     candidates = np.array([i for i in candidates if data.frame_size(int(i)) == size], int)
-    views, chosen = choose_views(data, candidates, mask_of)
+    views, chosen = choose_views(data, candidates, size, mask_of)
     if not views:
         raise OneShotError(f"session {session}: no frame of camera {camera} shows enough of the person to take from")
     warper = PartWarper(views)
