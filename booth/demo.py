@@ -421,6 +421,7 @@ class Demo:
         from trainer.pix2pix.evaluate import video_quality
         from trainer.pix2pix.run import make_trainer
         from trainer.pix2pix.train import TrainConfig
+        from trainer.plates import PersonMasks, SessionPlates
         from trainer.training_set import holdout_split, load_training_set
 
         store = ObjectStore(self.settings)
@@ -436,7 +437,8 @@ class Demo:
         split = holdout_split(data.cameras, data.seqs, poses=data.poses)
         # The session's own recipe (its options), so that only the start differs.
         config = TrainerConfig(crop_size=self.o.resolution, **self._options())
-        framed = choose_framing(store, session, data, split.train, "pose", config, "cpu", self.settings.models_dir)
+        plates = SessionPlates(store, session, data, PersonMasks(data, config.person_masks, self.settings.models_dir))
+        framed = choose_framing(data, split.train, "pose", config, "cpu", plates)
         framing = framed.framing
         samples = framing.training_samples(data, np.flatnonzero(split.train), framed.masks)
         net, inputs = recipe(framing)

@@ -113,6 +113,11 @@ def test_a_visitor_never_seen_whole_gets_what_was_seen_and_the_rest_named():
     out, missing = PartWarper([view]).render(full[1], plate)
     assert sorted(missing) == sorted(["left thigh", "left shin", "right thigh", "right shin"])
     assert out.shape == plate.shape and (out != plate).any()  # the upper body is drawn
+    # Named before the dance is drawn: the parts it shows that no view has, none where it hides them.
+    legless = full.copy()
+    legless[:, legs, 2] = 0.0
+    assert sorted(PartWarper([view]).missing_parts(full)) == sorted(missing)
+    assert PartWarper([view]).missing_parts(legless) == []
 
     nobody = np.zeros_like(full[0])  # no keypoint at all: nothing to draw, nothing raised
     out, missing = PartWarper([SourceView.build(frame, mask, nobody)]).render(full[1], plate)

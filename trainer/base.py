@@ -113,6 +113,7 @@ def build_base_on(
     from trainer.pix2pix.evaluate import video_quality
     from trainer.pix2pix.run import train_base as run
     from trainer.pix2pix.train import pick_device
+    from trainer.plates import PersonMasks, SessionPlates
     from trainer.training_set import holdout_split
 
     config = config or TrainerConfig()
@@ -125,7 +126,8 @@ def build_base_on(
         poses = data.poses if config.holdout == "novel" else None
         split = holdout_split(data.cameras, data.seqs, config.holdout_fraction, config.holdout_gap, poses=poses)
         # As the trainer frames the session (its masks, plate and crop size).
-        framed = choose_framing(store, s, data, split.train, representation, config, device, settings.models_dir)
+        plates = SessionPlates(store, s, data, PersonMasks(data, config.person_masks, settings.models_dir))
+        framed = choose_framing(data, split.train, representation, config, device, plates)
         notes += [f"{s}: {w}" for w in framed.warnings]
         framings[s] = framed.framing
         parts.append(framed.framing.training_samples(data, np.flatnonzero(split.train), framed.masks))

@@ -39,17 +39,14 @@ def reference_name(settings: Settings, session: str, named: str | None, fallback
     return name
 
 
-def load_reference(
-    settings: Settings, session: str, name: str, representation: str = "pose", *, store: ObjectStore | None = None
-):
-    """The latest version of reference `name`, checked for what this session needs; read through
-    `store` where the caller has one (else a client of settings)."""
+def load_reference(store: ObjectStore, session: str, name: str, representation: str = "pose"):
+    """The latest version of reference `name`, read through `store`, checked for what this session needs."""
     from dataset.representation import needs_parts
-    from trainer.references import load_reference_version
+    from trainer.references import read_reference
     from trainer.references.store import PARTS_FILE
 
     try:
-        ref = load_reference_version(settings, name, store=store)
+        ref = read_reference(store, name)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         raise ReferenceUnavailable(f"session {session}: reference dance {name!r} cannot be loaded: {exc}") from exc
     if needs_parts(representation) and PARTS_FILE not in ref.meta.get("files", {}):
@@ -61,7 +58,7 @@ def load_reference(
 
 
 def build_dance(
-    settings: Settings,
+    store: ObjectStore,
     ref,
     name: str,
     target_poses: np.ndarray,
@@ -69,15 +66,13 @@ def build_dance(
     size: int,
     representation: str = "pose",
     max_frames: int | None = None,
-    *,
-    store: ObjectStore | None = None,
 ) -> Dance:
     """The reference dance `ref` placed on the visitor (target_poses, in frames of src_size), with
-    its part maps where the representation needs them (read through `store`, else a client of
-    settings); a visitor whose feet are never seen gets it placed by the body, said in its note."""
+    its part maps where the representation needs them (read through `store`); a visitor whose feet
+    are never seen gets it placed by the body, said in its note."""
     from dataset.representation import needs_parts
     from trainer.normalize import fit_body_normalizer, fit_normalizer
-    from trainer.references import load_reference_parts
+    from trainer.references import read_reference_parts
 
     ref_poses = ref.poses[:max_frames] if max_frames else ref.poses
     note = ""
@@ -91,7 +86,7 @@ def build_dance(
     poses = np.stack([normalizer.apply(p) for p in ref_poses])
     maps = None
     if needs_parts(representation):
-        parts = load_reference_parts(settings, ref, store=store)[: len(ref_poses)]
+        parts = read_reference_parts(store, ref)[: len(ref_poses)]
         maps = ReferenceMaps(representation, parts, ref_poses, ref.src_size, poses, src_size, size)
     return Dance(name, ref, poses, maps, note)
 

@@ -18,7 +18,6 @@ from functools import cached_property
 
 import numpy as np
 
-from infra.objectstore import ObjectStore
 from trainer.framing import DEFAULT_STYLES, WholeFrame
 from trainer.options import TrainerConfig
 from trainer.plates import PersonMasks, SessionPlates
@@ -44,24 +43,20 @@ class Framed:
 
 
 def choose_framing(
-    store: ObjectStore,
-    session: str,
     data: TrainingSet,
     train: np.ndarray,
     representation: str,
     config: TrainerConfig,
     device: str,
-    models_dir,
+    plates: SessionPlates,
     conditioning: str | None = None,
-    plates: SessionPlates | None = None,
     progress: Callable[..., None] = lambda *a, **k: None,
 ) -> Framed:
     """Frame one person's session: train, the training samples (bool per sample); device, the type
-    ("cuda" gets a 512 crop by default, else 256); conditioning, None for the config's choice
-    (trainer.warp_framing.chosen_conditioning); plates, the session's plates and person masks as
-    made so far (trainer.plates.SessionPlates: completed here), else made here with the config's
-    masker;
-    progress, the job's (phase, step, total, message=...)."""
+    ("cuda" gets a 512 crop by default, else 256); plates, the session's plates and person masks
+    as made so far (trainer.plates.SessionPlates: completed here); conditioning, None for the
+    config's choice (trainer.warp_framing.chosen_conditioning); progress, the job's (phase, step,
+    total, message=...)."""
     from trainer.warp_framing import chosen_conditioning
 
     cfg = config
@@ -71,7 +66,7 @@ def choose_framing(
         kind = "person" if representation == "pose" else "whole"
     if kind == "person" and representation != "pose":
         raise DatasetError(
-            f"session {session} is in the {representation!r} representation: person-centred generation "
+            f"session {plates.session} is in the {representation!r} representation: person-centred generation "
             "draws pose maps in the crop, so it needs the 'pose' representation (or train with framing whole)"
         )
     sizes = {c: data.camera_size(c) for c in data.camera_names()}
@@ -87,8 +82,6 @@ def choose_framing(
         if cfg.temporal or cfg.face:
             warnings.append("the temporal and face options are for the person framing: not used")
         return Framed(whole, warnings=warnings)
-    if plates is None:
-        plates = SessionPlates(store, session, data, PersonMasks(data, cfg.person_masks, models_dir))
     masks = plates.masks
     _person_masks(masks, idx, cfg.progress_every_s, warnings, progress)
     progress("loading", message="background plates")

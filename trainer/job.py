@@ -183,7 +183,7 @@ class TrainingJob:
         made = None if self.consent else self.versions.made_earlier(name)
         if made is not None:
             return made
-        ref = load_reference(self.settings, self.session, name, representation, store=self.store)
+        ref = load_reference(self.store, self.session, name, representation)
         data = load_training_set(self.settings, self.session, store=self.store, expected=manifest.get("samples"))
         split, test = self._split(data, ref.poses)
         group = group_framing(manifest, data, representation, self.config.framing, self.config.posemap_style)
@@ -192,10 +192,7 @@ class TrainingJob:
         dance = None
         if group is None:
             size, frames = data.camera_size(camera), self.config.max_render_frames
-            poses = data.poses[main]
-            dance = build_dance(
-                self.settings, ref, name, poses, size, data.size, representation, frames, store=self.store
-            )
+            dance = build_dance(self.store, ref, name, data.poses[main], size, data.size, representation, frames)
         judge = SessionJudge(
             [data.frames[i] for i in main], data.poses[main], self.estimators, drawn_by=manifest.get("pose_backends")
         )
@@ -221,18 +218,9 @@ class TrainingJob:
             framed = Framed(*loaded.group)
         else:
             # One person's framing, as base models frame their sessions too.
+            data, train, representation = loaded.data, loaded.split.train, loaded.representation
             framed = choose_framing(
-                self.store,
-                self.session,
-                loaded.data,
-                loaded.split.train,
-                loaded.representation,
-                self.config,
-                self.device,
-                self.settings.models_dir,
-                conditioning,
-                loaded.plates,
-                self.progress,
+                data, train, representation, self.config, self.device, loaded.plates, conditioning, self.progress
             )
             self.warnings += framed.warnings
         self._warn_if_not_conditioned(loaded.manifest, conditioning, framed)

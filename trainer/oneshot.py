@@ -30,7 +30,7 @@ import numpy as np
 from infra.objectstore import ObjectStore
 from schemas import layout
 from trainer.training_set import TrainingSet
-from vision.warp import PARTS, PartWarper, SourceView, body_scale, part_defined, select_views
+from vision.warp import PartWarper, SourceView, body_scale, select_views
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +93,6 @@ def choose_views(
     return views, best
 
 
-def missing_parts(warper: PartWarper, poses: np.ndarray) -> list[str]:
-    """Parts the poses show (in at least a tenth of them) that no view of the warper has."""
-    seen = set(warper.seen_parts())
-    shown = [n for n in PARTS if np.mean([part_defined(p, n) for p in poses]) >= 0.1] if len(poses) else []
-    return [n for n in shown if n not in seen]
-
-
 def oneshot_frames(warper: PartWarper, poses: np.ndarray, plate: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(frame, pose map) per pose: the warped person over the plate, and the stick figure it follows."""
     from vision.posemap import render_pose_map
@@ -141,7 +134,7 @@ def render_oneshot(
         raise OneShotError(f"session {session}: no frame of camera {camera} shows enough of the person to take from")
     warper = PartWarper(views)
     warnings = []
-    missing = missing_parts(warper, poses)
+    missing = warper.missing_parts(poses)
     if missing:
         warnings.append(
             f"one-shot video: the visitor was never seen with their {', '.join(missing)}: "
@@ -193,14 +186,14 @@ def run_oneshot(
     store = ObjectStore(settings)
     manifest = read_manifest(settings, session, store=store) or {}
     name = reference_name(settings, session, reference or manifest.get("reference"))
-    ref = load_reference(settings, session, name, store=store)
+    ref = load_reference(store, session, name)
     data = load_training_set(settings, session, store=store, expected=manifest.get("samples"))
     # The views come from the frames the trainer learns from, as in the trainer; the held-out frames
     # stay unseen so the figures of both videos are comparable.
     train = holdout_split(data.cameras, data.seqs, poses=data.poses).train
     camera = data.main_camera()
     size = data.camera_size(camera)
-    dance = build_dance(settings, ref, name, data.poses[data.cameras == camera], size, data.size, "pose", max_frames)
+    dance = build_dance(store, ref, name, data.poses[data.cameras == camera], size, data.size, "pose", max_frames)
     masks = PersonMasks(data, person_masks, settings.models_dir)
     shot = render_oneshot(
         store,

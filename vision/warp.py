@@ -373,6 +373,12 @@ class PartWarper:
         """Parts some view has."""
         return tuple(n for n in PARTS if any(n in v.layers for v in self.views))
 
+    def missing_parts(self, poses: np.ndarray) -> list[str]:
+        """Parts the poses show (in at least a tenth of them) that no view has."""
+        seen = set(self.seen_parts())
+        shown = [n for n in PARTS if np.mean([part_defined(p, n) for p in poses]) >= 0.1] if len(poses) else []
+        return [n for n in shown if n not in seen]
+
     def _ranked(self, ft: float) -> list[SourceView]:
         """Views facing the target's way (its facing ft) first, then by how frontal they are: the
         first one gives every part it has, so a dance is drawn from one view wherever it can be (no

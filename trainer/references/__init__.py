@@ -16,6 +16,8 @@ from trainer.references.store import (
     load_reference,
     load_reference_parts,
     load_reference_version,
+    read_reference,
+    read_reference_parts,
     smooth_reference,
 )
 
@@ -29,5 +31,7 @@ __all__ = [
     "load_reference_parts",
     "load_reference_version",
     "parse_corrections",
+    "read_reference",
+    "read_reference_parts",
     "smooth_reference",
 ]

@@ -205,7 +205,12 @@ def _json(data: dict) -> bytes:
 
 
 def latest_version(settings: Settings, name: str, store: ObjectStore | None = None) -> int | None:
-    data = (store or ObjectStore(settings)).get(layout.reference_latest_key(name))
+    """The newest version of reference `name`, None for no such reference."""
+    return _latest(store or ObjectStore(settings), name)
+
+
+def _latest(store: ObjectStore, name: str) -> int | None:
+    data = store.get(layout.reference_latest_key(name))
     return None if data is None else int(json.loads(data)["version"])
 
 
@@ -307,7 +312,7 @@ def add_reference(
         raise ValueError(f"smoothing mode must be one of {MODES}, got {mode!r}")
     info = probe(video)
     store = ObjectStore(settings)
-    current = latest_version(settings, name, store=store)
+    current = _latest(store, name)
     if current is not None and not replace:
         raise FileExistsError(f"reference {name} exists (version {current}); correct it, or add with replace")
     if people > 1 and needs_parts(representation):
@@ -411,7 +416,7 @@ def correct_reference(
 ) -> dict:
     """Apply a corrections file to the latest version's raw estimates, re-smooth, store a new version."""
     store = ObjectStore(settings)
-    current = latest_version(settings, name, store=store)
+    current = _latest(store, name)
     if current is None:
         raise FileNotFoundError(f"no reference named {name}")
     meta = json.loads(_get(store, layout.reference_file_key(name, current, "meta.json")))
@@ -476,12 +481,15 @@ def correct_reference(
     return new_meta
 
 
-def load_reference_version(
-    settings: Settings, name: str, version: int | None = None, *, store: ObjectStore | None = None
-) -> Reference:
-    """Reference `name` at `version` (None: its latest), read through `store` (else a client of settings)."""
-    store = store or ObjectStore(settings)
-    version = version or latest_version(settings, name, store=store)
+def load_reference_version(settings: Settings, name: str, version: int | None = None) -> Reference:
+    """Reference `name` at `version` (None: its latest): read_reference through a client of settings."""
+    return read_reference(ObjectStore(settings), name, version)
+
+
+def read_reference(store: ObjectStore, name: str, version: int | None = None) -> Reference:
+    """Reference `name` at `version` (None: its latest), read through `store`; FileNotFoundError
+    for no such reference."""
+    version = version or _latest(store, name)
     if version is None:
         raise FileNotFoundError(f"no reference named {name}")
     meta = json.loads(_get(store, layout.reference_file_key(name, version, "meta.json")))
@@ -504,7 +512,12 @@ def _parts_from_npz(data: bytes) -> np.ndarray:
         return npz["part_ids"]
 
 
-def load_reference_parts(settings: Settings, ref: Reference, *, store: ObjectStore | None = None) -> np.ndarray:
+def load_reference_parts(settings: Settings, ref: Reference) -> np.ndarray:
+    """read_reference_parts through a client of settings."""
+    return read_reference_parts(ObjectStore(settings), ref)
+
+
+def read_reference_parts(store: ObjectStore, ref: Reference) -> np.ndarray:
     """The reference's part maps: uint8 [T, h, w] (0 background, 1..24 parts), one per pose.
 
     Videos larger than PARTS_MAX_SIDE have them stored smaller: a map's pixel (x, y) is the
@@ -516,7 +529,7 @@ def load_reference_parts(settings: Settings, ref: Reference, *, store: ObjectSto
             "`booth reference add --representation parts` (or pose+parts)"
         )
     key = layout.reference_file_key(ref.name, ref.version, PARTS_FILE)
-    parts = _parts_from_npz(_get(store or ObjectStore(settings), key))
+    parts = _parts_from_npz(_get(store, key))
     if parts.ndim != 3 or len(parts) != len(ref.poses):
         raise ValueError(
             f"reference {ref.name} v{ref.version}: {PARTS_FILE} holds {parts.shape} for {len(ref.poses)} poses"
@@ -549,7 +562,7 @@ def list_references(settings: Settings) -> list[dict]:
         if not key.endswith("/latest.json") or key.count("/") != 2:
             continue
         name = key.split("/")[1]
-        version = latest_version(settings, name, store=store)
+        version = _latest(store, name)
         meta = json.loads(_get(store, layout.reference_file_key(name, version, "meta.json")))
         rows.append(
             {
