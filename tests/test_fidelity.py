@@ -1,6 +1,8 @@
 """Dance fidelity: limb error in the hip-shoulder frame, facing from keypoints, the judge on real
 photos with an estimator other than the one that drew the poses, and bad input."""
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -197,3 +199,32 @@ def test_the_judges_floor_is_its_score_on_the_real_frames_and_never_its_own_draw
     floor, warnings = real_floor([image], poses[:1], "movenet", shared / "models", drawn_by=["movenet-lightning"])
     assert floor == {} and "drawn by movenet, the judge itself" in warnings[0]
     assert real_floor([], poses[:0], "blazepose")[0] == {}
+
+
+def test_a_session_judges_with_the_processs_estimators_and_one_that_cannot_load_is_said(shared_dir):
+    from trainer.estimators import Estimators
+    from trainer.fidelity import SessionJudge, judge_estimator
+
+    image = cv2.cvtColor(cv2.imread(str(shared_dir / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
+    estimators = Estimators.load(shared_dir / "models")
+    # Made once for the process: the same estimators every session's judge uses.
+    assert estimators.judge("blazepose") is judge_estimator("blazepose", shared_dir / "models")
+    assert not isinstance(estimators.held_out, Exception)
+    assert isinstance(estimators.judge("openpose"), ValueError)
+    asked = estimators.judge("movenet").estimate(image)[0].keypoints
+    poses = np.stack([asked] * 3)
+
+    def verdict(estimators):
+        session = SessionJudge([image] * 3, poses, estimators, drawn_by=["movenet"])
+        judge = session.watcher(SimpleNamespace(poses=poses, ref=SimpleNamespace(meta={"backend": "movenet"})))
+        list(judge.watch([(image, image)] * 3))
+        return session.verdict(judge)
+
+    judged = verdict(estimators)
+    assert 0 < judged.figures["dance_limb_error"] < 0.15 and "dance_limb_floor" in judged.figures
+    # The judge could not be made when the trainer started: no figures, the reason among the warnings.
+    broken = Estimators({"blazepose": OSError("no model file"), "movenet": estimators.judge("movenet")}, None)
+    missing = verdict(broken)
+    assert not any(k.startswith("dance_limb") for k in missing.figures)
+    assert "dance fidelity not measured: blazepose cannot load (no model file)" in missing.warnings
+    assert any(w.startswith("no judge floor: OSError: no model file") for w in missing.warnings)
