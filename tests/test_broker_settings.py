@@ -92,11 +92,13 @@ def test_booth_setup_creates_the_topics_and_the_bucket_from_the_settings(setting
 
     from booth.cli import main
     from infra.objectstore import ObjectStore
+    from infra.settings import TopicOverride
 
     s = settings.model_copy(
         update={
             "topic_datasets": settings.topic_datasets + ".setup",
-            "kafka_topics": {settings.topic_datasets + ".setup": {"partitions": 5}},
+            # model_copy does not validate: the override goes in as the model it would become
+            "kafka_topics": {settings.topic_datasets + ".setup": TopicOverride(partitions=5)},
             "s3_bucket": settings.s3_bucket + "-setup",
         }
     )
