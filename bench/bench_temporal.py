@@ -45,12 +45,11 @@ from bench.footage import footage_session, photo_session
 from infra.settings import Settings
 from trainer.coherent import CoherentPersonCentred
 from trainer.evaluation import comparison_strip, held_out_frames
-from trainer.pix2pix.evaluate import frames_pose_error, motion_error, video_quality
+from trainer.pix2pix.evaluate import frame_boxes, frames_pose_error, motion_error, video_quality
 from trainer.pix2pix.face import face_boxes, face_quality
 from trainer.pix2pix.networks import NetConfig
 from trainer.pix2pix.run import make_trainer
 from trainer.pix2pix.train import TrainConfig
-from vision.crop import person_box
 
 SIZE = 128  # the person crop; 256 trains ~4x slower, too few steps for three arms in one run
 CAMERA = "cam0"
@@ -103,7 +102,7 @@ def compare(p: Prepared, budget_s: float, out_dir: Path, estimate) -> list[dict]
         real, fake, _maps, poses = held_out_frames(generator, f, p.data, p.test)[CAMERA]
         render_fps = len(fake) / (time.perf_counter() - t0)
         size = (real.shape[2], real.shape[1])
-        boxes = [person_box(q_, size) for q_ in poses]
+        boxes = frame_boxes(real, poses)
         q = video_quality(real, fake, poses, boxes)
         fq = face_quality(real, fake, face_boxes(poses, f.face_side_px(CAMERA), size), f.face_side_px(CAMERA))
         rows.append(

@@ -20,7 +20,6 @@ from trainer.pix2pix.synthetic import PERSON_A, random_poses
 from trainer.training_set import TrainingSet
 from vision.crop import crop_side
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SIZE, CROP = (96, 72), 32
 
 
@@ -91,19 +90,18 @@ def test_the_comparison_enlarges_each_frames_face_box_and_person_box():
         np.testing.assert_array_equal(row[below_label, 244:324], person[below_label])
 
 
-def _walking(dx: float, n: int = 5) -> np.ndarray:
-    img = cv2.cvtColor(cv2.imread(str(SHARED / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
+def _walking(shared: Path, dx: float, n: int = 5) -> np.ndarray:
+    img = cv2.cvtColor(cv2.imread(str(shared / "data" / "images" / "squat.png")), cv2.COLOR_BGR2RGB)
     h, w = img.shape[:2]
     shifts = [np.float32([[1, 0, dx * t], [0, 1, 3 * t]]) for t in range(n)]
     return np.stack([cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REPLICATE) for m in shifts])
 
 
-@pytest.mark.skipif(not (SHARED / "models").is_dir(), reason=f"shared folder absent: {SHARED}")
-def test_one_pose_check_estimator_serves_every_session_each_tracked_afresh():
+def test_one_pose_check_estimator_serves_every_session_each_tracked_afresh(shared_dir):
     from vision.pose import load_estimator
 
-    models = SHARED / "models"
-    first, second = _walking(12.0), _walking(-9.0)
+    models = shared_dir / "models"
+    first, second = _walking(shared_dir, 12.0), _walking(shared_dir, -9.0)
     found = load_estimator("auto", models)
     poses = np.stack([found.estimate(f, key="poses")[0].keypoints for f in second])
     poses[:, :, 0] += 4.0  # the poses asked for, a little off what the frames show

@@ -36,7 +36,6 @@ from infra.objectstore import ObjectStore
 from schemas import layout
 from schemas.keypoints import empty_keypoints
 from trainer.training_set import TrainingSet
-from vision.crop import person_box
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,7 @@ def version_figures(generator, framing, data: TrainingSet, test: np.ndarray, cam
     """The held-out figures a version carries (VERSION_FIGURES): the main camera's (`camera`)
     whole-frame and person-box SSIM/PSNR; {} when it has no held-out frame. No flicker or pose
     check: those wait for the final evaluation."""
-    from trainer.pix2pix.evaluate import frame_quality
+    from trainer.pix2pix.evaluate import frame_boxes, frame_quality
 
     run = held_out_frames(generator, framing, data, test & (data.cameras == camera)).get(camera)
     if run is None:
@@ -211,14 +210,10 @@ def _label(image: np.ndarray, text: str, at: tuple[int, int] = (4, 14), scale: f
 
 
 def person_boxes(per_camera: dict[str, tuple]) -> dict[str, list]:
-    """Per camera: the person's box in each of its held-out frames (frame_boxes)."""
+    """Per camera: the person's box in each of its held-out frames (trainer.pix2pix.evaluate.frame_boxes)."""
+    from trainer.pix2pix.evaluate import frame_boxes
+
     return {c: frame_boxes(real, poses) for c, (real, _f, _m, poses) in per_camera.items()}
-
-
-def frame_boxes(frames: np.ndarray, poses: np.ndarray) -> list:
-    """The person's box (vision.crop.person_box) of each pose [T, 17, 3] in its frame [T, H, W, 3]."""
-    h, w = frames.shape[1:3]
-    return [person_box(p, (w, h)) for p in poses]
 
 
 def sample_sheet(

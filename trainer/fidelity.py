@@ -160,12 +160,16 @@ def judged_indices(total: int, n: int = JUDGED_FRAMES) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(0, total - 1, min(n, total))})
 
 
-@cache
 def judge_estimator(backend: str, models_dir: str | Path | None = None):
-    """The judge `backend`'s estimator (one per process and folder); raises when it cannot load."""
+    """The judge `backend`'s estimator from models_dir (a folder that is not there: the default
+    one), one per process and folder; raises when it cannot load."""
+    return _judge_estimator(backend, Path(models_dir) if models_dir and Path(models_dir).is_dir() else None)
+
+
+@cache  # keyed by the folder as a Path, so "x" and Path("x") share one estimator
+def _judge_estimator(backend: str, where: Path | None):
     from vision.pose import load_estimator
 
-    where = Path(models_dir) if models_dir and Path(models_dir).is_dir() else None
     # Every frame on its own: a crop carried over from another frame (or another video) misleads.
     options = {"track": False, "with_mask": False} if backend == "blazepose" else {"track": False}
     return load_estimator(backend, where, **options)
@@ -199,7 +203,7 @@ class DanceJudge:
     ):
         self.poses = np.asarray(poses, np.float32)
         self.backend = independent_backend(drawn_by)
-        self.models_dir = str(models_dir) if models_dir and Path(models_dir).is_dir() else None
+        self.models_dir = models_dir  # where judge() loads its judge from (judge_estimator)
         self.session_poses = session_poses
         self.indices = judged_indices(len(self.poses), frames)
         self._wanted = set(self.indices)

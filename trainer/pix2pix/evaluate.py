@@ -177,15 +177,21 @@ def frame_quality(reals: np.ndarray, fakes: np.ndarray, boxes: list) -> dict[str
     }
 
 
+def frame_boxes(frames: np.ndarray, poses: np.ndarray) -> list:
+    """The person's box (vision.crop.person_box) of each pose [T, 17, 3] in its frame [T, H, W, 3]:
+    where every figure of this module looks for the person."""
+    h, w = np.shape(frames)[1:3]
+    return [person_box(p, (w, h)) for p in poses]
+
+
 def video_quality(
     reals: np.ndarray, fakes: np.ndarray, poses: np.ndarray, boxes: list | None = None
 ) -> dict[str, float]:
     """frame_quality and flicker of generated frames against the real ones; poses [T, 17, 3] are
-    the real frames' (they place the person boxes; `boxes`: those boxes where the caller has them
-    already)."""
+    the real frames' (they place the person boxes, frame_boxes; `boxes`: those boxes where the
+    caller has them already)."""
     reals, fakes = _video_pair(reals, fakes)
-    h, w = reals.shape[1:3]
-    boxes = boxes if boxes is not None else [person_box(p, (w, h)) for p in poses]
+    boxes = boxes if boxes is not None else frame_boxes(reals, poses)
     return {**frame_quality(reals, fakes, boxes), "flicker": flicker(reals, fakes, boxes)}
 
 
